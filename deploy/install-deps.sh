@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages whipcast needs to build, run and test.
+# Idempotent: it only calls apt when a package is missing, so `make run` / `make test`
+# stay fast on a machine that already has everything.
+set -euo pipefail
+
+PKGS=(
+  # build
+  pkg-config build-essential libglib2.0-dev
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  # runtime elements (FACTS.md §1): rtp/jitterbuffer/depay (good), x264enc (ugly),
+  # avdec_h264/avenc_aac (libav), h264parse/opusparse (bad), vp8dec/vp9dec (good)
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  gstreamer1.0-plugins-base-apps
+  # tests and benchmarks: ffprobe decodes what we serve, /usr/bin/time measures CPU and RSS
+  ffmpeg time curl ca-certificates
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,220 @@
+//! The per-stream task: the one place where a publisher's peer, its pipeline and its HLS
+//! output meet. It owns all three; others reach it only through bounded [`Command`]s.
+//!
+//! Whatever ends it (DELETE, socket closed, ICE failure, RTP silence, a pipeline error),
+//! the same exit path runs: drain the muxers, write `EXT-X-ENDLIST`, close the peer. A
+//! failure here ends this stream only.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::StreamKey;
+use crate::hls::HlsStore;
+use crate::ingest::peer::{Candidate, IncomingTrack, KeyframeRequester, PeerError, PeerEvent, PeerSession, TrackKind};
+use crate::media::{AudioInput, Ladder, MediaEvent, MediaSpec, Pipeline, VideoInput};
+
+/// How long the muxers get to flush their last fragment after the publisher leaves.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Until the first segment, ask for a keyframe this often (the decoder cannot start
+/// without one, and a publisher may have sent its only IDR before we were listening).
+const STARTUP_PLI_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Requests to a broadcast task.
+#[derive(Debug)]
+pub enum Command {
+    /// End the broadcast; reply when ENDLIST is written.
+    Stop(oneshot::Sender<()>),
+    /// Add a trickled remote candidate.
+    AddCandidate(Candidate, oneshot::Sender<Result<(), PeerError>>),
+}
+
+/// Everything a broadcast owns.
+pub struct BroadcastParams {
+    /// Stream name.
+    pub stream: StreamKey,
+    /// The connected (or connecting) peer.
+    pub peer: PeerSession,
+    /// Its events.
+    pub events: mpsc::Receiver<PeerEvent>,
+    /// Commands from the HTTP side.
+    pub commands: mpsc::Receiver<Command>,
+    /// Opus payload type from the offer; `None` means the publisher sends no audio.
+    pub audio_payload_type: Option<u8>,
+    /// Ladder in force.
+    pub ladder: Ladder,
+    /// Where segments go.
+    pub store: HlsStore,
+    /// Time allowed to connect and deliver video.
+    pub connect_timeout: Duration,
+    /// Video RTP silence that ends the stream.
+    pub media_timeout: Duration,
+    /// Server candidates for a WebSocket client.
+    pub candidates: Option<mpsc::Sender<Candidate>>,
+}
+
+/// Runs a broadcast to its end; returns why it ended.
+pub async fn run(mut p: BroadcastParams) -> String {
+    let started = Instant::now();
+    let mut video: Option<IncomingTrack> = None;
+    let mut audio: Option<IncomingTrack> = None;
+    let mut pipeline: Option<Pipeline> = None;
+    let mut pli: Option<KeyframeRequester> = None;
+    let mut stop_reply: Option<oneshot::Sender<()>> = None;
+    let mut last_video = Instant::now();
+    let mut segments_out = 0u64;
+    let mut tick = tokio::time::interval(STARTUP_PLI_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+
+    let reason: String = loop {
+        tokio::select! {
+            cmd = p.commands.recv() => match cmd {
+                Some(Command::Stop(reply)) => {
+                    stop_reply = Some(reply);
+                    break "unpublished".into();
+                }
+                Some(Command::AddCandidate(c, reply)) => {
+                    let _ = reply.send(p.peer.add_candidate(c).await);
+                }
+                None => break "ingest gone".into(),
+            },
+            ev = p.events.recv() => match ev {
+                Some(PeerEvent::Connected) => info!(after_ms = started.elapsed().as_millis() as u64, "publisher connected"),
+                Some(PeerEvent::Closed(why)) => break format!("peer {why}"),
+                Some(PeerEvent::LocalCandidate(c)) => {
+                    if let Some(tx) = &p.candidates {
+                        let _ = tx.try_send(c);
+                    }
+                }
+                Some(PeerEvent::Track(t)) => match t.kind {
+                    TrackKind::Video(codec) if video.is_none() => {
+                        let spec = MediaSpec {
+                            stream: p.stream.to_string(),
+                            video: VideoInput { codec, payload_type: t.payload_type },
+                            audio: p.audio_payload_type.map(|payload_type| AudioInput { payload_type }),
+                            ladder: p.ladder.clone(),
+                            segment_duration: p.store.config().segment_duration,
+                        };
+                        match Pipeline::start(spec).await {
+                            Ok(pl) => pipeline = Some(pl),
+                            Err(e) => break format!("pipeline: {e}"),
+                        }
+                        pli = t.keyframes.clone();
+                        if let Some(k) = &pli {
+                            k.request();
+                        }
+                        last_video = Instant::now();
+                        video = Some(t);
+                    }
+                    TrackKind::Audio if audio.is_none() => audio = Some(t),
+                    _ => warn!("ignoring an extra track"),
+                },
+                None => break "peer gone".into(),
+            },
+            pkt = recv(&mut video) => match pkt {
+                Some(pkt) => {
+                    last_video = Instant::now();
+                    if let Some(pl) = &pipeline {
+                        if let Err(e) = pl.push_video(pkt) {
+                            break e.to_string();
+                        }
+                    }
+                }
+                None => break "video track ended".into(),
+            },
+            pkt = recv(&mut audio) => match pkt {
+                // Audio before the pipeline exists is dropped: its arrival timestamps
+                // would be stale by the time it could be pushed.
+                Some(pkt) => if let Some(pl) = &pipeline {
+                    if let Err(e) = pl.push_audio(pkt) {
+                        break e.to_string();
+                    }
+                },
+                None => audio = None,
+            },
+            ev = next_media(&mut pipeline) => match ev {
+                Some(MediaEvent::Error(e)) => break e.to_string(),
+                Some(MediaEvent::Eos) | None => break "pipeline ended".into(),
+                Some(MediaEvent::KeyframeRequest) => {
+                    debug!("pipeline asked for a keyframe");
+                    if let Some(k) = &pli { k.request(); }
+                }
+                Some(ev) => segments_out += store_event(&p.store, &p.stream, ev),
+            },
+            _ = tick.tick() => {
+                if pipeline.is_none() && started.elapsed() > p.connect_timeout {
+                    break format!("no video within {:?}", p.connect_timeout);
+                }
+                if pipeline.is_some() && last_video.elapsed() > p.media_timeout {
+                    break format!("no video RTP for {:?}", p.media_timeout);
+                }
+                if segments_out == 0 {
+                    if let Some(k) = &pli { k.request(); }
+                }
+            }
+        }
+    };
+
+    // One exit path: flush what the muxers hold, then ENDLIST, then close the peer.
+    if let Some(mut pl) = pipeline.take() {
+        let store = p.store.clone();
+        let stream = p.stream.clone();
+        pl.finish(DRAIN_TIMEOUT, |ev| {
+            store_event(&store, &stream, ev);
+        })
+        .await;
+    }
+    p.store.end(p.stream.as_str(), Instant::now());
+    p.peer.close().await;
+    if let Some(r) = stop_reply {
+        let _ = r.send(());
+    }
+    reason
+}
+
+/// Publishes an init segment or fragment; returns 1 for a video fragment.
+fn store_event(store: &HlsStore, stream: &StreamKey, ev: MediaEvent) -> u64 {
+    match ev {
+        MediaEvent::Init { info, data } => {
+            if let Err(e) = store.init(stream.as_str(), info, data) {
+                warn!(error = %e, "init segment not stored");
+            }
+            0
+        }
+        MediaEvent::Fragment {
+            rendition,
+            duration,
+            wallclock,
+            independent,
+            data,
+            ..
+        } => match store.segment(stream.as_str(), &rendition, duration, wallclock, independent, data) {
+            Ok(seq) => {
+                debug!(%rendition, seq, ms = duration.as_millis() as u64, "segment");
+                u64::from(rendition != "audio")
+            }
+            Err(e) => {
+                warn!(error = %e, "segment not stored");
+                0
+            }
+        },
+        _ => 0,
+    }
+}
+
+async fn recv(track: &mut Option<IncomingTrack>) -> Option<Bytes> {
+    match track {
+        Some(t) => t.packets.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_media(p: &mut Option<Pipeline>) -> Option<MediaEvent> {
+    match p {
+        Some(p) => p.next_event().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,344 @@
+//! Typed configuration: one TOML file (optional), every key defaulted, validated at start.
+//!
+//! `deploy/whipcast.toml` documents every key. Components receive their own sub-struct
+//! (`&IceConfig`, `&HlsConfig`, …), never the whole [`Config`]. `validate()` names the key
+//! at fault so a bad file fails at start with a message a user can act on.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::media::Ladder;
+
+/// Errors found while loading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or has unknown keys / wrong types.
+    #[error("invalid config {origin}: {message}")]
+    Parse {
+        /// Which file (or "embedded default").
+        origin: String,
+        /// The parser's message, which names the key.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid config: `{key}` {message}")]
+    Invalid {
+        /// The dotted key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP listener and public URL.
+    pub server: ServerConfig,
+    /// Publishing authorisation.
+    pub auth: AuthConfig,
+    /// ICE / UDP transport of the WebRTC ingest.
+    pub ice: IceConfig,
+    /// Transcoding ladder and encoder settings.
+    pub media: MediaConfig,
+    /// HLS packaging and retention.
+    pub hls: HlsConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Base URL used for absolute `Location` headers and playback URLs, e.g.
+    /// `https://live.example.com`. Empty: derived from the request's `Host` header.
+    pub public_url: String,
+    /// Directory of the web pages (`player/`). Empty: the `player/` directory next to the
+    /// crate, if it exists.
+    pub player_dir: String,
+    /// Largest accepted SDP offer, bytes (mediamtx uses 128 KiB).
+    pub max_sdp_bytes: usize,
+    /// Most simultaneous live streams; further publishers get 503 + `Retry-After`.
+    pub max_streams: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: String::new(),
+            player_dir: String::new(),
+            max_sdp_bytes: 128 * 1024,
+            max_streams: 16,
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Bearer token every publisher must present; empty means publishing is open.
+    pub token: String,
+    /// Per-stream tokens; a stream listed here needs its own token (the global one is not
+    /// accepted for it).
+    pub streams: BTreeMap<String, String>,
+}
+
+impl AuthConfig {
+    /// The token required to publish `stream`, if any.
+    pub fn required_token(&self, stream: &str) -> Option<&str> {
+        match self.streams.get(stream) {
+            Some(t) => Some(t.as_str()),
+            None if !self.token.is_empty() => Some(self.token.as_str()),
+            None => None,
+        }
+    }
+}
+
+/// `[ice]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IceConfig {
+    /// Local addresses each peer connection binds its UDP socket on. Each becomes a host
+    /// candidate. The default is loopback only; set the machine's public or LAN address (or
+    /// `0.0.0.0` for every interface) to accept publishers from elsewhere.
+    pub udp_addrs: Vec<IpAddr>,
+    /// First UDP port of the range peers bind in; `0` (with `port_max = 0`) picks ephemeral
+    /// ports. Open this range on the firewall.
+    pub port_min: u16,
+    /// Last UDP port of the range.
+    pub port_max: u16,
+    /// Public IPs to advertise instead of the bound ones (1:1 NAT, e.g. a cloud VM or a
+    /// container with published ports).
+    pub nat_1to1_ips: Vec<String>,
+    /// STUN/TURN URLs given to WHIP clients in `Link` headers (RFC 9725 §4.6) and to the
+    /// browser pages. Not contacted by the server itself.
+    pub ice_servers: Vec<String>,
+    /// How long a new session may take to connect and send video before it is dropped.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// A live stream whose video RTP stops for this long is ended.
+    #[serde(with = "humantime_serde")]
+    pub media_timeout: Duration,
+}
+
+impl Default for IceConfig {
+    fn default() -> Self {
+        Self {
+            udp_addrs: vec![IpAddr::from([127, 0, 0, 1])],
+            port_min: 0,
+            port_max: 0,
+            nat_1to1_ips: Vec::new(),
+            ice_servers: Vec::new(),
+            connect_timeout: Duration::from_secs(15),
+            media_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[media]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Path of a ladder file (format of `pipelines/ladder.toml`). Empty: the embedded default.
+    pub ladder_file: String,
+    /// Inline ladder; takes precedence over `ladder_file`.
+    pub ladder: Option<Ladder>,
+}
+
+impl MediaConfig {
+    /// The ladder in force: inline, from file, or the embedded `pipelines/ladder.toml`.
+    pub fn resolve_ladder(&self) -> Result<Ladder, ConfigError> {
+        if let Some(l) = &self.ladder {
+            return Ok(l.clone());
+        }
+        if !self.ladder_file.is_empty() {
+            let path = PathBuf::from(&self.ladder_file);
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            return toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                origin: path.display().to_string(),
+                message: e.to_string(),
+            });
+        }
+        toml::from_str(crate::media::DEFAULT_LADDER).map_err(|e| ConfigError::Parse {
+            origin: "embedded pipelines/ladder.toml".into(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// `[hls]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsConfig {
+    /// Target segment duration. Keyframes are forced on this cadence in every rung.
+    #[serde(with = "humantime_serde")]
+    pub segment_duration: Duration,
+    /// Segments listed in each live media playlist (Apple requires ≥ 6, AUTH 8.11).
+    pub window_segments: usize,
+    /// Segments kept downloadable after they leave the playlist (HLS2 §6.2.2: at least one
+    /// playlist duration).
+    pub retain_segments: usize,
+    /// How long an ended stream's playlists and segments stay served.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        Self {
+            segment_duration: Duration::from_secs(2),
+            window_segments: 6,
+            retain_segments: 6,
+            grace_period: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path` (or the defaults when `None`) and validates it.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let cfg = match path {
+            None => Config::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                Self::parse(&text, &p.display().to_string())?
+            }
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text (no validation).
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Rejects values that would make a broken server, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| ConfigError::Invalid {
+            key,
+            message: message.to_string(),
+        };
+        let seg = self.hls.segment_duration;
+        if seg < Duration::from_millis(500) || seg > Duration::from_secs(20) {
+            return Err(invalid("hls.segment_duration", "must be between 500ms and 20s"));
+        }
+        if seg.subsec_millis() % 100 != 0 {
+            return Err(invalid(
+                "hls.segment_duration",
+                "must be a multiple of 100ms (cmafmux cuts on exact multiples)",
+            ));
+        }
+        if self.hls.window_segments < 3 {
+            return Err(invalid(
+                "hls.window_segments",
+                "must be at least 3 (HLS2 §6.2.2; Apple requires 6)",
+            ));
+        }
+        if self.server.max_sdp_bytes < 1024 {
+            return Err(invalid("server.max_sdp_bytes", "must be at least 1024"));
+        }
+        if self.server.max_streams == 0 {
+            return Err(invalid("server.max_streams", "must be at least 1"));
+        }
+        if !self.server.public_url.is_empty()
+            && !(self.server.public_url.starts_with("http://")
+                || self.server.public_url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "server.public_url",
+                "must start with http:// or https://",
+            ));
+        }
+        if self.ice.udp_addrs.is_empty() {
+            return Err(invalid("ice.udp_addrs", "must list at least one address"));
+        }
+        if (self.ice.port_min == 0) != (self.ice.port_max == 0)
+            || self.ice.port_min > self.ice.port_max
+        {
+            return Err(invalid(
+                "ice.port_min",
+                "and ice.port_max must both be 0 or form a range min <= max",
+            ));
+        }
+        for (name, _) in &self.auth.streams {
+            if !crate::StreamKey::is_valid(name) {
+                return Err(invalid("auth.streams", &format!("{name:?} is not a valid stream name")));
+            }
+        }
+        self.media
+            .resolve_ladder()?
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                key: "media.ladder",
+                message,
+            })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let c = Config::default();
+        c.validate().expect("defaults valid");
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.ice.udp_addrs.iter().all(|a| a.is_loopback()));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("[hls]\nsegment_durration = \"2s\"\n", "t.toml")
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("segment_durration"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let c = Config::parse("[hls]\nsegment_duration = \"100ms\"\n", "t").expect("parses");
+        let err = c.validate().expect_err("too short");
+        assert!(err.to_string().contains("hls.segment_duration"), "{err}");
+        let c = Config::parse("[ice]\nport_min = 5000\n", "t").expect("parses");
+        assert!(c.validate().expect_err("half range").to_string().contains("ice.port_min"));
+    }
+
+    #[test]
+    fn per_stream_token_overrides_global() {
+        let c = Config::parse(
+            "[auth]\ntoken = \"g\"\n[auth.streams]\ncam = \"c\"\n",
+            "t",
+        )
+        .expect("parses");
+        assert_eq!(c.auth.required_token("cam"), Some("c"));
+        assert_eq!(c.auth.required_token("other"), Some("g"));
+        assert_eq!(AuthConfig::default().required_token("x"), None);
+    }
+}

@@ -1,0 +1,295 @@
+//! Playlist text. The only module that names `m3u8_rs`. Pure: takes state, returns bytes.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use m3u8_rs::{
+    AlternativeMedia, AlternativeMediaType, Map, MasterPlaylist, MediaPlaylist, MediaSegment,
+    Resolution, VariantStream,
+};
+
+use super::window::Window;
+use crate::media::{RenditionInfo, RenditionKind};
+
+/// `EXT-X-MAP` in a media playlist needs protocol version 6 (HLS2 §8).
+const MEDIA_VERSION: usize = 6;
+
+/// The audio group every video variant refers to.
+pub const AUDIO_GROUP: &str = "aac";
+
+/// Input for one media playlist.
+pub struct MediaView<'a> {
+    /// `EXT-X-TARGETDURATION`, fixed for the stream's life (HLS2 §6.2.1).
+    pub target_duration: u64,
+    /// The segments.
+    pub window: &'a Window,
+    /// URI of the init segment, relative to the playlist.
+    pub init_uri: &'a str,
+    /// URI of segment `seq`, relative to the playlist.
+    pub segment_uri: &'a dyn Fn(u64) -> String,
+    /// Publisher gone: `EXT-X-ENDLIST`.
+    pub ended: bool,
+}
+
+/// The target duration for a configured segment duration: EXTINF rounded to the nearest
+/// integer must not exceed it (HLS2 §4.4.3.1). Forced keyframes keep segments within a
+/// frame of the target, so rounding the target up leaves the required margin.
+pub fn target_duration(segment: Duration) -> u64 {
+    (segment.as_secs_f64().ceil() as u64).max(1)
+}
+
+/// Renders a media playlist.
+pub fn media(view: &MediaView<'_>) -> Bytes {
+    let segments = view
+        .window
+        .segments()
+        .enumerate()
+        .map(|(i, s)| MediaSegment {
+            uri: (view.segment_uri)(s.seq),
+            duration: s.duration.as_secs_f32(),
+            // EXT-X-MAP once, on the first segment; it applies to all that follow.
+            map: (i == 0).then(|| Map {
+                uri: view.init_uri.to_string(),
+                ..Default::default()
+            }),
+            // AUTH 8.4: PDT in every live media playlist. One per segment lets players
+            // map every segment without accumulating EXTINF rounding.
+            program_date_time: Some(to_chrono(s.wallclock)),
+            ..Default::default()
+        })
+        .collect();
+    let pl = MediaPlaylist {
+        version: Some(MEDIA_VERSION),
+        target_duration: view.target_duration,
+        media_sequence: view.window.media_sequence(),
+        segments,
+        end_list: view.ended,
+        independent_segments: true,
+        ..Default::default()
+    };
+    write(|w| pl.write_to(w))
+}
+
+/// One rendition as the multivariant playlist needs it.
+pub struct MasterEntry<'a> {
+    /// Negotiated description.
+    pub info: &'a RenditionInfo,
+    /// URI of its media playlist, relative to the multivariant playlist.
+    pub uri: String,
+    /// Highest measured segment bitrate, bit/s (0 if none yet).
+    pub peak_bps: u64,
+    /// Average measured bitrate, bit/s (0 if none yet).
+    pub average_bps: u64,
+}
+
+/// Renders the multivariant playlist: one `EXT-X-STREAM-INF` per video rung (highest
+/// first), one `EXT-X-MEDIA` audio rendition shared by all.
+pub fn master(video: &[MasterEntry<'_>], audio: Option<&MasterEntry<'_>>) -> Bytes {
+    let audio_codecs = audio.map(|a| a.info.codecs.clone()).unwrap_or_default();
+    let (audio_avg, audio_peak) = audio.map_or((0, 0), |a| {
+        (
+            a.average_bps.max(a.info.bitrate),
+            a.peak_bps.max(a.info.bitrate),
+        )
+    });
+    let variants = video
+        .iter()
+        .filter_map(|v| {
+            let RenditionKind::Video { width, height, fps } = &v.info.kind else {
+                return None;
+            };
+            let average = v.average_bps.max(v.info.bitrate) + audio_avg;
+            // BANDWIDTH is the peak segment bitrate (HLS2 §4.4.6.2); until measured, allow
+            // the usual 10 % VBV overshoot over the target.
+            let peak = v.peak_bps.max(v.info.bitrate * 11 / 10) + audio_peak;
+            let codecs = if audio_codecs.is_empty() {
+                v.info.codecs.clone()
+            } else {
+                format!("{},{}", v.info.codecs, audio_codecs)
+            };
+            Some(VariantStream {
+                uri: v.uri.clone(),
+                bandwidth: peak.max(average),
+                average_bandwidth: Some(average),
+                codecs: Some(codecs),
+                resolution: Some(Resolution {
+                    width: u64::from(*width),
+                    height: u64::from(*height),
+                }),
+                frame_rate: Some(*fps),
+                audio: audio.map(|_| AUDIO_GROUP.to_string()),
+                ..Default::default()
+            })
+        })
+        .collect();
+    let alternatives = audio
+        .iter()
+        .filter_map(|a| {
+            let RenditionKind::Audio {
+                channels, language, ..
+            } = &a.info.kind
+            else {
+                return None;
+            };
+            Some(AlternativeMedia {
+                media_type: AlternativeMediaType::Audio,
+                uri: Some(a.uri.clone()),
+                group_id: AUDIO_GROUP.to_string(),
+                // AUTH 8.10: LANGUAGE is required on EXT-X-MEDIA.
+                language: Some(language.clone()),
+                name: "Main".to_string(),
+                default: true,
+                autoselect: true,
+                channels: Some(channels.to_string()),
+                ..Default::default()
+            })
+        })
+        .collect();
+    let pl = MasterPlaylist {
+        version: Some(MEDIA_VERSION),
+        variants,
+        alternatives,
+        // Every segment of every rung starts with an IDR (HLS2 §4.4.2.1, AUTH 9.11).
+        independent_segments: true,
+        ..Default::default()
+    };
+    write(|w| pl.write_to(w))
+}
+
+fn to_chrono(t: SystemTime) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::<chrono::Utc>::from(t).fixed_offset()
+}
+
+fn write(f: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> Bytes {
+    let mut out = Vec::with_capacity(1024);
+    // Writing into a Vec cannot fail.
+    f(&mut out).expect("writing a playlist into memory cannot fail");
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn video(name: &str, w: u32, h: u32, kbps: u64) -> RenditionInfo {
+        RenditionInfo {
+            name: name.into(),
+            kind: RenditionKind::Video {
+                width: w,
+                height: h,
+                fps: 30.0,
+            },
+            codecs: "avc1.64001f".into(),
+            bitrate: kbps * 1000,
+        }
+    }
+
+    fn audio() -> RenditionInfo {
+        RenditionInfo {
+            name: "audio".into(),
+            kind: RenditionKind::Audio {
+                channels: 2,
+                rate: 48_000,
+                language: "und".into(),
+            },
+            codecs: "mp4a.40.2".into(),
+            bitrate: 128_000,
+        }
+    }
+
+    #[test]
+    fn target_duration_rounds_up() {
+        assert_eq!(target_duration(Duration::from_secs(2)), 2);
+        assert_eq!(target_duration(Duration::from_millis(1500)), 2);
+        assert_eq!(target_duration(Duration::from_millis(500)), 1);
+    }
+
+    #[test]
+    fn media_playlist_golden() {
+        let mut w = Window::new(3, 3);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for i in 0..4u64 {
+            w.push(
+                Duration::from_millis(2000),
+                t0 + Duration::from_secs(2 * i),
+                true,
+                Bytes::new(),
+            );
+        }
+        let uri = |seq: u64| format!("seg-7-{seq}.m4s");
+        let text = media(&MediaView {
+            target_duration: 2,
+            window: &w,
+            init_uri: "init-7.mp4",
+            segment_uri: &uri,
+            ended: false,
+        });
+        let text = String::from_utf8(text.to_vec()).expect("utf8");
+        assert!(text.starts_with("#EXTM3U\n#EXT-X-VERSION:6\n"), "{text}");
+        assert!(text.contains("#EXT-X-TARGETDURATION:2\n"));
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:1\n"));
+        assert!(text.contains("#EXT-X-MAP:URI=\"init-7.mp4\"\n"));
+        assert_eq!(text.matches("#EXT-X-MAP").count(), 1);
+        assert_eq!(text.matches("#EXT-X-PROGRAM-DATE-TIME:").count(), 3);
+        assert!(text.contains("2023-11-14T22:13:22"), "{text}");
+        assert!(text.contains("#EXTINF:2,\nseg-7-1.m4s\n"), "{text}");
+        assert!(text.contains("seg-7-3.m4s"));
+        assert!(!text.contains("seg-7-0.m4s"));
+        assert!(!text.contains("ENDLIST"));
+
+        let ended = media(&MediaView {
+            target_duration: 2,
+            window: &w,
+            init_uri: "init-7.mp4",
+            segment_uri: &uri,
+            ended: true,
+        });
+        assert!(String::from_utf8_lossy(&ended).trim_end().ends_with("#EXT-X-ENDLIST"));
+    }
+
+    #[test]
+    fn master_playlist_attributes() {
+        let v720 = video("720p", 1280, 720, 2800);
+        let v360 = video("360p", 640, 360, 600);
+        let a = audio();
+        let entries = [
+            MasterEntry {
+                info: &v720,
+                uri: "720p/index.m3u8".into(),
+                peak_bps: 4_000_000,
+                average_bps: 0,
+            },
+            MasterEntry {
+                info: &v360,
+                uri: "360p/index.m3u8".into(),
+                peak_bps: 0,
+                average_bps: 0,
+            },
+        ];
+        let audio_entry = MasterEntry {
+            info: &a,
+            uri: "audio/index.m3u8".into(),
+            peak_bps: 0,
+            average_bps: 0,
+        };
+        let text = master(&entries, Some(&audio_entry));
+        let text = String::from_utf8(text.to_vec()).expect("utf8");
+        assert!(text.contains("#EXT-X-INDEPENDENT-SEGMENTS"), "{text}");
+        assert!(text.contains("TYPE=AUDIO"), "{text}");
+        assert!(text.contains("GROUP-ID=\"aac\""));
+        assert!(text.contains("LANGUAGE=\"und\""));
+        // Measured peak wins over the target; audio is added.
+        assert!(text.contains("BANDWIDTH=4128000"), "{text}");
+        assert!(text.contains("AVERAGE-BANDWIDTH=2928000"), "{text}");
+        assert!(text.contains("BANDWIDTH=788000"), "{text}");
+        assert!(text.contains("CODECS=\"avc1.64001f,mp4a.40.2\""));
+        assert!(text.contains("RESOLUTION=1280x720"));
+        assert!(text.contains("FRAME-RATE=30,") || text.contains("FRAME-RATE=30\n"), "{text}");
+        assert!(text.contains("AUDIO=\"aac\""));
+        assert!(text.find("720p/index.m3u8") < text.find("360p/index.m3u8"));
+        // Parses back.
+        let parsed = m3u8_rs::parse_master_playlist_res(text.as_bytes()).expect("parses");
+        assert_eq!(parsed.variants.len(), 2);
+        assert_eq!(parsed.alternatives.len(), 1);
+    }
+}

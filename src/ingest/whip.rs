@@ -1,0 +1,277 @@
+//! WHIP (RFC 9725) HTTP edge: `POST /whip/{stream}`, `PATCH`/`DELETE /whip/{stream}/{session}`.
+//! Thin: checks transport-level rules, calls [`Ingest`], builds the response. The single
+//! mapping from [`IngestError`] to HTTP lives here.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tracing::{error, info, warn};
+
+use super::{Candidate, Ingest, IngestError, PublishRequest, Signaling};
+use crate::origin::AppState;
+
+const SDP: &str = "application/sdp";
+const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            error!(error = %self, "request failed");
+        } else {
+            warn!(status = status.as_u16(), error = %self, "request refused");
+        }
+        let mut resp = (status, format!("{self}\n")).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match status {
+            // RFC 6750 §3.
+            StatusCode::UNAUTHORIZED => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"whipcast\", error=\"invalid_token\""),
+                );
+            }
+            // RFC 9725 §4.5: under load, 503 with Retry-After.
+            StatusCode::SERVICE_UNAVAILABLE => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// The bearer token of a request, if any (RFC 6750 §2.1).
+pub fn bearer(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
+}
+
+/// Reads at most `limit` bytes of UTF-8 body.
+async fn read_body(body: Body, limit: usize) -> Result<String, IngestError> {
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| IngestError::SdpTooLarge(limit))?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| IngestError::Sdp(super::SdpError::Malformed("not UTF-8".into())))
+}
+
+/// The absolute base URL for `Location` headers: OBS mis-resolves relative ones
+/// (STANDARDS §1d, mediamtx #3177).
+pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if !state.public_url.is_empty() {
+        return state.public_url.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}
+
+/// `Link` headers for the configured ICE servers (RFC 9725 §4.6).
+pub fn link_headers(ice_servers: &[String]) -> Vec<HeaderValue> {
+    ice_servers
+        .iter()
+        .filter_map(|url| HeaderValue::from_str(&format!("<{url}>; rel=\"ice-server\"")).ok())
+        .collect()
+}
+
+/// `POST /whip/{stream}`
+pub async fn post(
+    State(state): State<AppState>,
+    Path(stream): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, IngestError> {
+    let ingest: &Ingest = &state.ingest;
+    let token = bearer(&headers);
+    ingest.authorize(&stream, token.as_deref())?;
+    if !content_type_is(&headers, SDP) {
+        return Err(IngestError::BadContentType);
+    }
+    let offer = read_body(body, ingest.max_sdp_bytes()).await?;
+    let published = ingest
+        .publish(PublishRequest {
+            stream: stream.clone(),
+            token,
+            offer,
+            signaling: Signaling::Whip,
+            candidates: None,
+        })
+        .await?;
+    let location = format!(
+        "{}/whip/{}/{}",
+        base_url(&state, &headers),
+        published.stream,
+        published.session_id
+    );
+    info!(stream = %published.stream, %location, "WHIP session created");
+    let mut resp = (StatusCode::CREATED, published.answer).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(SDP));
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&published.etag) {
+        h.insert(header::ETAG, v);
+    }
+    for link in link_headers(ingest.ice_servers()) {
+        h.append(header::LINK, link);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// `OPTIONS /whip/{stream}` (non-preflight; preflights are answered by the CORS layer).
+pub async fn options(State(state): State<AppState>) -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let h = resp.headers_mut();
+    h.insert("accept-post", HeaderValue::from_static(SDP));
+    for link in link_headers(state.ingest.ice_servers()) {
+        h.append(header::LINK, link);
+    }
+    resp
+}
+
+/// `GET` on the endpoint or a session: RFC 9725 §4.1 asks for a 2XX without content.
+pub async fn get_empty() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+fn check_session(
+    ingest: &Ingest,
+    stream: &str,
+    session: &str,
+    headers: &HeaderMap,
+) -> Result<(), IngestError> {
+    match ingest.session_stream(session) {
+        Some(s) if s == stream => {}
+        _ => return Err(IngestError::SessionNotFound),
+    }
+    // RFC 9725 §4.7: sessions are authenticated like the endpoint.
+    ingest.authorize(stream, bearer(headers).as_deref())?;
+    Ok(())
+}
+
+/// `DELETE /whip/{stream}/{session}`: ends the broadcast; 200 as OBS expects.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((stream, session)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, IngestError> {
+    check_session(&state.ingest, &stream, &session, &headers)?;
+    state.ingest.unpublish(&session).await?;
+    info!(%stream, "WHIP session deleted");
+    Ok(StatusCode::OK)
+}
+
+/// `PATCH /whip/{stream}/{session}`: trickle ICE (RFC 8840 fragment). ICE restart is
+/// refused with 422 (RFC 9725 §4.3.1) without touching the running session.
+pub async fn patch(
+    State(state): State<AppState>,
+    Path((stream, session)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, IngestError> {
+    check_session(&state.ingest, &stream, &session, &headers)?;
+    if !content_type_is(&headers, SDPFRAG) {
+        return Err(IngestError::BadPatchContentType);
+    }
+    let frag = read_body(body, state.ingest.max_sdp_bytes()).await?;
+    let restart = headers
+        .get(header::IF_MATCH)
+        .is_some_and(|v| v.as_bytes() == b"*");
+    let parsed = parse_sdpfrag(&frag)?;
+    if restart {
+        return Err(IngestError::IceRestartUnsupported);
+    }
+    for c in parsed {
+        state.ingest.add_candidate(&session, c).await?;
+    }
+    // RFC 9725 §4.3.2: 204 without ETag.
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Extracts the candidates of an `application/trickle-ice-sdpfrag` body.
+pub fn parse_sdpfrag(frag: &str) -> Result<Vec<Candidate>, IngestError> {
+    let mut mid: Option<String> = None;
+    let mut out = Vec::new();
+    for line in frag.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.is_empty()) {
+        let b = line.as_bytes();
+        if b.len() < 2 || b[1] != b'=' {
+            return Err(IngestError::Sdp(super::SdpError::Malformed(
+                "trickle fragment line is not `<type>=<value>`".into(),
+            )));
+        }
+        if let Some(m) = line.strip_prefix("a=mid:") {
+            mid = Some(m.to_string());
+        } else if let Some(c) = line.strip_prefix("a=") {
+            if c.starts_with("candidate:") {
+                out.push(Candidate {
+                    candidate: c.to_string(),
+                    sdp_mid: mid.clone(),
+                    sdp_mline_index: Some(0),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_parsing() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        assert_eq!(bearer(&h).as_deref(), Some("abc"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer  x "));
+        assert_eq!(bearer(&h).as_deref(), Some("x"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&h), None);
+    }
+
+    #[test]
+    fn sdpfrag_candidates() {
+        let frag = "a=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=candidate:1387637174 1 udp 2122260223 127.0.0.1 61764 typ host generation 0\r\na=end-of-candidates\r\n";
+        let c = parse_sdpfrag(frag).expect("parses");
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].sdp_mid.as_deref(), Some("0"));
+        assert!(c[0].candidate.starts_with("candidate:1387637174"));
+        assert!(parse_sdpfrag("garbage").is_err());
+    }
+
+    #[test]
+    fn links() {
+        let l = link_headers(&["stun:stun.example.net".into()]);
+        assert_eq!(l[0], "<stun:stun.example.net>; rel=\"ice-server\"");
+    }
+
+    #[test]
+    fn content_type_ignores_params_and_case() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("Application/SDP; charset=utf-8"));
+        assert!(content_type_is(&h, SDP));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert!(!content_type_is(&h, SDP));
+    }
+}

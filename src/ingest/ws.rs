@@ -1,0 +1,246 @@
+//! WebSocket signalling at `GET /ws/{stream}[?token=…]`: JSON text messages.
+//!
+//! Client → server: `{"type":"offer","sdp":…}`, `{"type":"candidate","candidate":{…}}`.
+//! Server → client: `{"type":"answer","sdp":…}`, `{"type":"candidate",…}`,
+//! `{"type":"error","message":…}`, `{"type":"ended","reason":…}`.
+//! Anything wrong gets an `error` message and the socket stays usable; closing the socket
+//! ends the broadcast. Browsers cannot set headers on a WebSocket, hence `?token=`.
+
+use std::collections::HashMap;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{Instrument, info, info_span, warn};
+
+use super::{Candidate, Ingest, PublishRequest, Signaling};
+use crate::origin::AppState;
+
+/// Largest accepted frame: an SDP offer plus JSON framing.
+const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Client candidates held until the offer is answered (browsers trickle early).
+const MAX_PENDING_CANDIDATES: usize = 64;
+
+/// Server candidates waiting to be written to the socket.
+const CANDIDATE_CHANNEL_CAPACITY: usize = 16;
+
+/// Messages from the publisher.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// The SDP offer.
+    Offer {
+        /// SDP text.
+        sdp: String,
+    },
+    /// A trickled candidate.
+    Candidate {
+        /// The candidate; `null` means end of candidates.
+        candidate: Option<Candidate>,
+    },
+}
+
+/// Messages to the publisher.
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ServerMessage {
+    /// The SDP answer.
+    Answer {
+        /// SDP text.
+        sdp: String,
+    },
+    /// A server candidate.
+    Candidate {
+        /// The candidate.
+        candidate: Candidate,
+    },
+    /// Something was wrong with the last message (or the publish).
+    Error {
+        /// Human-readable reason.
+        message: String,
+        /// HTTP-equivalent status, for clients that branch on it (401, 409, …).
+        status: u16,
+    },
+    /// The broadcast ended (server side).
+    Ended {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// `GET /ws/{stream}`
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Path(stream): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let token = query
+        .get("token")
+        .cloned()
+        .or_else(|| super::whip::bearer(&headers));
+    let ingest = state.ingest.clone();
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| {
+            let span = info_span!("ws", %stream);
+            session(socket, ingest, stream, token).instrument(span)
+        })
+}
+
+async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> bool {
+    match serde_json::to_string(msg) {
+        Ok(text) => socket.send(Message::Text(text.into())).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+async fn send_error(socket: &mut WebSocket, message: String, status: u16) -> bool {
+    warn!(status, %message, "signalling error");
+    send(socket, &ServerMessage::Error { message, status }).await
+}
+
+struct Live {
+    session_id: String,
+    ended: oneshot::Receiver<String>,
+}
+
+async fn session(mut socket: WebSocket, ingest: Ingest, stream: String, token: Option<String>) {
+    // Refuse early when the name or token is wrong: nothing else could succeed.
+    if let Err(e) = ingest.authorize(&stream, token.as_deref()) {
+        let code = e.status();
+        send_error(&mut socket, e.to_string(), code).await;
+        let _ = socket
+            .send(Message::Close(Some(CloseFrame {
+                code: 4000 + code,
+                reason: e.to_string().chars().take(100).collect::<String>().into(),
+            })))
+            .await;
+        return;
+    }
+    let (cand_tx, mut cand_rx) = mpsc::channel::<Candidate>(CANDIDATE_CHANNEL_CAPACITY);
+    let mut live: Option<Live> = None;
+    let mut pending: Vec<Candidate> = Vec::new();
+    loop {
+        tokio::select! {
+            msg = socket.recv() => {
+                let Some(Ok(msg)) = msg else { break };
+                let text = match msg {
+                    Message::Text(t) => t,
+                    Message::Binary(_) => {
+                        if !send_error(&mut socket, "binary frames are not supported; send JSON text".into(), 400).await { break; }
+                        continue;
+                    }
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                };
+                let parsed: Result<ClientMessage, _> = serde_json::from_str(text.as_str());
+                match parsed {
+                    Err(e) => {
+                        if !send_error(&mut socket, format!("invalid message: {e}"), 400).await { break; }
+                    }
+                    Ok(ClientMessage::Offer { sdp }) => {
+                        if live.is_some() {
+                            if !send_error(&mut socket, "already publishing on this socket".into(), 409).await { break; }
+                            continue;
+                        }
+                        let req = PublishRequest {
+                            stream: stream.clone(),
+                            token: token.clone(),
+                            offer: sdp,
+                            signaling: Signaling::WebSocket,
+                            candidates: Some(cand_tx.clone()),
+                        };
+                        match ingest.publish(req).await {
+                            Ok(p) => {
+                                info!(session = %&p.session_id[..8], "WebSocket publish started");
+                                let ok = send(&mut socket, &ServerMessage::Answer { sdp: p.answer }).await;
+                                for c in pending.drain(..) {
+                                    if let Err(e) = ingest.add_candidate(&p.session_id, c).await {
+                                        warn!(error = %e, "queued candidate refused");
+                                    }
+                                }
+                                live = Some(Live { session_id: p.session_id, ended: p.ended });
+                                if !ok { break; }
+                            }
+                            Err(e) => {
+                                let code = e.status();
+                                if !send_error(&mut socket, e.to_string(), code).await { break; }
+                            }
+                        }
+                    }
+                    Ok(ClientMessage::Candidate { candidate: None }) => {}
+                    Ok(ClientMessage::Candidate { candidate: Some(c) }) => match &live {
+                        Some(l) => {
+                            if let Err(e) = ingest.add_candidate(&l.session_id, c).await {
+                                let code = e.status();
+                                if !send_error(&mut socket, e.to_string(), code).await { break; }
+                            }
+                        }
+                        None if pending.len() < MAX_PENDING_CANDIDATES => pending.push(c),
+                        None => {
+                            if !send_error(&mut socket, "too many candidates before the offer".into(), 400).await { break; }
+                        }
+                    },
+                }
+            }
+            Some(c) = cand_rx.recv() => {
+                if !send(&mut socket, &ServerMessage::Candidate { candidate: c }).await { break; }
+            }
+            reason = ended(&mut live) => {
+                let _ = send(&mut socket, &ServerMessage::Ended { reason }).await;
+                live = None;
+                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: "broadcast ended".into() }))).await;
+                break;
+            }
+        }
+    }
+    if let Some(l) = live {
+        if let Err(e) = ingest.unpublish(&l.session_id).await {
+            warn!(error = %e, "unpublish on socket close");
+        }
+        info!("WebSocket closed; broadcast ended");
+    }
+}
+
+async fn ended(live: &mut Option<Live>) -> String {
+    match live {
+        Some(l) => (&mut l.ended).await.unwrap_or_else(|_| "ended".into()),
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_parse() {
+        let m: ClientMessage = serde_json::from_str(r#"{"type":"offer","sdp":"v=0"}"#).expect("offer");
+        assert_eq!(m, ClientMessage::Offer { sdp: "v=0".into() });
+        let m: ClientMessage = serde_json::from_str(
+            r#"{"type":"candidate","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 5 typ host","sdpMid":"0","sdpMLineIndex":0}}"#,
+        )
+        .expect("candidate");
+        let ClientMessage::Candidate { candidate: Some(c) } = m else {
+            panic!("candidate expected");
+        };
+        assert_eq!(c.sdp_mline_index, Some(0));
+        let m: ClientMessage = serde_json::from_str(r#"{"type":"candidate","candidate":null}"#).expect("eoc");
+        assert_eq!(m, ClientMessage::Candidate { candidate: None });
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"hello"}"#).is_err());
+        assert!(serde_json::from_str::<ClientMessage>("not json").is_err());
+    }
+
+    #[test]
+    fn server_messages_serialize() {
+        let s = serde_json::to_string(&ServerMessage::Error { message: "x".into(), status: 409 }).expect("json");
+        assert_eq!(s, r#"{"type":"error","message":"x","status":409}"#);
+        let s = serde_json::to_string(&ServerMessage::Answer { sdp: "v=0".into() }).expect("json");
+        assert_eq!(s, r#"{"type":"answer","sdp":"v=0"}"#);
+    }
+}

@@ -1,0 +1,166 @@
+//! # whipcast
+//!
+//! A WebRTC-to-HLS live gateway: publishers push WebRTC (WHIP, RFC 9725, or a WebSocket
+//! signalling channel); whipcast transcodes each stream into an H.264/AAC ladder, packages
+//! CMAF segments and serves HLS from memory as a CDN origin.
+//!
+//! ```text
+//! publisher ──WHIP POST/PATCH/DELETE──┐
+//!           ──WS offer/candidates─────┤
+//!                                     ▼
+//!                 ingest::{whip, ws}   HTTP/WS edges: check, translate, answer
+//!                                     │ Ingest (registry: one session per stream name)
+//!                                     ▼
+//!         ┌──────────── broadcast task (one per live stream, owns everything below) ─────┐
+//!         │ ingest::peer ──RTP (bounded mpsc)──▶ media::Pipeline                          │
+//!         │   ▲ PLI (KeyframeRequester)          appsrc → jitterbuffer → depay → decode   │
+//!         │   └──── MediaEvent::KeyframeRequest ─ → tee → per rung: scale → x264 → cmafmux│
+//!         │                                       Opus → AAC (or silence) → cmafmux       │
+//!         │                                      ▼ appsink → MediaEvent::{Init, Fragment}│
+//!         │                               hls::HlsStore (windows, playlists via m3u8-rs)  │
+//!         └───────────────────────────────────────────────────────────────────────────────┘
+//!                                                              │ sync reads (Bytes clones)
+//! player (hls.js, Safari, ffmpeg) ◀── GET *.m3u8 / init / seg ─ origin::router
+//! ```
+//!
+//! Rules the layout enforces: only `ingest::peer` names `webrtc`; only `media` names
+//! GStreamer; only `hls::playlist` names `m3u8_rs`; only `origin` and the ingest edges name
+//! `axum`. One task owns each live stream; channels are bounded; GStreamer state changes run
+//! on the blocking pool; a failure ends its own stream only.
+
+pub mod broadcast;
+pub mod config;
+pub mod hls;
+pub mod ingest;
+pub mod media;
+pub mod origin;
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tracing::info;
+
+pub use config::Config;
+
+/// A validated stream name: 1–64 of `[A-Za-z0-9_-]`, so it is safe in URLs and paths.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamKey(String);
+
+impl StreamKey {
+    /// Whether `s` is a valid stream name.
+    pub fn is_valid(s: &str) -> bool {
+        (1..=64).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }
+
+    /// Parses a stream name.
+    pub fn parse(s: &str) -> Option<StreamKey> {
+        Self::is_valid(s).then(|| StreamKey(s.to_string()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Errors that stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// GStreamer or a plugin is missing.
+    #[error(transparent)]
+    Media(#[from] media::MediaError),
+    /// The HTTP server failed.
+    #[error("http server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How often ended streams past their grace period are dropped.
+const EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Runs whipcast on `listener` until `shutdown` resolves; then ends every broadcast (every
+/// playlist gets `EXT-X-ENDLIST`) and returns.
+pub async fn run(
+    cfg: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    tokio::task::spawn_blocking(media::init)
+        .await
+        .map_err(|e| media::MediaError::Init(e.to_string()))??;
+    info!(gstreamer = %media::version(), "media ready");
+    let ladder = cfg.media.resolve_ladder()?;
+    let store = hls::HlsStore::new(cfg.hls.clone());
+    let ingest = ingest::Ingest::new(
+        cfg.auth.clone(),
+        cfg.ice.clone(),
+        ladder,
+        cfg.server.max_sdp_bytes,
+        cfg.server.max_streams,
+        store.clone(),
+    );
+    let state = origin::AppState {
+        ingest: ingest.clone(),
+        store: store.clone(),
+        public_url: cfg.server.public_url.clone(),
+        player_dir: player_dir(&cfg.server.player_dir),
+    };
+    let expiry_store = store.clone();
+    let expiry = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
+        loop {
+            tick.tick().await;
+            for name in expiry_store.expire(Instant::now()) {
+                info!(stream = %name, "ended stream expired");
+            }
+        }
+    });
+    info!(addr = %listener.local_addr()?, "whipcast listening");
+    let app = origin::router(state);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            info!("shutting down: ending every broadcast");
+            ingest.shutdown().await;
+        })
+        .await;
+    expiry.abort();
+    result.map_err(RunError::from)
+}
+
+fn player_dir(configured: &str) -> Option<PathBuf> {
+    let dir = if configured.is_empty() {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("player")
+    } else {
+        PathBuf::from(configured)
+    };
+    dir.is_dir().then_some(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names() {
+        assert!(StreamKey::parse("cam-1_A").is_some());
+        assert!(StreamKey::parse(&"a".repeat(64)).is_some());
+        assert!(StreamKey::parse(&"a".repeat(65)).is_none());
+        assert!(StreamKey::parse("").is_none());
+        assert!(StreamKey::parse("../etc").is_none());
+        assert!(StreamKey::parse("a b").is_none());
+        assert!(StreamKey::parse("é").is_none());
+    }
+}

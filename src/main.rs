@@ -1,0 +1,72 @@
+//! `whipcast [--config FILE] [--listen ADDR]`: parse flags, load config, run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// WebRTC (WHIP / WebSocket) to adaptive HLS live streaming gateway.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// TOML configuration file (see deploy/whipcast.toml); every key has a default.
+    #[arg(short, long, env = "WHIPCAST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on; overrides `server.listen`.
+    #[arg(short, long, env = "WHIPCAST_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Base URL for Location headers and playback links; overrides `server.public_url`.
+    #[arg(long, env = "WHIPCAST_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Bearer token required to publish; overrides `auth.token`.
+    #[arg(long, env = "WHIPCAST_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("WHIPCAST_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("whipcast=info,tower_http=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut cfg = whipcast::Config::load(args.config.as_deref())?;
+    if let Some(l) = args.listen {
+        cfg.server.listen = l;
+    }
+    if let Some(u) = args.public_url {
+        cfg.server.public_url = u;
+    }
+    if let Some(t) = args.token {
+        cfg.auth.token = t;
+    }
+    cfg.validate()?;
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
+    whipcast::run(cfg, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

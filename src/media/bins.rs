@@ -1,0 +1,397 @@
+//! Typed element builders, one function per branch. `pipelines/*.sh` holds the equivalent
+//! `gst-launch-1.0` line of each for humans to reproduce and benchmark.
+
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use super::ladder::{Ladder, PlannedRung};
+use super::{MediaError, VideoCodec, VideoInput};
+
+/// Elements whose absence makes whipcast useless; checked once at start.
+pub(crate) const REQUIRED_ELEMENTS: &[&str] = &[
+    "appsrc",
+    "appsink",
+    "rtpjitterbuffer",
+    "rtph264depay",
+    "rtpvp8depay",
+    "rtpvp9depay",
+    "rtpopusdepay",
+    "h264parse",
+    "avdec_h264",
+    "vp8dec",
+    "vp9dec",
+    "opusdec",
+    "videoconvert",
+    "videoscale",
+    "videorate",
+    "x264enc",
+    "audioconvert",
+    "audioresample",
+    "audiotestsrc",
+    "avenc_aac",
+    "cmafmux",
+    "tee",
+    "queue",
+];
+
+/// Jitter-buffer latency: enough to reorder and recover a NACKed packet on a decent link,
+/// small enough not to matter against segment durations.
+const JITTER_LATENCY_MS: u32 = 150;
+
+pub(crate) fn make(factory: &str, name: &str) -> Result<gst::Element, MediaError> {
+    gst::ElementFactory::make(factory)
+        .name(name)
+        .build()
+        .map_err(|e| MediaError::Build(format!("{factory} ({name}): {e}")))
+}
+
+pub(crate) fn link(elements: &[&gst::Element]) -> Result<(), MediaError> {
+    gst::Element::link_many(elements.iter().copied())
+        .map_err(|e| MediaError::Build(format!("link: {e}")))
+}
+
+fn add(bin: &gst::Pipeline, elements: &[&gst::Element]) -> Result<(), MediaError> {
+    bin.add_many(elements.iter().copied())
+        .map_err(|e| MediaError::Build(format!("add: {e}")))
+}
+
+fn caps_filter(name: &str, caps: gst::Caps) -> Result<gst::Element, MediaError> {
+    gst::ElementFactory::make("capsfilter")
+        .name(name)
+        .property("caps", caps)
+        .build()
+        .map_err(|e| MediaError::Build(format!("capsfilter {name}: {e}")))
+}
+
+fn rtp_appsrc(name: &str, caps: gst::Caps) -> gst_app::AppSrc {
+    gst_app::AppSrc::builder()
+        .name(name)
+        .caps(&caps)
+        .is_live(true)
+        .format(gst::Format::Time)
+        // Arrival time becomes the buffer timestamp; the jitter buffer then maps RTP time
+        // onto it, so audio and video share the pipeline clock.
+        .do_timestamp(true)
+        // Bounded: ~2 s of 5 Mbit/s video. If the pipeline stalls, `push_buffer` fails
+        // rather than growing memory; the broadcast ends that stream only.
+        .max_bytes(2 * 1024 * 1024)
+        .block(false)
+        .build()
+}
+
+fn jitterbuffer(name: &str) -> Result<gst::Element, MediaError> {
+    gst::ElementFactory::make("rtpjitterbuffer")
+        .name(name)
+        .property("latency", JITTER_LATENCY_MS)
+        .property("do-lost", true)
+        .build()
+        .map_err(|e| MediaError::Build(format!("rtpjitterbuffer: {e}")))
+}
+
+/// The video ingest chain, from `appsrc` up to (not including) the tee feeding the rungs.
+/// Returns `(appsrc, depayloaded H.264 tee for passthrough if H.264, raw video tail)`.
+pub(crate) struct VideoIngest {
+    pub appsrc: gst_app::AppSrc,
+    /// Parsed H.264 (`stream-format=avc, alignment=au`), for the passthrough rung.
+    pub h264_tee: Option<gst::Element>,
+    /// Raw I420 video at the ladder frame rate; request pads from it per rung.
+    pub raw_tee: gst::Element,
+}
+
+pub(crate) fn video_ingest(
+    pipeline: &gst::Pipeline,
+    input: VideoInput,
+    ladder: &Ladder,
+) -> Result<VideoIngest, MediaError> {
+    let encoding = match input.codec {
+        VideoCodec::H264 => "H264",
+        VideoCodec::Vp8 => "VP8",
+        VideoCodec::Vp9 => "VP9",
+    };
+    let caps = gst::Caps::builder("application/x-rtp")
+        .field("media", "video")
+        .field("clock-rate", 90_000i32)
+        .field("encoding-name", encoding)
+        .field("payload", i32::from(input.payload_type))
+        .build();
+    let appsrc = rtp_appsrc("video_src", caps);
+    let jbuf = jitterbuffer("video_jitter")?;
+    let (depay, decoder) = match input.codec {
+        VideoCodec::H264 => ("rtph264depay", "avdec_h264"),
+        VideoCodec::Vp8 => ("rtpvp8depay", "vp8dec"),
+        VideoCodec::Vp9 => ("rtpvp9depay", "vp9dec"),
+    };
+    let depay = make(depay, "video_depay")?;
+    // Ask upstream (→ PLI) for a keyframe whenever a packet is lost.
+    if depay.has_property("request-keyframe") {
+        depay.set_property("request-keyframe", true);
+    }
+    let decoder = make(decoder, "video_decoder")?;
+    // Decoders ask upstream for a sync point on corrupt input; we turn that into a PLI.
+    if decoder.has_property("automatic-request-sync-points") {
+        decoder.set_property("automatic-request-sync-points", true);
+    }
+    let convert = make("videoconvert", "video_convert")?;
+    let rate = make("videorate", "video_rate")?;
+    // WebRTC frame rates vary; every rung gets the same constant rate so keyframe
+    // intervals are exact and identical in every rendition.
+    let rate_caps = caps_filter(
+        "video_rate_caps",
+        gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("framerate", gst::Fraction::new(ladder.video.fps as i32, 1))
+            .build(),
+    )?;
+    let raw_tee = gst::ElementFactory::make("tee")
+        .name("video_tee")
+        .property("allow-not-linked", true)
+        .build()
+        .map_err(|e| MediaError::Build(format!("tee: {e}")))?;
+    add(
+        pipeline,
+        &[
+            appsrc.upcast_ref(),
+            &jbuf,
+            &depay,
+            &decoder,
+            &convert,
+            &rate,
+            &rate_caps,
+            &raw_tee,
+        ],
+    )?;
+
+    let h264_tee = if input.codec == VideoCodec::H264 && ladder.source.enabled {
+        let parse = make("h264parse", "video_parse")?;
+        let caps = caps_filter(
+            "video_parse_caps",
+            gst::Caps::builder("video/x-h264")
+                .field("stream-format", "avc")
+                .field("alignment", "au")
+                .build(),
+        )?;
+        let tee = make("tee", "h264_tee")?;
+        let q = queue("video_decode_queue")?;
+        add(pipeline, &[&parse, &caps, &tee, &q])?;
+        link(&[appsrc.upcast_ref(), &jbuf, &depay, &parse, &caps, &tee, &q, &decoder])?;
+        Some(tee)
+    } else {
+        link(&[appsrc.upcast_ref(), &jbuf, &depay, &decoder])?;
+        None
+    };
+    link(&[&decoder, &convert, &rate, &rate_caps, &raw_tee])?;
+    Ok(VideoIngest {
+        appsrc,
+        h264_tee,
+        raw_tee,
+    })
+}
+
+fn queue(name: &str) -> Result<gst::Element, MediaError> {
+    // Each branch runs on its own thread; 1 s of buffering absorbs encoder jitter.
+    gst::ElementFactory::make("queue")
+        .name(name)
+        .property("max-size-buffers", 0u32)
+        .property("max-size-bytes", 0u32)
+        .property("max-size-time", gst::ClockTime::SECOND)
+        .build()
+        .map_err(|e| MediaError::Build(format!("queue: {e}")))
+}
+
+fn cmafmux(name: &str, segment: Duration, force_keyunit: bool) -> Result<gst::Element, MediaError> {
+    gst::ElementFactory::make("cmafmux")
+        .name(name)
+        .property(
+            "fragment-duration",
+            gst::ClockTime::from_nseconds(segment.as_nanos() as u64),
+        )
+        // cmafmux sends force-key-unit events upstream at each fragment boundary (by running
+        // time), so x264enc puts an IDR at the same timestamp in every rung.
+        .property("send-force-keyunit", force_keyunit)
+        .build()
+        .map_err(|e| MediaError::Build(format!("cmafmux {name}: {e}")))
+}
+
+fn appsink(name: &str) -> gst_app::AppSink {
+    gst_app::AppSink::builder()
+        .name(name)
+        .buffer_list(true)
+        // Live output: never wait on the clock, never drop (fragments are precious).
+        .sync(false)
+        .build()
+}
+
+/// The last element before the muxer: its caps give CODECS, width, height and fps.
+pub(crate) struct Branch {
+    pub appsink: gst_app::AppSink,
+    pub caps_source: gst::Element,
+}
+
+/// One transcoded rung: `queue ! videoscale ! capsfilter ! x264enc ! capsfilter ! h264parse !
+/// cmafmux ! appsink`, linked from a new request pad of `tee`.
+pub(crate) fn video_rung(
+    pipeline: &gst::Pipeline,
+    tee: &gst::Element,
+    rung: &PlannedRung,
+    ladder: &Ladder,
+    segment: Duration,
+) -> Result<Branch, MediaError> {
+    let n = &rung.name;
+    let q = queue(&format!("{n}_queue"))?;
+    let scale = make("videoscale", &format!("{n}_scale"))?;
+    let raw_caps = caps_filter(
+        &format!("{n}_raw_caps"),
+        gst::Caps::builder("video/x-raw")
+            // FACTS.md §0.6: without I420 here x264enc picks Y444 / High 4:4:4.
+            .field("format", "I420")
+            .field("width", rung.width as i32)
+            .field("height", rung.height as i32)
+            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+            .build(),
+    )?;
+    let fps = ladder.video.fps;
+    let keyint = fps * (segment.as_millis() as u32).div_ceil(1000).max(1);
+    let enc = gst::ElementFactory::make("x264enc")
+        .name(format!("{n}_x264enc"))
+        .property("bitrate", rung.bitrate_kbps)
+        .property("bframes", 0u32)
+        .property("key-int-max", keyint)
+        .property_from_str("tune", "zerolatency")
+        .property_from_str("speed-preset", &ladder.video.preset)
+        // No scene-cut keyframes: keyframes only where cmafmux forces them, so segment
+        // boundaries are identical in every rung (HLS2 §6.2.4).
+        .property("option-string", "scenecut=0")
+        .build()
+        .map_err(|e| MediaError::Build(format!("x264enc: {e}")))?;
+    let h264_caps = caps_filter(
+        &format!("{n}_h264_caps"),
+        gst::Caps::builder("video/x-h264")
+            .field("profile", ladder.video.profile.as_str())
+            .build(),
+    )?;
+    let parse = make("h264parse", &format!("{n}_parse"))?;
+    let mux = cmafmux(&format!("{n}_mux"), segment, true)?;
+    let sink = appsink(&format!("{n}_sink"));
+    add(
+        pipeline,
+        &[&q, &scale, &raw_caps, &enc, &h264_caps, &parse, &mux, sink.upcast_ref()],
+    )?;
+    link(&[&q, &scale, &raw_caps, &enc, &h264_caps, &parse, &mux, sink.upcast_ref()])?;
+    attach(tee, &q, &[&q, &scale, &raw_caps, &enc, &h264_caps, &parse, &mux, sink.upcast_ref()])?;
+    Ok(Branch {
+        appsink: sink,
+        caps_source: parse,
+    })
+}
+
+/// The passthrough rung: the publisher's H.264, remuxed; segments cut on its keyframes.
+pub(crate) fn source_rung(
+    pipeline: &gst::Pipeline,
+    tee: &gst::Element,
+    segment: Duration,
+) -> Result<Branch, MediaError> {
+    let q = queue("source_queue")?;
+    let mux = cmafmux("source_mux", segment, false)?;
+    let sink = appsink("source_sink");
+    add(pipeline, &[&q, &mux, sink.upcast_ref()])?;
+    link(&[&q, &mux, sink.upcast_ref()])?;
+    attach(tee, &q, &[&q, &mux, sink.upcast_ref()])?;
+    Ok(Branch {
+        appsink: sink,
+        caps_source: q,
+    })
+}
+
+/// Links `tee` to `first` through a new request pad, after bringing `elements` to the
+/// pipeline's state (they may be added while it is already playing).
+fn attach(tee: &gst::Element, first: &gst::Element, elements: &[&gst::Element]) -> Result<(), MediaError> {
+    for e in elements.iter().rev() {
+        e.sync_state_with_parent()
+            .map_err(|err| MediaError::Build(format!("sync state {}: {err}", e.name())))?;
+    }
+    let src = tee
+        .request_pad_simple("src_%u")
+        .ok_or_else(|| MediaError::Build("tee gave no src pad".into()))?;
+    let sink = first
+        .static_pad("sink")
+        .ok_or_else(|| MediaError::Build("queue has no sink pad".into()))?;
+    src.link(&sink)
+        .map_err(|e| MediaError::Build(format!("link tee → {}: {e:?}", first.name())))?;
+    Ok(())
+}
+
+/// Audio: Opus RTP → AAC-LC stereo 48 kHz, or generated silence when the publisher sends
+/// no audio (Safari refuses video-only streams from such gateways: srs#3619).
+pub(crate) struct AudioBranch {
+    pub appsrc: Option<gst_app::AppSrc>,
+    pub branch: Branch,
+}
+
+pub(crate) fn audio(
+    pipeline: &gst::Pipeline,
+    payload_type: Option<u8>,
+    ladder: &Ladder,
+    segment: Duration,
+) -> Result<AudioBranch, MediaError> {
+    let mut head: Vec<gst::Element> = Vec::new();
+    let appsrc = match payload_type {
+        Some(pt) => {
+            let caps = gst::Caps::builder("application/x-rtp")
+                .field("media", "audio")
+                .field("clock-rate", 48_000i32)
+                .field("encoding-name", "OPUS")
+                .field("payload", i32::from(pt))
+                .build();
+            let src = rtp_appsrc("audio_src", caps);
+            head.push(src.clone().upcast());
+            head.push(jitterbuffer("audio_jitter")?);
+            head.push(make("rtpopusdepay", "audio_depay")?);
+            let dec = make("opusdec", "audio_decoder")?;
+            // Packet-loss concealment instead of gaps.
+            dec.set_property("plc", true);
+            head.push(dec);
+            Some(src)
+        }
+        None => {
+            let src = gst::ElementFactory::make("audiotestsrc")
+                .name("audio_silence")
+                .property("is-live", true)
+                .property_from_str("wave", "silence")
+                .build()
+                .map_err(|e| MediaError::Build(format!("audiotestsrc: {e}")))?;
+            head.push(src);
+            None
+        }
+    };
+    let convert = make("audioconvert", "audio_convert")?;
+    let resample = make("audioresample", "audio_resample")?;
+    let raw_caps = caps_filter(
+        "audio_raw_caps",
+        gst::Caps::builder("audio/x-raw")
+            .field("rate", 48_000i32)
+            .field("channels", 2i32)
+            .build(),
+    )?;
+    let enc = gst::ElementFactory::make("avenc_aac")
+        .name("audio_aacenc")
+        .property("bitrate", (ladder.audio.bitrate_kbps * 1000) as i32)
+        .build()
+        .map_err(|e| MediaError::Build(format!("avenc_aac: {e}")))?;
+    let q = queue("audio_queue")?;
+    let mux = cmafmux("audio_mux", segment, false)?;
+    let sink = appsink("audio_sink");
+    let mut all: Vec<&gst::Element> = head.iter().collect();
+    all.extend([&convert, &resample, &raw_caps, &enc, &q, &mux, sink.upcast_ref()]);
+    add(pipeline, &all)?;
+    link(&all)?;
+    Ok(AudioBranch {
+        appsrc,
+        branch: Branch {
+            appsink: sink,
+            caps_source: enc,
+        },
+    })
+}

@@ -1,0 +1,247 @@
+//! The ABR ladder: what renditions to produce for a given source. Pure and unit-tested.
+
+use serde::Deserialize;
+
+/// A whole ladder file (`pipelines/ladder.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ladder {
+    /// Settings shared by every video rung.
+    pub video: VideoSettings,
+    /// The single AAC rendition.
+    pub audio: AudioSettings,
+    /// The optional passthrough rung.
+    #[serde(default)]
+    pub source: SourceSettings,
+    /// Video rungs, any order.
+    pub rungs: Vec<Rung>,
+}
+
+/// `[video]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoSettings {
+    /// Output frame rate of every rung.
+    pub fps: u32,
+    /// x264 `speed-preset` nick.
+    pub preset: String,
+    /// H.264 profile caps of the encoder output.
+    pub profile: String,
+}
+
+/// `[audio]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioSettings {
+    /// AAC bitrate.
+    pub bitrate_kbps: u32,
+    /// BCP 47 tag for `EXT-X-MEDIA LANGUAGE` (AUTH 8.9 requires one).
+    pub language: String,
+}
+
+/// `[source]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSettings {
+    /// Whether H.264 input is also served untouched as rung `source`.
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+/// One `[[rungs]]` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rung {
+    /// Rendition name, used in URLs.
+    pub name: String,
+    /// Output height in pixels.
+    pub height: u32,
+    /// Target video bitrate.
+    pub bitrate_kbps: u32,
+}
+
+/// A rung resolved against a real source size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedRung {
+    /// Rendition name.
+    pub name: String,
+    /// Output width (even).
+    pub width: u32,
+    /// Output height (even).
+    pub height: u32,
+    /// Target video bitrate.
+    pub bitrate_kbps: u32,
+}
+
+const PRESETS: &[&str] = &[
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+];
+const PROFILES: &[&str] = &["constrained-baseline", "baseline", "main", "high"];
+
+/// Names used in URLs: same alphabet as stream keys.
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 32
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Ladder {
+    /// Checks the ladder; the message names the offending entry.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=60).contains(&self.video.fps) {
+            return Err(format!("video.fps = {} must be 1..=60", self.video.fps));
+        }
+        if !PRESETS.contains(&self.video.preset.as_str()) {
+            return Err(format!(
+                "video.preset {:?} must be one of {PRESETS:?}",
+                self.video.preset
+            ));
+        }
+        if !PROFILES.contains(&self.video.profile.as_str()) {
+            return Err(format!(
+                "video.profile {:?} must be one of {PROFILES:?}",
+                self.video.profile
+            ));
+        }
+        if !(32..=320).contains(&self.audio.bitrate_kbps) {
+            return Err("audio.bitrate_kbps must be 32..=320 (AUTH 2.9)".into());
+        }
+        if self.audio.language.is_empty() {
+            return Err("audio.language must not be empty (AUTH 8.10)".into());
+        }
+        if self.rungs.is_empty() && !self.source.enabled {
+            return Err("needs at least one rung or source.enabled = true".into());
+        }
+        let mut names: Vec<&str> = vec!["audio"];
+        if self.source.enabled {
+            names.push("source");
+        }
+        for r in &self.rungs {
+            if !valid_name(&r.name) {
+                return Err(format!("rung name {:?} must be [A-Za-z0-9_-]{{1,32}}", r.name));
+            }
+            if names.contains(&r.name.as_str()) {
+                return Err(format!("rung name {:?} is used twice (or reserved)", r.name));
+            }
+            names.push(&r.name);
+            if !(90..=2160).contains(&r.height) {
+                return Err(format!("rung {:?}: height must be 90..=2160", r.name));
+            }
+            if !(100..=50_000).contains(&r.bitrate_kbps) {
+                return Err(format!("rung {:?}: bitrate_kbps must be 100..=50000", r.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// The rungs to produce for a `src_w`×`src_h` source, highest first.
+    ///
+    /// A rung is kept only if it is not above the source height (upscaling wastes bits and
+    /// lies to the player). If the source is below every rung, the lowest rung is produced at
+    /// the source's own height so there is always at least one rendition.
+    pub fn plan(&self, src_w: u32, src_h: u32) -> Vec<PlannedRung> {
+        let (src_w, src_h) = (src_w.max(2), src_h.max(2));
+        let mut rungs: Vec<&Rung> = self.rungs.iter().collect();
+        rungs.sort_by(|a, b| b.height.cmp(&a.height));
+        let mut out: Vec<PlannedRung> = rungs
+            .iter()
+            .filter(|r| r.height <= src_h)
+            .map(|r| planned(r, r.height, src_w, src_h))
+            .collect();
+        if out.is_empty() {
+            if let Some(lowest) = rungs.last() {
+                out.push(planned(lowest, src_h, src_w, src_h));
+            }
+        }
+        out
+    }
+}
+
+fn even(v: u32) -> u32 {
+    (v.max(2) + 1) & !1
+}
+
+fn planned(r: &Rung, height: u32, src_w: u32, src_h: u32) -> PlannedRung {
+    let height = even(height);
+    // Keep the source aspect ratio; round to the nearest even width (H.264 4:2:0 needs even).
+    let num = u64::from(src_w) * u64::from(height);
+    let den = 2 * u64::from(src_h);
+    let width = (2 * ((num + den / 2) / den)).max(2) as u32;
+    PlannedRung {
+        name: r.name.clone(),
+        width,
+        height,
+        bitrate_kbps: r.bitrate_kbps,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ladder() -> Ladder {
+        toml::from_str(crate::media::DEFAULT_LADDER).expect("default ladder parses")
+    }
+
+    #[test]
+    fn default_ladder_is_valid() {
+        let l = ladder();
+        l.validate().expect("valid");
+        assert_eq!(l.rungs.len(), 4);
+        assert!(!l.source.enabled);
+    }
+
+    #[test]
+    fn plan_drops_rungs_above_source() {
+        let p = ladder().plan(1280, 720);
+        let names: Vec<_> = p.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["720p", "480p", "360p"]);
+        assert_eq!((p[0].width, p[0].height), (1280, 720));
+        assert_eq!((p[1].width, p[1].height), (854, 480));
+        assert_eq!((p[2].width, p[2].height), (640, 360));
+        assert_eq!(ladder().plan(1920, 1080).len(), 4);
+    }
+
+    #[test]
+    fn plan_keeps_aspect_and_even_sizes() {
+        // 4:3 portrait-ish odd source.
+        let p = ladder().plan(1001, 751);
+        assert_eq!(p[0].name, "720p");
+        assert_eq!(p[0].height, 720);
+        assert_eq!(p[0].width % 2, 0);
+        assert_eq!(p[0].width, 960);
+        // Portrait phone 720x1280: every rung fits under 1280 high.
+        let p = ladder().plan(720, 1280);
+        assert_eq!(p[0].name, "1080p");
+        assert_eq!((p[0].width, p[0].height), (608, 1080));
+    }
+
+    #[test]
+    fn tiny_source_still_gets_one_rung() {
+        let p = ladder().plan(320, 180);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].name, "360p");
+        assert_eq!((p[0].width, p[0].height), (320, 180));
+    }
+
+    #[test]
+    fn validate_rejects_duplicates_and_bad_values() {
+        let mut l = ladder();
+        l.rungs[1].name = "1080p".into();
+        assert!(l.validate().expect_err("dup").contains("1080p"));
+        let mut l = ladder();
+        l.rungs[0].name = "audio".into();
+        assert!(l.validate().is_err());
+        let mut l = ladder();
+        l.video.preset = "placebo-ish".into();
+        assert!(l.validate().expect_err("preset").contains("preset"));
+        let mut l = ladder();
+        l.rungs[2].height = 5000;
+        assert!(l.validate().expect_err("height").contains("480p"));
+    }
+}

@@ -1,0 +1,191 @@
+//! Media: RTP in, CMAF fragments out. The only module that names GStreamer.
+//!
+//! One [`Pipeline`] per live stream: `appsrc` (RTP) → jitter buffer → depayload → decode →
+//! `tee` → one branch per ladder rung (scale → rate → `x264enc` → `cmafmux` → `appsink`),
+//! plus Opus → AAC (or silence when the publisher sends no audio) → `cmafmux` → `appsink`.
+//! What leaves this module is our own vocabulary: [`MediaEvent`], [`RenditionInfo`].
+//!
+//! Never blocks the async runtime: appsink callbacks run on GStreamer's streaming threads
+//! and hand fragments over a bounded channel; state changes run in `spawn_blocking`.
+
+mod bins;
+mod ladder;
+mod pipeline;
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+pub use ladder::{Ladder, PlannedRung, Rung};
+pub use pipeline::Pipeline;
+
+/// The default ladder, embedded so `make run` needs no files.
+pub const DEFAULT_LADDER: &str = include_str!("../../pipelines/ladder.toml");
+
+/// Initialises GStreamer and registers the statically linked `cmafmux`.
+pub fn init() -> Result<(), MediaError> {
+    gstreamer::init().map_err(|e| MediaError::Init(e.to_string()))?;
+    gstfmp4::plugin_register_static().map_err(|e| MediaError::Init(e.to_string()))?;
+    for factory in bins::REQUIRED_ELEMENTS {
+        if gstreamer::ElementFactory::find(factory).is_none() {
+            return Err(MediaError::Init(format!(
+                "GStreamer element `{factory}` is missing: run deploy/install-deps.sh"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The GStreamer version in use, for logs.
+pub fn version() -> String {
+    gstreamer::version_string().to_string()
+}
+
+/// Video codecs accepted from publishers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    /// H.264, any profile (the SPS is read by the decoder, the fmtp is not trusted).
+    H264,
+    /// VP8.
+    Vp8,
+    /// VP9.
+    Vp9,
+}
+
+impl VideoCodec {
+    /// Display name, as used in the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            VideoCodec::H264 => "H264",
+            VideoCodec::Vp8 => "VP8",
+            VideoCodec::Vp9 => "VP9",
+        }
+    }
+}
+
+/// The negotiated video input.
+#[derive(Debug, Clone, Copy)]
+pub struct VideoInput {
+    /// Codec.
+    pub codec: VideoCodec,
+    /// RTP payload type the packets carry.
+    pub payload_type: u8,
+}
+
+/// The negotiated audio input (always Opus at 48 kHz).
+#[derive(Debug, Clone, Copy)]
+pub struct AudioInput {
+    /// RTP payload type the packets carry.
+    pub payload_type: u8,
+}
+
+/// Everything needed to build a stream's pipeline.
+#[derive(Debug, Clone)]
+pub struct MediaSpec {
+    /// Stream name, for element names and logs.
+    pub stream: String,
+    /// Video input.
+    pub video: VideoInput,
+    /// Audio input; `None` means a silent AAC track is generated (Safari needs audio).
+    pub audio: Option<AudioInput>,
+    /// Ladder in force.
+    pub ladder: Ladder,
+    /// Target segment duration (= cmafmux fragment duration = keyframe interval).
+    pub segment_duration: Duration,
+}
+
+/// What kind of rendition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RenditionKind {
+    /// A video rung.
+    Video {
+        /// Coded width.
+        width: u32,
+        /// Coded height.
+        height: u32,
+        /// Frame rate.
+        fps: f64,
+    },
+    /// The AAC rendition.
+    Audio {
+        /// Channels.
+        channels: u32,
+        /// Sample rate.
+        rate: u32,
+        /// BCP 47 language.
+        language: String,
+    },
+}
+
+/// A rendition as negotiated: what the master playlist describes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenditionInfo {
+    /// Name, used in URLs (`720p`, `audio`, `source`).
+    pub name: String,
+    /// Video or audio and its parameters.
+    pub kind: RenditionKind,
+    /// RFC 6381 codec string from the negotiated caps, e.g. `avc1.64001f`, `mp4a.40.2`.
+    pub codecs: String,
+    /// Configured bitrate in bit/s (0 for passthrough: unknown until measured).
+    pub bitrate: u64,
+}
+
+/// Something the pipeline produced or needs.
+#[derive(Debug)]
+pub enum MediaEvent {
+    /// A rendition's init segment (`ftyp` + `moov`) and description.
+    Init {
+        /// The rendition.
+        info: RenditionInfo,
+        /// The init segment bytes.
+        data: Bytes,
+    },
+    /// One complete CMAF fragment (`styp` + `moof` + `mdat`) = one HLS segment.
+    Fragment {
+        /// Rendition name.
+        rendition: String,
+        /// Running time of the fragment start.
+        pts: Duration,
+        /// Fragment duration.
+        duration: Duration,
+        /// Wall-clock time of the first sample, for `EXT-X-PROGRAM-DATE-TIME`.
+        wallclock: SystemTime,
+        /// Whether it starts with a keyframe.
+        independent: bool,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// The decoder or depayloader lost sync: ask the publisher for a keyframe (PLI).
+    KeyframeRequest,
+    /// Every branch drained after end-of-stream.
+    Eos,
+    /// A fatal pipeline error; the stream must end.
+    Error(MediaError),
+}
+
+/// Errors of the media layer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MediaError {
+    /// GStreamer or a required plugin is not usable.
+    #[error("media init failed: {0}")]
+    Init(String),
+    /// An element could not be created or linked.
+    #[error("cannot build pipeline: {0}")]
+    Build(String),
+    /// A state change failed or timed out.
+    #[error("pipeline state change failed: {0}")]
+    State(String),
+    /// An element posted an error on the bus.
+    #[error("element {element} failed: {message} ({debug})")]
+    Element {
+        /// Path of the element that failed.
+        element: String,
+        /// The error.
+        message: String,
+        /// GStreamer's debug string.
+        debug: String,
+    },
+    /// RTP could not be pushed (pipeline flushing or gone).
+    #[error("pipeline refused data: {0}")]
+    Flow(String),
+}

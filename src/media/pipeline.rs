@@ -1,0 +1,443 @@
+//! One GStreamer pipeline per live stream, driven from async code without blocking it.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::bins::{self, Branch};
+use super::{MediaError, MediaEvent, MediaSpec, RenditionInfo, RenditionKind};
+
+/// Fragments and events waiting for the broadcast task. When full, the appsink's streaming
+/// thread blocks (back-pressure into the pipeline) rather than dropping a fragment: losing
+/// a published segment is worse than a late one. 64 covers several segments of every rung.
+const EVENT_CHANNEL_CAPACITY: usize = 64;
+
+/// How long a state change may take before the stream is declared frozen.
+const STATE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A running pipeline. Dropping it without [`Pipeline::stop`] still tears it down
+/// (synchronously, on whatever thread drops it), so prefer `stop`.
+pub struct Pipeline {
+    pipeline: gst::Pipeline,
+    video_src: gst_app::AppSrc,
+    audio_src: Option<gst_app::AppSrc>,
+    events: mpsc::Receiver<MediaEvent>,
+    bus_task: tokio::task::JoinHandle<()>,
+    stopped: bool,
+}
+
+/// Maps running time to wall-clock time once per pipeline, so `EXT-X-PROGRAM-DATE-TIME` is
+/// consistent across renditions (HLS2 §6.2.4).
+#[derive(Clone, Copy)]
+struct ClockAnchor {
+    running: gst::ClockTime,
+    wallclock: SystemTime,
+}
+
+struct Shared {
+    spec: MediaSpec,
+    events: mpsc::Sender<MediaEvent>,
+    anchor: OnceLock<ClockAnchor>,
+    rungs_built: Mutex<bool>,
+}
+
+impl Pipeline {
+    /// Builds the pipeline for `spec` and sets it playing.
+    pub async fn start(spec: MediaSpec) -> Result<Pipeline, MediaError> {
+        let (tx, rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
+        let shared = Arc::new(Shared {
+            spec,
+            events: tx,
+            anchor: OnceLock::new(),
+            rungs_built: Mutex::new(false),
+        });
+        let pipeline = gst::Pipeline::with_name(&format!("stream-{}", shared.spec.stream));
+        let ingest = bins::video_ingest(&pipeline, shared.spec.video, &shared.spec.ladder)?;
+        watch_keyframe_requests(&ingest.appsrc, &shared.events);
+
+        let audio = bins::audio(
+            &pipeline,
+            shared.spec.audio.map(|a| a.payload_type),
+            &shared.spec.ladder,
+            shared.spec.segment_duration,
+        )?;
+        connect_appsink(&audio.branch, "audio", &shared);
+
+        if let Some(h264_tee) = &ingest.h264_tee {
+            let branch = bins::source_rung(&pipeline, h264_tee, shared.spec.segment_duration)?;
+            connect_appsink(&branch, "source", &shared);
+        }
+
+        // The rungs depend on the source resolution, known only once the decoder has
+        // output caps: build them from the first caps event at the tee.
+        let tee_sink = ingest
+            .raw_tee
+            .static_pad("sink")
+            .ok_or_else(|| MediaError::Build("tee has no sink pad".into()))?;
+        {
+            let shared = Arc::clone(&shared);
+            let pipeline_weak = pipeline.downgrade();
+            let tee = ingest.raw_tee.clone();
+            tee_sink.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_pad, info| {
+                let Some(gst::PadProbeData::Event(ev)) = &info.data else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                let gst::EventView::Caps(c) = ev.view() else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                let Some(pipeline) = pipeline_weak.upgrade() else {
+                    return gst::PadProbeReturn::Remove;
+                };
+                let caps = c.caps_owned();
+                match build_rungs(&pipeline, &tee, &caps, &shared) {
+                    Ok(true) => gst::PadProbeReturn::Ok,
+                    Ok(false) => gst::PadProbeReturn::Ok,
+                    Err(e) => {
+                        let _ = shared.events.try_send(MediaEvent::Error(e));
+                        gst::PadProbeReturn::Remove
+                    }
+                }
+            });
+        }
+
+        let bus = pipeline
+            .bus()
+            .ok_or_else(|| MediaError::Build("pipeline has no bus".into()))?;
+        let bus_task = tokio::spawn(watch_bus(bus, shared.events.clone()));
+
+        let t0 = std::time::Instant::now();
+        set_state(&pipeline, gst::State::Playing).await?;
+        debug!(ms = t0.elapsed().as_millis() as u64, "pipeline playing");
+        Ok(Pipeline {
+            pipeline,
+            video_src: ingest.appsrc,
+            audio_src: audio.appsrc,
+            events: rx,
+            bus_task,
+            stopped: false,
+        })
+    }
+
+    /// Pushes one marshalled video RTP packet. Never blocks.
+    pub fn push_video(&self, packet: Bytes) -> Result<(), MediaError> {
+        push(&self.video_src, packet)
+    }
+
+    /// Pushes one marshalled Opus RTP packet; ignored if the stream has no audio input.
+    pub fn push_audio(&self, packet: Bytes) -> Result<(), MediaError> {
+        match &self.audio_src {
+            Some(src) => push(src, packet),
+            None => Ok(()),
+        }
+    }
+
+    /// The next fragment or event; `None` once the pipeline is gone.
+    pub async fn next_event(&mut self) -> Option<MediaEvent> {
+        self.events.recv().await
+    }
+
+    /// Ends the stream: EOS so every muxer flushes its last fragment (delivered through
+    /// `next_event` until [`MediaEvent::Eos`]), then `Null`. `drain` bounds the wait.
+    pub async fn finish(&mut self, drain: Duration, mut on_event: impl FnMut(MediaEvent)) {
+        let _ = self.video_src.end_of_stream();
+        if let Some(a) = &self.audio_src {
+            let _ = a.end_of_stream();
+        } else {
+            // The silence source is not an appsrc: end it with an EOS event.
+            if let Some(src) = self.pipeline.by_name("audio_silence") {
+                src.send_event(gst::event::Eos::new());
+            }
+        }
+        let deadline = tokio::time::Instant::now() + drain;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(MediaEvent::Eos)) | Ok(None) | Err(_) => break,
+                Ok(Some(ev)) => on_event(ev),
+            }
+        }
+        self.stop().await;
+    }
+
+    /// Stops the pipeline (state `Null`, off the async runtime).
+    pub async fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        if let Err(e) = set_state(&self.pipeline, gst::State::Null).await {
+            warn!(error = %e, "pipeline did not stop cleanly");
+        }
+        self.bus_task.abort();
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = self.pipeline.set_state(gst::State::Null);
+            self.bus_task.abort();
+        }
+    }
+}
+
+fn push(src: &gst_app::AppSrc, packet: Bytes) -> Result<(), MediaError> {
+    let buffer = gst::Buffer::from_slice(packet);
+    src.push_buffer(buffer)
+        .map(|_| ())
+        .map_err(|e| MediaError::Flow(format!("{}: {e:?}", src.name())))
+}
+
+/// State changes can block (a stuck element), so they run on the blocking pool with a
+/// timeout (model: livekit/egress `SetState` → `ErrPipelineFrozen`). A live pipeline's
+/// sinks only complete their change once data arrives, so `Async` is success: waiting for
+/// it here would hold back the very RTP that completes it.
+async fn set_state(pipeline: &gst::Pipeline, state: gst::State) -> Result<(), MediaError> {
+    let p = pipeline.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        p.set_state(state)
+            .map(|_| ())
+            .map_err(|e| MediaError::State(format!("{state:?}: {e}")))
+    });
+    match tokio::time::timeout(STATE_TIMEOUT, job).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(join)) => Err(MediaError::State(format!("state task failed: {join}"))),
+        Err(_) => Err(MediaError::State(format!("{state:?}: timed out (pipeline frozen)"))),
+    }
+}
+
+/// Every bus `Error` is fatal to this stream; warnings are logged; EOS ends the drain.
+async fn watch_bus(bus: gst::Bus, events: mpsc::Sender<MediaEvent>) {
+    let mut stream = bus.stream();
+    while let Some(msg) = stream.next().await {
+        match msg.view() {
+            gst::MessageView::Error(err) => {
+                let element = msg
+                    .src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_else(|| "<unknown>".into());
+                let e = MediaError::Element {
+                    element,
+                    message: err.error().to_string(),
+                    debug: err.debug().map(|d| d.to_string()).unwrap_or_default(),
+                };
+                let _ = events.send(MediaEvent::Error(e)).await;
+                return;
+            }
+            gst::MessageView::Warning(w) => {
+                let element = msg.src().map(|s| s.path_string().to_string());
+                warn!(element, warning = %w.error(), "pipeline warning");
+            }
+            gst::MessageView::Eos(_) => {
+                let _ = events.send(MediaEvent::Eos).await;
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Upstream force-key-unit events (from the depayloader on loss, the decoder on corrupt
+/// input) reaching the appsrc become [`MediaEvent::KeyframeRequest`] → RTCP PLI.
+fn watch_keyframe_requests(appsrc: &gst_app::AppSrc, events: &mpsc::Sender<MediaEvent>) {
+    let Some(pad) = appsrc.static_pad("src") else {
+        return;
+    };
+    let events = events.clone();
+    pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_pad, info| {
+        if let Some(gst::PadProbeData::Event(ev)) = &info.data {
+            if ev
+                .structure()
+                .is_some_and(|s| s.name() == "GstForceKeyUnit")
+            {
+                // Dropping a request when the channel is full is fine: one is pending.
+                let _ = events.try_send(MediaEvent::KeyframeRequest);
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Builds the ladder once, from the first raw caps; later caps (a resolution change
+/// mid-stream) go through the existing rungs, whose scalers adapt.
+fn build_rungs(
+    pipeline: &gst::Pipeline,
+    tee: &gst::Element,
+    caps: &gst::Caps,
+    shared: &Arc<Shared>,
+) -> Result<bool, MediaError> {
+    let mut built = shared
+        .rungs_built
+        .lock()
+        .map_err(|_| MediaError::Build("rung lock poisoned".into()))?;
+    let s = caps
+        .structure(0)
+        .ok_or_else(|| MediaError::Build("empty caps".into()))?;
+    let (w, h) = (
+        s.get::<i32>("width").unwrap_or(0),
+        s.get::<i32>("height").unwrap_or(0),
+    );
+    if *built {
+        info!(width = w, height = h, "source resolution changed; rungs keep their size");
+        return Ok(false);
+    }
+    let plan = shared.spec.ladder.plan(w.max(0) as u32, h.max(0) as u32);
+    info!(width = w, height = h, rungs = ?plan.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), "building ladder");
+    for rung in &plan {
+        let branch = bins::video_rung(
+            pipeline,
+            tee,
+            rung,
+            &shared.spec.ladder,
+            shared.spec.segment_duration,
+        )?;
+        connect_appsink(&branch, &rung.name, shared);
+    }
+    *built = true;
+    Ok(true)
+}
+
+fn rendition_info(name: &str, caps: &gst::Caps, shared: &Shared) -> RenditionInfo {
+    // RFC 6381 hex digits are case-insensitive; lower case matches Apple's examples.
+    let codecs = gstreamer_pbutils::codec_utils_caps_get_mime_codec(caps)
+        .map(|s| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    let s = caps.structure(0);
+    let is_audio = s.is_some_and(|s| s.name().starts_with("audio/"));
+    let ladder = &shared.spec.ladder;
+    if is_audio {
+        return RenditionInfo {
+            name: name.to_string(),
+            kind: RenditionKind::Audio {
+                channels: s.and_then(|s| s.get::<i32>("channels").ok()).unwrap_or(2) as u32,
+                rate: s.and_then(|s| s.get::<i32>("rate").ok()).unwrap_or(48_000) as u32,
+                language: ladder.audio.language.clone(),
+            },
+            codecs,
+            bitrate: u64::from(ladder.audio.bitrate_kbps) * 1000,
+        };
+    }
+    let width = s.and_then(|s| s.get::<i32>("width").ok()).unwrap_or(0) as u32;
+    let height = s.and_then(|s| s.get::<i32>("height").ok()).unwrap_or(0) as u32;
+    let fps = s
+        .and_then(|s| s.get::<gst::Fraction>("framerate").ok())
+        .filter(|f| f.numer() > 0 && f.denom() > 0)
+        .map(|f| f64::from(f.numer()) / f64::from(f.denom()))
+        .unwrap_or(f64::from(ladder.video.fps));
+    let bitrate = ladder
+        .rungs
+        .iter()
+        .find(|r| r.name == name)
+        .map(|r| u64::from(r.bitrate_kbps) * 1000)
+        .unwrap_or(0);
+    RenditionInfo {
+        name: name.to_string(),
+        kind: RenditionKind::Video { width, height, fps },
+        codecs,
+        bitrate,
+    }
+}
+
+/// The appsink callback: split cmafmux output into init segment and fragments, and hand
+/// them to the broadcast task. Runs on a streaming thread (blocking send is allowed there).
+fn connect_appsink(branch: &Branch, name: &str, shared: &Arc<Shared>) {
+    let shared = Arc::clone(shared);
+    let name = name.to_string();
+    let caps_pad = branch.caps_source.static_pad("src");
+    branch.appsink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(list) = sample.buffer_list() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let mut idx = 0;
+                let send = |ev: MediaEvent| {
+                    shared
+                        .events
+                        .blocking_send(ev)
+                        .map_err(|_| gst::FlowError::Flushing)
+                };
+                if let Some(first) = list.get(0) {
+                    if first
+                        .flags()
+                        .contains(gst::BufferFlags::DISCONT | gst::BufferFlags::HEADER)
+                    {
+                        let data = map_bytes(&[first]);
+                        let caps = caps_pad.as_ref().and_then(|p| p.current_caps());
+                        let Some(caps) = caps else {
+                            warn!(rendition = %name, "no caps for init segment");
+                            return Err(gst::FlowError::NotNegotiated);
+                        };
+                        let info = rendition_info(&name, &caps, &shared);
+                        debug!(rendition = %name, codecs = %info.codecs, "init segment");
+                        send(MediaEvent::Init { info, data })?;
+                        idx = 1;
+                    }
+                }
+                if idx >= list.len() {
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                let Some(head) = list.get(idx) else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let segment = sample
+                    .segment()
+                    .and_then(|s| s.downcast_ref::<gst::ClockTime>().cloned());
+                let pts = head.pts().unwrap_or(gst::ClockTime::ZERO);
+                let running = segment
+                    .and_then(|s| s.to_running_time(pts))
+                    .unwrap_or(pts);
+                let anchor = *shared.anchor.get_or_init(|| anchor_for(sink, running));
+                let wallclock = if running >= anchor.running {
+                    anchor.wallclock + Duration::from_nanos((running - anchor.running).nseconds())
+                } else {
+                    anchor.wallclock - Duration::from_nanos((anchor.running - running).nseconds())
+                };
+                let duration = head.duration().unwrap_or(gst::ClockTime::ZERO);
+                let independent = !head.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                let bufs: Vec<&gst::BufferRef> = (idx..list.len()).filter_map(|i| list.get(i)).collect();
+                send(MediaEvent::Fragment {
+                    rendition: name.clone(),
+                    pts: Duration::from_nanos(running.nseconds()),
+                    duration: Duration::from_nanos(duration.nseconds()),
+                    wallclock,
+                    independent,
+                    data: map_bytes(&bufs),
+                })?;
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
+fn anchor_for(sink: &gst_app::AppSink, running: gst::ClockTime) -> ClockAnchor {
+    let now = SystemTime::now();
+    // running time of "now" = clock time − base time; the fragment started that long ago.
+    let now_running = match (sink.clock(), sink.base_time()) {
+        (Some(clock), Some(base)) => clock.time().checked_sub(base),
+        _ => None,
+    };
+    let wallclock = match now_running {
+        Some(nr) if nr >= running => now - Duration::from_nanos((nr - running).nseconds()),
+        _ => now,
+    };
+    ClockAnchor { running, wallclock }
+}
+
+fn map_bytes(buffers: &[&gst::BufferRef]) -> Bytes {
+    let total: usize = buffers.iter().map(|b| b.size()).sum();
+    let mut out = BytesMut::with_capacity(total);
+    for b in buffers {
+        if let Ok(map) = b.map_readable() {
+            out.extend_from_slice(map.as_slice());
+        }
+    }
+    out.freeze()
+}

@@ -1,0 +1,102 @@
+//! The HTTP surface: one router for ingest (WHIP, WebSocket), the HLS origin, the JSON API
+//! and the web pages. Built by [`router`] from an [`AppState`], so tests can serve it on
+//! any listener.
+
+mod hls;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{HeaderName, Method, header};
+use axum::response::{IntoResponse, Json};
+use axum::routing::{get, post};
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+use crate::hls::HlsStore;
+use crate::ingest::{Ingest, whip, ws};
+
+/// Shared state of every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Publishing.
+    pub ingest: Ingest,
+    /// Segments and playlists.
+    pub store: HlsStore,
+    /// `server.public_url` (may be empty).
+    pub public_url: String,
+    /// Directory of the web pages, if any.
+    pub player_dir: Option<PathBuf>,
+}
+
+/// CORS for browsers: WHIP clients must read `Location`/`ETag`/`Link` (STANDARDS §1c);
+/// hls.js reads `Age` (§3) and needs `Range` allowed (§5.6).
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            header::RANGE,
+        ])
+        .expose_headers([
+            header::LOCATION,
+            header::ETAG,
+            header::LINK,
+            header::AGE,
+            header::CONTENT_RANGE,
+            HeaderName::from_static("accept-post"),
+        ])
+        .max_age(Duration::from_secs(3600))
+}
+
+/// Builds the whole router.
+pub fn router(state: AppState) -> Router {
+    let mut app = Router::new()
+        .route(
+            "/whip/{stream}",
+            post(whip::post).options(whip::options).get(whip::get_empty),
+        )
+        .route(
+            "/whip/{stream}/{session}",
+            axum::routing::patch(whip::patch)
+                .delete(whip::delete)
+                .get(whip::get_empty)
+                .options(whip::options),
+        )
+        .route("/ws/{stream}", get(ws::upgrade))
+        .route("/hls/{stream}/master.m3u8", get(hls::master))
+        .route("/hls/{stream}/{rendition}/{file}", get(hls::rendition_file))
+        .route("/api/streams", get(api_streams))
+        .route("/healthz", get(healthz));
+    if let Some(dir) = &state.player_dir {
+        app = app.fallback_service(ServeDir::new(dir).append_index_html_on_directories(true));
+    }
+    app.with_state(state)
+        .layer(cors())
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn api_streams(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    let streams = state.store.summaries(Instant::now());
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(serde_json::json!({ "streams": streams })),
+    )
+}
+
+async fn healthz() -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-store")], "ok\n")
+}

@@ -1,0 +1,296 @@
+//! Shared test support: a real whipcast on a free loopback port, a real WebRTC publisher,
+//! and helpers that fetch over real HTTP and decode with ffprobe.
+#![allow(dead_code, clippy::unwrap_used)]
+
+pub mod publisher;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use m3u8_rs::{MasterPlaylist, MediaPlaylist};
+use tokio::sync::oneshot;
+
+/// A whipcast instance on `127.0.0.1:<free port>`, stopped on drop.
+pub struct TestGateway {
+    pub base: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub http: reqwest::Client,
+}
+
+/// The test ladder: three rungs under a 640x360 source, cheap on 2 cores.
+pub const TEST_LADDER: &str = r#"
+[video]
+fps = 30
+preset = "ultrafast"
+profile = "high"
+[audio]
+bitrate_kbps = 96
+language = "en"
+[[rungs]]
+name = "360p"
+height = 360
+bitrate_kbps = 700
+[[rungs]]
+name = "240p"
+height = 240
+bitrate_kbps = 400
+[[rungs]]
+name = "180p"
+height = 180
+bitrate_kbps = 250
+"#;
+
+/// A configuration for tests: loopback only, 1 s segments, the cheap ladder.
+pub fn test_config(extra: &str) -> whipcast::Config {
+    let text = format!(
+        "[hls]\nsegment_duration = \"1s\"\nwindow_segments = 6\nretain_segments = 6\ngrace_period = \"60s\"\n{extra}"
+    );
+    let mut cfg = whipcast::Config::parse(&text, "test").expect("test config parses");
+    cfg.media.ladder = Some(toml::from_str(TEST_LADDER).expect("test ladder parses"));
+    cfg.validate().expect("test config valid");
+    cfg
+}
+
+impl TestGateway {
+    pub async fn start(cfg: whipcast::Config) -> TestGateway {
+        init_tracing();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            whipcast::run(cfg, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("whipcast runs");
+        });
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap();
+        let gw = TestGateway {
+            base: format!("http://{addr}"),
+            shutdown: Some(tx),
+            task: Some(task),
+            http,
+        };
+        // Wait for /healthz.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(r) = gw.http.get(gw.url("/healthz")).send().await {
+                if r.status().is_success() {
+                    return gw;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("whipcast did not come up");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn whip_url(&self, stream: &str) -> String {
+        self.url(&format!("/whip/{stream}"))
+    }
+
+    pub fn ws_url(&self, stream: &str) -> String {
+        format!("{}/ws/{stream}", self.base.replace("http://", "ws://"))
+    }
+
+    pub fn master_url(&self, stream: &str) -> String {
+        self.url(&format!("/hls/{stream}/master.m3u8"))
+    }
+
+    /// Graceful shutdown, as on SIGTERM.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+    }
+
+    pub async fn get_text(&self, url: &str) -> anyhow::Result<(u16, String)> {
+        let r = self.http.get(url).send().await?;
+        let s = r.status().as_u16();
+        Ok((s, r.text().await?))
+    }
+
+    pub async fn get_bytes(&self, url: &str) -> anyhow::Result<Vec<u8>> {
+        let r = self.http.get(url).send().await?;
+        if !r.status().is_success() {
+            bail!("GET {url} -> {}", r.status());
+        }
+        Ok(r.bytes().await?.to_vec())
+    }
+
+    /// Polls the master playlist until it lists `variants` video variants and an audio
+    /// rendition.
+    pub async fn wait_master(&self, stream: &str, variants: usize, timeout: Duration) -> anyhow::Result<MasterPlaylist> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Ok((200, text)) = self.get_text(&self.master_url(stream)).await {
+                let m = m3u8_rs::parse_master_playlist_res(text.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("master does not parse: {e:?}\n{text}"))?;
+                if m.variants.len() >= variants && !m.alternatives.is_empty() {
+                    return Ok(m);
+                }
+                last = text;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("master of {stream} not complete after {timeout:?}; last:\n{last}")
+    }
+
+    /// Polls a media playlist until it lists at least `n` segments.
+    pub async fn wait_segments(&self, url: &str, n: usize, timeout: Duration) -> anyhow::Result<MediaPlaylist> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Ok((200, text)) = self.get_text(url).await {
+                let p = parse_media(&text)?;
+                if p.segments.len() >= n {
+                    return Ok(p);
+                }
+                last = text;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("{url}: fewer than {n} segments after {timeout:?}; last:\n{last}")
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn parse_media(text: &str) -> anyhow::Result<MediaPlaylist> {
+    m3u8_rs::parse_media_playlist_res(text.as_bytes())
+        .map_err(|e| anyhow::anyhow!("media playlist does not parse: {e:?}\n{text}"))
+}
+
+/// Resolves `rel` against the URL of the document that referenced it.
+pub fn resolve(base: &str, rel: &str) -> String {
+    if rel.starts_with("http://") || rel.starts_with("https://") {
+        return rel.to_string();
+    }
+    let dir = &base[..base.rfind('/').map_or(base.len(), |i| i + 1)];
+    format!("{dir}{rel}")
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WHIPCAST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("whipcast=info")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// What ffprobe says about init + segment(s).
+#[derive(Debug, Default)]
+pub struct Probe {
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub channels: u32,
+    pub sample_rate: u32,
+    pub profile: String,
+    /// (pts seconds, keyframe) of every decoded frame (video) in order.
+    pub frames: Vec<(f64, bool)>,
+}
+
+/// Decodes `init` + `segment` with ffprobe (a real decoder, independent of GStreamer).
+pub fn probe(init: &[u8], segment: &[u8], video: bool) -> anyhow::Result<Probe> {
+    let dir = tempdir();
+    let path = dir.join("probe.mp4");
+    let mut data = init.to_vec();
+    data.extend_from_slice(segment);
+    std::fs::write(&path, &data)?;
+    let mut args = vec![
+        "-v",
+        "error",
+        "-show_streams",
+        "-of",
+        "json",
+    ];
+    if video {
+        args.extend(["-show_frames", "-select_streams", "v:0"]);
+    }
+    let out = Command::new("ffprobe")
+        .args(&args)
+        .arg(&path)
+        .output()
+        .context("running ffprobe")?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !out.status.success() {
+        bail!("ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !stderr.trim().is_empty() {
+        bail!("ffprobe reported decode errors: {stderr}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let s = &v["streams"][0];
+    let mut p = Probe {
+        codec: s["codec_name"].as_str().unwrap_or_default().to_string(),
+        width: s["width"].as_u64().unwrap_or(0) as u32,
+        height: s["height"].as_u64().unwrap_or(0) as u32,
+        channels: s["channels"].as_u64().unwrap_or(0) as u32,
+        sample_rate: s["sample_rate"].as_str().and_then(|r| r.parse().ok()).unwrap_or(0),
+        profile: s["profile"].as_str().unwrap_or_default().to_string(),
+        frames: Vec::new(),
+    };
+    if let Some(frames) = v["frames"].as_array() {
+        for f in frames {
+            let pts = f["pts_time"]
+                .as_str()
+                .and_then(|t| t.parse::<f64>().ok())
+                .or_else(|| f["best_effort_timestamp_time"].as_str().and_then(|t| t.parse().ok()))
+                .unwrap_or(f64::NAN);
+            p.frames.push((pts, f["key_frame"].as_i64() == Some(1)));
+        }
+    }
+    Ok(p)
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("whipcast-test-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Downloads and probes every listed segment of a rendition; returns, per media sequence
+/// number, the first frame's pts and the probe.
+pub async fn probe_rendition(
+    gw: &TestGateway,
+    playlist_url: &str,
+    playlist: &MediaPlaylist,
+    video: bool,
+) -> anyhow::Result<BTreeMap<u64, Probe>> {
+    let map = playlist.segments[0]
+        .map
+        .as_ref()
+        .context("first segment has no EXT-X-MAP")?;
+    let init = gw.get_bytes(&resolve(playlist_url, &map.uri)).await?;
+    let mut out = BTreeMap::new();
+    for (i, seg) in playlist.segments.iter().enumerate() {
+        let data = gw.get_bytes(&resolve(playlist_url, &seg.uri)).await?;
+        let p = probe(&init, &data, video).with_context(|| format!("segment {}", seg.uri))?;
+        out.insert(playlist.media_sequence + i as u64, p);
+    }
+    Ok(out)
+}

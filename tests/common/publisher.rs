@@ -1,0 +1,1263 @@
+//! A real WebRTC publisher for tests and benchmarks.
+//!
+//! It generates live test media with GStreamer (`videotestsrc`/`audiotestsrc` → x264enc or
+//! vp8enc / opusenc → RTP payloaders → appsink), and sends it over a real webrtc 0.21 peer
+//! connection, as the OFFERER, to a WHIP endpoint (RFC 9725) or to the WebSocket signaling
+//! endpoint of whipcast.
+//!
+//! Loopback only: the peer connection binds one UDP socket on `127.0.0.1:0`, uses no STUN/TURN,
+//! disables mDNS, and every non-loopback `a=candidate` (local or remote) is dropped before it is
+//! sent or applied, so no packet can go anywhere but 127.0.0.1.
+//!
+//! Self-contained on purpose (only external crates, no `super::`): it is included both as
+//! `tests/common/publisher.rs` and by a benchmark through `#[path]`.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use bytes::Bytes;
+use futures::{SinkExt as _, StreamExt as _};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::{Attribute, Interceptor, Packet as IPacket, Slot, StreamInfo, TaggedPacket};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::sansio::Protocol;
+use rtc::shared::marshal::Unmarshal as _;
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    register_default_interceptors,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+/// How long [`Publisher::start`] waits for the peer connection to become `Connected`
+/// (and, separately, for ICE gathering and for the signaling answer).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Payload types offered by the publisher (the answer decides what is actually used;
+/// outgoing packets are rewritten to the negotiated one).
+pub const H264_PT: u8 = 102;
+/// VP8 payload type in the offer.
+pub const VP8_PT: u8 = 96;
+/// Opus payload type in the offer.
+pub const OPUS_PT: u8 = 111;
+
+/// Video codec to publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    /// H.264 constrained baseline (x264enc), packetization-mode=1.
+    H264,
+    /// VP8 (vp8enc, realtime).
+    Vp8,
+}
+
+/// How the offer/answer is exchanged.
+#[derive(Debug, Clone)]
+pub enum Signaling {
+    /// WHIP (RFC 9725): `POST url` with the complete (non-trickle) offer.
+    Whip {
+        /// Endpoint URL, e.g. `http://127.0.0.1:PORT/whip/NAME`.
+        url: String,
+        /// Sent as `Authorization: Bearer <token>` on POST and DELETE.
+        token: Option<String>,
+    },
+    /// JSON messages over a WebSocket, e.g. `ws://127.0.0.1:PORT/ws/NAME?token=..`.
+    Ws {
+        /// WebSocket URL.
+        url: String,
+    },
+}
+
+/// Publisher settings.
+#[derive(Debug, Clone)]
+pub struct PublisherOptions {
+    /// Video codec.
+    pub video: VideoCodec,
+    /// Frame width in pixels.
+    pub width: u32,
+    /// Frame height in pixels.
+    pub height: u32,
+    /// Frames per second (the GOP is `2 * fps` frames).
+    pub fps: u32,
+    /// Also publish an Opus 48 kHz stereo track.
+    pub audio: bool,
+    /// Signaling protocol and URL.
+    pub signaling: Signaling,
+    /// Video bitrate. H.264 uses x264enc `tune=zerolatency speed-preset=ultrafast bframes=0`
+    /// (constrained baseline); VP8 uses vp8enc `deadline=1 cpu-used=8 end-usage=cbr`.
+    pub bitrate_kbps: u32,
+    /// WebSocket only: send the offer right after `set_local_description` and trickle each
+    /// local candidate as a `{"type":"candidate",...}` message. When false (default), the offer
+    /// is sent once ICE gathering is complete and carries all candidates; none are trickled.
+    pub trickle: bool,
+}
+
+impl PublisherOptions {
+    /// WHIP publisher with defaults: H.264 640x360@30, Opus audio, 1500 kbps, no token.
+    pub fn whip(url: &str) -> Self {
+        Self::with_signaling(Signaling::Whip {
+            url: url.to_owned(),
+            token: None,
+        })
+    }
+
+    /// WebSocket publisher with the same defaults as [`PublisherOptions::whip`].
+    pub fn ws(url: &str) -> Self {
+        Self::with_signaling(Signaling::Ws {
+            url: url.to_owned(),
+        })
+    }
+
+    fn with_signaling(signaling: Signaling) -> Self {
+        Self {
+            video: VideoCodec::H264,
+            width: 640,
+            height: 360,
+            fps: 30,
+            audio: true,
+            signaling,
+            bitrate_kbps: 1500,
+            trickle: false,
+        }
+    }
+
+    /// Sets the WHIP bearer token (no effect for WebSocket signaling: put it in the URL).
+    pub fn with_token(mut self, token: &str) -> Self {
+        if let Signaling::Whip { token: t, .. } = &mut self.signaling {
+            *t = Some(token.to_owned());
+        }
+        self
+    }
+
+    /// Sets the video codec.
+    pub fn with_video(mut self, video: VideoCodec) -> Self {
+        self.video = video;
+        self
+    }
+
+    /// Sets the video size and frame rate.
+    pub fn with_format(mut self, width: u32, height: u32, fps: u32) -> Self {
+        self.width = width;
+        self.height = height;
+        self.fps = fps;
+        self
+    }
+
+    /// Enables or disables the audio track.
+    pub fn with_audio(mut self, audio: bool) -> Self {
+        self.audio = audio;
+        self
+    }
+}
+
+/// A connected publisher. Media flows until [`Publisher::stop`] (or drop).
+pub struct Publisher {
+    pc: Option<Arc<dyn PeerConnection>>,
+    signaling: Signaling,
+    session_url: Option<String>,
+    http: reqwest::Client,
+    ws: Option<WsHandle>,
+    pipeline: Option<gst::Pipeline>,
+    bus_stop: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+    stats: Arc<Stats>,
+    state_rx: watch::Receiver<RTCPeerConnectionState>,
+    video_payload_type: u8,
+    audio_payload_type: Option<u8>,
+}
+
+#[derive(Default)]
+struct Stats {
+    packets_sent: AtomicU64,
+    video_packets_sent: AtomicU64,
+    audio_packets_sent: AtomicU64,
+    dropped: AtomicU64,
+    write_errors: AtomicU64,
+    keyframe_requests: AtomicU64,
+    media_error: Mutex<Option<String>>,
+}
+
+impl Publisher {
+    /// Negotiates, waits until the peer connection is `Connected`, then starts media.
+    /// Fails if the signaling fails (the error message contains the HTTP status code and the
+    /// response body, or the WebSocket `error` message) or if not connected within 10 s.
+    pub async fn start(opts: PublisherOptions) -> anyhow::Result<Publisher> {
+        gst::init().context("gst::init")?;
+
+        let (state_tx, state_rx) = watch::channel(RTCPeerConnectionState::New);
+        let (gathering_tx, gathering_rx) = watch::channel(RTCIceGatheringState::New);
+        let (cand_tx, cand_rx) = mpsc::unbounded_channel::<RTCIceCandidateInit>();
+        let handler = Arc::new(PubHandler {
+            state_tx,
+            gathering_tx,
+            cand_tx,
+        });
+
+        let video_codec = video_rtp_codec(opts.video);
+        let audio_codec = opus_rtp_codec();
+        let mut media_engine = MediaEngine::default();
+        media_engine.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: video_codec.clone(),
+                payload_type: match opts.video {
+                    VideoCodec::H264 => H264_PT,
+                    VideoCodec::Vp8 => VP8_PT,
+                },
+            },
+            RtpCodecKind::Video,
+        )?;
+        if opts.audio {
+            media_engine.register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: audio_codec.clone(),
+                    payload_type: OPUS_PT,
+                },
+                RtpCodecKind::Audio,
+            )?;
+        }
+        // NACK generator/responder, RTCP reports, TWCC; then, application-most, a forwarder
+        // that hands inbound PLI/FIR to the local track (otherwise interceptors swallow them).
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?
+            .with(Slot::from(14_000), KeyframeRequestForwarder::default());
+
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build()) // no ICE servers
+            .with_setting_engine(
+                SettingEngineBuilder::new()
+                    .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+                    .build(),
+            )
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(registry)
+            .with_handler(handler)
+            .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+            .build()
+            .await
+            .context("building the peer connection")?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+
+        match negotiate(
+            &pc,
+            &opts,
+            state_rx.clone(),
+            gathering_rx,
+            cand_rx,
+            video_codec,
+            audio_codec,
+        )
+        .await
+        {
+            Ok(n) => {
+                let mut publisher = Publisher {
+                    pc: Some(pc),
+                    signaling: opts.signaling.clone(),
+                    session_url: n.session_url,
+                    http: n.http,
+                    ws: n.ws,
+                    pipeline: None,
+                    bus_stop: Arc::new(AtomicBool::new(false)),
+                    tasks: n.tasks,
+                    stats: Arc::new(Stats::default()),
+                    state_rx,
+                    video_payload_type: n.video.payload_type,
+                    audio_payload_type: n.audio.as_ref().map(|a| a.payload_type),
+                };
+                // On error, `publisher` is dropped, which tears everything down.
+                publisher.start_media(&opts, n.video, n.audio).await?;
+                Ok(publisher)
+            }
+            Err(e) => {
+                let _ = pc.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// WHIP: absolute session URL from the `Location` header. WS: `None`.
+    pub fn session_url(&self) -> Option<&str> {
+        self.session_url.as_deref()
+    }
+
+    /// RTP packets handed to the peer connection so far (video + audio).
+    pub fn packets_sent(&self) -> u64 {
+        self.stats.packets_sent.load(Ordering::Relaxed)
+    }
+
+    /// Video RTP packets handed to the peer connection so far.
+    pub fn video_packets_sent(&self) -> u64 {
+        self.stats.video_packets_sent.load(Ordering::Relaxed)
+    }
+
+    /// Audio RTP packets handed to the peer connection so far.
+    pub fn audio_packets_sent(&self) -> u64 {
+        self.stats.audio_packets_sent.load(Ordering::Relaxed)
+    }
+
+    /// Keyframe requests (RTCP PLI or FIR) received from the server. Each one forces a
+    /// keyframe on the encoder.
+    pub fn keyframe_requests(&self) -> u64 {
+        self.stats.keyframe_requests.load(Ordering::Relaxed)
+    }
+
+    /// Packets dropped between GStreamer and the peer connection (channel full) plus
+    /// `write_rtp` failures. Should stay 0.
+    pub fn packets_lost_locally(&self) -> u64 {
+        self.stats.dropped.load(Ordering::Relaxed) + self.stats.write_errors.load(Ordering::Relaxed)
+    }
+
+    /// First GStreamer error seen on the media pipeline, if any.
+    pub fn media_error(&self) -> Option<String> {
+        self.stats.media_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Current peer connection state.
+    pub fn connection_state(&self) -> RTCPeerConnectionState {
+        *self.state_rx.borrow()
+    }
+
+    /// Negotiated (video, audio) payload types.
+    pub fn payload_types(&self) -> (u8, Option<u8>) {
+        (self.video_payload_type, self.audio_payload_type)
+    }
+
+    /// Waits until at least `n` packets were sent; false on timeout.
+    pub async fn wait_packets(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.packets_sent() < n {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// Stops media, then WHIP: sends `DELETE` to the session URL (with the bearer token) and
+    /// returns its status code; WS: closes the socket and returns 200. Then closes the PC.
+    pub async fn stop(mut self) -> anyhow::Result<u16> {
+        self.stop_media().await;
+
+        let result = match self.signaling.clone() {
+            Signaling::Whip { token, .. } => match self.session_url.clone() {
+                Some(url) => {
+                    let mut req = self.http.delete(&url);
+                    if let Some(token) = token {
+                        req = req.bearer_auth(token);
+                    }
+                    req.send()
+                        .await
+                        .map(|resp| resp.status().as_u16())
+                        .map_err(|e| anyhow!("WHIP DELETE {url} failed: {e}"))
+                }
+                None => Err(anyhow!("no WHIP session URL")),
+            },
+            Signaling::Ws { .. } => {
+                if let Some(ws) = self.ws.take() {
+                    let _ = ws.out_tx.send(WsOut::Close);
+                    let mut task = ws.task;
+                    if tokio::time::timeout(Duration::from_secs(2), &mut task)
+                        .await
+                        .is_err()
+                    {
+                        task.abort();
+                    }
+                }
+                Ok(200)
+            }
+        };
+
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        if let Some(pc) = self.pc.take() {
+            let _ = pc.close().await;
+        }
+        result
+    }
+
+    async fn start_media(
+        &mut self,
+        opts: &PublisherOptions,
+        video: SendTrack,
+        audio: Option<SendTrack>,
+    ) -> anyhow::Result<()> {
+        let (vtx, vrx) = mpsc::channel::<Bytes>(1024);
+        let (atx, arx) = mpsc::channel::<Bytes>(1024);
+        let launch = pipeline_description(opts);
+        let stats = self.stats.clone();
+        let with_audio = audio.is_some();
+        let (pipeline, encoder) = tokio::task::spawn_blocking(move || {
+            build_pipeline(&launch, vtx, with_audio.then_some(atx), &stats)
+        })
+        .await??;
+
+        // Keyframe requests → GstForceKeyUnit upstream event on the encoder.
+        let stats = self.stats.clone();
+        let vtrack = video.track.clone();
+        self.tasks.push(tokio::spawn(async move {
+            while let Some(event) = vtrack.poll().await {
+                let TrackLocalEvent::OnRtcpPacket(packets) = event else {
+                    continue;
+                };
+                if packets.iter().any(is_keyframe_request) {
+                    stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                    if let Some(pad) = encoder.static_pad("src") {
+                        let ev = gst_video::UpstreamForceKeyUnitEvent::builder()
+                            .all_headers(true)
+                            .build();
+                        pad.send_event(ev);
+                    }
+                }
+            }
+        }));
+
+        self.tasks
+            .push(spawn_forwarder(vrx, video, self.stats.clone(), true));
+        if let Some(audio) = audio {
+            self.tasks
+                .push(spawn_forwarder(arx, audio, self.stats.clone(), false));
+        }
+
+        // Bus watcher: records the first error (and prints errors/warnings).
+        if let Some(bus) = pipeline.bus() {
+            let stop = self.bus_stop.clone();
+            let stats = self.stats.clone();
+            std::thread::Builder::new()
+                .name("publisher-bus".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let Some(msg) = bus.timed_pop_filtered(
+                            gst::ClockTime::from_mseconds(100),
+                            &[gst::MessageType::Error, gst::MessageType::Warning],
+                        ) else {
+                            continue;
+                        };
+                        match msg.view() {
+                            gst::MessageView::Error(e) => {
+                                let text = format!("{} ({:?})", e.error(), e.debug());
+                                eprintln!("publisher: GStreamer error: {text}");
+                                if let Ok(mut slot) = stats.media_error.lock() {
+                                    slot.get_or_insert(text);
+                                }
+                            }
+                            gst::MessageView::Warning(w) => {
+                                eprintln!("publisher: GStreamer warning: {}", w.error());
+                            }
+                            _ => {}
+                        }
+                    }
+                })
+                .context("spawning the bus thread")?;
+        }
+
+        let p = pipeline.clone();
+        self.pipeline = Some(pipeline);
+        tokio::task::spawn_blocking(move || p.set_state(gst::State::Playing))
+            .await?
+            .map_err(|e| anyhow!("pipeline -> Playing: {e}"))?;
+        Ok(())
+    }
+
+    async fn stop_media(&mut self) {
+        if let Some(pipeline) = self.pipeline.take() {
+            let _ = tokio::task::spawn_blocking(move || pipeline.set_state(gst::State::Null)).await;
+        }
+        self.bus_stop.store(true, Ordering::Relaxed);
+        // The forwarders end by themselves once the appsinks (senders) are gone; abort anyway.
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        if let Some(pipeline) = self.pipeline.take() {
+            let _ = pipeline.set_state(gst::State::Null);
+        }
+        self.bus_stop.store(true, Ordering::Relaxed);
+        if let Some(ws) = self.ws.take() {
+            // Dropping the socket closes the TCP connection (no close frame).
+            ws.task.abort();
+        }
+        if let Some(pc) = self.pc.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            handle.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Negotiation
+
+struct SendTrack {
+    track: Arc<TrackLocalStaticRTP>,
+    sender: Arc<dyn RtpSender>,
+    ssrc: u32,
+    payload_type: u8,
+}
+
+struct Negotiated {
+    session_url: Option<String>,
+    http: reqwest::Client,
+    ws: Option<WsHandle>,
+    tasks: Vec<JoinHandle<()>>,
+    video: SendTrack,
+    audio: Option<SendTrack>,
+}
+
+async fn add_send_track(
+    pc: &Arc<dyn PeerConnection>,
+    kind: RtpCodecKind,
+    codec: RTCRtpCodec,
+) -> anyhow::Result<SendTrack> {
+    let ssrc = rand::random::<u32>();
+    let name = match kind {
+        RtpCodecKind::Audio => "audio",
+        _ => "video",
+    };
+    let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "whipcast-publisher".to_owned(),
+        format!("publisher-{name}"),
+        name.to_owned(),
+        kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec,
+            ..Default::default()
+        }],
+    )));
+    let transceiver = pc
+        .add_transceiver_from_track(
+            track.clone() as Arc<dyn TrackLocal>,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Sendonly,
+                streams: vec!["whipcast-publisher".to_owned()],
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .with_context(|| format!("adding the {name} transceiver"))?;
+    let sender = transceiver
+        .sender()
+        .await?
+        .ok_or_else(|| anyhow!("{name} transceiver has no sender"))?;
+    Ok(SendTrack {
+        track,
+        sender,
+        ssrc,
+        payload_type: 0,
+    })
+}
+
+/// Payload type the answer negotiated for this sender's codec.
+async fn negotiated_payload_type(sender: &Arc<dyn RtpSender>, mime: &str) -> anyhow::Result<u8> {
+    let params = sender.get_parameters().await?;
+    let codecs = &params.rtp_parameters.codecs;
+    codecs
+        .iter()
+        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+        .or_else(|| codecs.first())
+        .map(|c| c.payload_type)
+        .ok_or_else(|| anyhow!("no codec negotiated for {mime}"))
+}
+
+async fn negotiate(
+    pc: &Arc<dyn PeerConnection>,
+    opts: &PublisherOptions,
+    mut state_rx: watch::Receiver<RTCPeerConnectionState>,
+    mut gathering_rx: watch::Receiver<RTCIceGatheringState>,
+    cand_rx: mpsc::UnboundedReceiver<RTCIceCandidateInit>,
+    video_codec: RTCRtpCodec,
+    audio_codec: RTCRtpCodec,
+) -> anyhow::Result<Negotiated> {
+    let video_mime = video_codec.mime_type.clone();
+    let mut video = add_send_track(pc, RtpCodecKind::Video, video_codec).await?;
+    let mut audio = if opts.audio {
+        Some(add_send_track(pc, RtpCodecKind::Audio, audio_codec).await?)
+    } else {
+        None
+    };
+
+    let offer = pc.create_offer(None).await.context("create_offer")?;
+    pc.set_local_description(offer)
+        .await
+        .context("set_local_description(offer)")?;
+
+    let trickle = matches!(opts.signaling, Signaling::Ws { .. }) && opts.trickle;
+    if !trickle {
+        tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            gathering_rx.wait_for(|s| *s == RTCIceGatheringState::Complete),
+        )
+        .await
+        .map_err(|_| anyhow!("ICE gathering did not complete in {CONNECT_TIMEOUT:?}"))?
+        .map_err(|_| anyhow!("peer connection handler dropped"))?;
+    }
+    let offer_sdp = loopback_only_sdp(
+        &pc.local_description()
+            .await
+            .ok_or_else(|| anyhow!("no local description"))?
+            .sdp,
+    );
+
+    let http = reqwest::Client::builder()
+        .no_proxy() // loopback only: never go through an environment proxy
+        .timeout(CONNECT_TIMEOUT)
+        .build()?;
+    let mut tasks = Vec::new();
+    let mut ws_handle = None;
+    let mut session_url = None;
+
+    match &opts.signaling {
+        Signaling::Whip { url, token } => {
+            let mut req = http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/sdp")
+                .body(offer_sdp);
+            if let Some(token) = token {
+                req = req.bearer_auth(token);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| anyhow!("WHIP POST {url} failed: {e}"))?;
+            let status = resp.status();
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = resp.text().await.unwrap_or_default();
+            if status != reqwest::StatusCode::CREATED {
+                bail!(
+                    "WHIP POST {url} returned {} (expected 201): {body}",
+                    status.as_u16()
+                );
+            }
+            let location =
+                location.ok_or_else(|| anyhow!("WHIP 201 response without a Location header"))?;
+            // Resolve a relative Location against the endpoint URL (the contract says absolute).
+            let absolute = reqwest::Url::parse(url)
+                .and_then(|base| base.join(&location))
+                .map(|u| u.to_string())
+                .unwrap_or(location);
+            session_url = Some(absolute);
+            let answer = RTCSessionDescription::answer(loopback_only_sdp(&body))
+                .context("parsing the WHIP answer")?;
+            pc.set_remote_description(answer)
+                .await
+                .context("set_remote_description(answer)")?;
+        }
+        Signaling::Ws { url } => {
+            let (socket, _) = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                tokio_tungstenite::connect_async(url.as_str()),
+            )
+            .await
+            .map_err(|_| anyhow!("WebSocket connect to {url} timed out"))?
+            .map_err(|e| anyhow!("WebSocket connect to {url} failed: {e}"))?;
+            let (out_tx, out_rx) = mpsc::unbounded_channel::<WsOut>();
+            let (in_tx, mut in_rx) = mpsc::unbounded_channel::<WsIn>();
+            let task = tokio::spawn(ws_task(socket, out_rx, in_tx));
+            let ws = WsHandle { out_tx, task };
+
+            let offer_msg = serde_json::json!({"type": "offer", "sdp": offer_sdp});
+            let _ = ws.out_tx.send(WsOut::Text(offer_msg.to_string()));
+            if trickle {
+                let out_tx = ws.out_tx.clone();
+                let mut cand_rx = cand_rx;
+                tasks.push(tokio::spawn(async move {
+                    while let Some(c) = cand_rx.recv().await {
+                        let msg = serde_json::json!({
+                            "type": "candidate",
+                            "candidate": {
+                                "candidate": c.candidate,
+                                "sdpMid": c.sdp_mid,
+                                "sdpMLineIndex": c.sdp_mline_index,
+                            }
+                        });
+                        if out_tx.send(WsOut::Text(msg.to_string())).is_err() {
+                            break;
+                        }
+                    }
+                }));
+            }
+            ws_handle = Some(ws);
+
+            let mut early_candidates = Vec::new();
+            let answer_sdp = tokio::time::timeout(CONNECT_TIMEOUT, async {
+                loop {
+                    match in_rx.recv().await {
+                        Some(WsIn::Answer(sdp)) => return Ok(sdp),
+                        Some(WsIn::Candidate(c)) => early_candidates.push(c),
+                        Some(WsIn::Error(m)) => bail!("WebSocket signaling error: {m}"),
+                        Some(WsIn::Closed(why)) => {
+                            bail!("WebSocket closed before the answer: {why}")
+                        }
+                        None => bail!("WebSocket task ended before the answer"),
+                    }
+                }
+            })
+            .await
+            .map_err(|_| anyhow!("no answer on the WebSocket within {CONNECT_TIMEOUT:?}"))??;
+            let answer = RTCSessionDescription::answer(loopback_only_sdp(&answer_sdp))
+                .context("parsing the WebSocket answer")?;
+            pc.set_remote_description(answer)
+                .await
+                .context("set_remote_description(answer)")?;
+            for c in early_candidates {
+                apply_remote_candidate(pc, c).await;
+            }
+            // Remote candidates that trickle in later.
+            let pc2 = pc.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(msg) = in_rx.recv().await {
+                    match msg {
+                        WsIn::Candidate(c) => apply_remote_candidate(&pc2, c).await,
+                        WsIn::Error(m) => eprintln!("publisher: WebSocket error message: {m}"),
+                        WsIn::Answer(_) => eprintln!("publisher: unexpected second answer"),
+                        WsIn::Closed(_) => break,
+                    }
+                }
+            }));
+        }
+    }
+
+    // Wait for Connected.
+    let state = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        state_rx.wait_for(|s| {
+            matches!(
+                s,
+                RTCPeerConnectionState::Connected
+                    | RTCPeerConnectionState::Failed
+                    | RTCPeerConnectionState::Closed
+            )
+        }),
+    )
+    .await
+    .map_err(|_| {
+        for t in &tasks {
+            t.abort();
+        }
+        anyhow!("peer connection not connected within {CONNECT_TIMEOUT:?}")
+    })?
+    .map(|s| *s)
+    .map_err(|_| anyhow!("peer connection handler dropped"))?;
+    if state != RTCPeerConnectionState::Connected {
+        for t in &tasks {
+            t.abort();
+        }
+        if let Some(ws) = ws_handle {
+            ws.task.abort();
+        }
+        bail!("peer connection {state} before it connected");
+    }
+
+    video.payload_type = negotiated_payload_type(&video.sender, &video_mime).await?;
+    if let Some(a) = audio.as_mut() {
+        a.payload_type = negotiated_payload_type(&a.sender, MIME_TYPE_OPUS).await?;
+    }
+
+    Ok(Negotiated {
+        session_url,
+        http,
+        ws: ws_handle,
+        tasks,
+        video,
+        audio,
+    })
+}
+
+async fn apply_remote_candidate(pc: &Arc<dyn PeerConnection>, c: RTCIceCandidateInit) {
+    if !candidate_is_loopback(&c.candidate) {
+        return; // loopback-only machine: never try to reach another address
+    }
+    if let Err(e) = pc.add_ice_candidate(c).await {
+        eprintln!("publisher: add_ice_candidate failed: {e}");
+    }
+}
+
+/// Whether an ICE candidate string (`candidate:...` or `a=candidate:...`) has a loopback
+/// connection address. An end-of-candidates marker (empty) counts as loopback.
+pub fn candidate_is_loopback(candidate: &str) -> bool {
+    let c = candidate.trim();
+    if c.is_empty() {
+        return true;
+    }
+    let c = c.strip_prefix("a=").unwrap_or(c);
+    match c.split_whitespace().nth(4) {
+        Some(addr) => addr
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false),
+        None => false,
+    }
+}
+
+/// Drops every `a=candidate` line whose address is not loopback.
+pub fn loopback_only_sdp(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        let trimmed = line.trim_end();
+        if trimmed.starts_with("a=candidate:") && !candidate_is_loopback(trimmed) {
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket signaling
+
+enum WsOut {
+    Text(String),
+    Close,
+}
+
+enum WsIn {
+    Answer(String),
+    Candidate(RTCIceCandidateInit),
+    Error(String),
+    Closed(String),
+}
+
+struct WsHandle {
+    out_tx: mpsc::UnboundedSender<WsOut>,
+    task: JoinHandle<()>,
+}
+
+async fn ws_task<S>(
+    socket: tokio_tungstenite::WebSocketStream<S>,
+    mut out_rx: mpsc::UnboundedReceiver<WsOut>,
+    in_tx: mpsc::UnboundedSender<WsIn>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut sink, mut stream) = socket.split();
+    loop {
+        tokio::select! {
+            out = out_rx.recv() => match out {
+                Some(WsOut::Text(text)) => {
+                    if let Err(e) = sink.send(Message::Text(text.into())).await {
+                        let _ = in_tx.send(WsIn::Closed(format!("send failed: {e}")));
+                        return;
+                    }
+                }
+                Some(WsOut::Close) | None => {
+                    let _ = sink.send(Message::Close(None)).await;
+                    // Wait (briefly) for the server's close frame so the close is clean.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                        while let Some(Ok(msg)) = stream.next().await {
+                            if matches!(msg, Message::Close(_)) {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
+                    let _ = sink.close().await;
+                    return;
+                }
+            },
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(m) = parse_ws_message(text.as_str()) {
+                        let _ = in_tx.send(m);
+                    }
+                }
+                // tungstenite queues the Pong itself; it goes out with the next write/flush.
+                Some(Ok(Message::Ping(_))) => {
+                    let _ = sink.flush().await;
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    let _ = in_tx.send(WsIn::Closed(format!("close frame {frame:?}")));
+                    return;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    let _ = in_tx.send(WsIn::Closed(format!("read error: {e}")));
+                    return;
+                }
+                None => {
+                    let _ = in_tx.send(WsIn::Closed("stream ended".into()));
+                    return;
+                }
+            },
+        }
+    }
+}
+
+fn parse_ws_message(text: &str) -> Option<WsIn> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    match v.get("type")?.as_str()? {
+        "answer" => Some(WsIn::Answer(v.get("sdp")?.as_str()?.to_owned())),
+        "candidate" => {
+            let c = v.get("candidate")?;
+            // Accept both `{"candidate":{...}}` and a bare candidate string.
+            let init = if let Some(s) = c.as_str() {
+                RTCIceCandidateInit {
+                    candidate: s.to_owned(),
+                    ..Default::default()
+                }
+            } else {
+                RTCIceCandidateInit {
+                    candidate: c.get("candidate")?.as_str()?.to_owned(),
+                    sdp_mid: c.get("sdpMid").and_then(|m| m.as_str()).map(str::to_owned),
+                    sdp_mline_index: c
+                        .get("sdpMLineIndex")
+                        .and_then(|m| m.as_u64())
+                        .and_then(|m| u16::try_from(m).ok()),
+                    ..Default::default()
+                }
+            };
+            Some(WsIn::Candidate(init))
+        }
+        "error" => Some(WsIn::Error(
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or(text)
+                .to_owned(),
+        )),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peer connection event handler (hand-expanded `#[async_trait]`: the crate does not depend on
+// the async-trait macro crate; the trait's methods return boxed futures).
+
+type HandlerFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+struct PubHandler {
+    state_tx: watch::Sender<RTCPeerConnectionState>,
+    gathering_tx: watch::Sender<RTCIceGatheringState>,
+    cand_tx: mpsc::UnboundedSender<RTCIceCandidateInit>,
+}
+
+impl PeerConnectionEventHandler for PubHandler {
+    fn on_ice_candidate<'life0, 'async_trait>(
+        &'life0 self,
+        event: RTCPeerConnectionIceEvent,
+    ) -> HandlerFuture<'async_trait>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            if let Ok(mut init) = event.candidate.to_json()
+                && candidate_is_loopback(&init.candidate)
+            {
+                init.sdp_mid = Some("0".to_owned());
+                init.sdp_mline_index = Some(0);
+                let _ = self.cand_tx.send(init);
+            }
+        })
+    }
+
+    fn on_ice_gathering_state_change<'life0, 'async_trait>(
+        &'life0 self,
+        state: RTCIceGatheringState,
+    ) -> HandlerFuture<'async_trait>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            let _ = self.gathering_tx.send(state);
+        })
+    }
+
+    fn on_connection_state_change<'life0, 'async_trait>(
+        &'life0 self,
+        state: RTCPeerConnectionState,
+    ) -> HandlerFuture<'async_trait>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            let _ = self.state_tx.send(state);
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interceptor: deliver inbound PLI/FIR to the application (copied from the webrtc 0.21
+// `rtcp-processing` example). Without it the default interceptors consume all inbound RTCP.
+
+#[derive(Default)]
+struct KeyframeRequestForwarder {
+    read_queue: std::collections::VecDeque<TaggedPacket>,
+    write_queue: std::collections::VecDeque<TaggedPacket>,
+}
+
+#[allow(clippy::borrowed_box)]
+fn is_keyframe_request(packet: &Box<dyn rtc::rtcp::Packet>) -> bool {
+    let any = packet.as_any();
+    any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestForwarder {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = std::time::Instant;
+
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let IPacket::Rtcp(packets) = &msg.message.packet {
+            let requests: Vec<Box<dyn rtc::rtcp::Packet>> = packets
+                .iter()
+                .filter(|p| is_keyframe_request(p))
+                .cloned()
+                .collect();
+            if requests.is_empty() {
+                return Ok(());
+            }
+            msg.message.packet = IPacket::Rtcp(requests);
+            msg.message.add(Attribute::DeliverToApplication);
+        }
+        self.read_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read_queue.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write_queue.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequestForwarder {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Codecs and media
+
+fn video_rtp_codec(video: VideoCodec) -> RTCRtpCodec {
+    let feedback = |typ: &str, parameter: &str| RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    };
+    let rtcp_feedback = vec![
+        feedback("nack", ""),
+        feedback("nack", "pli"),
+        feedback("ccm", "fir"),
+    ];
+    match video {
+        VideoCodec::H264 => RTCRtpCodec {
+            mime_type: MIME_TYPE_H264.to_owned(),
+            clock_rate: 90000,
+            channels: 0,
+            sdp_fmtp_line: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+                .to_owned(),
+            rtcp_feedback,
+        },
+        VideoCodec::Vp8 => RTCRtpCodec {
+            mime_type: MIME_TYPE_VP8.to_owned(),
+            clock_rate: 90000,
+            channels: 0,
+            sdp_fmtp_line: String::new(),
+            rtcp_feedback,
+        },
+    }
+}
+
+fn opus_rtp_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// The `gst-launch` description of the media pipeline (a fixed template; test code).
+pub fn pipeline_description(opts: &PublisherOptions) -> String {
+    let PublisherOptions {
+        width,
+        height,
+        fps,
+        bitrate_kbps,
+        ..
+    } = *opts;
+    let fps = fps.max(1);
+    let gop = fps * 2;
+    let source = format!(
+        "videotestsrc is-live=true pattern=smpte horizontal-speed=2 \
+         ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1"
+    );
+    let video = match opts.video {
+        VideoCodec::H264 => format!(
+            "{source} ! x264enc name=venc tune=zerolatency speed-preset=ultrafast \
+             bitrate={bitrate_kbps} key-int-max={gop} bframes=0 \
+             ! video/x-h264,profile=constrained-baseline \
+             ! rtph264pay pt={H264_PT} mtu=1200 config-interval=-1 aggregate-mode=zero-latency \
+             ! appsink name=vsink sync=false"
+        ),
+        VideoCodec::Vp8 => format!(
+            "{source} ! vp8enc name=venc deadline=1 cpu-used=8 lag-in-frames=0 end-usage=cbr \
+             keyframe-max-dist={gop} target-bitrate={} \
+             ! rtpvp8pay pt={VP8_PT} mtu=1200 picture-id-mode=15-bit \
+             ! appsink name=vsink sync=false",
+            bitrate_kbps.saturating_mul(1000)
+        ),
+    };
+    if opts.audio {
+        format!(
+            "{video}  audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample \
+             ! audio/x-raw,rate=48000,channels=2 ! opusenc bitrate=64000 \
+             ! rtpopuspay pt={OPUS_PT} mtu=1200 ! appsink name=asink sync=false"
+        )
+    } else {
+        video
+    }
+}
+
+/// Builds the pipeline (not started) and wires the appsinks to the channels.
+/// Returns the pipeline and the video encoder (target of force-key-unit events).
+fn build_pipeline(
+    launch: &str,
+    video_tx: mpsc::Sender<Bytes>,
+    audio_tx: Option<mpsc::Sender<Bytes>>,
+    stats: &Arc<Stats>,
+) -> anyhow::Result<(gst::Pipeline, gst::Element)> {
+    let pipeline = gst::parse::launch(launch)
+        .with_context(|| format!("gst parse::launch({launch})"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| anyhow!("launch description is not a pipeline"))?;
+    let encoder = pipeline
+        .by_name("venc")
+        .ok_or_else(|| anyhow!("no venc element"))?;
+    connect_appsink(&pipeline, "vsink", video_tx, stats.clone())?;
+    if let Some(audio_tx) = audio_tx {
+        connect_appsink(&pipeline, "asink", audio_tx, stats.clone())?;
+    }
+    Ok((pipeline, encoder))
+}
+
+fn connect_appsink(
+    pipeline: &gst::Pipeline,
+    name: &str,
+    tx: mpsc::Sender<Bytes>,
+    stats: Arc<Stats>,
+) -> anyhow::Result<()> {
+    let sink = pipeline
+        .by_name(name)
+        .ok_or_else(|| anyhow!("no {name} element"))?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| anyhow!("{name} is not an appsink"))?;
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(buffer) = sample.buffer() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                // Never block the streaming thread: drop (and count) when the channel is full.
+                match tx.try_send(Bytes::copy_from_slice(map.as_slice())) {
+                    Ok(()) => Ok(gst::FlowSuccess::Ok),
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        Ok(gst::FlowSuccess::Ok)
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => Err(gst::FlowError::Flushing),
+                }
+            })
+            .build(),
+    );
+    Ok(())
+}
+
+/// Unmarshals RTP from the appsink, rewrites PT/SSRC to the negotiated values, writes it.
+fn spawn_forwarder(
+    mut rx: mpsc::Receiver<Bytes>,
+    send: SendTrack,
+    stats: Arc<Stats>,
+    is_video: bool,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut reported = false;
+        while let Some(bytes) = rx.recv().await {
+            let mut buf = bytes.clone();
+            let mut packet = match rtc::rtp::packet::Packet::unmarshal(&mut buf) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("publisher: bad RTP from GStreamer: {e}");
+                    continue;
+                }
+            };
+            packet.header.payload_type = send.payload_type;
+            packet.header.ssrc = send.ssrc;
+            // Only negotiated header extensions may be sent; GStreamer adds none here.
+            packet.header.extension = false;
+            packet.header.extensions.clear();
+            match send.track.write_rtp(packet).await {
+                Ok(()) => {
+                    stats.packets_sent.fetch_add(1, Ordering::Relaxed);
+                    if is_video {
+                        stats.video_packets_sent.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        stats.audio_packets_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => {
+                    stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    if !reported {
+                        reported = true;
+                        eprintln!("publisher: write_rtp failed: {e}");
+                    }
+                }
+            }
+        }
+    })
+}

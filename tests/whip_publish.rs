@@ -1,0 +1,140 @@
+//! End to end over WHIP: a real WebRTC publisher (GStreamer H.264 + Opus) → whipcast →
+//! HLS fetched over HTTP and decoded by ffprobe.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::publisher::{Publisher, PublisherOptions};
+use common::{TestGateway, probe_rendition, resolve, test_config};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_h264_publish_yields_aligned_abr_hls_and_endlist_after_delete() {
+    let gw = TestGateway::start(test_config("")).await;
+    let publisher = Publisher::start(PublisherOptions::whip(&gw.whip_url("cam1")).with_format(640, 360, 30))
+        .await
+        .expect("publisher connects");
+    let session = publisher.session_url().expect("Location").to_string();
+    assert!(session.starts_with(&gw.base), "Location must be absolute: {session}");
+
+    let master_url = gw.master_url("cam1");
+    let master = gw.wait_master("cam1", 3, Duration::from_secs(30)).await.unwrap();
+    let (_, master_text) = gw.get_text(&master_url).await.unwrap();
+    assert!(master_text.contains("#EXT-X-INDEPENDENT-SEGMENTS"), "{master_text}");
+
+    // Rungs: every ladder rung fits under the 360p source.
+    let mut sizes: Vec<(u64, u64)> = master
+        .variants
+        .iter()
+        .map(|v| {
+            let r = v.resolution.expect("RESOLUTION");
+            (r.width, r.height)
+        })
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes, [(320, 180), (426, 240), (640, 360)]);
+    for v in &master.variants {
+        let codecs = v.codecs.as_deref().expect("CODECS");
+        assert!(codecs.starts_with("avc1."), "{codecs}");
+        assert!(codecs.ends_with(",mp4a.40.2"), "{codecs}");
+        assert!(v.average_bandwidth.is_some(), "AVERAGE-BANDWIDTH");
+        assert!(v.bandwidth >= v.average_bandwidth.unwrap());
+        assert_eq!(v.frame_rate, Some(30.0));
+        assert_eq!(v.audio.as_deref(), Some("aac"));
+    }
+    let audio = &master.alternatives[0];
+    assert_eq!(audio.language.as_deref(), Some("en"));
+
+    // Every rendition: 4+ segments, durations within the target, decodable, keyframe first.
+    let mut boundaries: BTreeMap<String, BTreeMap<u64, f64>> = BTreeMap::new();
+    for v in &master.variants {
+        let url = resolve(&master_url, &v.uri);
+        let pl = gw.wait_segments(&url, 4, Duration::from_secs(30)).await.unwrap();
+        let (_, text) = gw.get_text(&url).await.unwrap();
+        assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:"), "{text}");
+        assert_eq!(pl.target_duration, 1);
+        for s in &pl.segments {
+            assert!(
+                (s.duration.round() as u64) <= pl.target_duration,
+                "EXTINF {} over target {}",
+                s.duration,
+                pl.target_duration
+            );
+            assert!(s.duration > 0.5, "segment too short: {}", s.duration);
+        }
+        let probes = probe_rendition(&gw, &url, &pl, true).await.unwrap();
+        let res = v.resolution.unwrap();
+        let mut starts = BTreeMap::new();
+        // CODECS comes from the negotiated caps: it must name the profile the SPS has.
+        let codecs = v.codecs.as_deref().unwrap();
+        let expected_profile = match &codecs[5..7] {
+            "42" => "Constrained Baseline",
+            "4d" => "Main",
+            "64" => "High",
+            other => panic!("unexpected profile_idc {other} in {codecs}"),
+        };
+        for (seq, p) in &probes {
+            assert_eq!(p.codec, "h264");
+            assert_eq!((u64::from(p.width), u64::from(p.height)), (res.width, res.height));
+            assert_eq!(p.profile, expected_profile, "{codecs}");
+            assert!(!p.frames.is_empty(), "segment {seq} has no frames");
+            assert!(p.frames[0].1, "segment {seq} of {} does not start with a keyframe", v.uri);
+            starts.insert(*seq, p.frames[0].0);
+        }
+        boundaries.insert(v.uri.clone(), starts);
+    }
+    // Same boundaries (±1 frame) in every rung for the sequence numbers they share.
+    let reference = boundaries.values().next().unwrap().clone();
+    for (uri, starts) in &boundaries {
+        let mut shared = 0;
+        for (seq, t) in starts {
+            if let Some(r) = reference.get(seq) {
+                shared += 1;
+                assert!((t - r).abs() <= 1.0 / 30.0 + 1e-3, "{uri} segment {seq} starts at {t}, reference {r}");
+            }
+        }
+        assert!(shared >= 3, "{uri}: only {shared} segments in common with the reference");
+    }
+
+    // Audio: AAC-LC stereo 48 kHz.
+    let audio_url = resolve(&master_url, audio.uri.as_deref().expect("audio URI"));
+    let apl = gw.wait_segments(&audio_url, 2, Duration::from_secs(10)).await.unwrap();
+    let aprobes = probe_rendition(&gw, &audio_url, &apl, false).await.unwrap();
+    for p in aprobes.values() {
+        assert_eq!(p.codec, "aac");
+        assert_eq!(p.channels, 2);
+        assert_eq!(p.sample_rate, 48_000);
+    }
+
+    // Segments and playlists carry the right headers.
+    let seg_url = resolve(&resolve(&master_url, &master.variants[0].uri), &gw.wait_segments(&resolve(&master_url, &master.variants[0].uri), 1, Duration::from_secs(1)).await.unwrap().segments[0].uri);
+    let r = gw.http.get(&seg_url).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "video/iso.segment");
+    assert!(r.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let r = gw.http.get(&master_url).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "application/vnd.apple.mpegurl");
+
+    // The API lists it.
+    let (_, api) = gw.get_text(&gw.url("/api/streams")).await.unwrap();
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(api["streams"][0]["name"], "cam1");
+    assert_eq!(api["streams"][0]["state"], "live");
+
+    // DELETE → 200, then every playlist ends.
+    let status = publisher.stop().await.unwrap();
+    assert_eq!(status, 200);
+    for v in &master.variants {
+        let (code, text) = gw.get_text(&resolve(&master_url, &v.uri)).await.unwrap();
+        assert_eq!(code, 200);
+        assert!(text.trim_end().ends_with("#EXT-X-ENDLIST"), "{text}");
+    }
+    let (_, text) = gw.get_text(&audio_url).await.unwrap();
+    assert!(text.trim_end().ends_with("#EXT-X-ENDLIST"), "{text}");
+    // The session is gone.
+    let r = gw.http.delete(&session).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    gw.shutdown().await;
+}
