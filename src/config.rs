@@ -74,6 +74,10 @@ pub struct ServerConfig {
     pub max_sdp_bytes: usize,
     /// Most simultaneous live streams; further publishers get 503 + `Retry-After`.
     pub max_streams: usize,
+    /// On shutdown, how long HTTP keeps serving after every playlist got `EXT-X-ENDLIST`,
+    /// so players and caches can read the final state.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_linger: Duration,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +88,7 @@ impl Default for ServerConfig {
             player_dir: String::new(),
             max_sdp_bytes: 128 * 1024,
             max_streams: 16,
+            shutdown_linger: Duration::from_secs(2),
         }
     }
 }

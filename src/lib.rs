@@ -129,11 +129,13 @@ pub async fn run(
     });
     info!(addr = %listener.local_addr()?, "whipcast listening");
     let app = origin::router(state);
+    let linger = cfg.server.shutdown_linger;
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             info!("shutting down: ending every broadcast");
             ingest.shutdown().await;
+            tokio::time::sleep(linger).await;
         })
         .await;
     expiry.abort();

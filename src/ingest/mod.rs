@@ -61,6 +61,9 @@ pub enum IngestError {
     /// `server.max_streams` reached (503).
     #[error("server is at its stream limit; try again later")]
     TooManyStreams,
+    /// The server is shutting down (503).
+    #[error("server is shutting down")]
+    ShuttingDown,
     /// No such session (404).
     #[error("unknown session")]
     SessionNotFound,
@@ -98,7 +101,7 @@ impl IngestError {
             // RFC 9725 §4.4.2 / §4.4.3: unsupported tracks reject the whole offer with 422;
             // §4.3.1: 422 for the unsupported kind of PATCH.
             IngestError::Sdp(_) | IngestError::IceRestartUnsupported => 422,
-            IngestError::TooManyStreams | IngestError::Busy => 503,
+            IngestError::TooManyStreams | IngestError::ShuttingDown | IngestError::Busy => 503,
             IngestError::Internal(_) => 500,
         }
     }
@@ -179,6 +182,7 @@ struct Inner {
     max_streams: usize,
     store: HlsStore,
     registry: Mutex<Registry>,
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// The ingest service; cheap to clone.
@@ -206,6 +210,7 @@ impl Ingest {
                 max_streams,
                 store,
                 registry: Mutex::new(Registry::default()),
+                closing: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -235,8 +240,17 @@ impl Ingest {
         Ok(key)
     }
 
+    /// Refuses new publishers once shutdown began.
+    pub fn ensure_open(&self) -> Result<(), IngestError> {
+        if self.inner.closing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(IngestError::ShuttingDown);
+        }
+        Ok(())
+    }
+
     /// Validates, answers and starts a broadcast.
     pub async fn publish(&self, req: PublishRequest) -> Result<Published, IngestError> {
+        self.ensure_open()?;
         let key = self.authorize(&req.stream, req.token.as_deref())?;
         if req.offer.len() > self.inner.max_sdp_bytes {
             return Err(IngestError::SdpTooLarge(self.inner.max_sdp_bytes));
@@ -294,6 +308,9 @@ impl Ingest {
 
     fn reserve(&self, key: &StreamKey, session_id: &str) -> Result<Reservation<'_>, IngestError> {
         let mut reg = self.registry();
+        if self.inner.closing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(IngestError::ShuttingDown);
+        }
         if reg.streams.contains_key(key.as_str()) {
             return Err(IngestError::StreamInUse(key.to_string()));
         }
@@ -372,6 +389,11 @@ impl Ingest {
 
     /// Ends every broadcast (graceful shutdown): ENDLIST everywhere, peers closed.
     pub async fn shutdown(&self) {
+        // Set under the registry lock so no reservation slips in after the snapshot.
+        {
+            let _reg = self.registry();
+            self.inner.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let sessions: Vec<String> = self.registry().sessions.keys().cloned().collect();
         let stops = sessions.iter().map(|s| self.unpublish(s));
         futures::future::join_all(stops).await;

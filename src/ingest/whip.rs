@@ -100,6 +100,7 @@ pub async fn post(
     body: Body,
 ) -> Result<Response, IngestError> {
     let ingest: &Ingest = &state.ingest;
+    ingest.ensure_open()?;
     let token = bearer(&headers);
     ingest.authorize(&stream, token.as_deref())?;
     if !content_type_is(&headers, SDP) {
