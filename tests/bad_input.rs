@@ -1,0 +1,244 @@
+//! Bad input costs nothing else: while a real stream is live, every kind of wrong request
+//! gets its 4xx (or WebSocket error) and the live stream loses no segment.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::publisher::{Publisher, PublisherOptions};
+use common::{TestGateway, parse_media, resolve, test_config};
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+/// What OBS 30.2+ sends (STANDARDS §1d): session-level ICE/DTLS, group:LS, no candidates.
+const OBS_OFFER: &str = "v=0\r\no=rtc 3767197920 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+a=group:BUNDLE 0 1\r\na=group:LS 0 1\r\na=msid-semantic:WMS *\r\na=setup:actpass\r\n\
+a=ice-ufrag:Ns8c\r\na=ice-pwd:2ERC5NAYh9I0hNO1X0qjhC\r\na=ice-options:ice2,trickle\r\n\
+a=fingerprint:sha-256 7D:4B:08:2C:77:01:2F:2B:5E:A1:95:4B:42:6D:D1:F3:0B:AB:A3:CA:33:3F:B2:6C:46:E5:8E:4A:A1:64:0B:1C\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\n\
+a=ssrc:1 cname:x\r\na=msid:obs audio\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n\
+a=fmtp:111 minptime=10;maxaveragebitrate=96000;stereo=1;sprop-stereo=1;useinbandfec=1\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=sendonly\r\n\
+a=ssrc:2 cname:x\r\na=msid:obs video\r\na=rtcp-mux\r\n\
+a=rtpmap:96 H264/90000\r\na=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\n\
+a=fmtp:96 profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1\r\n";
+
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+async fn post(gw: &TestGateway, stream: &str, ctype: &str, token: Option<&str>, body: String) -> Reply {
+    let mut req = gw
+        .http
+        .post(gw.url(&format!("/whip/{stream}")))
+        .header("content-type", ctype)
+        .body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    Reply {
+        status: r.status().as_u16(),
+        headers: r.headers().clone(),
+        body: r.text().await.unwrap(),
+    }
+}
+
+/// Polls the live stream's playlist in the background, recording every sequence number
+/// and the epoch of every segment URI it ever lists.
+fn watch(gw: &TestGateway, url: String) -> (tokio::task::JoinHandle<(BTreeSet<u64>, BTreeSet<String>)>, tokio::sync::oneshot::Sender<()>) {
+    let http = gw.http.clone();
+    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut seqs = BTreeSet::new();
+        let mut uris = BTreeSet::new();
+        loop {
+            if let Ok(r) = http.get(&url).send().await {
+                if let Ok(text) = r.text().await {
+                    if let Ok(pl) = parse_media(&text) {
+                        for (i, s) in pl.segments.iter().enumerate() {
+                            seqs.insert(pl.media_sequence + i as u64);
+                            uris.insert(s.uri.clone());
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                _ = &mut rx => break,
+                _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            }
+        }
+        (seqs, uris)
+    });
+    (task, tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
+    let cfg = test_config(
+        "[auth.streams]\nsecured = \"s3cret\"\n[ice]\nconnect_timeout = \"3s\"\n",
+    );
+    let gw = TestGateway::start(cfg).await;
+
+    // A real live stream that must not notice anything.
+    let live = Publisher::start(PublisherOptions::whip(&gw.whip_url("live")).with_format(320, 180, 30))
+        .await
+        .unwrap();
+    let master = gw.wait_master("live", 1, Duration::from_secs(30)).await.unwrap();
+    let live_url = resolve(&gw.master_url("live"), &master.variants[0].uri);
+    gw.wait_segments(&live_url, 2, Duration::from_secs(20)).await.unwrap();
+    let (watcher, stop_watch) = watch(&gw, live_url.clone());
+    let started = Instant::now();
+
+    // 415: wrong content type.
+    let r = post(&gw, "x1", "text/plain", None, OBS_OFFER.into()).await;
+    assert_eq!(r.status, 415, "{}", r.body);
+    // 413: huge body.
+    let r = post(&gw, "x1", "application/sdp", None, "v=0\r\n".repeat(100_000)).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    // 400: not SDP.
+    let r = post(&gw, "x1", "application/sdp", None, "hello world".into()).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = post(&gw, "x1", "application/sdp", None, String::new()).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // 422: no video; unknown codecs; recvonly.
+    let audio_only = OBS_OFFER.split("m=video").next().unwrap().to_string();
+    let r = post(&gw, "x1", "application/sdp", None, audio_only).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = post(&gw, "x1", "application/sdp", None, OBS_OFFER.replace("H264/90000", "AV1/90000")).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("AV1"), "{}", r.body);
+    let r = post(&gw, "x1", "application/sdp", None, OBS_OFFER.replace("a=mid:1\r\na=sendonly", "a=mid:1\r\na=recvonly")).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    // 400: bad stream names.
+    for name in ["a%20b", "..%2Fetc", &"x".repeat(65)] {
+        let r = post(&gw, name, "application/sdp", None, OBS_OFFER.into()).await;
+        assert_eq!(r.status, 400, "{name}: {}", r.body);
+    }
+    // 401: missing or wrong token, with WWW-Authenticate.
+    for token in [None, Some("wrong")] {
+        let r = post(&gw, "secured", "application/sdp", token, OBS_OFFER.into()).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert!(r.headers["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+    }
+    // 409: a second publisher on the live name.
+    let r = post(&gw, "live", "application/sdp", None, OBS_OFFER.into()).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    // 404: unknown sessions.
+    let r = gw.http.delete(gw.url("/whip/live/0123456789abcdef")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = gw
+        .http
+        .patch(gw.url("/whip/live/0123456789abcdef"))
+        .header("content-type", "application/trickle-ice-sdpfrag")
+        .body("a=mid:0\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // The live session itself: PATCH with the wrong type, and an ICE restart, are refused
+    // without touching it.
+    let session = live.session_url().unwrap().to_string();
+    let r = gw.http.patch(&session).header("content-type", "application/sdp").body("x").send().await.unwrap();
+    assert_eq!(r.status(), 415);
+    let r = gw
+        .http
+        .patch(&session)
+        .header("content-type", "application/trickle-ice-sdpfrag")
+        .header("if-match", "*")
+        .body("a=ice-ufrag:new1\r\na=ice-pwd:newpasswordnewpassword12\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    // HLS names that do not exist: 404 + no-store.
+    for path in ["/hls/nope/master.m3u8", "/hls/live/360p/seg-00000000-1.m4s", "/hls/live/180p/../../etc", "/hls/live/180p/init-zz.mp4"] {
+        let r = gw.http.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        if r.status() == 404 && path.starts_with("/hls/nope") {
+            assert_eq!(r.headers()["cache-control"], "no-store");
+        }
+    }
+
+    // WebSocket garbage: each gets an error message and the socket stays usable.
+    let (mut ws, _) = tokio_tungstenite::connect_async(gw.ws_url("wsbad")).await.unwrap();
+    for frame in [
+        Message::Text("garbage".into()),
+        Message::Text(r#"{"type":"hello"}"#.into()),
+        Message::Text(r#"{"type":"offer"}"#.into()),
+        Message::Binary(vec![0u8, 1, 2, 3].into()),
+        Message::Text(r#"{"type":"offer","sdp":"not sdp"}"#.into()),
+        Message::Text(serde_json::json!({"type":"offer","sdp": OBS_OFFER.replace("H264/90000","AV1/90000")}).to_string().into()),
+    ] {
+        ws.send(frame).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+        assert_eq!(v["type"], "error", "{v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // Publishing on a live name over WS: 409 as an error message.
+    ws.close(None).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(gw.ws_url("live")).await.unwrap();
+    ws.send(Message::Text(serde_json::json!({"type":"offer","sdp": OBS_OFFER}).to_string().into())).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    let v: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    assert_eq!(v["status"], 409, "{v}");
+    ws.close(None).await.unwrap();
+    // Bad token over WS: error 401, then the server closes.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}?token=nope", gw.ws_url("secured"))).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    let v: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    assert_eq!(v["status"], 401, "{v}");
+
+    // A publisher that negotiates but never connects (OBS offer, nobody behind it): 201 with
+    // an absolute Location, ETag, a recvonly answer advertising loopback only; then the
+    // connect timeout frees the name again.
+    let r = post(&gw, "ghost", "application/sdp", None, OBS_OFFER.into()).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.headers["content-type"], "application/sdp");
+    let location = r.headers["location"].to_str().unwrap();
+    assert!(location.starts_with(&format!("{}/whip/ghost/", gw.base)), "{location}");
+    assert!(r.headers["etag"].to_str().unwrap().starts_with('"'));
+    assert!(r.body.contains("a=recvonly"), "{}", r.body);
+    let candidates: Vec<&str> = r.body.lines().filter(|l| l.starts_with("a=candidate")).collect();
+    assert!(!candidates.is_empty(), "answer has candidates");
+    for c in &candidates {
+        assert!(c.contains(" 127.0.0.1 "), "non-loopback candidate advertised: {c}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = post(&gw, "ghost", "text/plain", None, String::new()).await;
+        assert_eq!(r.status, 415);
+        let again = post(&gw, "ghost", "application/sdp", None, OBS_OFFER.into()).await;
+        if again.status == 201 {
+            break;
+        }
+        assert_eq!(again.status, 409, "{}", again.body);
+        assert!(Instant::now() < deadline, "ghost session never timed out");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // The live stream never noticed: contiguous sequence numbers, one epoch, still growing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = stop_watch.send(());
+    let (seqs, uris) = watcher.await.unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    let first = *seqs.first().unwrap();
+    let last = *seqs.last().unwrap();
+    assert_eq!(seqs.len() as u64, last - first + 1, "gap in the live playlist: {seqs:?}");
+    assert!((last - first) as f64 >= elapsed - 4.0, "live stream stalled: {seqs:?} over {elapsed:.1}s");
+    let epochs: BTreeSet<&str> = uris.iter().filter_map(|u| u.split('-').nth(1)).collect();
+    assert_eq!(epochs.len(), 1, "live stream restarted: {epochs:?}");
+    // Every segment it listed is still downloadable (within the retention window).
+    let pl = parse_media(&gw.get_text(&live_url).await.unwrap().1).unwrap();
+    for s in &pl.segments {
+        let r = gw.http.get(resolve(&live_url, &s.uri)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", s.uri);
+    }
+    assert_eq!(live.stop().await.unwrap(), 200);
+    gw.shutdown().await;
+}
