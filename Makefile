@@ -15,7 +15,7 @@ run: build
 	./target/release/whipcast $(ARGS)
 
 ## Install what is missing, then run every test (unit, integration, end to end).
-test: deps
+test: deps lint
 	$(CARGO) test --locked --all-targets -- --test-threads=1
 
 ## CPU/RSS benchmark against bare gst-launch-1.0 (see BENCHMARKS.md).
@@ -25,6 +25,6 @@ bench: build
 fmt:
 	$(CARGO) fmt --all
 
-lint:
+lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings

@@ -13,7 +13,9 @@ use tracing::{debug, info, warn};
 
 use crate::StreamKey;
 use crate::hls::HlsStore;
-use crate::ingest::peer::{Candidate, IncomingTrack, KeyframeRequester, PeerError, PeerEvent, PeerSession, TrackKind};
+use crate::ingest::peer::{
+    Candidate, IncomingTrack, KeyframeRequester, PeerError, PeerEvent, PeerSession, TrackKind,
+};
 use crate::media::{AudioInput, Ladder, MediaEvent, MediaSpec, Pipeline, VideoInput};
 
 /// How long the muxers get to flush their last fragment after the publisher leaves.
@@ -117,22 +119,20 @@ pub async fn run(mut p: BroadcastParams) -> String {
             pkt = recv(&mut video) => match pkt {
                 Some(pkt) => {
                     last_video = Instant::now();
-                    if let Some(pl) = &pipeline {
-                        if let Err(e) = pl.push_video(pkt) {
+                    if let Some(pl) = &pipeline
+                        && let Err(e) = pl.push_video(pkt) {
                             break e.to_string();
                         }
-                    }
                 }
                 None => break "video track ended".into(),
             },
             pkt = recv(&mut audio) => match pkt {
                 // Audio before the pipeline exists is dropped: its arrival timestamps
                 // would be stale by the time it could be pushed.
-                Some(pkt) => if let Some(pl) = &pipeline {
-                    if let Err(e) = pl.push_audio(pkt) {
+                Some(pkt) => if let Some(pl) = &pipeline
+                    && let Err(e) = pl.push_audio(pkt) {
                         break e.to_string();
-                    }
-                },
+                    },
                 None => audio = None,
             },
             ev = next_media(&mut pipeline) => match ev {
@@ -151,9 +151,8 @@ pub async fn run(mut p: BroadcastParams) -> String {
                 if pipeline.is_some() && last_video.elapsed() > p.media_timeout {
                     break format!("no video RTP for {:?}", p.media_timeout);
                 }
-                if segments_out == 0 {
-                    if let Some(k) = &pli { k.request(); }
-                }
+                if segments_out == 0
+                    && let Some(k) = &pli { k.request(); }
             }
         }
     };
@@ -191,7 +190,14 @@ fn store_event(store: &HlsStore, stream: &StreamKey, ev: MediaEvent) -> u64 {
             independent,
             data,
             ..
-        } => match store.segment(stream.as_str(), &rendition, duration, wallclock, independent, data) {
+        } => match store.segment(
+            stream.as_str(),
+            &rendition,
+            duration,
+            wallclock,
+            independent,
+            data,
+        ) {
             Ok(seq) => {
                 debug!(%rendition, seq, ms = duration.as_millis() as u64, "segment");
                 u64::from(rendition != "audio")

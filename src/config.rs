@@ -251,9 +251,12 @@ impl Config {
         };
         let seg = self.hls.segment_duration;
         if seg < Duration::from_millis(500) || seg > Duration::from_secs(20) {
-            return Err(invalid("hls.segment_duration", "must be between 500ms and 20s"));
+            return Err(invalid(
+                "hls.segment_duration",
+                "must be between 500ms and 20s",
+            ));
         }
-        if seg.subsec_millis() % 100 != 0 {
+        if !seg.subsec_millis().is_multiple_of(100) {
             return Err(invalid(
                 "hls.segment_duration",
                 "must be a multiple of 100ms (cmafmux cuts on exact multiples)",
@@ -271,10 +274,8 @@ impl Config {
         if self.server.max_streams == 0 {
             return Err(invalid("server.max_streams", "must be at least 1"));
         }
-        if !self.server.public_url.is_empty()
-            && !(self.server.public_url.starts_with("http://")
-                || self.server.public_url.starts_with("https://"))
-        {
+        let url = &self.server.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid(
                 "server.public_url",
                 "must start with http:// or https://",
@@ -291,9 +292,12 @@ impl Config {
                 "and ice.port_max must both be 0 or form a range min <= max",
             ));
         }
-        for (name, _) in &self.auth.streams {
+        for name in self.auth.streams.keys() {
             if !crate::StreamKey::is_valid(name) {
-                return Err(invalid("auth.streams", &format!("{name:?} is not a valid stream name")));
+                return Err(invalid(
+                    "auth.streams",
+                    &format!("{name:?} is not a valid stream name"),
+                ));
             }
         }
         self.media
@@ -332,16 +336,18 @@ mod tests {
         let err = c.validate().expect_err("too short");
         assert!(err.to_string().contains("hls.segment_duration"), "{err}");
         let c = Config::parse("[ice]\nport_min = 5000\n", "t").expect("parses");
-        assert!(c.validate().expect_err("half range").to_string().contains("ice.port_min"));
+        assert!(
+            c.validate()
+                .expect_err("half range")
+                .to_string()
+                .contains("ice.port_min")
+        );
     }
 
     #[test]
     fn per_stream_token_overrides_global() {
-        let c = Config::parse(
-            "[auth]\ntoken = \"g\"\n[auth.streams]\ncam = \"c\"\n",
-            "t",
-        )
-        .expect("parses");
+        let c = Config::parse("[auth]\ntoken = \"g\"\n[auth.streams]\ncam = \"c\"\n", "t")
+            .expect("parses");
         assert_eq!(c.auth.required_token("cam"), Some("c"));
         assert_eq!(c.auth.required_token("other"), Some("g"));
         assert_eq!(AuthConfig::default().required_token("x"), None);

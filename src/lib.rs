@@ -53,7 +53,8 @@ impl StreamKey {
     /// Whether `s` is a valid stream name.
     pub fn is_valid(s: &str) -> bool {
         (1..=64).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     }
 
     /// Parses a stream name.

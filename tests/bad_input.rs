@@ -31,7 +31,13 @@ struct Reply {
     body: String,
 }
 
-async fn post(gw: &TestGateway, stream: &str, ctype: &str, token: Option<&str>, body: String) -> Reply {
+async fn post(
+    gw: &TestGateway,
+    stream: &str,
+    ctype: &str,
+    token: Option<&str>,
+    body: String,
+) -> Reply {
     let mut req = gw
         .http
         .post(gw.url(&format!("/whip/{stream}")))
@@ -50,21 +56,25 @@ async fn post(gw: &TestGateway, stream: &str, ctype: &str, token: Option<&str>, 
 
 /// Polls the live stream's playlist in the background, recording every sequence number
 /// and the epoch of every segment URI it ever lists.
-fn watch(gw: &TestGateway, url: String) -> (tokio::task::JoinHandle<(BTreeSet<u64>, BTreeSet<String>)>, tokio::sync::oneshot::Sender<()>) {
+type Watcher = (
+    tokio::task::JoinHandle<(BTreeSet<u64>, BTreeSet<String>)>,
+    tokio::sync::oneshot::Sender<()>,
+);
+
+fn watch(gw: &TestGateway, url: String) -> Watcher {
     let http = gw.http.clone();
     let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let mut seqs = BTreeSet::new();
         let mut uris = BTreeSet::new();
         loop {
-            if let Ok(r) = http.get(&url).send().await {
-                if let Ok(text) = r.text().await {
-                    if let Ok(pl) = parse_media(&text) {
-                        for (i, s) in pl.segments.iter().enumerate() {
-                            seqs.insert(pl.media_sequence + i as u64);
-                            uris.insert(s.uri.clone());
-                        }
-                    }
+            if let Ok(r) = http.get(&url).send().await
+                && let Ok(text) = r.text().await
+                && let Ok(pl) = parse_media(&text)
+            {
+                for (i, s) in pl.segments.iter().enumerate() {
+                    seqs.insert(pl.media_sequence + i as u64);
+                    uris.insert(s.uri.clone());
                 }
             }
             tokio::select! {
@@ -79,18 +89,23 @@ fn watch(gw: &TestGateway, url: String) -> (tokio::task::JoinHandle<(BTreeSet<u6
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
-    let cfg = test_config(
-        "[auth.streams]\nsecured = \"s3cret\"\n[ice]\nconnect_timeout = \"3s\"\n",
-    );
+    let cfg =
+        test_config("[auth.streams]\nsecured = \"s3cret\"\n[ice]\nconnect_timeout = \"3s\"\n");
     let gw = TestGateway::start(cfg).await;
 
     // A real live stream that must not notice anything.
-    let live = Publisher::start(PublisherOptions::whip(&gw.whip_url("live")).with_format(320, 180, 30))
+    let live =
+        Publisher::start(PublisherOptions::whip(&gw.whip_url("live")).with_format(320, 180, 30))
+            .await
+            .unwrap();
+    let master = gw
+        .wait_master("live", 1, Duration::from_secs(30))
         .await
         .unwrap();
-    let master = gw.wait_master("live", 1, Duration::from_secs(30)).await.unwrap();
     let live_url = resolve(&gw.master_url("live"), &master.variants[0].uri);
-    gw.wait_segments(&live_url, 2, Duration::from_secs(20)).await.unwrap();
+    gw.wait_segments(&live_url, 2, Duration::from_secs(20))
+        .await
+        .unwrap();
     let (watcher, stop_watch) = watch(&gw, live_url.clone());
     let started = Instant::now();
 
@@ -98,7 +113,14 @@ async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
     let r = post(&gw, "x1", "text/plain", None, OBS_OFFER.into()).await;
     assert_eq!(r.status, 415, "{}", r.body);
     // 413: huge body.
-    let r = post(&gw, "x1", "application/sdp", None, "v=0\r\n".repeat(100_000)).await;
+    let r = post(
+        &gw,
+        "x1",
+        "application/sdp",
+        None,
+        "v=0\r\n".repeat(100_000),
+    )
+    .await;
     assert_eq!(r.status, 413, "{}", r.body);
     // 400: not SDP.
     let r = post(&gw, "x1", "application/sdp", None, "hello world".into()).await;
@@ -109,10 +131,24 @@ async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
     let audio_only = OBS_OFFER.split("m=video").next().unwrap().to_string();
     let r = post(&gw, "x1", "application/sdp", None, audio_only).await;
     assert_eq!(r.status, 422, "{}", r.body);
-    let r = post(&gw, "x1", "application/sdp", None, OBS_OFFER.replace("H264/90000", "AV1/90000")).await;
+    let r = post(
+        &gw,
+        "x1",
+        "application/sdp",
+        None,
+        OBS_OFFER.replace("H264/90000", "AV1/90000"),
+    )
+    .await;
     assert_eq!(r.status, 422, "{}", r.body);
     assert!(r.body.contains("AV1"), "{}", r.body);
-    let r = post(&gw, "x1", "application/sdp", None, OBS_OFFER.replace("a=mid:1\r\na=sendonly", "a=mid:1\r\na=recvonly")).await;
+    let r = post(
+        &gw,
+        "x1",
+        "application/sdp",
+        None,
+        OBS_OFFER.replace("a=mid:1\r\na=sendonly", "a=mid:1\r\na=recvonly"),
+    )
+    .await;
     assert_eq!(r.status, 422, "{}", r.body);
     // 400: bad stream names.
     for name in ["a%20b", "..%2Fetc", &"x".repeat(65)] {
@@ -123,13 +159,23 @@ async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
     for token in [None, Some("wrong")] {
         let r = post(&gw, "secured", "application/sdp", token, OBS_OFFER.into()).await;
         assert_eq!(r.status, 401, "{}", r.body);
-        assert!(r.headers["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+        assert!(
+            r.headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
     }
     // 409: a second publisher on the live name.
     let r = post(&gw, "live", "application/sdp", None, OBS_OFFER.into()).await;
     assert_eq!(r.status, 409, "{}", r.body);
     // 404: unknown sessions.
-    let r = gw.http.delete(gw.url("/whip/live/0123456789abcdef")).send().await.unwrap();
+    let r = gw
+        .http
+        .delete(gw.url("/whip/live/0123456789abcdef"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let r = gw
         .http
@@ -143,7 +189,14 @@ async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
     // The live session itself: PATCH with the wrong type, and an ICE restart, are refused
     // without touching it.
     let session = live.session_url().unwrap().to_string();
-    let r = gw.http.patch(&session).header("content-type", "application/sdp").body("x").send().await.unwrap();
+    let r = gw
+        .http
+        .patch(&session)
+        .header("content-type", "application/sdp")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 415);
     let r = gw
         .http
@@ -156,7 +209,12 @@ async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
         .unwrap();
     assert_eq!(r.status(), 422);
     // HLS names that do not exist: 404 + no-store.
-    for path in ["/hls/nope/master.m3u8", "/hls/live/360p/seg-00000000-1.m4s", "/hls/live/180p/../../etc", "/hls/live/180p/init-zz.mp4"] {
+    for path in [
+        "/hls/nope/master.m3u8",
+        "/hls/live/360p/seg-00000000-1.m4s",
+        "/hls/live/180p/../../etc",
+        "/hls/live/180p/init-zz.mp4",
+    ] {
         let r = gw.http.get(gw.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 404, "{path}");
         if r.status() == 404 && path.starts_with("/hls/nope") {
@@ -165,32 +223,61 @@ async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
     }
 
     // WebSocket garbage: each gets an error message and the socket stays usable.
-    let (mut ws, _) = tokio_tungstenite::connect_async(gw.ws_url("wsbad")).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(gw.ws_url("wsbad"))
+        .await
+        .unwrap();
     for frame in [
         Message::Text("garbage".into()),
         Message::Text(r#"{"type":"hello"}"#.into()),
         Message::Text(r#"{"type":"offer"}"#.into()),
         Message::Binary(vec![0u8, 1, 2, 3].into()),
         Message::Text(r#"{"type":"offer","sdp":"not sdp"}"#.into()),
-        Message::Text(serde_json::json!({"type":"offer","sdp": OBS_OFFER.replace("H264/90000","AV1/90000")}).to_string().into()),
+        Message::Text(
+            serde_json::json!({"type":"offer","sdp": OBS_OFFER.replace("H264/90000","AV1/90000")})
+                .to_string()
+                .into(),
+        ),
     ] {
         ws.send(frame).await.unwrap();
-        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         let v: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
         assert_eq!(v["type"], "error", "{v}");
         assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     // Publishing on a live name over WS: 409 as an error message.
     ws.close(None).await.unwrap();
-    let (mut ws, _) = tokio_tungstenite::connect_async(gw.ws_url("live")).await.unwrap();
-    ws.send(Message::Text(serde_json::json!({"type":"offer","sdp": OBS_OFFER}).to_string().into())).await.unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(gw.ws_url("live"))
+        .await
+        .unwrap();
+    ws.send(Message::Text(
+        serde_json::json!({"type":"offer","sdp": OBS_OFFER})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
     assert_eq!(v["status"], 409, "{v}");
     ws.close(None).await.unwrap();
     // Bad token over WS: error 401, then the server closes.
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}?token=nope", gw.ws_url("secured"))).await.unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{}?token=nope", gw.ws_url("secured")))
+            .await
+            .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
     assert_eq!(v["status"], 401, "{v}");
 
@@ -201,13 +288,23 @@ async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.headers["content-type"], "application/sdp");
     let location = r.headers["location"].to_str().unwrap();
-    assert!(location.starts_with(&format!("{}/whip/ghost/", gw.base)), "{location}");
+    assert!(
+        location.starts_with(&format!("{}/whip/ghost/", gw.base)),
+        "{location}"
+    );
     assert!(r.headers["etag"].to_str().unwrap().starts_with('"'));
     assert!(r.body.contains("a=recvonly"), "{}", r.body);
-    let candidates: Vec<&str> = r.body.lines().filter(|l| l.starts_with("a=candidate")).collect();
+    let candidates: Vec<&str> = r
+        .body
+        .lines()
+        .filter(|l| l.starts_with("a=candidate"))
+        .collect();
     assert!(!candidates.is_empty(), "answer has candidates");
     for c in &candidates {
-        assert!(c.contains(" 127.0.0.1 "), "non-loopback candidate advertised: {c}");
+        assert!(
+            c.contains(" 127.0.0.1 "),
+            "non-loopback candidate advertised: {c}"
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -229,14 +326,26 @@ async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
     let elapsed = started.elapsed().as_secs_f64();
     let first = *seqs.first().unwrap();
     let last = *seqs.last().unwrap();
-    assert_eq!(seqs.len() as u64, last - first + 1, "gap in the live playlist: {seqs:?}");
-    assert!((last - first) as f64 >= elapsed - 4.0, "live stream stalled: {seqs:?} over {elapsed:.1}s");
+    assert_eq!(
+        seqs.len() as u64,
+        last - first + 1,
+        "gap in the live playlist: {seqs:?}"
+    );
+    assert!(
+        (last - first) as f64 >= elapsed - 4.0,
+        "live stream stalled: {seqs:?} over {elapsed:.1}s"
+    );
     let epochs: BTreeSet<&str> = uris.iter().filter_map(|u| u.split('-').nth(1)).collect();
     assert_eq!(epochs.len(), 1, "live stream restarted: {epochs:?}");
     // Every segment it listed is still downloadable (within the retention window).
     let pl = parse_media(&gw.get_text(&live_url).await.unwrap().1).unwrap();
     for s in &pl.segments {
-        let r = gw.http.get(resolve(&live_url, &s.uri)).send().await.unwrap();
+        let r = gw
+            .http
+            .get(resolve(&live_url, &s.uri))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{}", s.uri);
     }
     assert_eq!(live.stop().await.unwrap(), 200);

@@ -13,16 +13,26 @@ use common::{TestGateway, probe_rendition, resolve, test_config};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whip_h264_publish_yields_aligned_abr_hls_and_endlist_after_delete() {
     let gw = TestGateway::start(test_config("")).await;
-    let publisher = Publisher::start(PublisherOptions::whip(&gw.whip_url("cam1")).with_format(640, 360, 30))
-        .await
-        .expect("publisher connects");
+    let publisher =
+        Publisher::start(PublisherOptions::whip(&gw.whip_url("cam1")).with_format(640, 360, 30))
+            .await
+            .expect("publisher connects");
     let session = publisher.session_url().expect("Location").to_string();
-    assert!(session.starts_with(&gw.base), "Location must be absolute: {session}");
+    assert!(
+        session.starts_with(&gw.base),
+        "Location must be absolute: {session}"
+    );
 
     let master_url = gw.master_url("cam1");
-    let master = gw.wait_master("cam1", 3, Duration::from_secs(30)).await.unwrap();
+    let master = gw
+        .wait_master("cam1", 3, Duration::from_secs(30))
+        .await
+        .unwrap();
     let (_, master_text) = gw.get_text(&master_url).await.unwrap();
-    assert!(master_text.contains("#EXT-X-INDEPENDENT-SEGMENTS"), "{master_text}");
+    assert!(
+        master_text.contains("#EXT-X-INDEPENDENT-SEGMENTS"),
+        "{master_text}"
+    );
 
     // Rungs: every ladder rung fits under the 360p source.
     let mut sizes: Vec<(u64, u64)> = master
@@ -51,7 +61,10 @@ async fn whip_h264_publish_yields_aligned_abr_hls_and_endlist_after_delete() {
     let mut boundaries: BTreeMap<String, BTreeMap<u64, f64>> = BTreeMap::new();
     for v in &master.variants {
         let url = resolve(&master_url, &v.uri);
-        let pl = gw.wait_segments(&url, 4, Duration::from_secs(30)).await.unwrap();
+        let pl = gw
+            .wait_segments(&url, 4, Duration::from_secs(30))
+            .await
+            .unwrap();
         let (_, text) = gw.get_text(&url).await.unwrap();
         assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:"), "{text}");
         assert_eq!(pl.target_duration, 1);
@@ -77,10 +90,17 @@ async fn whip_h264_publish_yields_aligned_abr_hls_and_endlist_after_delete() {
         };
         for (seq, p) in &probes {
             assert_eq!(p.codec, "h264");
-            assert_eq!((u64::from(p.width), u64::from(p.height)), (res.width, res.height));
+            assert_eq!(
+                (u64::from(p.width), u64::from(p.height)),
+                (res.width, res.height)
+            );
             assert_eq!(p.profile, expected_profile, "{codecs}");
             assert!(!p.frames.is_empty(), "segment {seq} has no frames");
-            assert!(p.frames[0].1, "segment {seq} of {} does not start with a keyframe", v.uri);
+            assert!(
+                p.frames[0].1,
+                "segment {seq} of {} does not start with a keyframe",
+                v.uri
+            );
             starts.insert(*seq, p.frames[0].0);
         }
         boundaries.insert(v.uri.clone(), starts);
@@ -92,15 +112,24 @@ async fn whip_h264_publish_yields_aligned_abr_hls_and_endlist_after_delete() {
         for (seq, t) in starts {
             if let Some(r) = reference.get(seq) {
                 shared += 1;
-                assert!((t - r).abs() <= 1.0 / 30.0 + 1e-3, "{uri} segment {seq} starts at {t}, reference {r}");
+                assert!(
+                    (t - r).abs() <= 1.0 / 30.0 + 1e-3,
+                    "{uri} segment {seq} starts at {t}, reference {r}"
+                );
             }
         }
-        assert!(shared >= 3, "{uri}: only {shared} segments in common with the reference");
+        assert!(
+            shared >= 3,
+            "{uri}: only {shared} segments in common with the reference"
+        );
     }
 
     // Audio: AAC-LC stereo 48 kHz.
     let audio_url = resolve(&master_url, audio.uri.as_deref().expect("audio URI"));
-    let apl = gw.wait_segments(&audio_url, 2, Duration::from_secs(10)).await.unwrap();
+    let apl = gw
+        .wait_segments(&audio_url, 2, Duration::from_secs(10))
+        .await
+        .unwrap();
     let aprobes = probe_rendition(&gw, &audio_url, &apl, false).await.unwrap();
     for p in aprobes.values() {
         assert_eq!(p.codec, "aac");
@@ -109,10 +138,26 @@ async fn whip_h264_publish_yields_aligned_abr_hls_and_endlist_after_delete() {
     }
 
     // Segments and playlists carry the right headers.
-    let seg_url = resolve(&resolve(&master_url, &master.variants[0].uri), &gw.wait_segments(&resolve(&master_url, &master.variants[0].uri), 1, Duration::from_secs(1)).await.unwrap().segments[0].uri);
+    let seg_url = resolve(
+        &resolve(&master_url, &master.variants[0].uri),
+        &gw.wait_segments(
+            &resolve(&master_url, &master.variants[0].uri),
+            1,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap()
+        .segments[0]
+            .uri,
+    );
     let r = gw.http.get(&seg_url).send().await.unwrap();
     assert_eq!(r.headers()["content-type"], "video/iso.segment");
-    assert!(r.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+    assert!(
+        r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
     let r = gw.http.get(&master_url).send().await.unwrap();
     assert_eq!(r.headers()["content-type"], "application/vnd.apple.mpegurl");

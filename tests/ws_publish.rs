@@ -17,14 +17,26 @@ async fn ws_vp8_publish_is_transcoded_to_h264_and_ends_on_close() {
         .with_format(640, 360, 30);
     // Trickle both ways: the offer goes first, candidates follow as messages.
     opts.trickle = true;
-    let publisher = Publisher::start(opts).await.expect("publisher connects over WS");
+    let publisher = Publisher::start(opts)
+        .await
+        .expect("publisher connects over WS");
 
     let master_url = gw.master_url("vp8cam");
-    let master = gw.wait_master("vp8cam", 3, Duration::from_secs(30)).await.unwrap();
+    let master = gw
+        .wait_master("vp8cam", 3, Duration::from_secs(30))
+        .await
+        .unwrap();
     for v in &master.variants {
-        assert!(v.codecs.as_deref().unwrap().starts_with("avc1."), "{:?}", v.codecs);
+        assert!(
+            v.codecs.as_deref().unwrap().starts_with("avc1."),
+            "{:?}",
+            v.codecs
+        );
         let url = resolve(&master_url, &v.uri);
-        let pl = gw.wait_segments(&url, 3, Duration::from_secs(30)).await.unwrap();
+        let pl = gw
+            .wait_segments(&url, 3, Duration::from_secs(30))
+            .await
+            .unwrap();
         let probes = probe_rendition(&gw, &url, &pl, true).await.unwrap();
         for (seq, p) in &probes {
             assert_eq!(p.codec, "h264", "segment {seq}");
@@ -44,7 +56,10 @@ async fn ws_vp8_publish_is_transcoded_to_h264_and_ends_on_close() {
         if text.trim_end().ends_with("#EXT-X-ENDLIST") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no ENDLIST after socket close:\n{text}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ENDLIST after socket close:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     gw.shutdown().await;
@@ -53,12 +68,18 @@ async fn ws_vp8_publish_is_transcoded_to_h264_and_ends_on_close() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_ends_every_playlist() {
     let gw = TestGateway::start(test_config("")).await;
-    let publisher = Publisher::start(PublisherOptions::whip(&gw.whip_url("sd")).with_format(320, 180, 30))
+    let publisher =
+        Publisher::start(PublisherOptions::whip(&gw.whip_url("sd")).with_format(320, 180, 30))
+            .await
+            .unwrap();
+    let master = gw
+        .wait_master("sd", 1, Duration::from_secs(30))
         .await
         .unwrap();
-    let master = gw.wait_master("sd", 1, Duration::from_secs(30)).await.unwrap();
     let url = resolve(&gw.master_url("sd"), &master.variants[0].uri);
-    gw.wait_segments(&url, 2, Duration::from_secs(20)).await.unwrap();
+    gw.wait_segments(&url, 2, Duration::from_secs(20))
+        .await
+        .unwrap();
     // SIGTERM equivalent: the server ends every broadcast, then lingers briefly so players
     // and caches can read the final playlists.
     let http = gw.http.clone();
@@ -88,11 +109,21 @@ async fn graceful_shutdown_ends_every_playlist() {
         assert_eq!(r.status(), 503);
     }
     stopping.await.unwrap();
-    assert!(http.get(format!("{base}/healthz")).send().await.is_err(), "server still up");
+    assert!(
+        http.get(format!("{base}/healthz")).send().await.is_err(),
+        "server still up"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     use webrtc::peer_connection::RTCPeerConnectionState as S;
-    while !matches!(publisher.connection_state(), S::Closed | S::Failed | S::Disconnected) {
-        assert!(std::time::Instant::now() < deadline, "peer not closed: {:?}", publisher.connection_state());
+    while !matches!(
+        publisher.connection_state(),
+        S::Closed | S::Failed | S::Disconnected
+    ) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "peer not closed: {:?}",
+            publisher.connection_state()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

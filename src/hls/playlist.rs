@@ -244,7 +244,11 @@ mod tests {
             segment_uri: &uri,
             ended: true,
         });
-        assert!(String::from_utf8_lossy(&ended).trim_end().ends_with("#EXT-X-ENDLIST"));
+        assert!(
+            String::from_utf8_lossy(&ended)
+                .trim_end()
+                .ends_with("#EXT-X-ENDLIST")
+        );
     }
 
     #[test]
@@ -284,7 +288,10 @@ mod tests {
         assert!(text.contains("BANDWIDTH=788000"), "{text}");
         assert!(text.contains("CODECS=\"avc1.64001f,mp4a.40.2\""));
         assert!(text.contains("RESOLUTION=1280x720"));
-        assert!(text.contains("FRAME-RATE=30,") || text.contains("FRAME-RATE=30\n"), "{text}");
+        assert!(
+            text.contains("FRAME-RATE=30,") || text.contains("FRAME-RATE=30\n"),
+            "{text}"
+        );
         assert!(text.contains("AUDIO=\"aac\""));
         assert!(text.find("720p/index.m3u8") < text.find("360p/index.m3u8"));
         // Parses back.

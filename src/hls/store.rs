@@ -195,18 +195,15 @@ impl HlsStore {
         let name = info.name.clone();
         let epoch = st.epoch.clone();
         let td = st.target_duration;
-        let r = st
-            .renditions
-            .entry(name)
-            .or_insert_with(|| RenditionState {
-                info: info.clone(),
-                init: Bytes::new(),
-                window: Window::new(cfg.window_segments, cfg.retain_segments),
-                playlist: Bytes::new(),
-                peak_bps: 0,
-                total_bytes: 0,
-                total_duration: Duration::ZERO,
-            });
+        let r = st.renditions.entry(name).or_insert_with(|| RenditionState {
+            info: info.clone(),
+            init: Bytes::new(),
+            window: Window::new(cfg.window_segments, cfg.retain_segments),
+            playlist: Bytes::new(),
+            peak_bps: 0,
+            total_bytes: 0,
+            total_duration: Duration::ZERO,
+        });
         r.info = info;
         r.init = data;
         r.render(&epoch, td, false);
@@ -255,14 +252,14 @@ impl HlsStore {
     /// for the grace period.
     pub fn end(&self, stream: &str, now: Instant) {
         let mut map = self.lock();
-        if let Some(st) = map.get_mut(stream) {
-            if st.ended_at.is_none() {
-                st.ended_at = Some(now);
-                let epoch = st.epoch.clone();
-                let td = st.target_duration;
-                for r in st.renditions.values_mut() {
-                    r.render(&epoch, td, true);
-                }
+        if let Some(st) = map.get_mut(stream)
+            && st.ended_at.is_none()
+        {
+            st.ended_at = Some(now);
+            let epoch = st.epoch.clone();
+            let td = st.target_duration;
+            for r in st.renditions.values_mut() {
+                r.render(&epoch, td, true);
             }
         }
     }
@@ -322,7 +319,9 @@ impl HlsStore {
 
     /// Whether `stream` is live (published and not ended).
     pub fn is_live(&self, stream: &str) -> bool {
-        self.lock().get(stream).is_some_and(|s| s.ended_at.is_none())
+        self.lock()
+            .get(stream)
+            .is_some_and(|s| s.ended_at.is_none())
     }
 
     /// Every stream, for `/api/streams`.
@@ -332,7 +331,11 @@ impl HlsStore {
             .iter()
             .map(|(name, st)| StreamSummary {
                 name: name.clone(),
-                state: if st.ended_at.is_some() { "ended" } else { "live" },
+                state: if st.ended_at.is_some() {
+                    "ended"
+                } else {
+                    "live"
+                },
                 epoch: st.epoch.clone(),
                 uptime_s: st
                     .ended_at
@@ -467,7 +470,10 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        assert_eq!(parse_segment_name(&segment_name("ab12", 42)), Some(("ab12", 42)));
+        assert_eq!(
+            parse_segment_name(&segment_name("ab12", 42)),
+            Some(("ab12", 42))
+        );
         assert_eq!(parse_init_name(&init_name("ab12")), Some("ab12"));
         assert_eq!(parse_segment_name("seg-x.m4s"), None);
         assert_eq!(parse_segment_name("seg-a-b.m4s"), None);
@@ -481,28 +487,55 @@ mod tests {
         let epoch = s.begin("cam", ingest(), t0);
         assert!(s.master("cam").is_none());
         assert_eq!(
-            s.segment("cam", "360p", Duration::from_secs(2), SystemTime::now(), true, Bytes::new()),
+            s.segment(
+                "cam",
+                "360p",
+                Duration::from_secs(2),
+                SystemTime::now(),
+                true,
+                Bytes::new()
+            ),
             Err(StoreError::NoInit("360p".into()))
         );
-        s.init("cam", info("360p", true), Bytes::from_static(b"init")).expect("init");
-        s.init("cam", info("audio", false), Bytes::from_static(b"ainit")).expect("init");
+        s.init("cam", info("360p", true), Bytes::from_static(b"init"))
+            .expect("init");
+        s.init("cam", info("audio", false), Bytes::from_static(b"ainit"))
+            .expect("init");
         assert!(s.media_playlist("cam", "360p").is_none(), "no segment yet");
         for _ in 0..6 {
-            s.segment("cam", "360p", Duration::from_secs(2), SystemTime::now(), true, Bytes::from_static(b"0123456789"))
-                .expect("segment");
-        }
-        s.segment("cam", "audio", Duration::from_secs(2), SystemTime::now(), true, Bytes::from_static(b"a"))
+            s.segment(
+                "cam",
+                "360p",
+                Duration::from_secs(2),
+                SystemTime::now(),
+                true,
+                Bytes::from_static(b"0123456789"),
+            )
             .expect("segment");
+        }
+        s.segment(
+            "cam",
+            "audio",
+            Duration::from_secs(2),
+            SystemTime::now(),
+            true,
+            Bytes::from_static(b"a"),
+        )
+        .expect("segment");
         let master = String::from_utf8(s.master("cam").expect("master").to_vec()).expect("utf8");
         assert!(master.contains("360p/index.m3u8") && master.contains("audio/index.m3u8"));
-        let pl = String::from_utf8(s.media_playlist("cam", "360p").expect("pl").to_vec()).expect("utf8");
+        let pl =
+            String::from_utf8(s.media_playlist("cam", "360p").expect("pl").to_vec()).expect("utf8");
         assert!(pl.contains(&segment_name(&epoch, 5)));
         assert!(pl.contains("#EXT-X-MEDIA-SEQUENCE:3"));
         // Retired segment 1 still downloadable, 0 gone, wrong epoch unknown.
         assert!(s.media_segment("cam", "360p", &epoch, 1).is_some());
         assert!(s.media_segment("cam", "360p", &epoch, 0).is_none());
         assert!(s.media_segment("cam", "360p", "other", 4).is_none());
-        assert_eq!(s.init_segment("cam", "360p", &epoch).as_deref(), Some(&b"init"[..]));
+        assert_eq!(
+            s.init_segment("cam", "360p", &epoch).as_deref(),
+            Some(&b"init"[..])
+        );
 
         let sum = s.summaries(t0);
         assert_eq!(sum[0].state, "live");
@@ -510,11 +543,20 @@ mod tests {
 
         s.end("cam", t0);
         assert!(!s.is_live("cam"));
-        let pl = String::from_utf8(s.media_playlist("cam", "360p").expect("pl").to_vec()).expect("utf8");
+        let pl =
+            String::from_utf8(s.media_playlist("cam", "360p").expect("pl").to_vec()).expect("utf8");
         assert!(pl.contains("#EXT-X-ENDLIST"));
-        assert!(s
-            .segment("cam", "360p", Duration::from_secs(2), SystemTime::now(), true, Bytes::new())
-            .is_err());
+        assert!(
+            s.segment(
+                "cam",
+                "360p",
+                Duration::from_secs(2),
+                SystemTime::now(),
+                true,
+                Bytes::new()
+            )
+            .is_err()
+        );
         assert!(s.expire(t0 + Duration::from_secs(1)).is_empty());
         assert_eq!(s.expire(t0 + cfg().grace_period), ["cam"]);
         assert!(s.master("cam").is_none());

@@ -115,7 +115,11 @@ impl Window {
 
     /// Duration of the longest listed segment.
     pub fn max_duration(&self) -> Duration {
-        self.live.iter().map(|s| s.duration).max().unwrap_or_default()
+        self.live
+            .iter()
+            .map(|s| s.duration)
+            .max()
+            .unwrap_or_default()
     }
 
     /// Total listed duration.
@@ -178,8 +182,18 @@ mod tests {
     #[test]
     fn durations() {
         let mut w = Window::new(6, 0);
-        w.push(Duration::from_millis(1900), SystemTime::UNIX_EPOCH, true, Bytes::new());
-        w.push(Duration::from_millis(2100), SystemTime::UNIX_EPOCH, true, Bytes::new());
+        w.push(
+            Duration::from_millis(1900),
+            SystemTime::UNIX_EPOCH,
+            true,
+            Bytes::new(),
+        );
+        w.push(
+            Duration::from_millis(2100),
+            SystemTime::UNIX_EPOCH,
+            true,
+            Bytes::new(),
+        );
         assert_eq!(w.max_duration(), Duration::from_millis(2100));
         assert_eq!(w.total_duration(), Duration::from_secs(4));
         assert_eq!(w.len(), 2);

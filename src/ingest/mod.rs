@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::StreamKey;
 use crate::broadcast::{self, BroadcastParams, Command};
 use crate::config::{AuthConfig, IceConfig};
 use crate::hls::{HlsStore, IngestSummary};
 use crate::media::Ladder;
-use crate::StreamKey;
-pub use peer::{Candidate, PeerError};
 use peer::PeerSession;
+pub use peer::{Candidate, PeerError};
 pub use sdp::SdpError;
 
 /// Commands waiting for a broadcast task. Commands are rare (DELETE, PATCH, a WebSocket
@@ -216,7 +216,10 @@ impl Ingest {
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.inner.registry.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Largest accepted offer.
@@ -232,10 +235,10 @@ impl Ingest {
     /// Checks the name and the token (before reading any body).
     pub fn authorize(&self, stream: &str, token: Option<&str>) -> Result<StreamKey, IngestError> {
         let key = StreamKey::parse(stream).ok_or(IngestError::BadStreamName)?;
-        if let Some(required) = self.inner.auth.required_token(key.as_str()) {
-            if !token.is_some_and(|t| constant_time_eq(t.as_bytes(), required.as_bytes())) {
-                return Err(IngestError::Unauthorized);
-            }
+        if let Some(required) = self.inner.auth.required_token(key.as_str())
+            && !token.is_some_and(|t| constant_time_eq(t.as_bytes(), required.as_bytes()))
+        {
+            return Err(IngestError::Unauthorized);
         }
         Ok(key)
     }
@@ -258,7 +261,12 @@ impl Ingest {
         let summary = sdp::inspect_offer(&req.offer)?;
         let session_id = format!("{:032x}", rand::random::<u128>());
         let reservation = self.reserve(&key, &session_id)?;
-        let (peer, answer, events) = PeerSession::answer(&self.inner.ice, &req.offer, summary.audio_payload_type.is_some()).await?;
+        let (peer, answer, events) = PeerSession::answer(
+            &self.inner.ice,
+            &req.offer,
+            summary.audio_payload_type.is_some(),
+        )
+        .await?;
 
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CHANNEL_CAPACITY);
         let (ended_tx, ended_rx) = oneshot::channel();
@@ -286,7 +294,8 @@ impl Ingest {
         reservation.commit(cmd_tx);
         let this = self.clone();
         let sid = session_id.clone();
-        let span = info_span!("broadcast", stream = %key, session = %&session_id[..8], epoch = %epoch);
+        let span =
+            info_span!("broadcast", stream = %key, session = %&session_id[..8], epoch = %epoch);
         tokio::spawn(
             async move {
                 let reason = broadcast::run(params).await;
@@ -334,14 +343,13 @@ impl Ingest {
 
     fn release(&self, session_id: &str) {
         let mut reg = self.registry();
-        if let Some(stream) = reg.sessions.remove(session_id) {
-            if reg
+        if let Some(stream) = reg.sessions.remove(session_id)
+            && reg
                 .streams
                 .get(&stream)
                 .is_some_and(|e| e.session_id == session_id)
-            {
-                reg.streams.remove(&stream);
-            }
+        {
+            reg.streams.remove(&stream);
         }
     }
 
@@ -352,7 +360,10 @@ impl Ingest {
 
     fn commands(&self, session_id: &str) -> Result<mpsc::Sender<Command>, IngestError> {
         let reg = self.registry();
-        let stream = reg.sessions.get(session_id).ok_or(IngestError::SessionNotFound)?;
+        let stream = reg
+            .sessions
+            .get(session_id)
+            .ok_or(IngestError::SessionNotFound)?;
         reg.streams
             .get(stream)
             .and_then(|e| e.commands.clone())
@@ -392,7 +403,9 @@ impl Ingest {
         // Set under the registry lock so no reservation slips in after the snapshot.
         {
             let _reg = self.registry();
-            self.inner.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.inner
+                .closing
+                .store(true, std::sync::atomic::Ordering::SeqCst);
         }
         let sessions: Vec<String> = self.registry().sessions.keys().cloned().collect();
         let stops = sessions.iter().map(|s| self.unpublish(s));
@@ -410,10 +423,10 @@ struct Reservation<'a> {
 impl Reservation<'_> {
     fn commit(mut self, commands: mpsc::Sender<Command>) {
         let mut reg = self.ingest.registry();
-        if let Some(stream) = reg.sessions.get(&self.session_id).cloned() {
-            if let Some(e) = reg.streams.get_mut(&stream) {
-                e.commands = Some(commands);
-            }
+        if let Some(stream) = reg.sessions.get(&self.session_id).cloned()
+            && let Some(e) = reg.streams.get_mut(&stream)
+        {
+            e.commands = Some(commands);
         }
         self.committed = true;
     }

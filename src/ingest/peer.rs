@@ -13,7 +13,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::shared::marshal::Marshal;
 use serde::{Deserialize, Serialize};
@@ -187,7 +189,10 @@ async fn pump_track(track: Arc<dyn TrackRemote>, events: mpsc::Sender<PeerEvent>
                             match video_codec(&mime) {
                                 Some(c) => TrackKind::Video(c),
                                 None => {
-                                    warn!(mime, "unsupported video codec negotiated; ignoring track");
+                                    warn!(
+                                        mime,
+                                        "unsupported video codec negotiated; ignoring track"
+                                    );
                                     return;
                                 }
                             }
@@ -266,32 +271,45 @@ fn video_codec(mime: &str) -> Option<VideoCodec> {
 }
 
 fn feedback() -> Vec<RTCPFeedback> {
-    [("nack", ""), ("nack", "pli"), ("ccm", "fir"), ("goog-remb", "")]
-        .into_iter()
-        .map(|(typ, parameter)| RTCPFeedback {
-            typ: typ.into(),
-            parameter: parameter.into(),
-        })
-        .collect()
+    [
+        ("nack", ""),
+        ("nack", "pli"),
+        ("ccm", "fir"),
+        ("goog-remb", ""),
+    ]
+    .into_iter()
+    .map(|(typ, parameter)| RTCPFeedback {
+        typ: typ.into(),
+        parameter: parameter.into(),
+    })
+    .collect()
 }
 
 /// Only codecs the pipeline can take. No RTX: without it, browsers retransmit NACKed
 /// packets on the original SSRC, which is what our jitter buffer sees.
 fn media_engine() -> Result<MediaEngine, PeerError> {
     let mut me = MediaEngine::default();
-    let codec = |mime: &str, clock: u32, channels: u16, fmtp: &str, pt: u8, fb: Vec<RTCPFeedback>| {
-        RTCRtpCodecParameters {
-            rtp_codec: RTCRtpCodec {
-                mime_type: mime.into(),
-                clock_rate: clock,
-                channels,
-                sdp_fmtp_line: fmtp.into(),
-                rtcp_feedback: fb,
-            },
-            payload_type: pt,
-        }
-    };
-    let audio = codec("audio/opus", 48_000, 2, "minptime=10;useinbandfec=1", 111, vec![]);
+    let codec =
+        |mime: &str, clock: u32, channels: u16, fmtp: &str, pt: u8, fb: Vec<RTCPFeedback>| {
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: mime.into(),
+                    clock_rate: clock,
+                    channels,
+                    sdp_fmtp_line: fmtp.into(),
+                    rtcp_feedback: fb,
+                },
+                payload_type: pt,
+            }
+        };
+    let audio = codec(
+        "audio/opus",
+        48_000,
+        2,
+        "minptime=10;useinbandfec=1",
+        111,
+        vec![],
+    );
     me.register_codec(audio, RtpCodecKind::Audio)
         .map_err(|e| PeerError::Setup(e.to_string()))?;
     // H.264: one entry per profile family and packetization mode, so any offer matches
@@ -381,7 +399,10 @@ impl PeerSession {
             .set_local_description(answer)
             .await
             .map_err(|e| PeerError::Setup(e.to_string()))?;
-        if tokio::time::timeout(GATHER_TIMEOUT, gathered.recv()).await.is_err() {
+        if tokio::time::timeout(GATHER_TIMEOUT, gathered.recv())
+            .await
+            .is_err()
+        {
             return Err(PeerError::Setup("ICE gathering timed out".into()));
         }
         let local = self
@@ -420,7 +441,10 @@ impl PeerSession {
 
 /// Builds the connection, binding one UDP socket per configured address: on an ephemeral
 /// port, or on the first free port of the configured range.
-async fn build(ice: &IceConfig, handler: Arc<Handler>) -> Result<Arc<dyn PeerConnection>, PeerError> {
+async fn build(
+    ice: &IceConfig,
+    handler: Arc<Handler>,
+) -> Result<Arc<dyn PeerConnection>, PeerError> {
     let ports: Vec<u16> = if ice.port_min == 0 {
         vec![0]
     } else {
@@ -433,7 +457,11 @@ async fn build(ice: &IceConfig, handler: Arc<Handler>) -> Result<Arc<dyn PeerCon
     };
     let mut last_err = String::from("no port tried");
     for port in ports {
-        let addrs: Vec<SocketAddr> = ice.udp_addrs.iter().map(|ip: &IpAddr| SocketAddr::new(*ip, port)).collect();
+        let addrs: Vec<SocketAddr> = ice
+            .udp_addrs
+            .iter()
+            .map(|ip: &IpAddr| SocketAddr::new(*ip, port))
+            .collect();
         if port != 0 && addrs.iter().any(|a| std::net::UdpSocket::bind(a).is_err()) {
             // Probe first: cheaper than building a whole connection on a taken port.
             last_err = format!("port {port} in use");
@@ -464,5 +492,7 @@ async fn build(ice: &IceConfig, handler: Arc<Handler>) -> Result<Arc<dyn PeerCon
             Err(e) => last_err = e.to_string(),
         }
     }
-    Err(PeerError::Setup(format!("cannot bind a UDP port: {last_err}")))
+    Err(PeerError::Setup(format!(
+        "cannot bind a UDP port: {last_err}"
+    )))
 }

@@ -70,7 +70,10 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, SdpError> {
             b'm' => {
                 let parts: Vec<&str> = value.split_whitespace().collect();
                 if parts.len() < 4 {
-                    return Err(SdpError::Malformed(format!("line {}: short m= line", n + 1)));
+                    return Err(SdpError::Malformed(format!(
+                        "line {}: short m= line",
+                        n + 1
+                    )));
                 }
                 let port = parts[1]
                     .split('/')
@@ -135,7 +138,10 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, SdpError> {
             return Err(SdpError::BadDirection(s.media.clone(), dir.to_string()));
         }
     }
-    let video = active.iter().find(|s| s.media == "video").ok_or(SdpError::NoVideo)?;
+    let video = active
+        .iter()
+        .find(|s| s.media == "video")
+        .ok_or(SdpError::NoVideo)?;
     let video_codecs: Vec<String> = video
         .codecs
         .iter()
@@ -207,13 +213,19 @@ a=fmtp:96 profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1
 
     #[test]
     fn garbage_is_malformed() {
-        assert!(matches!(inspect_offer("hello"), Err(SdpError::Malformed(_))));
+        assert!(matches!(
+            inspect_offer("hello"),
+            Err(SdpError::Malformed(_))
+        ));
         assert!(matches!(inspect_offer(""), Err(SdpError::Malformed(_))));
         assert!(matches!(
             inspect_offer("v=0\r\nthis is not sdp\r\n"),
             Err(SdpError::Malformed(_))
         ));
-        assert!(matches!(inspect_offer("v=0\r\ns=-\r\n"), Err(SdpError::Malformed(_))));
+        assert!(matches!(
+            inspect_offer("v=0\r\ns=-\r\n"),
+            Err(SdpError::Malformed(_))
+        ));
         assert!(matches!(
             inspect_offer("v=0\r\nm=video 9\r\n"),
             Err(SdpError::Malformed(_))
@@ -225,13 +237,25 @@ a=fmtp:96 profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1
         let audio_only = OBS.split("m=video").next().expect("head");
         assert_eq!(inspect_offer(audio_only), Err(SdpError::NoVideo));
         let av1 = OBS.replace("H264/90000", "AV1/90000");
-        assert!(matches!(inspect_offer(&av1), Err(SdpError::UnsupportedCodec(_))));
+        assert!(matches!(
+            inspect_offer(&av1),
+            Err(SdpError::UnsupportedCodec(_))
+        ));
         let pcmu = OBS.replace("OPUS/48000/2", "PCMU/8000");
-        assert!(matches!(inspect_offer(&pcmu), Err(SdpError::UnsupportedCodec(_))));
+        assert!(matches!(
+            inspect_offer(&pcmu),
+            Err(SdpError::UnsupportedCodec(_))
+        ));
         let recv = OBS.replace("a=mid:1\r\na=sendonly", "a=mid:1\r\na=recvonly");
-        assert!(matches!(inspect_offer(&recv), Err(SdpError::BadDirection(..))));
+        assert!(matches!(
+            inspect_offer(&recv),
+            Err(SdpError::BadDirection(..))
+        ));
         let two = format!("{OBS}m=video 9 UDP/TLS/RTP/SAVPF 97\r\na=rtpmap:97 VP8/90000\r\n");
-        assert!(matches!(inspect_offer(&two), Err(SdpError::TooManyTracks(_))));
+        assert!(matches!(
+            inspect_offer(&two),
+            Err(SdpError::TooManyTracks(_))
+        ));
         // A rejected (port 0) extra section does not count.
         let rejected = format!("{OBS}m=video 0 UDP/TLS/RTP/SAVPF 97\r\na=rtpmap:97 VP8/90000\r\n");
         assert!(inspect_offer(&rejected).is_ok());

@@ -213,7 +213,11 @@ pub async fn patch(
 pub fn parse_sdpfrag(frag: &str) -> Result<Vec<Candidate>, IngestError> {
     let mut mid: Option<String> = None;
     let mut out = Vec::new();
-    for line in frag.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.is_empty()) {
+    for line in frag
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.is_empty())
+    {
         let b = line.as_bytes();
         if b.len() < 2 || b[1] != b'=' {
             return Err(IngestError::Sdp(super::SdpError::Malformed(
@@ -222,14 +226,14 @@ pub fn parse_sdpfrag(frag: &str) -> Result<Vec<Candidate>, IngestError> {
         }
         if let Some(m) = line.strip_prefix("a=mid:") {
             mid = Some(m.to_string());
-        } else if let Some(c) = line.strip_prefix("a=") {
-            if c.starts_with("candidate:") {
-                out.push(Candidate {
-                    candidate: c.to_string(),
-                    sdp_mid: mid.clone(),
-                    sdp_mline_index: Some(0),
-                });
-            }
+        } else if let Some(c) = line.strip_prefix("a=")
+            && c.starts_with("candidate:")
+        {
+            out.push(Candidate {
+                candidate: c.to_string(),
+                sdp_mid: mid.clone(),
+                sdp_mline_index: Some(0),
+            });
         }
     }
     Ok(out)
@@ -243,9 +247,15 @@ mod tests {
     fn bearer_parsing() {
         let mut h = HeaderMap::new();
         assert_eq!(bearer(&h), None);
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
         assert_eq!(bearer(&h).as_deref(), Some("abc"));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer  x "));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  x "),
+        );
         assert_eq!(bearer(&h).as_deref(), Some("x"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer(&h), None);
@@ -270,7 +280,10 @@ mod tests {
     #[test]
     fn content_type_ignores_params_and_case() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("Application/SDP; charset=utf-8"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("Application/SDP; charset=utf-8"),
+        );
         assert!(content_type_is(&h, SDP));
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert!(!content_type_is(&h, SDP));

@@ -220,7 +220,8 @@ mod tests {
 
     #[test]
     fn client_messages_parse() {
-        let m: ClientMessage = serde_json::from_str(r#"{"type":"offer","sdp":"v=0"}"#).expect("offer");
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"offer","sdp":"v=0"}"#).expect("offer");
         assert_eq!(m, ClientMessage::Offer { sdp: "v=0".into() });
         let m: ClientMessage = serde_json::from_str(
             r#"{"type":"candidate","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 5 typ host","sdpMid":"0","sdpMLineIndex":0}}"#,
@@ -230,7 +231,8 @@ mod tests {
             panic!("candidate expected");
         };
         assert_eq!(c.sdp_mline_index, Some(0));
-        let m: ClientMessage = serde_json::from_str(r#"{"type":"candidate","candidate":null}"#).expect("eoc");
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"candidate","candidate":null}"#).expect("eoc");
         assert_eq!(m, ClientMessage::Candidate { candidate: None });
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"hello"}"#).is_err());
         assert!(serde_json::from_str::<ClientMessage>("not json").is_err());
@@ -238,7 +240,11 @@ mod tests {
 
     #[test]
     fn server_messages_serialize() {
-        let s = serde_json::to_string(&ServerMessage::Error { message: "x".into(), status: 409 }).expect("json");
+        let s = serde_json::to_string(&ServerMessage::Error {
+            message: "x".into(),
+            status: 409,
+        })
+        .expect("json");
         assert_eq!(s, r#"{"type":"error","message":"x","status":409}"#);
         let s = serde_json::to_string(&ServerMessage::Answer { sdp: "v=0".into() }).expect("json");
         assert_eq!(s, r#"{"type":"answer","sdp":"v=0"}"#);

@@ -66,10 +66,10 @@ fn caps_filter(name: &str, caps: gst::Caps) -> Result<gst::Element, MediaError> 
         .map_err(|e| MediaError::Build(format!("capsfilter {name}: {e}")))
 }
 
-fn rtp_appsrc(name: &str, caps: gst::Caps) -> gst_app::AppSrc {
+fn rtp_appsrc(name: &str, caps: &gst::Caps) -> gst_app::AppSrc {
     gst_app::AppSrc::builder()
         .name(name)
-        .caps(&caps)
+        .caps(caps)
         .is_live(true)
         .format(gst::Format::Time)
         // Arrival time becomes the buffer timestamp; the jitter buffer then maps RTP time
@@ -117,7 +117,7 @@ pub(crate) fn video_ingest(
         .field("encoding-name", encoding)
         .field("payload", i32::from(input.payload_type))
         .build();
-    let appsrc = rtp_appsrc("video_src", caps);
+    let appsrc = rtp_appsrc("video_src", &caps);
     let jbuf = jitterbuffer("video_jitter")?;
     let (depay, decoder) = match input.codec {
         VideoCodec::H264 => ("rtph264depay", "avdec_h264"),
@@ -176,7 +176,16 @@ pub(crate) fn video_ingest(
         let tee = make("tee", "h264_tee")?;
         let q = queue("video_decode_queue")?;
         add(pipeline, &[&parse, &caps, &tee, &q])?;
-        link(&[appsrc.upcast_ref(), &jbuf, &depay, &parse, &caps, &tee, &q, &decoder])?;
+        link(&[
+            appsrc.upcast_ref(),
+            &jbuf,
+            &depay,
+            &parse,
+            &caps,
+            &tee,
+            &q,
+            &decoder,
+        ])?;
         Some(tee)
     } else {
         link(&[appsrc.upcast_ref(), &jbuf, &depay, &decoder])?;
@@ -277,10 +286,41 @@ pub(crate) fn video_rung(
     let sink = appsink(&format!("{n}_sink"));
     add(
         pipeline,
-        &[&q, &scale, &raw_caps, &enc, &h264_caps, &parse, &mux, sink.upcast_ref()],
+        &[
+            &q,
+            &scale,
+            &raw_caps,
+            &enc,
+            &h264_caps,
+            &parse,
+            &mux,
+            sink.upcast_ref(),
+        ],
     )?;
-    link(&[&q, &scale, &raw_caps, &enc, &h264_caps, &parse, &mux, sink.upcast_ref()])?;
-    attach(tee, &q, &[&q, &scale, &raw_caps, &enc, &h264_caps, &parse, &mux, sink.upcast_ref()])?;
+    link(&[
+        &q,
+        &scale,
+        &raw_caps,
+        &enc,
+        &h264_caps,
+        &parse,
+        &mux,
+        sink.upcast_ref(),
+    ])?;
+    attach(
+        tee,
+        &q,
+        &[
+            &q,
+            &scale,
+            &raw_caps,
+            &enc,
+            &h264_caps,
+            &parse,
+            &mux,
+            sink.upcast_ref(),
+        ],
+    )?;
     Ok(Branch {
         appsink: sink,
         caps_source: parse,
@@ -307,7 +347,11 @@ pub(crate) fn source_rung(
 
 /// Links `tee` to `first` through a new request pad, after bringing `elements` to the
 /// pipeline's state (they may be added while it is already playing).
-fn attach(tee: &gst::Element, first: &gst::Element, elements: &[&gst::Element]) -> Result<(), MediaError> {
+fn attach(
+    tee: &gst::Element,
+    first: &gst::Element,
+    elements: &[&gst::Element],
+) -> Result<(), MediaError> {
     for e in elements.iter().rev() {
         e.sync_state_with_parent()
             .map_err(|err| MediaError::Build(format!("sync state {}: {err}", e.name())))?;
@@ -345,7 +389,7 @@ pub(crate) fn audio(
                 .field("encoding-name", "OPUS")
                 .field("payload", i32::from(pt))
                 .build();
-            let src = rtp_appsrc("audio_src", caps);
+            let src = rtp_appsrc("audio_src", &caps);
             head.push(src.clone().upcast());
             head.push(jitterbuffer("audio_jitter")?);
             head.push(make("rtpopusdepay", "audio_depay")?);
@@ -384,7 +428,15 @@ pub(crate) fn audio(
     let mux = cmafmux("audio_mux", segment, false)?;
     let sink = appsink("audio_sink");
     let mut all: Vec<&gst::Element> = head.iter().collect();
-    all.extend([&convert, &resample, &raw_caps, &enc, &q, &mux, sink.upcast_ref()]);
+    all.extend([
+        &convert,
+        &resample,
+        &raw_caps,
+        &enc,
+        &q,
+        &mux,
+        sink.upcast_ref(),
+    ]);
     add(pipeline, &all)?;
     link(&all)?;
     Ok(AudioBranch {

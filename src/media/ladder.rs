@@ -87,7 +87,8 @@ const PROFILES: &[&str] = &["constrained-baseline", "baseline", "main", "high"];
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 32
-        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl Ladder {
@@ -123,17 +124,26 @@ impl Ladder {
         }
         for r in &self.rungs {
             if !valid_name(&r.name) {
-                return Err(format!("rung name {:?} must be [A-Za-z0-9_-]{{1,32}}", r.name));
+                return Err(format!(
+                    "rung name {:?} must be [A-Za-z0-9_-]{{1,32}}",
+                    r.name
+                ));
             }
             if names.contains(&r.name.as_str()) {
-                return Err(format!("rung name {:?} is used twice (or reserved)", r.name));
+                return Err(format!(
+                    "rung name {:?} is used twice (or reserved)",
+                    r.name
+                ));
             }
             names.push(&r.name);
             if !(90..=2160).contains(&r.height) {
                 return Err(format!("rung {:?}: height must be 90..=2160", r.name));
             }
             if !(100..=50_000).contains(&r.bitrate_kbps) {
-                return Err(format!("rung {:?}: bitrate_kbps must be 100..=50000", r.name));
+                return Err(format!(
+                    "rung {:?}: bitrate_kbps must be 100..=50000",
+                    r.name
+                ));
             }
         }
         Ok(())
@@ -147,16 +157,16 @@ impl Ladder {
     pub fn plan(&self, src_w: u32, src_h: u32) -> Vec<PlannedRung> {
         let (src_w, src_h) = (src_w.max(2), src_h.max(2));
         let mut rungs: Vec<&Rung> = self.rungs.iter().collect();
-        rungs.sort_by(|a, b| b.height.cmp(&a.height));
+        rungs.sort_by_key(|r| std::cmp::Reverse(r.height));
         let mut out: Vec<PlannedRung> = rungs
             .iter()
             .filter(|r| r.height <= src_h)
             .map(|r| planned(r, r.height, src_w, src_h))
             .collect();
-        if out.is_empty() {
-            if let Some(lowest) = rungs.last() {
-                out.push(planned(lowest, src_h, src_w, src_h));
-            }
+        if out.is_empty()
+            && let Some(lowest) = rungs.last()
+        {
+            out.push(planned(lowest, src_h, src_w, src_h));
         }
         out
     }

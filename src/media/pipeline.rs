@@ -208,7 +208,9 @@ async fn set_state(pipeline: &gst::Pipeline, state: gst::State) -> Result<(), Me
     match tokio::time::timeout(STATE_TIMEOUT, job).await {
         Ok(Ok(r)) => r,
         Ok(Err(join)) => Err(MediaError::State(format!("state task failed: {join}"))),
-        Err(_) => Err(MediaError::State(format!("{state:?}: timed out (pipeline frozen)"))),
+        Err(_) => Err(MediaError::State(format!(
+            "{state:?}: timed out (pipeline frozen)"
+        ))),
     }
 }
 
@@ -251,14 +253,13 @@ fn watch_keyframe_requests(appsrc: &gst_app::AppSrc, events: &mpsc::Sender<Media
     };
     let events = events.clone();
     pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_pad, info| {
-        if let Some(gst::PadProbeData::Event(ev)) = &info.data {
-            if ev
+        if let Some(gst::PadProbeData::Event(ev)) = &info.data
+            && ev
                 .structure()
                 .is_some_and(|s| s.name() == "GstForceKeyUnit")
-            {
-                // Dropping a request when the channel is full is fine: one is pending.
-                let _ = events.try_send(MediaEvent::KeyframeRequest);
-            }
+        {
+            // Dropping a request when the channel is full is fine: one is pending.
+            let _ = events.try_send(MediaEvent::KeyframeRequest);
         }
         gst::PadProbeReturn::Ok
     });
@@ -284,7 +285,11 @@ fn build_rungs(
         s.get::<i32>("height").unwrap_or(0),
     );
     if *built {
-        info!(width = w, height = h, "source resolution changed; rungs keep their size");
+        info!(
+            width = w,
+            height = h,
+            "source resolution changed; rungs keep their size"
+        );
         return Ok(false);
     }
     let plan = shared.spec.ladder.plan(w.max(0) as u32, h.max(0) as u32);
@@ -364,22 +369,21 @@ fn connect_appsink(branch: &Branch, name: &str, shared: &Arc<Shared>) {
                         .blocking_send(ev)
                         .map_err(|_| gst::FlowError::Flushing)
                 };
-                if let Some(first) = list.get(0) {
-                    if first
+                if let Some(first) = list.get(0)
+                    && first
                         .flags()
                         .contains(gst::BufferFlags::DISCONT | gst::BufferFlags::HEADER)
-                    {
-                        let data = map_bytes(&[first]);
-                        let caps = caps_pad.as_ref().and_then(|p| p.current_caps());
-                        let Some(caps) = caps else {
-                            warn!(rendition = %name, "no caps for init segment");
-                            return Err(gst::FlowError::NotNegotiated);
-                        };
-                        let info = rendition_info(&name, &caps, &shared);
-                        debug!(rendition = %name, codecs = %info.codecs, "init segment");
-                        send(MediaEvent::Init { info, data })?;
-                        idx = 1;
-                    }
+                {
+                    let data = map_bytes(&[first]);
+                    let caps = caps_pad.as_ref().and_then(|p| p.current_caps());
+                    let Some(caps) = caps else {
+                        warn!(rendition = %name, "no caps for init segment");
+                        return Err(gst::FlowError::NotNegotiated);
+                    };
+                    let info = rendition_info(&name, &caps, &shared);
+                    debug!(rendition = %name, codecs = %info.codecs, "init segment");
+                    send(MediaEvent::Init { info, data })?;
+                    idx = 1;
                 }
                 if idx >= list.len() {
                     return Ok(gst::FlowSuccess::Ok);
@@ -391,9 +395,7 @@ fn connect_appsink(branch: &Branch, name: &str, shared: &Arc<Shared>) {
                     .segment()
                     .and_then(|s| s.downcast_ref::<gst::ClockTime>().cloned());
                 let pts = head.pts().unwrap_or(gst::ClockTime::ZERO);
-                let running = segment
-                    .and_then(|s| s.to_running_time(pts))
-                    .unwrap_or(pts);
+                let running = segment.and_then(|s| s.to_running_time(pts)).unwrap_or(pts);
                 let anchor = *shared.anchor.get_or_init(|| anchor_for(sink, running));
                 let wallclock = if running >= anchor.running {
                     anchor.wallclock + Duration::from_nanos((running - anchor.running).nseconds())
@@ -402,7 +404,8 @@ fn connect_appsink(branch: &Branch, name: &str, shared: &Arc<Shared>) {
                 };
                 let duration = head.duration().unwrap_or(gst::ClockTime::ZERO);
                 let independent = !head.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                let bufs: Vec<&gst::BufferRef> = (idx..list.len()).filter_map(|i| list.get(i)).collect();
+                let bufs: Vec<&gst::BufferRef> =
+                    (idx..list.len()).filter_map(|i| list.get(i)).collect();
                 send(MediaEvent::Fragment {
                     rendition: name.clone(),
                     pts: Duration::from_nanos(running.nseconds()),

@@ -89,7 +89,9 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
-async fn api_streams(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+async fn api_streams(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl IntoResponse {
     let streams = state.store.summaries(Instant::now());
     (
         [(header::CACHE_CONTROL, "no-store")],

@@ -81,10 +81,10 @@ impl TestGateway {
         // Wait for /healthz.
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(r) = gw.http.get(gw.url("/healthz")).send().await {
-                if r.status().is_success() {
-                    return gw;
-                }
+            if let Ok(r) = gw.http.get(gw.url("/healthz")).send().await
+                && r.status().is_success()
+            {
+                return gw;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -133,7 +133,12 @@ impl TestGateway {
 
     /// Polls the master playlist until it lists `variants` video variants and an audio
     /// rendition.
-    pub async fn wait_master(&self, stream: &str, variants: usize, timeout: Duration) -> anyhow::Result<MasterPlaylist> {
+    pub async fn wait_master(
+        &self,
+        stream: &str,
+        variants: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<MasterPlaylist> {
         let deadline = Instant::now() + timeout;
         let mut last = String::new();
         while Instant::now() < deadline {
@@ -151,7 +156,12 @@ impl TestGateway {
     }
 
     /// Polls a media playlist until it lists at least `n` segments.
-    pub async fn wait_segments(&self, url: &str, n: usize, timeout: Duration) -> anyhow::Result<MediaPlaylist> {
+    pub async fn wait_segments(
+        &self,
+        url: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<MediaPlaylist> {
         let deadline = Instant::now() + timeout;
         let mut last = String::new();
         while Instant::now() < deadline {
@@ -220,13 +230,7 @@ pub fn probe(init: &[u8], segment: &[u8], video: bool) -> anyhow::Result<Probe> 
     let mut data = init.to_vec();
     data.extend_from_slice(segment);
     std::fs::write(&path, &data)?;
-    let mut args = vec![
-        "-v",
-        "error",
-        "-show_streams",
-        "-of",
-        "json",
-    ];
+    let mut args = vec!["-v", "error", "-show_streams", "-of", "json"];
     if video {
         args.extend(["-show_frames", "-select_streams", "v:0"]);
     }
@@ -250,7 +254,10 @@ pub fn probe(init: &[u8], segment: &[u8], video: bool) -> anyhow::Result<Probe> 
         width: s["width"].as_u64().unwrap_or(0) as u32,
         height: s["height"].as_u64().unwrap_or(0) as u32,
         channels: s["channels"].as_u64().unwrap_or(0) as u32,
-        sample_rate: s["sample_rate"].as_str().and_then(|r| r.parse().ok()).unwrap_or(0),
+        sample_rate: s["sample_rate"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0),
         profile: s["profile"].as_str().unwrap_or_default().to_string(),
         frames: Vec::new(),
     };
@@ -259,7 +266,11 @@ pub fn probe(init: &[u8], segment: &[u8], video: bool) -> anyhow::Result<Probe> 
             let pts = f["pts_time"]
                 .as_str()
                 .and_then(|t| t.parse::<f64>().ok())
-                .or_else(|| f["best_effort_timestamp_time"].as_str().and_then(|t| t.parse().ok()))
+                .or_else(|| {
+                    f["best_effort_timestamp_time"]
+                        .as_str()
+                        .and_then(|t| t.parse().ok())
+                })
                 .unwrap_or(f64::NAN);
             p.frames.push((pts, f["key_frame"].as_i64() == Some(1)));
         }
