@@ -324,6 +324,24 @@ mod tests {
     }
 
     #[test]
+    fn sample_file_is_complete_and_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/whipcast.toml");
+        let c = Config::load(Some(&path)).expect("deploy/whipcast.toml loads");
+        let d = Config::default();
+        assert_eq!(c.server.listen, d.server.listen);
+        assert_eq!(c.server.max_sdp_bytes, d.server.max_sdp_bytes);
+        assert_eq!(c.server.max_streams, d.server.max_streams);
+        assert_eq!(c.server.shutdown_linger, d.server.shutdown_linger);
+        assert_eq!(c.ice.udp_addrs, d.ice.udp_addrs);
+        assert_eq!(c.ice.connect_timeout, d.ice.connect_timeout);
+        assert_eq!(c.ice.media_timeout, d.ice.media_timeout);
+        assert_eq!(c.hls.segment_duration, d.hls.segment_duration);
+        assert_eq!(c.hls.window_segments, d.hls.window_segments);
+        assert_eq!(c.hls.retain_segments, d.hls.retain_segments);
+        assert_eq!(c.hls.grace_period, d.hls.grace_period);
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = Config::parse("[hls]\nsegment_durration = \"2s\"\n", "t.toml")
             .expect_err("unknown key");
