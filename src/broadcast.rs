@@ -68,6 +68,7 @@ pub async fn run(mut p: BroadcastParams) -> String {
     let mut stop_reply: Option<oneshot::Sender<()>> = None;
     let mut last_video = Instant::now();
     let mut segments_out = 0u64;
+    let mut malformed = 0u64;
     let mut tick = tokio::time::interval(STARTUP_PLI_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
@@ -119,20 +120,30 @@ pub async fn run(mut p: BroadcastParams) -> String {
             pkt = recv(&mut video) => match pkt {
                 Some(pkt) => {
                     last_video = Instant::now();
-                    if let Some(pl) = &pipeline
-                        && let Err(e) = pl.push_video(pkt) {
-                            break e.to_string();
+                    match pipeline.as_ref().map(|pl| pl.push_video(pkt)) {
+                        Some(Err(e)) => break e.to_string(),
+                        Some(Ok(false)) => {
+                            malformed += 1;
+                            if malformed.is_power_of_two() {
+                                warn!(malformed, "dropping malformed video RTP");
+                            }
+                            if let Some(k) = &pli {
+                                k.request();
+                            }
                         }
+                        _ => {}
+                    }
                 }
                 None => break "video track ended".into(),
             },
             pkt = recv(&mut audio) => match pkt {
                 // Audio before the pipeline exists is dropped: its arrival timestamps
                 // would be stale by the time it could be pushed.
-                Some(pkt) => if let Some(pl) = &pipeline
-                    && let Err(e) = pl.push_audio(pkt) {
+                Some(pkt) => {
+                    if let Some(Err(e)) = pipeline.as_ref().map(|pl| pl.push_audio(pkt)) {
                         break e.to_string();
-                    },
+                    }
+                }
                 None => audio = None,
             },
             ev = next_media(&mut pipeline) => match ev {
@@ -151,8 +162,9 @@ pub async fn run(mut p: BroadcastParams) -> String {
                 if pipeline.is_some() && last_video.elapsed() > p.media_timeout {
                     break format!("no video RTP for {:?}", p.media_timeout);
                 }
-                if segments_out == 0
-                    && let Some(k) = &pli { k.request(); }
+                if let Some(k) = pli.as_ref().filter(|_| segments_out == 0) {
+                    k.request();
+                }
             }
         }
     };

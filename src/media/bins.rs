@@ -134,6 +134,11 @@ pub(crate) fn video_ingest(
     if decoder.has_property("automatic-request-sync-points") {
         decoder.set_property("automatic-request-sync-points", true);
     }
+    // A publisher sending garbage must cost a keyframe request, not the stream: never turn
+    // decode errors into a fatal bus error (GstVideoDecoder default: 10 in a row).
+    if decoder.has_property("max-errors") {
+        decoder.set_property("max-errors", -1i32);
+    }
     let convert = make("videoconvert", "video_convert")?;
     let rate = make("videorate", "video_rate")?;
     // WebRTC frame rates vary; every rung gets the same constant rate so keyframe

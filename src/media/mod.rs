@@ -11,6 +11,7 @@
 mod bins;
 mod ladder;
 mod pipeline;
+mod rtp;
 
 use std::time::{Duration, SystemTime};
 

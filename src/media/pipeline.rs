@@ -26,6 +26,8 @@ const STATE_TIMEOUT: Duration = Duration::from_secs(5);
 /// (synchronously, on whatever thread drops it), so prefer `stop`.
 pub struct Pipeline {
     pipeline: gst::Pipeline,
+    codec: super::VideoCodec,
+    failed: bool,
     video_src: gst_app::AppSrc,
     audio_src: Option<gst_app::AppSrc>,
     events: mpsc::Receiver<MediaEvent>,
@@ -116,6 +118,8 @@ impl Pipeline {
         set_state(&pipeline, gst::State::Playing).await?;
         debug!(ms = t0.elapsed().as_millis() as u64, "pipeline playing");
         Ok(Pipeline {
+            codec: shared.spec.video.codec,
+            failed: false,
             pipeline,
             video_src: ingest.appsrc,
             audio_src: audio.appsrc,
@@ -125,9 +129,13 @@ impl Pipeline {
         })
     }
 
-    /// Pushes one marshalled video RTP packet. Never blocks.
-    pub fn push_video(&self, packet: Bytes) -> Result<(), MediaError> {
-        push(&self.video_src, packet)
+    /// Pushes one marshalled video RTP packet. Never blocks. Returns `Ok(false)` when the
+    /// packet was dropped as malformed (the caller should request a keyframe).
+    pub fn push_video(&self, packet: Bytes) -> Result<bool, MediaError> {
+        if self.codec == super::VideoCodec::H264 && !super::rtp::h264_plausible(&packet) {
+            return Ok(false);
+        }
+        push(&self.video_src, packet).map(|()| true)
     }
 
     /// Pushes one marshalled Opus RTP packet; ignored if the stream has no audio input.
@@ -140,12 +148,21 @@ impl Pipeline {
 
     /// The next fragment or event; `None` once the pipeline is gone.
     pub async fn next_event(&mut self) -> Option<MediaEvent> {
-        self.events.recv().await
+        let ev = self.events.recv().await;
+        if matches!(ev, Some(MediaEvent::Error(_))) {
+            self.failed = true;
+        }
+        ev
     }
 
     /// Ends the stream: EOS so every muxer flushes its last fragment (delivered through
     /// `next_event` until [`MediaEvent::Eos`]), then `Null`. `drain` bounds the wait.
     pub async fn finish(&mut self, drain: Duration, mut on_event: impl FnMut(MediaEvent)) {
+        if self.failed {
+            // After an error the bus watch is gone and no EOS will come: do not wait for it.
+            self.stop().await;
+            return;
+        }
         let _ = self.video_src.end_of_stream();
         if let Some(a) = &self.audio_src {
             let _ = a.end_of_stream();

@@ -200,6 +200,10 @@ struct Stats {
     write_errors: AtomicU64,
     keyframe_requests: AtomicU64,
     media_error: Mutex<Option<String>>,
+    /// While set, generated packets are dropped instead of sent (RTP "stops").
+    paused: AtomicBool,
+    /// This many upcoming video packets get a random payload (RTP "goes wild").
+    corrupt: AtomicU64,
 }
 
 impl Publisher {
@@ -296,6 +300,28 @@ impl Publisher {
                 Err(e)
             }
         }
+    }
+
+    /// Stops (true) or resumes (false) sending media without closing anything.
+    pub fn pause_media(&self, paused: bool) {
+        self.stats.paused.store(paused, Ordering::Relaxed);
+    }
+
+    /// Replaces the payload of the next `n` video packets with random bytes.
+    pub fn corrupt_video_packets(&self, n: u64) {
+        self.stats.corrupt.store(n, Ordering::Relaxed);
+    }
+
+    /// Changes the generated resolution mid-stream (the encoder emits a new SPS).
+    pub fn set_resolution(&self, width: u32, height: u32) -> anyhow::Result<()> {
+        let pipeline = self.pipeline.as_ref().context("no pipeline")?;
+        let caps = pipeline.by_name("vcaps").context("no vcaps element")?;
+        let current: gst::Caps = caps.property("caps");
+        let mut s = current.structure(0).context("empty caps")?.to_owned();
+        s.set("width", width as i32);
+        s.set("height", height as i32);
+        caps.set_property("caps", gst::Caps::builder_full().structure(s).build());
+        Ok(())
     }
 
     /// WHIP: absolute session URL from the `Location` header. WS: `None`.
@@ -1133,7 +1159,7 @@ pub fn pipeline_description(opts: &PublisherOptions) -> String {
     let gop = fps * 2;
     let source = format!(
         "videotestsrc is-live=true pattern=smpte horizontal-speed=2 \
-         ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1"
+         ! capsfilter name=vcaps caps=video/x-raw,format=I420,width={width},height={height},framerate={fps}/1"
     );
     let video = match opts.video {
         VideoCodec::H264 => format!(
@@ -1236,6 +1262,20 @@ fn spawn_forwarder(
                     continue;
                 }
             };
+            if stats.paused.load(Ordering::Relaxed) {
+                continue;
+            }
+            if is_video
+                && stats
+                    .corrupt
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                let garbage: Vec<u8> = (0..packet.payload.len().max(1))
+                    .map(|_| rand::random::<u8>())
+                    .collect();
+                packet.payload = Bytes::from(garbage);
+            }
             packet.header.payload_type = send.payload_type;
             packet.header.ssrc = send.ssrc;
             // Only negotiated header extensions may be sent; GStreamer adds none here.
