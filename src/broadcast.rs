@@ -69,6 +69,10 @@ pub async fn run(mut p: BroadcastParams) -> String {
     let mut last_video = Instant::now();
     let mut segments_out = 0u64;
     let mut malformed = 0u64;
+    let mut last_fragment = Instant::now();
+    // A pipeline that takes RTP but emits nothing is stuck (a muxer refusing input can
+    // stall every branch without an error): end the stream rather than hang it.
+    let stall_limit = p.store.config().segment_duration * 5 + Duration::from_secs(5);
     let mut tick = tokio::time::interval(STARTUP_PLI_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
@@ -106,6 +110,7 @@ pub async fn run(mut p: BroadcastParams) -> String {
                             Err(e) => break format!("pipeline: {e}"),
                         }
                         pli = t.keyframes.clone();
+                        last_fragment = Instant::now();
                         if let Some(k) = &pli {
                             k.request();
                         }
@@ -153,7 +158,13 @@ pub async fn run(mut p: BroadcastParams) -> String {
                     debug!("pipeline asked for a keyframe");
                     if let Some(k) = &pli { k.request(); }
                 }
-                Some(ev) => segments_out += store_event(&p.store, &p.stream, ev),
+                Some(ev) => {
+                    let n = store_event(&p.store, &p.stream, ev);
+                    if n > 0 {
+                        segments_out += n;
+                        last_fragment = Instant::now();
+                    }
+                }
             },
             _ = tick.tick() => {
                 if pipeline.is_none() && started.elapsed() > p.connect_timeout {
@@ -161,6 +172,9 @@ pub async fn run(mut p: BroadcastParams) -> String {
                 }
                 if pipeline.is_some() && last_video.elapsed() > p.media_timeout {
                     break format!("no video RTP for {:?}", p.media_timeout);
+                }
+                if pipeline.is_some() && last_fragment.elapsed() > stall_limit {
+                    break format!("pipeline stalled: no segment for {stall_limit:?}");
                 }
                 if let Some(k) = pli.as_ref().filter(|_| segments_out == 0) {
                     k.request();

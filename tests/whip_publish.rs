@@ -183,3 +183,92 @@ async fn whip_h264_publish_yields_aligned_abr_hls_and_endlist_after_delete() {
     assert_eq!(r.status(), 404);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_ladder_for_a_720p_source() {
+    let mut cfg = test_config("");
+    cfg.media.ladder = None; // the embedded pipelines/ladder.toml, as `make run` uses
+    let gw = TestGateway::start(cfg).await;
+    let mut opts = PublisherOptions::whip(&gw.whip_url("hd")).with_format(1280, 720, 30);
+    opts.bitrate_kbps = 2500;
+    let publisher = Publisher::start(opts).await.expect("publisher connects");
+    let master_url = gw.master_url("hd");
+    let master = gw
+        .wait_master("hd", 3, Duration::from_secs(40))
+        .await
+        .unwrap();
+    let mut sizes: Vec<(u64, u64)> = master
+        .variants
+        .iter()
+        .map(|v| (v.resolution.unwrap().width, v.resolution.unwrap().height))
+        .collect();
+    sizes.sort();
+    // 1080p is above the source and is not produced.
+    assert_eq!(sizes, [(640, 360), (854, 480), (1280, 720)]);
+    for v in &master.variants {
+        let codecs = v.codecs.as_deref().unwrap();
+        // superfast keeps CABAC/8x8dct, so the High profile requested by the ladder holds.
+        assert!(codecs.starts_with("avc1.64"), "{codecs}");
+        let url = resolve(&master_url, &v.uri);
+        let pl = gw
+            .wait_segments(&url, 2, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let probes = probe_rendition(&gw, &url, &pl, true).await.unwrap();
+        for p in probes.values() {
+            assert_eq!(p.profile, "High");
+            assert!(p.frames[0].1);
+            assert_eq!(u64::from(p.height), v.resolution.unwrap().height);
+        }
+    }
+    assert_eq!(publisher.stop().await.unwrap(), 200);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_source_rung_serves_the_publishers_h264() {
+    let mut cfg = test_config("");
+    let mut ladder: whipcast::media::Ladder = toml::from_str(common::TEST_LADDER).unwrap();
+    ladder.source.enabled = true;
+    ladder.rungs.truncate(1);
+    cfg.media.ladder = Some(ladder);
+    // The publisher's GOP is 2 s: segments can only be cut there.
+    cfg.hls.segment_duration = Duration::from_secs(2);
+    let gw = TestGateway::start(cfg).await;
+    let publisher =
+        Publisher::start(PublisherOptions::whip(&gw.whip_url("pt")).with_format(640, 360, 30))
+            .await
+            .unwrap();
+    let master_url = gw.master_url("pt");
+    let master = gw
+        .wait_master("pt", 2, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let source = master
+        .variants
+        .iter()
+        .find(|v| v.uri.starts_with("source/"))
+        .expect("source variant");
+    let codecs = source.codecs.as_deref().unwrap();
+    // The publisher's own constrained-baseline stream, untouched.
+    assert!(codecs.starts_with("avc1.42"), "{codecs}");
+    assert_eq!(
+        source.resolution.map(|r| (r.width, r.height)),
+        Some((640, 360))
+    );
+    let url = resolve(&master_url, &source.uri);
+    let pl = gw
+        .wait_segments(&url, 2, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let probes = probe_rendition(&gw, &url, &pl, true).await.unwrap();
+    for p in probes.values() {
+        assert_eq!(p.profile, "Constrained Baseline");
+        assert!(
+            p.frames[0].1,
+            "passthrough segment must start on the publisher's keyframe"
+        );
+    }
+    assert_eq!(publisher.stop().await.unwrap(), 200);
+    gw.shutdown().await;
+}

@@ -339,6 +339,19 @@ pub(crate) fn source_rung(
     segment: Duration,
 ) -> Result<Branch, MediaError> {
     let q = queue("source_queue")?;
+    // FACTS.md §0.5: cmafmux requires DTS on video. The depayloaded stream has PTS only;
+    // WebRTC H.264 has no B-frames (OBS forces bf=0, browsers never use them), so DTS = PTS.
+    if let Some(pad) = q.static_pad("sink") {
+        pad.add_probe(gst::PadProbeType::BUFFER, |_pad, info| {
+            if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data {
+                if buffer.dts().is_none() {
+                    let pts = buffer.pts();
+                    buffer.make_mut().set_dts(pts);
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
     let mux = cmafmux("source_mux", segment, false)?;
     let sink = appsink("source_sink");
     add(pipeline, &[&q, &mux, sink.upcast_ref()])?;
