@@ -343,11 +343,11 @@ pub(crate) fn source_rung(
     // WebRTC H.264 has no B-frames (OBS forces bf=0, browsers never use them), so DTS = PTS.
     if let Some(pad) = q.static_pad("sink") {
         pad.add_probe(gst::PadProbeType::BUFFER, |_pad, info| {
-            if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data {
-                if buffer.dts().is_none() {
-                    let pts = buffer.pts();
-                    buffer.make_mut().set_dts(pts);
-                }
+            if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data
+                && buffer.dts().is_none()
+            {
+                let pts = buffer.pts();
+                buffer.make_mut().set_dts(pts);
             }
             gst::PadProbeReturn::Ok
         });
