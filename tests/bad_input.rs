@@ -13,17 +13,7 @@ use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 /// What OBS 30.2+ sends (STANDARDS §1d): session-level ICE/DTLS, group:LS, no candidates.
-const OBS_OFFER: &str = "v=0\r\no=rtc 3767197920 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-a=group:BUNDLE 0 1\r\na=group:LS 0 1\r\na=msid-semantic:WMS *\r\na=setup:actpass\r\n\
-a=ice-ufrag:Ns8c\r\na=ice-pwd:2ERC5NAYh9I0hNO1X0qjhC\r\na=ice-options:ice2,trickle\r\n\
-a=fingerprint:sha-256 7D:4B:08:2C:77:01:2F:2B:5E:A1:95:4B:42:6D:D1:F3:0B:AB:A3:CA:33:3F:B2:6C:46:E5:8E:4A:A1:64:0B:1C\r\n\
-m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\n\
-a=ssrc:1 cname:x\r\na=msid:obs audio\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n\
-a=fmtp:111 minptime=10;maxaveragebitrate=96000;stereo=1;sprop-stereo=1;useinbandfec=1\r\n\
-m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=sendonly\r\n\
-a=ssrc:2 cname:x\r\na=msid:obs video\r\na=rtcp-mux\r\n\
-a=rtpmap:96 H264/90000\r\na=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\n\
-a=fmtp:96 profile-level-id=42e01f;packetization-mode=1;level-asymmetry-allowed=1\r\n";
+const OBS_OFFER: &str = include_str!("data/obs-offer.sdp");
 
 struct Reply {
     status: u16,

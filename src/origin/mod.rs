@@ -86,7 +86,25 @@ pub fn router(state: AppState) -> Router {
     }
     app.with_state(state)
         .layer(cors())
+        .layer(axum::middleware::from_fn(accept_post))
         .layer(TraceLayer::new_for_http())
+}
+
+/// RFC 9725 §4.2: OPTIONS on a WHIP endpoint SHOULD answer `Accept-Post: application/sdp`,
+/// CORS preflights included (the CORS layer answers those before any route runs).
+async fn accept_post(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let whip_options = req.method() == Method::OPTIONS && req.uri().path().starts_with("/whip/");
+    let mut resp = next.run(req).await;
+    if whip_options {
+        resp.headers_mut().insert(
+            HeaderName::from_static("accept-post"),
+            axum::http::HeaderValue::from_static("application/sdp"),
+        );
+    }
+    resp
 }
 
 async fn api_streams(

@@ -1,0 +1,301 @@
+#!/usr/bin/env node
+// Browser end to end: a real Chromium publishes through whipcast's own pages and hls.js
+// plays the result.
+//
+//   node tests/browser/publish_and_play.mjs <base_url>
+//
+// For each case: open /publish/?stream=…&signaling=…&codec=… (fake camera + microphone),
+// wait for "live"; check /api/streams; open /watch/?stream=…, check video.currentTime
+// advances for ~5 s with ≥1 level and no fatal hls.js error; press Stop; check
+// /api/streams says "ended" (and the player sees the end).
+//
+// Progress goes to stderr; the last stdout line is a JSON summary. Exit code 0 = every
+// check passed, 1 = a check failed, 2 = the browser could not be set up.
+// Environment: CHROMIUM (default /usr/bin/chromium), WATCH_SECONDS (default 5).
+// Loopback only: Chromium resolves no host name but localhost / 127.0.0.1.
+
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const playerDir = join(here, '..', '..', 'player');
+
+const CASES = [
+  { stream: 'b1', signaling: 'whip', codec: 'h264' },
+  { stream: 'b2', signaling: 'ws', codec: 'vp8' },
+];
+const WATCH_SECONDS = Number(process.env.WATCH_SECONDS || 5);
+const MIN_ADVANCE = WATCH_SECONDS * 0.5; // 2 cores, 3 encoders and a browser: allow stalls
+const LIVE_TIMEOUT_MS = 30_000;
+const MASTER_TIMEOUT_MS = 30_000;
+const PLAY_TIMEOUT_MS = 30_000;
+const ENDED_TIMEOUT_MS = 15_000;
+const SCRIPT_TIMEOUT_MS = 170_000;
+
+const CHROMIUM_ARGS = [
+  '--headless=new',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--no-proxy-server',
+  '--allow-loopback-in-peer-connection',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1',
+];
+
+const t0 = Date.now();
+const elapsed = () => ((Date.now() - t0) / 1000).toFixed(1);
+const log = (...a) => console.error(`[browser-e2e ${elapsed()}s]`, ...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function usage(msg) {
+  console.error(`${msg}\nusage: node tests/browser/publish_and_play.mjs <base_url>`);
+  process.exit(2);
+}
+
+const base = (process.argv[2] || '').replace(/\/+$/, '');
+if (!/^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?$/.test(base)) usage(`base URL must be http://127.0.0.1:PORT, got "${base}"`);
+
+let chromium;
+try {
+  ({ chromium } = createRequire(join(playerDir, 'package.json'))('playwright-core'));
+} catch (e) {
+  console.error(`playwright-core not installed in player/: run deploy/install-browser-deps.sh (${e.message})`);
+  console.log(JSON.stringify({ ok: false, setupError: 'playwright-core missing' }));
+  process.exit(2);
+}
+
+async function getJson(path) {
+  const r = await fetch(`${base}${path}`, { cache: 'no-store' });
+  if (!r.ok) throw new Error(`GET ${path} -> ${r.status}`);
+  return r.json();
+}
+
+async function poll(what, timeoutMs, fn) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e.message;
+    }
+    await sleep(250);
+  }
+  throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}${last ? ` (last: ${last})` : ''}`);
+}
+
+async function streamSummary(name) {
+  const api = await getJson('/api/streams');
+  return (api.streams || []).find((s) => s.name === name) || null;
+}
+
+async function runCase(ctx, c) {
+  const res = { ...c, ok: false, failures: [], publish: {}, watch: {}, api: {} };
+  const check = (cond, msg) => {
+    if (!cond) {
+      res.failures.push(msg);
+      log(`  FAIL ${c.stream}: ${msg}`);
+    }
+    return cond;
+  };
+  const pageErrors = [];
+  const pub = await ctx.newPage();
+  pub.on('pageerror', (e) => pageErrors.push(`publish: ${e.message}`));
+  pub.on('console', (m) => m.type() === 'error' && !/favicon/.test(m.text()) && log(`  publish console: ${m.text()}`));
+  let watch = null;
+  try {
+    // 1. Publish.
+    const url = `${base}/publish/?stream=${c.stream}&signaling=${c.signaling}&codec=${c.codec}&height=360`;
+    log(`${c.stream}: publishing ${c.codec} over ${c.signaling}: ${url}`);
+    const started = Date.now();
+    await pub.goto(url);
+    await pub
+      .waitForFunction(() => ['live', 'error', 'ended'].includes(window.whipcastState?.phase), null, { timeout: LIVE_TIMEOUT_MS })
+      .catch(() => {});
+    let st = await pub.evaluate(() => window.whipcastState);
+    res.publish.status = await pub.textContent('#status');
+    res.publish.liveAfterMs = Date.now() - started;
+    if (!check(st.phase === 'live', `publisher not live: phase=${st.phase} status="${res.publish.status}" ice=${st.iceConnectionState} log=${JSON.stringify(st.log)}`)) {
+      res.publish.state = st;
+      return res;
+    }
+    check(res.publish.status === 'live', `#status says "${res.publish.status}", expected "live"`);
+    if (c.signaling === 'whip') check(/\/whip\/[^/]+\/[0-9a-f]+$/.test(st.resource || ''), `no WHIP session URL: ${st.resource}`);
+
+    // 2. The HLS master appears; the API lists the stream as live.
+    const master = await poll(`${c.stream} master playlist`, MASTER_TIMEOUT_MS, async () => {
+      const r = await fetch(`${base}/hls/${c.stream}/master.m3u8`, { cache: 'no-store' });
+      const t = r.ok ? await r.text() : '';
+      return t.includes('#EXT-X-STREAM-INF') ? t : null;
+    });
+    res.masterVariants = (master.match(/#EXT-X-STREAM-INF/g) || []).length;
+    log(`${c.stream}: master has ${res.masterVariants} variant(s) after ${((Date.now() - started) / 1000).toFixed(1)}s`);
+    const live = await streamSummary(c.stream);
+    res.api.whileLive = live && { state: live.state, ingest: live.ingest, renditions: live.renditions.length };
+    check(live && live.state === 'live', `API state while publishing: ${live && live.state}`);
+    check(live && live.ingest.signaling === (c.signaling === 'ws' ? 'websocket' : 'whip'), `API signaling: ${live && live.ingest.signaling}`);
+    check(live && live.ingest.video_codec.toUpperCase().includes(c.codec.toUpperCase()), `API video_codec: ${live && live.ingest.video_codec}`);
+    check(live && live.ingest.audio === true, 'API says no audio');
+
+    // The browser really sends the requested codec.
+    await pub.evaluate(() => window.whipcastPublish.refreshStats());
+    st = await pub.evaluate(() => window.whipcastState);
+    const v = st.stats && st.stats.video;
+    res.publish.negotiated = v && { codec: v.codec, fmtp: v.sdpFmtpLine, encoder: v.encoderImplementation, size: `${v.frameWidth}x${v.frameHeight}`, fps: v.framesPerSecond, framesEncoded: v.framesEncoded };
+    res.publish.candidates = { local: st.localCandidates.length, remote: st.remoteCandidates.length };
+    res.publish.pair = st.stats && st.stats.pair;
+    res.publish.audioCodec = st.stats && st.stats.audio && st.stats.audio.codec;
+    check(v && v.codec && v.codec.toLowerCase() === `video/${c.codec}`, `browser sends ${v && v.codec}, expected video/${c.codec}`);
+
+    // A second publisher on the same name (other signalling) is refused with 409, shown
+    // on the page, and the first one stays live.
+    const other = c.signaling === 'ws' ? 'whip' : 'ws';
+    const dup = await ctx.newPage();
+    try {
+      await dup.goto(`${base}/publish/?stream=${c.stream}&signaling=${other}&codec=${c.codec}&height=180`);
+      await dup.waitForFunction(() => ['live', 'error'].includes(window.whipcastState?.phase), null, { timeout: 15_000 }).catch(() => {});
+      const d = await dup.evaluate(() => window.whipcastState);
+      res.conflict = { signaling: other, phase: d.phase, httpStatus: d.httpStatus, status: await dup.textContent('#status') };
+      check(d.phase === 'error' && d.httpStatus === 409 && /HTTP 409/.test(res.conflict.status), `second publisher over ${other}: ${JSON.stringify(res.conflict)}`);
+    } finally {
+      await dup.close();
+    }
+    check((await pub.evaluate(() => window.whipcastState.phase)) === 'live', 'first publisher not live after the refused second one');
+
+    // 3. Watch.
+    watch = await ctx.newPage();
+    watch.on('pageerror', (e) => pageErrors.push(`watch: ${e.message}`));
+    const wurl = `${base}/watch/?stream=${c.stream}`;
+    log(`${c.stream}: watching ${wurl}`);
+    const wstart = Date.now();
+    await watch.goto(wurl);
+    const playing = await watch
+      .waitForFunction(() => {
+        const vid = document.getElementById('video');
+        return window.whipcastState?.phase === 'playing' && vid.currentTime > 0 && vid.readyState >= 3;
+      }, null, { timeout: PLAY_TIMEOUT_MS })
+      .then(() => true, () => false);
+    res.watch.startupMs = Date.now() - wstart;
+    const sample = () => watch.evaluate(() => {
+      const vid = document.getElementById('video');
+      const s = window.whipcastState;
+      return {
+        t: vid.currentTime, paused: vid.paused, readyState: vid.readyState,
+        width: vid.videoWidth, height: vid.videoHeight,
+        dropped: vid.getVideoPlaybackQuality ? vid.getVideoPlaybackQuality().droppedVideoFrames : null,
+        decoded: vid.getVideoPlaybackQuality ? vid.getVideoPlaybackQuality().totalVideoFrames : null,
+        phase: s.phase, engine: s.engine, hlsVersion: s.hlsVersion, levels: s.levels, currentLevel: s.currentLevel,
+        fatalErrors: s.fatalErrors, errors: s.errors, latency: s.latency,
+      };
+    });
+    const a = await sample();
+    if (check(playing, `player not playing after ${PLAY_TIMEOUT_MS / 1000}s: ${JSON.stringify(a)}`)) {
+      await sleep(WATCH_SECONDS * 1000);
+    }
+    const b = await sample();
+    Object.assign(res.watch, {
+      engine: b.engine,
+      hlsVersion: b.hlsVersion,
+      levels: b.levels.map((l) => `${l.width}x${l.height}@${Math.round(l.bitrate / 1000)}k`),
+      currentLevel: b.currentLevel,
+      videoSize: `${b.width}x${b.height}`,
+      currentTimeStart: +a.t.toFixed(3),
+      currentTimeEnd: +b.t.toFixed(3),
+      advanced: +(b.t - a.t).toFixed(3),
+      decodedFrames: b.decoded,
+      droppedFrames: b.dropped,
+      latency: b.latency && +b.latency.toFixed(2),
+      fatalErrors: b.fatalErrors,
+      nonFatalErrors: b.errors.filter((e) => !e.fatal).map((e) => e.details),
+    });
+    check(b.engine === 'hls.js', `engine ${b.engine}, expected hls.js`);
+    check(b.levels.length >= 1, `hls.js found ${b.levels.length} levels`);
+    check(b.fatalErrors === 0, `hls.js fatal errors: ${JSON.stringify(b.errors.filter((e) => e.fatal))}`);
+    check(b.t - a.t >= MIN_ADVANCE, `currentTime advanced ${(b.t - a.t).toFixed(2)}s in ${WATCH_SECONDS}s (need ≥ ${MIN_ADVANCE})`);
+    check(b.width > 0 && b.height > 0, `no decoded video size: ${b.width}x${b.height}`);
+    log(`${c.stream}: played ${res.watch.advanced}s in ${WATCH_SECONDS}s, levels ${res.watch.levels.join(' ')}, at level ${b.currentLevel} (${res.watch.videoSize}), latency ${res.watch.latency}s`);
+
+    // 4. Stop: WHIP DELETE / socket close; the API says ended; the player sees the end.
+    await pub.click('#stop');
+    await pub.waitForFunction(() => window.whipcastState.phase === 'stopped', null, { timeout: 15_000 }).catch(() => {});
+    st = await pub.evaluate(() => window.whipcastState);
+    res.publish.stopStatus = await pub.textContent('#status');
+    res.publish.deleteStatus = st.deleteStatus;
+    check(st.phase === 'stopped', `publisher phase after Stop: ${st.phase}`);
+    if (c.signaling === 'whip') check(st.deleteStatus === 200, `DELETE -> ${st.deleteStatus}, expected 200`);
+    const stopped = Date.now();
+    const ended = await poll(`${c.stream} ended in /api/streams`, ENDED_TIMEOUT_MS, async () => {
+      const s = await streamSummary(c.stream);
+      return s && s.state === 'ended' ? s : null;
+    }).catch((e) => {
+      check(false, e.message);
+      return null;
+    });
+    res.api.afterStop = ended && { state: ended.state, uptime_s: ended.uptime_s };
+    res.api.endedAfterMs = ended ? Date.now() - stopped : null;
+    const sawEnd = await watch
+      .waitForFunction(() => window.whipcastState.phase === 'ended', null, { timeout: ENDED_TIMEOUT_MS })
+      .then(() => true, () => false);
+    res.watch.sawEnd = sawEnd;
+    check(sawEnd, `player did not reach the end of the broadcast: phase ${await watch.evaluate(() => window.whipcastState.phase)}`);
+  } catch (e) {
+    check(false, `exception: ${e.stack || e.message}`);
+  } finally {
+    res.pageErrors = pageErrors;
+    check(pageErrors.length === 0, `uncaught page errors: ${pageErrors.join(' | ')}`);
+    if (watch) await watch.close().catch(() => {});
+    await pub.close().catch(() => {});
+  }
+  res.ok = res.failures.length === 0;
+  log(`${c.stream}: ${res.ok ? 'PASS' : 'FAIL'}`);
+  return res;
+}
+
+async function main() {
+  const summary = { ok: false, base, cases: [] };
+  const watchdog = setTimeout(() => {
+    summary.failures = [`script timed out after ${SCRIPT_TIMEOUT_MS / 1000}s`];
+    console.log(JSON.stringify(summary));
+    process.exit(1);
+  }, SCRIPT_TIMEOUT_MS);
+  let browser;
+  try {
+    browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+      headless: true,
+      args: CHROMIUM_ARGS,
+    });
+  } catch (e) {
+    console.error(`cannot launch Chromium: ${e.message}\nrun deploy/install-browser-deps.sh`);
+    console.log(JSON.stringify({ ...summary, setupError: `chromium launch failed: ${e.message.split('\n')[0]}` }));
+    process.exit(2);
+  }
+  summary.browser = `Chromium ${browser.version()}`;
+  log(`launched ${summary.browser}`);
+  try {
+    const ctx = await browser.newContext({ permissions: ['camera', 'microphone'] });
+    for (const c of CASES) summary.cases.push(await runCase(ctx, c));
+    await ctx.close();
+  } finally {
+    await browser.close().catch(() => {});
+  }
+  clearTimeout(watchdog);
+  summary.ok = summary.cases.length === CASES.length && summary.cases.every((c) => c.ok);
+  summary.seconds = +((Date.now() - t0) / 1000).toFixed(1);
+  console.log(JSON.stringify(summary));
+  process.exit(summary.ok ? 0 : 1);
+}
+
+main().catch((e) => {
+  console.error(e);
+  console.log(JSON.stringify({ ok: false, base, failures: [`crashed: ${e.message}`] }));
+  process.exit(1);
+});
