@@ -2,10 +2,13 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test deps build bench fmt lint
+.PHONY: run test deps browser-deps build bench fmt lint
 
 deps:
 	@bash deploy/install-deps.sh
+
+browser-deps: deps
+	@bash deploy/install-browser-deps.sh
 
 build: deps
 	$(CARGO) build --release --locked
@@ -15,8 +18,10 @@ run: build
 	./target/release/whipcast $(ARGS)
 
 ## Install what is missing, then run every test (unit, integration, end to end).
-test: deps lint
-	$(CARGO) test --locked --all-targets -- --test-threads=1
+## Tests run in a network namespace that has only loopback (deploy/netns-run.sh).
+test: deps browser-deps lint
+	$(CARGO) test --locked --all-targets --no-run
+	bash deploy/netns-run.sh $(CARGO) test --locked --offline --all-targets -- --test-threads=1
 
 ## CPU/RSS benchmark against bare gst-launch-1.0 (see BENCHMARKS.md).
 bench: build

@@ -15,6 +15,8 @@ PKGS=(
   gstreamer1.0-plugins-base-apps
   # tests and benchmarks: ffprobe decodes what we serve, /usr/bin/time measures CPU and RSS
   ffmpeg time curl ca-certificates
+  # tests run in a loopback-only network namespace (deploy/netns-run.sh)
+  iproute2 util-linux
 )
 
 missing=()

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the browser end-to-end test (tests/browser.rs) needs:
+#   - Debian's Chromium (/usr/bin/chromium); never a browser downloaded by playwright;
+#   - player/'s npm packages (playwright-core, hls.js) exactly as player/package-lock.json
+#     pins them; npm's postinstall copies hls.min.js into player/vendor/.
+# Idempotent: does nothing when both are present and the lock file has not changed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "install-browser-deps: installing chromium (Debian)"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends chromium
+fi
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "install-browser-deps: node and npm are required (Node.js >= 20; playwright-core needs it)" >&2
+  exit 1
+fi
+
+# npm writes node_modules/.package-lock.json on every install: older than the lock file
+# means player/package-lock.json changed since the last `npm ci`.
+if [ ! -f player/node_modules/.package-lock.json ] \
+   || [ player/package-lock.json -nt player/node_modules/.package-lock.json ]; then
+  echo "install-browser-deps: npm ci in player/"
+  (cd player && npm ci --no-audit --no-fund)
+elif [ ! -f player/vendor/hls.min.js ]; then
+  (cd player && npm run --silent vendor)
+fi
+echo "install-browser-deps: $(/usr/bin/chromium --version 2>/dev/null || echo chromium ?), node $(node --version), player/node_modules ready"

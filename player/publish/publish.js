@@ -1,0 +1,438 @@
+// whipcast publisher page: camera + microphone -> WebRTC -> whipcast, over WHIP (RFC 9725)
+// or the WebSocket signalling channel.
+//
+// Query: ?stream=NAME&signaling=whip|ws&codec=h264|vp8&token=TOKEN&height=720&autostart=0
+// When `stream` is given the page starts publishing at once (unless autostart=0).
+// window.whipcastState mirrors what the page shows, for tests and for debugging.
+'use strict';
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const params = new URLSearchParams(location.search);
+
+  /** How long to wait for ICE gathering before sending a WHIP offer anyway. */
+  const GATHER_TIMEOUT_MS = 3000;
+
+  const state = {
+    phase: 'idle', // idle | media | connecting | live | stopped | ended | error
+    status: 'idle', // the text shown in #status
+    stream: null,
+    signaling: null,
+    codec: null,
+    resource: null, // WHIP session URL (from Location)
+    httpStatus: null, // status of the WHIP POST or of a WebSocket `error` message
+    deleteStatus: null,
+    error: null,
+    iceGatheringState: null,
+    iceConnectionState: null,
+    connectionState: null,
+    localCandidates: [],
+    remoteCandidates: [],
+    warnings: [],
+    stats: null,
+    log: [],
+  };
+  window.whipcastState = state;
+
+  let pc = null;
+  let media = null;
+  let ws = null;
+  let token = '';
+  let stopping = false;
+  let statsTimer = null;
+
+  class PublishError extends Error {
+    constructor(message, status) {
+      super(message);
+      this.status = status ?? null;
+    }
+  }
+
+  function log(msg) {
+    state.log.push(`${(performance.now() / 1000).toFixed(3)} ${msg}`);
+    console.log(`[publish] ${msg}`);
+  }
+
+  function setStatus(phase, text) {
+    state.phase = phase;
+    state.status = text;
+    const el = $('status');
+    el.textContent = text;
+    el.dataset.phase = phase;
+    $('start').disabled = !['idle', 'stopped', 'ended', 'error'].includes(phase);
+    $('stop').disabled = !['media', 'connecting', 'live'].includes(phase);
+    log(`status: ${text}`);
+  }
+
+  function fail(err) {
+    if (stopping) return;
+    state.error = err.message || String(err);
+    if (err.status) state.httpStatus = err.status;
+    setStatus('error', `error: ${state.error}`);
+    teardown();
+  }
+
+  // ---- codec preference -------------------------------------------------------------
+
+  function fmtpParam(codec, name) {
+    const m = (codec.sdpFmtpLine || '').match(new RegExp(`(?:^|;)\\s*${name}=([^;]*)`));
+    return m ? m[1] : null;
+  }
+
+  /** Codecs of `kind` named `mime` the browser can send, best first. */
+  function codecsFor(mime) {
+    const lists = [RTCRtpSender.getCapabilities?.('video'), RTCRtpReceiver.getCapabilities?.('video')];
+    for (const caps of lists) {
+      const found = (caps?.codecs || []).filter((c) => c.mimeType.toLowerCase() === mime);
+      if (found.length) {
+        // H.264: packetization-mode=1 (FU-A) first; the rest keep the browser's order.
+        return found.sort((a, b) => (fmtpParam(b, 'packetization-mode') === '1') - (fmtpParam(a, 'packetization-mode') === '1'));
+      }
+    }
+    return [];
+  }
+
+  function preferCodec(transceiver, codec) {
+    const mime = codec === 'vp8' ? 'video/vp8' : 'video/h264';
+    const codecs = codecsFor(mime);
+    if (!codecs.length) throw new PublishError(`this browser cannot send ${codec.toUpperCase()} video`);
+    if (!transceiver.setCodecPreferences) {
+      state.warnings.push('setCodecPreferences unsupported; the browser picks the codec');
+      return;
+    }
+    try {
+      transceiver.setCodecPreferences(codecs);
+    } catch (e) {
+      // Older Chromium validates against receiver capabilities only.
+      const recv = (RTCRtpReceiver.getCapabilities('video')?.codecs || []).filter((c) => c.mimeType.toLowerCase() === mime);
+      if (!recv.length) throw new PublishError(`cannot prefer ${codec}: ${e.message}`);
+      transceiver.setCodecPreferences(recv);
+    }
+  }
+
+  // ---- peer connection ---------------------------------------------------------------
+
+  function newPeerConnection() {
+    const p = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    p.addEventListener('icegatheringstatechange', () => {
+      state.iceGatheringState = p.iceGatheringState;
+    });
+    p.addEventListener('iceconnectionstatechange', () => {
+      state.iceConnectionState = p.iceConnectionState;
+      log(`ice: ${p.iceConnectionState}`);
+    });
+    p.addEventListener('connectionstatechange', () => {
+      state.connectionState = p.connectionState;
+      log(`connection: ${p.connectionState}`);
+      if (stopping || p !== pc) return;
+      switch (p.connectionState) {
+        case 'connected':
+          setStatus('live', 'live');
+          showLinks();
+          break;
+        case 'disconnected':
+          if (state.phase === 'live') setStatus('live', 'live (connection unstable…)');
+          break;
+        case 'failed':
+          fail(new PublishError(`WebRTC connection failed (ICE ${p.iceConnectionState})`));
+          break;
+        default:
+      }
+    });
+    p.addEventListener('icecandidate', (ev) => {
+      if (ev.candidate && ev.candidate.candidate) state.localCandidates.push(ev.candidate.candidate);
+    });
+    return p;
+  }
+
+  function gatheringComplete(p, timeoutMs) {
+    if (p.iceGatheringState === 'complete') return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        p.removeEventListener('icegatheringstatechange', check);
+        resolve(false);
+      }, timeoutMs);
+      function check() {
+        if (p.iceGatheringState === 'complete') {
+          clearTimeout(timer);
+          p.removeEventListener('icegatheringstatechange', check);
+          resolve(true);
+        }
+      }
+      p.addEventListener('icegatheringstatechange', check);
+    });
+  }
+
+  // ---- WHIP --------------------------------------------------------------------------
+
+  function authHeaders(extra) {
+    const h = { ...extra };
+    if (token) h.Authorization = `Bearer ${token}`;
+    return h;
+  }
+
+  async function publishWhip(stream) {
+    const endpoint = new URL(`/whip/${encodeURIComponent(stream)}`, location.href);
+    await pc.setLocalDescription(await pc.createOffer());
+    if (!(await gatheringComplete(pc, GATHER_TIMEOUT_MS))) {
+      state.warnings.push('ICE gathering incomplete; sending the candidates gathered so far');
+    }
+    let resp;
+    try {
+      resp = await fetch(endpoint, {
+        method: 'POST',
+        headers: authHeaders({ 'Content-Type': 'application/sdp' }),
+        body: pc.localDescription.sdp,
+      });
+    } catch (e) {
+      throw new PublishError(`cannot reach ${endpoint.pathname}: ${e.message}`);
+    }
+    state.httpStatus = resp.status;
+    const body = await resp.text();
+    if (resp.status !== 201) {
+      throw new PublishError(`HTTP ${resp.status}: ${body.trim() || resp.statusText}`, resp.status);
+    }
+    const location_ = resp.headers.get('Location');
+    if (!location_) throw new PublishError('HTTP 201 without a Location header', resp.status);
+    state.resource = new URL(location_, endpoint).href;
+    log(`WHIP session ${state.resource}`);
+    await pc.setRemoteDescription({ type: 'answer', sdp: body });
+  }
+
+  async function deleteWhip() {
+    if (!state.resource) return;
+    try {
+      const r = await fetch(state.resource, { method: 'DELETE', headers: authHeaders({}) });
+      state.deleteStatus = r.status;
+      log(`DELETE -> ${r.status}`);
+    } catch (e) {
+      state.warnings.push(`DELETE failed: ${e.message}`);
+    }
+  }
+
+  // ---- WebSocket ---------------------------------------------------------------------
+
+  function publishWs(stream) {
+    return new Promise((resolve, reject) => {
+      const url = new URL(`/ws/${encodeURIComponent(stream)}`, location.href);
+      url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+      if (token) url.searchParams.set('token', token);
+      let answered = false;
+      const send = (msg) => {
+        if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+      };
+      ws = new WebSocket(url);
+      pc.addEventListener('icecandidate', (ev) => {
+        // Trickle: every candidate as it comes; `null` ends the list.
+        const c = ev.candidate && ev.candidate.candidate
+          ? { candidate: ev.candidate.candidate, sdpMid: ev.candidate.sdpMid, sdpMLineIndex: ev.candidate.sdpMLineIndex }
+          : null;
+        send({ type: 'candidate', candidate: c });
+      });
+      ws.onopen = async () => {
+        try {
+          await pc.setLocalDescription(await pc.createOffer());
+          send({ type: 'offer', sdp: pc.localDescription.sdp });
+        } catch (e) {
+          reject(e);
+        }
+      };
+      ws.onmessage = async (ev) => {
+        let msg;
+        try {
+          msg = JSON.parse(ev.data);
+        } catch {
+          state.warnings.push(`non-JSON message: ${String(ev.data).slice(0, 80)}`);
+          return;
+        }
+        try {
+          switch (msg.type) {
+            case 'answer':
+              await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+              answered = true;
+              resolve();
+              break;
+            case 'candidate':
+              if (msg.candidate) {
+                state.remoteCandidates.push(msg.candidate.candidate);
+                await pc.addIceCandidate(msg.candidate);
+              }
+              break;
+            case 'error': {
+              const err = new PublishError(`HTTP ${msg.status}: ${msg.message}`, msg.status);
+              if (!answered) reject(err);
+              else state.warnings.push(err.message);
+              break;
+            }
+            case 'ended':
+              if (!stopping) {
+                setStatus('ended', `ended: ${msg.reason}`);
+                teardown();
+              }
+              break;
+            default:
+              state.warnings.push(`unknown message type ${msg.type}`);
+          }
+        } catch (e) {
+          if (!answered) reject(e);
+          else state.warnings.push(e.message);
+        }
+      };
+      ws.onclose = (ev) => {
+        if (stopping) return;
+        const why = `socket closed (${ev.code}${ev.reason ? ` ${ev.reason}` : ''})`;
+        if (!answered) {
+          // 4000 + HTTP status: the server refused before any offer (name or token).
+          const status = ev.code >= 4000 && ev.code < 5000 ? ev.code - 4000 : null;
+          reject(new PublishError(status ? `HTTP ${status}: ${ev.reason || why}` : why, status));
+        } else if (state.phase !== 'ended') {
+          setStatus('ended', `ended: ${why}`);
+          teardown();
+        }
+      };
+    });
+  }
+
+  // ---- start / stop ------------------------------------------------------------------
+
+  async function start() {
+    const stream = $('stream').value.trim();
+    const signaling = $('signaling').value;
+    const codec = $('codec').value;
+    token = $('token').value;
+    Object.assign(state, {
+      stream, signaling, codec, resource: null, httpStatus: null, deleteStatus: null, error: null,
+      localCandidates: [], remoteCandidates: [], warnings: [], stats: null,
+    });
+    stopping = false;
+    $('links').textContent = '';
+    try {
+      if (!/^[A-Za-z0-9_-]{1,64}$/.test(stream)) throw new PublishError('invalid stream name: use 1-64 letters, digits, - or _');
+      setStatus('media', 'opening camera and microphone…');
+      const height = Number(params.get('height')) || 720;
+      media = await navigator.mediaDevices.getUserMedia({
+        audio: true,
+        video: { height: { ideal: height }, frameRate: { ideal: 30 } },
+      });
+      $('preview').srcObject = media;
+      pc = newPeerConnection();
+      for (const track of media.getTracks()) {
+        const t = pc.addTransceiver(track, { direction: 'sendonly', streams: [media] });
+        if (track.kind === 'video') preferCodec(t, codec);
+      }
+      setStatus('connecting', `connecting over ${signaling === 'ws' ? 'WebSocket' : 'WHIP'}…`);
+      statsTimer = setInterval(refreshStats, 1000);
+      if (signaling === 'ws') await publishWs(stream);
+      else await publishWhip(stream);
+    } catch (e) {
+      fail(e);
+    }
+  }
+
+  function teardown() {
+    clearInterval(statsTimer);
+    statsTimer = null;
+    if (ws) {
+      ws.onclose = null;
+      if (ws.readyState <= WebSocket.OPEN) ws.close(1000, 'publisher stopped');
+      ws = null;
+    }
+    if (pc) {
+      pc.close();
+      pc = null;
+    }
+    if (media) {
+      media.getTracks().forEach((t) => t.stop());
+      media = null;
+    }
+    $('preview').srcObject = null;
+  }
+
+  async function stop() {
+    if (stopping) return;
+    stopping = true;
+    await refreshStats();
+    if (state.signaling === 'whip') await deleteWhip();
+    teardown();
+    setStatus('stopped', 'stopped');
+  }
+
+  // ---- stats -------------------------------------------------------------------------
+
+  async function refreshStats() {
+    if (!pc) return;
+    try {
+      const report = await pc.getStats();
+      const byId = new Map();
+      report.forEach((s) => byId.set(s.id, s));
+      const out = { video: null, audio: null, pair: null };
+      report.forEach((s) => {
+        if (s.type === 'outbound-rtp' && (s.kind === 'video' || s.kind === 'audio')) {
+          out[s.kind] = {
+            codec: byId.get(s.codecId)?.mimeType ?? null,
+            sdpFmtpLine: byId.get(s.codecId)?.sdpFmtpLine ?? null,
+            bytesSent: s.bytesSent,
+            packetsSent: s.packetsSent,
+            framesEncoded: s.framesEncoded,
+            frameWidth: s.frameWidth,
+            frameHeight: s.frameHeight,
+            framesPerSecond: s.framesPerSecond,
+            encoderImplementation: s.encoderImplementation,
+            qualityLimitationReason: s.qualityLimitationReason,
+            nackCount: s.nackCount,
+            pliCount: s.pliCount,
+          };
+        }
+        if (s.type === 'transport' && s.selectedCandidatePairId) {
+          const pair = byId.get(s.selectedCandidatePairId);
+          const l = pair && byId.get(pair.localCandidateId);
+          const r = pair && byId.get(pair.remoteCandidateId);
+          out.pair = pair && {
+            state: pair.state,
+            local: l && `${l.candidateType} ${l.address ?? l.ip}:${l.port}`,
+            remote: r && `${r.candidateType} ${r.address ?? r.ip}:${r.port}`,
+            dtlsState: s.dtlsState,
+            dtlsCipher: s.dtlsCipher,
+            srtpCipher: s.srtpCipher,
+          };
+        }
+      });
+      state.stats = out;
+    } catch (e) {
+      state.warnings.push(`getStats: ${e.message}`);
+    }
+  }
+
+  function showLinks() {
+    const links = $('links');
+    links.textContent = '';
+    const watch = document.createElement('a');
+    watch.href = `../watch/?stream=${encodeURIComponent(state.stream)}`;
+    watch.textContent = 'watch';
+    const hls = document.createElement('a');
+    hls.href = `/hls/${encodeURIComponent(state.stream)}/master.m3u8`;
+    hls.textContent = 'master.m3u8';
+    links.append(watch, hls);
+  }
+
+  // ---- wiring ------------------------------------------------------------------------
+
+  for (const name of ['stream', 'signaling', 'codec', 'token']) {
+    const v = params.get(name);
+    if (v !== null) $(name).value = v;
+  }
+  $('form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    start();
+  });
+  $('stop').addEventListener('click', () => stop());
+  window.addEventListener('pagehide', () => {
+    // Best effort: end the WHIP session when the tab goes away.
+    if (state.resource && ['connecting', 'live'].includes(state.phase)) {
+      fetch(state.resource, { method: 'DELETE', headers: authHeaders({}), keepalive: true }).catch(() => {});
+    }
+  });
+  window.whipcastPublish = { start, stop, refreshStats };
+  setStatus('idle', 'idle');
+  if (params.get('stream') && params.get('autostart') !== '0') start();
+})();

@@ -1,0 +1,152 @@
+// whipcast player page: plays /hls/NAME/master.m3u8 with hls.js (low-latency mode), or with
+// the browser's own HLS when it has no MediaSource (iOS Safari).
+//
+// Query: ?stream=NAME
+// window.whipcastState mirrors what the page shows, for tests and for debugging.
+'use strict';
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const params = new URLSearchParams(location.search);
+  const video = $('video');
+
+  /** Delay between attempts while the stream is not (yet) live. */
+  const RETRY_MS = 2000;
+
+  const state = {
+    phase: 'idle', // idle | waiting | loading | playing | ended | error
+    status: 'idle',
+    stream: null,
+    src: null,
+    engine: null, // hls.js | native
+    hlsVersion: window.Hls ? window.Hls.version : null,
+    levels: [], // [{ index, width, height, bitrate, codecs }]
+    currentLevel: -1, // level being played (-1 before the first switch)
+    levelSwitches: 0,
+    autoLevel: true,
+    errors: [], // every hls.js / media error: { at, type, details, fatal, status? }
+    fatalErrors: 0,
+    retries: 0,
+    latency: null, // seconds behind the live edge (hls.js)
+  };
+  window.whipcastState = state;
+
+  let hls = null;
+  let retryTimer = null;
+
+  function setStatus(phase, text) {
+    state.phase = phase;
+    state.status = text;
+    const el = $('status');
+    el.textContent = text;
+    el.dataset.phase = phase;
+  }
+
+  function showInfo() {
+    const l = state.levels.find((x) => x.index === state.currentLevel);
+    const parts = [`${state.engine}`];
+    if (state.levels.length) parts.push(`${state.levels.length} level(s)`);
+    if (l) parts.push(`playing ${l.width}x${l.height} @ ${Math.round(l.bitrate / 1000)} kbit/s`);
+    if (state.latency != null) parts.push(`latency ${state.latency.toFixed(1)} s`);
+    $('info').textContent = parts.join(' · ');
+  }
+
+  function recordError(type, details, fatal, extra) {
+    const e = { at: +(performance.now() / 1000).toFixed(3), type, details, fatal, ...extra };
+    state.errors.push(e);
+    if (state.errors.length > 100) state.errors.shift();
+    if (fatal) state.fatalErrors += 1;
+    console.warn('[watch]', JSON.stringify(e));
+  }
+
+  function retryLater(why) {
+    state.retries += 1;
+    setStatus('waiting', `waiting for stream (${why})…`);
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(state.engine === 'native' ? startNative : startHlsJs, RETRY_MS);
+  }
+
+  function startHlsJs() {
+    if (hls) hls.destroy();
+    state.engine = 'hls.js';
+    setStatus('loading', 'loading…');
+    hls = new window.Hls({ lowLatencyMode: true, backBufferLength: 30 });
+    const H = window.Hls.Events;
+    hls.on(H.MANIFEST_PARSED, (_ev, data) => {
+      state.levels = data.levels.map((l, index) => ({
+        index,
+        width: l.width,
+        height: l.height,
+        bitrate: l.bitrate,
+        codecs: [l.videoCodec, l.audioCodec].filter(Boolean).join(','),
+      }));
+      showInfo();
+      video.play().catch((e) => recordError('media', `play(): ${e.message}`, false));
+    });
+    hls.on(H.LEVEL_SWITCHED, (_ev, data) => {
+      state.currentLevel = data.level;
+      state.levelSwitches += 1;
+      showInfo();
+    });
+    hls.on(H.ERROR, (_ev, data) => {
+      const status = data.response && data.response.code;
+      recordError(data.type, data.details, data.fatal, status ? { status } : {});
+      if (!data.fatal) return;
+      const E = window.Hls.ErrorDetails;
+      if (data.details === E.MANIFEST_LOAD_ERROR || data.details === E.MANIFEST_PARSING_ERROR) {
+        // Not live yet (404) or between broadcasts: try again shortly.
+        hls.destroy();
+        hls = null;
+        retryLater(status ? `HTTP ${status}` : data.details);
+      } else if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) {
+        hls.recoverMediaError();
+      } else if (data.type === window.Hls.ErrorTypes.NETWORK_ERROR) {
+        hls.startLoad();
+      } else {
+        setStatus('error', `error: ${data.details}`);
+        hls.destroy();
+        hls = null;
+      }
+    });
+    hls.loadSource(state.src);
+    hls.attachMedia(video);
+  }
+
+  function startNative() {
+    state.engine = 'native';
+    setStatus('loading', 'loading…');
+    video.src = state.src;
+    video.play().catch((e) => recordError('media', `play(): ${e.message}`, false));
+  }
+
+  video.addEventListener('playing', () => setStatus('playing', 'playing'));
+  video.addEventListener('waiting', () => {
+    if (state.phase === 'playing') setStatus('loading', 'buffering…');
+  });
+  video.addEventListener('ended', () => setStatus('ended', 'the broadcast has ended'));
+  video.addEventListener('timeupdate', () => {
+    if (hls) {
+      state.latency = hls.latency;
+      state.autoLevel = hls.autoLevelEnabled;
+    }
+    showInfo();
+  });
+  video.addEventListener('error', () => {
+    const err = video.error;
+    recordError('media', `video element error ${err ? `${err.code} ${err.message}` : ''}`.trim(), state.engine === 'native');
+    if (state.engine === 'native') retryLater('media error');
+  });
+
+  const stream = params.get('stream');
+  if (!stream || !/^[A-Za-z0-9_-]{1,64}$/.test(stream)) {
+    setStatus('error', 'error: give a stream name: /watch/?stream=NAME');
+    return;
+  }
+  state.stream = stream;
+  state.src = `/hls/${encodeURIComponent(stream)}/master.m3u8`;
+  $('name').textContent = stream;
+  document.title = `whipcast · ${stream}`;
+  if (window.Hls && window.Hls.isSupported()) startHlsJs();
+  else if (video.canPlayType('application/vnd.apple.mpegurl')) startNative();
+  else setStatus('error', 'error: this browser can play neither MediaSource nor native HLS');
+})();
