@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::StreamKey;
-use crate::hls::HlsStore;
+use crate::hls::{Chunk, HlsStore};
 use crate::ingest::peer::{
     Candidate, IncomingTrack, KeyframeRequester, PeerError, PeerEvent, PeerSession, TrackKind,
 };
@@ -104,6 +104,7 @@ pub async fn run(mut p: BroadcastParams) -> String {
                             audio: p.audio_payload_type.map(|payload_type| AudioInput { payload_type }),
                             ladder: p.ladder.clone(),
                             segment_duration: p.store.config().segment_duration,
+                            part_duration: p.store.ll().map(|ll| ll.part_duration),
                         };
                         match Pipeline::start(spec).await {
                             Ok(pl) => pipeline = Some(pl),
@@ -213,26 +214,27 @@ fn store_event(store: &HlsStore, stream: &StreamKey, ev: MediaEvent) -> u64 {
             rendition,
             duration,
             wallclock,
-            independent,
+            starts_segment,
             data,
             ..
-        } => match store.segment(
-            stream.as_str(),
-            &rendition,
-            duration,
-            wallclock,
-            independent,
-            data,
-        ) {
-            Ok(seq) => {
-                debug!(%rendition, seq, ms = duration.as_millis() as u64, "segment");
-                u64::from(rendition != "audio")
+        } => {
+            let chunk = Chunk {
+                starts_segment,
+                duration,
+                wallclock,
+                data,
+            };
+            match store.publish(stream.as_str(), &rendition, chunk) {
+                Ok(seq) => {
+                    debug!(%rendition, seq, ms = duration.as_millis() as u64, starts_segment, "published");
+                    u64::from(rendition != "audio")
+                }
+                Err(e) => {
+                    warn!(error = %e, "fragment not stored");
+                    0
+                }
             }
-            Err(e) => {
-                warn!(error = %e, "segment not stored");
-                0
-            }
-        },
+        }
         _ => 0,
     }
 }

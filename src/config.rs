@@ -197,6 +197,14 @@ pub struct HlsConfig {
     /// Target segment duration. Keyframes are forced on this cadence in every rung.
     #[serde(with = "humantime_serde")]
     pub segment_duration: Duration,
+    /// LL-HLS part duration (the muxer's CMAF chunk duration); `0s` turns LL-HLS off.
+    /// Must divide `segment_duration` exactly (FACTS.md §4: cmafmux skips fragment
+    /// boundaries otherwise).
+    #[serde(with = "humantime_serde")]
+    pub part_duration: Duration,
+    /// Most blocking playlist / preload-hint requests parked at once; beyond it: 503 with
+    /// `Retry-After`.
+    pub max_blocking_requests: usize,
     /// Segments listed in each live media playlist (Apple requires ≥ 6, AUTH 8.11).
     pub window_segments: usize,
     /// Segments kept downloadable after they leave the playlist (HLS2 §6.2.2: at least one
@@ -211,6 +219,8 @@ impl Default for HlsConfig {
     fn default() -> Self {
         Self {
             segment_duration: Duration::from_secs(2),
+            part_duration: Duration::from_millis(200),
+            max_blocking_requests: 10_000,
             window_segments: 6,
             retain_segments: 6,
             grace_period: Duration::from_secs(60),
@@ -261,6 +271,21 @@ impl Config {
                 "hls.segment_duration",
                 "must be a multiple of 100ms (cmafmux cuts on exact multiples)",
             ));
+        }
+        let part = self.hls.part_duration;
+        if !part.is_zero() {
+            if part < Duration::from_millis(100) || part > seg / 2 {
+                return Err(invalid(
+                    "hls.part_duration",
+                    "must be 0s (LL-HLS off) or between 100ms and half of hls.segment_duration",
+                ));
+            }
+            if !seg.as_nanos().is_multiple_of(part.as_nanos()) {
+                return Err(invalid(
+                    "hls.part_duration",
+                    "must divide hls.segment_duration exactly (e.g. 2s / 200ms)",
+                ));
+            }
         }
         if self.hls.window_segments < 3 {
             return Err(invalid(
@@ -339,6 +364,8 @@ mod tests {
         assert_eq!(c.hls.window_segments, d.hls.window_segments);
         assert_eq!(c.hls.retain_segments, d.hls.retain_segments);
         assert_eq!(c.hls.grace_period, d.hls.grace_period);
+        assert_eq!(c.hls.part_duration, d.hls.part_duration);
+        assert_eq!(c.hls.max_blocking_requests, d.hls.max_blocking_requests);
     }
 
     #[test]
@@ -353,6 +380,13 @@ mod tests {
         let c = Config::parse("[hls]\nsegment_duration = \"100ms\"\n", "t").expect("parses");
         let err = c.validate().expect_err("too short");
         assert!(err.to_string().contains("hls.segment_duration"), "{err}");
+        let c = Config::parse("[hls]\npart_duration = \"300ms\"\n", "t").expect("parses");
+        assert!(
+            c.validate()
+                .expect_err("300ms does not divide 2s")
+                .to_string()
+                .contains("hls.part_duration")
+        );
         let c = Config::parse("[ice]\nport_min = 5000\n", "t").expect("parses");
         assert!(
             c.validate()

@@ -117,6 +117,7 @@ pub async fn run(
         store: store.clone(),
         public_url: cfg.server.public_url.clone(),
         player_dir: player_dir(&cfg.server.player_dir),
+        parked: origin::Parked::default(),
     };
     let expiry_store = store.clone();
     let expiry = tokio::spawn(async move {

@@ -1,15 +1,19 @@
-//! HLS packaging: segment windows, playlists and the in-memory origin store.
+//! HLS packaging: segment windows, playlists (plain and Low-Latency) and the in-memory
+//! origin store.
 //!
-//! `window` and `playlist` are pure (no clock, no I/O); `store` is the read-mostly map the
-//! broadcast tasks write and the HTTP handlers read.
+//! `window`, `playlist` and `llhls` are pure (no clock, no I/O); `store` is the read-mostly
+//! map the broadcast tasks write and the HTTP handlers read.
 
+mod llhls;
 mod playlist;
 mod store;
 mod window;
 
+pub use llhls::{PartTag, PreloadHint, RenditionReport, ServerControl, Skip, secs};
 pub use playlist::{AUDIO_GROUP, target_duration};
 pub use store::{
-    HlsStore, IngestSummary, RenditionSummary, StoreError, StreamSummary, init_name,
-    parse_init_name, parse_segment_name, segment_name,
+    Chunk, HlsStore, IngestSummary, LlSettings, Readiness, RenditionSummary, StoreError,
+    StreamSummary, init_name, parse_init_name, parse_part_name, parse_segment_name, part_name,
+    segment_name,
 };
-pub use window::{Segment, Window};
+pub use window::{Part, Position, Segment, Window};

@@ -1,9 +1,11 @@
 //! The in-memory origin store: every stream's renditions, windows and rendered playlists.
 //!
 //! A read-mostly store behind one `std::sync::Mutex` (mini-redis `Db` pattern): writers are
-//! the broadcast tasks (a few times per second), readers the HTTP handlers. Playlists are
-//! rendered once per change and served as shared `Bytes`, so a read is a map lookup and a
-//! reference-count bump. The lock is never held across `.await` (there is none inside).
+//! the broadcast tasks (a few times per second per rendition), readers the HTTP handlers.
+//! Playlists are rendered at most once per change (lazily, by the first reader after it)
+//! and served as shared `Bytes`. The lock is never held across `.await` (there is none
+//! inside). Blocking playlist reloads park on a per-rendition `watch` channel: no thread
+//! and no polling per parked request.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,9 +13,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use serde::Serialize;
+use tokio::sync::watch;
 
+use super::llhls::{self, LlView, RenditionReport, ServerControl};
 use super::playlist::{self, MasterEntry, MediaView};
-use super::window::Window;
+use super::window::{Part, Window};
 use crate::config::HlsConfig;
 use crate::media::{RenditionInfo, RenditionKind};
 
@@ -22,6 +26,20 @@ use crate::media::{RenditionInfo, RenditionKind};
 pub struct HlsStore {
     inner: Arc<Mutex<HashMap<String, StreamState>>>,
     cfg: Arc<HlsConfig>,
+    ll: Option<LlSettings>,
+}
+
+/// One fragment or part as the muxer produced it.
+#[derive(Debug)]
+pub struct Chunk {
+    /// Starts a new segment (cmafmux fragment start; a keyframe for video).
+    pub starts_segment: bool,
+    /// Duration.
+    pub duration: Duration,
+    /// Wall-clock time of its first sample.
+    pub wallclock: SystemTime,
+    /// The bytes.
+    pub data: Bytes,
 }
 
 /// What the ingest side tells the store about a new broadcast.
@@ -80,16 +98,80 @@ struct StreamState {
     ingest: IngestSummary,
     renditions: BTreeMap<String, RenditionState>,
     master: Option<Bytes>,
+    /// Bumped on every change of any rendition: cached playlists carry rendition reports
+    /// of the others, so any change invalidates them.
+    version: u64,
 }
 
 struct RenditionState {
     info: RenditionInfo,
     init: Bytes,
     window: Window,
-    playlist: Bytes,
+    /// Rendered full and delta playlists, with the stream version they were rendered at.
+    cache: [Option<(u64, Bytes)>; 2],
     peak_bps: u64,
     total_bytes: u64,
     total_duration: Duration,
+    /// Wakes requests parked on this rendition (blocking reload, preload hints).
+    changed: watch::Sender<u64>,
+}
+
+/// LL-HLS settings derived once from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct LlSettings {
+    /// Configured part duration (the muxer's chunk duration).
+    pub part_duration: Duration,
+    /// `PART-TARGET`: no part is longer.
+    pub part_target: Duration,
+    /// Parts per segment on the muxer's own cadence.
+    pub parts_per_segment: usize,
+    /// `EXT-X-SERVER-CONTROL` values.
+    pub server_control: ServerControl,
+}
+
+/// One AAC-LC frame at 48 kHz: 1024 samples.
+const AAC_FRAME: Duration = Duration::from_nanos(21_333_334);
+
+impl LlSettings {
+    /// `None` when LL-HLS is off (`hls.part_duration = "0s"`).
+    pub fn from_config(cfg: &HlsConfig) -> Option<LlSettings> {
+        if cfg.part_duration.is_zero() {
+            return None;
+        }
+        // Audio parts are whole AAC frames, which do not divide e.g. 200 ms: they come out
+        // one frame longer or shorter than the chunk duration. PART-TARGET must bound every
+        // part (HLS2 §4.4.4.9), so it is the chunk duration plus one frame, rounded up to
+        // the millisecond; video parts (exactly the chunk duration) stay above 85 % of it.
+        let ms = (cfg.part_duration + AAC_FRAME).as_micros().div_ceil(1000) as u64;
+        let part_target = Duration::from_millis(ms);
+        let td = playlist::target_duration(cfg.segment_duration);
+        Some(LlSettings {
+            part_duration: cfg.part_duration,
+            part_target,
+            parts_per_segment: (cfg.segment_duration.as_nanos() / cfg.part_duration.as_nanos())
+                as usize,
+            server_control: ServerControl::recommended(td, part_target),
+        })
+    }
+
+    /// HLS2 §6.2.5.2 Advance Part Limit: how far ahead of the newest part a request may be.
+    pub fn advance_part_limit(&self) -> u64 {
+        let t = self.part_target.as_secs_f64();
+        if t < 1.0 { (3.0 / t) as u64 } else { 3 }
+    }
+}
+
+/// The answer to "can this (blocking) request be served now?".
+#[derive(Debug)]
+pub enum Readiness {
+    /// Serve it.
+    Ready,
+    /// Not yet: wait for a change on this receiver, then ask again.
+    Wait(watch::Receiver<u64>),
+    /// Asks for something too far in the future (HLS2 §6.2.5.2: 400).
+    TooFar,
+    /// No such stream or rendition.
+    NotFound,
 }
 
 impl RenditionState {
@@ -102,17 +184,76 @@ impl RenditionState {
         }
     }
 
-    fn render(&mut self, epoch: &str, target_duration: u64, ended: bool) {
-        let init_uri = init_name(epoch);
-        let seg_uri = |seq: u64| segment_name(epoch, seq);
-        self.playlist = playlist::media(&MediaView {
-            target_duration,
-            window: &self.window,
+    fn is_audio(&self) -> bool {
+        matches!(self.info.kind, RenditionKind::Audio { .. })
+    }
+}
+
+/// Renders (or returns the cached) media playlist of `name`.
+fn render_media(
+    st: &mut StreamState,
+    name: &str,
+    ll: Option<&LlSettings>,
+    skip: bool,
+) -> Option<Bytes> {
+    let version = st.version;
+    let ended = st.ended_at.is_some();
+    let slot = usize::from(skip && ll.is_some() && !ended);
+    let reports: Vec<RenditionReport> = match ll {
+        Some(_) => st
+            .renditions
+            .iter()
+            .filter(|(n, _)| n.as_str() != name)
+            .filter_map(|(n, r)| {
+                r.window.position().map(|p| RenditionReport {
+                    uri: format!("../{n}/index.m3u8"),
+                    last_msn: p.msn,
+                    last_part: p.part,
+                })
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let epoch = st.epoch.clone();
+    let td = st.target_duration;
+    let r = st.renditions.get_mut(name)?;
+    if r.window.is_empty() {
+        return None;
+    }
+    if let Some((v, text)) = &r.cache[slot]
+        && *v == version
+    {
+        return Some(text.clone());
+    }
+    let init_uri = init_name(&epoch);
+    let seg_uri = |seq: u64| segment_name(&epoch, seq);
+    let text = match ll {
+        Some(ll) => {
+            let part_uri = |seq: u64, i: usize| part_name(&epoch, seq, i);
+            llhls::render(&LlView {
+                target_duration: td,
+                part_target: ll.part_target,
+                server_control: ll.server_control,
+                window: &r.window,
+                init_uri: &init_uri,
+                segment_uri: &seg_uri,
+                part_uri: &part_uri,
+                parts_per_segment: ll.parts_per_segment,
+                ended,
+                skip: slot == 1,
+                reports,
+            })
+        }
+        None => playlist::media(&MediaView {
+            target_duration: td,
+            window: &r.window,
             init_uri: &init_uri,
             segment_uri: &seg_uri,
             ended,
-        });
-    }
+        }),
+    };
+    r.cache[slot] = Some((version, text.clone()));
+    Some(text)
 }
 
 /// The init segment's file name in a broadcast.
@@ -124,6 +265,19 @@ pub fn init_name(epoch: &str) -> String {
 /// name, so a cache never serves an old broadcast's bytes under a new playlist.
 pub fn segment_name(epoch: &str, seq: u64) -> String {
     format!("seg-{epoch}-{seq}.m4s")
+}
+
+/// A part's file name: part `index` of segment `seq`.
+pub fn part_name(epoch: &str, seq: u64, index: usize) -> String {
+    format!("part-{epoch}-{seq}.{index}.m4s")
+}
+
+/// Parses `part-{epoch}-{seq}.{index}.m4s`.
+pub fn parse_part_name(name: &str) -> Option<(&str, u64, usize)> {
+    let rest = name.strip_prefix("part-")?.strip_suffix(".m4s")?;
+    let (epoch, pos) = rest.rsplit_once('-')?;
+    let (seq, index) = pos.split_once('.')?;
+    Some((epoch, seq.parse().ok()?, index.parse().ok()?))
 }
 
 /// Parses `seg-{epoch}-{seq}.m4s`.
@@ -153,6 +307,7 @@ impl HlsStore {
     /// An empty store.
     pub fn new(cfg: HlsConfig) -> Self {
         Self {
+            ll: LlSettings::from_config(&cfg),
             inner: Arc::new(Mutex::new(HashMap::new())),
             cfg: Arc::new(cfg),
         }
@@ -169,6 +324,16 @@ impl HlsStore {
         &self.cfg
     }
 
+    /// The LL-HLS settings, when LL-HLS is on.
+    pub fn ll(&self) -> Option<&LlSettings> {
+        self.ll.as_ref()
+    }
+
+    /// The target duration of every playlist.
+    pub fn target_duration(&self) -> u64 {
+        playlist::target_duration(self.cfg.segment_duration)
+    }
+
     /// Starts a broadcast of `stream`, replacing an ended one of the same name. Returns the
     /// new epoch.
     pub fn begin(&self, stream: &str, ingest: IngestSummary, now: Instant) -> String {
@@ -182,8 +347,14 @@ impl HlsStore {
             ingest,
             renditions: BTreeMap::new(),
             master: None,
+            version: 0,
         };
-        self.lock().insert(stream.to_string(), state);
+        if let Some(old) = self.lock().insert(stream.to_string(), state) {
+            // Wake anyone parked on the previous broadcast; they will find it gone.
+            for r in old.renditions.values() {
+                r.changed.send_modify(|v| *v += 1);
+            }
+        }
         epoch
     }
 
@@ -193,57 +364,63 @@ impl HlsStore {
         let st = live(&mut map, stream)?;
         let cfg = &self.cfg;
         let name = info.name.clone();
-        let epoch = st.epoch.clone();
-        let td = st.target_duration;
         let r = st.renditions.entry(name).or_insert_with(|| RenditionState {
             info: info.clone(),
             init: Bytes::new(),
             window: Window::new(cfg.window_segments, cfg.retain_segments),
-            playlist: Bytes::new(),
+            cache: [None, None],
             peak_bps: 0,
             total_bytes: 0,
             total_duration: Duration::ZERO,
+            changed: watch::Sender::new(0),
         });
         r.info = info;
         r.init = data;
-        r.render(&epoch, td, false);
+        st.version += 1;
         Ok(())
     }
 
-    /// Publishes one segment; returns its sequence number.
-    pub fn segment(
-        &self,
-        stream: &str,
-        rendition: &str,
-        duration: Duration,
-        wallclock: SystemTime,
-        independent: bool,
-        data: Bytes,
-    ) -> Result<u64, StoreError> {
+    /// Publishes what the muxer produced: a part (LL-HLS) or a whole segment. Returns the
+    /// segment's sequence number.
+    pub fn publish(&self, stream: &str, rendition: &str, chunk: Chunk) -> Result<u64, StoreError> {
         let mut map = self.lock();
         let st = live(&mut map, stream)?;
-        let epoch = st.epoch.clone();
         let td = st.target_duration;
         let r = st
             .renditions
             .get_mut(rendition)
             .ok_or_else(|| StoreError::NoInit(rendition.to_string()))?;
-        if duration.as_secs_f64().round() as u64 > td {
-            tracing::warn!(
-                rendition,
-                duration_ms = duration.as_millis() as u64,
-                target = td,
-                "segment longer than the target duration (late keyframe?)"
+        r.total_bytes += chunk.data.len() as u64;
+        r.total_duration += chunk.duration;
+        let seq = if self.ll.is_some() {
+            // Every audio frame is a sync sample; video parts are independent when they
+            // start a segment (keyframes are forced there).
+            let independent = chunk.starts_segment || r.is_audio();
+            let part = Part {
+                duration: chunk.duration,
+                independent,
+                data: chunk.data,
+            };
+            let before = r.window.next_seq();
+            let pos = r
+                .window
+                .push_part(chunk.starts_segment, part, chunk.wallclock);
+            if r.window.next_seq() != before && pos.msn > 0 {
+                note_segment(r, pos.msn - 1, td);
+            }
+            pos.msn
+        } else {
+            let seq = r.window.push(
+                chunk.duration,
+                chunk.wallclock,
+                chunk.starts_segment,
+                chunk.data,
             );
-        }
-        let secs = duration.as_secs_f64();
-        if secs > 0.0 {
-            r.peak_bps = r.peak_bps.max((data.len() as f64 * 8.0 / secs) as u64);
-        }
-        r.total_bytes += data.len() as u64;
-        r.total_duration += duration;
-        let seq = r.window.push(duration, wallclock, independent, data);
-        r.render(&epoch, td, false);
+            note_segment(r, seq, td);
+            seq
+        };
+        r.changed.send_modify(|v| *v += 1);
+        st.version += 1;
         st.master = render_master(st);
         Ok(seq)
     }
@@ -256,11 +433,16 @@ impl HlsStore {
             && st.ended_at.is_none()
         {
             st.ended_at = Some(now);
-            let epoch = st.epoch.clone();
             let td = st.target_duration;
             for r in st.renditions.values_mut() {
-                r.render(&epoch, td, true);
+                if let Some(seq) = r.window.open().map(|o| o.seq) {
+                    r.window.close();
+                    note_segment(r, seq, td);
+                }
+                r.changed.send_modify(|v| *v += 1);
             }
+            st.version += 1;
+            st.master = render_master(st);
         }
     }
 
@@ -284,11 +466,88 @@ impl HlsStore {
         self.lock().get(stream)?.master.clone()
     }
 
-    /// A media playlist, once the rendition has its init segment.
-    pub fn media_playlist(&self, stream: &str, rendition: &str) -> Option<Bytes> {
+    /// A media playlist, once the rendition has media: full, or a delta update when
+    /// `skip` (`_HLS_skip=YES`, LL-HLS only, ignored after ENDLIST).
+    pub fn media_playlist(&self, stream: &str, rendition: &str, skip: bool) -> Option<Bytes> {
+        let mut map = self.lock();
+        let st = map.get_mut(stream)?;
+        render_media(st, rendition, self.ll.as_ref(), skip)
+    }
+
+    /// Whether a playlist request for segment `msn` (and part `part`) can be answered now
+    /// (HLS2 §6.2.5.2). After ENDLIST the parameters are ignored.
+    pub fn readiness(
+        &self,
+        stream: &str,
+        rendition: &str,
+        msn: u64,
+        part: Option<usize>,
+    ) -> Readiness {
         let map = self.lock();
-        let r = map.get(stream)?.renditions.get(rendition)?;
-        (!r.window.is_empty()).then(|| r.playlist.clone())
+        let Some(st) = map.get(stream) else {
+            return Readiness::NotFound;
+        };
+        let Some(r) = st.renditions.get(rendition) else {
+            return Readiness::NotFound;
+        };
+        if st.ended_at.is_some() || r.window.reached(msn, part) {
+            return Readiness::Ready;
+        }
+        if let Some(pos) = r.window.position() {
+            if msn > pos.msn + 2 {
+                return Readiness::TooFar;
+            }
+            if let (Some(ll), Some(want)) = (self.ll.as_ref(), part) {
+                let per = ll.parts_per_segment as u64;
+                let have = pos.msn * per + pos.part.map_or(0, |p| p as u64 + 1);
+                let asked = msn * per + want as u64;
+                if asked > have + ll.advance_part_limit() {
+                    return Readiness::TooFar;
+                }
+            }
+        }
+        Readiness::Wait(r.changed.subscribe())
+    }
+
+    /// A part of the given epoch.
+    pub fn part(
+        &self,
+        stream: &str,
+        rendition: &str,
+        epoch: &str,
+        msn: u64,
+        index: usize,
+    ) -> Option<Bytes> {
+        let map = self.lock();
+        let st = map.get(stream)?;
+        if st.epoch != epoch {
+            return None;
+        }
+        Some(
+            st.renditions
+                .get(rendition)?
+                .window
+                .part(msn, index)?
+                .data
+                .clone(),
+        )
+    }
+
+    /// The part the preload hint names (LL-HLS only).
+    pub fn next_part(&self, stream: &str, rendition: &str) -> Option<(u64, usize)> {
+        let ll = self.ll.as_ref()?;
+        let map = self.lock();
+        let st = map.get(stream)?;
+        if st.ended_at.is_some() {
+            return None;
+        }
+        let r = st.renditions.get(rendition)?;
+        Some(llhls::next_part(&r.window, ll.parts_per_segment))
+    }
+
+    /// Whether `epoch` is the current broadcast of `stream`.
+    pub fn is_epoch(&self, stream: &str, epoch: &str) -> bool {
+        self.lock().get(stream).is_some_and(|s| s.epoch == epoch)
     }
 
     /// An init segment of the given epoch.
@@ -373,6 +632,24 @@ impl HlsStore {
     /// Wall-clock start of a stream (for the API).
     pub fn started(&self, stream: &str) -> Option<SystemTime> {
         self.lock().get(stream).map(|s| s.started)
+    }
+}
+
+/// Accounts a segment that just completed (its bitrate feeds BANDWIDTH).
+fn note_segment(r: &mut RenditionState, seq: u64, td: u64) {
+    if let Some(seg) = r.window.get(seq) {
+        let secs = seg.duration.as_secs_f64();
+        if secs > 0.0 {
+            r.peak_bps = r.peak_bps.max((seg.data.len() as f64 * 8.0 / secs) as u64);
+        }
+        if seg.duration.as_secs_f64().round() as u64 > td {
+            tracing::warn!(
+                rendition = %r.info.name,
+                duration_ms = seg.duration.as_millis() as u64,
+                target = td,
+                "segment longer than the target duration (late keyframe?)"
+            );
+        }
     }
 }
 
@@ -480,54 +757,54 @@ mod tests {
         assert_eq!(parse_init_name("init.mp4"), None);
     }
 
+    fn chunk(starts: bool, ms: u64, data: &'static [u8]) -> Chunk {
+        Chunk {
+            starts_segment: starts,
+            duration: Duration::from_millis(ms),
+            wallclock: SystemTime::UNIX_EPOCH,
+            data: Bytes::from_static(data),
+        }
+    }
+
+    fn text(b: Option<Bytes>) -> String {
+        String::from_utf8(b.expect("playlist").to_vec()).expect("utf8")
+    }
+
     #[test]
-    fn lifecycle() {
-        let s = HlsStore::new(cfg());
+    fn lifecycle_plain_hls() {
+        let cfg = HlsConfig {
+            part_duration: Duration::ZERO,
+            ..cfg()
+        };
+        let s = HlsStore::new(cfg.clone());
+        assert!(s.ll().is_none());
         let t0 = Instant::now();
         let epoch = s.begin("cam", ingest(), t0);
         assert!(s.master("cam").is_none());
         assert_eq!(
-            s.segment(
-                "cam",
-                "360p",
-                Duration::from_secs(2),
-                SystemTime::now(),
-                true,
-                Bytes::new()
-            ),
+            s.publish("cam", "360p", chunk(true, 2000, b"")),
             Err(StoreError::NoInit("360p".into()))
         );
         s.init("cam", info("360p", true), Bytes::from_static(b"init"))
             .expect("init");
         s.init("cam", info("audio", false), Bytes::from_static(b"ainit"))
             .expect("init");
-        assert!(s.media_playlist("cam", "360p").is_none(), "no segment yet");
+        assert!(
+            s.media_playlist("cam", "360p", false).is_none(),
+            "no segment yet"
+        );
         for _ in 0..6 {
-            s.segment(
-                "cam",
-                "360p",
-                Duration::from_secs(2),
-                SystemTime::now(),
-                true,
-                Bytes::from_static(b"0123456789"),
-            )
-            .expect("segment");
+            s.publish("cam", "360p", chunk(true, 2000, b"0123456789"))
+                .expect("segment");
         }
-        s.segment(
-            "cam",
-            "audio",
-            Duration::from_secs(2),
-            SystemTime::now(),
-            true,
-            Bytes::from_static(b"a"),
-        )
-        .expect("segment");
-        let master = String::from_utf8(s.master("cam").expect("master").to_vec()).expect("utf8");
+        s.publish("cam", "audio", chunk(true, 2000, b"a"))
+            .expect("segment");
+        let master = text(s.master("cam"));
         assert!(master.contains("360p/index.m3u8") && master.contains("audio/index.m3u8"));
-        let pl =
-            String::from_utf8(s.media_playlist("cam", "360p").expect("pl").to_vec()).expect("utf8");
+        let pl = text(s.media_playlist("cam", "360p", false));
         assert!(pl.contains(&segment_name(&epoch, 5)));
         assert!(pl.contains("#EXT-X-MEDIA-SEQUENCE:3"));
+        assert!(!pl.contains("EXT-X-PART"), "plain HLS has no parts");
         // Retired segment 1 still downloadable, 0 gone, wrong epoch unknown.
         assert!(s.media_segment("cam", "360p", &epoch, 1).is_some());
         assert!(s.media_segment("cam", "360p", &epoch, 0).is_none());
@@ -543,23 +820,142 @@ mod tests {
 
         s.end("cam", t0);
         assert!(!s.is_live("cam"));
-        let pl =
-            String::from_utf8(s.media_playlist("cam", "360p").expect("pl").to_vec()).expect("utf8");
-        assert!(pl.contains("#EXT-X-ENDLIST"));
-        assert!(
-            s.segment(
-                "cam",
-                "360p",
-                Duration::from_secs(2),
-                SystemTime::now(),
-                true,
-                Bytes::new()
-            )
-            .is_err()
-        );
+        assert!(text(s.media_playlist("cam", "360p", false)).contains("#EXT-X-ENDLIST"));
+        assert!(s.publish("cam", "360p", chunk(true, 2000, b"")).is_err());
         assert!(s.expire(t0 + Duration::from_secs(1)).is_empty());
-        assert_eq!(s.expire(t0 + cfg().grace_period), ["cam"]);
+        assert_eq!(s.expire(t0 + cfg.grace_period), ["cam"]);
         assert!(s.master("cam").is_none());
+    }
+
+    #[test]
+    fn ll_parts_reports_readiness_and_hints() {
+        let cfg = HlsConfig {
+            segment_duration: Duration::from_secs(1),
+            part_duration: Duration::from_millis(200),
+            window_segments: 10,
+            ..HlsConfig::default()
+        };
+        let s = HlsStore::new(cfg);
+        let ll = *s.ll().expect("LL on");
+        assert_eq!(ll.parts_per_segment, 5);
+        assert_eq!(ll.part_target, Duration::from_millis(222));
+        assert_eq!(ll.advance_part_limit(), 13);
+        let epoch = s.begin("cam", ingest(), Instant::now());
+        s.init("cam", info("360p", true), Bytes::from_static(b"i"))
+            .expect("init");
+        s.init("cam", info("audio", false), Bytes::from_static(b"a"))
+            .expect("init");
+        // Nothing yet: a blocking request for msn 0 waits.
+        assert!(matches!(
+            s.readiness("cam", "360p", 0, Some(0)),
+            Readiness::Wait(_)
+        ));
+        let Readiness::Wait(rx) = s.readiness("cam", "360p", 0, Some(1)) else {
+            panic!("must wait");
+        };
+        for i in 0..7u64 {
+            s.publish("cam", "360p", chunk(i % 5 == 0, 200, b"v"))
+                .expect("part");
+        }
+        s.publish("cam", "audio", chunk(true, 213, b"a"))
+            .expect("part");
+        assert!(
+            rx.has_changed().expect("sender alive"),
+            "parked request is woken"
+        );
+        // 7 parts: segment 0 complete (5 parts), segment 1 open with 2.
+        assert!(matches!(
+            s.readiness("cam", "360p", 0, None),
+            Readiness::Ready
+        ));
+        assert!(matches!(
+            s.readiness("cam", "360p", 1, Some(1)),
+            Readiness::Ready
+        ));
+        assert!(matches!(
+            s.readiness("cam", "360p", 1, Some(2)),
+            Readiness::Wait(_)
+        ));
+        assert!(matches!(
+            s.readiness("cam", "360p", 1, None),
+            Readiness::Wait(_)
+        ));
+        // More than two segments ahead, or past the advance part limit: 400.
+        assert!(matches!(
+            s.readiness("cam", "360p", 4, None),
+            Readiness::TooFar
+        ));
+        assert!(matches!(
+            s.readiness("cam", "360p", 3, Some(4)),
+            Readiness::Wait(_)
+        ));
+        assert!(matches!(
+            s.readiness("cam", "360p", 3, Some(6)),
+            Readiness::TooFar
+        ));
+        assert!(matches!(
+            s.readiness("cam", "nope", 0, None),
+            Readiness::NotFound
+        ));
+        assert_eq!(s.next_part("cam", "360p"), Some((1, 2)));
+        assert_eq!(
+            s.part("cam", "360p", &epoch, 1, 1).as_deref(),
+            Some(&b"v"[..])
+        );
+        assert_eq!(
+            s.media_segment("cam", "360p", &epoch, 0).as_deref(),
+            Some(&b"vvvvv"[..])
+        );
+
+        let pl = text(s.media_playlist("cam", "360p", false));
+        assert!(pl.contains("#EXT-X-PART-INF:PART-TARGET=0.222"), "{pl}");
+        assert!(pl.contains(&format!("URI=\"{}\"", part_name(&epoch, 1, 1))));
+        assert!(pl.contains(&format!(
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
+            part_name(&epoch, 1, 2)
+        )));
+        assert!(
+            pl.contains(
+                "#EXT-X-RENDITION-REPORT:URI=\"../audio/index.m3u8\",LAST-MSN=0,LAST-PART=0"
+            ),
+            "{pl}"
+        );
+        let apl = text(s.media_playlist("cam", "audio", false));
+        assert!(
+            apl.contains(
+                "#EXT-X-RENDITION-REPORT:URI=\"../360p/index.m3u8\",LAST-MSN=1,LAST-PART=1"
+            ),
+            "{apl}"
+        );
+        // Audio parts are always independent.
+        assert!(apl.contains("INDEPENDENT=YES"));
+
+        // A new part invalidates the cached playlists of the other renditions (reports).
+        s.publish("cam", "360p", chunk(false, 200, b"v"))
+            .expect("part");
+        let apl = text(s.media_playlist("cam", "audio", false));
+        assert!(apl.contains("LAST-MSN=1,LAST-PART=2"), "{apl}");
+
+        // End: the open segment is completed, hints stop, parameters are ignored.
+        s.end("cam", Instant::now());
+        assert!(matches!(
+            s.readiness("cam", "360p", 9, Some(3)),
+            Readiness::Ready
+        ));
+        assert_eq!(s.next_part("cam", "360p"), None);
+        let pl = text(s.media_playlist("cam", "360p", true));
+        assert!(pl.contains(&segment_name(&epoch, 1)) && pl.contains("#EXT-X-ENDLIST"));
+        assert!(!pl.contains("PRELOAD-HINT") && !pl.contains("EXT-X-SKIP"));
+    }
+
+    #[test]
+    fn names_of_parts_round_trip() {
+        assert_eq!(
+            parse_part_name(&part_name("ab12", 7, 3)),
+            Some(("ab12", 7, 3))
+        );
+        assert_eq!(parse_part_name("part-ab12-7.m4s"), None);
+        assert_eq!(parse_part_name("part-ab12-7.x.m4s"), None);
     }
 
     #[test]

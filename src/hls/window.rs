@@ -1,52 +1,78 @@
-//! The sliding window of one rendition: segment numbering, the playlist window and the
-//! retention of segments that left it. Pure: no clock, no I/O.
+//! The sliding window of one rendition: segment and part numbering, the playlist window,
+//! the segment being filled by parts, and the retention of segments that left the window.
+//! Pure: no clock, no I/O.
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
-/// One published segment.
+/// One partial segment (LL-HLS), a CMAF chunk.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// Exact duration.
+    pub duration: Duration,
+    /// Contains an independent frame (HLS2 §4.4.4.9 `INDEPENDENT=YES`).
+    pub independent: bool,
+    /// The chunk (`moof` + `mdat`, the first one of a segment with `styp`).
+    pub data: Bytes,
+}
+
+/// One segment: complete, or still being filled by parts.
 #[derive(Debug, Clone)]
 pub struct Segment {
     /// Media sequence number (never reused within a broadcast).
     pub seq: u64,
-    /// Exact duration.
+    /// Exact duration (sum of its parts while open).
     pub duration: Duration,
     /// Wall-clock time of its first sample (`EXT-X-PROGRAM-DATE-TIME`).
     pub wallclock: SystemTime,
     /// Starts with a keyframe.
     pub independent: bool,
-    /// The CMAF fragment.
+    /// The whole CMAF fragment; empty while the segment is open.
     pub data: Bytes,
+    /// Its parts, in order (empty when produced without parts).
+    pub parts: Vec<Part>,
+}
+
+/// Where the newest media is: `LAST-MSN` / `LAST-PART` of a rendition report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Sequence number of the newest segment (open or complete).
+    pub msn: u64,
+    /// Index of its newest part, if it has parts.
+    pub part: Option<usize>,
 }
 
 /// The segments of one rendition.
 #[derive(Debug)]
 pub struct Window {
-    /// Listed in the playlist, oldest first.
+    /// Complete and listed, oldest first.
     live: VecDeque<Segment>,
-    /// Left the playlist but still downloadable (HLS2 §6.2.2: a client that loaded the
-    /// previous playlist may still ask for them).
+    /// Complete, no longer listed, still downloadable (HLS2 §6.2.2: a client that loaded
+    /// an older playlist may still ask for them).
     retired: VecDeque<Segment>,
+    /// Being filled by parts; listed as parts only.
+    open: Option<Segment>,
     next_seq: u64,
     window: usize,
     retain: usize,
 }
 
 impl Window {
-    /// A window listing `window` segments and keeping `retain` more downloadable.
+    /// A window listing `window` complete segments and keeping `retain` more downloadable.
     pub fn new(window: usize, retain: usize) -> Self {
         Self {
             live: VecDeque::new(),
             retired: VecDeque::new(),
+            open: None,
             next_seq: 0,
             window: window.max(1),
             retain,
         }
     }
 
-    /// Appends a segment, numbering it; returns its sequence number.
+    /// Appends a whole segment (no parts); returns its sequence number.
     pub fn push(
         &mut self,
         duration: Duration,
@@ -54,15 +80,68 @@ impl Window {
         independent: bool,
         data: Bytes,
     ) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.live.push_back(Segment {
+        self.close();
+        let seq = self.take_seq();
+        self.complete(Segment {
             seq,
             duration,
             wallclock,
             independent,
             data,
+            parts: Vec::new(),
         });
+        seq
+    }
+
+    /// Appends a part. `starts_segment` closes the open segment (it becomes listed as a
+    /// whole) and opens the next one. Returns the part's position.
+    pub fn push_part(
+        &mut self,
+        starts_segment: bool,
+        part: Part,
+        wallclock: SystemTime,
+    ) -> Position {
+        if starts_segment || self.open.is_none() {
+            self.close();
+            let seq = self.take_seq();
+            self.open = Some(Segment {
+                seq,
+                duration: Duration::ZERO,
+                wallclock,
+                independent: part.independent,
+                data: Bytes::new(),
+                parts: Vec::new(),
+            });
+        }
+        let open = self.open.as_mut().expect("opened above");
+        open.duration += part.duration;
+        open.parts.push(part);
+        Position {
+            msn: open.seq,
+            part: Some(open.parts.len() - 1),
+        }
+    }
+
+    /// Completes the open segment, if any (the next segment started, or the stream ended).
+    pub fn close(&mut self) {
+        if let Some(mut seg) = self.open.take() {
+            let mut data = BytesMut::with_capacity(seg.parts.iter().map(|p| p.data.len()).sum());
+            for p in &seg.parts {
+                data.extend_from_slice(&p.data);
+            }
+            seg.data = data.freeze();
+            self.complete(seg);
+        }
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    fn complete(&mut self, seg: Segment) {
+        self.live.push_back(seg);
         while self.live.len() > self.window {
             if let Some(old) = self.live.pop_front() {
                 self.retired.push_back(old);
@@ -71,41 +150,93 @@ impl Window {
         while self.retired.len() > self.retain {
             self.retired.pop_front();
         }
-        seq
     }
 
-    /// `EXT-X-MEDIA-SEQUENCE`: the number of the first listed segment. It only grows
+    /// `EXT-X-MEDIA-SEQUENCE`: the number of the first listed segment. Only grows
     /// (HLS2 §6.2.2).
     pub fn media_sequence(&self) -> u64 {
-        self.live.front().map_or(self.next_seq, |s| s.seq)
+        self.live
+            .front()
+            .or(self.open.as_ref())
+            .map_or(self.next_seq, |s| s.seq)
     }
 
-    /// The listed segments, oldest first.
+    /// The complete, listed segments, oldest first.
     pub fn segments(&self) -> impl Iterator<Item = &Segment> {
         self.live.iter()
     }
 
-    /// Number of listed segments.
+    /// The segment being filled, if any.
+    pub fn open(&self) -> Option<&Segment> {
+        self.open.as_ref()
+    }
+
+    /// Number of complete listed segments.
     pub fn len(&self) -> usize {
         self.live.len()
     }
 
-    /// Whether no segment was published yet.
+    /// Whether nothing at all was published yet.
     pub fn is_empty(&self) -> bool {
-        self.live.is_empty()
+        self.live.is_empty() && self.open.is_none()
     }
 
-    /// Sequence number the next segment will get.
+    /// Sequence number the next new segment will get.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
     }
 
-    /// A listed or retired segment by sequence number.
+    /// The newest position (for rendition reports and blocking reload).
+    pub fn position(&self) -> Option<Position> {
+        if let Some(o) = &self.open {
+            return Some(Position {
+                msn: o.seq,
+                part: o.parts.len().checked_sub(1),
+            });
+        }
+        self.live.back().map(|s| Position {
+            msn: s.seq,
+            part: s.parts.len().checked_sub(1),
+        })
+    }
+
+    /// A complete segment (listed or retired) by sequence number.
     pub fn get(&self, seq: u64) -> Option<&Segment> {
         self.live
             .iter()
-            .chain(self.retired.iter())
+            .rev()
+            .chain(self.retired.iter().rev())
             .find(|s| s.seq == seq)
+    }
+
+    /// A part of a complete or open segment.
+    pub fn part(&self, seq: u64, index: usize) -> Option<&Part> {
+        match &self.open {
+            Some(o) if o.seq == seq => o.parts.get(index),
+            _ => self.get(seq)?.parts.get(index),
+        }
+    }
+
+    /// Whether a blocking playlist request for `msn` (and `part`) can be answered
+    /// (HLS2 §6.2.5.2): without a part, segment `msn` must be complete; with one, that part
+    /// must exist, a part index past the end of a complete segment meaning the first part
+    /// of the next one.
+    pub fn reached(&self, msn: u64, part: Option<usize>) -> bool {
+        let Some(pos) = self.position() else {
+            return false;
+        };
+        let complete = self.live.back().is_some_and(|s| s.seq >= msn);
+        match part {
+            None => complete,
+            // An older segment: it is complete and the next one has begun.
+            Some(_) if msn < pos.msn => true,
+            Some(i) if msn == pos.msn => match pos.part {
+                Some(last) => last >= i,
+                // A whole segment (no parts) satisfies any part of itself.
+                None => complete,
+            },
+            Some(_) => false,
+        }
     }
 
     /// Whether `seq` is listed in the playlist (as opposed to retired or unknown).
@@ -122,18 +253,21 @@ impl Window {
             .unwrap_or_default()
     }
 
-    /// Total listed duration.
+    /// Total listed duration (complete segments and the open one).
     pub fn total_duration(&self) -> Duration {
-        self.live.iter().map(|s| s.duration).sum()
+        self.live.iter().map(|s| s.duration).sum::<Duration>()
+            + self.open.as_ref().map_or(Duration::ZERO, |o| o.duration)
     }
 
-    /// Bytes held (listed + retired), for memory accounting.
+    /// Bytes held (listed, retired, open), for memory accounting.
     pub fn bytes(&self) -> usize {
+        let seg = |s: &Segment| s.data.len() + s.parts.iter().map(|p| p.data.len()).sum::<usize>();
         self.live
             .iter()
             .chain(self.retired.iter())
-            .map(|s| s.data.len())
-            .sum()
+            .map(seg)
+            .sum::<usize>()
+            + self.open.as_ref().map_or(0, seg)
     }
 }
 
@@ -149,6 +283,14 @@ mod tests {
                 true,
                 Bytes::from(vec![i as u8; 10]),
             );
+        }
+    }
+
+    fn part(ms: u64, byte: u8) -> Part {
+        Part {
+            duration: Duration::from_millis(ms),
+            independent: byte == 0,
+            data: Bytes::from(vec![byte; 3]),
         }
     }
 
@@ -168,12 +310,10 @@ mod tests {
     fn retired_segments_stay_downloadable_then_go() {
         let mut w = Window::new(3, 2);
         push_n(&mut w, 5);
-        // 0 and 1 left the playlist but are still served.
         assert!(w.get(0).is_some() && w.get(1).is_some());
         assert!(!w.is_listed(1));
         assert!(w.is_listed(2));
         push_n(&mut w, 1);
-        // 0 is now beyond the retention.
         assert!(w.get(0).is_none());
         assert!(w.get(1).is_some());
         assert_eq!(w.bytes(), 50);
@@ -197,5 +337,77 @@ mod tests {
         assert_eq!(w.max_duration(), Duration::from_millis(2100));
         assert_eq!(w.total_duration(), Duration::from_secs(4));
         assert_eq!(w.len(), 2);
+    }
+
+    #[test]
+    fn parts_fill_a_segment_then_close_it() {
+        let mut w = Window::new(3, 3);
+        let t = SystemTime::UNIX_EPOCH;
+        assert_eq!(
+            w.push_part(true, part(200, 0), t),
+            Position {
+                msn: 0,
+                part: Some(0)
+            }
+        );
+        assert_eq!(
+            w.push_part(false, part(200, 1), t),
+            Position {
+                msn: 0,
+                part: Some(1)
+            }
+        );
+        assert_eq!(w.len(), 0, "open segment is not listed whole");
+        assert_eq!(w.media_sequence(), 0);
+        assert!(w.reached(0, Some(1)) && !w.reached(0, Some(2)));
+        assert!(!w.reached(0, None));
+        assert_eq!(
+            w.position(),
+            Some(Position {
+                msn: 0,
+                part: Some(1)
+            })
+        );
+        // The next segment starts: segment 0 is complete and is the concatenation.
+        assert_eq!(
+            w.push_part(true, part(200, 0), t),
+            Position {
+                msn: 1,
+                part: Some(0)
+            }
+        );
+        assert!(w.reached(0, None));
+        let s0 = w.get(0).expect("complete");
+        assert_eq!(s0.data.as_ref(), &[0, 0, 0, 1, 1, 1]);
+        assert_eq!(s0.duration, Duration::from_millis(400));
+        // A part index past the end of segment 0 means part 0 of segment 1 (exists).
+        assert!(w.reached(0, Some(2)));
+        assert!(w.reached(1, Some(0)) && !w.reached(1, Some(1)));
+        assert!(!w.reached(2, Some(0)) && !w.reached(1, None));
+        assert!(w.part(0, 1).is_some() && w.part(1, 0).is_some());
+        assert_eq!(w.total_duration(), Duration::from_millis(600));
+        // End of stream closes the open segment.
+        w.close();
+        assert!(w.reached(1, None));
+        assert_eq!(
+            w.position(),
+            Some(Position {
+                msn: 1,
+                part: Some(0)
+            })
+        );
+    }
+
+    #[test]
+    fn whole_segments_have_no_parts_but_satisfy_part_requests() {
+        let mut w = Window::new(3, 3);
+        push_n(&mut w, 2);
+        assert!(
+            w.reached(1, Some(0)),
+            "a whole segment satisfies a part wait"
+        );
+        assert!(w.reached(0, Some(3)));
+        assert!(!w.reached(2, Some(0)) && !w.reached(2, None));
+        assert_eq!(w.position(), Some(Position { msn: 1, part: None }));
     }
 }

@@ -215,13 +215,24 @@ fn queue(name: &str) -> Result<gst::Element, MediaError> {
         .map_err(|e| MediaError::Build(format!("queue: {e}")))
 }
 
-fn cmafmux(name: &str, segment: Duration, force_keyunit: bool) -> Result<gst::Element, MediaError> {
-    gst::ElementFactory::make("cmafmux")
+/// Muxer timing: fragment (= segment) duration and, for LL-HLS, chunk (= part) duration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MuxTiming {
+    pub segment: Duration,
+    pub part: Option<Duration>,
+}
+
+fn cmafmux(name: &str, timing: MuxTiming, force_keyunit: bool) -> Result<gst::Element, MediaError> {
+    let clock = |d: Duration| gst::ClockTime::from_nseconds(d.as_nanos() as u64);
+    let mut b = gst::ElementFactory::make("cmafmux")
         .name(name)
-        .property(
-            "fragment-duration",
-            gst::ClockTime::from_nseconds(segment.as_nanos() as u64),
-        )
+        .property("fragment-duration", clock(timing.segment));
+    if let Some(part) = timing.part {
+        // FACTS.md §4: the chunk duration must divide the fragment duration exactly
+        // (validated in config), or fragment boundaries are skipped.
+        b = b.property("chunk-duration", clock(part));
+    }
+    b
         // cmafmux sends force-key-unit events upstream at each fragment boundary (by running
         // time), so x264enc puts an IDR at the same timestamp in every rung.
         .property("send-force-keyunit", force_keyunit)
@@ -251,7 +262,7 @@ pub(crate) fn video_rung(
     tee: &gst::Element,
     rung: &PlannedRung,
     ladder: &Ladder,
-    segment: Duration,
+    timing: MuxTiming,
 ) -> Result<Branch, MediaError> {
     let n = &rung.name;
     let q = queue(&format!("{n}_queue"))?;
@@ -267,7 +278,7 @@ pub(crate) fn video_rung(
             .build(),
     )?;
     let fps = ladder.video.fps;
-    let keyint = fps * (segment.as_millis() as u32).div_ceil(1000).max(1);
+    let keyint = fps * (timing.segment.as_millis() as u32).div_ceil(1000).max(1);
     let enc = gst::ElementFactory::make("x264enc")
         .name(format!("{n}_x264enc"))
         .property("bitrate", rung.bitrate_kbps)
@@ -287,7 +298,7 @@ pub(crate) fn video_rung(
             .build(),
     )?;
     let parse = make("h264parse", &format!("{n}_parse"))?;
-    let mux = cmafmux(&format!("{n}_mux"), segment, true)?;
+    let mux = cmafmux(&format!("{n}_mux"), timing, true)?;
     let sink = appsink(&format!("{n}_sink"));
     add(
         pipeline,
@@ -336,7 +347,7 @@ pub(crate) fn video_rung(
 pub(crate) fn source_rung(
     pipeline: &gst::Pipeline,
     tee: &gst::Element,
-    segment: Duration,
+    timing: MuxTiming,
 ) -> Result<Branch, MediaError> {
     let q = queue("source_queue")?;
     // FACTS.md §0.5: cmafmux requires DTS on video. The depayloaded stream has PTS only;
@@ -352,7 +363,7 @@ pub(crate) fn source_rung(
             gst::PadProbeReturn::Ok
         });
     }
-    let mux = cmafmux("source_mux", segment, false)?;
+    let mux = cmafmux("source_mux", timing, false)?;
     let sink = appsink("source_sink");
     add(pipeline, &[&q, &mux, sink.upcast_ref()])?;
     link(&[&q, &mux, sink.upcast_ref()])?;
@@ -396,7 +407,7 @@ pub(crate) fn audio(
     pipeline: &gst::Pipeline,
     payload_type: Option<u8>,
     ladder: &Ladder,
-    segment: Duration,
+    timing: MuxTiming,
 ) -> Result<AudioBranch, MediaError> {
     let mut head: Vec<gst::Element> = Vec::new();
     let appsrc = match payload_type {
@@ -443,7 +454,7 @@ pub(crate) fn audio(
         .build()
         .map_err(|e| MediaError::Build(format!("avenc_aac: {e}")))?;
     let q = queue("audio_queue")?;
-    let mux = cmafmux("audio_mux", segment, false)?;
+    let mux = cmafmux("audio_mux", timing, false)?;
     let sink = appsink("audio_sink");
     let mut all: Vec<&gst::Element> = head.iter().collect();
     all.extend([

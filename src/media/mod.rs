@@ -93,6 +93,8 @@ pub struct MediaSpec {
     pub ladder: Ladder,
     /// Target segment duration (= cmafmux fragment duration = keyframe interval).
     pub segment_duration: Duration,
+    /// LL-HLS part duration (= cmafmux chunk duration); `None`: whole fragments only.
+    pub part_duration: Option<Duration>,
 }
 
 /// What kind of rendition.
@@ -141,18 +143,19 @@ pub enum MediaEvent {
         /// The init segment bytes.
         data: Bytes,
     },
-    /// One complete CMAF fragment (`styp` + `moof` + `mdat`) = one HLS segment.
+    /// One CMAF fragment (= one HLS segment) or, with parts on, one CMAF chunk (= one
+    /// LL-HLS part; the first chunk of a fragment starts the segment).
     Fragment {
         /// Rendition name.
         rendition: String,
+        /// Starts a new segment (a fragment start, not a continuation chunk).
+        starts_segment: bool,
         /// Running time of the fragment start.
         pts: Duration,
         /// Fragment duration.
         duration: Duration,
         /// Wall-clock time of the first sample, for `EXT-X-PROGRAM-DATE-TIME`.
         wallclock: SystemTime,
-        /// Whether it starts with a keyframe.
-        independent: bool,
         /// The bytes.
         data: Bytes,
     },

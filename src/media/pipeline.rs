@@ -11,7 +11,7 @@ use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::bins::{self, Branch};
+use super::bins::{self, Branch, MuxTiming};
 use super::{MediaError, MediaEvent, MediaSpec, RenditionInfo, RenditionKind};
 
 /// Fragments and events waiting for the broadcast task. When full, the appsink's streaming
@@ -45,6 +45,7 @@ struct ClockAnchor {
 
 struct Shared {
     spec: MediaSpec,
+    timing: MuxTiming,
     events: mpsc::Sender<MediaEvent>,
     anchor: OnceLock<ClockAnchor>,
     rungs_built: Mutex<bool>,
@@ -54,7 +55,12 @@ impl Pipeline {
     /// Builds the pipeline for `spec` and sets it playing.
     pub async fn start(spec: MediaSpec) -> Result<Pipeline, MediaError> {
         let (tx, rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
+        let timing = MuxTiming {
+            segment: spec.segment_duration,
+            part: spec.part_duration,
+        };
         let shared = Arc::new(Shared {
+            timing,
             spec,
             events: tx,
             anchor: OnceLock::new(),
@@ -68,12 +74,12 @@ impl Pipeline {
             &pipeline,
             shared.spec.audio.map(|a| a.payload_type),
             &shared.spec.ladder,
-            shared.spec.segment_duration,
+            shared.timing,
         )?;
         connect_appsink(&audio.branch, "audio", &shared);
 
         if let Some(h264_tee) = &ingest.h264_tee {
-            let branch = bins::source_rung(&pipeline, h264_tee, shared.spec.segment_duration)?;
+            let branch = bins::source_rung(&pipeline, h264_tee, shared.timing)?;
             connect_appsink(&branch, "source", &shared);
         }
 
@@ -312,13 +318,7 @@ fn build_rungs(
     let plan = shared.spec.ladder.plan(w.max(0) as u32, h.max(0) as u32);
     info!(width = w, height = h, rungs = ?plan.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), "building ladder");
     for rung in &plan {
-        let branch = bins::video_rung(
-            pipeline,
-            tee,
-            rung,
-            &shared.spec.ladder,
-            shared.spec.segment_duration,
-        )?;
+        let branch = bins::video_rung(pipeline, tee, rung, &shared.spec.ladder, shared.timing)?;
         connect_appsink(&branch, &rung.name, shared);
     }
     *built = true;
@@ -420,7 +420,9 @@ fn connect_appsink(branch: &Branch, name: &str, shared: &Arc<Shared>) {
                     anchor.wallclock - Duration::from_nanos((anchor.running - running).nseconds())
                 };
                 let duration = head.duration().unwrap_or(gst::ClockTime::ZERO);
-                let independent = !head.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                // FACTS.md §4: a fragment's first chunk starts with a HEADER buffer without
+                // DELTA_UNIT; continuation chunks have HEADER|DELTA_UNIT.
+                let starts_segment = !head.flags().contains(gst::BufferFlags::DELTA_UNIT);
                 let bufs: Vec<&gst::BufferRef> =
                     (idx..list.len()).filter_map(|i| list.get(i)).collect();
                 send(MediaEvent::Fragment {
@@ -428,7 +430,7 @@ fn connect_appsink(branch: &Branch, name: &str, shared: &Arc<Shared>) {
                     pts: Duration::from_nanos(running.nseconds()),
                     duration: Duration::from_nanos(duration.nseconds()),
                     wallclock,
-                    independent,
+                    starts_segment,
                     data: map_bytes(&bufs),
                 })?;
                 Ok(gst::FlowSuccess::Ok)

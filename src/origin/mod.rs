@@ -4,6 +4,8 @@
 
 mod hls;
 
+pub use hls::Parked;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -29,6 +31,8 @@ pub struct AppState {
     pub public_url: String,
     /// Directory of the web pages, if any.
     pub player_dir: Option<PathBuf>,
+    /// Blocking requests parked right now (bounded).
+    pub parked: hls::Parked,
 }
 
 /// CORS for browsers: WHIP clients must read `Location`/`ETag`/`Link` (STANDARDS §1c);
