@@ -2,6 +2,7 @@
 //! and helpers that fetch over real HTTP and decode with ffprobe.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod ll;
 pub mod publisher;
 
 use std::collections::BTreeMap;
