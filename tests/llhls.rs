@@ -141,14 +141,14 @@ async fn ll_hls_playlists_blocking_reload_hints_and_deltas() {
             if let Some(prev) = last.get(r) {
                 let prev_last = prev.parts.last().map(|x| x.uri.clone());
                 let pos = prev_last.and_then(|u| p.parts.iter().position(|x| x.uri == u));
-                if let Some(pos) = pos {
-                    if let Some(next) = p.parts.get(pos + 1) {
-                        assert_eq!(
-                            next.uri, prev.hints[0],
-                            "{r}: the hinted part must be the next part"
-                        );
-                        hints_checked += 1;
-                    }
+                if let Some(pos) = pos
+                    && let Some(next) = p.parts.get(pos + 1)
+                {
+                    assert_eq!(
+                        next.uri, prev.hints[0],
+                        "{r}: the hinted part must be the next part"
+                    );
+                    hints_checked += 1;
                 }
             }
             last.insert(r, p);
