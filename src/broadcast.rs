@@ -215,6 +215,7 @@ fn store_event(store: &HlsStore, stream: &StreamKey, ev: MediaEvent) -> u64 {
             duration,
             wallclock,
             starts_segment,
+            lag,
             data,
             ..
         } => {
@@ -222,6 +223,7 @@ fn store_event(store: &HlsStore, stream: &StreamKey, ev: MediaEvent) -> u64 {
                 starts_segment,
                 duration,
                 wallclock,
+                lag,
                 data,
             };
             match store.publish(stream.as_str(), &rendition, chunk) {

@@ -167,6 +167,15 @@ async fn whip_h264_publish_yields_aligned_abr_hls_and_endlist_after_delete() {
     let api: serde_json::Value = serde_json::from_str(&api).unwrap();
     assert_eq!(api["streams"][0]["name"], "cam1");
     assert_eq!(api["streams"][0]["state"], "live");
+    let lag = &api["streams"][0]["lag_ms"];
+    assert!(lag["samples"].as_u64().unwrap() > 10, "{api}");
+    let p50 = lag["p50"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 < 2000.0, "server lag p50 {p50} ms");
+    eprintln!(
+        "server lag: {lag}, first playable: {}",
+        api["streams"][0]["first_playable_s"]
+    );
+    assert!(api["streams"][0]["first_playable_s"].as_f64().unwrap() < 10.0);
 
     // DELETE → 200, then every playlist ends.
     let status = publisher.stop().await.unwrap();

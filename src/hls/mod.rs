@@ -12,8 +12,8 @@ mod window;
 pub use llhls::{PartTag, PreloadHint, RenditionReport, ServerControl, Skip, secs};
 pub use playlist::{AUDIO_GROUP, target_duration};
 pub use store::{
-    Chunk, HlsStore, IngestSummary, LlSettings, Readiness, RenditionSummary, StoreError,
-    StreamSummary, init_name, parse_init_name, parse_part_name, parse_segment_name, part_name,
-    segment_name,
+    Chunk, HlsStore, IngestSummary, LagSummary, LlSettings, Readiness, RenditionSummary,
+    StoreError, StreamSummary, init_name, parse_init_name, parse_part_name, parse_segment_name,
+    part_name, segment_name,
 };
 pub use window::{Part, Position, Segment, Window};

@@ -38,9 +38,14 @@ pub struct Chunk {
     pub duration: Duration,
     /// Wall-clock time of its first sample.
     pub wallclock: SystemTime,
+    /// Server lag of this chunk (video), for the lag percentiles.
+    pub lag: Option<Duration>,
     /// The bytes.
     pub data: Bytes,
 }
+
+/// Lag samples kept per stream for the percentiles.
+const LAG_SAMPLES: usize = 1024;
 
 /// What the ingest side tells the store about a new broadcast.
 #[derive(Debug, Clone, Serialize)]
@@ -70,6 +75,35 @@ pub struct StreamSummary {
     pub renditions: Vec<RenditionSummary>,
     /// Multivariant playlist path.
     pub master: String,
+    /// Server lag of video parts/segments: arrival of their last frame → published.
+    pub lag_ms: LagSummary,
+    /// Seconds from publish to the first playable multivariant playlist.
+    pub first_playable_s: Option<f64>,
+}
+
+/// Percentiles of the recent server lags.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LagSummary {
+    /// Median, ms.
+    pub p50: f64,
+    /// 99th percentile, ms.
+    pub p99: f64,
+    /// Samples (most recent, up to 1024).
+    pub samples: usize,
+}
+
+fn lag_summary(lags: &std::collections::VecDeque<u32>) -> LagSummary {
+    if lags.is_empty() {
+        return LagSummary::default();
+    }
+    let mut v: Vec<u32> = lags.iter().copied().collect();
+    v.sort_unstable();
+    let pct = |p: f64| f64::from(v[((v.len() - 1) as f64 * p).round() as usize]) / 1000.0;
+    LagSummary {
+        p50: pct(0.50),
+        p99: pct(0.99),
+        samples: v.len(),
+    }
 }
 
 /// One rendition in [`StreamSummary`].
@@ -101,6 +135,10 @@ struct StreamState {
     /// Bumped on every change of any rendition: cached playlists carry rendition reports
     /// of the others, so any change invalidates them.
     version: u64,
+    /// Recent server lags (ring buffer), in microseconds.
+    lags: std::collections::VecDeque<u32>,
+    /// When the first complete playable state (master playlist) existed.
+    first_playable: Option<Instant>,
 }
 
 struct RenditionState {
@@ -348,6 +386,8 @@ impl HlsStore {
             renditions: BTreeMap::new(),
             master: None,
             version: 0,
+            lags: std::collections::VecDeque::with_capacity(LAG_SAMPLES),
+            first_playable: None,
         };
         if let Some(old) = self.lock().insert(stream.to_string(), state) {
             // Wake anyone parked on the previous broadcast; they will find it gone.
@@ -392,6 +432,7 @@ impl HlsStore {
             .ok_or_else(|| StoreError::NoInit(rendition.to_string()))?;
         r.total_bytes += chunk.data.len() as u64;
         r.total_duration += chunk.duration;
+        let chunk_lag = chunk.lag;
         let seq = if self.ll.is_some() {
             // Every audio frame is a sync sample; video parts are independent when they
             // start a segment (keyframes are forced there).
@@ -421,7 +462,17 @@ impl HlsStore {
         };
         r.changed.send_modify(|v| *v += 1);
         st.version += 1;
+        if let Some(lag) = chunk_lag {
+            if st.lags.len() == LAG_SAMPLES {
+                st.lags.pop_front();
+            }
+            st.lags
+                .push_back(lag.as_micros().min(u128::from(u32::MAX)) as u32);
+        }
         st.master = render_master(st);
+        if st.master.is_some() && st.first_playable.is_none() {
+            st.first_playable = Some(Instant::now());
+        }
         Ok(seq)
     }
 
@@ -623,6 +674,10 @@ impl HlsStore {
                     })
                     .collect(),
                 master: format!("/hls/{name}/master.m3u8"),
+                lag_ms: lag_summary(&st.lags),
+                first_playable_s: st
+                    .first_playable
+                    .map(|t| t.duration_since(st.started_at).as_secs_f64()),
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -762,6 +817,7 @@ mod tests {
             starts_segment: starts,
             duration: Duration::from_millis(ms),
             wallclock: SystemTime::UNIX_EPOCH,
+            lag: Some(Duration::from_millis(ms / 4)),
             data: Bytes::from_static(data),
         }
     }
@@ -936,6 +992,10 @@ mod tests {
         let apl = text(s.media_playlist("cam", "audio", false));
         assert!(apl.contains("LAST-MSN=1,LAST-PART=2"), "{apl}");
 
+        let sum = s.summaries(Instant::now());
+        assert_eq!(sum[0].lag_ms.samples, 9);
+        assert_eq!(sum[0].lag_ms.p50, 50.0);
+        assert!(sum[0].first_playable_s.is_some());
         // End: the open segment is completed, hints stop, parameters are ignored.
         s.end("cam", Instant::now());
         assert!(matches!(

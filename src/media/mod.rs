@@ -150,6 +150,8 @@ pub enum MediaEvent {
         rendition: String,
         /// Starts a new segment (a fragment start, not a continuation chunk).
         starts_segment: bool,
+        /// Video: time from the arrival of the chunk's last frame to its output.
+        lag: Option<Duration>,
         /// Running time of the fragment start.
         pts: Duration,
         /// Fragment duration.

@@ -46,6 +46,8 @@ struct ClockAnchor {
 struct Shared {
     spec: MediaSpec,
     timing: MuxTiming,
+    /// One output frame interval of the video rungs.
+    frame_interval: Option<gst::ClockTime>,
     events: mpsc::Sender<MediaEvent>,
     anchor: OnceLock<ClockAnchor>,
     rungs_built: Mutex<bool>,
@@ -59,7 +61,9 @@ impl Pipeline {
             segment: spec.segment_duration,
             part: spec.part_duration,
         };
+        let frame_interval = Some(gst::ClockTime::SECOND / u64::from(spec.ladder.video.fps.max(1)));
         let shared = Arc::new(Shared {
+            frame_interval,
             timing,
             spec,
             events: tx,
@@ -420,6 +424,22 @@ fn connect_appsink(branch: &Branch, name: &str, shared: &Arc<Shared>) {
                     anchor.wallclock - Duration::from_nanos((anchor.running - running).nseconds())
                 };
                 let duration = head.duration().unwrap_or(gst::ClockTime::ZERO);
+                // Server lag: from the arrival of the part's last frame (appsrc stamps
+                // arrival running time; the last frame starts one frame interval before
+                // the part ends) to now, when the part is handed to the store.
+                let lag = match (sink.clock(), sink.base_time(), &shared.frame_interval) {
+                    (Some(clock), Some(base), Some(frame)) if name != "audio" => {
+                        let now_rt = clock.time().checked_sub(base);
+                        let last_frame = (running + duration).checked_sub(*frame);
+                        match (now_rt, last_frame) {
+                            (Some(n), Some(l)) => {
+                                n.checked_sub(l).map(|d| Duration::from_nanos(d.nseconds()))
+                            }
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
                 // FACTS.md §4: a fragment's first chunk starts with a HEADER buffer without
                 // DELTA_UNIT; continuation chunks have HEADER|DELTA_UNIT.
                 let starts_segment = !head.flags().contains(gst::BufferFlags::DELTA_UNIT);
@@ -431,6 +451,7 @@ fn connect_appsink(branch: &Branch, name: &str, shared: &Arc<Shared>) {
                     duration: Duration::from_nanos(duration.nseconds()),
                     wallclock,
                     starts_segment,
+                    lag,
                     data: map_bytes(&bufs),
                 })?;
                 Ok(gst::FlowSuccess::Ok)
