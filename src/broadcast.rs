@@ -16,7 +16,11 @@ use crate::hls::{Chunk, HlsStore};
 use crate::ingest::peer::{
     Candidate, IncomingTrack, KeyframeRequester, PeerError, PeerEvent, PeerSession, TrackKind,
 };
-use crate::media::{AudioInput, Ladder, MediaEvent, MediaSpec, Pipeline, VideoInput};
+use crate::keyframes::Steering;
+use crate::media::{
+    AudioInput, Ladder, MediaEvent, MediaSpec, Pipeline, VideoCodec, VideoInput,
+    h264_keyframe_start,
+};
 
 /// How long the muxers get to flush their last fragment after the publisher leaves.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
@@ -70,6 +74,10 @@ pub async fn run(mut p: BroadcastParams) -> String {
     let mut segments_out = 0u64;
     let mut malformed = 0u64;
     let mut last_fragment = Instant::now();
+    // H.264 keyframes are tracked for the GOP metric; with the passthrough rung on, their
+    // cadence is also steered (PLI per segment, see keyframes.rs).
+    let mut keyframes: Option<(Steering, bool)> = None;
+    let mut last_key_ts: Option<u32> = None;
     // A pipeline that takes RTP but emits nothing is stuck (a muxer refusing input can
     // stall every branch without an error): end the stream rather than hang it.
     let stall_limit = p.store.config().segment_duration * 5 + Duration::from_secs(5);
@@ -112,6 +120,13 @@ pub async fn run(mut p: BroadcastParams) -> String {
                         }
                         pli = t.keyframes.clone();
                         last_fragment = Instant::now();
+                        if codec == VideoCodec::H264 {
+                            let steer = p.ladder.source.enabled;
+                            keyframes = Some((
+                                Steering::new(p.store.config().segment_duration, p.ladder.video.fps),
+                                steer,
+                            ));
+                        }
                         if let Some(k) = &pli {
                             k.request();
                         }
@@ -126,6 +141,17 @@ pub async fn run(mut p: BroadcastParams) -> String {
             pkt = recv(&mut video) => match pkt {
                 Some(pkt) => {
                     last_video = Instant::now();
+                    if let Some((steering, _)) = keyframes.as_mut()
+                        && h264_keyframe_start(&pkt)
+                    {
+                        // One call per frame: packets of one frame share the RTP timestamp.
+                        let ts = pkt.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                        if ts != last_key_ts {
+                            last_key_ts = ts;
+                            steering.on_keyframe(last_video);
+                            p.store.set_keyframes(p.stream.as_str(), steering.stats());
+                        }
+                    }
                     match pipeline.as_ref().map(|pl| pl.push_video(pkt)) {
                         Some(Err(e)) => break e.to_string(),
                         Some(Ok(false)) => {
@@ -167,6 +193,18 @@ pub async fn run(mut p: BroadcastParams) -> String {
                     }
                 }
             },
+            _ = wake(keyframes.as_ref()) => {
+                if let Some((steering, true)) = keyframes.as_mut()
+                    && steering.poll(Instant::now())
+                    && let Some(k) = &pli
+                {
+                    debug!("keyframe requested on the segment cadence");
+                    k.request();
+                }
+                if let Some((steering, _)) = &keyframes {
+                    p.store.set_keyframes(p.stream.as_str(), steering.stats());
+                }
+            }
             _ = tick.tick() => {
                 if pipeline.is_none() && started.elapsed() > p.connect_timeout {
                     break format!("no video within {:?}", p.connect_timeout);
@@ -244,6 +282,14 @@ fn store_event(store: &HlsStore, stream: &StreamKey, ev: MediaEvent) -> u64 {
 async fn recv(track: &mut Option<IncomingTrack>) -> Option<Bytes> {
     match track {
         Some(t) => t.packets.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until the steering has something to do (forever when not steering).
+async fn wake(k: Option<&(Steering, bool)>) {
+    match k.and_then(|(s, steer)| steer.then(|| s.next_wake()).flatten()) {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
 }

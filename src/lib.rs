@@ -32,6 +32,7 @@ pub mod broadcast;
 pub mod config;
 pub mod hls;
 pub mod ingest;
+pub mod keyframes;
 pub mod media;
 pub mod origin;
 

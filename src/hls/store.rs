@@ -19,6 +19,7 @@ use super::llhls::{self, LlView, RenditionReport, ServerControl};
 use super::playlist::{self, MasterEntry, MediaView};
 use super::window::{Part, Window};
 use crate::config::HlsConfig;
+use crate::keyframes::KeyframeStats;
 use crate::media::{RenditionInfo, RenditionKind};
 
 /// Handle to the store; cheap to clone.
@@ -79,6 +80,8 @@ pub struct StreamSummary {
     pub lag_ms: LagSummary,
     /// Seconds from publish to the first playable multivariant playlist.
     pub first_playable_s: Option<f64>,
+    /// The publisher's keyframes: observed GOP, steering requests and answers.
+    pub keyframes: Option<KeyframeStats>,
 }
 
 /// Percentiles of the recent server lags.
@@ -139,6 +142,8 @@ struct StreamState {
     lags: std::collections::VecDeque<u32>,
     /// When the first complete playable state (master playlist) existed.
     first_playable: Option<Instant>,
+    /// The publisher's keyframes (H.264).
+    keyframes: Option<KeyframeStats>,
 }
 
 struct RenditionState {
@@ -388,6 +393,7 @@ impl HlsStore {
             version: 0,
             lags: std::collections::VecDeque::with_capacity(LAG_SAMPLES),
             first_playable: None,
+            keyframes: None,
         };
         if let Some(old) = self.lock().insert(stream.to_string(), state) {
             // Wake anyone parked on the previous broadcast; they will find it gone.
@@ -596,6 +602,13 @@ impl HlsStore {
         Some(llhls::next_part(&r.window, ll.parts_per_segment))
     }
 
+    /// Records the publisher's keyframe figures.
+    pub fn set_keyframes(&self, stream: &str, stats: KeyframeStats) {
+        if let Some(st) = self.lock().get_mut(stream) {
+            st.keyframes = Some(stats);
+        }
+    }
+
     /// Whether `epoch` is the current broadcast of `stream`.
     pub fn is_epoch(&self, stream: &str, epoch: &str) -> bool {
         self.lock().get(stream).is_some_and(|s| s.epoch == epoch)
@@ -675,6 +688,7 @@ impl HlsStore {
                     .collect(),
                 master: format!("/hls/{name}/master.m3u8"),
                 lag_ms: lag_summary(&st.lags),
+                keyframes: st.keyframes.clone(),
                 first_playable_s: st
                     .first_playable
                     .map(|t| t.duration_since(st.started_at).as_secs_f64()),

@@ -13,6 +13,8 @@ mod ladder;
 mod pipeline;
 mod rtp;
 
+pub use rtp::h264_keyframe_start;
+
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;

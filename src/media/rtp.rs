@@ -43,6 +43,31 @@ pub fn h264_plausible(packet: &[u8]) -> bool {
     }
 }
 
+/// Whether an H.264 RTP packet starts a keyframe: an IDR slice (type 5) or an SPS (7),
+/// alone, first in an FU-A, or inside a STAP-A (RFC 6184 §5.7.1, §5.8).
+pub fn h264_keyframe_start(packet: &[u8]) -> bool {
+    let Some(p) = payload(packet) else {
+        return false;
+    };
+    let key = |t: u8| t == 5 || t == 7;
+    match p.first().map(|b| b & 0x1f) {
+        Some(t @ 1..=23) => key(t),
+        Some(24) => {
+            let mut rest = &p[1..];
+            while rest.len() > 2 {
+                let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                if key(rest[2] & 0x1f) {
+                    return true;
+                }
+                rest = rest.get(2 + len..).unwrap_or(&[]);
+            }
+            false
+        }
+        Some(28) => p.get(1).is_some_and(|fu| fu & 0x80 != 0 && key(fu & 0x1f)),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +109,21 @@ mod tests {
         }
         assert!(!h264_plausible(&rtp(&[0xe5]))); // forbidden bit
         assert!(h264_plausible(&rtp(&[])));
+    }
+
+    #[test]
+    fn h264_keyframes() {
+        assert!(h264_keyframe_start(&rtp(&[0x65, 0x88]))); // IDR
+        assert!(h264_keyframe_start(&rtp(&[0x67, 0x42]))); // SPS
+        assert!(!h264_keyframe_start(&rtp(&[0x41, 0x9a]))); // non-IDR slice
+        // STAP-A: SPS (len 2) + PPS (len 1).
+        assert!(h264_keyframe_start(&rtp(&[
+            0x78, 0, 2, 0x67, 0x42, 0, 1, 0x68
+        ])));
+        assert!(!h264_keyframe_start(&rtp(&[0x78, 0, 1, 0x68, 0, 1, 0x06])));
+        assert!(h264_keyframe_start(&rtp(&[0x7c, 0x85]))); // FU-A start, IDR
+        assert!(!h264_keyframe_start(&rtp(&[0x7c, 0x05]))); // FU-A continuation
+        assert!(!h264_keyframe_start(&rtp(&[0x7c, 0x81]))); // FU-A start, non-IDR
+        assert!(!h264_keyframe_start(&[0u8; 4]));
     }
 }
