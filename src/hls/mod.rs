@@ -4,11 +4,13 @@
 //! `window`, `playlist` and `llhls` are pure (no clock, no I/O); `store` is the read-mostly
 //! map the broadcast tasks write and the HTTP handlers read.
 
+mod doc;
 mod llhls;
 mod playlist;
 mod store;
 mod window;
 
+pub use doc::Doc;
 pub use llhls::{PartTag, PreloadHint, RenditionReport, ServerControl, Skip, secs};
 pub use playlist::{AUDIO_GROUP, target_duration};
 pub use store::{

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::doc::Doc;
 use super::llhls::{self, LlView, RenditionReport, ServerControl};
 use super::playlist::{self, MasterEntry, MediaView};
 use super::window::{Part, Window};
@@ -134,7 +135,9 @@ struct StreamState {
     target_duration: u64,
     ingest: IngestSummary,
     renditions: BTreeMap<String, RenditionState>,
-    master: Option<Bytes>,
+    master: Option<Doc>,
+    /// When anything of the stream last changed (`Last-Modified` of its playlists).
+    changed_at: SystemTime,
     /// Bumped on every change of any rendition: cached playlists carry rendition reports
     /// of the others, so any change invalidates them.
     version: u64,
@@ -151,7 +154,7 @@ struct RenditionState {
     init: Bytes,
     window: Window,
     /// Rendered full and delta playlists, with the stream version they were rendered at.
-    cache: [Option<(u64, Bytes)>; 2],
+    cache: [Option<(u64, Doc)>; 2],
     peak_bps: u64,
     total_bytes: u64,
     total_duration: Duration,
@@ -238,7 +241,7 @@ fn render_media(
     name: &str,
     ll: Option<&LlSettings>,
     skip: bool,
-) -> Option<Bytes> {
+) -> Option<Doc> {
     let version = st.version;
     let ended = st.ended_at.is_some();
     let slot = usize::from(skip && ll.is_some() && !ended);
@@ -259,6 +262,7 @@ fn render_media(
     };
     let epoch = st.epoch.clone();
     let td = st.target_duration;
+    let changed_at = st.changed_at;
     let r = st.renditions.get_mut(name)?;
     if r.window.is_empty() {
         return None;
@@ -295,8 +299,9 @@ fn render_media(
             ended,
         }),
     };
-    r.cache[slot] = Some((version, text.clone()));
-    Some(text)
+    let doc = Doc::new(text, changed_at);
+    r.cache[slot] = Some((version, doc.clone()));
+    Some(doc)
 }
 
 /// The init segment's file name in a broadcast.
@@ -390,6 +395,7 @@ impl HlsStore {
             ingest,
             renditions: BTreeMap::new(),
             master: None,
+            changed_at: SystemTime::now(),
             version: 0,
             lags: std::collections::VecDeque::with_capacity(LAG_SAMPLES),
             first_playable: None,
@@ -423,6 +429,7 @@ impl HlsStore {
         r.info = info;
         r.init = data;
         st.version += 1;
+        st.changed_at = SystemTime::now();
         Ok(())
     }
 
@@ -468,6 +475,7 @@ impl HlsStore {
         };
         r.changed.send_modify(|v| *v += 1);
         st.version += 1;
+        st.changed_at = SystemTime::now();
         if let Some(lag) = chunk_lag {
             if st.lags.len() == LAG_SAMPLES {
                 st.lags.pop_front();
@@ -475,7 +483,7 @@ impl HlsStore {
             st.lags
                 .push_back(lag.as_micros().min(u128::from(u32::MAX)) as u32);
         }
-        st.master = render_master(st);
+        refresh_master(st);
         if st.master.is_some() && st.first_playable.is_none() {
             st.first_playable = Some(Instant::now());
         }
@@ -499,7 +507,8 @@ impl HlsStore {
                 r.changed.send_modify(|v| *v += 1);
             }
             st.version += 1;
-            st.master = render_master(st);
+            st.changed_at = SystemTime::now();
+            refresh_master(st);
         }
     }
 
@@ -519,13 +528,13 @@ impl HlsStore {
     }
 
     /// The multivariant playlist, once at least one video rung has a segment.
-    pub fn master(&self, stream: &str) -> Option<Bytes> {
+    pub fn master(&self, stream: &str) -> Option<Doc> {
         self.lock().get(stream)?.master.clone()
     }
 
     /// A media playlist, once the rendition has media: full, or a delta update when
     /// `skip` (`_HLS_skip=YES`, LL-HLS only, ignored after ENDLIST).
-    pub fn media_playlist(&self, stream: &str, rendition: &str, skip: bool) -> Option<Bytes> {
+    pub fn media_playlist(&self, stream: &str, rendition: &str, skip: bool) -> Option<Doc> {
         let mut map = self.lock();
         let st = map.get_mut(stream)?;
         render_media(st, rendition, self.ll.as_ref(), skip)
@@ -624,20 +633,30 @@ impl HlsStore {
         Some(st.renditions.get(rendition)?.init.clone())
     }
 
-    /// A media segment of the given epoch, listed or retired.
+    /// A media segment of the given epoch, listed or retired, with how long it will stay
+    /// downloadable (for `Expires`, HLS2 §6.2.2) while the stream is live.
     pub fn media_segment(
         &self,
         stream: &str,
         rendition: &str,
         epoch: &str,
         seq: u64,
-    ) -> Option<Bytes> {
+    ) -> Option<(Bytes, Option<Duration>)> {
         let map = self.lock();
         let st = map.get(stream)?;
         if st.epoch != epoch {
             return None;
         }
-        Some(st.renditions.get(rendition)?.window.get(seq)?.data.clone())
+        let w = &st.renditions.get(rendition)?.window;
+        let data = w.get(seq)?.data.clone();
+        // Segment `seq` is dropped once `window + retain` newer segments exist.
+        let keep = (self.cfg.window_segments + self.cfg.retain_segments) as u64 + 1;
+        let left = (seq + keep).saturating_sub(w.next_seq());
+        let ttl = st
+            .ended_at
+            .is_none()
+            .then(|| self.cfg.segment_duration * left as u32);
+        Some((data, ttl))
     }
 
     /// Whether `stream` is live (published and not ended).
@@ -730,6 +749,18 @@ fn live<'a>(
         Some(st) if st.ended_at.is_none() => Ok(st),
         _ => Err(StoreError::NotLive(stream.to_string())),
     }
+}
+
+/// Re-renders the multivariant playlist; keeps the previous `Doc` (entity tag and
+/// modification time) when the text did not change.
+fn refresh_master(st: &mut StreamState) {
+    let Some(text) = render_master(st) else {
+        return;
+    };
+    if st.master.as_ref().is_some_and(|m| m.body == text) {
+        return;
+    }
+    st.master = Some(Doc::new(text, SystemTime::now()));
 }
 
 fn render_master(st: &StreamState) -> Option<Bytes> {
@@ -836,8 +867,8 @@ mod tests {
         }
     }
 
-    fn text(b: Option<Bytes>) -> String {
-        String::from_utf8(b.expect("playlist").to_vec()).expect("utf8")
+    fn text(d: Option<Doc>) -> String {
+        String::from_utf8(d.expect("playlist").body.to_vec()).expect("utf8")
     }
 
     #[test]
@@ -972,10 +1003,13 @@ mod tests {
             s.part("cam", "360p", &epoch, 1, 1).as_deref(),
             Some(&b"v"[..])
         );
-        assert_eq!(
-            s.media_segment("cam", "360p", &epoch, 0).as_deref(),
-            Some(&b"vvvvv"[..])
-        );
+        let (seg0, ttl) = s
+            .media_segment("cam", "360p", &epoch, 0)
+            .expect("segment 0");
+        assert_eq!(seg0.as_ref(), b"vvvvv");
+        // Window 10 + retain 6 (default): segment 0 stays for 16 more segments (1 s each)
+        // after segment 1 began; next_seq is 2.
+        assert_eq!(ttl, Some(Duration::from_secs(15)));
 
         let pl = text(s.media_playlist("cam", "360p", false));
         assert!(pl.contains("#EXT-X-PART-INF:PART-TARGET=0.222"), "{pl}");

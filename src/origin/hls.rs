@@ -12,13 +12,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tracing::debug;
 
 use super::AppState;
-use crate::hls::{Readiness, parse_init_name, parse_part_name, parse_segment_name};
+use crate::hls::{Doc, Readiness, parse_init_name, parse_part_name, parse_segment_name};
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 /// AUTH 10.4: `.m4s` segments are `video/iso.segment`; init sections `video/mp4`.
@@ -76,11 +76,145 @@ fn unavailable(msg: &'static str) -> Response {
     r
 }
 
-fn ok(body: Bytes, content_type: &'static str, cache: HeaderValue) -> Response {
-    let mut r = (StatusCode::OK, body).into_response();
+fn http_date(t: std::time::SystemTime) -> HeaderValue {
+    let s = chrono::DateTime::<chrono::Utc>::from(t)
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+}
+
+fn accepts_gzip(req: &HeaderMap) -> bool {
+    req.get_all(header::ACCEPT_ENCODING).iter().any(|v| {
+        v.to_str().unwrap_or("").split(',').any(|e| {
+            let mut parts = e.trim().split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let q_zero = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
+        })
+    })
+}
+
+fn none_match(req: &HeaderMap, etag: &str) -> bool {
+    req.get_all(header::IF_NONE_MATCH).iter().any(|v| {
+        v.to_str()
+            .unwrap_or("")
+            .split(',')
+            .any(|t| t.trim() == etag || t.trim() == "*")
+    })
+}
+
+/// A playlist response: gzip when accepted (AUTH 10.1, HLS2 App. B.1; never for media),
+/// strong `ETag` and `Last-Modified`, `304` on a matching `If-None-Match` (RFC 9110 §13).
+fn playlist_response(doc: Doc, cache: HeaderValue, req: &HeaderMap) -> Response {
+    let gzip = accepts_gzip(req) && !doc.gzip.is_empty();
+    let etag = if gzip {
+        doc.gzip_etag()
+    } else {
+        doc.etag.clone()
+    };
+    let mut r = if none_match(req, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else if gzip {
+        let mut r = (StatusCode::OK, doc.gzip.clone()).into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        r
+    } else {
+        (StatusCode::OK, doc.body.clone()).into_response()
+    };
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(M3U8));
+    h.insert(header::CACHE_CONTROL, cache);
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::LAST_MODIFIED, http_date(doc.modified));
+    r
+}
+
+/// Parses a single `bytes=` range against `len` (RFC 9110 §14.1.2). `Ok(None)`: serve the
+/// whole body (no header, or several ranges, which we do not combine).
+fn byte_range(req: &HeaderMap, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(v) = req.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (len.saturating_sub(n), len.saturating_sub(1))
+        }
+        (from, "") => (from.parse().map_err(|_| ())?, len.saturating_sub(1)),
+        (from, to) => {
+            let (f, t): (u64, u64) = (from.parse().map_err(|_| ())?, to.parse().map_err(|_| ())?);
+            if t < f {
+                return Err(());
+            }
+            // A client may ask past the end (LL-HLS byte-range hints use 2^53-1).
+            (f, t.min(len.saturating_sub(1)))
+        }
+    };
+    if len == 0 || start >= len {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+/// A media response (init, segment, part): immutable, byte ranges (`206`), `Expires` when
+/// the segment will leave the window (HLS2 §6.2.2).
+fn media_response(
+    body: Bytes,
+    content_type: &'static str,
+    req: &HeaderMap,
+    ttl: Option<Duration>,
+) -> Response {
+    let len = body.len() as u64;
+    let mut r = match byte_range(req, len) {
+        Ok(None) => (StatusCode::OK, body).into_response(),
+        Ok(Some((start, end))) => {
+            let mut r = (
+                StatusCode::PARTIAL_CONTENT,
+                body.slice(start as usize..=end as usize),
+            )
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            r
+        }
+        Err(()) => {
+            let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            r
+        }
+    };
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CACHE_CONTROL, cache);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(ttl) = ttl {
+        h.insert(
+            header::EXPIRES,
+            http_date(std::time::SystemTime::now() + ttl),
+        );
+    }
     r
 }
 
@@ -100,11 +234,15 @@ fn playlist_cache(state: &AppState, stream: &str, blocking: bool) -> HeaderValue
 }
 
 /// `GET /hls/{stream}/master.m3u8`
-pub async fn master(State(state): State<AppState>, Path(stream): Path<String>) -> Response {
+pub async fn master(
+    State(state): State<AppState>,
+    Path(stream): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     match state.store.master(&stream) {
-        Some(body) => {
+        Some(doc) => {
             let cache = playlist_cache(&state, &stream, false);
-            ok(body, M3U8, cache)
+            playlist_response(doc, cache, &headers)
         }
         None => not_found(),
     }
@@ -187,6 +325,7 @@ pub async fn rendition_file(
     State(state): State<AppState>,
     Path((stream, rendition, file)): Path<(String, String, String)>,
     Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
     let store = &state.store;
     if file == "index.m3u8" {
@@ -201,16 +340,16 @@ pub async fn rendition_file(
             return resp;
         }
         return match store.media_playlist(&stream, &rendition, d.skip) {
-            Some(body) => {
+            Some(doc) => {
                 let cache = playlist_cache(&state, &stream, blocking);
-                ok(body, M3U8, cache)
+                playlist_response(doc, cache, &headers)
             }
             None => not_found(),
         };
     }
     if let Some((epoch, msn, index)) = parse_part_name(&file) {
         if let Some(body) = store.part(&stream, &rendition, epoch, msn, index) {
-            return ok(body, SEGMENT, HeaderValue::from_static(IMMUTABLE));
+            return media_response(body, SEGMENT, &headers, None);
         }
         // Only the hinted next part may be requested before it exists; it is answered
         // when complete, never trickled (HLS2 §6.2.6). Anything else unknown: 404.
@@ -223,20 +362,20 @@ pub async fn rendition_file(
             return resp;
         }
         return match store.part(&stream, &rendition, epoch, msn, index) {
-            Some(body) => ok(body, SEGMENT, HeaderValue::from_static(IMMUTABLE)),
+            Some(body) => media_response(body, SEGMENT, &headers, None),
             // The hint was abandoned (a segment started early): 404 (HLS2 §6.2.6).
             None => not_found(),
         };
     }
     if let Some(epoch) = parse_init_name(&file) {
         return match store.init_segment(&stream, &rendition, epoch) {
-            Some(body) => ok(body, INIT, HeaderValue::from_static(IMMUTABLE)),
+            Some(body) => media_response(body, INIT, &headers, None),
             None => not_found(),
         };
     }
     if let Some((epoch, seq)) = parse_segment_name(&file) {
         return match store.media_segment(&stream, &rendition, epoch, seq) {
-            Some(body) => ok(body, SEGMENT, HeaderValue::from_static(IMMUTABLE)),
+            Some((body, ttl)) => media_response(body, SEGMENT, &headers, ttl),
             None => not_found(),
         };
     }
@@ -281,6 +420,52 @@ mod tests {
         assert!(directives(&q(&[("_HLS_msn", "-1")])).is_err());
         assert!(!directives(&q(&[("_HLS_skip", "NO")])).expect("ok").skip);
         assert!(directives(&q(&[("_HLS_skip", "v2")])).expect("ok").skip);
+    }
+
+    fn h(pairs: &[(header::HeaderName, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(k.clone(), HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn ranges() {
+        let r = |v: &'static str| byte_range(&h(&[(header::RANGE, v)]), 100);
+        assert_eq!(byte_range(&HeaderMap::new(), 100), Ok(None));
+        assert_eq!(r("bytes=0-9"), Ok(Some((0, 9))));
+        assert_eq!(r("bytes=90-"), Ok(Some((90, 99))));
+        assert_eq!(r("bytes=-10"), Ok(Some((90, 99))));
+        assert_eq!(r("bytes=50-9007199254740991"), Ok(Some((50, 99))));
+        assert_eq!(r("bytes=100-"), Err(()));
+        assert_eq!(r("bytes=9-3"), Err(()));
+        assert_eq!(r("bytes=x-3"), Err(()));
+        assert_eq!(r("bytes=0-1,5-6"), Ok(None));
+        assert_eq!(r("items=0-1"), Ok(None));
+    }
+
+    #[test]
+    fn gzip_negotiation_and_etags() {
+        assert!(accepts_gzip(&h(&[(
+            header::ACCEPT_ENCODING,
+            "gzip, deflate, br"
+        )])));
+        assert!(accepts_gzip(&h(&[(
+            header::ACCEPT_ENCODING,
+            "br;q=1.0, gzip;q=0.8"
+        )])));
+        assert!(!accepts_gzip(&h(&[(header::ACCEPT_ENCODING, "gzip;q=0")])));
+        assert!(!accepts_gzip(&h(&[(header::ACCEPT_ENCODING, "identity")])));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+        assert!(none_match(
+            &h(&[(header::IF_NONE_MATCH, "\"a\", \"b\"")]),
+            "\"b\""
+        ));
+        assert!(!none_match(
+            &h(&[(header::IF_NONE_MATCH, "\"a\"")]),
+            "\"b\""
+        ));
     }
 
     #[test]
