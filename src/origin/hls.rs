@@ -110,7 +110,7 @@ fn none_match(req: &HeaderMap, etag: &str) -> bool {
 
 /// A playlist response: gzip when accepted (AUTH 10.1, HLS2 App. B.1; never for media),
 /// strong `ETag` and `Last-Modified`, `304` on a matching `If-None-Match` (RFC 9110 §13).
-fn playlist_response(doc: Doc, cache: HeaderValue, req: &HeaderMap) -> Response {
+fn playlist_response(doc: &Doc, cache: HeaderValue, req: &HeaderMap) -> Response {
     let gzip = accepts_gzip(req) && !doc.gzip.is_empty();
     let etag = if gzip {
         doc.gzip_etag()
@@ -242,7 +242,7 @@ pub async fn master(
     match state.store.master(&stream) {
         Some(doc) => {
             let cache = playlist_cache(&state, &stream, false);
-            playlist_response(doc, cache, &headers)
+            playlist_response(&doc, cache, &headers)
         }
         None => not_found(),
     }
@@ -342,7 +342,7 @@ pub async fn rendition_file(
         return match store.media_playlist(&stream, &rendition, d.skip) {
             Some(doc) => {
                 let cache = playlist_cache(&state, &stream, blocking);
-                playlist_response(doc, cache, &headers)
+                playlist_response(&doc, cache, &headers)
             }
             None => not_found(),
         };
