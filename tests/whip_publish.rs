@@ -235,15 +235,15 @@ async fn default_ladder_for_a_720p_source() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn passthrough_source_rung_serves_the_publishers_h264() {
+async fn passthrough_source_rung_is_steered_onto_segment_boundaries() {
     let mut cfg = test_config("");
     let mut ladder: whipcast::media::Ladder = toml::from_str(common::TEST_LADDER).unwrap();
     ladder.source.enabled = true;
     ladder.rungs.truncate(1);
     cfg.media.ladder = Some(ladder);
-    // The publisher's GOP is 2 s: segments can only be cut there.
-    cfg.hls.segment_duration = Duration::from_secs(2);
     let gw = TestGateway::start(cfg).await;
+    // The publisher's own GOP is 2 s; segments are 1 s: only keyframe requests (PLI) on the
+    // segment cadence can make 1 s passthrough segments.
     let publisher =
         Publisher::start(PublisherOptions::whip(&gw.whip_url("pt")).with_format(640, 360, 30))
             .await
@@ -267,9 +267,18 @@ async fn passthrough_source_rung_serves_the_publishers_h264() {
     );
     let url = resolve(&master_url, &source.uri);
     let pl = gw
-        .wait_segments(&url, 2, Duration::from_secs(30))
+        .wait_segments(&url, 6, Duration::from_secs(30))
         .await
         .unwrap();
+    // After the first segment, every passthrough segment is one target long (plus the
+    // publisher's response time), not its own 2 s GOP.
+    for s in pl.segments.iter().skip(1) {
+        assert!(
+            (0.9..1.3).contains(&s.duration),
+            "passthrough segment of {} s: keyframes not steered",
+            s.duration
+        );
+    }
     let probes = probe_rendition(&gw, &url, &pl, true).await.unwrap();
     for p in probes.values() {
         assert_eq!(p.profile, "Constrained Baseline");
@@ -278,6 +287,14 @@ async fn passthrough_source_rung_serves_the_publishers_h264() {
             "passthrough segment must start on the publisher's keyframe"
         );
     }
+    let (_, api) = gw.get_text(&gw.url("/api/streams")).await.unwrap();
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    let k = &api["streams"][0]["keyframes"];
+    assert_eq!(k["mode"], "steering", "{k}");
+    assert!(k["answered"].as_u64().unwrap() >= 3, "{k}");
+    let gop = k["observed_gop_s"].as_f64().unwrap();
+    assert!((0.9..1.3).contains(&gop), "observed GOP {gop}");
+    assert!(publisher.keyframe_requests() >= 3);
     assert_eq!(publisher.stop().await.unwrap(), 200);
     gw.shutdown().await;
 }
