@@ -369,6 +369,13 @@ mod tests {
     }
 
     #[test]
+    fn container_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/container.toml");
+        let c = Config::load(Some(&path)).expect("deploy/container.toml loads");
+        assert_eq!(c.ice.port_min, 40000);
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = Config::parse("[hls]\nsegment_durration = \"2s\"\n", "t.toml")
             .expect_err("unknown key");
