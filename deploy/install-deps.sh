@@ -14,7 +14,7 @@ PKGS=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gstreamer1.0-plugins-base-apps
   # tests and benchmarks: ffprobe decodes what we serve, /usr/bin/time measures CPU and RSS
-  ffmpeg time curl ca-certificates
+  ffmpeg time curl ca-certificates openssl
   # tests run in a loopback-only network namespace (deploy/netns-run.sh)
   iproute2 util-linux
 )

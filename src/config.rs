@@ -74,6 +74,10 @@ pub struct ServerConfig {
     pub max_sdp_bytes: usize,
     /// Most simultaneous live streams; further publishers get 503 + `Retry-After`.
     pub max_streams: usize,
+    /// PEM certificate chain: with `tls_key`, the listener speaks HTTPS with HTTP/2.
+    pub tls_cert: String,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: String,
     /// On shutdown, how long HTTP keeps serving after every playlist got `EXT-X-ENDLIST`,
     /// so players and caches can read the final state.
     #[serde(with = "humantime_serde")]
@@ -89,6 +93,8 @@ impl Default for ServerConfig {
             max_sdp_bytes: 128 * 1024,
             max_streams: 16,
             shutdown_linger: Duration::from_secs(2),
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -304,6 +310,12 @@ impl Config {
             return Err(invalid(
                 "server.public_url",
                 "must start with http:// or https://",
+            ));
+        }
+        if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
+            return Err(invalid(
+                "server.tls_cert",
+                "and server.tls_key must be set together",
             ));
         }
         if self.ice.udp_addrs.is_empty() {

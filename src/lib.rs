@@ -87,6 +87,9 @@ pub enum RunError {
     /// The HTTP server failed.
     #[error("http server: {0}")]
     Io(#[from] std::io::Error),
+    /// The TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] origin::tls::TlsError),
 }
 
 /// How often ended streams past their grace period are dropped.
@@ -104,6 +107,14 @@ pub async fn run(
         .map_err(|e| media::MediaError::Init(e.to_string()))??;
     info!(gstreamer = %media::version(), "media ready");
     let ladder = cfg.media.resolve_ladder()?;
+    let tls = if cfg.server.tls_cert.is_empty() {
+        None
+    } else {
+        Some(origin::tls::load(
+            std::path::Path::new(&cfg.server.tls_cert),
+            std::path::Path::new(&cfg.server.tls_key),
+        )?)
+    };
     let store = hls::HlsStore::new(cfg.hls.clone());
     let ingest = ingest::Ingest::new(
         cfg.auth.clone(),
@@ -119,6 +130,7 @@ pub async fn run(
         public_url: cfg.server.public_url.clone(),
         player_dir: player_dir(&cfg.server.player_dir),
         parked: origin::Parked::default(),
+        tls: tls.is_some(),
     };
     let expiry_store = store.clone();
     let expiry = tokio::spawn(async move {
@@ -130,17 +142,23 @@ pub async fn run(
             }
         }
     });
-    info!(addr = %listener.local_addr()?, "whipcast listening");
+    info!(addr = %listener.local_addr()?, tls = tls.is_some(), "whipcast listening");
     let app = origin::router(state);
     let linger = cfg.server.shutdown_linger;
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            info!("shutting down: ending every broadcast");
-            ingest.shutdown().await;
-            tokio::time::sleep(linger).await;
-        })
-        .await;
+    let shutdown = async move {
+        shutdown.await;
+        info!("shutting down: ending every broadcast");
+        ingest.shutdown().await;
+        tokio::time::sleep(linger).await;
+    };
+    let result = match tls {
+        Some(tls) => origin::tls::serve(listener, app, tls, shutdown).await,
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     expiry.abort();
     result.map_err(RunError::from)
 }

@@ -4,7 +4,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tracing::{error, info, warn};
 
@@ -72,16 +72,19 @@ async fn read_body(body: Body, limit: usize) -> Result<String, IngestError> {
 
 /// The absolute base URL for `Location` headers: OBS mis-resolves relative ones
 /// (STANDARDS §1d, mediamtx #3177).
-pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+pub fn base_url(state: &AppState, headers: &HeaderMap, uri: &Uri) -> String {
     if !state.public_url.is_empty() {
         return state.public_url.trim_end_matches('/').to_string();
     }
+    // HTTP/1.1 carries the host in `Host`; HTTP/2 in the `:authority` of the URI.
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
         .unwrap_or("127.0.0.1");
-    format!("http://{host}")
+    let scheme = if state.tls { "https" } else { "http" };
+    format!("{scheme}://{host}")
 }
 
 /// `Link` headers for the configured ICE servers (RFC 9725 §4.6).
@@ -96,6 +99,7 @@ pub fn link_headers(ice_servers: &[String]) -> Vec<HeaderValue> {
 pub async fn post(
     State(state): State<AppState>,
     Path(stream): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, IngestError> {
@@ -118,7 +122,7 @@ pub async fn post(
         .await?;
     let location = format!(
         "{}/whip/{}/{}",
-        base_url(&state, &headers),
+        base_url(&state, &headers, &uri),
         published.stream,
         published.session_id
     );

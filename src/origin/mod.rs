@@ -3,6 +3,7 @@
 //! any listener.
 
 mod hls;
+pub mod tls;
 
 pub use hls::Parked;
 
@@ -33,6 +34,8 @@ pub struct AppState {
     pub player_dir: Option<PathBuf>,
     /// Blocking requests parked right now (bounded).
     pub parked: hls::Parked,
+    /// Whether the listener speaks TLS (scheme of absolute URLs).
+    pub tls: bool,
 }
 
 /// CORS for browsers: WHIP clients must read `Location`/`ETag`/`Link` (STANDARDS §1c);
