@@ -171,6 +171,9 @@ pub struct LlView<'a> {
     pub part_uri: &'a dyn Fn(u64, usize) -> String,
     /// Parts per segment, to predict the next part's URI for the preload hint.
     pub parts_per_segment: usize,
+    /// Earlier broadcasts of this name (`EXT-X-DISCONTINUITY-SEQUENCE`, HLS2 §4.4.3.3):
+    /// a re-published stream continues the media sequence numbers.
+    pub discontinuity_sequence: u64,
     /// Publisher gone: `EXT-X-ENDLIST`, no hint.
     pub ended: bool,
     /// A delta update was requested (`_HLS_skip=YES`).
@@ -235,6 +238,12 @@ pub fn render(view: &LlView<'_>) -> Bytes {
         "#EXT-X-MEDIA-SEQUENCE:{}",
         w.media_sequence()
     ));
+    if view.discontinuity_sequence > 0 {
+        line(&format_args!(
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+            view.discontinuity_sequence
+        ));
+    }
     line(&"#EXT-X-INDEPENDENT-SEGMENTS");
     if skipped > 0 {
         line(&Skip {
@@ -407,6 +416,7 @@ mod tests {
             segment_uri: seg,
             part_uri: part,
             parts_per_segment: 5,
+            discontinuity_sequence: 0,
             ended,
             skip,
             reports: vec![RenditionReport {

@@ -27,6 +27,8 @@ pub struct MediaView<'a> {
     pub init_uri: &'a str,
     /// URI of segment `seq`, relative to the playlist.
     pub segment_uri: &'a dyn Fn(u64) -> String,
+    /// Earlier broadcasts of this name (`EXT-X-DISCONTINUITY-SEQUENCE`).
+    pub discontinuity_sequence: u64,
     /// Publisher gone: `EXT-X-ENDLIST`.
     pub ended: bool,
 }
@@ -62,6 +64,7 @@ pub fn media(view: &MediaView<'_>) -> Bytes {
         version: Some(MEDIA_VERSION),
         target_duration: view.target_duration,
         media_sequence: view.window.media_sequence(),
+        discontinuity_sequence: view.discontinuity_sequence,
         segments,
         end_list: view.ended,
         independent_segments: true,
@@ -222,6 +225,7 @@ mod tests {
             window: &w,
             init_uri: "init-7.mp4",
             segment_uri: &uri,
+            discontinuity_sequence: 0,
             ended: false,
         });
         let text = String::from_utf8(text.to_vec()).expect("utf8");
@@ -242,6 +246,7 @@ mod tests {
             window: &w,
             init_uri: "init-7.mp4",
             segment_uri: &uri,
+            discontinuity_sequence: 0,
             ended: true,
         });
         assert!(

@@ -27,8 +27,40 @@ use crate::media::{RenditionInfo, RenditionKind};
 #[derive(Clone)]
 pub struct HlsStore {
     inner: Arc<Mutex<HashMap<String, StreamState>>>,
+    /// Numbering carried from one broadcast of a name to the next, also after the previous
+    /// one expired. Locked only after `inner`, never the other way round.
+    continuity: Arc<Mutex<HashMap<String, Continuity>>>,
     cfg: Arc<HlsConfig>,
     ll: Option<LlSettings>,
+}
+
+/// Where the next broadcast of a stream name continues.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Continuity {
+    /// First media sequence number of the next broadcast.
+    next_seq: u64,
+    /// `EXT-X-DISCONTINUITY-SEQUENCE` of the next broadcast.
+    discontinuity_seq: u64,
+}
+
+/// Names whose numbering is remembered after expiry (beyond it, arbitrary old names are
+/// forgotten and restart their numbers from 0 under a fresh epoch).
+const CONTINUITY_NAMES: usize = 10_000;
+
+impl StreamState {
+    /// Where a following broadcast of this name continues.
+    fn continuity(&self) -> Continuity {
+        let next_seq = self
+            .renditions
+            .values()
+            .map(|r| r.window.next_seq())
+            .max()
+            .unwrap_or(self.first_seq);
+        Continuity {
+            next_seq,
+            discontinuity_seq: self.discontinuity_seq + 1,
+        }
+    }
 }
 
 /// One fragment or part as the muxer produced it.
@@ -147,6 +179,10 @@ struct StreamState {
     first_playable: Option<Instant>,
     /// The publisher's keyframes (H.264).
     keyframes: Option<KeyframeStats>,
+    /// First media sequence number of this broadcast (continues the previous one's).
+    first_seq: u64,
+    /// Broadcasts of this name before this one (`EXT-X-DISCONTINUITY-SEQUENCE`).
+    discontinuity_seq: u64,
 }
 
 struct RenditionState {
@@ -263,6 +299,7 @@ fn render_media(
     let epoch = st.epoch.clone();
     let td = st.target_duration;
     let changed_at = st.changed_at;
+    let discontinuity_sequence = st.discontinuity_seq;
     let r = st.renditions.get_mut(name)?;
     if r.window.is_empty() {
         return None;
@@ -286,6 +323,7 @@ fn render_media(
                 segment_uri: &seg_uri,
                 part_uri: &part_uri,
                 parts_per_segment: ll.parts_per_segment,
+                discontinuity_sequence,
                 ended,
                 skip: slot == 1,
                 reports,
@@ -296,6 +334,7 @@ fn render_media(
             window: &r.window,
             init_uri: &init_uri,
             segment_uri: &seg_uri,
+            discontinuity_sequence,
             ended,
         }),
     };
@@ -357,6 +396,7 @@ impl HlsStore {
         Self {
             ll: LlSettings::from_config(&cfg),
             inner: Arc::new(Mutex::new(HashMap::new())),
+            continuity: Arc::new(Mutex::new(HashMap::new())),
             cfg: Arc::new(cfg),
         }
     }
@@ -386,7 +426,20 @@ impl HlsStore {
     /// new epoch.
     pub fn begin(&self, stream: &str, ingest: IngestSummary, now: Instant) -> String {
         let epoch = format!("{:08x}", rand::random::<u32>());
+        let mut map = self.lock();
+        let cont = match map.get(stream) {
+            Some(old) => old.continuity(),
+            None => self
+                .continuity
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(stream)
+                .copied()
+                .unwrap_or_default(),
+        };
         let state = StreamState {
+            first_seq: cont.next_seq,
+            discontinuity_seq: cont.discontinuity_seq,
             epoch: epoch.clone(),
             started: SystemTime::now(),
             started_at: now,
@@ -401,7 +454,7 @@ impl HlsStore {
             first_playable: None,
             keyframes: None,
         };
-        if let Some(old) = self.lock().insert(stream.to_string(), state) {
+        if let Some(old) = map.insert(stream.to_string(), state) {
             // Wake anyone parked on the previous broadcast; they will find it gone.
             for r in old.renditions.values() {
                 r.changed.send_modify(|v| *v += 1);
@@ -416,10 +469,11 @@ impl HlsStore {
         let st = live(&mut map, stream)?;
         let cfg = &self.cfg;
         let name = info.name.clone();
+        let first_seq = st.first_seq;
         let r = st.renditions.entry(name).or_insert_with(|| RenditionState {
             info: info.clone(),
             init: Bytes::new(),
-            window: Window::new(cfg.window_segments, cfg.retain_segments),
+            window: Window::starting_at(cfg.window_segments, cfg.retain_segments, first_seq),
             cache: [None, None],
             peak_bps: 0,
             total_bytes: 0,
@@ -521,8 +575,17 @@ impl HlsStore {
             .filter(|(_, s)| s.ended_at.is_some_and(|t| now.duration_since(t) >= grace))
             .map(|(k, _)| k.clone())
             .collect();
+        let mut cont = self.continuity.lock().unwrap_or_else(|p| p.into_inner());
         for k in &gone {
-            map.remove(k);
+            if let Some(st) = map.remove(k) {
+                if cont.len() >= CONTINUITY_NAMES
+                    && let Some(victim) = cont.keys().next().cloned()
+                {
+                    // Bounded memory against a flood of one-off names.
+                    cont.remove(&victim);
+                }
+                cont.insert(k.clone(), st.continuity());
+            }
         }
         gone
     }
@@ -1064,6 +1127,43 @@ mod tests {
         );
         assert_eq!(parse_part_name("part-ab12-7.m4s"), None);
         assert_eq!(parse_part_name("part-ab12-7.x.m4s"), None);
+    }
+
+    #[test]
+    fn republish_continues_numbering_with_a_discontinuity() {
+        let cfg = HlsConfig {
+            part_duration: Duration::ZERO,
+            ..cfg()
+        };
+        let s = HlsStore::new(cfg.clone());
+        let t0 = Instant::now();
+        let broadcast = |n: usize| {
+            let epoch = s.begin("cam", ingest(), t0);
+            s.init("cam", info("360p", true), Bytes::from_static(b"i"))
+                .expect("init");
+            for _ in 0..n {
+                s.publish("cam", "360p", chunk(true, 2000, b"x"))
+                    .expect("segment");
+            }
+            epoch
+        };
+        broadcast(4);
+        s.end("cam", t0);
+        // Re-published within the grace period: numbers continue (HLS2 §6.2.2), one
+        // discontinuity more.
+        let e2 = broadcast(2);
+        let pl = text(s.media_playlist("cam", "360p", false));
+        assert!(pl.contains("#EXT-X-MEDIA-SEQUENCE:4"), "{pl}");
+        assert!(pl.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"), "{pl}");
+        assert!(pl.contains(&segment_name(&e2, 5)));
+        // After expiry too.
+        s.end("cam", t0);
+        assert_eq!(s.expire(t0 + cfg.grace_period), ["cam"]);
+        let e3 = broadcast(1);
+        let pl = text(s.media_playlist("cam", "360p", false));
+        assert!(pl.contains("#EXT-X-MEDIA-SEQUENCE:6"), "{pl}");
+        assert!(pl.contains("#EXT-X-DISCONTINUITY-SEQUENCE:2"), "{pl}");
+        assert!(pl.contains(&segment_name(&e3, 6)));
     }
 
     #[test]

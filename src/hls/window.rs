@@ -62,11 +62,18 @@ pub struct Window {
 impl Window {
     /// A window listing `window` complete segments and keeping `retain` more downloadable.
     pub fn new(window: usize, retain: usize) -> Self {
+        Self::starting_at(window, retain, 0)
+    }
+
+    /// The same, numbering from `first_seq`: a re-published stream continues the previous
+    /// broadcast's numbers, because media sequence numbers only ever increase (HLS2 §6.2.2)
+    /// and caches hold blocking responses keyed by them.
+    pub fn starting_at(window: usize, retain: usize, first_seq: u64) -> Self {
         Self {
             live: VecDeque::new(),
             retired: VecDeque::new(),
             open: None,
-            next_seq: 0,
+            next_seq: first_seq,
             window: window.max(1),
             retain,
         }

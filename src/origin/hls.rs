@@ -223,14 +223,17 @@ fn max_age(secs: u64) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("no-cache"))
 }
 
-/// `max-age` for a playlist: ½ target duration while live (non-blocking), 6 × target
-/// duration for a blocking response (HLS2 App. B.1), longer once it carries ENDLIST.
+/// `max-age` for a playlist: ½ target duration (non-blocking), 6 × target duration for a
+/// blocking response (HLS2 App. B.1).
 fn playlist_cache(state: &AppState, stream: &str, blocking: bool) -> HeaderValue {
     let td = state.store.target_duration();
-    if !state.store.is_live(stream) {
-        return max_age(30);
+    // An ended playlist stays short-lived too: the name may be published again at once,
+    // and a cached ENDLIST would hide the new broadcast.
+    if blocking && state.store.is_live(stream) {
+        max_age(td * 6)
+    } else {
+        max_age((td / 2).max(1))
     }
-    max_age(if blocking { td * 6 } else { (td / 2).max(1) })
 }
 
 /// `GET /hls/{stream}/master.m3u8`
@@ -311,7 +314,15 @@ async fn wait_until(
                     Ok(_) => continue,
                     Err(_) => {
                         debug!(stream, rendition, msn, ?part, "blocking request timed out");
-                        return Err(unavailable("not available in time\n"));
+                        // Cacheable for a second: a shield collapsing identical blocking
+                        // requests answers them all at once instead of queueing them
+                        // behind each other (measured with nginx, deploy/nginx/README.md).
+                        let mut r = unavailable("not available in time\n");
+                        r.headers_mut().insert(
+                            header::CACHE_CONTROL,
+                            HeaderValue::from_static("public, max-age=1"),
+                        );
+                        return Err(r);
                     }
                 }
             }
