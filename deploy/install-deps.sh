@@ -17,6 +17,9 @@ PKGS=(
   ffmpeg time curl ca-certificates openssl
   # tests run in a loopback-only network namespace (deploy/netns-run.sh)
   iproute2 util-linux
+  # tests/cdn_shield.rs runs deploy/nginx/whipcast-shield.conf (Debian 12's `nginx` 1.22 has
+  # the proxy cache module built in; nginx-light is only that plus the echo module)
+  nginx
 )
 
 missing=()
