@@ -28,6 +28,13 @@
     fatalErrors: 0,
     retries: 0,
     latency: null, // seconds behind the live edge (hls.js)
+    endlist: false, // the playlist carried EXT-X-ENDLIST
+    targetLatency: null, // the latency hls.js aims for (PART-HOLD-BACK in low-latency mode)
+    lowLatencyMode: null, // hls.js config.lowLatencyMode
+    stalls: 0, // `waiting` events after playback started
+    stallErrors: 0, // hls.js BUFFER_STALLED_ERROR events
+    fragLoads: 0, // whole segments loaded (hls.js FRAG_LOADED without part)
+    partLoads: 0, // LL-HLS parts loaded (FRAG_LOADED with data.part)
   };
   window.whipcastState = state;
 
@@ -71,7 +78,16 @@
     state.engine = 'hls.js';
     setStatus('loading', 'loading…');
     hls = new window.Hls({ lowLatencyMode: true, backBufferLength: 30 });
+    window.whipcastHls = hls; // for tests and debugging
+    state.lowLatencyMode = hls.config.lowLatencyMode;
     const H = window.Hls.Events;
+    hls.on(H.FRAG_LOADED, (_ev, data) => {
+      if (data.part) state.partLoads += 1;
+      else if (data.frag && data.frag.sn !== 'initSegment') state.fragLoads += 1;
+    });
+    hls.on(H.LEVEL_UPDATED, (_ev, data) => {
+      if (data.details && data.details.live === false) state.endlist = true;
+    });
     hls.on(H.MANIFEST_PARSED, (_ev, data) => {
       state.levels = data.levels.map((l, index) => ({
         index,
@@ -89,6 +105,7 @@
       showInfo();
     });
     hls.on(H.ERROR, (_ev, data) => {
+      if (data.details === window.Hls.ErrorDetails.BUFFER_STALLED_ERROR) state.stallErrors += 1;
       const status = data.response && data.response.code;
       recordError(data.type, data.details, data.fatal, status ? { status } : {});
       if (!data.fatal) return;
@@ -121,12 +138,27 @@
 
   video.addEventListener('playing', () => setStatus('playing', 'playing'));
   video.addEventListener('waiting', () => {
-    if (state.phase === 'playing') setStatus('loading', 'buffering…');
+    if (state.phase === 'playing') {
+      state.stalls += 1;
+      setStatus('loading', 'buffering…');
+    }
   });
   video.addEventListener('ended', () => setStatus('ended', 'the broadcast has ended'));
+  // The playlist said EXT-X-ENDLIST: once playback runs out of buffer, the broadcast is over.
+  // (Audio and video may end a few hundred ms apart, so the element does not always reach
+  // `ended` by itself; it then waits forever at the end of the shorter track.)
+  function endedIfDrained() {
+    if (!state.endlist || state.phase === 'ended') return;
+    const b = video.buffered;
+    const end = b.length ? b.end(b.length - 1) : 0;
+    if (end - video.currentTime < 1.5) setStatus('ended', 'the broadcast has ended');
+  }
+  video.addEventListener('waiting', endedIfDrained);
+  setInterval(endedIfDrained, 1000);
   video.addEventListener('timeupdate', () => {
     if (hls) {
       state.latency = hls.latency;
+      state.targetLatency = hls.targetLatency;
       state.autoLevel = hls.autoLevelEnabled;
     }
     showInfo();
