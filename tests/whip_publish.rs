@@ -298,3 +298,62 @@ async fn passthrough_source_rung_is_steered_onto_segment_boundaries() {
     assert_eq!(publisher.stop().await.unwrap(), 200);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_ignoring_pli_is_detected_and_its_gop_followed() {
+    let mut cfg = test_config("");
+    let mut ladder: whipcast::media::Ladder = toml::from_str(common::TEST_LADDER).unwrap();
+    ladder.source.enabled = true;
+    ladder.rungs.truncate(1);
+    cfg.media.ladder = Some(ladder);
+    let gw = TestGateway::start(cfg).await;
+    // Like OBS: keyframes only every 2 s whatever whipcast asks; segments target 1 s.
+    let mut opts = PublisherOptions::whip(&gw.whip_url("obs")).with_format(640, 360, 30);
+    opts.ignore_keyframe_requests = true;
+    let publisher = Publisher::start(opts).await.unwrap();
+    let master = gw
+        .wait_master("obs", 2, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let source = master
+        .variants
+        .iter()
+        .find(|v| v.uri.starts_with("source/"))
+        .unwrap();
+    let url = resolve(&gw.master_url("obs"), &source.uri);
+    // Steering gives up after three unanswered requests (~1.5 s each), then follows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let k = loop {
+        let (_, api) = gw.get_text(&gw.url("/api/streams")).await.unwrap();
+        let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+        let k = api["streams"][0]["keyframes"].clone();
+        if k["mode"] == "publisher_gop" {
+            break k;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "PLI-ignoring publisher not detected: {k}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(k["answered"], 0, "{k}");
+    let gop = k["observed_gop_s"].as_f64().unwrap();
+    assert!((1.8..2.3).contains(&gop), "observed GOP {gop}");
+    assert!(publisher.keyframe_requests() >= 3);
+    // Segments follow the publisher's 2 s keyframes and still start with one.
+    let pl = gw
+        .wait_segments(&url, 4, Duration::from_secs(30))
+        .await
+        .unwrap();
+    for s in pl.segments.iter().skip(1) {
+        assert!(
+            (1.8..2.3).contains(&s.duration),
+            "segment of {} s",
+            s.duration
+        );
+    }
+    let probes = probe_rendition(&gw, &url, &pl, true).await.unwrap();
+    assert!(probes.values().all(|p| p.frames[0].1));
+    assert_eq!(publisher.stop().await.unwrap(), 200);
+    gw.shutdown().await;
+}

@@ -9,6 +9,9 @@
 //! disables mDNS, and every non-loopback `a=candidate` (local or remote) is dropped before it is
 //! sent or applied, so no packet can go anywhere but 127.0.0.1.
 //!
+//! With [`PublisherOptions::timecode`], every video frame carries its capture time as a
+//! barcode ([`paint_timecode`]), for glass-to-glass latency measurements.
+//!
 //! Self-contained on purpose (only external crates, no `super::`): it is included both as
 //! `tests/common/publisher.rs` and by a benchmark through `#[path]`.
 #![allow(dead_code)]
@@ -115,6 +118,13 @@ pub struct PublisherOptions {
     /// local candidate as a `{"type":"candidate",...}` message. When false (default), the offer
     /// is sent once ICE gathering is complete and carries all candidates; none are trickled.
     pub trickle: bool,
+    /// Stamp every video frame with its capture time (wall clock, ms since the Unix epoch) as
+    /// a barcode in the top third of the picture, for glass-to-glass latency measurements
+    /// (see [`paint_timecode`]). Off by default.
+    pub timecode: bool,
+    /// Behave like OBS, which has no PLI handler: count keyframe requests, never honour
+    /// them; keyframes come only every `2 * fps` frames.
+    pub ignore_keyframe_requests: bool,
 }
 
 impl PublisherOptions {
@@ -143,6 +153,8 @@ impl PublisherOptions {
             signaling,
             bitrate_kbps: 1500,
             trickle: false,
+            timecode: false,
+            ignore_keyframe_requests: false,
         }
     }
 
@@ -173,6 +185,12 @@ impl PublisherOptions {
         self.audio = audio;
         self
     }
+
+    /// Enables or disables the capture-time barcode ([`PublisherOptions::timecode`]).
+    pub fn with_timecode(mut self, timecode: bool) -> Self {
+        self.timecode = timecode;
+        self
+    }
 }
 
 /// A connected publisher. Media flows until [`Publisher::stop`] (or drop).
@@ -189,6 +207,7 @@ pub struct Publisher {
     state_rx: watch::Receiver<RTCPeerConnectionState>,
     video_payload_type: u8,
     audio_payload_type: Option<u8>,
+    offer_sent_at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -290,6 +309,7 @@ impl Publisher {
                     state_rx,
                     video_payload_type: n.video.payload_type,
                     audio_payload_type: n.audio.as_ref().map(|a| a.payload_type),
+                    offer_sent_at: n.offer_sent_at,
                 };
                 // On error, `publisher` is dropped, which tears everything down.
                 publisher.start_media(&opts, n.video, n.audio).await?;
@@ -322,6 +342,11 @@ impl Publisher {
         s.set("height", height as i32);
         caps.set_property("caps", gst::Caps::builder_full().structure(s).build());
         Ok(())
+    }
+
+    /// When the offer went out (WHIP `POST` / WebSocket `offer` message).
+    pub fn offer_sent_at(&self) -> std::time::Instant {
+        self.offer_sent_at
     }
 
     /// WHIP: absolute session URL from the `Location` header. WS: `None`.
@@ -437,14 +462,20 @@ impl Publisher {
         let launch = pipeline_description(opts);
         let stats = self.stats.clone();
         let with_audio = audio.is_some();
+        let timecode = opts.timecode;
         let (pipeline, encoder) = tokio::task::spawn_blocking(move || {
-            build_pipeline(&launch, vtx, with_audio.then_some(atx), &stats)
+            let built = build_pipeline(&launch, vtx, with_audio.then_some(atx), &stats)?;
+            if timecode {
+                install_timecode_probe(&built.0)?;
+            }
+            anyhow::Ok(built)
         })
         .await??;
 
         // Keyframe requests → GstForceKeyUnit upstream event on the encoder.
         let stats = self.stats.clone();
         let vtrack = video.track.clone();
+        let honour = !opts.ignore_keyframe_requests;
         self.tasks.push(tokio::spawn(async move {
             while let Some(event) = vtrack.poll().await {
                 let TrackLocalEvent::OnRtcpPacket(packets) = event else {
@@ -452,7 +483,7 @@ impl Publisher {
                 };
                 if packets.iter().any(is_keyframe_request) {
                     stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
-                    if let Some(pad) = encoder.static_pad("src") {
+                    if let Some(pad) = encoder.static_pad("src").filter(|_| honour) {
                         let ev = gst_video::UpstreamForceKeyUnitEvent::builder()
                             .all_headers(true)
                             .build();
@@ -561,6 +592,7 @@ struct Negotiated {
     tasks: Vec<JoinHandle<()>>,
     video: SendTrack,
     audio: Option<SendTrack>,
+    offer_sent_at: std::time::Instant,
 }
 
 async fn add_send_track(
@@ -668,6 +700,7 @@ async fn negotiate(
     let mut tasks = Vec::new();
     let mut ws_handle = None;
     let mut session_url = None;
+    let offer_sent_at: std::time::Instant;
 
     match &opts.signaling {
         Signaling::Whip { url, token } => {
@@ -678,6 +711,7 @@ async fn negotiate(
             if let Some(token) = token {
                 req = req.bearer_auth(token);
             }
+            offer_sent_at = std::time::Instant::now();
             let resp = req
                 .send()
                 .await
@@ -723,6 +757,7 @@ async fn negotiate(
             let ws = WsHandle { out_tx, task };
 
             let offer_msg = serde_json::json!({"type": "offer", "sdp": offer_sdp});
+            offer_sent_at = std::time::Instant::now();
             let _ = ws.out_tx.send(WsOut::Text(offer_msg.to_string()));
             if trickle {
                 let out_tx = ws.out_tx.clone();
@@ -827,6 +862,7 @@ async fn negotiate(
         tasks,
         video,
         audio,
+        offer_sent_at,
     })
 }
 
@@ -1300,4 +1336,155 @@ fn spawn_forwarder(
             }
         }
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Capture-time barcode (glass-to-glass latency). The decoder is tests/browser/timecode.mjs;
+// keep the two in step.
+//
+// The top third of the frame is a grid of TIMECODE_COLS × TIMECODE_ROWS blocks (640x360: 40x24
+// px each; still 20x12 px in a 320x180 rendition). Row 0 is a calibration row (white, black,
+// white, …) that gives the decoder its black and white levels. Rows 1–4 carry 64 bits, most
+// significant first, row by row, left to right, white = 1: 48 bits of wall-clock
+// milliseconds since the Unix epoch, then CRC-16/CCITT-FALSE of those 6 bytes. The chroma
+// under the grid is neutral, so the blocks are pure grey. The rest of the picture stays the
+// moving videotestsrc pattern (realistic P-frames).
+
+/// Columns of the barcode grid.
+pub const TIMECODE_COLS: usize = 16;
+/// Rows of the barcode grid (one calibration row + four data rows).
+pub const TIMECODE_ROWS: usize = 5;
+/// The grid covers the top `TIMECODE_ROWS / TIMECODE_ROW_DIVISOR` of the frame height.
+pub const TIMECODE_ROW_DIVISOR: usize = 15;
+/// Luma of a 0 bit (video-range black).
+pub const TIMECODE_BLACK: u8 = 16;
+/// Luma of a 1 bit (video-range white).
+pub const TIMECODE_WHITE: u8 = 235;
+
+/// CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final xor).
+pub fn crc16_ccitt(data: &[u8]) -> u16 {
+    let mut crc = 0xFFFFu16;
+    for &b in data {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// The 64 data bits for `ms` (48 bits of time, 16 bits of CRC), most significant first.
+pub fn timecode_bits(ms: u64) -> [bool; 64] {
+    let mut bytes = [0u8; 8];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    let crc = crc16_ccitt(&bytes[..6]);
+    bytes[6..].copy_from_slice(&crc.to_be_bytes());
+    let mut bits = [false; 64];
+    for (i, bit) in bits.iter_mut().enumerate() {
+        *bit = bytes[i / 8] & (0x80 >> (i % 8)) != 0;
+    }
+    bits
+}
+
+/// Paints the barcode of `ms` into a luma plane (`stride` bytes per row) of a
+/// `width`x`height` picture.
+pub fn paint_timecode(luma: &mut [u8], stride: usize, width: usize, height: usize, ms: u64) {
+    let bits = timecode_bits(ms);
+    for row in 0..TIMECODE_ROWS {
+        let (y0, y1) = (
+            row * height / TIMECODE_ROW_DIVISOR,
+            (row + 1) * height / TIMECODE_ROW_DIVISOR,
+        );
+        for col in 0..TIMECODE_COLS {
+            let white = if row == 0 {
+                col % 2 == 0
+            } else {
+                bits[(row - 1) * TIMECODE_COLS + col]
+            };
+            let v = if white {
+                TIMECODE_WHITE
+            } else {
+                TIMECODE_BLACK
+            };
+            let (x0, x1) = (
+                col * width / TIMECODE_COLS,
+                (col + 1) * width / TIMECODE_COLS,
+            );
+            for y in y0..y1 {
+                if let Some(line) = luma.get_mut(y * stride + x0..y * stride + x1) {
+                    line.fill(v);
+                }
+            }
+        }
+    }
+}
+
+/// A `width`x`height` luma plane (no padding) showing the barcode of `ms` over mid grey: the
+/// reference frame for checking a decoder.
+pub fn timecode_reference_luma(width: usize, height: usize, ms: u64) -> Vec<u8> {
+    let mut luma = vec![128u8; width * height];
+    paint_timecode(&mut luma, width, width, height, ms);
+    luma
+}
+
+/// Wall-clock milliseconds since the Unix epoch (the clock the browser's `Date.now()` reads).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Stamps each raw frame leaving `vcaps` (right after the live source produced it, before
+/// the encoder) with the current wall-clock time.
+fn install_timecode_probe(pipeline: &gst::Pipeline) -> anyhow::Result<()> {
+    let pad = pipeline
+        .by_name("vcaps")
+        .and_then(|e| e.static_pad("src"))
+        .ok_or_else(|| anyhow!("no vcaps src pad"))?;
+    pad.add_probe(gst::PadProbeType::BUFFER, |pad, info| {
+        let Some(info_caps) = pad
+            .current_caps()
+            .and_then(|c| gst_video::VideoInfo::from_caps(&c).ok())
+        else {
+            return gst::PadProbeReturn::Ok;
+        };
+        if info_caps.format() != gst_video::VideoFormat::I420 {
+            return gst::PadProbeReturn::Ok;
+        }
+        if let Some(buffer) = info.buffer_mut() {
+            let ms = unix_ms();
+            let (w, h) = (info_caps.width() as usize, info_caps.height() as usize);
+            if let Ok(mut frame) =
+                gst_video::VideoFrameRef::from_buffer_ref_writable(buffer.make_mut(), &info_caps)
+            {
+                let strides: Vec<usize> = gst_video::prelude::VideoFrameExt::plane_stride(&frame)
+                    .iter()
+                    .map(|s| (*s).max(0) as usize)
+                    .collect();
+                if let Ok(y) = frame.plane_data_mut(0) {
+                    paint_timecode(y, strides[0], w, h, ms);
+                }
+                // Neutral chroma under the grid (4:2:0: half width, half height).
+                let rows = (TIMECODE_ROWS * h / TIMECODE_ROW_DIVISOR).div_ceil(2);
+                for plane in 1..3u32 {
+                    let stride = strides[plane as usize];
+                    if let Ok(data) = frame.plane_data_mut(plane) {
+                        for y in 0..rows {
+                            if let Some(line) = data.get_mut(y * stride..y * stride + w.div_ceil(2))
+                            {
+                                line.fill(128);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
 }
