@@ -1,7 +1,10 @@
 // whipcast publisher page: camera + microphone -> WebRTC -> whipcast, over WHIP (RFC 9725)
 // or the WebSocket signalling channel.
 //
-// Query: ?stream=NAME&signaling=whip|ws&codec=h264|vp8&token=TOKEN&height=720&autostart=0
+// Query: ?stream=NAME&signaling=whip|ws&codec=h264|vp8|vp9&token=TOKEN&height=720&autostart=0
+//        &source=camera|screen&bitrate=KBITS
+// The page can also share the screen (getDisplayMedia), pick devices, cap the bitrate
+// (RTCRtpSender.setParameters) and shows getStats() figures every second.
 // When `stream` is given the page starts publishing at once (unless autostart=0).
 // window.whipcastState mirrors what the page shows, for tests and for debugging.
 'use strict';
@@ -30,6 +33,9 @@
     remoteCandidates: [],
     warnings: [],
     stats: null,
+    live: null, // { bitrateKbps, fps, width, height, packetLoss, rttMs } from the last two getStats()
+    source: null, // camera | screen
+    maxBitrateKbps: null,
     log: [],
   };
   window.whipcastState = state;
@@ -40,6 +46,8 @@
   let token = '';
   let stopping = false;
   let statsTimer = null;
+  let videoSender = null;
+  let lastSample = null; // previous outbound video sample, for the bitrate
 
   class PublishError extends Error {
     constructor(message, status) {
@@ -64,9 +72,29 @@
     log(`status: ${text}`);
   }
 
+  /** Adds an explanation to the errors people hit most. Keeps "HTTP NNN" in the text. */
+  function explain(err) {
+    const msg = err.message || String(err);
+    const hint = {
+      400: 'the server refused the offer',
+      401: 'unauthorised: check the bearer token',
+      403: 'forbidden: this token may not publish here',
+      404: 'no such endpoint',
+      409: 'this stream name is already being published; stop the other publisher or pick another name',
+      503: 'the server is at capacity; try again later',
+    }[err.status];
+    if (hint) return `${msg} (${hint})`;
+    if (err.name === 'NotAllowedError') return `permission denied: allow ${state.source === 'screen' ? 'screen sharing' : 'camera and microphone'} access and press Start again`;
+    if (err.name === 'NotFoundError') return 'no camera or microphone found';
+    if (err.name === 'NotReadableError') return 'the camera or microphone is in use by another application';
+    if (err.name === 'OverconstrainedError') return 'the selected device cannot provide the requested format';
+    if (err.network) return `${msg}: network down or server unreachable`;
+    return msg;
+  }
+
   function fail(err) {
     if (stopping) return;
-    state.error = err.message || String(err);
+    state.error = explain(err);
     if (err.status) state.httpStatus = err.status;
     setStatus('error', `error: ${state.error}`);
     teardown();
@@ -93,7 +121,7 @@
   }
 
   function preferCodec(transceiver, codec) {
-    const mime = codec === 'vp8' ? 'video/vp8' : 'video/h264';
+    const mime = ['vp8', 'vp9'].includes(codec) ? `video/${codec}` : 'video/h264';
     const codecs = codecsFor(mime);
     if (!codecs.length) throw new PublishError(`this browser cannot send ${codec.toUpperCase()} video`);
     if (!transceiver.setCodecPreferences) {
@@ -185,7 +213,9 @@
         body: pc.localDescription.sdp,
       });
     } catch (e) {
-      throw new PublishError(`cannot reach ${endpoint.pathname}: ${e.message}`);
+      const err = new PublishError(`cannot reach ${endpoint.pathname}: ${e.message}`);
+      err.network = true;
+      throw err;
     }
     state.httpStatus = resp.status;
     const body = await resp.text();
@@ -284,7 +314,9 @@
         if (!answered) {
           // 4000 + HTTP status: the server refused before any offer (name or token).
           const status = ev.code >= 4000 && ev.code < 5000 ? ev.code - 4000 : null;
-          reject(new PublishError(status ? `HTTP ${status}: ${ev.reason || why}` : why, status));
+          const err = new PublishError(status ? `HTTP ${status}: ${ev.reason || why}` : why, status);
+          if (!status && ev.code === 1006) err.network = true;
+          reject(err);
         } else if (state.phase !== 'ended') {
           setStatus('ended', `ended: ${why}`);
           teardown();
@@ -299,26 +331,34 @@
     const stream = $('stream').value.trim();
     const signaling = $('signaling').value;
     const codec = $('codec').value;
+    const source = $('source').value;
+    const maxKbps = Number($('bitrate').value) || null;
     token = $('token').value;
     Object.assign(state, {
       stream, signaling, codec, resource: null, httpStatus: null, deleteStatus: null, error: null,
-      localCandidates: [], remoteCandidates: [], warnings: [], stats: null,
+      localCandidates: [], remoteCandidates: [], warnings: [], stats: null, live: null,
+      source, maxBitrateKbps: maxKbps,
     });
+    lastSample = null;
+    renderStats();
     stopping = false;
     $('links').textContent = '';
     try {
       if (!/^[A-Za-z0-9_-]{1,64}$/.test(stream)) throw new PublishError('invalid stream name: use 1-64 letters, digits, - or _');
-      setStatus('media', 'opening camera and microphone…');
-      const height = Number(params.get('height')) || 720;
-      media = await navigator.mediaDevices.getUserMedia({
-        audio: true,
-        video: { height: { ideal: height }, frameRate: { ideal: 30 } },
-      });
+      media = await openMedia(source);
       $('preview').srcObject = media;
+      refreshDevices();
       pc = newPeerConnection();
       for (const track of media.getTracks()) {
-        const t = pc.addTransceiver(track, { direction: 'sendonly', streams: [media] });
-        if (track.kind === 'video') preferCodec(t, codec);
+        const init = { direction: 'sendonly', streams: [media] };
+        if (track.kind === 'video' && maxKbps) init.sendEncodings = [{ maxBitrate: maxKbps * 1000 }];
+        const t = pc.addTransceiver(track, init);
+        if (track.kind === 'video') {
+          preferCodec(t, codec);
+          videoSender = t.sender;
+          // Screen share: the user can end it from the browser's own UI.
+          track.addEventListener('ended', () => { if (!stopping && pc) stop(); });
+        }
       }
       setStatus('connecting', `connecting over ${signaling === 'ws' ? 'WebSocket' : 'WHIP'}…`);
       statsTimer = setInterval(refreshStats, 1000);
@@ -329,7 +369,69 @@
     }
   }
 
+  async function openMedia(source) {
+    const height = Number(params.get('height')) || 720;
+    const vdev = $('videoDevice').value;
+    const adev = $('audioDevice').value;
+    const audio = adev === 'none' ? false : adev ? { deviceId: { exact: adev } } : true;
+    if (source === 'screen') {
+      if (!navigator.mediaDevices.getDisplayMedia) throw new PublishError('this browser cannot share the screen');
+      setStatus('media', 'choose a screen or window to share…');
+      const screen = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 30 } }, audio: false });
+      if (audio) {
+        try {
+          const mic = await navigator.mediaDevices.getUserMedia({ audio });
+          mic.getAudioTracks().forEach((t) => screen.addTrack(t));
+        } catch (e) {
+          state.warnings.push(`no microphone: ${e.message}`);
+        }
+      }
+      return screen;
+    }
+    setStatus('media', 'opening camera and microphone…');
+    const video = { height: { ideal: height }, frameRate: { ideal: 30 } };
+    if (vdev) video.deviceId = { exact: vdev };
+    return navigator.mediaDevices.getUserMedia({ audio, video });
+  }
+
+  /** Fills the device pickers; labels appear once the page has been granted access. */
+  async function refreshDevices() {
+    if (!navigator.mediaDevices?.enumerateDevices) return;
+    try {
+      const devices = await navigator.mediaDevices.enumerateDevices();
+      for (const [id, kind, extra] of [['videoDevice', 'videoinput', []], ['audioDevice', 'audioinput', [['none', 'none']]]]) {
+        const sel = $(id);
+        const keep = sel.value;
+        const opts = [['', 'default'], ...extra];
+        devices.filter((d) => d.kind === kind && d.deviceId && d.deviceId !== 'default')
+          .forEach((d, i) => opts.push([d.deviceId, d.label || `${kind === 'videoinput' ? 'camera' : 'microphone'} ${i + 1}`]));
+        sel.replaceChildren(...opts.map(([v, t]) => new Option(t, v)));
+        if (opts.some(([v]) => v === keep)) sel.value = keep;
+      }
+    } catch (e) {
+      state.warnings.push(`enumerateDevices: ${e.message}`);
+    }
+  }
+
+  /** Applies the bitrate field to the running video sender. */
+  async function applyBitrate() {
+    const kbps = Number($('bitrate').value) || null;
+    state.maxBitrateKbps = kbps;
+    if (!videoSender || !pc) return;
+    try {
+      const p = videoSender.getParameters();
+      if (!p.encodings || !p.encodings.length) p.encodings = [{}];
+      if (kbps) p.encodings[0].maxBitrate = kbps * 1000;
+      else delete p.encodings[0].maxBitrate;
+      await videoSender.setParameters(p);
+      log(`max bitrate ${kbps ? `${kbps} kbit/s` : 'uncapped'}`);
+    } catch (e) {
+      state.warnings.push(`setParameters: ${e.message}`);
+    }
+  }
+
   function teardown() {
+    videoSender = null;
     clearInterval(statsTimer);
     statsTimer = null;
     if (ws) {
@@ -365,7 +467,7 @@
       const report = await pc.getStats();
       const byId = new Map();
       report.forEach((s) => byId.set(s.id, s));
-      const out = { video: null, audio: null, pair: null };
+      const out = { video: null, audio: null, pair: null, remote: {} };
       report.forEach((s) => {
         if (s.type === 'outbound-rtp' && (s.kind === 'video' || s.kind === 'audio')) {
           out[s.kind] = {
@@ -383,6 +485,9 @@
             pliCount: s.pliCount,
           };
         }
+        if (s.type === 'remote-inbound-rtp' && (s.kind === 'video' || s.kind === 'audio')) {
+          out.remote[s.kind] = { packetsLost: s.packetsLost, fractionLost: s.fractionLost, roundTripTime: s.roundTripTime };
+        }
         if (s.type === 'transport' && s.selectedCandidatePairId) {
           const pair = byId.get(s.selectedCandidatePairId);
           const l = pair && byId.get(pair.localCandidateId);
@@ -394,30 +499,77 @@
             dtlsState: s.dtlsState,
             dtlsCipher: s.dtlsCipher,
             srtpCipher: s.srtpCipher,
+            currentRoundTripTime: pair && pair.currentRoundTripTime,
           };
         }
       });
       state.stats = out;
+      const v = out.video;
+      const now = performance.now();
+      const live = { bitrateKbps: null, fps: null, width: null, height: null, packetLoss: null, rttMs: null };
+      if (v) {
+        if (lastSample && now > lastSample.at && v.bytesSent >= lastSample.bytes) {
+          live.bitrateKbps = Math.round(((v.bytesSent - lastSample.bytes) * 8) / (now - lastSample.at));
+        }
+        lastSample = { at: now, bytes: v.bytesSent };
+        Object.assign(live, { fps: v.framesPerSecond ?? null, width: v.frameWidth ?? null, height: v.frameHeight ?? null });
+      }
+      const rv = out.remote.video;
+      if (rv) {
+        const sent = v && v.packetsSent;
+        live.packetLoss = rv.fractionLost != null ? rv.fractionLost : sent ? rv.packetsLost / (sent + rv.packetsLost) : null;
+      }
+      const rtt = (out.pair && out.pair.currentRoundTripTime) ?? (rv && rv.roundTripTime);
+      if (rtt != null) live.rttMs = Math.round(rtt * 1000);
+      state.live = live;
+      renderStats();
     } catch (e) {
       state.warnings.push(`getStats: ${e.message}`);
     }
+  }
+
+  function renderStats() {
+    const l = state.live || {};
+    const v = state.stats && state.stats.video;
+    const set = (id, t) => { $(id).textContent = t; };
+    set('st-bitrate', l.bitrateKbps != null ? `${l.bitrateKbps} kbit/s${state.maxBitrateKbps ? ` (cap ${state.maxBitrateKbps})` : ''}` : '–');
+    set('st-fps', l.fps != null ? `${Math.round(l.fps)} fps` : '–');
+    set('st-res', l.width ? `${l.width}×${l.height}` : '–');
+    set('st-loss', l.packetLoss != null ? `${(l.packetLoss * 100).toFixed(1)} %` : '–');
+    set('st-rtt', l.rttMs != null ? `${l.rttMs} ms` : '–');
+    set('st-codec', (v && v.codec) || '–');
+    set('st-limit', (v && v.qualityLimitationReason) || '–');
   }
 
   function showLinks() {
     const links = $('links');
     links.textContent = '';
     const watch = document.createElement('a');
-    watch.href = `../watch/?stream=${encodeURIComponent(state.stream)}`;
+    watch.href = new URL(`../watch/?stream=${encodeURIComponent(state.stream)}`, location.href).href;
     watch.textContent = 'watch';
     const hls = document.createElement('a');
-    hls.href = `/hls/${encodeURIComponent(state.stream)}/master.m3u8`;
+    hls.href = new URL(`/hls/${encodeURIComponent(state.stream)}/master.m3u8`, location.href).href;
     hls.textContent = 'master.m3u8';
-    links.append(watch, hls);
+    const share = document.createElement('p');
+    share.className = 'hint';
+    share.append('Share: ');
+    const url = document.createElement('code');
+    url.id = 'share-url';
+    url.textContent = watch.href;
+    const copy = document.createElement('button');
+    copy.type = 'button';
+    copy.textContent = 'Copy';
+    copy.addEventListener('click', () => {
+      navigator.clipboard?.writeText(watch.href).then(() => { copy.textContent = 'Copied'; }, () => { copy.textContent = 'Copy failed'; });
+    });
+    share.append(url, ' ', copy, ' · HLS: ');
+    share.append(Object.assign(document.createElement('code'), { textContent: hls.href }));
+    links.append(watch, hls, share);
   }
 
   // ---- wiring ------------------------------------------------------------------------
 
-  for (const name of ['stream', 'signaling', 'codec', 'token']) {
+  for (const name of ['stream', 'signaling', 'codec', 'token', 'source', 'bitrate']) {
     const v = params.get(name);
     if (v !== null) $(name).value = v;
   }
@@ -426,13 +578,22 @@
     start();
   });
   $('stop').addEventListener('click', () => stop());
+  $('bitrate').addEventListener('change', applyBitrate);
+  navigator.mediaDevices?.addEventListener?.('devicechange', refreshDevices);
+  refreshDevices();
+  window.addEventListener('offline', () => {
+    if (['connecting', 'live'].includes(state.phase)) setStatus(state.phase, `${state.status} — network down`);
+  });
+  window.addEventListener('online', () => {
+    if (['connecting', 'live'].includes(state.phase)) setStatus(state.phase, state.status.replace(/ — network down$/, ''));
+  });
   window.addEventListener('pagehide', () => {
     // Best effort: end the WHIP session when the tab goes away.
     if (state.resource && ['connecting', 'live'].includes(state.phase)) {
       fetch(state.resource, { method: 'DELETE', headers: authHeaders({}), keepalive: true }).catch(() => {});
     }
   });
-  window.whipcastPublish = { start, stop, refreshStats };
+  window.whipcastPublish = { start, stop, refreshStats, applyBitrate, refreshDevices };
   setStatus('idle', 'idle');
   if (params.get('stream') && params.get('autostart') !== '0') start();
 })();

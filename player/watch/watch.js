@@ -35,11 +35,14 @@
     stallErrors: 0, // hls.js BUFFER_STALLED_ERROR events
     fragLoads: 0, // whole segments loaded (hls.js FRAG_LOADED without part)
     partLoads: 0, // LL-HLS parts loaded (FRAG_LOADED with data.part)
+    selectedLevel: -1, // the rendition picker: -1 = Auto, else a level index
+    recoveries: 0, // times playback restarted after the stream came back
   };
   window.whipcastState = state;
 
   let hls = null;
   let retryTimer = null;
+  let comebackTimer = null;
 
   function setStatus(phase, text) {
     state.phase = phase;
@@ -49,7 +52,36 @@
     el.dataset.phase = phase;
   }
 
+  function fillLevelPicker() {
+    const sel = $('level');
+    const opts = [new Option('Auto', '-1')];
+    for (const l of state.levels) {
+      opts.push(new Option(`${l.height ? `${l.height}p` : `level ${l.index}`} · ${Math.round(l.bitrate / 1000)} kbit/s`, String(l.index)));
+    }
+    sel.replaceChildren(...opts);
+    sel.value = String(state.levels.some((l) => l.index === state.selectedLevel) ? state.selectedLevel : -1);
+  }
+
+  /** The picker: -1 = automatic (ABR), else pin that level. */
+  function pickLevel(index) {
+    state.selectedLevel = index;
+    $('level').value = String(index);
+    if (!hls) return;
+    if (index < 0) {
+      hls.currentLevel = -1;
+      hls.nextLevel = -1;
+    } else {
+      hls.currentLevel = index; // switch now (flushes the buffer ahead)
+    }
+    state.autoLevel = hls.autoLevelEnabled;
+    showInfo();
+  }
+
   function showInfo() {
+    const cur = state.levels.find((x) => x.index === state.currentLevel);
+    $('latency').textContent = state.latency != null ? `${state.latency.toFixed(1)} s${state.targetLatency ? ` (target ${state.targetLatency.toFixed(1)})` : ''}` : '–';
+    $('rendition').textContent = cur ? `${cur.width}×${cur.height} @ ${Math.round(cur.bitrate / 1000)} kbit/s${state.selectedLevel < 0 ? ' (auto)' : ''}` : '–';
+    $('stalls').textContent = String(state.stalls);
     const l = state.levels.find((x) => x.index === state.currentLevel);
     const parts = [`${state.engine}`];
     if (state.levels.length) parts.push(`${state.levels.length} level(s)`);
@@ -68,7 +100,7 @@
 
   function retryLater(why) {
     state.retries += 1;
-    setStatus('waiting', `waiting for stream (${why})…`);
+    setStatus('waiting', `stream offline — waiting (${why})…`);
     clearTimeout(retryTimer);
     retryTimer = setTimeout(state.engine === 'native' ? startNative : startHlsJs, RETRY_MS);
   }
@@ -96,6 +128,8 @@
         bitrate: l.bitrate,
         codecs: [l.videoCodec, l.audioCodec].filter(Boolean).join(','),
       }));
+      fillLevelPicker();
+      if (state.selectedLevel >= 0 && state.selectedLevel < data.levels.length) pickLevel(state.selectedLevel);
       showInfo();
       video.play().catch((e) => recordError('media', `play(): ${e.message}`, false));
     });
@@ -143,7 +177,39 @@
       setStatus('loading', 'buffering…');
     }
   });
-  video.addEventListener('ended', () => setStatus('ended', 'the broadcast has ended'));
+  function setEnded() {
+    if (state.phase !== 'ended') setStatus('ended', 'the broadcast has ended — waiting for it to come back');
+    watchForComeback();
+  }
+
+  /** While ended: poll the master playlist (and its first variant) until a live one appears. */
+  function watchForComeback() {
+    if (comebackTimer || state.engine !== 'hls.js') return;
+    comebackTimer = setInterval(async () => {
+      if (state.phase !== 'ended') return;
+      try {
+        const m = await fetch(state.src, { cache: 'no-store' });
+        if (!m.ok) return;
+        const master = await m.text();
+        const uri = master.split('\n').map((l) => l.trim()).find((l) => l && !l.startsWith('#'));
+        if (!uri) return;
+        const v = await fetch(new URL(uri, new URL(state.src, location.href)), { cache: 'no-store' });
+        if (!v.ok) return;
+        const media = await v.text();
+        if (media.includes('#EXTINF') && !media.includes('#EXT-X-ENDLIST')) {
+          clearInterval(comebackTimer);
+          comebackTimer = null;
+          state.recoveries += 1;
+          state.endlist = false;
+          startHlsJs();
+        }
+      } catch {
+        // offline: keep trying
+      }
+    }, RETRY_MS);
+  }
+
+  video.addEventListener('ended', setEnded);
   // The playlist said EXT-X-ENDLIST: once playback runs out of buffer, the broadcast is over.
   // (Audio and video may end a few hundred ms apart, so the element does not always reach
   // `ended` by itself; it then waits forever at the end of the shorter track.)
@@ -151,7 +217,7 @@
     if (!state.endlist || state.phase === 'ended') return;
     const b = video.buffered;
     const end = b.length ? b.end(b.length - 1) : 0;
-    if (end - video.currentTime < 1.5) setStatus('ended', 'the broadcast has ended');
+    if (end - video.currentTime < 1.5) setEnded();
   }
   video.addEventListener('waiting', endedIfDrained);
   setInterval(endedIfDrained, 1000);
@@ -169,8 +235,13 @@
     if (state.engine === 'native') retryLater('media error');
   });
 
+  $('level').addEventListener('change', () => pickLevel(Number($('level').value)));
+  window.whipcastWatch = { pickLevel };
+
   const stream = params.get('stream');
   if (!stream || !/^[A-Za-z0-9_-]{1,64}$/.test(stream)) {
+    $('pick').hidden = false;
+    $('controls').hidden = true;
     setStatus('error', 'error: give a stream name: /watch/?stream=NAME');
     return;
   }

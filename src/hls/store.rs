@@ -301,7 +301,9 @@ fn render_media(
     let changed_at = st.changed_at;
     let discontinuity_sequence = st.discontinuity_seq;
     let r = st.renditions.get_mut(name)?;
-    if r.window.is_empty() {
+    // Served once a whole segment is listed: hls.js reports a parts-only playlist as
+    // LEVEL_EMPTY_ERROR and backs off its reloads (seen as 30 s start-up stalls).
+    if r.window.len() == 0 {
         return None;
     }
     if let Some((v, text)) = &r.cache[slot]
@@ -828,7 +830,8 @@ fn refresh_master(st: &mut StreamState) {
 
 fn render_master(st: &StreamState) -> Option<Bytes> {
     let entry = |r: &'_ RenditionState| -> Option<(bool, String)> {
-        if r.window.is_empty() {
+        // Only renditions whose media playlist is served (a whole segment listed).
+        if r.window.len() == 0 {
             return None;
         }
         Some((
@@ -1023,6 +1026,8 @@ mod tests {
         }
         s.publish("cam", "audio", chunk(true, 213, b"a"))
             .expect("part");
+        s.publish("cam", "audio", chunk(true, 213, b"a"))
+            .expect("part");
         assert!(
             rx.has_changed().expect("sender alive"),
             "parked request is woken"
@@ -1083,7 +1088,7 @@ mod tests {
         )));
         assert!(
             pl.contains(
-                "#EXT-X-RENDITION-REPORT:URI=\"../audio/index.m3u8\",LAST-MSN=0,LAST-PART=0"
+                "#EXT-X-RENDITION-REPORT:URI=\"../audio/index.m3u8\",LAST-MSN=1,LAST-PART=0"
             ),
             "{pl}"
         );
@@ -1104,7 +1109,7 @@ mod tests {
         assert!(apl.contains("LAST-MSN=1,LAST-PART=2"), "{apl}");
 
         let sum = s.summaries(Instant::now());
-        assert_eq!(sum[0].lag_ms.samples, 9);
+        assert_eq!(sum[0].lag_ms.samples, 10);
         assert_eq!(sum[0].lag_ms.p50, 50.0);
         assert!(sum[0].first_playable_s.is_some());
         // End: the open segment is completed, hints stop, parameters are ignored.

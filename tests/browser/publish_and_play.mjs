@@ -8,6 +8,10 @@
 // wait for "live"; check /api/streams; open /watch/?stream=…, check video.currentTime
 // advances for ~5 s with ≥1 level and no fatal hls.js error; press Stop; check
 // /api/streams says "ended" (and the player sees the end).
+// The first case also checks the dashboard (/) lists the live stream, switches rendition
+// with the player's picker (hls.currentLevel follows, then back to Auto), and saves
+// screenshots of the three pages to target/screenshots/{dashboard,publish,watch}.png; after
+// the end it publishes the same name again and checks the ended player resumes by itself.
 //
 // Progress goes to stderr; the last stdout line is a JSON summary. Exit code 0 = every
 // check passed, 1 = a check failed, 2 = the browser could not be set up.
@@ -15,14 +19,17 @@
 // Loopback only: Chromium resolves no host name but localhost / 127.0.0.1.
 
 import { createRequire } from 'node:module';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const playerDir = join(here, '..', '..', 'player');
+const shotDir = join(here, '..', '..', 'target', 'screenshots');
+const MIN_SHOT_BYTES = 10 * 1024;
 
 const CASES = [
-  { stream: 'b1', signaling: 'whip', codec: 'h264' },
+  { stream: 'b1', signaling: 'whip', codec: 'h264', ui: true },
   { stream: 'b2', signaling: 'ws', codec: 'vp8' },
 ];
 const WATCH_SECONDS = Number(process.env.WATCH_SECONDS || 5);
@@ -223,6 +230,8 @@ async function runCase(ctx, c) {
     check(b.width > 0 && b.height > 0, `no decoded video size: ${b.width}x${b.height}`);
     log(`${c.stream}: played ${res.watch.advanced}s in ${WATCH_SECONDS}s, levels ${res.watch.levels.join(' ')}, at level ${b.currentLevel} (${res.watch.videoSize}), latency ${res.watch.latency}s`);
 
+    if (c.ui && playing) await checkUi(ctx, c, res, check, pub, watch, b, pageErrors);
+
     // 4. Stop: WHIP DELETE / socket close; the API says ended; the player sees the end.
     await pub.click('#stop');
     await pub.waitForFunction(() => window.whipcastState.phase === 'stopped', null, { timeout: 15_000 }).catch(() => {});
@@ -246,6 +255,7 @@ async function runCase(ctx, c) {
       .then(() => true, () => false);
     res.watch.sawEnd = sawEnd;
     check(sawEnd, `player did not reach the end of the broadcast: phase ${await watch.evaluate(() => window.whipcastState.phase)}`);
+    if (c.ui && sawEnd) await checkComeback(ctx, c, res, check, watch, pageErrors);
   } catch (e) {
     check(false, `exception: ${e.stack || e.message}`);
   } finally {
@@ -257,6 +267,95 @@ async function runCase(ctx, c) {
   res.ok = res.failures.length === 0;
   log(`${c.stream}: ${res.ok ? 'PASS' : 'FAIL'}`);
   return res;
+}
+
+async function screenshot(page, name, res, check, selectors) {
+  const file = join(shotDir, `${name}.png`);
+  for (const sel of selectors) {
+    check(await page.isVisible(sel), `${name}: ${sel} not visible`);
+  }
+  await page.screenshot({ path: file, fullPage: true });
+  const bytes = statSync(file).size;
+  res.screenshots[name] = { file, bytes };
+  check(bytes > MIN_SHOT_BYTES, `${name}.png is only ${bytes} bytes (blank page?)`);
+}
+
+/** Dashboard lists the stream; the rendition picker drives hls.js; screenshots of the pages. */
+async function checkUi(ctx, c, res, check, pub, watch, sample, pageErrors) {
+  const t = Date.now();
+  res.screenshots = {};
+  mkdirSync(shotDir, { recursive: true });
+  // Dashboard.
+  const dash = await ctx.newPage();
+  dash.on('pageerror', (e) => pageErrors.push(`dashboard: ${e.message}`));
+  try {
+    await dash.goto(`${base}/`);
+    const card = `#streams [data-stream="${c.stream}"]`;
+    const listed = await dash.waitForSelector(card, { timeout: 10_000 }).then(() => true, () => false);
+    const text = listed ? await dash.textContent(card) : '';
+    res.dashboard = { listed, text: text.slice(0, 200) };
+    check(listed && text.includes(c.stream), `dashboard does not list ${c.stream} as live: ${await dash.textContent('main')}`);
+    check(/whip/i.test(text) && /h264/i.test(text), `dashboard card lacks ingest signalling/codec: ${text}`);
+    // Give the muted preview a moment to show a frame (not required).
+    res.dashboard.previewPlaying = await dash
+      .waitForFunction((sel) => { const v = document.querySelector(`${sel} video`); return v && v.readyState >= 2 && v.currentTime > 0; }, card, { timeout: 8_000 })
+      .then(() => true, () => false);
+    await screenshot(dash, 'dashboard', res, check, ['h1', card]);
+  } finally {
+    await dash.close().catch(() => {});
+  }
+  // Publisher page (live).
+  await pub.evaluate(() => window.whipcastPublish.refreshStats());
+  res.publish.live = await pub.evaluate(() => window.whipcastState.live);
+  check(res.publish.live && res.publish.live.width > 0, `publisher stats not shown: ${JSON.stringify(res.publish.live)}`);
+  await screenshot(pub, 'publish', res, check, ['#status', '#stats', '#preview', '#share-url']);
+
+  // Rendition picker: pin a level other than the current one, then back to Auto.
+  const n = sample.levels.length;
+  const target = n > 1 ? (sample.currentLevel === n - 1 ? 0 : n - 1) : 0;
+  await watch.selectOption('#level', String(target));
+  const pinned = await watch
+    .waitForFunction((i) => { const h = window.whipcastHls; return h && h.currentLevel === i && !h.autoLevelEnabled; }, target, { timeout: 12_000 })
+    .then(() => true, () => false);
+  const after = await watch.evaluate(() => ({
+    currentLevel: window.whipcastHls.currentLevel, nextLevel: window.whipcastHls.nextLevel, loadLevel: window.whipcastHls.loadLevel,
+    auto: window.whipcastHls.autoLevelEnabled, shown: document.getElementById('rendition').textContent,
+    latency: document.getElementById('latency').textContent, selected: window.whipcastState.selectedLevel,
+  }));
+  res.watch.picker = { target, levels: n, pinned, after };
+  check(pinned, `picker: hls.currentLevel did not follow level ${target}: ${JSON.stringify(after)}`);
+  check(after.nextLevel === target || after.nextLevel === -1, `picker: hls.nextLevel ${after.nextLevel}, expected ${target}`);
+  check(after.loadLevel === target, `picker: hls.loadLevel ${after.loadLevel}, expected ${target}`);
+  await watch.waitForFunction(() => window.whipcastState.phase === 'playing', null, { timeout: 8_000 }).catch(() => {});
+  await screenshot(watch, 'watch', res, check, ['#video', '#status', '#latency', '#level']);
+  await watch.selectOption('#level', '-1');
+  const auto = await watch.evaluate(() => window.whipcastHls.autoLevelEnabled);
+  res.watch.picker.backToAuto = auto;
+  check(auto, 'picker: Auto did not re-enable hls.js ABR');
+  res.uiSeconds = +((Date.now() - t) / 1000).toFixed(1);
+  log(`${c.stream}: dashboard listed=${res.dashboard.listed} preview=${res.dashboard.previewPlaying}; picker level ${target}/${n} pinned=${pinned}; screenshots ${Object.entries(res.screenshots).map(([k, v]) => `${k}=${v.bytes}B`).join(' ')} (${res.uiSeconds}s)`);
+}
+
+/** The ended player picks the stream up again when the same name is published anew. */
+async function checkComeback(ctx, c, res, check, watch, pageErrors) {
+  const t = Date.now();
+  const again = await ctx.newPage();
+  again.on('pageerror', (e) => pageErrors.push(`publish (again): ${e.message}`));
+  try {
+    await again.goto(`${base}/publish/?stream=${c.stream}&signaling=${c.signaling}&codec=${c.codec}&height=180`);
+    const live = await again.waitForFunction(() => window.whipcastState?.phase === 'live', null, { timeout: LIVE_TIMEOUT_MS }).then(() => true, () => false);
+    const back = live && await watch
+      .waitForFunction(() => { const s = window.whipcastState; return s.recoveries >= 1 && s.phase === 'playing'; }, null, { timeout: 20_000 })
+      .then(() => true, () => false);
+    res.watch.comeback = { republished: live, playing: !!back, seconds: +((Date.now() - t) / 1000).toFixed(1), state: await watch.evaluate(() => ({ phase: window.whipcastState.phase, recoveries: window.whipcastState.recoveries, status: window.whipcastState.status })) };
+    check(live && back, `player did not recover when ${c.stream} came back: ${JSON.stringify(res.watch.comeback)}`);
+    await again.click('#stop');
+    await again.waitForFunction(() => window.whipcastState.phase === 'stopped', null, { timeout: 15_000 }).catch(() => {});
+    await poll(`${c.stream} ended again`, ENDED_TIMEOUT_MS, async () => (await streamSummary(c.stream))?.state === 'ended').catch((e) => check(false, e.message));
+    log(`${c.stream}: player came back after republish: ${JSON.stringify(res.watch.comeback)}`);
+  } finally {
+    await again.close().catch(() => {});
+  }
 }
 
 async function main() {
