@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test deps browser-deps build bench fmt lint
+.PHONY: run test deps browser-deps build bench fmt lint bench-latency
 
 deps:
 	@bash deploy/install-deps.sh
@@ -33,3 +33,8 @@ fmt:
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## Latency: server lag, publish → first playable, glass-to-glass through hls.js in headless
+## Chromium; default ladder and passthrough (BENCHMARKS.md "Latency").
+bench-latency: build browser-deps
+	bash benches/latency.sh

@@ -303,7 +303,7 @@ fn render_media(
     let r = st.renditions.get_mut(name)?;
     // Served once a whole segment is listed: hls.js reports a parts-only playlist as
     // LEVEL_EMPTY_ERROR and backs off its reloads (seen as 30 s start-up stalls).
-    if r.window.len() == 0 {
+    if !r.window.has_complete() {
         return None;
     }
     if let Some((v, text)) = &r.cache[slot]
@@ -831,7 +831,7 @@ fn refresh_master(st: &mut StreamState) {
 fn render_master(st: &StreamState) -> Option<Bytes> {
     let entry = |r: &'_ RenditionState| -> Option<(bool, String)> {
         // Only renditions whose media playlist is served (a whole segment listed).
-        if r.window.len() == 0 {
+        if !r.window.has_complete() {
             return None;
         }
         Some((

@@ -183,6 +183,11 @@ impl Window {
         self.live.len()
     }
 
+    /// Whether at least one complete segment is listed.
+    pub fn has_complete(&self) -> bool {
+        !self.live.is_empty()
+    }
+
     /// Whether nothing at all was published yet.
     pub fn is_empty(&self) -> bool {
         self.live.is_empty() && self.open.is_none()

@@ -1,0 +1,225 @@
+//! LL-HLS in a real browser: the Rust WebRTC publisher (640x360 @ 30, with its capture-time
+//! barcode) publishes over WHIP to an in-process whipcast (`test_config`: 1 s segments,
+//! 200 ms parts, 360p/240p/180p); ffmpeg reads the master playlist; then hls.js in headless
+//! Chromium plays `/watch/` in low-latency mode for 60 s, which must go without a stall.
+//! The browser side is `tests/browser/llhls_play.mjs`; it also measures glass-to-glass
+//! latency from the barcode (reported, not asserted: 2 shared cores make it noisy).
+//!
+//! Needs `deploy/install-browser-deps.sh` (chromium, `player/node_modules`) and a
+//! loopback-only network namespace: `bash deploy/netns-run.sh cargo test --test browser_llhls`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::publisher::{Publisher, PublisherOptions, timecode_reference_luma, unix_ms};
+use common::{TestGateway, test_config};
+use serde_json::Value;
+
+const STREAM: &str = "ll1";
+/// Observation time in the browser, after playback started.
+const WATCH_SECONDS: u64 = 60;
+/// The script stops itself after WATCH_SECONDS + 90 s; this is the backstop.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(WATCH_SECONDS + 120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hlsjs_plays_llhls_in_low_latency_mode_without_stalls() {
+    let interfaces: Vec<String> = std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
+        .collect();
+    assert_eq!(
+        interfaces,
+        ["lo"],
+        "run this test in a loopback-only network namespace: `bash deploy/netns-run.sh cargo test --test browser_llhls`"
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: run `bash deploy/install-browser-deps.sh`"
+    );
+    assert!(
+        root.join("player/node_modules/playwright-core").is_dir()
+            && root.join("player/vendor/hls.min.js").is_file(),
+        "player/node_modules is missing: run `bash deploy/install-browser-deps.sh`"
+    );
+
+    let gw = TestGateway::start(test_config("")).await;
+    let publisher = Publisher::start(
+        PublisherOptions::whip(&gw.whip_url(STREAM))
+            .with_format(640, 360, 30)
+            .with_timecode(true),
+    )
+    .await
+    .expect("publisher connects");
+    let m = gw
+        .wait_master(STREAM, 3, Duration::from_secs(30))
+        .await
+        .unwrap();
+    // ffmpeg is no LL-HLS client: it needs whole segments in the playlist, whereas the
+    // master is served as soon as the first parts exist.
+    let media = common::resolve(&gw.master_url(STREAM), &m.variants[0].uri);
+    gw.wait_segments(&media, 2, Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    // ffmpeg reads the same master URL for a few seconds.
+    let master = gw.master_url(STREAM);
+    let ffmpeg = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-nostdin", "-v", "error", "-i", &master, "-t", "3", "-f", "null", "-",
+        ])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), ffmpeg)
+        .await
+        .expect("ffmpeg finishes within 30 s")
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg -i {master} failed: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The decoder's known answer: a frame painted by the publisher's own barcode code.
+    let dir = std::env::temp_dir().join(format!("whipcast-llhls-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ref_ms = unix_ms();
+    let (w, h) = (640usize, 360usize);
+    std::fs::write(dir.join("ref.y"), timecode_reference_luma(w, h, ref_ms)).unwrap();
+    let ref_json = serde_json::json!({
+        "file": dir.join("ref.y"), "width": w, "height": h, "ms": ref_ms,
+    });
+    std::fs::write(dir.join("ref.json"), ref_json.to_string()).unwrap();
+
+    let started = Instant::now();
+    let child = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/llhls_play.mjs"))
+        .arg(&gw.base)
+        .arg(STREAM)
+        .env("CHROMIUM", &chromium)
+        .env("WATCH_SECONDS", WATCH_SECONDS.to_string())
+        .env("TIMECODE_REF", dir.join("ref.json"))
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("`node` runs (Node.js >= 20)");
+    let out = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("browser script still running after {SCRIPT_TIMEOUT:?}"))
+        .expect("browser script output");
+    let took = started.elapsed();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "---- browser script log ----\n{}----",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    let summary: Value = serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "no JSON summary from the script ({e}); exit {:?}; stdout:\n{stdout}",
+            out.status
+        )
+    });
+    println!("{}", serde_json::to_string_pretty(&summary).unwrap());
+    println!(
+        "browser script: {:?} in {:.1}s",
+        out.status.code(),
+        took.as_secs_f64()
+    );
+
+    // Server side, after a minute of playback.
+    let (_, api) = gw.get_text(&gw.url("/api/streams")).await.unwrap();
+    let api: Value = serde_json::from_str(&api).unwrap();
+    let s = api["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == STREAM)
+        .expect("stream in /api/streams")
+        .clone();
+    println!(
+        "server lag ms {} · first playable {} s",
+        s["lag_ms"], s["first_playable_s"]
+    );
+    assert!(
+        publisher.media_error().is_none(),
+        "publisher: {:?}",
+        publisher.media_error()
+    );
+    let _ = publisher.stop().await;
+    gw.shutdown().await;
+
+    let failures: Vec<String> = summary["failures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| f.to_string())
+        .collect();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "browser script failed: {}",
+        failures.join("; ")
+    );
+    assert_eq!(summary["ok"], true);
+
+    // Re-check the essentials here, so a lenient script cannot pass a broken run.
+    assert_eq!(summary["engine"], "hls.js");
+    assert_eq!(summary["lowLatencyMode"], true, "hls.js lowLatencyMode");
+    assert_eq!(summary["fatalErrors"], 0);
+    assert_eq!(
+        summary["during"]["stalls"], 0,
+        "waiting events after startup"
+    );
+    assert_eq!(summary["during"]["stallErrors"], 0, "BUFFER_STALLED_ERROR");
+    let observed = summary["playback"]["wallS"].as_f64().unwrap();
+    let advanced = summary["playback"]["advancedS"].as_f64().unwrap();
+    assert!(
+        observed >= (WATCH_SECONDS - 2) as f64,
+        "observed {observed} s"
+    );
+    assert!(
+        advanced >= observed - 1.0,
+        "currentTime advanced {advanced} s in {observed} s"
+    );
+    assert!(summary["playback"]["maxFreezeS"].as_f64().unwrap() <= 0.75);
+    let parts = summary["during"]["partLoads"].as_u64().unwrap();
+    assert!(
+        parts >= WATCH_SECONDS * 2,
+        "{parts} parts loaded in {WATCH_SECONDS} s"
+    );
+    assert!(summary["levelDetails"]["partListLength"].as_u64().unwrap() > 0);
+    assert_eq!(summary["levelDetails"]["canBlockReload"], true);
+    let latency = summary["hlsLatency"]["median"].as_f64().unwrap();
+    let target = summary["hlsLatency"]["target"].as_f64().unwrap();
+    assert!(
+        latency > 0.0 && latency < 10.0,
+        "hls.latency median {latency}"
+    );
+    assert!(target > 0.0, "hls.targetLatency {target}");
+    assert_eq!(summary["decoderSelfCheck"]["node"], "pass");
+    assert_eq!(summary["decoderSelfCheck"]["page"], "pass");
+    let g2g = &summary["glassToGlass"];
+    assert!(g2g["samples"].as_u64().unwrap() > 0, "no barcode decoded");
+    println!(
+        "hls.js latency median {latency} s (target {target} s); glass-to-glass median {} ms, p95 {} ms",
+        g2g["medianMs"], g2g["p95Ms"]
+    );
+}
