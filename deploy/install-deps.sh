@@ -14,7 +14,7 @@ PKGS=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   gstreamer1.0-plugins-base-apps
   # tests and benchmarks: ffprobe decodes what we serve, /usr/bin/time measures CPU and RSS
-  ffmpeg time curl ca-certificates openssl
+  ffmpeg time curl ca-certificates openssl jq
   # tests run in a loopback-only network namespace (deploy/netns-run.sh)
   iproute2 util-linux
   # tests/cdn_shield.rs runs deploy/nginx/whipcast-shield.conf (Debian 12's `nginx` 1.22 has
