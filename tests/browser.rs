@@ -22,31 +22,8 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_publishes_over_whip_and_websocket_and_hlsjs_plays() {
-    // Chromium gathers every interface it sees and would pair the machine's own
-    // non-loopback address with whipcast's 127.0.0.1. In a namespace with loopback alone
-    // (deploy/netns-run.sh, as `make test` runs) no packet can go anywhere else.
-    let interfaces: Vec<String> = std::fs::read_to_string("/proc/net/dev")
-        .unwrap()
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
-        .collect();
-    assert_eq!(
-        interfaces,
-        ["lo"],
-        "run this test in a loopback-only network namespace: `bash deploy/netns-run.sh cargo test --test browser`"
-    );
+    let chromium = common::browser_preconditions("browser");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "{chromium} is missing: run `bash deploy/install-browser-deps.sh`"
-    );
-    assert!(
-        root.join("player/node_modules/playwright-core").is_dir()
-            && root.join("player/vendor/hls.min.js").is_file(),
-        "player/node_modules is missing: run `bash deploy/install-browser-deps.sh`"
-    );
 
     let gw = TestGateway::start(test_config("")).await;
     // The pages and hls.js come from whipcast itself (server.player_dir defaults to player/).

@@ -27,28 +27,8 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(WATCH_SECONDS + 120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hlsjs_plays_llhls_in_low_latency_mode_without_stalls() {
-    let interfaces: Vec<String> = std::fs::read_to_string("/proc/net/dev")
-        .unwrap()
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
-        .collect();
-    assert_eq!(
-        interfaces,
-        ["lo"],
-        "run this test in a loopback-only network namespace: `bash deploy/netns-run.sh cargo test --test browser_llhls`"
-    );
+    let chromium = common::browser_preconditions("browser_llhls");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "{chromium} is missing: run `bash deploy/install-browser-deps.sh`"
-    );
-    assert!(
-        root.join("player/node_modules/playwright-core").is_dir()
-            && root.join("player/vendor/hls.min.js").is_file(),
-        "player/node_modules is missing: run `bash deploy/install-browser-deps.sh`"
-    );
 
     let gw = TestGateway::start(test_config("")).await;
     let publisher = Publisher::start(

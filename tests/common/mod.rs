@@ -211,6 +211,37 @@ fn init_tracing() {
         .try_init();
 }
 
+/// Checks what a browser test needs and returns the Chromium path.
+///
+/// Chromium gathers every interface it sees and would pair the machine's own non-loopback
+/// address with whipcast's 127.0.0.1. In a namespace with loopback alone
+/// (deploy/netns-run.sh, as `make test` runs) no packet can go anywhere else.
+pub fn browser_preconditions(test: &str) -> String {
+    let interfaces: Vec<String> = std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
+        .collect();
+    assert_eq!(
+        interfaces,
+        ["lo"],
+        "run this test in a loopback-only network namespace: `bash deploy/netns-run.sh cargo test --test {test}`"
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: run `bash deploy/install-browser-deps.sh`"
+    );
+    assert!(
+        root.join("player/node_modules/playwright-core").is_dir()
+            && root.join("player/vendor/hls.min.js").is_file(),
+        "player/node_modules is missing: run `bash deploy/install-browser-deps.sh`"
+    );
+    chromium
+}
+
 /// What ffprobe says about init + segment(s).
 #[derive(Debug, Default)]
 pub struct Probe {
