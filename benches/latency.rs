@@ -19,7 +19,8 @@
 //! 4. reads `/api/streams` (server lag percentiles, `first_playable_s`) once the stream has
 //!    run ≥ 30 s, and the CPU time whipcast and the machine used meanwhile.
 //!
-//! Loopback only (the script refuses to run outside a loopback-only network namespace).
+//! Loopback only: `run` refuses to start outside a loopback-only network namespace
+//! (`benches/latency.sh` runs it through `deploy/netns-run.sh`).
 //! With no command (e.g. under `cargo test --all-targets`) it prints usage and succeeds.
 #![allow(clippy::unwrap_used)]
 
@@ -317,6 +318,17 @@ async fn run_browser(
 }
 
 async fn run(a: &Args) -> anyhow::Result<Value> {
+    // Chromium and the publisher must not see any interface but loopback.
+    let interfaces: Vec<String> = std::fs::read_to_string("/proc/net/dev")?
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
+        .collect();
+    if interfaces != ["lo"] {
+        bail!(
+            "run me in a loopback-only network namespace (bash deploy/netns-run.sh …); interfaces: {interfaces:?}"
+        );
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let whipcast = if a.whipcast.is_absolute() {
         a.whipcast.clone()
