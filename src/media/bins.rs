@@ -300,32 +300,9 @@ pub(crate) fn video_rung(
     let parse = make("h264parse", &format!("{n}_parse"))?;
     let mux = cmafmux(&format!("{n}_mux"), timing, true)?;
     let sink = appsink(&format!("{n}_sink"));
-    add(
+    branch_from_tee(
         pipeline,
-        &[
-            &q,
-            &scale,
-            &raw_caps,
-            &enc,
-            &h264_caps,
-            &parse,
-            &mux,
-            sink.upcast_ref(),
-        ],
-    )?;
-    link(&[
-        &q,
-        &scale,
-        &raw_caps,
-        &enc,
-        &h264_caps,
-        &parse,
-        &mux,
-        sink.upcast_ref(),
-    ])?;
-    attach(
         tee,
-        &q,
         &[
             &q,
             &scale,
@@ -365,23 +342,27 @@ pub(crate) fn source_rung(
     }
     let mux = cmafmux("source_mux", timing, false)?;
     let sink = appsink("source_sink");
-    add(pipeline, &[&q, &mux, sink.upcast_ref()])?;
-    link(&[&q, &mux, sink.upcast_ref()])?;
-    attach(tee, &q, &[&q, &mux, sink.upcast_ref()])?;
+    branch_from_tee(pipeline, tee, &[&q, &mux, sink.upcast_ref()])?;
     Ok(Branch {
         appsink: sink,
         caps_source: q,
     })
 }
 
-/// Links `tee` to `first` through a new request pad, after bringing `elements` to the
-/// pipeline's state (they may be added while it is already playing).
-fn attach(
+/// Adds `chain` to the pipeline, links it in order, brings it to the pipeline's state (it
+/// may be added while the pipeline is already playing) and links `tee` to its first element
+/// through a new request pad.
+fn branch_from_tee(
+    pipeline: &gst::Pipeline,
     tee: &gst::Element,
-    first: &gst::Element,
-    elements: &[&gst::Element],
+    chain: &[&gst::Element],
 ) -> Result<(), MediaError> {
-    for e in elements.iter().rev() {
+    let first = chain
+        .first()
+        .ok_or_else(|| MediaError::Build("empty branch".into()))?;
+    add(pipeline, chain)?;
+    link(chain)?;
+    for e in chain.iter().rev() {
         e.sync_state_with_parent()
             .map_err(|err| MediaError::Build(format!("sync state {}: {err}", e.name())))?;
     }
