@@ -46,6 +46,19 @@ async fn post(
 
 /// Polls the live stream's playlist in the background, recording every sequence number
 /// and the epoch of every segment URI it ever lists.
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next server message on a signalling socket, as JSON (within 5 s).
+async fn next_json(ws: &mut Ws) -> serde_json::Value {
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    serde_json::from_str(reply.to_text().unwrap()).unwrap()
+}
+
 type Watcher = (
     tokio::task::JoinHandle<(BTreeSet<u64>, BTreeSet<String>)>,
     tokio::sync::oneshot::Sender<()>,
@@ -229,12 +242,7 @@ async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
         ),
     ] {
         ws.send(frame).await.unwrap();
-        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+        let v = next_json(&mut ws).await;
         assert_eq!(v["type"], "error", "{v}");
         assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
@@ -250,12 +258,7 @@ async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
     ))
     .await
     .unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    let v = next_json(&mut ws).await;
     assert_eq!(v["status"], 409, "{v}");
     ws.close(None).await.unwrap();
     // Bad token over WS: error 401, then the server closes.
@@ -263,12 +266,7 @@ async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
         tokio_tungstenite::connect_async(format!("{}?token=nope", gw.ws_url("secured")))
             .await
             .unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    let v = next_json(&mut ws).await;
     assert_eq!(v["status"], 401, "{v}");
 
     // A publisher that negotiates but never connects (OBS offer, nobody behind it): 201 with
