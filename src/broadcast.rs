@@ -21,6 +21,7 @@ use crate::media::{
     AudioInput, Ladder, MediaEvent, MediaSpec, Pipeline, VideoCodec, VideoInput,
     h264_keyframe_start,
 };
+use crate::output::BroadcastOutputs;
 
 /// How long the muxers get to flush their last fragment after the publisher leaves.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
@@ -60,6 +61,8 @@ pub struct BroadcastParams {
     pub media_timeout: Duration,
     /// Server candidates for a WebSocket client.
     pub candidates: Option<mpsc::Sender<Candidate>>,
+    /// Recording / object-storage outputs of this broadcast.
+    pub outputs: BroadcastOutputs,
 }
 
 /// Runs a broadcast to its end; returns why it ended.
@@ -186,7 +189,7 @@ pub async fn run(mut p: BroadcastParams) -> String {
                     if let Some(k) = &pli { k.request(); }
                 }
                 Some(ev) => {
-                    let n = store_event(&p.store, &p.stream, ev);
+                    let n = store_event(&p.store, &p.stream, &mut p.outputs, ev);
                     if n > 0 {
                         segments_out += n;
                         last_fragment = Instant::now();
@@ -226,12 +229,14 @@ pub async fn run(mut p: BroadcastParams) -> String {
     if let Some(mut pl) = pipeline.take() {
         let store = p.store.clone();
         let stream = p.stream.clone();
+        let outputs = &mut p.outputs;
         pl.finish(DRAIN_TIMEOUT, |ev| {
-            store_event(&store, &stream, ev);
+            store_event(&store, &stream, outputs, ev);
         })
         .await;
     }
     p.store.end(p.stream.as_str(), Instant::now());
+    p.outputs.end();
     p.peer.close().await;
     if let Some(r) = stop_reply {
         let _ = r.send(());
@@ -239,10 +244,17 @@ pub async fn run(mut p: BroadcastParams) -> String {
     reason
 }
 
-/// Publishes an init segment or fragment; returns 1 for a video fragment.
-fn store_event(store: &HlsStore, stream: &StreamKey, ev: MediaEvent) -> u64 {
+/// Publishes an init segment or fragment (to the store, then to the outputs); returns 1 for
+/// a video fragment.
+fn store_event(
+    store: &HlsStore,
+    stream: &StreamKey,
+    outputs: &mut BroadcastOutputs,
+    ev: MediaEvent,
+) -> u64 {
     match ev {
         MediaEvent::Init { info, data } => {
+            outputs.init(&info, &data);
             if let Err(e) = store.init(stream.as_str(), info, data) {
                 warn!(error = %e, "init segment not stored");
             }
@@ -262,10 +274,11 @@ fn store_event(store: &HlsStore, stream: &StreamKey, ev: MediaEvent) -> u64 {
                 duration,
                 wallclock,
                 lag,
-                data,
+                data: data.clone(),
             };
             match store.publish(stream.as_str(), &rendition, chunk) {
                 Ok(seq) => {
+                    outputs.chunk(&rendition, seq, starts_segment, duration, wallclock, &data);
                     debug!(%rendition, seq, ms = duration.as_millis() as u64, starts_segment, "published");
                     u64::from(rendition != "audio")
                 }

@@ -56,6 +56,76 @@ pub struct Config {
     pub media: MediaConfig,
     /// HLS packaging and retention.
     pub hls: HlsConfig,
+    /// Recording to disk (live-to-VOD).
+    pub record: RecordConfig,
+    /// Upload to S3-compatible object storage.
+    pub s3: S3Config,
+}
+
+/// `[record]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordConfig {
+    /// Record every stream.
+    pub enabled: bool,
+    /// Let a publisher ask for a recording of its stream with `?record=1` on the WHIP or
+    /// WebSocket URL.
+    pub allow_request: bool,
+    /// Where recordings go: `<directory>/<stream>/<epoch>/`.
+    pub directory: String,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            allow_request: false,
+            directory: "recordings".to_string(),
+        }
+    }
+}
+
+/// `[s3]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Upload every stream's segments and playlists.
+    pub enabled: bool,
+    /// Endpoint URL, e.g. `https://s3.eu-west-1.amazonaws.com` or `http://127.0.0.1:9000`.
+    pub endpoint: String,
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix; objects go to `<prefix>/<stream>/…`.
+    pub prefix: String,
+    /// Region used in request signatures.
+    pub region: String,
+    /// Access key id; empty: `AWS_ACCESS_KEY_ID` (and `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`) from the environment.
+    pub access_key: String,
+    /// Secret access key.
+    pub secret_key: String,
+    /// Path-style URLs (`endpoint/bucket/key`, what MinIO and most S3-compatible stores
+    /// want); `false`: virtual-hosted (`bucket.endpoint/key`).
+    pub path_style: bool,
+    /// How long a failed upload is retried (exponential backoff) before it is given up.
+    #[serde(with = "humantime_serde")]
+    pub retry_for: Duration,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            endpoint: String::new(),
+            bucket: String::new(),
+            prefix: String::new(),
+            region: "us-east-1".to_string(),
+            access_key: String::new(),
+            secret_key: String::new(),
+            path_style: true,
+            retry_for: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `[server]`
@@ -337,6 +407,27 @@ impl Config {
                 ));
             }
         }
+        if (self.record.enabled || self.record.allow_request) && self.record.directory.is_empty() {
+            return Err(invalid("record.directory", "must be set to record"));
+        }
+        if self.s3.enabled {
+            let e = &self.s3.endpoint;
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(invalid(
+                    "s3.endpoint",
+                    "must start with http:// or https://",
+                ));
+            }
+            if self.s3.bucket.is_empty() {
+                return Err(invalid("s3.bucket", "must be set when s3.enabled"));
+            }
+            if self.s3.access_key.is_empty() != self.s3.secret_key.is_empty() {
+                return Err(invalid(
+                    "s3.access_key",
+                    "and s3.secret_key must be set together (or both empty: AWS_* environment)",
+                ));
+            }
+        }
         self.media
             .resolve_ladder()?
             .validate()
@@ -378,6 +469,16 @@ mod tests {
         assert_eq!(c.hls.grace_period, d.hls.grace_period);
         assert_eq!(c.hls.part_duration, d.hls.part_duration);
         assert_eq!(c.hls.max_blocking_requests, d.hls.max_blocking_requests);
+        assert_eq!(c.record.enabled, d.record.enabled);
+        assert_eq!(c.record.allow_request, d.record.allow_request);
+        assert_eq!(c.record.directory, d.record.directory);
+        assert_eq!(c.s3.enabled, d.s3.enabled);
+        assert_eq!(c.s3.endpoint, d.s3.endpoint);
+        assert_eq!(c.s3.bucket, d.s3.bucket);
+        assert_eq!(c.s3.prefix, d.s3.prefix);
+        assert_eq!(c.s3.region, d.s3.region);
+        assert_eq!(c.s3.path_style, d.s3.path_style);
+        assert_eq!(c.s3.retry_for, d.s3.retry_for);
     }
 
     #[test]

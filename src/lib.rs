@@ -35,6 +35,7 @@ pub mod ingest;
 pub mod keyframes;
 pub mod media;
 pub mod origin;
+pub mod output;
 
 use std::fmt;
 use std::future::Future;
@@ -90,6 +91,9 @@ pub enum RunError {
     /// The TLS certificate or key is unusable.
     #[error(transparent)]
     Tls(#[from] origin::tls::TlsError),
+    /// The recording / object-storage outputs cannot be set up.
+    #[error(transparent)]
+    Output(#[from] output::OutputError),
 }
 
 /// How often ended streams past their grace period are dropped.
@@ -116,6 +120,7 @@ pub async fn run(
         )?)
     };
     let store = hls::HlsStore::new(cfg.hls.clone());
+    let outputs = output::Outputs::new(&cfg.record, &cfg.s3, &cfg.hls)?;
     let ingest = ingest::Ingest::new(
         cfg.auth.clone(),
         cfg.ice.clone(),
@@ -123,6 +128,7 @@ pub async fn run(
         cfg.server.max_sdp_bytes,
         cfg.server.max_streams,
         store.clone(),
+        outputs,
     );
     let state = origin::AppState {
         ingest: ingest.clone(),

@@ -12,7 +12,10 @@ mod window;
 
 pub use doc::Doc;
 pub use llhls::{PartTag, PreloadHint, RenditionReport, ServerControl, Skip, secs};
-pub use playlist::{AUDIO_GROUP, target_duration};
+pub use playlist::{
+    AUDIO_GROUP, ListType, ListedSegment, MasterEntry, SegmentList, master, segment_list,
+    target_duration,
+};
 pub use store::{
     Chunk, HlsStore, IngestSummary, LagSummary, LlSettings, Readiness, RenditionSummary,
     StoreError, StreamSummary, init_name, parse_init_name, parse_part_name, parse_segment_name,

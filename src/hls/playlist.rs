@@ -4,8 +4,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use m3u8_rs::{
-    AlternativeMedia, AlternativeMediaType, Map, MasterPlaylist, MediaPlaylist, MediaSegment,
-    Resolution, VariantStream,
+    AlternativeMedia, AlternativeMediaType, Map, MasterPlaylist, MediaPlaylist, MediaPlaylistType,
+    MediaSegment, Resolution, VariantStream,
 };
 
 use super::window::Window;
@@ -67,6 +67,82 @@ pub fn media(view: &MediaView<'_>) -> Bytes {
         discontinuity_sequence: view.discontinuity_sequence,
         segments,
         end_list: view.ended,
+        independent_segments: true,
+        ..Default::default()
+    };
+    write(|w| pl.write_to(w))
+}
+
+/// `EXT-X-PLAYLIST-TYPE` of a [`SegmentList`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListType {
+    /// A sliding live window: no `EXT-X-PLAYLIST-TYPE`.
+    Live,
+    /// `EVENT`: segments are only ever appended (a recording in progress).
+    Event,
+    /// `VOD`: complete and final (a finished recording); always with `EXT-X-ENDLIST`.
+    Vod,
+}
+
+/// One segment of a [`SegmentList`].
+#[derive(Debug, Clone)]
+pub struct ListedSegment {
+    /// URI relative to the playlist.
+    pub uri: String,
+    /// Duration.
+    pub duration: Duration,
+    /// Wall-clock time of its first sample (`EXT-X-PROGRAM-DATE-TIME`).
+    pub wallclock: SystemTime,
+}
+
+/// Input for a plain media playlist over an explicit list of whole segments (the
+/// recording and object-storage outputs; no LL-HLS parts).
+pub struct SegmentList<'a> {
+    /// `EXT-X-TARGETDURATION`.
+    pub target_duration: u64,
+    /// `EXT-X-MEDIA-SEQUENCE`: sequence number of the first listed segment.
+    pub media_sequence: u64,
+    /// `EXT-X-DISCONTINUITY-SEQUENCE`.
+    pub discontinuity_sequence: u64,
+    /// `EXT-X-PLAYLIST-TYPE`.
+    pub list_type: ListType,
+    /// URI of the init segment, relative to the playlist.
+    pub init_uri: &'a str,
+    /// The segments, oldest first.
+    pub segments: &'a [ListedSegment],
+    /// Publisher gone: `EXT-X-ENDLIST` (implied by [`ListType::Vod`]).
+    pub ended: bool,
+}
+
+/// Renders a plain media playlist over whole segments.
+pub fn segment_list(view: &SegmentList<'_>) -> Bytes {
+    let segments = view
+        .segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| MediaSegment {
+            uri: s.uri.clone(),
+            duration: s.duration.as_secs_f32(),
+            map: (i == 0).then(|| Map {
+                uri: view.init_uri.to_string(),
+                ..Default::default()
+            }),
+            program_date_time: Some(to_chrono(s.wallclock)),
+            ..Default::default()
+        })
+        .collect();
+    let pl = MediaPlaylist {
+        version: Some(MEDIA_VERSION),
+        target_duration: view.target_duration,
+        media_sequence: view.media_sequence,
+        discontinuity_sequence: view.discontinuity_sequence,
+        segments,
+        end_list: view.ended || view.list_type == ListType::Vod,
+        playlist_type: match view.list_type {
+            ListType::Live => None,
+            ListType::Event => Some(MediaPlaylistType::Event),
+            ListType::Vod => Some(MediaPlaylistType::Vod),
+        },
         independent_segments: true,
         ..Default::default()
     };
@@ -254,6 +330,44 @@ mod tests {
                 .trim_end()
                 .ends_with("#EXT-X-ENDLIST")
         );
+    }
+
+    #[test]
+    fn segment_list_types() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let segs: Vec<ListedSegment> = (0..3u64)
+            .map(|i| ListedSegment {
+                uri: format!("seg-e-{}.m4s", 5 + i),
+                duration: Duration::from_millis(1000),
+                wallclock: t0 + Duration::from_secs(i),
+            })
+            .collect();
+        let render = |list_type, ended| {
+            let b = segment_list(&SegmentList {
+                target_duration: 1,
+                media_sequence: 5,
+                discontinuity_sequence: 2,
+                list_type,
+                init_uri: "init-e.mp4",
+                segments: &segs,
+                ended,
+            });
+            String::from_utf8(b.to_vec()).expect("utf8")
+        };
+        let event = render(ListType::Event, false);
+        assert!(event.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n"), "{event}");
+        assert!(event.contains("#EXT-X-MEDIA-SEQUENCE:5\n"));
+        assert!(event.contains("#EXT-X-DISCONTINUITY-SEQUENCE:2\n"));
+        assert!(!event.contains("ENDLIST"));
+        let vod = render(ListType::Vod, false);
+        assert!(vod.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"), "{vod}");
+        assert!(vod.trim_end().ends_with("#EXT-X-ENDLIST"));
+        let live = render(ListType::Live, false);
+        assert!(!live.contains("PLAYLIST-TYPE"));
+        let parsed = m3u8_rs::parse_media_playlist_res(vod.as_bytes()).expect("parses");
+        assert_eq!(parsed.segments.len(), 3);
+        assert_eq!(parsed.segments[0].uri, "seg-e-5.m4s");
+        assert!(parsed.end_list);
     }
 
     #[test]

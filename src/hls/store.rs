@@ -22,6 +22,7 @@ use super::window::{Part, Window};
 use crate::config::HlsConfig;
 use crate::keyframes::KeyframeStats;
 use crate::media::{RenditionInfo, RenditionKind};
+use crate::output::{OutputSnapshot, OutputStatus};
 
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -115,6 +116,8 @@ pub struct StreamSummary {
     pub first_playable_s: Option<f64>,
     /// The publisher's keyframes: observed GOP, steering requests and answers.
     pub keyframes: Option<KeyframeStats>,
+    /// Recording and object-storage outputs of this broadcast, with their failures.
+    pub outputs: Vec<OutputSnapshot>,
 }
 
 /// Percentiles of the recent server lags.
@@ -183,6 +186,8 @@ struct StreamState {
     first_seq: u64,
     /// Broadcasts of this name before this one (`EXT-X-DISCONTINUITY-SEQUENCE`).
     discontinuity_seq: u64,
+    /// Status of the broadcast's recording / object-storage outputs.
+    outputs: Vec<OutputStatus>,
 }
 
 struct RenditionState {
@@ -455,6 +460,7 @@ impl HlsStore {
             lags: std::collections::VecDeque::with_capacity(LAG_SAMPLES),
             first_playable: None,
             keyframes: None,
+            outputs: Vec::new(),
         };
         if let Some(old) = map.insert(stream.to_string(), state) {
             // Wake anyone parked on the previous broadcast; they will find it gone.
@@ -683,6 +689,18 @@ impl HlsStore {
         }
     }
 
+    /// Attaches the status handles of a broadcast's outputs (shown in `/api/streams`).
+    pub fn set_outputs(&self, stream: &str, outputs: Vec<OutputStatus>) {
+        if let Some(st) = self.lock().get_mut(stream) {
+            st.outputs = outputs;
+        }
+    }
+
+    /// `EXT-X-DISCONTINUITY-SEQUENCE` of the current broadcast of `stream`.
+    pub fn discontinuity_sequence(&self, stream: &str) -> u64 {
+        self.lock().get(stream).map_or(0, |s| s.discontinuity_seq)
+    }
+
     /// Whether `epoch` is the current broadcast of `stream`.
     pub fn is_epoch(&self, stream: &str, epoch: &str) -> bool {
         self.lock().get(stream).is_some_and(|s| s.epoch == epoch)
@@ -773,6 +791,7 @@ impl HlsStore {
                 master: format!("/hls/{name}/master.m3u8"),
                 lag_ms: lag_summary(&st.lags),
                 keyframes: st.keyframes.clone(),
+                outputs: st.outputs.iter().map(OutputStatus::snapshot).collect(),
                 first_playable_s: st
                     .first_playable
                     .map(|t| t.duration_since(st.started_at).as_secs_f64()),

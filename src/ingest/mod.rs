@@ -22,6 +22,7 @@ use crate::broadcast::{self, BroadcastParams, Command};
 use crate::config::{AuthConfig, IceConfig};
 use crate::hls::{HlsStore, IngestSummary};
 use crate::media::Ladder;
+use crate::output::Outputs;
 use peer::PeerSession;
 pub use peer::{Candidate, PeerError};
 pub use sdp::SdpError;
@@ -147,6 +148,9 @@ pub struct PublishRequest {
     pub signaling: Signaling,
     /// Where to send server candidates gathered after the answer (WebSocket only).
     pub candidates: Option<mpsc::Sender<Candidate>>,
+    /// The publisher asked for a recording (`?record=1`); honoured with
+    /// `record.allow_request`.
+    pub record: bool,
 }
 
 /// A successful publish.
@@ -181,6 +185,7 @@ struct Inner {
     max_sdp_bytes: usize,
     max_streams: usize,
     store: HlsStore,
+    outputs: Outputs,
     registry: Mutex<Registry>,
     closing: std::sync::atomic::AtomicBool,
 }
@@ -200,6 +205,7 @@ impl Ingest {
         max_sdp_bytes: usize,
         max_streams: usize,
         store: HlsStore,
+        outputs: Outputs,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -209,6 +215,7 @@ impl Ingest {
                 max_sdp_bytes,
                 max_streams,
                 store,
+                outputs,
                 registry: Mutex::new(Registry::default()),
                 closing: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -279,6 +286,15 @@ impl Ingest {
             },
             Instant::now(),
         );
+        let outputs = self.inner.outputs.start(
+            &key,
+            &epoch,
+            self.inner.store.discontinuity_sequence(key.as_str()),
+            req.record,
+        );
+        self.inner
+            .store
+            .set_outputs(key.as_str(), outputs.statuses());
         let params = BroadcastParams {
             stream: key.clone(),
             peer,
@@ -290,6 +306,7 @@ impl Ingest {
             connect_timeout: self.inner.ice.connect_timeout,
             media_timeout: self.inner.ice.media_timeout,
             candidates: req.candidates,
+            outputs,
         };
         reservation.commit(cmd_tx);
         let this = self.clone();

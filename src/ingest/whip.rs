@@ -118,6 +118,7 @@ pub async fn post(
             offer,
             signaling: Signaling::Whip,
             candidates: None,
+            record: record_requested(uri.query()),
         })
         .await?;
     let location = format!(
@@ -243,6 +244,14 @@ pub fn parse_sdpfrag(frag: &str) -> Result<Vec<Candidate>, IngestError> {
     Ok(out)
 }
 
+/// Whether a query string asks for a recording: `record=1` (or `true`, `yes`).
+pub(crate) fn record_requested(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .any(|(k, v)| k == "record" && matches!(v.as_ref(), "1" | "true" | "yes"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +300,14 @@ mod tests {
         assert!(content_type_is(&h, SDP));
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert!(!content_type_is(&h, SDP));
+    }
+
+    #[test]
+    fn record_flag_in_query() {
+        assert!(record_requested(Some("record=1")));
+        assert!(record_requested(Some("a=b&record=true")));
+        assert!(!record_requested(Some("record=0")));
+        assert!(!record_requested(Some("recording=1")));
+        assert!(!record_requested(None));
     }
 }

@@ -84,11 +84,14 @@ pub async fn upgrade(
         .get("token")
         .cloned()
         .or_else(|| super::whip::bearer(&headers));
+    let record = query
+        .get("record")
+        .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
     let ingest = state.ingest.clone();
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| {
             let span = info_span!("ws", %stream);
-            session(socket, ingest, stream, token).instrument(span)
+            session(socket, ingest, stream, token, record).instrument(span)
         })
 }
 
@@ -109,7 +112,13 @@ struct Live {
     ended: oneshot::Receiver<String>,
 }
 
-async fn session(mut socket: WebSocket, ingest: Ingest, stream: String, token: Option<String>) {
+async fn session(
+    mut socket: WebSocket,
+    ingest: Ingest,
+    stream: String,
+    token: Option<String>,
+    record: bool,
+) {
     // Refuse early when the name or token is wrong: nothing else could succeed.
     if let Err(e) = ingest.authorize(&stream, token.as_deref()) {
         let code = e.status();
@@ -154,6 +163,7 @@ async fn session(mut socket: WebSocket, ingest: Ingest, stream: String, token: O
                             offer: sdp,
                             signaling: Signaling::WebSocket,
                             candidates: Some(cand_tx.clone()),
+                            record,
                         };
                         match ingest.publish(req).await {
                             Ok(p) => {

@@ -1,0 +1,346 @@
+//! Outputs beside the live origin: a recording to disk (live-to-VOD) and an upload to
+//! S3-compatible object storage.
+//!
+//! The broadcast task feeds every init section and CMAF chunk to its [`BroadcastOutputs`];
+//! a pure [`package::Packager`] per output turns them into whole objects (segments, then
+//! the playlists that list them) and hands them over a bounded channel with `try_send` to
+//! the output's writer: a dedicated thread for the disk ([`record`]), a task doing HTTP for
+//! the store ([`s3`]). The live path never waits on either: a full channel or a failing
+//! writer stops that output, with one log line and its state in `/api/streams`.
+
+pub mod package;
+pub mod record;
+pub mod s3;
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tracing::error;
+
+use crate::StreamKey;
+use crate::config::{HlsConfig, RecordConfig, S3Config};
+use crate::media::RenditionInfo;
+pub use package::{ChunkIn, Listing, Object, ObjectKind, Packager};
+
+/// Objects waiting for the disk writer. Objects come a few per segment (segment, playlist,
+/// sometimes the master), so this is tens of seconds of media; when full the disk is far
+/// slower than the stream and the recording stops (drop and fail, never wait).
+pub const RECORD_QUEUE: usize = 128;
+
+/// Objects waiting for the uploader (which holds as many again while it retries). Sized to
+/// ride out a store outage of a minute or more at the default ladder; when full the upload
+/// stops (drop and fail, never wait).
+pub const S3_QUEUE: usize = 1024;
+
+/// Why the outputs could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// `s3.endpoint` / `s3.bucket` / `s3.region` do not make a bucket URL.
+    #[error("s3: bad bucket ({0})")]
+    Bucket(String),
+    /// Neither `s3.access_key`/`s3.secret_key` nor `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`.
+    #[error(
+        "s3: no credentials: set s3.access_key and s3.secret_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    )]
+    NoCredentials,
+    /// The HTTP client could not be built.
+    #[error("s3: http client: {0}")]
+    Client(String),
+}
+
+/// State of one output of one broadcast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputState {
+    /// Writing as the stream goes.
+    Active,
+    /// Stopped by an error (see `error`); the live stream goes on without it.
+    Failed,
+    /// Everything written, playlists final.
+    Finished,
+}
+
+/// One output as `/api/streams` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputSnapshot {
+    /// `record` or `s3`.
+    pub kind: &'static str,
+    /// Directory or `s3://bucket/prefix/stream/`.
+    pub location: String,
+    /// Current state.
+    pub state: OutputState,
+    /// Objects written (files renamed into place, or uploads acknowledged).
+    pub objects: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Upload attempts that failed and were retried.
+    pub retries: u64,
+    /// Objects given up on (retry budget exhausted).
+    pub dropped: u64,
+    /// The error that stopped (or last troubled) the output.
+    pub error: Option<String>,
+}
+
+/// Shared, cheap handle to an output's status: written by its writer, read by the API.
+#[derive(Debug, Clone)]
+pub struct OutputStatus(Arc<Mutex<OutputSnapshot>>);
+
+impl OutputStatus {
+    fn new(kind: &'static str, location: String) -> Self {
+        Self(Arc::new(Mutex::new(OutputSnapshot {
+            kind,
+            location,
+            state: OutputState::Active,
+            objects: 0,
+            bytes: 0,
+            retries: 0,
+            dropped: 0,
+            error: None,
+        })))
+    }
+
+    fn update(&self, f: impl FnOnce(&mut OutputSnapshot)) {
+        // Plain counters: a poisoned lock still holds consistent data.
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// A copy of the current status.
+    pub fn snapshot(&self) -> OutputSnapshot {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Marks the output failed; returns false if it already was (log only once).
+    fn fail(&self, why: String) -> bool {
+        let mut first = false;
+        self.update(|s| {
+            if s.state != OutputState::Failed {
+                first = true;
+                s.state = OutputState::Failed;
+                s.error = Some(why);
+            }
+        });
+        first
+    }
+
+    fn wrote(&self, bytes: usize) {
+        self.update(|s| {
+            s.objects += 1;
+            s.bytes += bytes as u64;
+        });
+    }
+
+    fn finish(&self) {
+        self.update(|s| {
+            if s.state == OutputState::Active {
+                s.state = OutputState::Finished;
+            }
+        });
+    }
+}
+
+/// The configured outputs; cheap to clone. [`Outputs::start`] makes a broadcast's.
+#[derive(Clone)]
+pub struct Outputs {
+    record: Arc<RecordConfig>,
+    s3: Option<Arc<s3::Store>>,
+    target_duration: u64,
+    window: usize,
+}
+
+impl Outputs {
+    /// Outputs as configured (the S3 client is built here, so a bad `[s3]` fails at start).
+    pub fn new(record: &RecordConfig, s3: &S3Config, hls: &HlsConfig) -> Result<Self, OutputError> {
+        Ok(Self {
+            record: Arc::new(record.clone()),
+            s3: if s3.enabled {
+                Some(Arc::new(s3::Store::new(
+                    s3,
+                    crate::hls::target_duration(hls.segment_duration),
+                )?))
+            } else {
+                None
+            },
+            target_duration: crate::hls::target_duration(hls.segment_duration),
+            window: hls.window_segments,
+        })
+    }
+
+    /// Whether a broadcast is recorded: always with `record.enabled`, on the publisher's
+    /// request (`?record=1`) with `record.allow_request`.
+    pub fn records(&self, requested: bool) -> bool {
+        self.record.enabled || (requested && self.record.allow_request)
+    }
+
+    /// Starts the outputs of one broadcast (spawns their writers).
+    pub fn start(
+        &self,
+        stream: &StreamKey,
+        epoch: &str,
+        discontinuity_sequence: u64,
+        record_requested: bool,
+    ) -> BroadcastOutputs {
+        let mut sinks = Vec::new();
+        if self.records(record_requested) {
+            let root = std::path::Path::new(&self.record.directory)
+                .join(stream.as_str())
+                .join(epoch);
+            let status = OutputStatus::new("record", root.display().to_string());
+            let (tx, rx) = mpsc::channel(RECORD_QUEUE);
+            record::spawn(root, rx, &status, stream, epoch);
+            sinks.push(Sink {
+                // A recording is one broadcast: its own numbering has no discontinuity.
+                packager: Packager::new(Listing::Everything, epoch, self.target_duration, 0),
+                tx: Some(tx),
+                status,
+            });
+        }
+        if let Some(store) = &self.s3 {
+            let status = OutputStatus::new("s3", store.location(stream));
+            let (tx, rx) = mpsc::channel(S3_QUEUE);
+            s3::spawn(store.clone(), stream, epoch, rx, status.clone());
+            sinks.push(Sink {
+                packager: Packager::new(
+                    Listing::Window(self.window),
+                    epoch,
+                    self.target_duration,
+                    discontinuity_sequence,
+                ),
+                tx: Some(tx),
+                status,
+            });
+        }
+        BroadcastOutputs { sinks }
+    }
+}
+
+struct Sink {
+    packager: Packager,
+    /// `None` once the output stopped.
+    tx: Option<mpsc::Sender<Object>>,
+    status: OutputStatus,
+}
+
+impl Sink {
+    fn send(&mut self, objects: Vec<Object>) {
+        for obj in objects {
+            let Some(tx) = &self.tx else { return };
+            match tx.try_send(obj) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    let snap = self.status.snapshot();
+                    let why = format!("{} queue full: the writer cannot keep up", snap.kind);
+                    if self.status.fail(why.clone()) {
+                        error!(output = snap.kind, location = %snap.location, "{why}; output stopped, the live stream goes on");
+                    }
+                    self.tx = None;
+                }
+                // The writer stopped (it logged why).
+                Err(mpsc::error::TrySendError::Closed(_)) => self.tx = None,
+            }
+        }
+    }
+}
+
+/// One broadcast's outputs, owned by its broadcast task. Every method returns at once.
+pub struct BroadcastOutputs {
+    sinks: Vec<Sink>,
+}
+
+impl BroadcastOutputs {
+    /// No outputs.
+    pub fn none() -> Self {
+        Self { sinks: Vec::new() }
+    }
+
+    /// Status handles, for `/api/streams`.
+    pub fn statuses(&self) -> Vec<OutputStatus> {
+        self.sinks.iter().map(|s| s.status.clone()).collect()
+    }
+
+    /// A rendition's init section.
+    pub fn init(&mut self, info: &RenditionInfo, data: &Bytes) {
+        for s in self.sinks.iter_mut().filter(|s| s.tx.is_some()) {
+            let objs = s.packager.init(info.clone(), data.clone());
+            s.send(objs);
+        }
+    }
+
+    /// A chunk the store accepted as part of segment `seq`.
+    pub fn chunk(
+        &mut self,
+        rendition: &str,
+        seq: u64,
+        starts_segment: bool,
+        duration: std::time::Duration,
+        wallclock: SystemTime,
+        data: &Bytes,
+    ) {
+        let chunk = ChunkIn {
+            seq,
+            starts_segment,
+            duration,
+            wallclock,
+            data: data.clone(),
+        };
+        for s in self.sinks.iter_mut().filter(|s| s.tx.is_some()) {
+            let objs = s.packager.chunk(rendition, &chunk);
+            s.send(objs);
+        }
+    }
+
+    /// The broadcast ended: final segments and playlists, then the writers finish.
+    pub fn end(&mut self) {
+        for s in &mut self.sinks {
+            if s.tx.is_some() {
+                let objs = s.packager.end();
+                s.send(objs);
+            }
+            s.tx = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn who_is_recorded() {
+        let outputs = |enabled, allow_request| {
+            let record = RecordConfig {
+                enabled,
+                allow_request,
+                ..RecordConfig::default()
+            };
+            Outputs::new(&record, &S3Config::default(), &HlsConfig::default()).expect("outputs")
+        };
+        assert!(!outputs(false, false).records(true));
+        assert!(outputs(false, true).records(true));
+        assert!(!outputs(false, true).records(false));
+        assert!(outputs(true, false).records(false));
+    }
+
+    #[test]
+    fn a_full_queue_fails_the_output_once_and_never_waits() {
+        let status = OutputStatus::new("record", "/x".into());
+        let (tx, _rx) = mpsc::channel(1);
+        let mut sink = Sink {
+            packager: Packager::new(Listing::Everything, "e", 1, 0),
+            tx: Some(tx),
+            status: status.clone(),
+        };
+        let obj = |p: &str| Object {
+            path: p.into(),
+            kind: ObjectKind::Segment,
+            body: Bytes::new(),
+        };
+        sink.send(vec![obj("a"), obj("b"), obj("c")]);
+        assert!(sink.tx.is_none());
+        let s = status.snapshot();
+        assert_eq!(s.state, OutputState::Failed);
+        assert!(s.error.is_some_and(|e| e.contains("queue full")));
+    }
+}

@@ -1,0 +1,514 @@
+//! The pure core of the outputs: CMAF chunks in, whole objects (init sections, segments,
+//! playlists) out, in the order they may be written. No clock, no I/O.
+//!
+//! A segment is every chunk from one `starts_segment` chunk up to the next; it is complete
+//! (and emitted) when the next one starts, or at the end of the broadcast. After each
+//! segment comes the rendition's media playlist listing it, then the multivariant playlist
+//! when the set of renditions with media changed: a reader that follows a playlist only
+//! ever finds objects that were written before it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::hls::{
+    ListType, ListedSegment, MasterEntry, SegmentList, init_name, master, segment_list,
+    segment_name,
+};
+use crate::media::{RenditionInfo, RenditionKind};
+
+/// File name of the multivariant playlist, relative to the broadcast root.
+pub const MASTER: &str = "master.m3u8";
+
+/// What a written object is: decides its `Content-Type` and `Cache-Control`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// CMAF init section (`init-{epoch}.mp4`).
+    Init,
+    /// A whole CMAF segment (`seg-{epoch}-{n}.m4s`).
+    Segment,
+    /// A rendition's media playlist.
+    MediaPlaylist,
+    /// The multivariant playlist.
+    MasterPlaylist,
+}
+
+impl ObjectKind {
+    /// `Content-Type` (AUTH 10.4).
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ObjectKind::Init => "video/mp4",
+            ObjectKind::Segment => "video/iso.segment",
+            ObjectKind::MediaPlaylist | ObjectKind::MasterPlaylist => {
+                "application/vnd.apple.mpegurl"
+            }
+        }
+    }
+
+    /// `Cache-Control` for a CDN in front of the bucket: media names carry the broadcast
+    /// epoch and are never reused, so they are immutable; playlists change every segment
+    /// and get half a target duration (HLS2 App. B.1), also once ended, since the same
+    /// name may be published again at once.
+    pub fn cache_control(self, target_duration: u64) -> String {
+        match self {
+            ObjectKind::Init | ObjectKind::Segment => {
+                "public, max-age=31536000, immutable".to_string()
+            }
+            ObjectKind::MediaPlaylist | ObjectKind::MasterPlaylist => {
+                format!("public, max-age={}", (target_duration / 2).max(1))
+            }
+        }
+    }
+
+    /// Whether a later object of the same path makes this one obsolete (playlists).
+    pub fn superseded_by_newer(self) -> bool {
+        matches!(self, ObjectKind::MediaPlaylist | ObjectKind::MasterPlaylist)
+    }
+}
+
+/// One object to write, with its path relative to the broadcast root.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// e.g. `360p/seg-1a2b3c4d-7.m4s`; only `[A-Za-z0-9._/-]`.
+    pub path: String,
+    /// What it is.
+    pub kind: ObjectKind,
+    /// The bytes.
+    pub body: Bytes,
+}
+
+/// Which playlists the package keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// Every segment since the start: `EVENT` while live, `VOD` at the end (recording).
+    Everything,
+    /// The last `n` segments, a regular live window; `EXT-X-ENDLIST` at the end (object
+    /// storage behind a CDN).
+    Window(usize),
+}
+
+/// A chunk as the muxer produced it, numbered by the HLS store.
+#[derive(Debug, Clone)]
+pub struct ChunkIn {
+    /// Sequence number of the segment this chunk belongs to.
+    pub seq: u64,
+    /// Starts a new segment.
+    pub starts_segment: bool,
+    /// Duration.
+    pub duration: Duration,
+    /// Wall-clock time of its first sample.
+    pub wallclock: SystemTime,
+    /// The bytes (a CMAF chunk).
+    pub data: Bytes,
+}
+
+struct Open {
+    seq: u64,
+    duration: Duration,
+    wallclock: SystemTime,
+    data: BytesMut,
+}
+
+struct Track {
+    info: RenditionInfo,
+    open: Option<Open>,
+    listed: VecDeque<(u64, ListedSegment)>,
+    peak_bps: u64,
+    total_bytes: u64,
+    total_duration: Duration,
+}
+
+impl Track {
+    fn average_bps(&self) -> u64 {
+        let secs = self.total_duration.as_secs_f64();
+        if secs > 0.0 {
+            (self.total_bytes as f64 * 8.0 / secs) as u64
+        } else {
+            0
+        }
+    }
+}
+
+fn entry(t: &Track) -> MasterEntry<'_> {
+    MasterEntry {
+        info: &t.info,
+        uri: format!("{}/index.m3u8", t.info.name),
+        peak_bps: t.peak_bps,
+        average_bps: t.average_bps(),
+    }
+}
+
+/// Turns one broadcast's chunks into objects.
+pub struct Packager {
+    listing: Listing,
+    epoch: String,
+    target_duration: u64,
+    discontinuity_sequence: u64,
+    tracks: BTreeMap<String, Track>,
+    /// Renditions listed in the last multivariant playlist written.
+    in_master: usize,
+    ended: bool,
+}
+
+impl Packager {
+    /// A package for the broadcast `epoch`.
+    pub fn new(
+        listing: Listing,
+        epoch: &str,
+        target_duration: u64,
+        discontinuity_sequence: u64,
+    ) -> Self {
+        Self {
+            listing,
+            epoch: epoch.to_string(),
+            target_duration,
+            discontinuity_sequence,
+            tracks: BTreeMap::new(),
+            in_master: 0,
+            ended: false,
+        }
+    }
+
+    /// A rendition's init section. A changed init section (new caps mid-broadcast) is
+    /// written again under the same name: only before the rendition's first segment can
+    /// that happen with the muxers we run.
+    pub fn init(&mut self, info: RenditionInfo, data: Bytes) -> Vec<Object> {
+        let name = info.name.clone();
+        match self.tracks.get_mut(&name) {
+            Some(t) => t.info = info,
+            None => {
+                self.tracks.insert(
+                    name.clone(),
+                    Track {
+                        info,
+                        open: None,
+                        listed: VecDeque::new(),
+                        peak_bps: 0,
+                        total_bytes: 0,
+                        total_duration: Duration::ZERO,
+                    },
+                );
+            }
+        }
+        vec![Object {
+            path: format!("{name}/{}", init_name(&self.epoch)),
+            kind: ObjectKind::Init,
+            body: data,
+        }]
+    }
+
+    /// A chunk of `rendition`; returns the objects completed by it (a segment and the
+    /// playlists listing it), empty most of the time.
+    pub fn chunk(&mut self, rendition: &str, chunk: &ChunkIn) -> Vec<Object> {
+        if self.ended {
+            return Vec::new();
+        }
+        let Some(track) = self.tracks.get_mut(rendition) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let boundary =
+            chunk.starts_segment || track.open.as_ref().is_some_and(|o| o.seq != chunk.seq);
+        if boundary && let Some(done) = track.open.take() {
+            out.extend(self.close(rendition, done));
+        }
+        let Some(track) = self.tracks.get_mut(rendition) else {
+            return out;
+        };
+        let open = track.open.get_or_insert_with(|| Open {
+            seq: chunk.seq,
+            duration: Duration::ZERO,
+            wallclock: chunk.wallclock,
+            data: BytesMut::new(),
+        });
+        open.duration += chunk.duration;
+        open.data.extend_from_slice(&chunk.data);
+        out
+    }
+
+    /// The broadcast ended: the open segments are complete, playlists become final.
+    pub fn end(&mut self) -> Vec<Object> {
+        if self.ended {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let names: Vec<String> = self.tracks.keys().cloned().collect();
+        for name in &names {
+            if let Some(done) = self.tracks.get_mut(name).and_then(|t| t.open.take()) {
+                out.extend(self.segment_object(name, done));
+            }
+        }
+        self.ended = true;
+        for name in &names {
+            out.extend(self.media_playlist(name));
+        }
+        out.extend(self.master_playlist());
+        out
+    }
+
+    /// Objects for a completed segment: the segment, its playlist, maybe the master.
+    fn close(&mut self, rendition: &str, done: Open) -> Vec<Object> {
+        let mut out = self.segment_object(rendition, done);
+        out.extend(self.media_playlist(rendition));
+        let with_media = self
+            .tracks
+            .values()
+            .filter(|t| !t.listed.is_empty())
+            .count();
+        if with_media > self.in_master {
+            out.extend(self.master_playlist());
+        }
+        out
+    }
+
+    fn segment_object(&mut self, rendition: &str, done: Open) -> Vec<Object> {
+        let Some(track) = self.tracks.get_mut(rendition) else {
+            return Vec::new();
+        };
+        let name = segment_name(&self.epoch, done.seq);
+        let bytes = done.data.len() as u64;
+        let secs = done.duration.as_secs_f64();
+        if secs > 0.0 {
+            track.peak_bps = track.peak_bps.max((bytes as f64 * 8.0 / secs) as u64);
+        }
+        track.total_bytes += bytes;
+        track.total_duration += done.duration;
+        track.listed.push_back((
+            done.seq,
+            ListedSegment {
+                uri: name.clone(),
+                duration: done.duration,
+                wallclock: done.wallclock,
+            },
+        ));
+        if let Listing::Window(n) = self.listing {
+            while track.listed.len() > n.max(1) {
+                track.listed.pop_front();
+            }
+        }
+        vec![Object {
+            path: format!("{rendition}/{name}"),
+            kind: ObjectKind::Segment,
+            body: done.data.freeze(),
+        }]
+    }
+
+    fn media_playlist(&self, rendition: &str) -> Option<Object> {
+        let track = self.tracks.get(rendition)?;
+        let (first, _) = track.listed.front()?;
+        let segments: Vec<ListedSegment> = track.listed.iter().map(|(_, s)| s.clone()).collect();
+        let list_type = match (self.listing, self.ended) {
+            (Listing::Everything, false) => ListType::Event,
+            (Listing::Everything, true) => ListType::Vod,
+            (Listing::Window(_), _) => ListType::Live,
+        };
+        let init = init_name(&self.epoch);
+        let body = segment_list(&SegmentList {
+            target_duration: self.target_duration,
+            media_sequence: *first,
+            discontinuity_sequence: self.discontinuity_sequence,
+            list_type,
+            init_uri: &init,
+            segments: &segments,
+            ended: self.ended,
+        });
+        Some(Object {
+            path: format!("{rendition}/index.m3u8"),
+            kind: ObjectKind::MediaPlaylist,
+            body,
+        })
+    }
+
+    /// The multivariant playlist over the renditions that have media (none: nothing).
+    fn master_playlist(&mut self) -> Option<Object> {
+        let with_media: Vec<&Track> = self
+            .tracks
+            .values()
+            .filter(|t| !t.listed.is_empty())
+            .collect();
+        let mut video: Vec<(u32, MasterEntry<'_>)> = with_media
+            .iter()
+            .copied()
+            .filter_map(|t| match t.info.kind {
+                RenditionKind::Video { height, .. } => Some((height, entry(t))),
+                RenditionKind::Audio { .. } => None,
+            })
+            .collect();
+        if video.is_empty() {
+            return None;
+        }
+        // Highest first, as the origin lists them.
+        video.sort_by_key(|v| std::cmp::Reverse(v.0));
+        let video: Vec<MasterEntry<'_>> = video.into_iter().map(|(_, e)| e).collect();
+        let audio = with_media
+            .iter()
+            .copied()
+            .find(|t| matches!(t.info.kind, RenditionKind::Audio { .. }))
+            .map(entry);
+        let body = master(&video, audio.as_ref());
+        let count = with_media.len();
+        self.in_master = count;
+        Some(Object {
+            path: MASTER.to_string(),
+            kind: ObjectKind::MasterPlaylist,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn video(name: &str, height: u32) -> RenditionInfo {
+        RenditionInfo {
+            name: name.into(),
+            kind: RenditionKind::Video {
+                width: height * 16 / 9,
+                height,
+                fps: 30.0,
+            },
+            codecs: "avc1.64001f".into(),
+            bitrate: 500_000,
+        }
+    }
+
+    fn audio() -> RenditionInfo {
+        RenditionInfo {
+            name: "audio".into(),
+            kind: RenditionKind::Audio {
+                channels: 2,
+                rate: 48_000,
+                language: "en".into(),
+            },
+            codecs: "mp4a.40.2".into(),
+            bitrate: 96_000,
+        }
+    }
+
+    fn chunk(seq: u64, starts: bool, tag: u8) -> ChunkIn {
+        ChunkIn {
+            seq,
+            starts_segment: starts,
+            duration: Duration::from_millis(500),
+            wallclock: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seq),
+            data: Bytes::from(vec![tag; 10]),
+        }
+    }
+
+    fn paths(objs: &[Object]) -> Vec<&str> {
+        objs.iter().map(|o| o.path.as_str()).collect()
+    }
+
+    #[test]
+    fn chunks_become_whole_segments_then_playlists() {
+        let mut p = Packager::new(Listing::Everything, "ep", 1, 0);
+        assert_eq!(
+            paths(&p.init(video("360p", 360), Bytes::from_static(b"i"))),
+            ["360p/init-ep.mp4"]
+        );
+        assert!(p.chunk("360p", &chunk(4, true, 1)).is_empty());
+        assert!(p.chunk("360p", &chunk(4, false, 2)).is_empty());
+        let out = p.chunk("360p", &chunk(5, true, 3));
+        assert_eq!(
+            paths(&out),
+            ["360p/seg-ep-4.m4s", "360p/index.m3u8", "master.m3u8"]
+        );
+        // The segment is both chunks, in order.
+        let mut want = vec![1u8; 10];
+        want.extend([2u8; 10]);
+        assert_eq!(out[0].body.as_ref(), &want[..]);
+        assert_eq!(out[0].kind, ObjectKind::Segment);
+        let pl = String::from_utf8(out[1].body.to_vec()).expect("utf8");
+        assert!(pl.contains("#EXT-X-PLAYLIST-TYPE:EVENT"), "{pl}");
+        assert!(pl.contains("#EXT-X-MEDIA-SEQUENCE:4"), "{pl}");
+        assert!(pl.contains("#EXTINF:1,\nseg-ep-4.m4s"), "{pl}");
+        assert!(pl.contains("#EXT-X-MAP:URI=\"init-ep.mp4\""), "{pl}");
+        // Master is not rewritten while the set of renditions is unchanged.
+        assert!(p.chunk("360p", &chunk(5, false, 4)).is_empty());
+        assert_eq!(
+            paths(&p.chunk("360p", &chunk(6, true, 5))),
+            ["360p/seg-ep-5.m4s", "360p/index.m3u8"]
+        );
+        // End: the open segment, then VOD playlists, then the master.
+        let out = p.end();
+        assert_eq!(
+            paths(&out),
+            ["360p/seg-ep-6.m4s", "360p/index.m3u8", "master.m3u8"]
+        );
+        let pl = String::from_utf8(out[1].body.to_vec()).expect("utf8");
+        assert!(pl.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{pl}");
+        assert!(pl.trim_end().ends_with("#EXT-X-ENDLIST"), "{pl}");
+        assert_eq!(pl.matches("#EXTINF").count(), 3);
+        assert!(p.end().is_empty());
+        assert!(p.chunk("360p", &chunk(7, true, 6)).is_empty());
+    }
+
+    #[test]
+    fn master_grows_with_renditions_and_lists_audio() {
+        let mut p = Packager::new(Listing::Everything, "ep", 1, 0);
+        p.init(video("360p", 360), Bytes::new());
+        p.init(video("180p", 180), Bytes::new());
+        p.init(audio(), Bytes::new());
+        p.chunk("360p", &chunk(0, true, 1));
+        p.chunk("180p", &chunk(0, true, 1));
+        p.chunk("audio", &chunk(0, true, 1));
+        let out = p.chunk("audio", &chunk(1, true, 1));
+        // Audio alone makes no master (no variant to list).
+        assert_eq!(paths(&out), ["audio/seg-ep-0.m4s", "audio/index.m3u8"]);
+        let out = p.chunk("180p", &chunk(1, true, 1));
+        assert_eq!(
+            paths(&out),
+            ["180p/seg-ep-0.m4s", "180p/index.m3u8", "master.m3u8"]
+        );
+        let out = p.chunk("360p", &chunk(1, true, 1));
+        let m = String::from_utf8(out[2].body.to_vec()).expect("utf8");
+        assert!(m.find("360p/index.m3u8") < m.find("180p/index.m3u8"), "{m}");
+        assert!(m.contains("audio/index.m3u8"), "{m}");
+        assert!(m.contains("CODECS=\"avc1.64001f,mp4a.40.2\""), "{m}");
+    }
+
+    #[test]
+    fn window_slides_and_ends_without_vod() {
+        let mut p = Packager::new(Listing::Window(2), "ep", 2, 3);
+        p.init(video("360p", 360), Bytes::new());
+        let mut last = Vec::new();
+        for seq in 10..15 {
+            last = p.chunk("360p", &chunk(seq, true, 1));
+        }
+        let pl = String::from_utf8(last[1].body.to_vec()).expect("utf8");
+        assert!(pl.contains("#EXT-X-MEDIA-SEQUENCE:12"), "{pl}");
+        assert!(pl.contains("#EXT-X-DISCONTINUITY-SEQUENCE:3"), "{pl}");
+        assert!(!pl.contains("PLAYLIST-TYPE"), "{pl}");
+        assert_eq!(pl.matches("#EXTINF").count(), 2);
+        let out = p.end();
+        let pl = String::from_utf8(out[1].body.to_vec()).expect("utf8");
+        assert!(
+            pl.contains("seg-ep-14.m4s") && pl.contains("#EXT-X-ENDLIST"),
+            "{pl}"
+        );
+        assert!(!pl.contains("PLAYLIST-TYPE"), "{pl}");
+    }
+
+    #[test]
+    fn headers_per_kind() {
+        assert_eq!(ObjectKind::Segment.content_type(), "video/iso.segment");
+        assert_eq!(ObjectKind::Init.content_type(), "video/mp4");
+        assert_eq!(
+            ObjectKind::MediaPlaylist.content_type(),
+            "application/vnd.apple.mpegurl"
+        );
+        assert!(ObjectKind::Segment.cache_control(2).contains("immutable"));
+        assert_eq!(
+            ObjectKind::MasterPlaylist.cache_control(2),
+            "public, max-age=1"
+        );
+        assert_eq!(
+            ObjectKind::MediaPlaylist.cache_control(6),
+            "public, max-age=3"
+        );
+        assert!(ObjectKind::MediaPlaylist.superseded_by_newer());
+        assert!(!ObjectKind::Segment.superseded_by_newer());
+    }
+}
