@@ -110,6 +110,10 @@ pub struct S3Config {
     /// How long a failed upload is retried (exponential backoff) before it is given up.
     #[serde(with = "humantime_serde")]
     pub retry_for: Duration,
+    /// Canned ACL sent as `x-amz-acl` with every upload (e.g. `public-read` when players or
+    /// a CDN read the bucket anonymously); empty: none (the bucket's policy decides, as
+    /// with S3 buckets that have ACLs disabled).
+    pub acl: String,
 }
 
 impl Default for S3Config {
@@ -124,6 +128,7 @@ impl Default for S3Config {
             secret_key: String::new(),
             path_style: true,
             retry_for: Duration::from_secs(60),
+            acl: String::new(),
         }
     }
 }
@@ -479,6 +484,7 @@ mod tests {
         assert_eq!(c.s3.region, d.s3.region);
         assert_eq!(c.s3.path_style, d.s3.path_style);
         assert_eq!(c.s3.retry_for, d.s3.retry_for);
+        assert_eq!(c.s3.acl, d.s3.acl);
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub struct Store {
     client: reqwest::Client,
     prefix: String,
     retry_for: Duration,
+    acl: String,
     target_duration: u64,
 }
 
@@ -84,6 +85,7 @@ impl Store {
             client,
             prefix: cfg.prefix.trim_matches('/').to_string(),
             retry_for: cfg.retry_for,
+            acl: cfg.acl.clone(),
             target_duration,
         })
     }
@@ -110,10 +112,15 @@ impl Store {
         action
             .headers_mut()
             .insert("cache-control", cache_control.clone());
+        if !self.acl.is_empty() {
+            action.headers_mut().insert("x-amz-acl", self.acl.as_str());
+        }
         let url = action.sign(SIGNATURE_TTL);
-        let resp = self
-            .client
-            .put(url)
+        let mut req = self.client.put(url);
+        if !self.acl.is_empty() {
+            req = req.header("x-amz-acl", &self.acl);
+        }
+        let resp = req
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .header(reqwest::header::CACHE_CONTROL, cache_control)
             .header(reqwest::header::CONTENT_LENGTH, obj.body.len())
