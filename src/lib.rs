@@ -43,7 +43,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use config::Config;
 
@@ -96,6 +96,10 @@ pub enum RunError {
     Output(#[from] output::OutputError),
 }
 
+/// On shutdown, how long the recordings and uploads get to write their final playlists
+/// after every broadcast ended.
+const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often ended streams past their grace period are dropped.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -128,7 +132,7 @@ pub async fn run(
         cfg.server.max_sdp_bytes,
         cfg.server.max_streams,
         store.clone(),
-        outputs,
+        outputs.clone(),
     );
     let state = origin::AppState {
         ingest: ingest.clone(),
@@ -155,6 +159,11 @@ pub async fn run(
         shutdown.await;
         info!("shutting down: ending every broadcast");
         ingest.shutdown().await;
+        if !outputs.drain(OUTPUT_DRAIN_TIMEOUT).await {
+            warn!(
+                "recordings / uploads still writing after {OUTPUT_DRAIN_TIMEOUT:?}; left as they are"
+            );
+        }
         tokio::time::sleep(linger).await;
     };
     let result = match tls {

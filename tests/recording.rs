@@ -309,3 +309,38 @@ async fn a_write_error_stops_the_recording_not_the_live_stream() {
     gw.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_a_recording_requested_over_websocket_as_vod() {
+    let dir = tempdir("rec-term");
+    // No linger: what is on disk when `run` returns is what the drain waited for.
+    let gw = TestGateway::start(test_config(&format!(
+        "[server]\nshutdown_linger = \"0s\"\n[record]\nallow_request = true\ndirectory = \"{}\"\n",
+        dir.display()
+    )))
+    .await;
+    // Asked for over the WebSocket signalling channel this time.
+    let url = format!("{}?record=1", gw.ws_url("rec3"));
+    let publisher = Publisher::start(PublisherOptions::ws(&url).with_format(640, 360, 30))
+        .await
+        .expect("publisher connects");
+    gw.wait_master("rec3", 3, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let (epoch, _) = output_status(&gw, "rec3").await;
+    let root = dir.join("rec3").join(&epoch);
+    wait_recorded(&root.join("360p/index.m3u8"), 3).await;
+    // As on SIGTERM, with the publisher still sending.
+    gw.shutdown().await;
+    let text = std::fs::read_to_string(root.join("360p/index.m3u8")).unwrap();
+    let pl = parse_media(&text).unwrap();
+    assert_eq!(
+        pl.playlist_type,
+        Some(m3u8_rs::MediaPlaylistType::Vod),
+        "{text}"
+    );
+    assert!(pl.end_list, "{text}");
+    decode_all(&root.join("master.m3u8"));
+    drop(publisher);
+    let _ = std::fs::remove_dir_all(&dir);
+}

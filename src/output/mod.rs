@@ -17,7 +17,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::error;
 
 use crate::StreamKey;
@@ -141,6 +141,23 @@ impl OutputStatus {
     }
 }
 
+/// Counts a running writer (thread or task) until dropped, so shutdown can wait for the
+/// final playlists.
+pub struct WriterGuard(Arc<watch::Sender<usize>>);
+
+impl WriterGuard {
+    fn new(count: &Arc<watch::Sender<usize>>) -> Self {
+        count.send_modify(|n| *n += 1);
+        Self(count.clone())
+    }
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
 /// The configured outputs; cheap to clone. [`Outputs::start`] makes a broadcast's.
 #[derive(Clone)]
 pub struct Outputs {
@@ -148,6 +165,7 @@ pub struct Outputs {
     s3: Option<Arc<s3::Store>>,
     target_duration: u64,
     window: usize,
+    writers: Arc<watch::Sender<usize>>,
 }
 
 impl Outputs {
@@ -165,7 +183,17 @@ impl Outputs {
             },
             target_duration: crate::hls::target_duration(hls.segment_duration),
             window: hls.window_segments,
+            writers: Arc::new(watch::Sender::new(0)),
         })
+    }
+
+    /// Waits (at most `limit`) until every writer has finished: on shutdown, after every
+    /// broadcast ended, so recordings get their VOD playlists and the bucket its ENDLIST.
+    /// Returns whether all finished.
+    pub async fn drain(&self, limit: std::time::Duration) -> bool {
+        let mut rx = self.writers.subscribe();
+        let all_done = tokio::time::timeout(limit, rx.wait_for(|n| *n == 0)).await;
+        matches!(all_done, Ok(Ok(_)))
     }
 
     /// Whether a broadcast is recorded: always with `record.enabled`, on the publisher's
@@ -189,7 +217,14 @@ impl Outputs {
                 .join(epoch);
             let status = OutputStatus::new("record", root.display().to_string());
             let (tx, rx) = mpsc::channel(RECORD_QUEUE);
-            record::spawn(root, rx, &status, stream, epoch);
+            record::spawn(
+                root,
+                rx,
+                &status,
+                stream,
+                epoch,
+                WriterGuard::new(&self.writers),
+            );
             sinks.push(Sink {
                 // A recording is one broadcast: its own numbering has no discontinuity.
                 packager: Packager::new(Listing::Everything, epoch, self.target_duration, 0),
@@ -200,7 +235,14 @@ impl Outputs {
         if let Some(store) = &self.s3 {
             let status = OutputStatus::new("s3", store.location(stream));
             let (tx, rx) = mpsc::channel(S3_QUEUE);
-            s3::spawn(store.clone(), stream, epoch, rx, status.clone());
+            s3::spawn(
+                store.clone(),
+                stream,
+                epoch,
+                rx,
+                status.clone(),
+                WriterGuard::new(&self.writers),
+            );
             sinks.push(Sink {
                 packager: Packager::new(
                     Listing::Window(self.window),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 use tracing::{error, info, info_span};
 
-use super::{Object, OutputStatus};
+use super::{Object, OutputStatus, WriterGuard};
 use crate::StreamKey;
 
 /// Starts the writer thread for `root` (`<directory>/<stream>/<epoch>`).
@@ -20,6 +20,7 @@ pub fn spawn(
     status: &OutputStatus,
     stream: &StreamKey,
     epoch: &str,
+    guard: WriterGuard,
 ) {
     let span = info_span!("record", stream = %stream, epoch = %epoch);
     let name = format!("rec-{stream}");
@@ -27,6 +28,7 @@ pub fn spawn(
     let spawned = std::thread::Builder::new().name(name).spawn(move || {
         let _g = span.enter();
         run(&root, rx, &thread_status);
+        drop(guard);
     });
     if let Err(e) = spawned {
         let why = format!("cannot start the recording thread: {e}");

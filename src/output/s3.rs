@@ -13,7 +13,7 @@ use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use tokio::sync::mpsc;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{Object, ObjectKind, OutputError, OutputStatus, S3_QUEUE};
+use super::{Object, ObjectKind, OutputError, OutputStatus, S3_QUEUE, WriterGuard};
 use crate::StreamKey;
 use crate::config::S3Config;
 
@@ -146,10 +146,17 @@ pub fn spawn(
     epoch: &str,
     rx: mpsc::Receiver<Object>,
     status: OutputStatus,
+    guard: WriterGuard,
 ) {
     let prefix = store.stream_prefix(stream);
     let span = info_span!("s3", stream = %stream, epoch = %epoch);
-    tokio::spawn(run(store, prefix, rx, status).instrument(span));
+    tokio::spawn(
+        async move {
+            run(store, prefix, rx, status).await;
+            drop(guard);
+        }
+        .instrument(span),
+    );
 }
 
 /// Queues `obj`; a playlist replaces an older copy of itself still waiting. A
