@@ -12,7 +12,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::publisher::{Publisher, PublisherOptions};
-use common::{TestGateway, parse_media, probe, resolve, test_config};
+use common::{
+    TestGateway, decode_all, output_status, parse_media, probe, resolve, test_config, wait_output,
+};
 
 fn tempdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("whipcast-{tag}-{:016x}", rand::random::<u64>()));
@@ -20,36 +22,8 @@ fn tempdir(tag: &str) -> PathBuf {
     d
 }
 
-/// The `outputs` entry of `stream` in /api/streams, and the broadcast epoch.
-async fn output_status(gw: &TestGateway, stream: &str) -> (String, serde_json::Value) {
-    let (_, text) = gw.get_text(&gw.url("/api/streams")).await.unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let s = v["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == stream)
-        .unwrap_or_else(|| panic!("{stream} not in /api/streams: {text}"))
-        .clone();
-    let epoch = s["epoch"].as_str().unwrap().to_string();
-    let outputs = s["outputs"].as_array().unwrap();
-    assert_eq!(outputs.len(), 1, "{text}");
-    (epoch, outputs[0].clone())
-}
-
 async fn wait_output_state(gw: &TestGateway, stream: &str, state: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, o) = output_status(gw, stream).await;
-        if o["state"] == state {
-            return o;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "output never became {state}: {o}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_output(gw, stream, state, |o| o["state"] == state).await
 }
 
 /// Polls a recorded media playlist until it lists `n` segments.
@@ -95,22 +69,6 @@ fn probed_duration(playlist: &Path) -> f64 {
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("no duration for {}", playlist.display()))
-}
-
-/// Decodes every stream of `playlist` to the end with ffmpeg; fails on any error.
-fn decode_all(playlist: &Path) {
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-i"])
-        .arg(playlist)
-        .args(["-map", "0", "-f", "null", "-"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stderr.trim().is_empty(),
-        "ffmpeg could not decode {}: {stderr}",
-        playlist.display()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,7 +178,7 @@ async fn recording_is_event_while_live_and_a_decodable_vod_after() {
                 s.uri
             );
         }
-        decode_all(&path);
+        decode_all(path.to_str().unwrap());
         let d = probed_duration(&path);
         assert!(
             (d - listed).abs() < 0.5,
@@ -237,7 +195,7 @@ async fn recording_is_event_while_live_and_a_decodable_vod_after() {
         );
     }
     // The multivariant playlist plays as a whole.
-    decode_all(&root.join("master.m3u8"));
+    decode_all(root.join("master.m3u8").to_str().unwrap());
     // No temporary file left anywhere.
     for sub in std::fs::read_dir(&root).unwrap() {
         let sub = sub.unwrap().path();
@@ -340,7 +298,7 @@ async fn shutdown_finishes_a_recording_requested_over_websocket_as_vod() {
         "{text}"
     );
     assert!(pl.end_list, "{text}");
-    decode_all(&root.join("master.m3u8"));
+    decode_all(root.join("master.m3u8").to_str().unwrap());
     drop(publisher);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,7 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::publisher::{Publisher, PublisherOptions};
-use common::{TestGateway, parse_media, resolve, test_config};
+use common::{
+    TestGateway, decode_all, output_status, parse_media, resolve, test_config, wait_output,
+};
 
 const BUCKET: &str = "live";
 
@@ -87,60 +89,11 @@ fn s3_config(port: u16) -> whipcast::Config {
     ))
 }
 
-/// The stream's `outputs[0]` in /api/streams and its epoch.
-async fn output_status(gw: &TestGateway, stream: &str) -> (String, serde_json::Value) {
-    let (_, text) = gw.get_text(&gw.url("/api/streams")).await.unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let s = v["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == stream)
-        .unwrap_or_else(|| panic!("{stream} not in /api/streams: {text}"))
-        .clone();
-    (
-        s["epoch"].as_str().unwrap().to_string(),
-        s["outputs"][0].clone(),
-    )
-}
-
-async fn wait_output(
-    gw: &TestGateway,
-    stream: &str,
-    what: &str,
-    ok: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (_, o) = output_status(gw, stream).await;
-        if ok(&o) {
-            return o;
-        }
-        assert!(Instant::now() < deadline, "upload never {what}: {o}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 async fn get(http: &reqwest::Client, url: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
     let r = http.get(url).send().await.unwrap();
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     (status, headers, r.bytes().await.unwrap().to_vec())
-}
-
-/// Decodes every stream of `url` (fetched over HTTP by ffmpeg itself) to the end.
-fn decode_all(url: &str) {
-    let out = Command::new("ffmpeg")
-        .args([
-            "-nostdin", "-v", "error", "-i", url, "-map", "0", "-f", "null", "-",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stderr.trim().is_empty(),
-        "ffmpeg could not decode {url}: {stderr}"
-    );
 }
 
 /// Checks what the bucket holds after the broadcast: final playlists with ENDLIST, every

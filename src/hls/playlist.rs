@@ -42,35 +42,24 @@ pub fn target_duration(segment: Duration) -> u64 {
 
 /// Renders a media playlist.
 pub fn media(view: &MediaView<'_>) -> Bytes {
-    let segments = view
+    let segments: Vec<ListedSegment> = view
         .window
         .segments()
-        .enumerate()
-        .map(|(i, s)| MediaSegment {
+        .map(|s| ListedSegment {
             uri: (view.segment_uri)(s.seq),
-            duration: s.duration.as_secs_f32(),
-            // EXT-X-MAP once, on the first segment; it applies to all that follow.
-            map: (i == 0).then(|| Map {
-                uri: view.init_uri.to_string(),
-                ..Default::default()
-            }),
-            // AUTH 8.4: PDT in every live media playlist. One per segment lets players
-            // map every segment without accumulating EXTINF rounding.
-            program_date_time: Some(to_chrono(s.wallclock)),
-            ..Default::default()
+            duration: s.duration,
+            wallclock: s.wallclock,
         })
         .collect();
-    let pl = MediaPlaylist {
-        version: Some(MEDIA_VERSION),
+    segment_list(&SegmentList {
         target_duration: view.target_duration,
         media_sequence: view.window.media_sequence(),
         discontinuity_sequence: view.discontinuity_sequence,
-        segments,
-        end_list: view.ended,
-        independent_segments: true,
-        ..Default::default()
-    };
-    write(|w| pl.write_to(w))
+        list_type: ListType::Live,
+        init_uri: view.init_uri,
+        segments: &segments,
+        ended: view.ended,
+    })
 }
 
 /// `EXT-X-PLAYLIST-TYPE` of a [`SegmentList`].
@@ -123,10 +112,13 @@ pub fn segment_list(view: &SegmentList<'_>) -> Bytes {
         .map(|(i, s)| MediaSegment {
             uri: s.uri.clone(),
             duration: s.duration.as_secs_f32(),
+            // EXT-X-MAP once, on the first segment; it applies to all that follow.
             map: (i == 0).then(|| Map {
                 uri: view.init_uri.to_string(),
                 ..Default::default()
             }),
+            // AUTH 8.4: PDT in every live media playlist. One per segment lets players
+            // map every segment without accumulating EXTINF rounding.
             program_date_time: Some(to_chrono(s.wallclock)),
             ..Default::default()
         })

@@ -337,3 +337,60 @@ pub async fn probe_rendition(
     }
     Ok(out)
 }
+
+/// The broadcast epoch of `stream` and its `outputs` (recording, object storage) as
+/// /api/streams shows them.
+pub async fn stream_outputs(gw: &TestGateway, stream: &str) -> (String, Vec<serde_json::Value>) {
+    let (_, text) = gw.get_text(&gw.url("/api/streams")).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let s = v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == stream)
+        .unwrap_or_else(|| panic!("{stream} not in /api/streams: {text}"));
+    let epoch = s["epoch"].as_str().unwrap().to_string();
+    (epoch, s["outputs"].as_array().unwrap().clone())
+}
+
+/// The only output of `stream` (asserted), and the broadcast epoch.
+pub async fn output_status(gw: &TestGateway, stream: &str) -> (String, serde_json::Value) {
+    let (epoch, outputs) = stream_outputs(gw, stream).await;
+    assert_eq!(outputs.len(), 1, "{outputs:?}");
+    (epoch, outputs[0].clone())
+}
+
+/// Polls /api/streams until the stream's first output satisfies `ok`; returns it.
+pub async fn wait_output(
+    gw: &TestGateway,
+    stream: &str,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, outputs) = stream_outputs(gw, stream).await;
+        let o = outputs.first().cloned().unwrap_or_default();
+        if ok(&o) {
+            return o;
+        }
+        assert!(Instant::now() < deadline, "output never {what}: {o}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Decodes every stream of an HLS playlist (a path, or a URL ffmpeg fetches itself) to its
+/// end with ffmpeg; fails on any error message.
+pub fn decode_all(input: &str) {
+    let out = Command::new("ffmpeg")
+        .args([
+            "-nostdin", "-v", "error", "-i", input, "-map", "0", "-f", "null", "-",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "ffmpeg could not decode {input}: {stderr}"
+    );
+}
