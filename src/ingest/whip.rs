@@ -247,9 +247,13 @@ pub fn parse_sdpfrag(frag: &str) -> Result<Vec<Candidate>, IngestError> {
 /// Whether a query string asks for a recording: `record=1` (or `true`, `yes`).
 pub(crate) fn record_requested(query: Option<&str>) -> bool {
     query.is_some_and(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .any(|(k, v)| k == "record" && matches!(v.as_ref(), "1" | "true" | "yes"))
+        url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "record" && record_flag(&v))
     })
+}
+
+/// Whether the value of a `record` query parameter means yes.
+pub(crate) fn record_flag(value: &str) -> bool {
+    matches!(value, "1" | "true" | "yes")
 }
 
 #[cfg(test)]

@@ -86,7 +86,7 @@ pub async fn upgrade(
         .or_else(|| super::whip::bearer(&headers));
     let record = query
         .get("record")
-        .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+        .is_some_and(|v| super::whip::record_flag(v));
     let ingest = state.ingest.clone();
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| {

@@ -39,12 +39,13 @@ pub fn spawn(
 }
 
 fn run(root: &Path, mut rx: mpsc::Receiver<Object>, status: &OutputStatus) {
-    if let Err(e) = fs::create_dir_all(root) {
-        stop(status, root, &e);
-        return;
-    }
-    info!(dir = %root.display(), "recording");
+    // Directories are made with the first file: a publisher that never sends media leaves
+    // nothing behind.
+    let mut first = true;
     while let Some(obj) = rx.blocking_recv() {
+        if std::mem::take(&mut first) {
+            info!(dir = %root.display(), "recording");
+        }
         let path = root.join(&obj.path);
         match write_atomic(&path, &obj.body) {
             Ok(()) => status.wrote(obj.body.len()),
