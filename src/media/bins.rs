@@ -222,6 +222,64 @@ pub(crate) struct MuxTiming {
     pub part: Option<Duration>,
 }
 
+/// Cuts the muxer's first fragment after one part: `split-at-running-time` for the running
+/// time of the first buffer reaching `pad` (the muxer's input) plus one part.
+///
+/// Why: a media playlist is served only once it lists a whole segment (hls.js rejects a
+/// parts-only playlist with LEVEL_EMPTY_ERROR), so with full-length first segments a
+/// viewer waits a whole segment after the first keyframe. A one-part first segment makes the
+/// stream playable ~one part after the first keyframe (BENCHMARKS.md "Latency": publish →
+/// first playable). HLS2 §4.4.3.1 only bounds segment durations from above
+/// (EXT-X-TARGETDURATION), so a short first segment is allowed. Every later fragment starts
+/// where the previous ended, so boundaries stay on `first + n × segment`: the same in every
+/// video rung, which all see the same first frame; the split is a whole number of parts from
+/// the first buffer, as cmafmux needs (FACTS.md §4). cmafmux sends its force-key-unit for
+/// the second fragment start after this request is in, so x264enc puts the IDR there.
+fn split_first_fragment(mux: &gst::Element, pad: &gst::Pad, after: Duration) {
+    let mux = mux.downgrade();
+    let after = gst::ClockTime::from_nseconds(after.as_nanos() as u64);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let running = pad.sticky_event::<gst::event::Segment>(0).and_then(|ev| {
+            ev.segment()
+                .downcast_ref::<gst::format::Time>()
+                .and_then(|seg| seg.to_running_time(buffer.pts()))
+        });
+        if let (Some(mux), Some(running)) = (mux.upgrade(), running) {
+            mux.emit_by_name::<()>("split-at-running-time", &[&(running + after)]);
+        }
+        gst::PadProbeReturn::Remove
+    });
+}
+
+/// The audio rendition's first fragment is one part long too, for the same reason as
+/// [`split_first_fragment`], but done differently: the muxer starts with
+/// `fragment-duration` = one part and is switched to the segment duration once the first
+/// fragment is out. cmafmux recomputes the current fragment's end from the setting on every
+/// aggregate, and audio needs no force-key-unit, so nothing else depends on it.
+/// (`split-at-running-time` does not work here: AAC frames rarely end exactly on the
+/// requested time, the fragment ends on the frame before it, and the request stays pending,
+/// which cuts a one-frame second segment.)
+fn short_first_fragment(mux: &gst::Element, part: Duration, segment: Duration) {
+    let clock = |d: Duration| gst::ClockTime::from_nseconds(d.as_nanos() as u64);
+    mux.set_property("fragment-duration", clock(part));
+    let Some(src) = mux.static_pad("src") else {
+        return;
+    };
+    let segment = clock(segment);
+    src.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        move |pad, _info| {
+            if let Some(mux) = pad.parent_element() {
+                mux.set_property("fragment-duration", segment);
+            }
+            gst::PadProbeReturn::Remove
+        },
+    );
+}
+
 fn cmafmux(name: &str, timing: MuxTiming, force_keyunit: bool) -> Result<gst::Element, MediaError> {
     let clock = |d: Duration| gst::ClockTime::from_nseconds(d.as_nanos() as u64);
     let mut b = gst::ElementFactory::make("cmafmux")
@@ -299,6 +357,9 @@ pub(crate) fn video_rung(
     )?;
     let parse = make("h264parse", &format!("{n}_parse"))?;
     let mux = cmafmux(&format!("{n}_mux"), timing, true)?;
+    if let (Some(part), Some(pad)) = (timing.part, parse.static_pad("src")) {
+        split_first_fragment(&mux, &pad, part);
+    }
     let sink = appsink(&format!("{n}_sink"));
     branch_from_tee(
         pipeline,
@@ -436,6 +497,9 @@ pub(crate) fn audio(
         .map_err(|e| MediaError::Build(format!("avenc_aac: {e}")))?;
     let q = queue("audio_queue")?;
     let mux = cmafmux("audio_mux", timing, false)?;
+    if let Some(part) = timing.part {
+        short_first_fragment(&mux, part, timing.segment);
+    }
     let sink = appsink("audio_sink");
     let mut all: Vec<&gst::Element> = head.iter().collect();
     all.extend([
