@@ -8,8 +8,8 @@
 //!   the 409 message and screenshots under `target/screenshots/`;
 //! - `publish_paths.mjs`, against a whipcast that requires a token: the permission-denied,
 //!   network-down and 401 messages, the form driven by keyboard alone, VP9 published and
-//!   played as H.264, the bitrate cap, screen share, and accessibility (axe-core, labels, Tab)
-//!   on the three pages.
+//!   played as H.264, the bitrate cap, screen share (then its connection cut while live), and
+//!   accessibility (axe-core, labels, Tab) on the three pages.
 //!
 //! Needs `deploy/install-browser-deps.sh` (chromium, `player/node_modules`), which
 //! `make test` runs, and a loopback-only network namespace (`deploy/netns-run.sh`).
@@ -218,6 +218,14 @@ async fn publisher_page_failures_screen_share_vp9_bitrate_cap_and_accessibility(
     );
     assert!(capped > 0.0 && capped < uncapped, "cap: {vp9}");
     assert_eq!(s["screen"]["track"]["displaySurface"], "monitor");
+    let dropped = &s["screen"]["dropped"];
+    assert!(
+        dropped["status"]
+            .as_str()
+            .unwrap()
+            .contains("network down: lost the connection"),
+        "connection cut while live: {dropped}"
+    );
     let a11y = s["accessibility"].as_object().unwrap();
     assert!(a11y.len() >= 5, "pages checked for accessibility: {a11y:?}");
     for (page, r) in a11y {

@@ -94,6 +94,7 @@
     if (err.name === 'NotFoundError') return 'no camera or microphone found';
     if (err.name === 'NotReadableError') return 'the camera or microphone is in use by another application';
     if (err.name === 'OverconstrainedError') return 'the selected device cannot provide the requested format';
+    if (err.network && err.lost) return `network down: lost the connection to the server at ${location.host} (${msg}); the broadcast has ended, press Start to publish again`;
     if (err.network) return `network down: cannot reach the server at ${location.host} (${msg}); check the connection and that whipcast is running, then press Start again`;
     return msg;
   }
@@ -323,6 +324,13 @@
           const err = new PublishError(status ? `HTTP ${status}: ${ev.reason || why}` : why, status);
           if (!status && ev.code === 1006) err.network = true; // closed before it opened
           reject(err);
+        } else if (ev.code === 1006) {
+          // No close frame: the server went away or the network dropped. Either way the
+          // server has ended the broadcast (a closed socket ends it).
+          const err = new PublishError(why);
+          err.network = true;
+          err.lost = true;
+          fail(err);
         } else if (state.phase !== 'ended') {
           setStatus('ended', `ended: ${why}`);
           teardown();

@@ -13,13 +13,16 @@
 // 4. keyboard + VP9 + bitrate cap: the form is filled and started by keyboard alone (Tab to
 //    Start, Enter), VP9 goes out and plays in /watch/ as H.264 HLS; a cap typed into the
 //    page brings getStats()'s outgoing bitrate down to it;
-// 5. screen share (getDisplayMedia) over WebSocket publishes and plays;
+// 5. screen share (getDisplayMedia) over WebSocket publishes and plays; then the page's
+//    connection to the server (through a TCP proxy) is cut: the page says the network is
+//    down and the stream ends;
 // and accessibility on the three pages: axe-core (WCAG 2.x A/AA incl. contrast, light and
 // dark), a label for every form control, every control reachable with Tab.
 //
 // Progress goes to stderr; the last stdout line is a JSON summary. Exit code 0 = every
 // check passed, 1 = a check failed, 2 = the browser could not be set up.
 import http from 'node:http';
+import net from 'node:net';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, normalize } from 'node:path';
 import { launchChromium, MEDIA_ARGS, playerDir } from './chromium.mjs';
@@ -234,6 +237,41 @@ function staticServer() {
   return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => resolve(srv)));
 }
 
+/** A TCP proxy on a free loopback port to `target` (http://127.0.0.1:PORT); close() cuts it. */
+function tcpProxy(target) {
+  const { hostname, port } = new URL(target);
+  const sockets = new Set();
+  const srv = net.createServer((client) => {
+    const upstream = net.connect(Number(port), hostname);
+    const end = () => {
+      for (const s of [client, upstream]) {
+        s.destroy();
+        sockets.delete(s);
+      }
+    };
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', end);
+      s.on('close', end);
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  return new Promise((resolve) => srv.listen(0, '127.0.0.1', () => {
+    let closed = null;
+    resolve({
+      base: `http://127.0.0.1:${srv.address().port}`,
+      close() {
+        closed ||= new Promise((r) => {
+          for (const s of sockets) s.destroy();
+          srv.close(() => r());
+        });
+        return closed;
+      },
+    });
+  }));
+}
+
 async function networkDown(open) {
   const res = {};
   summary.networkDown = res;
@@ -440,9 +478,13 @@ async function screenShare(open) {
   summary.screen = res;
   const page = await open('publish screen');
   let watch = null;
+  let proxy = null;
   try {
+    // The page comes through a TCP proxy, so its WebSocket can be cut below (media goes
+    // straight to whipcast's ICE candidates).
+    proxy = await tcpProxy(base);
     // getDisplayMedia needs a user gesture: a screen-share link waits for Start.
-    await page.goto(`${base}/publish/?stream=${name}&source=screen&signaling=ws&codec=h264&token=${encodeURIComponent(token)}`);
+    await page.goto(`${proxy.base}/publish/?stream=${name}&source=screen&signaling=ws&codec=h264&token=${encodeURIComponent(token)}`);
     await sleep(500);
     res.waiting = { phase: await page.evaluate(() => window.whipcastState.phase), status: await page.textContent('#status') };
     check(res.waiting.phase === 'idle' && /press Start/.test(res.waiting.status), `screen-share link did not wait for Start: ${JSON.stringify(res.waiting)}`);
@@ -455,9 +497,18 @@ async function screenShare(open) {
     res.api = api && { state: api.state, signaling: api.ingest.signaling, codec: api.ingest.video_codec, audio: api.ingest.audio };
     check(api && api.state === 'live' && api.ingest.signaling === 'websocket', `API: ${JSON.stringify(res.api)}`);
     watch = await watchPlays(open, name, res);
-    await stopAndEnd(page, name, res);
     log(`${name}: ${JSON.stringify(res.track)} published over WebSocket and played`);
+
+    // The connection to the server drops while live: the page says so, the stream ends.
+    await proxy.close();
+    res.dropped = await failure(page);
+    check(res.dropped.phase === 'error' && /network down: lost the connection/.test(res.dropped.status) && res.dropped.startEnabled,
+      `WebSocket cut while live: ${JSON.stringify(res.dropped)}`);
+    const ended = await poll(`${name} ended`, ENDED_TIMEOUT_MS, async () => (await streamSummary(name))?.state === 'ended').catch((e) => check(false, e.message));
+    res.ended = !!ended;
+    log(`${name}: connection cut while live: "${res.dropped.status}"`);
   } finally {
+    if (proxy) await proxy.close();
     if (watch) await watch.close().catch(() => {});
     await page.close().catch(() => {});
   }
