@@ -253,12 +253,14 @@ fn store_event(store: &HlsStore, stream: &StreamKey, ev: MediaEvent) -> u64 {
             duration,
             wallclock,
             starts_segment,
+            next_starts_segment,
             lag,
             data,
             ..
         } => {
             let chunk = Chunk {
                 starts_segment,
+                next_starts_segment,
                 duration,
                 wallclock,
                 lag,

@@ -254,32 +254,6 @@ fn split_first_fragment(mux: &gst::Element, pad: &gst::Pad, after: Duration) {
     });
 }
 
-/// The audio rendition's first fragment is one part long too, for the same reason as
-/// [`split_first_fragment`], but done differently: the muxer starts with
-/// `fragment-duration` = one part and is switched to the segment duration once the first
-/// fragment is out. cmafmux recomputes the current fragment's end from the setting on every
-/// aggregate, and audio needs no force-key-unit, so nothing else depends on it.
-/// (`split-at-running-time` does not work here: AAC frames rarely end exactly on the
-/// requested time, the fragment ends on the frame before it, and the request stays pending,
-/// which cuts a one-frame second segment.)
-fn short_first_fragment(mux: &gst::Element, part: Duration, segment: Duration) {
-    let clock = |d: Duration| gst::ClockTime::from_nseconds(d.as_nanos() as u64);
-    mux.set_property("fragment-duration", clock(part));
-    let Some(src) = mux.static_pad("src") else {
-        return;
-    };
-    let segment = clock(segment);
-    src.add_probe(
-        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-        move |pad, _info| {
-            if let Some(mux) = pad.parent_element() {
-                mux.set_property("fragment-duration", segment);
-            }
-            gst::PadProbeReturn::Remove
-        },
-    );
-}
-
 fn cmafmux(name: &str, timing: MuxTiming, force_keyunit: bool) -> Result<gst::Element, MediaError> {
     let clock = |d: Duration| gst::ClockTime::from_nseconds(d.as_nanos() as u64);
     let mut b = gst::ElementFactory::make("cmafmux")
@@ -497,9 +471,8 @@ pub(crate) fn audio(
         .map_err(|e| MediaError::Build(format!("avenc_aac: {e}")))?;
     let q = queue("audio_queue")?;
     let mux = cmafmux("audio_mux", timing, false)?;
-    if let Some(part) = timing.part {
-        short_first_fragment(&mux, part, timing.segment);
-    }
+    // No first-fragment split here: with parts on, audio segments are cut by
+    // audio_cut.rs, not by this muxer's fragments.
     let sink = appsink("audio_sink");
     let mut all: Vec<&gst::Element> = head.iter().collect();
     all.extend([
