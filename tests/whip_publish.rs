@@ -276,8 +276,16 @@ async fn passthrough_source_rung_is_steered_onto_segment_boundaries() {
         .wait_segments(&url, 6, Duration::from_secs(30))
         .await
         .unwrap();
-    // After the first segment, every passthrough segment is one target long (plus the
-    // publisher's response time), not its own 2 s GOP.
+    // The first segment ends at the keyframe requested one part (200 ms) after the first
+    // (keyframes.rs with_first_segment), so the stream is playable early.
+    assert_eq!(pl.media_sequence, 0);
+    assert!(
+        pl.segments[0].duration < 0.6,
+        "first passthrough segment {} s",
+        pl.segments[0].duration
+    );
+    // After it, every passthrough segment is one target long (plus the publisher's
+    // response time), not its own 2 s GOP.
     for s in pl.segments.iter().skip(1) {
         assert!(
             (0.9..1.3).contains(&s.duration),

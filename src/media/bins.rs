@@ -242,6 +242,11 @@ fn split_first_fragment(mux: &gst::Element, pad: &gst::Pad, after: Duration) {
         let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else {
             return gst::PadProbeReturn::Ok;
         };
+        // The muxer starts at the first keyframe (the passthrough rung may see delta
+        // frames before its first IDR).
+        if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+            return gst::PadProbeReturn::Ok;
+        }
         let running = pad.sticky_event::<gst::event::Segment>(0).and_then(|ev| {
             ev.segment()
                 .downcast_ref::<gst::format::Time>()
@@ -376,6 +381,11 @@ pub(crate) fn source_rung(
         });
     }
     let mux = cmafmux("source_mux", timing, false)?;
+    // The first segment ends at the publisher's first keyframe one part or more after its
+    // first one; broadcast.rs asks for that keyframe (keyframes.rs with_first_segment).
+    if let (Some(part), Some(pad)) = (timing.part, q.static_pad("src")) {
+        split_first_fragment(&mux, &pad, part);
+    }
     let sink = appsink("source_sink");
     branch_from_tee(pipeline, tee, &[&q, &mux, sink.upcast_ref()])?;
     Ok(Branch {
