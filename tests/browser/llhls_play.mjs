@@ -353,7 +353,7 @@ async function main() {
     }
 
     const before = await page.evaluate(() => ({ ...window.whipcastState, errors: window.whipcastState.errors.length }));
-    summary.startup = { stalls: before.stalls, stallErrors: before.stallErrors, partLoads: before.partLoads, fragLoads: before.fragLoads, errors: before.errors };
+    summary.startup = { stalls: before.stalls, stallErrors: before.stallErrors, partLoads: before.partLoads, fragLoads: before.fragLoads, errors: before.errors, resyncs: before.resyncs, resyncFrom: before.resyncFrom };
     log(`observing for ${WATCH_SECONDS}s`);
     const observedFrom = Date.now();
     for (let left = WATCH_SECONDS; left > 0; left -= 10) {
