@@ -2,13 +2,17 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test deps browser-deps build bench fmt lint bench-latency
+.PHONY: run test deps browser-deps test-deps build bench fmt lint bench-latency
 
 deps:
 	@bash deploy/install-deps.sh
 
 browser-deps: deps
 	@bash deploy/install-browser-deps.sh
+
+## The S3-compatible server the object-storage tests start (moto, from PyPI, in target/).
+test-deps: deps
+	@bash deploy/install-test-deps.sh
 
 build: deps
 	$(CARGO) build --release --locked
@@ -19,7 +23,7 @@ run: build
 
 ## Install what is missing, then run every test (unit, integration, end to end).
 ## Tests run in a network namespace that has only loopback (deploy/netns-run.sh).
-test: deps browser-deps lint
+test: deps browser-deps test-deps lint
 	$(CARGO) test --locked --all-targets --no-run
 	bash deploy/netns-run.sh $(CARGO) test --locked --offline --all-targets -- --test-threads=1
 

@@ -86,7 +86,7 @@ done
     for c in $CASES; do
         jq -r --arg c "$c" '
           def r: if . == null then "-" else (. * 1000 | round / 1000 | tostring) end;
-          def b(x): "g2g median \(x.glassToGlass.medianMs | r) ms, p95 \(x.glassToGlass.p95Ms | r) ms; hls.latency median \(x.hlsLatency.median | r) s (target \(x.hlsLatency.target | r)); stalls \(x.during.stalls); ok \(x.ok)";
+          def b(x): "g2g median \(x.glassToGlass.medianMs | r) ms, p95 \(x.glassToGlass.p95Ms | r) ms; hls.latency median \(x.hlsLatency.median | r) s (target \(x.hlsLatency.target | r)); stalls \(x.during.stalls); start-up resyncs \(x.startup.resyncs) (from hls.latency \(x.startup.resyncFrom | r) s); ok \(x.ok)";
           "== \($c) (ok \(.ok), load at start \(.load_at_start), whipcast \(.cpu.whipcast_cores) cores, machine busy \(.cpu.machine_busy_fraction))",
           "  server lag ms: p50 \(.server_lag_ms.p50 | r), p99 \(.server_lag_ms.p99 | r) (\(.server_lag_ms.samples) samples)",
           "  publish → first playable: POST→connected \(.first_playable.post_to_connected_ms) ms, →master \(.first_playable.post_to_master_ms) ms, →independent part listed \(.first_playable.post_to_independent_part_listed_ms) ms, →part fetched \(.first_playable.post_to_part_fetched_ms) ms; server first_playable_s \(.first_playable.server_first_playable_s | r)",

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the browser end-to-end test (tests/browser.rs) needs:
 #   - Debian's Chromium (/usr/bin/chromium); never a browser downloaded by playwright;
-#   - player/'s npm packages (playwright-core, hls.js) exactly as player/package-lock.json
-#     pins them; npm's postinstall copies hls.min.js into player/vendor/.
+#   - player/'s npm packages (playwright-core, hls.js, axe-core) exactly as
+#     player/package-lock.json pins them; npm's postinstall copies hls.min.js into
+#     player/vendor/ (axe-core stays in node_modules: the tests inject it, pages never load it).
 # Idempotent: does nothing when both are present and the lock file has not changed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

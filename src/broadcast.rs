@@ -125,10 +125,12 @@ pub async fn run(mut p: BroadcastParams) -> String {
                         last_fragment = Instant::now();
                         if codec == VideoCodec::H264 {
                             let steer = p.ladder.source.enabled;
-                            keyframes = Some((
-                                Steering::new(p.store.config().segment_duration, p.ladder.video.fps),
-                                steer,
-                            ));
+                            let mut steering = Steering::new(p.store.config().segment_duration, p.ladder.video.fps);
+                            // LL-HLS: the source rung's first segment is one part (bins.rs).
+                            if let Some(ll) = p.store.ll() {
+                                steering = steering.with_first_segment(ll.part_duration);
+                            }
+                            keyframes = Some((steering, steer));
                         }
                         if let Some(k) = &pli {
                             k.request();
@@ -265,12 +267,14 @@ fn store_event(
             duration,
             wallclock,
             starts_segment,
+            next_starts_segment,
             lag,
             data,
             ..
         } => {
             let chunk = Chunk {
                 starts_segment,
+                next_starts_segment,
                 duration,
                 wallclock,
                 lag,

@@ -294,6 +294,29 @@ pub struct HlsConfig {
     /// How long an ended stream's playlists and segments stay served.
     #[serde(with = "humantime_serde")]
     pub grace_period: Duration,
+    /// DVR: how far back the live playlists reach (e.g. `"2h"`); `"0s"` = just
+    /// `window_segments`. The playlists list max(window_segments, dvr_window /
+    /// segment_duration) segments; players can seek back that far.
+    #[serde(with = "humantime_serde")]
+    pub dvr_window: Duration,
+    /// Memory budget per stream (all renditions, listed and retained segments), MiB. Past
+    /// it the oldest segments are dropped (retained ones first, then listed ones down to
+    /// three), so a long DVR window at a high bitrate shrinks instead of exhausting memory.
+    pub stream_memory_mib: u64,
+}
+
+impl HlsConfig {
+    /// Segments each media playlist lists: the live window, or the DVR window if longer.
+    pub fn listed_segments(&self) -> usize {
+        let seg = self.segment_duration.as_millis().max(1);
+        let dvr = self.dvr_window.as_millis().div_ceil(seg) as usize;
+        self.window_segments.max(dvr)
+    }
+
+    /// [`HlsConfig::stream_memory_mib`] in bytes.
+    pub fn stream_memory_bytes(&self) -> usize {
+        usize::try_from(self.stream_memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
 }
 
 impl Default for HlsConfig {
@@ -305,6 +328,10 @@ impl Default for HlsConfig {
             window_segments: 6,
             retain_segments: 6,
             grace_period: Duration::from_secs(60),
+            dvr_window: Duration::ZERO,
+            // 6 + 6 segments of a 5 Mbit/s 1080p ladder (~9.5 Mbit/s) take ~30 MiB; this
+            // leaves room for a DVR window of ~7 minutes at that rate, or hours at low ones.
+            stream_memory_mib: 512,
         }
     }
 }
@@ -367,6 +394,15 @@ impl Config {
                     "must divide hls.segment_duration exactly (e.g. 2s / 200ms)",
                 ));
             }
+        }
+        if self.hls.dvr_window > Duration::from_secs(24 * 3600) {
+            return Err(invalid("hls.dvr_window", "must be at most 24h"));
+        }
+        if self.hls.stream_memory_mib < 16 {
+            return Err(invalid(
+                "hls.stream_memory_mib",
+                "must be at least 16 (a few segments of one stream)",
+            ));
         }
         if self.hls.window_segments < 3 {
             return Err(invalid(
@@ -485,6 +521,8 @@ mod tests {
         assert_eq!(c.s3.path_style, d.s3.path_style);
         assert_eq!(c.s3.retry_for, d.s3.retry_for);
         assert_eq!(c.s3.acl, d.s3.acl);
+        assert_eq!(c.hls.dvr_window, d.hls.dvr_window);
+        assert_eq!(c.hls.stream_memory_mib, d.hls.stream_memory_mib);
     }
 
     #[test]

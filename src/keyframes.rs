@@ -49,6 +49,9 @@ pub struct KeyframeStats {
 #[derive(Debug)]
 pub struct Steering {
     segment: Duration,
+    /// Length of the first segment (LL-HLS: one part, see `media::bins`).
+    first_segment: Duration,
+    cuts: u64,
     margin: Duration,
     answer_timeout: Duration,
     mode: Mode,
@@ -69,6 +72,8 @@ impl Steering {
         let frame = Duration::from_secs(1) / fps.max(1);
         Self {
             segment,
+            first_segment: segment,
+            cuts: 0,
             margin: frame,
             // A keyframe should follow a PLI within a few frames plus a round trip.
             answer_timeout: (segment / 2).max(Duration::from_millis(500)),
@@ -83,6 +88,14 @@ impl Steering {
             response_total: Duration::ZERO,
             gops: VecDeque::new(),
         }
+    }
+
+    /// The first segment is `first` long (the muxer splits it there): the first request
+    /// is due `first` after the first keyframe, so the stream is playable that early.
+    #[must_use]
+    pub fn with_first_segment(mut self, first: Duration) -> Self {
+        self.first_segment = first.min(self.segment);
+        self
     }
 
     /// A keyframe (a new one: call once per frame) arrived at `now`.
@@ -100,13 +113,30 @@ impl Steering {
             self.response_total += now.saturating_duration_since(asked);
         }
         // The muxer cuts here if a whole segment has passed since the last cut.
+        let length = |cuts: u64| {
+            if cuts == 1 {
+                self.first_segment
+            } else {
+                self.segment
+            }
+        };
         let cuts = self
             .last_cut
-            .is_none_or(|c| now.saturating_duration_since(c) >= self.segment);
+            .is_none_or(|c| now.saturating_duration_since(c) >= length(self.cuts));
         if cuts {
             self.last_cut = Some(now);
+            self.cuts += 1;
             if self.mode == Mode::Steering {
-                self.due = Some(now + self.segment + self.margin);
+                // Right after a short first segment, arrival times and media timestamps
+                // have not settled yet (the publisher's encoder is starting): measured, a
+                // one-frame margin let the answer land before the muxer's fragment end,
+                // costing a 2 s segment. Three frames of margin there.
+                let margin = if self.cuts == 2 && self.first_segment < self.segment {
+                    self.margin * 3
+                } else {
+                    self.margin
+                };
+                self.due = Some(now + length(self.cuts) + margin);
             }
         }
     }
@@ -199,6 +229,25 @@ mod tests {
         assert_eq!((st.requests, st.answered), (1, 1));
         assert!((st.response_ms.expect("ms") - 40.0).abs() < 1e-6);
         assert_eq!(st.mode, Mode::Steering);
+    }
+
+    #[test]
+    fn a_short_first_segment_is_requested_one_part_after_the_first_keyframe() {
+        let part = Duration::from_millis(200);
+        let frame = Duration::from_secs(1) / 30;
+        let t0 = Instant::now();
+        let mut s = Steering::new(SEG, 30).with_first_segment(part);
+        s.on_keyframe(t0);
+        assert_eq!(s.next_wake(), Some(t0 + part + frame));
+        assert!(s.poll(t0 + part + frame));
+        let k1 = t0 + part + frame + Duration::from_millis(30);
+        s.on_keyframe(k1);
+        // From the second cut on: whole segments (three frames of margin after the first).
+        assert_eq!(s.next_wake(), Some(k1 + SEG + frame * 3));
+        assert!(s.poll(k1 + SEG + frame * 3));
+        let k2 = k1 + SEG + frame * 3 + Duration::from_millis(30);
+        s.on_keyframe(k2);
+        assert_eq!(s.next_wake(), Some(k2 + SEG + frame));
     }
 
     #[test]

@@ -1,8 +1,15 @@
-//! Browser end to end: Debian's Chromium publishes through whipcast's own pages
-//! (`/publish/`: WHIP + H.264, then WebSocket + VP8, fake camera and microphone) and hls.js
-//! plays the result (`/watch/`). The browser side is `tests/browser/publish_and_play.mjs`
-//! (playwright-core driving `/usr/bin/chromium`); this test serves whipcast in-process on
-//! loopback, runs the script and checks the JSON it reports.
+//! Browser end to end: Debian's Chromium publishes through whipcast's own pages and hls.js
+//! plays the result. Two scripts under `tests/browser/` (playwright-core driving
+//! `/usr/bin/chromium`, launched by `chromium.mjs`); each test serves whipcast in-process on
+//! loopback, runs one script and checks the JSON it reports:
+//!
+//! - `publish_and_play.mjs`: `/publish/` over WHIP + H.264 and WebSocket + VP8 with a fake
+//!   camera and microphone, `/watch/`, the dashboard, the rendition picker, the ended state,
+//!   the 409 message and screenshots under `target/screenshots/`;
+//! - `publish_paths.mjs`, against a whipcast that requires a token: the permission-denied,
+//!   network-down and 401 messages, the form driven by keyboard alone, VP9 published and
+//!   played as H.264, the bitrate cap, screen share (then its connection cut while live), and
+//!   accessibility (axe-core, labels, Tab) on the three pages.
 //!
 //! Needs `deploy/install-browser-deps.sh` (chromium, `player/node_modules`), which
 //! `make test` runs, and a loopback-only network namespace (`deploy/netns-run.sh`).
@@ -17,13 +24,68 @@ use std::time::{Duration, Instant};
 use common::{TestGateway, test_config};
 use serde_json::Value;
 
-/// The script stops itself after 170 s; this is the backstop.
+/// Each script stops itself before this (170 s, 200 s); this is the backstop.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// One browser at a time: the tests of this file share 2 cores with the encoders.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs `tests/browser/{script}` with `args` and returns its JSON summary (the last stdout
+/// line), after checking it exited 0 and said `"ok": true`.
+async fn run_script(chromium: &str, script: &str, args: &[&str]) -> Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let started = Instant::now();
+    let child = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser").join(script))
+        .args(args)
+        .env("CHROMIUM", chromium)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("`node` runs (Node.js >= 20)");
+    let out = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} still running after {SCRIPT_TIMEOUT:?}"))
+        .expect("browser script output");
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("---- {script} log ----\n{stderr}----");
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    let summary: Value = serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "no JSON summary from {script} ({e}); exit {:?}; stdout:\n{stdout}",
+            out.status
+        )
+    });
+    println!("{}", serde_json::to_string_pretty(&summary).unwrap());
+    println!(
+        "{script}: {:?} in {:.1}s",
+        out.status.code(),
+        took.as_secs_f64()
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{script} failed: {}",
+        failures(&summary)
+    );
+    assert_eq!(summary["ok"], true);
+
+    summary
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_publishes_over_whip_and_websocket_and_hlsjs_plays() {
     let chromium = common::browser_preconditions("browser");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let _one = ONE_BROWSER.lock().await;
 
     let gw = TestGateway::start(test_config("")).await;
     // The pages and hls.js come from whipcast itself (server.player_dir defaults to player/).
@@ -40,50 +102,7 @@ async fn chromium_publishes_over_whip_and_websocket_and_hlsjs_plays() {
         );
     }
 
-    let started = Instant::now();
-    let child = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/publish_and_play.mjs"))
-        .arg(&gw.base)
-        .env("CHROMIUM", &chromium)
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("`node` runs (Node.js >= 20)");
-    let out = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("browser script still running after {SCRIPT_TIMEOUT:?}"))
-        .expect("browser script output");
-    let took = started.elapsed();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("---- browser script log ----\n{stderr}----");
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    let summary: Value = serde_json::from_str(last).unwrap_or_else(|e| {
-        panic!(
-            "no JSON summary from the script ({e}); exit {:?}; stdout:\n{stdout}",
-            out.status
-        )
-    });
-    println!("{}", serde_json::to_string_pretty(&summary).unwrap());
-    println!(
-        "browser script: {:?} in {:.1}s",
-        out.status.code(),
-        took.as_secs_f64()
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "browser script failed: {}",
-        failures(&summary)
-    );
-    assert_eq!(summary["ok"], true);
+    let summary = run_script(&chromium, "publish_and_play.mjs", &[&gw.base]).await;
 
     // Re-check the essentials here, so a lenient script cannot pass a broken run.
     let cases = summary["cases"].as_array().expect("cases");
@@ -137,6 +156,98 @@ async fn chromium_publishes_over_whip_and_websocket_and_hlsjs_plays() {
     for s in api["streams"].as_array().unwrap() {
         assert_eq!(s["state"], "ended", "{s}");
     }
+    gw.shutdown().await;
+}
+
+/// The token the second gateway requires; the script types wrong ones too.
+const TOKEN: &str = "browser-test-token";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_page_failures_screen_share_vp9_bitrate_cap_and_accessibility() {
+    let chromium = common::browser_preconditions("browser");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join("player/node_modules/axe-core/axe.min.js")
+            .is_file(),
+        "player/node_modules/axe-core is missing: run `bash deploy/install-browser-deps.sh`"
+    );
+    let _one = ONE_BROWSER.lock().await;
+    let gw = TestGateway::start(test_config(&format!("[auth]\ntoken = \"{TOKEN}\"\n"))).await;
+    let s = run_script(&chromium, "publish_paths.mjs", &[&gw.base, TOKEN]).await;
+
+    // Re-check the essentials here, so a lenient script cannot pass a broken run.
+    let denied = &s["permissionDenied"];
+    for source in ["camera", "screen"] {
+        assert_eq!(denied[source]["phase"], "error", "{source}: {denied}");
+        let status = denied[source]["status"].as_str().unwrap();
+        assert!(status.contains("permission denied"), "{source}: {status}");
+    }
+    for signaling in ["whip", "ws"] {
+        let down = &s["networkDown"][signaling];
+        assert!(
+            down["status"].as_str().unwrap().contains("network down"),
+            "{signaling}: {down}"
+        );
+        let auth = &s["wrongToken"][signaling];
+        assert_eq!(auth["httpStatus"], 401, "{signaling}: {auth}");
+        assert!(
+            auth["status"].as_str().unwrap().contains("bearer token"),
+            "{signaling}: {auth}"
+        );
+    }
+    let vp9 = &s["vp9"];
+    assert_eq!(
+        vp9["sent"].as_str().unwrap().to_ascii_lowercase(),
+        "video/vp9"
+    );
+    for case in [vp9, &s["screen"]] {
+        let codecs = case["masterCodecs"].as_array().unwrap();
+        assert!(!codecs.is_empty(), "{case}");
+        assert!(
+            codecs
+                .iter()
+                .all(|c| c.as_str().unwrap().starts_with("avc1.")),
+            "{case}"
+        );
+        assert!(case["watch"]["advanced"].as_f64().unwrap() > 0.0, "{case}");
+        assert_eq!(case["ended"], true, "{case}");
+    }
+    let (uncapped, capped) = (
+        vp9["uncappedKbps"].as_f64().unwrap(),
+        vp9["cappedKbps"].as_f64().unwrap(),
+    );
+    assert!(capped > 0.0 && capped < uncapped, "cap: {vp9}");
+    assert_eq!(s["screen"]["track"]["displaySurface"], "monitor");
+    let dropped = &s["screen"]["dropped"];
+    assert!(
+        dropped["status"]
+            .as_str()
+            .unwrap()
+            .contains("network down: lost the connection"),
+        "connection cut while live: {dropped}"
+    );
+    let a11y = s["accessibility"].as_object().unwrap();
+    assert!(a11y.len() >= 5, "pages checked for accessibility: {a11y:?}");
+    for (page, r) in a11y {
+        assert_eq!(r["axe"], serde_json::json!([]), "{page}");
+        assert_eq!(r["axeDark"], serde_json::json!([]), "{page}");
+        assert_eq!(r["keyboard"]["missed"], serde_json::json!([]), "{page}");
+    }
+
+    // Nothing that failed published anything; the two that did have ended.
+    let (_, api) = gw.get_text(&gw.url("/api/streams")).await.unwrap();
+    let api: Value = serde_json::from_str(&api).unwrap();
+    let mut names: Vec<&str> = api["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| {
+            assert_eq!(st["state"], "ended", "{st}");
+            st["name"].as_str().unwrap()
+        })
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["screen1", "vp9kbd"]);
     gw.shutdown().await;
 }
 

@@ -30,7 +30,8 @@ async fn hlsjs_plays_llhls_in_low_latency_mode_without_stalls() {
     let chromium = common::browser_preconditions("browser_llhls");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
 
-    let gw = TestGateway::start(test_config("")).await;
+    // With a 30 s DVR window: hls.js must play the live edge of a long playlist.
+    let gw = TestGateway::start(test_config("dvr_window = \"30s\"\n")).await;
     let publisher = Publisher::start(
         PublisherOptions::whip(&gw.whip_url(STREAM))
             .with_format(640, 360, 30)
@@ -135,9 +136,15 @@ async fn hlsjs_plays_llhls_in_low_latency_mode_without_stalls() {
         .expect("stream in /api/streams")
         .clone();
     println!(
-        "server lag ms {} · first playable {} s",
-        s["lag_ms"], s["first_playable_s"]
+        "server lag ms {} · first playable {} s · memory {} bytes",
+        s["lag_ms"], s["first_playable_s"], s["memory_bytes"]
     );
+    // The DVR window: after > 60 s of 1 s segments, 30 are listed (the live window is 6).
+    let (_, text) = gw.get_text(&media).await.unwrap();
+    let listed = text.matches("#EXTINF").count();
+    assert!((29..=31).contains(&listed), "{listed} segments listed");
+    assert!(s["memory_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(s["trimmed_segments"], 0);
     assert!(
         publisher.media_error().is_none(),
         "publisher: {:?}",

@@ -126,6 +126,36 @@ async fn ll_hls_playlists_blocking_reload_hints_and_deltas() {
             .unwrap();
     }
 
+    // 0. The first segment of every rendition is one part long, so a viewer can start one
+    //    part after the first keyframe (src/media/bins.rs split_first_fragment); the next
+    //    ones are whole segments, and the video rungs' boundaries stay equal.
+    let mut second_starts = Vec::new();
+    for r in RENDITIONS {
+        let (_, p, _) = get_pl(&gw, &url(&gw, r)).await;
+        assert_eq!(p.media_sequence, 0, "{r}: a fresh stream starts at 0");
+        let (first, second) = (&p.segments[0], &p.segments[1]);
+        assert!(
+            first.duration <= p.part_target + 1e-9,
+            "{r}: first segment {} s, want one part (≤ {})",
+            first.duration,
+            p.part_target
+        );
+        assert!(
+            second.duration > 0.9,
+            "{r}: second segment {} s, want a whole 1 s segment",
+            second.duration
+        );
+        if r != "audio" {
+            second_starts.push(first.duration);
+        }
+    }
+    assert!(
+        second_starts
+            .windows(2)
+            .all(|w| (w[0] - w[1]).abs() < 0.034),
+        "video rungs' first segments differ: {second_starts:?}"
+    );
+
     // 1. Watch every rendition for a while; check every playlist and that each hint
     //    became the next part.
     let mut last: HashMap<&str, LlPlaylist> = HashMap::new();

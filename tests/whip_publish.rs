@@ -68,14 +68,20 @@ async fn whip_h264_publish_yields_aligned_abr_hls_and_endlist_after_delete() {
         let (_, text) = gw.get_text(&url).await.unwrap();
         assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:"), "{text}");
         assert_eq!(pl.target_duration, 1);
-        for s in &pl.segments {
+        for (i, s) in pl.segments.iter().enumerate() {
             assert!(
                 (s.duration.round() as u64) <= pl.target_duration,
                 "EXTINF {} over target {}",
                 s.duration,
                 pl.target_duration
             );
-            assert!(s.duration > 0.5, "segment too short: {}", s.duration);
+            // The first segment of a broadcast is one 200 ms part (bins.rs
+            // split_first_fragment); every later one is whole.
+            if i == 0 && pl.media_sequence == 0 {
+                assert!(s.duration <= 0.21, "first segment: {}", s.duration);
+            } else {
+                assert!(s.duration > 0.5, "segment too short: {}", s.duration);
+            }
         }
         let probes = probe_rendition(&gw, &url, &pl, true).await.unwrap();
         let res = v.resolution.unwrap();
@@ -198,7 +204,8 @@ async fn default_ladder_for_a_720p_source() {
     let mut cfg = test_config("");
     cfg.media.ladder = None; // the embedded pipelines/ladder.toml, as `make run` uses
     let gw = TestGateway::start(cfg).await;
-    let mut opts = PublisherOptions::whip(&gw.whip_url("hd")).with_format(1280, 720, 30);
+    // A 25 fps (PAL) camera into the 30 fps ladder: videorate duplicates up to 30.
+    let mut opts = PublisherOptions::whip(&gw.whip_url("hd")).with_format(1280, 720, 25);
     opts.bitrate_kbps = 2500;
     let publisher = Publisher::start(opts).await.expect("publisher connects");
     let master_url = gw.master_url("hd");
@@ -270,8 +277,16 @@ async fn passthrough_source_rung_is_steered_onto_segment_boundaries() {
         .wait_segments(&url, 6, Duration::from_secs(30))
         .await
         .unwrap();
-    // After the first segment, every passthrough segment is one target long (plus the
-    // publisher's response time), not its own 2 s GOP.
+    // The first segment ends at the keyframe requested one part (200 ms) after the first
+    // (keyframes.rs with_first_segment), so the stream is playable early.
+    assert_eq!(pl.media_sequence, 0);
+    assert!(
+        pl.segments[0].duration < 0.6,
+        "first passthrough segment {} s",
+        pl.segments[0].duration
+    );
+    // After it, every passthrough segment is one target long (plus the publisher's
+    // response time), not its own 2 s GOP.
     for s in pl.segments.iter().skip(1) {
         assert!(
             (0.9..1.3).contains(&s.duration),

@@ -5,7 +5,8 @@
 //        &source=camera|screen&bitrate=KBITS
 // The page can also share the screen (getDisplayMedia), pick devices, cap the bitrate
 // (RTCRtpSender.setParameters) and shows getStats() figures every second.
-// When `stream` is given the page starts publishing at once (unless autostart=0).
+// When `stream` is given the page starts publishing at once (unless autostart=0, or for a
+// screen share, which browsers allow only after a click or a key press).
 // window.whipcastState mirrors what the page shows, for tests and for debugging.
 'use strict';
 
@@ -15,6 +16,8 @@
 
   /** How long to wait for ICE gathering before sending a WHIP offer anyway. */
   const GATHER_TIMEOUT_MS = 3000;
+  /** The shortest interval the shown bitrate is computed over. */
+  const MIN_RATE_INTERVAL_MS = 500;
 
   const state = {
     phase: 'idle', // idle | media | connecting | live | stopped | ended | error
@@ -36,6 +39,8 @@
     live: null, // { bitrateKbps, fps, width, height, packetLoss, rttMs } from the last two getStats()
     source: null, // camera | screen
     maxBitrateKbps: null,
+    videoTrack: null, // { label, displaySurface, width, height } of the track being sent
+    senderMaxBitrate: null, // encodings[0].maxBitrate of the video sender, bit/s, as applied
     log: [],
   };
   window.whipcastState = state;
@@ -77,18 +82,20 @@
     const msg = err.message || String(err);
     const hint = {
       400: 'the server refused the offer',
-      401: 'unauthorised: check the bearer token',
+      401: 'unauthorised: the bearer token is wrong or missing; check the Bearer token field',
       403: 'forbidden: this token may not publish here',
       404: 'no such endpoint',
       409: 'this stream name is already being published; stop the other publisher or pick another name',
       503: 'the server is at capacity; try again later',
     }[err.status];
     if (hint) return `${msg} (${hint})`;
-    if (err.name === 'NotAllowedError') return `permission denied: allow ${state.source === 'screen' ? 'screen sharing' : 'camera and microphone'} access and press Start again`;
+    const what = state.source === 'screen' ? 'screen sharing' : 'the camera and microphone';
+    if (err.name === 'NotAllowedError') return `permission denied: the browser did not allow ${what}; allow it (site settings, or the prompt) and press Start again`;
     if (err.name === 'NotFoundError') return 'no camera or microphone found';
     if (err.name === 'NotReadableError') return 'the camera or microphone is in use by another application';
     if (err.name === 'OverconstrainedError') return 'the selected device cannot provide the requested format';
-    if (err.network) return `${msg}: network down or server unreachable`;
+    if (err.network && err.lost) return `network down: lost the connection to the server at ${location.host} (${msg}); the broadcast has ended, press Start to publish again`;
+    if (err.network) return `network down: cannot reach the server at ${location.host} (${msg}); check the connection and that whipcast is running, then press Start again`;
     return msg;
   }
 
@@ -213,7 +220,7 @@
         body: pc.localDescription.sdp,
       });
     } catch (e) {
-      const err = new PublishError(`cannot reach ${endpoint.pathname}: ${e.message}`);
+      const err = new PublishError(`POST ${endpoint.pathname} failed: ${e.message}`);
       err.network = true;
       throw err;
     }
@@ -315,8 +322,15 @@
           // 4000 + HTTP status: the server refused before any offer (name or token).
           const status = ev.code >= 4000 && ev.code < 5000 ? ev.code - 4000 : null;
           const err = new PublishError(status ? `HTTP ${status}: ${ev.reason || why}` : why, status);
-          if (!status && ev.code === 1006) err.network = true;
+          if (!status && ev.code === 1006) err.network = true; // closed before it opened
           reject(err);
+        } else if (ev.code === 1006) {
+          // No close frame: the server went away or the network dropped. Either way the
+          // server has ended the broadcast (a closed socket ends it).
+          const err = new PublishError(why);
+          err.network = true;
+          err.lost = true;
+          fail(err);
         } else if (state.phase !== 'ended') {
           setStatus('ended', `ended: ${why}`);
           teardown();
@@ -337,7 +351,7 @@
     Object.assign(state, {
       stream, signaling, codec, resource: null, httpStatus: null, deleteStatus: null, error: null,
       localCandidates: [], remoteCandidates: [], warnings: [], stats: null, live: null,
-      source, maxBitrateKbps: maxKbps,
+      source, maxBitrateKbps: maxKbps, videoTrack: null,
     });
     lastSample = null;
     renderStats();
@@ -354,8 +368,11 @@
         if (track.kind === 'video' && maxKbps) init.sendEncodings = [{ maxBitrate: maxKbps * 1000 }];
         const t = pc.addTransceiver(track, init);
         if (track.kind === 'video') {
+          const set = track.getSettings();
+          state.videoTrack = { label: track.label, displaySurface: set.displaySurface ?? null, width: set.width ?? null, height: set.height ?? null };
           preferCodec(t, codec);
           videoSender = t.sender;
+          state.senderMaxBitrate = t.sender.getParameters().encodings?.[0]?.maxBitrate ?? null;
           // Screen share: the user can end it from the browser's own UI.
           track.addEventListener('ended', () => { if (!stopping && pc) stop(); });
         }
@@ -424,7 +441,9 @@
       if (kbps) p.encodings[0].maxBitrate = kbps * 1000;
       else delete p.encodings[0].maxBitrate;
       await videoSender.setParameters(p);
+      state.senderMaxBitrate = videoSender.getParameters().encodings?.[0]?.maxBitrate ?? null;
       log(`max bitrate ${kbps ? `${kbps} kbit/s` : 'uncapped'}`);
+      renderStats();
     } catch (e) {
       state.warnings.push(`setParameters: ${e.message}`);
     }
@@ -508,10 +527,16 @@
       const now = performance.now();
       const live = { bitrateKbps: null, fps: null, width: null, height: null, packetLoss: null, rttMs: null };
       if (v) {
-        if (lastSample && now > lastSample.at && v.bytesSent >= lastSample.bytes) {
-          live.bitrateKbps = Math.round(((v.bytesSent - lastSample.bytes) * 8) / (now - lastSample.at));
+        // Over at least half a second: an extra refresh right after the timer's would
+        // otherwise show ~0 kbit/s.
+        if (lastSample && now - lastSample.at < MIN_RATE_INTERVAL_MS) {
+          live.bitrateKbps = state.live?.bitrateKbps ?? null;
+        } else {
+          if (lastSample && v.bytesSent >= lastSample.bytes) {
+            live.bitrateKbps = Math.round(((v.bytesSent - lastSample.bytes) * 8) / (now - lastSample.at));
+          }
+          lastSample = { at: now, bytes: v.bytesSent };
         }
-        lastSample = { at: now, bytes: v.bytesSent };
         Object.assign(live, { fps: v.framesPerSecond ?? null, width: v.frameWidth ?? null, height: v.frameHeight ?? null });
       }
       const rv = out.remote.video;
@@ -575,7 +600,10 @@
   }
   $('form').addEventListener('submit', (ev) => {
     ev.preventDefault();
-    start();
+    // Enter in a field while publishing must not start a second session: it applies the
+    // bitrate field instead.
+    if (['idle', 'stopped', 'ended', 'error'].includes(state.phase)) start();
+    else applyBitrate();
   });
   $('stop').addEventListener('click', () => stop());
   $('bitrate').addEventListener('change', applyBitrate);
@@ -595,5 +623,9 @@
   });
   window.whipcastPublish = { start, stop, refreshStats, applyBitrate, refreshDevices };
   setStatus('idle', 'idle');
-  if (params.get('stream') && params.get('autostart') !== '0') start();
+  if (params.get('stream') && params.get('autostart') !== '0') {
+    // Browsers open the screen picker only from a click or a key press.
+    if ($('source').value === 'screen') setStatus('idle', 'press Start to choose the screen or window to share');
+    else start();
+  }
 })();

@@ -12,6 +12,18 @@
 
   /** Delay between attempts while the stream is not (yet) live. */
   const RETRY_MS = 2000;
+  /**
+   * Start-up resync. hls.js picks its start position (live edge − PART-HOLD-BACK) when the
+   * first media playlist arrives, then spends 0.4–1.1 s loading the first independent part
+   * before it seeks there; that time stays in the latency for good, because it only speeds
+   * up while more than 1 s is buffered (latency-controller.ts), which never happens at
+   * LL-HLS latencies. So once playback runs, if hls.js is more than RESYNC_SLACK_S behind its
+   * own target, seek once to hls.liveSyncPosition, inside what is already buffered
+   * (BENCHMARKS.md "Latency": glass-to-glass 1.1–1.8 s → 0.72–0.93 s).
+   */
+  const RESYNC_SLACK_S = 0.3;
+  const RESYNC_AFTER_MS = 1000;
+  const RESYNC_TRIES = 6;
 
   const state = {
     phase: 'idle', // idle | waiting | loading | playing | ended | error
@@ -37,10 +49,13 @@
     partLoads: 0, // LL-HLS parts loaded (FRAG_LOADED with data.part)
     selectedLevel: -1, // the rendition picker: -1 = Auto, else a level index
     recoveries: 0, // times playback restarted after the stream came back
+    resyncs: 0, // start-up seeks to hls.liveSyncPosition (RESYNC_SLACK_S)
+    resyncFrom: null, // hls.js latency before the last resync, seconds
   };
   window.whipcastState = state;
 
   let hls = null;
+  let resyncPending = false;
   let retryTimer = null;
   let comebackTimer = null;
 
@@ -110,6 +125,7 @@
     state.engine = 'hls.js';
     setStatus('loading', 'loading…');
     hls = new window.Hls({ lowLatencyMode: true, backBufferLength: 30 });
+    resyncPending = true;
     window.whipcastHls = hls; // for tests and debugging
     state.lowLatencyMode = hls.config.lowLatencyMode;
     const H = window.Hls.Events;
@@ -170,9 +186,38 @@
     video.play().catch((e) => recordError('media', `play(): ${e.message}`, false));
   }
 
-  video.addEventListener('playing', () => setStatus('playing', 'playing'));
+  /** One seek to the live sync position after start-up (see RESYNC_SLACK_S). */
+  function resyncToLive(triesLeft) {
+    if (!hls || state.phase !== 'playing' || !hls.config.lowLatencyMode) return;
+    const latency = hls.latency;
+    const target = hls.targetLatency;
+    const pos = hls.liveSyncPosition;
+    if (!(latency > 0) || !(target > 0) || !Number.isFinite(pos)) {
+      if (triesLeft > 0) setTimeout(() => resyncToLive(triesLeft - 1), 500);
+      return;
+    }
+    if (latency <= target + RESYNC_SLACK_S || pos <= video.currentTime) return;
+    // Only within the buffer: a seek past it would stall while the part loads.
+    const b = video.buffered;
+    const inBuffer = Array.from({ length: b.length }, (_, i) => [b.start(i), b.end(i)]).some(([s, e]) => s <= pos && pos + 0.1 < e);
+    if (!inBuffer) {
+      if (triesLeft > 0) setTimeout(() => resyncToLive(triesLeft - 1), 500);
+      return;
+    }
+    state.resyncs += 1;
+    state.resyncFrom = latency;
+    video.currentTime = pos;
+  }
+
+  video.addEventListener('playing', () => {
+    setStatus('playing', 'playing');
+    if (resyncPending) {
+      resyncPending = false;
+      setTimeout(() => resyncToLive(RESYNC_TRIES), RESYNC_AFTER_MS);
+    }
+  });
   video.addEventListener('waiting', () => {
-    if (state.phase === 'playing') {
+    if (state.phase === 'playing' && !video.seeking) {
       state.stalls += 1;
       setStatus('loading', 'buffering…');
     }

@@ -171,6 +171,9 @@ pub struct LlView<'a> {
     pub part_uri: &'a dyn Fn(u64, usize) -> String,
     /// Parts per segment, to predict the next part's URI for the preload hint.
     pub parts_per_segment: usize,
+    /// What the media layer announced about the next part (starts a segment or not);
+    /// overrides the part count when known.
+    pub next_starts_segment: Option<bool>,
     /// Earlier broadcasts of this name (`EXT-X-DISCONTINUITY-SEQUENCE`, HLS2 §4.4.3.3):
     /// a re-published stream continues the media sequence numbers.
     pub discontinuity_sequence: u64,
@@ -200,12 +203,24 @@ pub fn skippable(window: &Window, can_skip_until: Duration) -> u64 {
 }
 
 /// The URI the next part will have (HLS2 §6.2.6: the hint must equal the future
-/// `EXT-X-PART` URI). Segments hold exactly `parts_per_segment` parts when the muxer
-/// cuts on its own cadence; a publisher keyframe elsewhere abandons the hint (→ 404).
-pub fn next_part(window: &Window, parts_per_segment: usize) -> (u64, usize) {
+/// `EXT-X-PART` URI). The media layer's announcement wins (`next_starts_segment`: the
+/// audio cutter decides one chunk ahead, a rung's one-part first segment is known);
+/// otherwise segments hold `parts_per_segment` parts, the muxer's own cadence. A publisher
+/// keyframe elsewhere abandons the hint (→ 404).
+pub fn next_part(
+    window: &Window,
+    parts_per_segment: usize,
+    next_starts_segment: Option<bool>,
+) -> (u64, usize) {
     match window.open() {
-        Some(o) if o.parts.len() < parts_per_segment.max(1) => (o.seq, o.parts.len()),
-        Some(o) => (o.seq + 1, 0),
+        Some(o) => {
+            let starts = next_starts_segment.unwrap_or(o.parts.len() >= parts_per_segment.max(1));
+            if starts {
+                (o.seq + 1, 0)
+            } else {
+                (o.seq, o.parts.len())
+            }
+        }
         None => (window.next_seq(), 0),
     }
 }
@@ -294,7 +309,7 @@ pub fn render(view: &LlView<'_>) -> Bytes {
         // Nothing will be added: no hint, no reports (they steer reloads), and ENDLIST.
         line(&"#EXT-X-ENDLIST");
     } else {
-        let (msn, idx) = next_part(w, view.parts_per_segment);
+        let (msn, idx) = next_part(w, view.parts_per_segment, view.next_starts_segment);
         line(&PreloadHint {
             uri: (view.part_uri)(msn, idx),
         });
@@ -416,6 +431,7 @@ mod tests {
             segment_uri: seg,
             part_uri: part,
             parts_per_segment: 5,
+            next_starts_segment: None,
             discontinuity_sequence: 0,
             ended,
             skip,
@@ -497,14 +513,20 @@ mod tests {
     fn hint_predicts_the_next_segment_after_a_full_one() {
         let mut w = Window::new(6, 0);
         let t = SystemTime::UNIX_EPOCH;
-        assert_eq!(next_part(&w, 5), (0, 0));
+        assert_eq!(next_part(&w, 5, None), (0, 0));
         for i in 0..5 {
             w.push_part(i == 0, part(i == 0), t);
         }
-        assert_eq!(next_part(&w, 5), (1, 0));
+        assert_eq!(next_part(&w, 5, None), (1, 0));
         w.push_part(true, part(true), t);
-        assert_eq!(next_part(&w, 5), (1, 1));
+        assert_eq!(next_part(&w, 5, None), (1, 1));
         w.close();
-        assert_eq!(next_part(&w, 5), (2, 0));
+        assert_eq!(next_part(&w, 5, None), (2, 0));
+        // An announcement overrides the count either way.
+        assert_eq!(next_part(&w, 5, Some(false)), (2, 0), "no open segment");
+        w.push_part(true, part(true), SystemTime::UNIX_EPOCH);
+        assert_eq!(next_part(&w, 5, None), (2, 1));
+        assert_eq!(next_part(&w, 5, Some(true)), (3, 0));
+        assert_eq!(next_part(&w, 1, Some(false)), (2, 1));
     }
 }

@@ -69,6 +69,8 @@ impl StreamState {
 pub struct Chunk {
     /// Starts a new segment (cmafmux fragment start; a keyframe for video).
     pub starts_segment: bool,
+    /// Whether the next chunk will start a segment, if known (the preload hint).
+    pub next_starts_segment: Option<bool>,
     /// Duration.
     pub duration: Duration,
     /// Wall-clock time of its first sample.
@@ -77,6 +79,40 @@ pub struct Chunk {
     pub lag: Option<Duration>,
     /// The bytes.
     pub data: Bytes,
+}
+
+/// Drops the oldest segments of `st` until it holds at most `budget` bytes: each time from
+/// the rendition whose oldest segment is oldest, so the renditions keep covering about the
+/// same time span. Segments are immutable and never renamed, so a CDN that cached one keeps
+/// serving it; only the origin forgets it.
+fn trim_to_budget(st: &mut StreamState, budget: usize) {
+    let mut held: usize = st.renditions.values().map(|r| r.window.bytes()).sum();
+    let mut trimmed = 0usize;
+    while held > budget {
+        let oldest = st
+            .renditions
+            .values_mut()
+            .filter_map(|r| r.window.oldest_wallclock().map(|t| (t, r)))
+            .min_by_key(|(t, _)| *t);
+        let Some((_, r)) = oldest else { break };
+        let freed = r.window.trim_oldest();
+        if freed == 0 {
+            // Down to the minimum listed segments in the oldest rendition: try no further
+            // (a budget this small is a configuration problem, logged below).
+            break;
+        }
+        held -= freed;
+        trimmed += 1;
+    }
+    if trimmed > 0 {
+        st.trimmed_segments += trimmed as u64;
+        if st.trimmed_segments == trimmed as u64 {
+            tracing::warn!(
+                budget_mib = budget >> 20,
+                "stream memory budget reached: dropping the oldest segments (hls.stream_memory_mib)"
+            );
+        }
+    }
 }
 
 /// Lag samples kept per stream for the percentiles.
@@ -118,6 +154,10 @@ pub struct StreamSummary {
     pub keyframes: Option<KeyframeStats>,
     /// Recording and object-storage outputs of this broadcast, with their failures.
     pub outputs: Vec<OutputSnapshot>,
+    /// Bytes of media held in memory for this stream (all renditions).
+    pub memory_bytes: usize,
+    /// Segments dropped early to stay within `hls.stream_memory_mib`.
+    pub trimmed_segments: u64,
 }
 
 /// Percentiles of the recent server lags.
@@ -188,6 +228,8 @@ struct StreamState {
     discontinuity_seq: u64,
     /// Status of the broadcast's recording / object-storage outputs.
     outputs: Vec<OutputStatus>,
+    /// Segments dropped to stay within the memory budget.
+    trimmed_segments: u64,
 }
 
 struct RenditionState {
@@ -199,6 +241,8 @@ struct RenditionState {
     peak_bps: u64,
     total_bytes: u64,
     total_duration: Duration,
+    /// What the media layer said about the chunk after the last one (preload hint).
+    next_starts: Option<bool>,
     /// Wakes requests parked on this rendition (blocking reload, preload hints).
     changed: watch::Sender<u64>,
 }
@@ -330,6 +374,7 @@ fn render_media(
                 segment_uri: &seg_uri,
                 part_uri: &part_uri,
                 parts_per_segment: ll.parts_per_segment,
+                next_starts_segment: r.next_starts,
                 discontinuity_sequence,
                 ended,
                 skip: slot == 1,
@@ -461,6 +506,7 @@ impl HlsStore {
             first_playable: None,
             keyframes: None,
             outputs: Vec::new(),
+            trimmed_segments: 0,
         };
         if let Some(old) = map.insert(stream.to_string(), state) {
             // Wake anyone parked on the previous broadcast; they will find it gone.
@@ -481,11 +527,12 @@ impl HlsStore {
         let r = st.renditions.entry(name).or_insert_with(|| RenditionState {
             info: info.clone(),
             init: Bytes::new(),
-            window: Window::starting_at(cfg.window_segments, cfg.retain_segments, first_seq),
+            window: Window::starting_at(cfg.listed_segments(), cfg.retain_segments, first_seq),
             cache: [None, None],
             peak_bps: 0,
             total_bytes: 0,
             total_duration: Duration::ZERO,
+            next_starts: None,
             changed: watch::Sender::new(0),
         });
         r.info = info;
@@ -506,6 +553,7 @@ impl HlsStore {
             .get_mut(rendition)
             .ok_or_else(|| StoreError::NoInit(rendition.to_string()))?;
         r.total_bytes += chunk.data.len() as u64;
+        r.next_starts = chunk.next_starts_segment;
         r.total_duration += chunk.duration;
         let chunk_lag = chunk.lag;
         let seq = if self.ll.is_some() {
@@ -536,6 +584,7 @@ impl HlsStore {
             seq
         };
         r.changed.send_modify(|v| *v += 1);
+        trim_to_budget(st, self.cfg.stream_memory_bytes());
         st.version += 1;
         st.changed_at = SystemTime::now();
         if let Some(lag) = chunk_lag {
@@ -679,7 +728,11 @@ impl HlsStore {
             return None;
         }
         let r = st.renditions.get(rendition)?;
-        Some(llhls::next_part(&r.window, ll.parts_per_segment))
+        Some(llhls::next_part(
+            &r.window,
+            ll.parts_per_segment,
+            r.next_starts,
+        ))
     }
 
     /// Records the publisher's keyframe figures.
@@ -733,7 +786,7 @@ impl HlsStore {
         let w = &st.renditions.get(rendition)?.window;
         let data = w.get(seq)?.data.clone();
         // Segment `seq` is dropped once `window + retain` newer segments exist.
-        let keep = (self.cfg.window_segments + self.cfg.retain_segments) as u64 + 1;
+        let keep = (self.cfg.listed_segments() + self.cfg.retain_segments) as u64 + 1;
         let left = (seq + keep).saturating_sub(w.next_seq());
         let ttl = st
             .ended_at
@@ -792,6 +845,8 @@ impl HlsStore {
                 lag_ms: lag_summary(&st.lags),
                 keyframes: st.keyframes.clone(),
                 outputs: st.outputs.iter().map(OutputStatus::snapshot).collect(),
+                memory_bytes: st.renditions.values().map(|r| r.window.bytes()).sum(),
+                trimmed_segments: st.trimmed_segments,
                 first_playable_s: st
                     .first_playable
                     .map(|t| t.duration_since(st.started_at).as_secs_f64()),
@@ -945,6 +1000,7 @@ mod tests {
     fn chunk(starts: bool, ms: u64, data: &'static [u8]) -> Chunk {
         Chunk {
             starts_segment: starts,
+            next_starts_segment: None,
             duration: Duration::from_millis(ms),
             wallclock: SystemTime::UNIX_EPOCH,
             lag: Some(Duration::from_millis(ms / 4)),
@@ -1011,6 +1067,51 @@ mod tests {
         assert!(s.expire(t0 + Duration::from_secs(1)).is_empty());
         assert_eq!(s.expire(t0 + cfg.grace_period), ["cam"]);
         assert!(s.master("cam").is_none());
+    }
+
+    #[test]
+    fn dvr_window_lists_longer_and_the_memory_budget_trims_oldest_first() {
+        let cfg = HlsConfig {
+            part_duration: Duration::ZERO,
+            dvr_window: Duration::from_secs(20),
+            stream_memory_mib: 16,
+            ..cfg()
+        };
+        assert_eq!(cfg.listed_segments(), 10, "20 s DVR / 2 s segments");
+        let s = HlsStore::new(cfg);
+        let t0 = Instant::now();
+        s.begin("dvr", ingest(), t0);
+        s.init("dvr", info("360p", true), Bytes::from_static(b"i"))
+            .expect("init");
+        s.init("dvr", info("audio", false), Bytes::from_static(b"a"))
+            .expect("init");
+        let mib = Bytes::from(vec![7u8; 1 << 20]);
+        // 8 segments of 1 MiB video + tiny audio: within budget, all listed (window 10).
+        for _ in 0..8 {
+            let mut c = chunk(true, 2000, b"");
+            c.data = mib.clone();
+            s.publish("dvr", "360p", c).expect("segment");
+            s.publish("dvr", "audio", chunk(true, 2000, b"aa"))
+                .expect("segment");
+        }
+        let pl = text(s.media_playlist("dvr", "360p", false));
+        assert_eq!(pl.matches("#EXTINF").count(), 8);
+        assert_eq!(s.summaries(t0)[0].trimmed_segments, 0);
+        // 3 MiB segments: past 16 MiB the oldest go, and the playlist shows the shorter window.
+        for _ in 0..6 {
+            let mut c = chunk(true, 2000, b"");
+            c.data = Bytes::from(vec![9u8; 3 << 20]);
+            s.publish("dvr", "360p", c).expect("segment");
+        }
+        let sum = &s.summaries(t0)[0];
+        assert!(sum.memory_bytes <= 16 << 20, "held {}", sum.memory_bytes);
+        assert!(sum.trimmed_segments > 0);
+        let pl = text(s.media_playlist("dvr", "360p", false));
+        let listed = pl.matches("#EXTINF").count();
+        assert!((3..10).contains(&listed), "{listed} listed\n{pl}");
+        // The newest segment is always there; the media sequence only moved forward.
+        assert!(pl.contains("#EXT-X-MEDIA-SEQUENCE:"));
+        assert!(pl.contains(&segment_name(&sum.epoch, 13)));
     }
 
     #[test]

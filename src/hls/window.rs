@@ -57,7 +57,14 @@ pub struct Window {
     next_seq: u64,
     window: usize,
     retain: usize,
+    /// Bytes held by complete segments (listed and retired); parts of a complete segment
+    /// share its buffer and are not counted twice.
+    held: usize,
 }
+
+/// Listed segments that memory trimming never goes below (HLS2 §6.2.2: a live playlist
+/// lists at least three target durations).
+pub const MIN_LISTED: usize = 3;
 
 impl Window {
     /// A window listing `window` complete segments and keeping `retain` more downloadable.
@@ -76,6 +83,7 @@ impl Window {
             next_seq: first_seq,
             window: window.max(1),
             retain,
+            held: 0,
         }
     }
 
@@ -137,6 +145,14 @@ impl Window {
                 data.extend_from_slice(&p.data);
             }
             seg.data = data.freeze();
+            // The parts become views of the segment's buffer: one copy in memory, not two
+            // (what makes a long DVR window affordable).
+            let mut at = 0;
+            for p in &mut seg.parts {
+                let len = p.data.len();
+                p.data = seg.data.slice(at..at + len);
+                at += len;
+            }
             self.complete(seg);
         }
     }
@@ -148,6 +164,7 @@ impl Window {
     }
 
     fn complete(&mut self, seg: Segment) {
+        self.held += seg.data.len();
         self.live.push_back(seg);
         while self.live.len() > self.window {
             if let Some(old) = self.live.pop_front() {
@@ -155,8 +172,34 @@ impl Window {
             }
         }
         while self.retired.len() > self.retain {
-            self.retired.pop_front();
+            if let Some(old) = self.retired.pop_front() {
+                self.held -= old.data.len();
+            }
         }
+    }
+
+    /// Drops the oldest complete segment to free memory: a retired one first, else the
+    /// oldest listed one while more than [`MIN_LISTED`] are listed. Returns the bytes freed
+    /// (0 when nothing may go).
+    pub fn trim_oldest(&mut self) -> usize {
+        let old = match self.retired.pop_front() {
+            Some(old) => old,
+            None if self.live.len() > MIN_LISTED => match self.live.pop_front() {
+                Some(old) => old,
+                None => return 0,
+            },
+            None => return 0,
+        };
+        self.held -= old.data.len();
+        old.data.len()
+    }
+
+    /// Wall-clock time of the oldest complete segment held (retired or listed).
+    pub fn oldest_wallclock(&self) -> Option<SystemTime> {
+        self.retired
+            .front()
+            .or(self.live.front())
+            .map(|s| s.wallclock)
     }
 
     /// `EXT-X-MEDIA-SEQUENCE`: the number of the first listed segment. Only grows
@@ -271,15 +314,14 @@ impl Window {
             + self.open.as_ref().map_or(Duration::ZERO, |o| o.duration)
     }
 
-    /// Bytes held (listed, retired, open), for memory accounting.
+    /// Bytes held (listed, retired, open), for memory accounting. O(parts of the open
+    /// segment): complete segments are counted as they come and go.
     pub fn bytes(&self) -> usize {
-        let seg = |s: &Segment| s.data.len() + s.parts.iter().map(|p| p.data.len()).sum::<usize>();
-        self.live
-            .iter()
-            .chain(self.retired.iter())
-            .map(seg)
-            .sum::<usize>()
-            + self.open.as_ref().map_or(0, seg)
+        self.held
+            + self
+                .open
+                .as_ref()
+                .map_or(0, |o| o.parts.iter().map(|p| p.data.len()).sum())
     }
 }
 
@@ -421,5 +463,45 @@ mod tests {
         assert!(w.reached(0, Some(3)));
         assert!(!w.reached(2, Some(0)) && !w.reached(2, None));
         assert_eq!(w.position(), Some(Position { msn: 1, part: None }));
+    }
+
+    #[test]
+    fn parts_share_the_closed_segments_buffer_and_bytes_count_once() {
+        let mut w = Window::new(6, 0);
+        let t = SystemTime::UNIX_EPOCH;
+        w.push_part(true, part(200, 0), t);
+        w.push_part(false, part(200, 1), t);
+        // Open: the parts' own bytes.
+        assert_eq!(w.bytes(), 6);
+        w.push_part(true, part(200, 0), t);
+        let seg = w.get(0).expect("segment 0");
+        assert_eq!(&seg.data[..], &[0, 0, 0, 1, 1, 1]);
+        // Each part is a view of the segment's buffer, with the same bytes as before.
+        for (i, p) in seg.parts.iter().enumerate() {
+            assert_eq!(&p.data[..], &[i as u8; 3]);
+            let off = p.data.as_ptr() as usize - seg.data.as_ptr() as usize;
+            assert_eq!(off, 3 * i, "part {i} is not inside the segment buffer");
+        }
+        // Segment 0 (6 bytes, counted once) + the open segment's first part (3).
+        assert_eq!(w.bytes(), 9);
+    }
+
+    #[test]
+    fn trimming_takes_retired_first_then_listed_down_to_the_minimum() {
+        let mut w = Window::new(5, 2);
+        push_n(&mut w, 7);
+        assert_eq!(w.bytes(), 70);
+        assert_eq!(w.oldest_wallclock(), Some(SystemTime::UNIX_EPOCH));
+        // Two retired (0, 1), then listed 2 and 3; 4, 5, 6 stay (MIN_LISTED).
+        let freed: Vec<usize> = (0..6).map(|_| w.trim_oldest()).collect();
+        assert_eq!(freed, [10, 10, 10, 10, 0, 0]);
+        assert!(w.get(1).is_none());
+        assert_eq!(w.media_sequence(), 4);
+        assert_eq!(w.len(), MIN_LISTED);
+        assert_eq!(w.bytes(), 30);
+        // Numbering goes on.
+        push_n(&mut w, 1);
+        assert_eq!(w.segments().last().map(|s| s.seq), Some(7));
+        assert_eq!(w.bytes(), 40);
     }
 }

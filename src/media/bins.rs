@@ -222,6 +222,43 @@ pub(crate) struct MuxTiming {
     pub part: Option<Duration>,
 }
 
+/// Cuts the muxer's first fragment after one part: `split-at-running-time` for the running
+/// time of the first buffer reaching `pad` (the muxer's input) plus one part.
+///
+/// Why: a media playlist is served only once it lists a whole segment (hls.js rejects a
+/// parts-only playlist with LEVEL_EMPTY_ERROR), so with full-length first segments a
+/// viewer waits a whole segment after the first keyframe. A one-part first segment makes the
+/// stream playable ~one part after the first keyframe (BENCHMARKS.md "Latency": publish →
+/// first playable). HLS2 §4.4.3.1 only bounds segment durations from above
+/// (EXT-X-TARGETDURATION), so a short first segment is allowed. Every later fragment starts
+/// where the previous ended, so boundaries stay on `first + n × segment`: the same in every
+/// video rung, which all see the same first frame; the split is a whole number of parts from
+/// the first buffer, as cmafmux needs (FACTS.md §4). cmafmux sends its force-key-unit for
+/// the second fragment start after this request is in, so x264enc puts the IDR there.
+fn split_first_fragment(mux: &gst::Element, pad: &gst::Pad, after: Duration) {
+    let mux = mux.downgrade();
+    let after = gst::ClockTime::from_nseconds(after.as_nanos() as u64);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else {
+            return gst::PadProbeReturn::Ok;
+        };
+        // The muxer starts at the first keyframe (the passthrough rung may see delta
+        // frames before its first IDR).
+        if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+            return gst::PadProbeReturn::Ok;
+        }
+        let running = pad.sticky_event::<gst::event::Segment>(0).and_then(|ev| {
+            ev.segment()
+                .downcast_ref::<gst::format::Time>()
+                .and_then(|seg| seg.to_running_time(buffer.pts()))
+        });
+        if let (Some(mux), Some(running)) = (mux.upgrade(), running) {
+            mux.emit_by_name::<()>("split-at-running-time", &[&(running + after)]);
+        }
+        gst::PadProbeReturn::Remove
+    });
+}
+
 fn cmafmux(name: &str, timing: MuxTiming, force_keyunit: bool) -> Result<gst::Element, MediaError> {
     let clock = |d: Duration| gst::ClockTime::from_nseconds(d.as_nanos() as u64);
     let mut b = gst::ElementFactory::make("cmafmux")
@@ -299,6 +336,9 @@ pub(crate) fn video_rung(
     )?;
     let parse = make("h264parse", &format!("{n}_parse"))?;
     let mux = cmafmux(&format!("{n}_mux"), timing, true)?;
+    if let (Some(part), Some(pad)) = (timing.part, parse.static_pad("src")) {
+        split_first_fragment(&mux, &pad, part);
+    }
     let sink = appsink(&format!("{n}_sink"));
     branch_from_tee(
         pipeline,
@@ -341,6 +381,11 @@ pub(crate) fn source_rung(
         });
     }
     let mux = cmafmux("source_mux", timing, false)?;
+    // The first segment ends at the publisher's first keyframe one part or more after its
+    // first one; broadcast.rs asks for that keyframe (keyframes.rs with_first_segment).
+    if let (Some(part), Some(pad)) = (timing.part, q.static_pad("src")) {
+        split_first_fragment(&mux, &pad, part);
+    }
     let sink = appsink("source_sink");
     branch_from_tee(pipeline, tee, &[&q, &mux, sink.upcast_ref()])?;
     Ok(Branch {
@@ -436,6 +481,8 @@ pub(crate) fn audio(
         .map_err(|e| MediaError::Build(format!("avenc_aac: {e}")))?;
     let q = queue("audio_queue")?;
     let mux = cmafmux("audio_mux", timing, false)?;
+    // No first-fragment split here: with parts on, audio segments are cut by
+    // audio_cut.rs, not by this muxer's fragments.
     let sink = appsink("audio_sink");
     let mut all: Vec<&gst::Element> = head.iter().collect();
     all.extend([

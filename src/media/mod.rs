@@ -8,6 +8,7 @@
 //! Never blocks the async runtime: appsink callbacks run on GStreamer's streaming threads
 //! and hand fragments over a bounded channel; state changes run in `spawn_blocking`.
 
+mod audio_cut;
 mod bins;
 mod ladder;
 mod pipeline;
@@ -152,6 +153,9 @@ pub enum MediaEvent {
         rendition: String,
         /// Starts a new segment (a fragment start, not a continuation chunk).
         starts_segment: bool,
+        /// Whether the next chunk will start a segment, when the media layer knows (for
+        /// the LL-HLS preload hint); `None`: assume the regular part count.
+        next_starts_segment: Option<bool>,
         /// Video: time from the arrival of the chunk's last frame to its output.
         lag: Option<Duration>,
         /// Running time of the fragment start.

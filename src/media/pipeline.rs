@@ -11,6 +11,7 @@ use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::audio_cut::AudioCutter;
 use super::bins::{self, Branch, MuxTiming};
 use super::{MediaError, MediaEvent, MediaSpec, RenditionInfo, RenditionKind};
 
@@ -376,6 +377,13 @@ fn connect_appsink(branch: &Branch, name: &str, shared: &Arc<Shared>) {
     let shared = Arc::clone(shared);
     let name = name.to_string();
     let caps_pad = branch.caps_source.static_pad("src");
+    // With parts on, the audio rendition's segment starts are ours (audio_cut.rs).
+    let mut audio_cutter = match shared.timing.part {
+        Some(part) if name == "audio" => Some(AudioCutter::new(shared.timing.segment, part)),
+        _ => None,
+    };
+    let split_first = shared.timing.part.is_some() && name != "audio" && name != "source";
+    let mut seen_chunk = false;
     branch.appsink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -442,7 +450,22 @@ fn connect_appsink(branch: &Branch, name: &str, shared: &Arc<Shared>) {
                 };
                 // FACTS.md §4: a fragment's first chunk starts with a HEADER buffer without
                 // DELTA_UNIT; continuation chunks have HEADER|DELTA_UNIT.
-                let starts_segment = !head.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                let (starts_segment, next_starts_segment) = match audio_cutter.as_mut() {
+                    Some(c) => {
+                        let cut = c.chunk(
+                            Duration::from_nanos(running.nseconds()),
+                            Duration::from_nanos(duration.nseconds()),
+                        );
+                        (cut.starts_segment, Some(cut.next_starts_segment))
+                    }
+                    None => {
+                        let starts = !head.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                        // A transcoded rung's first segment is one part (bins.rs
+                        // split_first_fragment): the chunk after the very first starts one.
+                        let first = split_first && !std::mem::replace(&mut seen_chunk, true);
+                        (starts, first.then_some(true))
+                    }
+                };
                 let bufs: Vec<&gst::BufferRef> =
                     (idx..list.len()).filter_map(|i| list.get(i)).collect();
                 send(MediaEvent::Fragment {
@@ -451,6 +474,7 @@ fn connect_appsink(branch: &Branch, name: &str, shared: &Arc<Shared>) {
                     duration: Duration::from_nanos(duration.nseconds()),
                     wallclock,
                     starts_segment,
+                    next_starts_segment,
                     lag,
                     data: map_bytes(&bufs),
                 })?;

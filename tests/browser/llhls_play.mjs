@@ -31,16 +31,11 @@
 //                   speed up) and let it reach its target latency before observing
 //   RESYNC=1        once playing, seek to hls.liveSyncPosition (edge − target latency), i.e.
 //                   play where hls.js would if its start-up took no time
-// Loopback only: Chromium resolves no host name but localhost / 127.0.0.1.
+// Chromium is started by chromium.mjs (loopback only, fresh profile).
 
-import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { launchChromium } from './chromium.mjs';
 import { decodeTimecode, selfCheck } from './timecode.mjs';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const playerDir = join(here, '..', '..', 'player');
 
 const WATCH_SECONDS = Number(process.env.WATCH_SECONDS || 60);
 const PIN_LEVEL = process.env.PIN_LEVEL || '';
@@ -58,20 +53,6 @@ const MAX_FREEZE_S = 0.75;
 const GRID_W = 160;
 const GRID_H = 40;
 
-const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--no-proxy-server',
-  '--autoplay-policy=no-user-gesture-required',
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1',
-];
-
 const t0 = Date.now();
 const elapsed = () => ((Date.now() - t0) / 1000).toFixed(1);
 const log = (...a) => console.error(`[llhls ${elapsed()}s]`, ...a);
@@ -81,15 +62,6 @@ const base = (process.argv[2] || '').replace(/\/+$/, '');
 const stream = process.argv[3] || '';
 if (!/^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?$/.test(base) || !/^[A-Za-z0-9_-]{1,64}$/.test(stream)) {
   console.error(`usage: node tests/browser/llhls_play.mjs http://127.0.0.1:PORT STREAM (got "${base}" "${stream}")`);
-  process.exit(2);
-}
-
-let chromium;
-try {
-  ({ chromium } = createRequire(join(playerDir, 'package.json'))('playwright-core'));
-} catch (e) {
-  console.error(`playwright-core not installed in player/: run deploy/install-browser-deps.sh (${e.message})`);
-  console.log(JSON.stringify({ ok: false, setupError: 'playwright-core missing' }));
   process.exit(2);
 }
 
@@ -290,19 +262,12 @@ async function main() {
     log(`decoder known-answer check (node): ${f.length === 0 ? 'pass' : f.join('; ')}`);
   }
 
-  let browser;
-  try {
-    browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
-  } catch (e) {
-    console.error(`cannot launch Chromium: ${e.message}\nrun deploy/install-browser-deps.sh`);
-    console.log(JSON.stringify({ ...summary, setupError: `chromium launch failed: ${e.message.split('\n')[0]}` }));
-    process.exit(2);
-  }
-  summary.browser = `Chromium ${browser.version()}`;
+  const chrome = await launchChromium({ args: ['--autoplay-policy=no-user-gesture-required'], summary });
+  summary.browser = `Chromium ${chrome.version}`;
   log(`launched ${summary.browser}`);
   const pageErrors = [];
   try {
-    const page = await browser.newPage();
+    const page = await chrome.context.newPage();
     page.on('pageerror', (e) => pageErrors.push(e.message));
     const consoleLines = [];
     summary.console = consoleLines;
@@ -388,7 +353,7 @@ async function main() {
     }
 
     const before = await page.evaluate(() => ({ ...window.whipcastState, errors: window.whipcastState.errors.length }));
-    summary.startup = { stalls: before.stalls, stallErrors: before.stallErrors, partLoads: before.partLoads, fragLoads: before.fragLoads, errors: before.errors };
+    summary.startup = { stalls: before.stalls, stallErrors: before.stallErrors, partLoads: before.partLoads, fragLoads: before.fragLoads, errors: before.errors, resyncs: before.resyncs, resyncFrom: before.resyncFrom };
     log(`observing for ${WATCH_SECONDS}s`);
     const observedFrom = Date.now();
     for (let left = WATCH_SECONDS; left > 0; left -= 10) {
@@ -522,7 +487,7 @@ async function main() {
   } finally {
     summary.pageErrors = pageErrors;
     check(pageErrors.length === 0, `uncaught page errors: ${pageErrors.join(' | ')}`);
-    await browser.close().catch(() => {});
+    await chrome.close();
     clearTimeout(watchdog);
   }
   return summary;

@@ -16,16 +16,16 @@
 // Progress goes to stderr; the last stdout line is a JSON summary. Exit code 0 = every
 // check passed, 1 = a check failed, 2 = the browser could not be set up.
 // Environment: CHROMIUM (default /usr/bin/chromium), WATCH_SECONDS (default 5).
-// Loopback only: Chromium resolves no host name but localhost / 127.0.0.1.
+// Chromium is started by chromium.mjs (loopback only, fresh profile).
 
-import { createRequire } from 'node:module';
 import { mkdirSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { launchChromium, MEDIA_ARGS, playerDir } from './chromium.mjs';
+import { poll, sleep, whipcastApi } from './whipcast.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const playerDir = join(here, '..', '..', 'player');
-const shotDir = join(here, '..', '..', 'target', 'screenshots');
+const shotDir = join(playerDir, '..', 'target', 'screenshots');
+/** The pages are drawn (and screenshotted, for docs/) at this size. */
+const VIEWPORT = { width: 1000, height: 750 };
 const MIN_SHOT_BYTES = 10 * 1024;
 
 const CASES = [
@@ -40,26 +40,9 @@ const PLAY_TIMEOUT_MS = 30_000;
 const ENDED_TIMEOUT_MS = 15_000;
 const SCRIPT_TIMEOUT_MS = 170_000;
 
-const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--no-proxy-server',
-  '--allow-loopback-in-peer-connection',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1',
-];
-
 const t0 = Date.now();
 const elapsed = () => ((Date.now() - t0) / 1000).toFixed(1);
 const log = (...a) => console.error(`[browser-e2e ${elapsed()}s]`, ...a);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function usage(msg) {
   console.error(`${msg}\nusage: node tests/browser/publish_and_play.mjs <base_url>`);
@@ -69,40 +52,7 @@ function usage(msg) {
 const base = (process.argv[2] || '').replace(/\/+$/, '');
 if (!/^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?$/.test(base)) usage(`base URL must be http://127.0.0.1:PORT, got "${base}"`);
 
-let chromium;
-try {
-  ({ chromium } = createRequire(join(playerDir, 'package.json'))('playwright-core'));
-} catch (e) {
-  console.error(`playwright-core not installed in player/: run deploy/install-browser-deps.sh (${e.message})`);
-  console.log(JSON.stringify({ ok: false, setupError: 'playwright-core missing' }));
-  process.exit(2);
-}
-
-async function getJson(path) {
-  const r = await fetch(`${base}${path}`, { cache: 'no-store' });
-  if (!r.ok) throw new Error(`GET ${path} -> ${r.status}`);
-  return r.json();
-}
-
-async function poll(what, timeoutMs, fn) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e.message;
-    }
-    await sleep(250);
-  }
-  throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}${last ? ` (last: ${last})` : ''}`);
-}
-
-async function streamSummary(name) {
-  const api = await getJson('/api/streams');
-  return (api.streams || []).find((s) => s.name === name) || null;
-}
+const { streamSummary } = whipcastApi(base);
 
 async function runCase(ctx, c) {
   const res = { ...c, ok: false, failures: [], publish: {}, watch: {}, api: {} };
@@ -365,26 +315,17 @@ async function main() {
     console.log(JSON.stringify(summary));
     process.exit(1);
   }, SCRIPT_TIMEOUT_MS);
-  let browser;
-  try {
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-      headless: true,
-      args: CHROMIUM_ARGS,
-    });
-  } catch (e) {
-    console.error(`cannot launch Chromium: ${e.message}\nrun deploy/install-browser-deps.sh`);
-    console.log(JSON.stringify({ ...summary, setupError: `chromium launch failed: ${e.message.split('\n')[0]}` }));
-    process.exit(2);
-  }
-  summary.browser = `Chromium ${browser.version()}`;
+  const chrome = await launchChromium({
+    args: MEDIA_ARGS,
+    contextOptions: { viewport: VIEWPORT, permissions: ['camera', 'microphone'] },
+    summary,
+  });
+  summary.browser = `Chromium ${chrome.version}`;
   log(`launched ${summary.browser}`);
   try {
-    const ctx = await browser.newContext({ permissions: ['camera', 'microphone'] });
-    for (const c of CASES) summary.cases.push(await runCase(ctx, c));
-    await ctx.close();
+    for (const c of CASES) summary.cases.push(await runCase(chrome.context, c));
   } finally {
-    await browser.close().catch(() => {});
+    await chrome.close();
   }
   clearTimeout(watchdog);
   summary.ok = summary.cases.length === CASES.length && summary.cases.every((c) => c.ok);

@@ -1,0 +1,37 @@
+// What the browser scripts ask whipcast directly (node's fetch, no browser): its stream list
+// and polling until something holds.
+//
+//   import { sleep, poll, whipcastApi } from './whipcast.mjs';
+//   const { getJson, streamSummary } = whipcastApi(base);
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Calls `fn` every 250 ms until it returns something truthy; throws after `timeoutMs`. */
+export async function poll(what, timeoutMs, fn) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e.message;
+    }
+    await sleep(250);
+  }
+  throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}${last ? ` (last: ${last})` : ''}`);
+}
+
+/** `getJson(path)` and `streamSummary(name)` (the stream's entry in /api/streams, or null). */
+export function whipcastApi(base) {
+  async function getJson(path) {
+    const r = await fetch(`${base}${path}`, { cache: 'no-store' });
+    if (!r.ok) throw new Error(`GET ${path} -> ${r.status}`);
+    return r.json();
+  }
+  async function streamSummary(name) {
+    const api = await getJson('/api/streams');
+    return (api.streams || []).find((s) => s.name === name) || null;
+  }
+  return { getJson, streamSummary };
+}
