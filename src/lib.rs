@@ -18,6 +18,9 @@
 //!         │                                       Opus → AAC (or silence) → cmafmux       │
 //!         │                                      ▼ appsink → MediaEvent::{Init, Fragment}│
 //!         │                               hls::HlsStore (windows, playlists via m3u8-rs)  │
+//!         │                                  │ try_send (bounded, never waits)            │
+//!         │                                  ▼                                            │
+//!         │                   output::{record (disk thread), s3 (uploader)}               │
 //!         └───────────────────────────────────────────────────────────────────────────────┘
 //!                                                              │ sync reads (Bytes clones)
 //! player (hls.js, Safari, ffmpeg) ◀── GET *.m3u8 / init / seg ─ origin::router
