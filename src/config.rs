@@ -299,10 +299,27 @@ pub struct HlsConfig {
     /// segment_duration) segments; players can seek back that far.
     #[serde(with = "humantime_serde")]
     pub dvr_window: Duration,
-    /// Memory budget per stream (all renditions, listed and retained segments), MiB. Past
-    /// it the oldest segments are dropped (retained ones first, then listed ones down to
-    /// three), so a long DVR window at a high bitrate shrinks instead of exhausting memory.
+    /// Memory budget per stream (all renditions, listed and retained segments), MiB. What
+    /// exceeds it is handled by `dvr_overflow`.
     pub stream_memory_mib: u64,
+    /// Past the memory budget: `"trim"` drops the oldest segments (retained ones first, then
+    /// listed ones down to three: the DVR window shrinks); `"disk"` moves the oldest
+    /// segments' bytes to files under `spill_directory` and keeps listing them (falls back
+    /// to trimming if the disk fails).
+    pub dvr_overflow: DvrOverflow,
+    /// Where `dvr_overflow = "disk"` writes (`<dir>/<stream>/<epoch>/<rendition>/<n>.m4s`;
+    /// files are deleted as their segments leave the window, the directory with the stream).
+    pub spill_directory: PathBuf,
+}
+
+/// `hls.dvr_overflow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DvrOverflow {
+    /// Drop the oldest segments.
+    Trim,
+    /// Move the oldest segments to disk.
+    Disk,
 }
 
 impl HlsConfig {
@@ -332,6 +349,8 @@ impl Default for HlsConfig {
             // 6 + 6 segments of a 5 Mbit/s 1080p ladder (~9.5 Mbit/s) take ~30 MiB; this
             // leaves room for a DVR window of ~7 minutes at that rate, or hours at low ones.
             stream_memory_mib: 512,
+            dvr_overflow: DvrOverflow::Trim,
+            spill_directory: PathBuf::from("spill"),
         }
     }
 }
@@ -398,10 +417,15 @@ impl Config {
         if self.hls.dvr_window > Duration::from_secs(24 * 3600) {
             return Err(invalid("hls.dvr_window", "must be at most 24h"));
         }
-        if self.hls.stream_memory_mib < 16 {
+        if self.hls.stream_memory_mib < 1 {
+            return Err(invalid("hls.stream_memory_mib", "must be at least 1"));
+        }
+        if self.hls.dvr_overflow == DvrOverflow::Disk
+            && self.hls.spill_directory.as_os_str().is_empty()
+        {
             return Err(invalid(
-                "hls.stream_memory_mib",
-                "must be at least 16 (a few segments of one stream)",
+                "hls.spill_directory",
+                "must be set when hls.dvr_overflow = \"disk\"",
             ));
         }
         if self.hls.window_segments < 3 {
@@ -523,6 +547,8 @@ mod tests {
         assert_eq!(c.s3.acl, d.s3.acl);
         assert_eq!(c.hls.dvr_window, d.hls.dvr_window);
         assert_eq!(c.hls.stream_memory_mib, d.hls.stream_memory_mib);
+        assert_eq!(c.hls.dvr_overflow, d.hls.dvr_overflow);
+        assert_eq!(c.hls.spill_directory, d.hls.spill_directory);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod doc;
 mod llhls;
 mod playlist;
+mod spill;
 mod store;
 mod window;
 
@@ -18,7 +19,7 @@ pub use playlist::{
 };
 pub use store::{
     Chunk, HlsStore, IngestSummary, LagSummary, LlSettings, Readiness, RenditionSummary,
-    StoreError, StreamSummary, init_name, parse_init_name, parse_part_name, parse_segment_name,
-    part_name, segment_name,
+    SegmentBody, StoreError, StreamSummary, init_name, parse_init_name, parse_part_name,
+    parse_segment_name, part_name, segment_name,
 };
 pub use window::{Part, Position, Segment, Window};

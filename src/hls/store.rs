@@ -8,18 +8,21 @@
 //! and no polling per parked request.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::watch;
+use tracing::{error, warn};
 
 use super::doc::Doc;
 use super::llhls::{self, LlView, RenditionReport, ServerControl};
 use super::playlist::{self, MasterEntry, MediaView};
-use super::window::{Part, Window};
-use crate::config::HlsConfig;
+use super::spill::{Job, SpillKey, Spiller};
+use super::window::{Part, Spill, Window};
+use crate::config::{DvrOverflow, HlsConfig};
 use crate::keyframes::KeyframeStats;
 use crate::media::{RenditionInfo, RenditionKind};
 use crate::output::{OutputSnapshot, OutputStatus};
@@ -33,6 +36,17 @@ pub struct HlsStore {
     continuity: Arc<Mutex<HashMap<String, Continuity>>>,
     cfg: Arc<HlsConfig>,
     ll: Option<LlSettings>,
+    /// The DVR overflow writer (`hls.dvr_overflow = "disk"`).
+    spill: Option<Spiller>,
+}
+
+/// Where a media segment's bytes are, for the HTTP side.
+#[derive(Debug, Clone)]
+pub enum SegmentBody {
+    /// In memory.
+    Memory(Bytes),
+    /// Spilled to this file (DVR overflow); read it off the runtime's worker threads.
+    File(Arc<PathBuf>),
 }
 
 /// Where the next broadcast of a stream name continues.
@@ -81,12 +95,56 @@ pub struct Chunk {
     pub data: Bytes,
 }
 
-/// Drops the oldest segments of `st` until it holds at most `budget` bytes: each time from
-/// the rendition whose oldest segment is oldest, so the renditions keep covering about the
-/// same time span. Segments are immutable and never renamed, so a CDN that cached one keeps
-/// serving it; only the origin forgets it.
-fn trim_to_budget(st: &mut StreamState, budget: usize) {
+/// Keeps `st` within `budget` bytes of memory. With a spiller (`dvr_overflow = "disk"`)
+/// that works, the oldest in-memory segments are queued for the disk until what stays in
+/// memory fits (their bytes go once written, see [`spilled`]). Otherwise the oldest segments
+/// are dropped: each time from the rendition whose oldest segment is oldest, so the
+/// renditions keep covering about the same time span. Segments are immutable and never
+/// renamed, so a CDN that cached one keeps serving it; only the origin forgets it.
+fn enforce_budget(st: &mut StreamState, stream: &str, budget: usize, spill: Option<&Spiller>) {
     let mut held: usize = st.renditions.values().map(|r| r.window.bytes()).sum();
+    if held <= budget {
+        return;
+    }
+    if let Some(sp) = spill.filter(|sp| !sp.failed()) {
+        let mut pending: usize = st
+            .renditions
+            .values()
+            .map(|r| r.window.pending_bytes())
+            .sum();
+        while held - pending > budget {
+            let oldest = st
+                .renditions
+                .iter_mut()
+                .filter_map(|(name, r)| {
+                    r.window
+                        .oldest_in_memory()
+                        .map(|(seq, t)| (t, seq, name, r))
+                })
+                .min_by_key(|(t, ..)| *t);
+            let Some((_, seq, name, r)) = oldest else {
+                break;
+            };
+            let key = SpillKey {
+                stream: stream.to_string(),
+                epoch: st.epoch.clone(),
+                rendition: name.clone(),
+                seq,
+            };
+            let Some(data) = r.window.spill_begin(seq) else {
+                break;
+            };
+            let len = data.len();
+            let path = Arc::new(sp.path(&key));
+            if !sp.send(Job::Write { key, path, data }) {
+                // The disk is behind: keep it in memory for now, retry on the next publish.
+                r.window.spill_failed(seq);
+                break;
+            }
+            pending += len;
+        }
+        return;
+    }
     let mut trimmed = 0usize;
     while held > budget {
         let oldest = st
@@ -95,22 +153,62 @@ fn trim_to_budget(st: &mut StreamState, budget: usize) {
             .filter_map(|r| r.window.oldest_wallclock().map(|t| (t, r)))
             .min_by_key(|(t, _)| *t);
         let Some((_, r)) = oldest else { break };
-        let freed = r.window.trim_oldest();
-        if freed == 0 {
+        let Some(freed) = r.window.trim_oldest() else {
             // Down to the minimum listed segments in the oldest rendition: try no further
             // (a budget this small is a configuration problem, logged below).
             break;
-        }
+        };
         held -= freed;
         trimmed += 1;
     }
     if trimmed > 0 {
         st.trimmed_segments += trimmed as u64;
         if st.trimmed_segments == trimmed as u64 {
-            tracing::warn!(
+            warn!(
                 budget_mib = budget >> 20,
                 "stream memory budget reached: dropping the oldest segments (hls.stream_memory_mib)"
             );
+        }
+    }
+}
+
+/// The spill writer's report for one segment; returns whether the store still wants the
+/// file. Runs on the writer thread; takes the store's lock briefly.
+fn spilled(
+    inner: &Mutex<HashMap<String, StreamState>>,
+    key: &SpillKey,
+    result: Result<Arc<PathBuf>, ()>,
+) -> bool {
+    let mut map = inner.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(st) = map.get_mut(&key.stream).filter(|st| st.epoch == key.epoch) else {
+        return false;
+    };
+    let Some(r) = st.renditions.get_mut(&key.rendition) else {
+        return false;
+    };
+    match result {
+        Ok(path) => {
+            let kept = r.window.spill_done(key.seq, path).is_some();
+            if kept {
+                st.spilled_segments += 1;
+            }
+            kept
+        }
+        Err(()) => {
+            r.window.spill_failed(key.seq);
+            false
+        }
+    }
+}
+
+/// Hands the files of spilled segments that left a window to the writer for deletion.
+fn delete_dropped(st: &mut StreamState, spill: Option<&Spiller>) {
+    let Some(sp) = spill else { return };
+    for r in st.renditions.values_mut() {
+        for path in r.window.take_dropped_files() {
+            if !sp.send(Job::Delete(Arc::clone(&path))) {
+                warn!(path = %path.display(), "spill queue full: file left behind");
+            }
         }
     }
 }
@@ -158,6 +256,8 @@ pub struct StreamSummary {
     pub memory_bytes: usize,
     /// Segments dropped early to stay within `hls.stream_memory_mib`.
     pub trimmed_segments: u64,
+    /// Segments moved to disk to stay within it (`hls.dvr_overflow = "disk"`).
+    pub spilled_segments: u64,
 }
 
 /// Percentiles of the recent server lags.
@@ -230,6 +330,8 @@ struct StreamState {
     outputs: Vec<OutputStatus>,
     /// Segments dropped to stay within the memory budget.
     trimmed_segments: u64,
+    /// Segments moved to disk to stay within the memory budget.
+    spilled_segments: u64,
 }
 
 struct RenditionState {
@@ -445,11 +547,27 @@ pub enum StoreError {
 impl HlsStore {
     /// An empty store.
     pub fn new(cfg: HlsConfig) -> Self {
+        let inner = Arc::new(Mutex::new(HashMap::new()));
+        let spill = (cfg.dvr_overflow == DvrOverflow::Disk)
+            .then(|| {
+                // Weak: the writer thread must not keep the store alive (it ends when the
+                // last store handle, and with it the channel, is dropped).
+                let weak: Weak<Mutex<HashMap<String, StreamState>>> = Arc::downgrade(&inner);
+                let done: super::spill::Done = Box::new(move |key, result| {
+                    weak.upgrade()
+                        .is_some_and(|inner| spilled(&inner, key, result))
+                });
+                Spiller::start(cfg.spill_directory.clone(), done)
+                    .map_err(|e| error!(error = %e, "cannot start the DVR spill writer; trimming instead"))
+                    .ok()
+            })
+            .flatten();
         Self {
             ll: LlSettings::from_config(&cfg),
-            inner: Arc::new(Mutex::new(HashMap::new())),
+            inner,
             continuity: Arc::new(Mutex::new(HashMap::new())),
             cfg: Arc::new(cfg),
+            spill,
         }
     }
 
@@ -507,8 +625,10 @@ impl HlsStore {
             keyframes: None,
             outputs: Vec::new(),
             trimmed_segments: 0,
+            spilled_segments: 0,
         };
         if let Some(old) = map.insert(stream.to_string(), state) {
+            self.forget_files(stream, &old);
             // Wake anyone parked on the previous broadcast; they will find it gone.
             for r in old.renditions.values() {
                 r.changed.send_modify(|v| *v += 1);
@@ -584,7 +704,13 @@ impl HlsStore {
             seq
         };
         r.changed.send_modify(|v| *v += 1);
-        trim_to_budget(st, self.cfg.stream_memory_bytes());
+        enforce_budget(
+            st,
+            stream,
+            self.cfg.stream_memory_bytes(),
+            self.spill.as_ref(),
+        );
+        delete_dropped(st, self.spill.as_ref());
         st.version += 1;
         st.changed_at = SystemTime::now();
         if let Some(lag) = chunk_lag {
@@ -635,6 +761,7 @@ impl HlsStore {
         let mut cont = self.continuity.lock().unwrap_or_else(|p| p.into_inner());
         for k in &gone {
             if let Some(st) = map.remove(k) {
+                self.forget_files(k, &st);
                 if cont.len() >= CONTINUITY_NAMES
                     && let Some(victim) = cont.keys().next().cloned()
                 {
@@ -645,6 +772,16 @@ impl HlsStore {
             }
         }
         gone
+    }
+
+    /// A broadcast left the store: its spilled files go (the whole broadcast directory).
+    fn forget_files(&self, stream: &str, st: &StreamState) {
+        if let Some(sp) = &self.spill
+            && st.spilled_segments > 0
+            && !sp.send(Job::DeleteDir(sp.stream_dir(stream, &st.epoch)))
+        {
+            warn!(stream, "spill queue full: broadcast directory left behind");
+        }
     }
 
     /// The multivariant playlist, once at least one video rung has a segment.
@@ -777,14 +914,18 @@ impl HlsStore {
         rendition: &str,
         epoch: &str,
         seq: u64,
-    ) -> Option<(Bytes, Option<Duration>)> {
+    ) -> Option<(SegmentBody, Option<Duration>)> {
         let map = self.lock();
         let st = map.get(stream)?;
         if st.epoch != epoch {
             return None;
         }
         let w = &st.renditions.get(rendition)?.window;
-        let data = w.get(seq)?.data.clone();
+        let seg = w.get(seq)?;
+        let data = match &seg.spill {
+            Spill::Disk(path) => SegmentBody::File(Arc::clone(path)),
+            Spill::Memory | Spill::Pending => SegmentBody::Memory(seg.data.clone()),
+        };
         // Segment `seq` is dropped once `window + retain` newer segments exist.
         let keep = (self.cfg.listed_segments() + self.cfg.retain_segments) as u64 + 1;
         let left = (seq + keep).saturating_sub(w.next_seq());
@@ -847,6 +988,7 @@ impl HlsStore {
                 outputs: st.outputs.iter().map(OutputStatus::snapshot).collect(),
                 memory_bytes: st.renditions.values().map(|r| r.window.bytes()).sum(),
                 trimmed_segments: st.trimmed_segments,
+                spilled_segments: st.spilled_segments,
                 first_playable_s: st
                     .first_playable
                     .map(|t| t.duration_since(st.started_at).as_secs_f64()),
@@ -1115,6 +1257,72 @@ mod tests {
     }
 
     #[test]
+    fn disk_overflow_moves_the_oldest_segments_to_files_and_removes_them_with_the_stream() {
+        let dir =
+            std::env::temp_dir().join(format!("whipcast-spill-{:016x}", rand::random::<u64>()));
+        let cfg = HlsConfig {
+            part_duration: Duration::ZERO,
+            dvr_window: Duration::from_secs(40),
+            stream_memory_mib: 1,
+            dvr_overflow: DvrOverflow::Disk,
+            spill_directory: dir.clone(),
+            ..cfg()
+        };
+        let s = HlsStore::new(cfg.clone());
+        let t0 = Instant::now();
+        let epoch = s.begin("dvr", ingest(), t0);
+        s.init("dvr", info("360p", true), Bytes::from_static(b"i"))
+            .expect("init");
+        // 8 segments of 256 KiB: 2 MiB against a 1 MiB budget.
+        for i in 0..8u8 {
+            let mut c = chunk(true, 2000, b"");
+            c.data = Bytes::from(vec![i; 256 << 10]);
+            s.publish("dvr", "360p", c).expect("segment");
+        }
+        let wait = |cond: &dyn Fn() -> bool| {
+            let end = Instant::now() + Duration::from_secs(5);
+            while !cond() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            cond()
+        };
+        assert!(
+            wait(&|| s.summaries(t0)[0].spilled_segments >= 4),
+            "spilled {}",
+            s.summaries(t0)[0].spilled_segments
+        );
+        let sum = &s.summaries(t0)[0];
+        assert!(sum.memory_bytes <= 1 << 20, "held {}", sum.memory_bytes);
+        assert_eq!(sum.trimmed_segments, 0, "disk mode lists everything");
+        // Still listed, and served from the file with the same bytes.
+        let pl = text(s.media_playlist("dvr", "360p", false));
+        assert_eq!(pl.matches("#EXTINF").count(), 8);
+        match s
+            .media_segment("dvr", "360p", &epoch, 0)
+            .expect("segment 0")
+        {
+            (SegmentBody::File(path), _) => {
+                assert_eq!(
+                    std::fs::read(path.as_path()).expect("file"),
+                    vec![0u8; 256 << 10]
+                );
+            }
+            (SegmentBody::Memory(_), _) => panic!("segment 0 should be on disk"),
+        }
+        // The newest segment stays in memory.
+        assert!(matches!(
+            s.media_segment("dvr", "360p", &epoch, 7),
+            Some((SegmentBody::Memory(_), _))
+        ));
+        // The stream goes: so does its directory.
+        s.end("dvr", t0);
+        assert_eq!(s.expire(t0 + cfg.grace_period), ["dvr"]);
+        let broadcast_dir = dir.join("dvr").join(&epoch);
+        assert!(wait(&|| !broadcast_dir.exists()), "{broadcast_dir:?} left");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn ll_parts_reports_readiness_and_hints() {
         let cfg = HlsConfig {
             segment_duration: Duration::from_secs(1),
@@ -1194,7 +1402,7 @@ mod tests {
         let (seg0, ttl) = s
             .media_segment("cam", "360p", &epoch, 0)
             .expect("segment 0");
-        assert_eq!(seg0.as_ref(), b"vvvvv");
+        assert!(matches!(seg0, SegmentBody::Memory(b) if b.as_ref() == b"vvvvv"));
         // Window 10 + retain 6 (default): segment 0 stays for 16 more segments (1 s each)
         // after segment 1 began; next_seq is 2.
         assert_eq!(ttl, Some(Duration::from_secs(15)));

@@ -3,6 +3,8 @@
 //! Pure: no clock, no I/O.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -33,6 +35,20 @@ pub struct Segment {
     pub data: Bytes,
     /// Its parts, in order (empty when produced without parts).
     pub parts: Vec<Part>,
+    /// Whether its bytes moved to disk (DVR overflow, `hls.dvr_overflow = "disk"`).
+    pub spill: Spill,
+}
+
+/// Where a complete segment's bytes are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Spill {
+    /// In `data`.
+    #[default]
+    Memory,
+    /// Being written to disk; still in `data` until written.
+    Pending,
+    /// In this file; `data` and the parts are empty.
+    Disk(Arc<PathBuf>),
 }
 
 /// Where the newest media is: `LAST-MSN` / `LAST-PART` of a rendition report.
@@ -60,6 +76,10 @@ pub struct Window {
     /// Bytes held by complete segments (listed and retired); parts of a complete segment
     /// share its buffer and are not counted twice.
     held: usize,
+    /// Of `held`, the bytes of segments being written to disk.
+    pending: usize,
+    /// Files of spilled segments that left the window, for the caller to delete.
+    dropped_files: Vec<Arc<PathBuf>>,
 }
 
 /// Listed segments that memory trimming never goes below (HLS2 §6.2.2: a live playlist
@@ -84,6 +104,8 @@ impl Window {
             window: window.max(1),
             retain,
             held: 0,
+            pending: 0,
+            dropped_files: Vec::new(),
         }
     }
 
@@ -104,6 +126,7 @@ impl Window {
             independent,
             data,
             parts: Vec::new(),
+            spill: Spill::Memory,
         });
         seq
     }
@@ -126,6 +149,7 @@ impl Window {
                 independent: part.independent,
                 data: Bytes::new(),
                 parts: Vec::new(),
+                spill: Spill::Memory,
             });
         }
         let open = self.open.as_mut().expect("opened above");
@@ -173,25 +197,112 @@ impl Window {
         }
         while self.retired.len() > self.retain {
             if let Some(old) = self.retired.pop_front() {
-                self.held -= old.data.len();
+                self.forget(old);
             }
         }
     }
 
+    /// Accounts for a segment leaving; returns the memory it held.
+    fn forget(&mut self, old: Segment) -> usize {
+        self.held -= old.data.len();
+        match old.spill {
+            Spill::Pending => self.pending -= old.data.len(),
+            Spill::Disk(path) => self.dropped_files.push(path),
+            Spill::Memory => {}
+        }
+        old.data.len()
+    }
+
     /// Drops the oldest complete segment to free memory: a retired one first, else the
-    /// oldest listed one while more than [`MIN_LISTED`] are listed. Returns the bytes freed
-    /// (0 when nothing may go).
-    pub fn trim_oldest(&mut self) -> usize {
+    /// oldest listed one while more than [`MIN_LISTED`] are listed. Returns the memory freed
+    /// (0 for a segment already on disk), or `None` when nothing may go.
+    pub fn trim_oldest(&mut self) -> Option<usize> {
         let old = match self.retired.pop_front() {
             Some(old) => old,
-            None if self.live.len() > MIN_LISTED => match self.live.pop_front() {
-                Some(old) => old,
-                None => return 0,
-            },
-            None => return 0,
+            None if self.live.len() > MIN_LISTED => self.live.pop_front()?,
+            None => return None,
         };
-        self.held -= old.data.len();
-        old.data.len()
+        Some(self.forget(old))
+    }
+
+    /// The oldest complete segment still only in memory (not on disk, not being written),
+    /// `(seq, wallclock)`; never one of the newest [`MIN_LISTED`] listed segments, whose
+    /// parts LL-HLS playlists still list (HLS2 §6.2.2: the last three target durations).
+    pub fn oldest_in_memory(&self) -> Option<(u64, SystemTime)> {
+        let spillable = self.live.len().saturating_sub(MIN_LISTED);
+        self.retired
+            .iter()
+            .chain(self.live.iter().take(spillable))
+            .find(|s| s.spill == Spill::Memory)
+            .map(|s| (s.seq, s.wallclock))
+    }
+
+    /// Marks segment `seq` as being written to disk; returns its bytes for the writer.
+    pub fn spill_begin(&mut self, seq: u64) -> Option<Bytes> {
+        let seg = self.complete_mut(seq)?;
+        if seg.spill != Spill::Memory {
+            return None;
+        }
+        seg.spill = Spill::Pending;
+        let data = seg.data.clone();
+        self.pending += data.len();
+        Some(data)
+    }
+
+    /// Segment `seq` is in `path` now: its memory is freed (its parts too: a spilled
+    /// segment is far behind the live edge, where no playlist lists parts). Returns the bytes
+    /// freed, or `None` if the segment is gone (the caller deletes the file).
+    pub fn spill_done(&mut self, seq: u64, path: Arc<PathBuf>) -> Option<usize> {
+        let seg = self.complete_mut(seq)?;
+        if seg.spill != Spill::Pending {
+            return None;
+        }
+        let freed = seg.data.len();
+        seg.data = Bytes::new();
+        seg.parts = Vec::new();
+        seg.spill = Spill::Disk(path);
+        self.held -= freed;
+        self.pending -= freed;
+        Some(freed)
+    }
+
+    /// Writing segment `seq` failed: it stays in memory.
+    pub fn spill_failed(&mut self, seq: u64) {
+        if let Some(seg) = self.complete_mut(seq)
+            && seg.spill == Spill::Pending
+        {
+            seg.spill = Spill::Memory;
+            let len = seg.data.len();
+            self.pending -= len;
+        }
+    }
+
+    /// Bytes of segments being written to disk (still in memory).
+    pub fn pending_bytes(&self) -> usize {
+        self.pending
+    }
+
+    /// Files of spilled segments that have left the window since the last call.
+    pub fn take_dropped_files(&mut self) -> Vec<Arc<PathBuf>> {
+        std::mem::take(&mut self.dropped_files)
+    }
+
+    /// Every file of a spilled segment still held (for removal with the stream).
+    pub fn spilled_files(&self) -> impl Iterator<Item = &Arc<PathBuf>> {
+        self.retired
+            .iter()
+            .chain(self.live.iter())
+            .filter_map(|s| match &s.spill {
+                Spill::Disk(p) => Some(p),
+                _ => None,
+            })
+    }
+
+    fn complete_mut(&mut self, seq: u64) -> Option<&mut Segment> {
+        self.live
+            .iter_mut()
+            .chain(self.retired.iter_mut())
+            .find(|s| s.seq == seq)
     }
 
     /// Wall-clock time of the oldest complete segment held (retired or listed).
@@ -493,8 +604,9 @@ mod tests {
         assert_eq!(w.bytes(), 70);
         assert_eq!(w.oldest_wallclock(), Some(SystemTime::UNIX_EPOCH));
         // Two retired (0, 1), then listed 2 and 3; 4, 5, 6 stay (MIN_LISTED).
-        let freed: Vec<usize> = (0..6).map(|_| w.trim_oldest()).collect();
-        assert_eq!(freed, [10, 10, 10, 10, 0, 0]);
+        let freed: Vec<Option<usize>> = (0..6).map(|_| w.trim_oldest()).collect();
+        let ten = Some(10);
+        assert_eq!(freed, [ten, ten, ten, ten, None, None]);
         assert!(w.get(1).is_none());
         assert_eq!(w.media_sequence(), 4);
         assert_eq!(w.len(), MIN_LISTED);
@@ -503,5 +615,44 @@ mod tests {
         push_n(&mut w, 1);
         assert_eq!(w.segments().last().map(|s| s.seq), Some(7));
         assert_eq!(w.bytes(), 40);
+    }
+
+    #[test]
+    fn spilled_segments_free_memory_and_their_files_are_handed_back_when_they_leave() {
+        let mut w = Window::new(3, 1);
+        push_n(&mut w, 3);
+        assert_eq!(w.bytes(), 30);
+        // The newest three listed segments are not candidates.
+        assert_eq!(w.oldest_in_memory(), None);
+        let mut w = Window::new(5, 1);
+        push_n(&mut w, 5);
+        assert_eq!(w.oldest_in_memory().map(|x| x.0), Some(0));
+        let mut w = Window::new(3, 1);
+        push_n(&mut w, 3);
+        let data = w.spill_begin(0).expect("bytes");
+        assert_eq!(data.len(), 10);
+        assert!(w.spill_begin(0).is_none(), "already pending");
+        assert_eq!(w.pending_bytes(), 10);
+        let path = Arc::new(PathBuf::from("/spill/0.m4s"));
+        assert_eq!(w.spill_done(0, Arc::clone(&path)), Some(10));
+        assert_eq!((w.bytes(), w.pending_bytes()), (20, 0));
+        assert_eq!(
+            w.get(0).expect("listed").spill,
+            Spill::Disk(Arc::clone(&path))
+        );
+        assert_eq!(w.spilled_files().count(), 1);
+        // A failed write leaves the segment in memory.
+        w.spill_begin(1).expect("bytes");
+        w.spill_failed(1);
+        assert_eq!((w.bytes(), w.pending_bytes()), (20, 0));
+        assert_eq!(w.get(1).expect("listed").spill, Spill::Memory);
+        // Segment 0 is retired by one push, dropped by the next: its file comes back.
+        push_n(&mut w, 1);
+        assert!(w.take_dropped_files().is_empty());
+        push_n(&mut w, 1);
+        assert_eq!(w.take_dropped_files(), [path]);
+        assert_eq!(w.bytes(), 40);
+        // Writing a segment that is gone: the caller must delete the file.
+        assert_eq!(w.spill_done(0, Arc::new(PathBuf::from("/x"))), None);
     }
 }

@@ -18,7 +18,9 @@ use bytes::Bytes;
 use tracing::debug;
 
 use super::AppState;
-use crate::hls::{Doc, Readiness, parse_init_name, parse_part_name, parse_segment_name};
+use crate::hls::{
+    Doc, Readiness, SegmentBody, parse_init_name, parse_part_name, parse_segment_name,
+};
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 /// AUTH 10.4: `.m4s` segments are `video/iso.segment`; init sections `video/mp4`.
@@ -386,7 +388,16 @@ pub async fn rendition_file(
     }
     if let Some((epoch, seq)) = parse_segment_name(&file) {
         return match store.media_segment(&stream, &rendition, epoch, seq) {
-            Some((body, ttl)) => media_response(body, SEGMENT, &headers, ttl),
+            Some((SegmentBody::Memory(body), ttl)) => media_response(body, SEGMENT, &headers, ttl),
+            // A DVR segment spilled to disk: tokio reads it on the blocking pool.
+            Some((SegmentBody::File(path), ttl)) => match tokio::fs::read(path.as_path()).await {
+                Ok(body) => media_response(Bytes::from(body), SEGMENT, &headers, ttl),
+                Err(e) => {
+                    // Left the window (and was deleted) between the lookup and the read.
+                    debug!(path = %path.display(), error = %e, "spilled segment unreadable");
+                    not_found()
+                }
+            },
             None => not_found(),
         };
     }

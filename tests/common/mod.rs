@@ -338,17 +338,23 @@ pub async fn probe_rendition(
     Ok(out)
 }
 
-/// The broadcast epoch of `stream` and its `outputs` (recording, object storage) as
-/// /api/streams shows them.
-pub async fn stream_outputs(gw: &TestGateway, stream: &str) -> (String, Vec<serde_json::Value>) {
+/// `stream` as /api/streams shows it.
+pub async fn stream_summary(gw: &TestGateway, stream: &str) -> serde_json::Value {
     let (_, text) = gw.get_text(&gw.url("/api/streams")).await.unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let s = v["streams"]
+    v["streams"]
         .as_array()
         .unwrap()
         .iter()
         .find(|s| s["name"] == stream)
-        .unwrap_or_else(|| panic!("{stream} not in /api/streams: {text}"));
+        .unwrap_or_else(|| panic!("{stream} not in /api/streams: {text}"))
+        .clone()
+}
+
+/// The broadcast epoch of `stream` and its `outputs` (recording, object storage) as
+/// /api/streams shows them.
+pub async fn stream_outputs(gw: &TestGateway, stream: &str) -> (String, Vec<serde_json::Value>) {
+    let s = stream_summary(gw, stream).await;
     let epoch = s["epoch"].as_str().unwrap().to_string();
     (epoch, s["outputs"].as_array().unwrap().clone())
 }

@@ -1,0 +1,155 @@
+//! DVR overflow to disk (`hls.dvr_overflow = "disk"`): one writer thread for the whole
+//! store, fed through a bounded channel, so neither the store's lock nor the async runtime
+//! ever waits on the disk.
+//!
+//! The store queues the oldest in-memory segments past the budget ([`Job::Write`]); the
+//! thread writes each to a temporary file, renames it into place and reports back, and only
+//! then does the store drop the bytes from memory. Files of segments that left the window
+//! ([`Job::Delete`]) and directories of streams that went ([`Job::DeleteDir`]) are removed
+//! here too. A write error marks the spiller failed: the store then trims instead (one
+//! error line), because a broken disk must not cost the live stream its memory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+use bytes::Bytes;
+use tracing::{error, warn};
+
+/// Jobs waiting for the disk. Each is one segment (or a delete); when full, the store keeps
+/// the segment in memory a little longer and tries again on the next publish.
+const QUEUE: usize = 64;
+
+/// Work for the writer thread.
+#[derive(Debug)]
+pub(crate) enum Job {
+    /// Write `data` to `path`, then report through `done`.
+    Write {
+        /// Where the store expects it (also the key it reports back with).
+        key: SpillKey,
+        /// The file.
+        path: Arc<PathBuf>,
+        /// The segment's bytes.
+        data: Bytes,
+    },
+    /// Remove a spilled segment's file.
+    Delete(Arc<PathBuf>),
+    /// Remove a stream's broadcast directory.
+    DeleteDir(PathBuf),
+}
+
+/// Identifies a segment in the store.
+#[derive(Debug, Clone)]
+pub(crate) struct SpillKey {
+    pub stream: String,
+    pub epoch: String,
+    pub rendition: String,
+    pub seq: u64,
+}
+
+/// The store's side: queue jobs, see whether the disk still works.
+#[derive(Debug, Clone)]
+pub(crate) struct Spiller {
+    tx: SyncSender<Job>,
+    dir: Arc<PathBuf>,
+    failed: Arc<AtomicBool>,
+}
+
+/// What the writer reports: `Ok(path)` written, `Err(())` not.
+pub(crate) type Done = Box<dyn Fn(&SpillKey, Result<Arc<PathBuf>, ()>) -> bool + Send>;
+
+impl Spiller {
+    /// Starts the writer thread. `done` is called on it after each write; it returns whether
+    /// the store still wanted the file (if not, the thread deletes it).
+    pub(crate) fn start(dir: PathBuf, done: Done) -> std::io::Result<Spiller> {
+        let (tx, rx) = sync_channel(QUEUE);
+        let failed = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&failed);
+        std::thread::Builder::new()
+            .name("whipcast-spill".into())
+            .spawn(move || run(&rx, &flag, &done))?;
+        Ok(Spiller {
+            tx,
+            dir: Arc::new(dir),
+            failed,
+        })
+    }
+
+    /// The file for a segment.
+    pub(crate) fn path(&self, key: &SpillKey) -> PathBuf {
+        self.stream_dir(&key.stream, &key.epoch)
+            .join(&key.rendition)
+            .join(format!("{}.m4s", key.seq))
+    }
+
+    /// The directory of one broadcast.
+    pub(crate) fn stream_dir(&self, stream: &str, epoch: &str) -> PathBuf {
+        // Stream names and epochs are [A-Za-z0-9_-] (StreamKey, hex), rendition names come
+        // from the validated ladder: no path traversal.
+        self.dir.join(stream).join(epoch)
+    }
+
+    /// Whether writing has failed (the store trims instead).
+    pub(crate) fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Queues a job; `false` if the queue is full (the caller keeps the data in memory).
+    pub(crate) fn send(&self, job: Job) -> bool {
+        match self.tx.try_send(job) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => false,
+            Err(TrySendError::Disconnected(_)) => {
+                self.failed.store(true, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
+
+fn run(rx: &Receiver<Job>, failed: &AtomicBool, done: &Done) {
+    while let Ok(job) = rx.recv() {
+        match job {
+            Job::Write { key, path, data } => match write_atomic(&path, &data) {
+                Ok(()) => {
+                    if !done(&key, Ok(Arc::clone(&path))) {
+                        remove(&path);
+                    }
+                }
+                Err(e) => {
+                    if !failed.swap(true, Ordering::Relaxed) {
+                        error!(path = %path.display(), error = %e,
+                            "DVR spill to disk failed; trimming the oldest segments instead");
+                    }
+                    done(&key, Err(()));
+                }
+            },
+            Job::Delete(path) => remove(&path),
+            Job::DeleteDir(dir) => {
+                if let Err(e) = std::fs::remove_dir_all(&dir)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    warn!(dir = %dir.display(), error = %e, "cannot remove spill directory");
+                }
+            }
+        }
+    }
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn remove(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        warn!(path = %path.display(), error = %e, "cannot remove spilled segment");
+    }
+}
