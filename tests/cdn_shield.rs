@@ -245,6 +245,38 @@ fn epochs(p: &LlPlaylist) -> HashSet<String> {
     media_uris(p).iter().filter_map(|u| epoch_of(u)).collect()
 }
 
+/// The broadcast at the live edge: its `EXT-X-MAP` is the last one. (A re-published name
+/// first lists the previous broadcast's last segments, then `EXT-X-DISCONTINUITY` and the
+/// new broadcast's map, segments and parts.)
+fn edge_epoch(p: &LlPlaylist) -> Option<String> {
+    p.map_uri.as_deref().and_then(epoch_of)
+}
+
+/// A playlist across a re-publish: the previous broadcast's segments (if any) strictly
+/// before the discontinuity, everything from it on of the live broadcast.
+fn assert_one_edge(p: &LlPlaylist, what: &str) {
+    let edge = edge_epoch(p).expect("EXT-X-MAP");
+    let boundary = p.discontinuity_at.unwrap_or(0);
+    for s in &p.segments {
+        let e = epoch_of(&s.uri).unwrap();
+        if s.msn < boundary {
+            assert_ne!(e, edge, "{what}: {} before the discontinuity", s.uri);
+        } else {
+            assert_eq!(e, edge, "{what}: {} after the discontinuity", s.uri);
+        }
+    }
+    for u in p.parts.iter().map(|x| &x.uri).chain(&p.hints) {
+        assert_eq!(epoch_of(u).as_deref(), Some(edge.as_str()), "{what}: {u}");
+    }
+    assert!(p.maps.len() <= 2, "{what}: {:?}", p.maps);
+    assert_eq!(
+        p.maps.len() == 2,
+        p.discontinuity_at.is_some(),
+        "{what}: {:?}",
+        p.maps
+    );
+}
+
 #[derive(Default)]
 struct Shared {
     requests: AtomicU64,
@@ -643,33 +675,51 @@ async fn nginx_shield_collapses_and_survives_republish() {
         );
         let (code, _, pl) = get_playlist(&http, &shield_playlists[check]).await;
         if code == 200 {
-            let e = epochs(&pl);
-            assert!(
-                e.len() <= 1,
-                "a playlist mixing broadcasts through the shield: {e:?}"
-            );
-            if e.contains(&old_epoch) {
-                assert!(
+            assert_one_edge(&pl, "through the shield");
+            match edge_epoch(&pl) {
+                Some(e) if e == old_epoch => assert!(
                     !seen_new,
                     "the shield went back to the old broadcast after showing the new one"
-                );
-            } else if !e.is_empty() {
-                seen_new = true;
-                if pl.segments.len() >= 3 {
-                    break pl;
+                ),
+                Some(e) => {
+                    seen_new = true;
+                    let new_segments = pl
+                        .segments
+                        .iter()
+                        .filter(|s| epoch_of(&s.uri).as_deref() == Some(e.as_str()))
+                        .count();
+                    if new_segments >= 3 {
+                        break pl;
+                    }
                 }
+                None => {}
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let new_epoch = epochs(&fresh).into_iter().next().unwrap();
+    let new_epoch = edge_epoch(&fresh).unwrap();
     assert_ne!(new_epoch, old_epoch);
     assert!(!fresh.ended);
+    // The previous broadcast may still head the playlist (before the discontinuity), never
+    // among the new broadcast's names.
     for u in media_uris(&fresh) {
+        let e = epoch_of(&u).unwrap();
+        assert!(e == new_epoch || e == old_epoch, "a third epoch in {u}");
+    }
+    if fresh.discontinuity_at.is_some() {
+        assert_eq!(fresh.maps.len(), 2);
         assert_eq!(
-            epoch_of(&u).as_deref(),
-            Some(new_epoch.as_str()),
-            "old-epoch name in the new playlist: {u}"
+            epoch_of(&fresh.maps[0]).as_deref(),
+            Some(old_epoch.as_str())
+        );
+        eprintln!(
+            "cdn_shield: the re-published playlist lists the previous broadcast's last {} \
+             segment(s) before EXT-X-DISCONTINUITY",
+            fresh
+                .segments
+                .iter()
+                .filter(|s| epoch_of(&s.uri).as_deref() == Some(old_epoch.as_str()))
+                .count()
         );
     }
     eprintln!(
@@ -679,7 +729,12 @@ async fn nginx_shield_collapses_and_survives_republish() {
     );
     // Every object of the new playlist: through the shield byte-identical to the origin, and
     // none of it is a body the shield served for the old broadcast.
-    let mut names: Vec<String> = fresh.segments.iter().map(|s| s.uri.clone()).collect();
+    let mut names: Vec<String> = fresh
+        .segments
+        .iter()
+        .map(|s| s.uri.clone())
+        .filter(|u| epoch_of(u).as_deref() == Some(new_epoch.as_str()))
+        .collect();
     names.extend(fresh.map_uri.clone());
     names.extend(fresh.parts.iter().rev().take(3).map(|p| p.uri.clone()));
     for name in &names {
@@ -715,7 +770,7 @@ async fn nginx_shield_collapses_and_survives_republish() {
         assert!(r.text().await.unwrap().starts_with("#EXTM3U"));
     }
     // CORS and the origin's Date survive the cache (a stored segment is a HIT).
-    let seg = resolve(&shield_playlists[check], &fresh.segments[0].uri);
+    let seg = resolve(&shield_playlists[check], &names[0]);
     let r = http
         .get(&seg)
         .header("origin", "https://player.example")
@@ -780,7 +835,8 @@ async fn nginx_shield_collapses_and_survives_republish() {
             .unwrap();
     let third = loop {
         let (code, _, p) = get_playlist(&http, &origin_playlists[check]).await;
-        if code == 200 && !p.ended && !epochs(&p).contains(&new_epoch) && !p.parts.is_empty() {
+        let third_edge = edge_epoch(&p).filter(|e| *e != new_epoch && *e != old_epoch);
+        if code == 200 && !p.ended && third_edge.is_some() && !p.parts.is_empty() {
             break p;
         }
         assert!(
@@ -789,10 +845,11 @@ async fn nginx_shield_collapses_and_survives_republish() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    assert_one_edge(&third, "third broadcast");
+    let third_first = third.discontinuity_at.unwrap_or(third.media_sequence);
     assert!(
-        third.media_sequence > second_last,
-        "media sequence numbers must continue: {} after {second_last}",
-        third.media_sequence
+        third_first > second_last,
+        "media sequence numbers must continue: {third_first} after {second_last}"
     );
     let (msn, part) = third.last_part().unwrap();
     let next = format!(
@@ -802,7 +859,7 @@ async fn nginx_shield_collapses_and_survives_republish() {
     );
     let (code, _, through) = get_playlist(&http, &next).await;
     assert_eq!(code, 200);
-    if epochs(&through).contains(&new_epoch) {
+    if edge_epoch(&through).as_deref() == Some(new_epoch.as_str()) {
         findings.push(format!(
             "{next}: the shield answered a blocking reload of the third broadcast with the \
              second broadcast's playlist (epoch {new_epoch})"

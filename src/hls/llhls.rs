@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use super::window::Window;
+use super::window::{Segment, Window};
 
 /// Seconds as an HLS decimal-floating-point: up to 5 decimals, no trailing zeros.
 pub fn secs(d: Duration) -> String {
@@ -177,6 +177,8 @@ pub struct LlView<'a> {
     /// Earlier broadcasts of this name (`EXT-X-DISCONTINUITY-SEQUENCE`, HLS2 §4.4.3.3):
     /// a re-published stream continues the media sequence numbers.
     pub discontinuity_sequence: u64,
+    /// The previous broadcast's last segments, listed before an `EXT-X-DISCONTINUITY`.
+    pub prelude: Option<Prelude<'a>>,
     /// Publisher gone: `EXT-X-ENDLIST`, no hint.
     pub ended: bool,
     /// A delta update was requested (`_HLS_skip=YES`).
@@ -200,6 +202,20 @@ pub fn skippable(window: &Window, can_skip_until: Duration) -> u64 {
         }
     }
     n
+}
+
+/// The previous broadcast's last segments (a stream name re-published within the grace
+/// period continues its playlists: HLS2 §4.4.3.3 `EXT-X-DISCONTINUITY-SEQUENCE`, §4.4.4.3
+/// `EXT-X-DISCONTINUITY`), listed whole, with their own `EXT-X-MAP`, before the current
+/// broadcast's segments. The renderers list them first, then `EXT-X-DISCONTINUITY` and the
+/// current `EXT-X-MAP`; `EXT-X-DISCONTINUITY-SEQUENCE` is then the previous broadcast's.
+pub struct Prelude<'a> {
+    /// The segments still listed, oldest first (non-empty).
+    pub segments: &'a [Segment],
+    /// The previous broadcast's init segment URI.
+    pub init_uri: &'a str,
+    /// URI of its segment `msn`.
+    pub segment_uri: &'a dyn Fn(u64) -> String,
 }
 
 /// The URI the next part will have (HLS2 §6.2.6: the hint must equal the future
@@ -228,7 +244,10 @@ pub fn next_part(
 /// Renders an LL media playlist (full, or a delta update when `view.skip`).
 pub fn render(view: &LlView<'_>) -> Bytes {
     let w = view.window;
-    let skipped = if view.skip && !view.ended {
+    let prelude = view.prelude.as_ref().filter(|p| !p.segments.is_empty());
+    // No delta updates while the previous broadcast is listed: EXT-X-SKIP cannot skip
+    // across the discontinuity's EXT-X-MAP (a full playlist is always allowed).
+    let skipped = if view.skip && !view.ended && prelude.is_none() {
         skippable(w, view.server_control.can_skip_until)
     } else {
         0
@@ -249,14 +268,17 @@ pub fn render(view: &LlView<'_>) -> Bytes {
     line(&PartInf {
         part_target: view.part_target,
     });
-    line(&format_args!(
-        "#EXT-X-MEDIA-SEQUENCE:{}",
-        w.media_sequence()
-    ));
-    if view.discontinuity_sequence > 0 {
+    let (media_sequence, discontinuity_sequence) = match prelude {
+        Some(p) => (
+            p.segments[0].seq,
+            view.discontinuity_sequence.saturating_sub(1),
+        ),
+        None => (w.media_sequence(), view.discontinuity_sequence),
+    };
+    line(&format_args!("#EXT-X-MEDIA-SEQUENCE:{media_sequence}"));
+    if discontinuity_sequence > 0 {
         line(&format_args!(
-            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
-            view.discontinuity_sequence
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}"
         ));
     }
     line(&"#EXT-X-INDEPENDENT-SEGMENTS");
@@ -264,6 +286,18 @@ pub fn render(view: &LlView<'_>) -> Bytes {
         line(&Skip {
             skipped_segments: skipped,
         });
+    }
+    if let Some(p) = prelude {
+        line(&format_args!("#EXT-X-MAP:URI=\"{}\"", p.init_uri));
+        for s in p.segments {
+            line(&format_args!(
+                "#EXT-X-PROGRAM-DATE-TIME:{}",
+                pdt(s.wallclock)
+            ));
+            line(&format_args!("#EXTINF:{},", secs(s.duration)));
+            line(&(p.segment_uri)(s.seq));
+        }
+        line(&"#EXT-X-DISCONTINUITY");
     }
     line(&format_args!("#EXT-X-MAP:URI=\"{}\"", view.init_uri));
 
@@ -433,6 +467,7 @@ mod tests {
             parts_per_segment: 5,
             next_starts_segment: None,
             discontinuity_sequence: 0,
+            prelude: None,
             ended,
             skip,
             reports: vec![RenditionReport {
@@ -507,6 +542,78 @@ mod tests {
         assert!(!ended.contains("EXT-X-SKIP"));
         assert!(!ended.contains("PRELOAD-HINT") && !ended.contains("RENDITION-REPORT"));
         assert!(ended.trim_end().ends_with("#EXT-X-ENDLIST"));
+    }
+
+    #[test]
+    fn prelude_of_the_previous_broadcast_before_a_discontinuity() {
+        // The previous broadcast (epoch "old") ended after segment 9; this one starts at 10.
+        let mut old = Window::starting_at(6, 0, 8);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        old.push(Duration::from_secs(1), t0, true, Bytes::from_static(b"a"));
+        old.push(
+            Duration::from_secs(1),
+            t0 + Duration::from_secs(1),
+            true,
+            Bytes::from_static(b"b"),
+        );
+        let old_segments: Vec<Segment> = old.segments().cloned().collect();
+        let mut w = Window::starting_at(6, 0, 10);
+        for i in 0..5 {
+            w.push_part(i == 0, part(i == 0), t0 + Duration::from_secs(60));
+        }
+        w.push_part(true, part(true), t0 + Duration::from_secs(61));
+        let seg = |n: u64| format!("seg-new-{n}.m4s");
+        let prt = |n: u64, i: usize| format!("part-new-{n}.{i}.m4s");
+        let old_seg = |n: u64| format!("seg-old-{n}.m4s");
+        let mut v = view(&w, true, false, &seg, &prt);
+        v.discontinuity_sequence = 3;
+        v.init_uri = "init-new.mp4";
+        v.prelude = Some(Prelude {
+            segments: &old_segments,
+            init_uri: "init-old.mp4",
+            segment_uri: &old_seg,
+        });
+        let text = String::from_utf8(render(&v).to_vec()).expect("utf8");
+        // The first listed segment is the previous broadcast's: its numbers head the list.
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:8\n"), "{text}");
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:2\n"), "{text}");
+        // No delta update across the discontinuity, even when asked.
+        assert!(!text.contains("EXT-X-SKIP") && text.contains("#EXT-X-VERSION:6\n"));
+        let order: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("#EXT-X-MAP")
+                    || l.starts_with("seg-")
+                    || *l == "#EXT-X-DISCONTINUITY"
+                    || l.starts_with("#EXT-X-PART:")
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "#EXT-X-MAP:URI=\"init-old.mp4\"",
+                "seg-old-8.m4s",
+                "seg-old-9.m4s",
+                "#EXT-X-DISCONTINUITY",
+                "#EXT-X-MAP:URI=\"init-new.mp4\"",
+                "#EXT-X-PART:DURATION=0.2,URI=\"part-new-10.0.m4s\",INDEPENDENT=YES",
+                "#EXT-X-PART:DURATION=0.2,URI=\"part-new-10.1.m4s\"",
+                "#EXT-X-PART:DURATION=0.2,URI=\"part-new-10.2.m4s\"",
+                "#EXT-X-PART:DURATION=0.2,URI=\"part-new-10.3.m4s\"",
+                "#EXT-X-PART:DURATION=0.2,URI=\"part-new-10.4.m4s\"",
+                "seg-new-10.m4s",
+                "#EXT-X-PART:DURATION=0.2,URI=\"part-new-11.0.m4s\",INDEPENDENT=YES",
+            ]
+        );
+        // An empty prelude is no prelude.
+        v.prelude = Some(Prelude {
+            segments: &[],
+            init_uri: "init-old.mp4",
+            segment_uri: &old_seg,
+        });
+        let text = String::from_utf8(render(&v).to_vec()).expect("utf8");
+        assert!(!text.contains("DISCONTINUITY\n") && text.contains("#EXT-X-MEDIA-SEQUENCE:10\n"));
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:3\n"));
     }
 
     #[test]

@@ -8,7 +8,8 @@ use m3u8_rs::{
     MediaSegment, Resolution, VariantStream,
 };
 
-use super::window::Window;
+use super::llhls::Prelude;
+use super::window::{Segment, Window};
 use crate::media::{RenditionInfo, RenditionKind};
 
 /// `EXT-X-MAP` in a media playlist needs protocol version 6 (HLS2 §8).
@@ -29,6 +30,8 @@ pub struct MediaView<'a> {
     pub segment_uri: &'a dyn Fn(u64) -> String,
     /// Earlier broadcasts of this name (`EXT-X-DISCONTINUITY-SEQUENCE`).
     pub discontinuity_sequence: u64,
+    /// The previous broadcast's last segments, listed before an `EXT-X-DISCONTINUITY`.
+    pub prelude: Option<Prelude<'a>>,
     /// Publisher gone: `EXT-X-ENDLIST`.
     pub ended: bool,
 }
@@ -42,22 +45,33 @@ pub fn target_duration(segment: Duration) -> u64 {
 
 /// Renders a media playlist.
 pub fn media(view: &MediaView<'_>) -> Bytes {
-    let segments: Vec<ListedSegment> = view
-        .window
-        .segments()
-        .map(|s| ListedSegment {
-            uri: (view.segment_uri)(s.seq),
-            duration: s.duration,
-            wallclock: s.wallclock,
-        })
-        .collect();
+    let prelude = view.prelude.as_ref().filter(|p| !p.segments.is_empty());
+    let listed = |s: &Segment, uri: &dyn Fn(u64) -> String| ListedSegment {
+        uri: uri(s.seq),
+        duration: s.duration,
+        wallclock: s.wallclock,
+    };
+    let mut segments: Vec<ListedSegment> = Vec::new();
+    if let Some(p) = prelude {
+        segments.extend(p.segments.iter().map(|s| listed(s, p.segment_uri)));
+    }
+    let current = segments.len();
+    segments.extend(view.window.segments().map(|s| listed(s, view.segment_uri)));
+    let (media_sequence, discontinuity_sequence) = match prelude {
+        Some(p) => (
+            p.segments[0].seq,
+            view.discontinuity_sequence.saturating_sub(1),
+        ),
+        None => (view.window.media_sequence(), view.discontinuity_sequence),
+    };
     segment_list(&SegmentList {
         target_duration: view.target_duration,
-        media_sequence: view.window.media_sequence(),
-        discontinuity_sequence: view.discontinuity_sequence,
+        media_sequence,
+        discontinuity_sequence,
         list_type: ListType::Live,
-        init_uri: view.init_uri,
+        init_uri: prelude.map_or(view.init_uri, |p| p.init_uri),
         segments: &segments,
+        discontinuity: prelude.map(|_| (current, view.init_uri)),
         ended: view.ended,
     })
 }
@@ -99,6 +113,8 @@ pub struct SegmentList<'a> {
     pub init_uri: &'a str,
     /// The segments, oldest first.
     pub segments: &'a [ListedSegment],
+    /// `EXT-X-DISCONTINUITY` and a new `EXT-X-MAP` (this URI) before segment `index`.
+    pub discontinuity: Option<(usize, &'a str)>,
     /// Publisher gone: `EXT-X-ENDLIST` (implied by [`ListType::Vod`]).
     pub ended: bool,
 }
@@ -112,11 +128,17 @@ pub fn segment_list(view: &SegmentList<'_>) -> Bytes {
         .map(|(i, s)| MediaSegment {
             uri: s.uri.clone(),
             duration: s.duration.as_secs_f32(),
-            // EXT-X-MAP once, on the first segment; it applies to all that follow.
-            map: (i == 0).then(|| Map {
-                uri: view.init_uri.to_string(),
+            // EXT-X-MAP on the first segment, and again after a discontinuity; each applies
+            // to all that follow.
+            map: match view.discontinuity {
+                Some((at, uri)) if at == i => Some(uri),
+                _ => (i == 0).then_some(view.init_uri),
+            }
+            .map(|uri| Map {
+                uri: uri.to_string(),
                 ..Default::default()
             }),
+            discontinuity: view.discontinuity.is_some_and(|(at, _)| at == i && i > 0),
             // AUTH 8.4: PDT in every live media playlist. One per segment lets players
             // map every segment without accumulating EXTINF rounding.
             program_date_time: Some(to_chrono(s.wallclock)),
@@ -294,6 +316,7 @@ mod tests {
             init_uri: "init-7.mp4",
             segment_uri: &uri,
             discontinuity_sequence: 0,
+            prelude: None,
             ended: false,
         });
         let text = String::from_utf8(text.to_vec()).expect("utf8");
@@ -315,6 +338,7 @@ mod tests {
             init_uri: "init-7.mp4",
             segment_uri: &uri,
             discontinuity_sequence: 0,
+            prelude: None,
             ended: true,
         });
         assert!(
@@ -322,6 +346,51 @@ mod tests {
                 .trim_end()
                 .ends_with("#EXT-X-ENDLIST")
         );
+
+        // A re-published stream: the previous broadcast's last segments, then a
+        // discontinuity and the new init segment; m3u8-rs reads it back the same way.
+        let mut old = Window::starting_at(6, 0, 0);
+        old.push(Duration::from_secs(2), t0, true, Bytes::new());
+        let old_segments: Vec<Segment> = old.segments().cloned().collect();
+        let old_uri = |seq: u64| format!("seg-6-{seq}.m4s");
+        let text = media(&MediaView {
+            target_duration: 2,
+            window: &w,
+            init_uri: "init-7.mp4",
+            segment_uri: &uri,
+            discontinuity_sequence: 1,
+            prelude: Some(Prelude {
+                segments: &old_segments,
+                init_uri: "init-6.mp4",
+                segment_uri: &old_uri,
+            }),
+            ended: false,
+        });
+        let text = String::from_utf8(text.to_vec()).expect("utf8");
+        let pl = match m3u8_rs::parse_media_playlist_res(text.as_bytes()) {
+            Ok(pl) => pl,
+            Err(e) => panic!("{e:?}\n{text}"),
+        };
+        assert_eq!(
+            (pl.media_sequence, pl.discontinuity_sequence),
+            (0, 0),
+            "{text}"
+        );
+        let maps: Vec<(usize, String, bool)> = pl
+            .segments
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.map.as_ref().map(|m| (i, m.uri.clone(), s.discontinuity)))
+            .collect();
+        assert_eq!(
+            maps,
+            [
+                (0, "init-6.mp4".to_string(), false),
+                (1, "init-7.mp4".to_string(), true)
+            ]
+        );
+        assert_eq!(pl.segments[0].uri, "seg-6-0.m4s");
+        assert_eq!(pl.segments[1].uri, "seg-7-1.m4s");
     }
 
     #[test]
@@ -342,6 +411,7 @@ mod tests {
                 list_type,
                 init_uri: "init-e.mp4",
                 segments: &segs,
+                discontinuity: None,
                 ended,
             });
             String::from_utf8(b.to_vec()).expect("utf8")

@@ -21,7 +21,7 @@ use super::doc::Doc;
 use super::llhls::{self, LlView, RenditionReport, ServerControl};
 use super::playlist::{self, MasterEntry, MediaView};
 use super::spill::{Job, SpillKey, Spiller};
-use super::window::{Part, Spill, Window};
+use super::window::{Part, Segment, Spill, Window};
 use crate::config::{DvrOverflow, HlsConfig};
 use crate::keyframes::KeyframeStats;
 use crate::media::{RenditionInfo, RenditionKind};
@@ -332,9 +332,46 @@ struct StreamState {
     trimmed_segments: u64,
     /// Segments moved to disk to stay within the memory budget.
     spilled_segments: u64,
+    /// The previous broadcast's segments per rendition, until that rendition's init arrives.
+    carried: BTreeMap<String, Carried>,
+}
+
+/// The previous broadcast's last listed segments of one rendition: a stream name
+/// re-published within the grace period lists them before an `EXT-X-DISCONTINUITY`, until
+/// the new broadcast fills the window, and keeps them downloadable under their own epoch.
+struct Carried {
+    epoch: String,
+    init: Bytes,
+    segments: Vec<Segment>,
+}
+
+impl Carried {
+    /// What `r` of an ended broadcast with `epoch` leaves to the next one: its listed
+    /// segments still in memory (spilled files go with their broadcast's directory).
+    fn from_rendition(epoch: &str, r: &RenditionState) -> Option<Carried> {
+        let all: Vec<&Segment> = r.window.segments().collect();
+        let start = all
+            .iter()
+            .rposition(|s| s.spill != Spill::Memory)
+            .map_or(0, |i| i + 1);
+        let segments: Vec<Segment> = all[start..].iter().map(|s| (*s).clone()).collect();
+        (!segments.is_empty() && !r.init.is_empty()).then(|| Carried {
+            epoch: epoch.to_string(),
+            init: r.init.clone(),
+            segments,
+        })
+    }
+
+    fn get(&self, epoch: &str, seq: u64) -> Option<&Segment> {
+        (self.epoch == epoch)
+            .then(|| self.segments.iter().find(|s| s.seq == seq))
+            .flatten()
+    }
 }
 
 struct RenditionState {
+    /// The previous broadcast's segments, shown before this one's.
+    carried: Option<Carried>,
     info: RenditionInfo,
     init: Bytes,
     window: Window,
@@ -428,6 +465,7 @@ fn render_media(
     name: &str,
     ll: Option<&LlSettings>,
     skip: bool,
+    listed: usize,
 ) -> Option<Doc> {
     let version = st.version;
     let ended = st.ended_at.is_some();
@@ -464,6 +502,21 @@ fn render_media(
     }
     let init_uri = init_name(&epoch);
     let seg_uri = |seq: u64| segment_name(&epoch, seq);
+    // The previous broadcast's segments fill what this one leaves of the window.
+    let (old_epoch, carried): (String, &[Segment]) = match &r.carried {
+        Some(c) => {
+            let n = listed.saturating_sub(r.window.len()).min(c.segments.len());
+            (c.epoch.clone(), &c.segments[c.segments.len() - n..])
+        }
+        None => (String::new(), &[]),
+    };
+    let old_init_uri = init_name(&old_epoch);
+    let old_seg_uri = |seq: u64| segment_name(&old_epoch, seq);
+    let prelude = (!carried.is_empty()).then_some(llhls::Prelude {
+        segments: carried,
+        init_uri: &old_init_uri,
+        segment_uri: &old_seg_uri,
+    });
     let text = match ll {
         Some(ll) => {
             let part_uri = |seq: u64, i: usize| part_name(&epoch, seq, i);
@@ -478,6 +531,7 @@ fn render_media(
                 parts_per_segment: ll.parts_per_segment,
                 next_starts_segment: r.next_starts,
                 discontinuity_sequence,
+                prelude,
                 ended,
                 skip: slot == 1,
                 reports,
@@ -489,6 +543,7 @@ fn render_media(
             init_uri: &init_uri,
             segment_uri: &seg_uri,
             discontinuity_sequence,
+            prelude,
             ended,
         }),
     };
@@ -607,6 +662,17 @@ impl HlsStore {
                 .copied()
                 .unwrap_or_default(),
         };
+        let carried: BTreeMap<String, Carried> = map
+            .get(stream)
+            .map(|old| {
+                old.renditions
+                    .iter()
+                    .filter_map(|(name, r)| {
+                        Carried::from_rendition(&old.epoch, r).map(|c| (name.clone(), c))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let state = StreamState {
             first_seq: cont.next_seq,
             discontinuity_seq: cont.discontinuity_seq,
@@ -626,6 +692,7 @@ impl HlsStore {
             outputs: Vec::new(),
             trimmed_segments: 0,
             spilled_segments: 0,
+            carried,
         };
         if let Some(old) = map.insert(stream.to_string(), state) {
             self.forget_files(stream, &old);
@@ -644,7 +711,9 @@ impl HlsStore {
         let cfg = &self.cfg;
         let name = info.name.clone();
         let first_seq = st.first_seq;
+        let carried = st.carried.remove(&name);
         let r = st.renditions.entry(name).or_insert_with(|| RenditionState {
+            carried,
             info: info.clone(),
             init: Bytes::new(),
             window: Window::starting_at(cfg.listed_segments(), cfg.retain_segments, first_seq),
@@ -703,6 +772,14 @@ impl HlsStore {
             note_segment(r, seq, td);
             seq
         };
+        // The previous broadcast's segments are hidden once this one fills the window, and
+        // forgotten once it has also filled the retention behind it (HLS2 §6.2.2).
+        if r.carried.is_some()
+            && r.window.next_seq() - st.first_seq
+                >= (self.cfg.listed_segments() + self.cfg.retain_segments) as u64
+        {
+            r.carried = None;
+        }
         r.changed.send_modify(|v| *v += 1);
         enforce_budget(
             st,
@@ -794,7 +871,13 @@ impl HlsStore {
     pub fn media_playlist(&self, stream: &str, rendition: &str, skip: bool) -> Option<Doc> {
         let mut map = self.lock();
         let st = map.get_mut(stream)?;
-        render_media(st, rendition, self.ll.as_ref(), skip)
+        render_media(
+            st,
+            rendition,
+            self.ll.as_ref(),
+            skip,
+            self.cfg.listed_segments(),
+        )
     }
 
     /// Whether a playlist request for segment `msn` (and part `part`) can be answered now
@@ -843,17 +926,13 @@ impl HlsStore {
     ) -> Option<Bytes> {
         let map = self.lock();
         let st = map.get(stream)?;
-        if st.epoch != epoch {
-            return None;
-        }
-        Some(
-            st.renditions
-                .get(rendition)?
-                .window
-                .part(msn, index)?
-                .data
-                .clone(),
-        )
+        let r = st.renditions.get(rendition)?;
+        let part = if st.epoch == epoch {
+            r.window.part(msn, index)?
+        } else {
+            r.carried.as_ref()?.get(epoch, msn)?.parts.get(index)?
+        };
+        Some(part.data.clone())
     }
 
     /// The part the preload hint names (LL-HLS only).
@@ -900,10 +979,14 @@ impl HlsStore {
     pub fn init_segment(&self, stream: &str, rendition: &str, epoch: &str) -> Option<Bytes> {
         let map = self.lock();
         let st = map.get(stream)?;
-        if st.epoch != epoch {
-            return None;
+        let r = st.renditions.get(rendition)?;
+        if st.epoch == epoch {
+            return Some(r.init.clone());
         }
-        Some(st.renditions.get(rendition)?.init.clone())
+        r.carried
+            .as_ref()
+            .filter(|c| c.epoch == epoch)
+            .map(|c| c.init.clone())
     }
 
     /// A media segment of the given epoch, listed or retired, with how long it will stay
@@ -917,10 +1000,13 @@ impl HlsStore {
     ) -> Option<(SegmentBody, Option<Duration>)> {
         let map = self.lock();
         let st = map.get(stream)?;
+        let r = st.renditions.get(rendition)?;
         if st.epoch != epoch {
-            return None;
+            // The previous broadcast's, while carried (in memory, final: no expiry known).
+            let seg = r.carried.as_ref()?.get(epoch, seq)?;
+            return Some((SegmentBody::Memory(seg.data.clone()), None));
         }
-        let w = &st.renditions.get(rendition)?.window;
+        let w = &r.window;
         let seg = w.get(seq)?;
         let data = match &seg.spill {
             Spill::Disk(path) => SegmentBody::File(Arc::clone(path)),
@@ -1480,23 +1566,73 @@ mod tests {
             }
             epoch
         };
-        broadcast(4);
+        let e1 = broadcast(4);
         s.end("cam", t0);
-        // Re-published within the grace period: numbers continue (HLS2 §6.2.2), one
-        // discontinuity more.
+        // Re-published within the grace period: numbers continue (HLS2 §6.2.2); the
+        // previous broadcast's last segments fill the window before an EXT-X-DISCONTINUITY
+        // (window 3: old segment 3, then new 4 and 5), so players need no reload.
         let e2 = broadcast(2);
+        let pl = text(s.media_playlist("cam", "360p", false));
+        assert!(pl.contains("#EXT-X-MEDIA-SEQUENCE:3"), "{pl}");
+        assert!(!pl.contains("#EXT-X-DISCONTINUITY-SEQUENCE"), "{pl}");
+        let order: Vec<&str> = pl
+            .lines()
+            .filter(|l| {
+                l.starts_with("#EXT-X-MAP") || l.starts_with("seg-") || l.starts_with("#EXT-X-DISC")
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                format!("#EXT-X-MAP:URI=\"{}\"", init_name(&e1)).as_str(),
+                &segment_name(&e1, 3),
+                // m3u8-rs writes a segment's MAP before its DISCONTINUITY; both tags apply
+                // to the segment that follows them, in either order (HLS2 §4.4.4).
+                &format!("#EXT-X-MAP:URI=\"{}\"", init_name(&e2)),
+                "#EXT-X-DISCONTINUITY",
+                &segment_name(&e2, 4),
+                &segment_name(&e2, 5),
+            ]
+        );
+        // The previous broadcast's objects stay served under their own names.
+        assert!(s.media_segment("cam", "360p", &e1, 3).is_some());
+        assert_eq!(
+            s.init_segment("cam", "360p", &e1).as_deref(),
+            Some(&b"i"[..])
+        );
+        // A third new segment fills the window: the discontinuity leaves the playlist.
+        s.publish("cam", "360p", chunk(true, 2000, b"x"))
+            .expect("segment");
         let pl = text(s.media_playlist("cam", "360p", false));
         assert!(pl.contains("#EXT-X-MEDIA-SEQUENCE:4"), "{pl}");
         assert!(pl.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"), "{pl}");
-        assert!(pl.contains(&segment_name(&e2, 5)));
+        assert!(
+            !pl.contains("#EXT-X-DISCONTINUITY\n") && !pl.contains(&e1),
+            "{pl}"
+        );
+        assert!(
+            s.media_segment("cam", "360p", &e1, 3).is_some(),
+            "still retained"
+        );
+        // Window 3 + retain 2 new segments: the previous broadcast is forgotten.
+        for _ in 0..2 {
+            s.publish("cam", "360p", chunk(true, 2000, b"x"))
+                .expect("segment");
+        }
+        assert!(s.media_segment("cam", "360p", &e1, 3).is_none());
+        assert!(s.init_segment("cam", "360p", &e1).is_none());
         // After expiry too.
         s.end("cam", t0);
         assert_eq!(s.expire(t0 + cfg.grace_period), ["cam"]);
         let e3 = broadcast(1);
         let pl = text(s.media_playlist("cam", "360p", false));
-        assert!(pl.contains("#EXT-X-MEDIA-SEQUENCE:6"), "{pl}");
+        assert!(pl.contains("#EXT-X-MEDIA-SEQUENCE:9"), "{pl}");
         assert!(pl.contains("#EXT-X-DISCONTINUITY-SEQUENCE:2"), "{pl}");
-        assert!(pl.contains(&segment_name(&e3, 6)));
+        assert!(pl.contains(&segment_name(&e3, 9)));
+        assert!(
+            !pl.contains("#EXT-X-DISCONTINUITY\n"),
+            "nothing carried after expiry"
+        );
     }
 
     #[test]

@@ -311,6 +311,7 @@ impl Packager {
             list_type,
             init_uri: &init,
             segments: &segments,
+            discontinuity: None,
             ended: self.ended,
         });
         Some(Object {

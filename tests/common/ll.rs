@@ -43,6 +43,12 @@ pub struct LlPlaylist {
     pub reports: Vec<Report>,
     pub ended: bool,
     pub independent_segments: bool,
+    /// `EXT-X-DISCONTINUITY-SEQUENCE`.
+    pub discontinuity_sequence: u64,
+    /// Sequence number of the segment (or open segment) after an `EXT-X-DISCONTINUITY`.
+    pub discontinuity_at: Option<u64>,
+    /// Every `EXT-X-MAP` URI, in order.
+    pub maps: Vec<String>,
 }
 
 /// `A=B,C="d,e"` attribute lists.
@@ -92,6 +98,11 @@ impl LlPlaylist {
                 msn = Some(msn.unwrap() + p.skipped);
             } else if let Some(v) = line.strip_prefix("#EXT-X-MAP:") {
                 p.map_uri = Some(attrs(v)["URI"].clone());
+                p.maps.push(attrs(v)["URI"].clone());
+            } else if let Some(v) = line.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:") {
+                p.discontinuity_sequence = v.parse().unwrap();
+            } else if line == "#EXT-X-DISCONTINUITY" {
+                p.discontinuity_at = msn;
             } else if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
                 pending_pdt = Some(v.to_string());
             } else if let Some(v) = line.strip_prefix("#EXT-X-PART:") {
