@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test deps browser-deps test-deps build bench fmt lint bench-latency
+.PHONY: run test deps browser-deps test-deps build bench fmt lint bench-latency bench-origin
 
 deps:
 	@bash deploy/install-deps.sh
@@ -27,9 +27,15 @@ test: deps browser-deps test-deps lint
 	$(CARGO) test --locked --all-targets --no-run
 	bash deploy/netns-run.sh $(CARGO) test --locked --offline --all-targets -- --test-threads=1
 
-## CPU/RSS benchmark against bare gst-launch-1.0 (see BENCHMARKS.md).
-bench: build
+## The origin benchmark (bench-origin), then CPU/RSS against bare gst-launch-1.0 (BENCHMARKS.md).
+bench: build bench-origin
 	bash benches/cpu.sh
+
+## Origin: req/s for playlists, parts and segments vs nginx (wrk), and the memory of 10 000
+## parked LL-HLS blocking requests (BENCHMARKS.md "Origin throughput and parked requests").
+bench-origin: build
+	@bash deploy/install-bench-deps.sh
+	bash benches/origin.sh
 
 fmt:
 	$(CARGO) fmt --all
