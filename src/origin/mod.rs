@@ -71,7 +71,9 @@ fn cors() -> CorsLayer {
 
 /// Builds the whole router.
 pub fn router(state: AppState) -> Router {
-    let mut app = Router::new()
+    // Signalling: rare requests, traced, with Accept-Post on every OPTIONS (the middleware
+    // sits outside CORS so preflights get it too).
+    let signalling = Router::new()
         .route(
             "/whip/{stream}",
             post(whip::post).options(whip::options).get(whip::get_empty),
@@ -84,17 +86,27 @@ pub fn router(state: AppState) -> Router {
                 .options(whip::options),
         )
         .route("/ws/{stream}", get(ws::upgrade))
-        .route("/hls/{stream}/master.m3u8", get(hls::master))
-        .route("/hls/{stream}/{rendition}/{file}", get(hls::rendition_file))
         .route("/api/streams", get(api_streams))
-        .route("/healthz", get(healthz));
-    if let Some(dir) = &state.player_dir {
-        app = app.fallback_service(ServeDir::new(dir).append_index_html_on_directories(true));
-    }
-    app.with_state(state)
         .layer(cors())
         .layer(axum::middleware::from_fn(accept_post))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http());
+    // HLS: the hot path (a CDN's misses, every player's playlist reloads). CORS only: a
+    // per-request span and a middleware future cost ~10 % of the playlist throughput
+    // (BENCHMARKS.md "Origin throughput and parked requests").
+    let hls = Router::new()
+        .route("/hls/{stream}/master.m3u8", get(hls::master))
+        .route("/hls/{stream}/{rendition}/{file}", get(hls::rendition_file))
+        .route("/healthz", get(healthz))
+        .layer(cors());
+    let mut app = signalling.merge(hls);
+    if let Some(dir) = &state.player_dir {
+        app = app.fallback_service(
+            tower::ServiceBuilder::new()
+                .layer(cors())
+                .service(ServeDir::new(dir).append_index_html_on_directories(true)),
+        );
+    }
+    app.with_state(state)
 }
 
 /// RFC 9725 §4.2: OPTIONS on a WHIP endpoint SHOULD answer `Accept-Post: application/sdp`,
