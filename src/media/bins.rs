@@ -369,12 +369,18 @@ pub(crate) fn source_rung(
     let q = queue("source_queue")?;
     // FACTS.md §0.5: cmafmux requires DTS on video. The depayloaded stream has PTS only;
     // WebRTC H.264 has no B-frames (OBS forces bf=0, browsers never use them), so DTS = PTS.
+    // A buffer with no PTS either (seen after the process stalled for 3 s: the jitter buffer
+    // let an untimed buffer through) is dropped: cmafmux answers it with a flow error that
+    // ends the broadcast ("Require DTS for video streams"). The next keyframe heals the
+    // stream; the decoder branch asks the publisher for one on the resulting corruption.
     if let Some(pad) = q.static_pad("sink") {
         pad.add_probe(gst::PadProbeType::BUFFER, |_pad, info| {
             if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data
                 && buffer.dts().is_none()
             {
-                let pts = buffer.pts();
+                let Some(pts) = buffer.pts() else {
+                    return gst::PadProbeReturn::Drop;
+                };
                 buffer.make_mut().set_dts(pts);
             }
             gst::PadProbeReturn::Ok
