@@ -242,6 +242,54 @@ async fn default_ladder_for_a_720p_source() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_only_ladder_remuxes_without_decoding() {
+    // No transcoded rung: the pipeline has no decoder (bins.rs video_ingest); the
+    // publisher's H.264 is remuxed into one variant, plus the AAC rendition.
+    let mut cfg = test_config("");
+    let mut ladder: whipcast::media::Ladder = toml::from_str(common::TEST_LADDER).unwrap();
+    ladder.source.enabled = true;
+    ladder.rungs.clear();
+    cfg.media.ladder = Some(ladder);
+    let gw = TestGateway::start(cfg).await;
+    let publisher =
+        Publisher::start(PublisherOptions::whip(&gw.whip_url("po")).with_format(640, 360, 30))
+            .await
+            .unwrap();
+    let master_url = gw.master_url("po");
+    let master = gw
+        .wait_master("po", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(master.variants.len(), 1);
+    let source = &master.variants[0];
+    assert!(source.uri.starts_with("source/"), "{}", source.uri);
+    assert_eq!(
+        source.resolution.map(|r| (r.width, r.height)),
+        Some((640, 360))
+    );
+    let url = resolve(&master_url, &source.uri);
+    let pl = gw
+        .wait_segments(&url, 4, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let probes = probe_rendition(&gw, &url, &pl, true).await.unwrap();
+    assert_eq!(probes.len(), pl.segments.len());
+    for (seq, p) in &probes {
+        assert_eq!((p.width, p.height), (640, 360));
+        assert!(p.frames.first().is_some_and(|f| f.1), "segment {seq}");
+    }
+    let audio = resolve(&master_url, master.alternatives[0].uri.as_deref().unwrap());
+    let apl = gw
+        .wait_segments(&audio, 2, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let aprobes = probe_rendition(&gw, &audio, &apl, false).await.unwrap();
+    assert!(aprobes.values().all(|p| p.codec == "aac"));
+    assert_eq!(publisher.stop().await.unwrap(), 200);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passthrough_source_rung_is_steered_onto_segment_boundaries() {
     let mut cfg = test_config("");
     let mut ladder: whipcast::media::Ladder = toml::from_str(common::TEST_LADDER).unwrap();

@@ -89,15 +89,15 @@ impl Pipeline {
         }
 
         // The rungs depend on the source resolution, known only once the decoder has
-        // output caps: build them from the first caps event at the tee.
-        let tee_sink = ingest
-            .raw_tee
-            .static_pad("sink")
-            .ok_or_else(|| MediaError::Build("tee has no sink pad".into()))?;
-        {
+        // output caps: build them from the first caps event at the tee (none to build for a
+        // passthrough-only ladder, which decodes nothing).
+        if let Some(raw_tee) = &ingest.raw_tee {
+            let tee_sink = raw_tee
+                .static_pad("sink")
+                .ok_or_else(|| MediaError::Build("tee has no sink pad".into()))?;
             let shared = Arc::clone(&shared);
             let pipeline_weak = pipeline.downgrade();
-            let tee = ingest.raw_tee.clone();
+            let tee = raw_tee.clone();
             tee_sink.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_pad, info| {
                 let Some(gst::PadProbeData::Event(ev)) = &info.data else {
                     return gst::PadProbeReturn::Ok;
