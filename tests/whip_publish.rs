@@ -241,16 +241,21 @@ async fn default_ladder_for_a_720p_source() {
     gw.shutdown().await;
 }
 
+/// The test configuration with the passthrough rung on and the first `rungs` test rungs.
+fn with_source_rung(rungs: usize) -> whipcast::Config {
+    let mut cfg = test_config("");
+    let mut ladder: whipcast::media::Ladder = toml::from_str(common::TEST_LADDER).unwrap();
+    ladder.source.enabled = true;
+    ladder.rungs.truncate(rungs);
+    cfg.media.ladder = Some(ladder);
+    cfg
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passthrough_only_ladder_remuxes_without_decoding() {
     // No transcoded rung: the pipeline has no decoder (bins.rs video_ingest); the
     // publisher's H.264 is remuxed into one variant, plus the AAC rendition.
-    let mut cfg = test_config("");
-    let mut ladder: whipcast::media::Ladder = toml::from_str(common::TEST_LADDER).unwrap();
-    ladder.source.enabled = true;
-    ladder.rungs.clear();
-    cfg.media.ladder = Some(ladder);
-    let gw = TestGateway::start(cfg).await;
+    let gw = TestGateway::start(with_source_rung(0)).await;
     let publisher =
         Publisher::start(PublisherOptions::whip(&gw.whip_url("po")).with_format(640, 360, 30))
             .await
@@ -291,12 +296,7 @@ async fn passthrough_only_ladder_remuxes_without_decoding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passthrough_source_rung_is_steered_onto_segment_boundaries() {
-    let mut cfg = test_config("");
-    let mut ladder: whipcast::media::Ladder = toml::from_str(common::TEST_LADDER).unwrap();
-    ladder.source.enabled = true;
-    ladder.rungs.truncate(1);
-    cfg.media.ladder = Some(ladder);
-    let gw = TestGateway::start(cfg).await;
+    let gw = TestGateway::start(with_source_rung(1)).await;
     // The publisher's own GOP is 2 s; segments are 1 s: only keyframe requests (PLI) on the
     // segment cadence can make 1 s passthrough segments.
     let publisher =
@@ -364,12 +364,7 @@ async fn passthrough_source_rung_is_steered_onto_segment_boundaries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_ignoring_pli_is_detected_and_its_gop_followed() {
-    let mut cfg = test_config("");
-    let mut ladder: whipcast::media::Ladder = toml::from_str(common::TEST_LADDER).unwrap();
-    ladder.source.enabled = true;
-    ladder.rungs.truncate(1);
-    cfg.media.ladder = Some(ladder);
-    let gw = TestGateway::start(cfg).await;
+    let gw = TestGateway::start(with_source_rung(1)).await;
     // Like OBS: keyframes only every 2 s whatever whipcast asks; segments target 1 s.
     let mut opts = PublisherOptions::whip(&gw.whip_url("obs")).with_format(640, 360, 30);
     opts.ignore_keyframe_requests = true;

@@ -130,9 +130,12 @@ pub(crate) fn video_ingest(
     if depay.has_property("request-keyframe") {
         depay.set_property("request-keyframe", true);
     }
-    // H.264 into a passthrough-only ladder: remux only, no decoder (measured: decoding 720p30
-    // was 7 % of the process's CPU in the origin benchmark, for no output).
-    if input.codec == VideoCodec::H264 && ladder.rungs.is_empty() && ladder.source.enabled {
+    add(pipeline, &[appsrc.upcast_ref(), &jbuf, &depay])?;
+    link(&[appsrc.upcast_ref(), &jbuf, &depay])?;
+
+    // H.264 with the passthrough rung: parsed once, then a tee for the source rung (and the
+    // decoder, if any rung transcodes).
+    let h264_tee = if input.codec == VideoCodec::H264 && ladder.source.enabled {
         let parse = make("h264parse", "video_parse")?;
         let caps = caps_filter(
             "video_parse_caps",
@@ -142,17 +145,24 @@ pub(crate) fn video_ingest(
                 .build(),
         )?;
         let tee = make("tee", "h264_tee")?;
-        add(
-            pipeline,
-            &[appsrc.upcast_ref(), &jbuf, &depay, &parse, &caps, &tee],
-        )?;
-        link(&[appsrc.upcast_ref(), &jbuf, &depay, &parse, &caps, &tee])?;
+        add(pipeline, &[&parse, &caps, &tee])?;
+        link(&[&depay, &parse, &caps, &tee])?;
+        Some(tee)
+    } else {
+        None
+    };
+    // A passthrough-only ladder has nothing to transcode: remux only, no decoder (measured,
+    // 720p30: 0.060–0.065 instead of 0.093–0.105 cores; BENCHMARKS.md "Passthrough-only").
+    if ladder.rungs.is_empty()
+        && let Some(tee) = h264_tee
+    {
         return Ok(VideoIngest {
             appsrc,
             h264_tee: Some(tee),
             raw_tee: None,
         });
     }
+
     let decoder = make(decoder, "video_decoder")?;
     // Decoders ask upstream for a sync point on corrupt input; we turn that into a PLI.
     if decoder.has_property("automatic-request-sync-points") {
@@ -179,47 +189,15 @@ pub(crate) fn video_ingest(
         .property("allow-not-linked", true)
         .build()
         .map_err(|e| MediaError::Build(format!("tee: {e}")))?;
-    add(
-        pipeline,
-        &[
-            appsrc.upcast_ref(),
-            &jbuf,
-            &depay,
-            &decoder,
-            &convert,
-            &rate,
-            &rate_caps,
-            &raw_tee,
-        ],
-    )?;
-
-    let h264_tee = if input.codec == VideoCodec::H264 && ladder.source.enabled {
-        let parse = make("h264parse", "video_parse")?;
-        let caps = caps_filter(
-            "video_parse_caps",
-            gst::Caps::builder("video/x-h264")
-                .field("stream-format", "avc")
-                .field("alignment", "au")
-                .build(),
-        )?;
-        let tee = make("tee", "h264_tee")?;
-        let q = queue("video_decode_queue")?;
-        add(pipeline, &[&parse, &caps, &tee, &q])?;
-        link(&[
-            appsrc.upcast_ref(),
-            &jbuf,
-            &depay,
-            &parse,
-            &caps,
-            &tee,
-            &q,
-            &decoder,
-        ])?;
-        Some(tee)
-    } else {
-        link(&[appsrc.upcast_ref(), &jbuf, &depay, &decoder])?;
-        None
-    };
+    add(pipeline, &[&decoder, &convert, &rate, &rate_caps, &raw_tee])?;
+    match &h264_tee {
+        Some(tee) => {
+            let q = queue("video_decode_queue")?;
+            add(pipeline, &[&q])?;
+            link(&[tee, &q, &decoder])?;
+        }
+        None => link(&[&depay, &decoder])?,
+    }
     link(&[&decoder, &convert, &rate, &rate_caps, &raw_tee])?;
     Ok(VideoIngest {
         appsrc,
