@@ -8,15 +8,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-
-if [ ! -x /usr/bin/chromium ]; then
-  echo "install-browser-deps: installing chromium (Debian)"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -q
-  $SUDO apt-get install -y -q --no-install-recommends chromium
-fi
+# Debian's Chromium (/usr/bin/chromium).
+bash deploy/apt-ensure.sh install-browser-deps chromium
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "install-browser-deps: node and npm are required (Node.js >= 20; playwright-core needs it)" >&2
