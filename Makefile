@@ -1,6 +1,10 @@
 # whipcast — two commands: `make run` and `make test`.
 SHELL := /bin/bash
 CARGO ?= cargo
+# Incremental state is ~1.4 GB for a cold build and buys a one-shot CI run nothing; set
+# CARGO_INCREMENTAL=1 in your shell to keep it while iterating.
+CARGO_INCREMENTAL ?= 0
+export CARGO_INCREMENTAL
 
 .PHONY: run test deps browser-deps test-deps build bench fmt lint bench-latency bench-origin
 
