@@ -37,6 +37,7 @@ pub mod hls;
 pub mod ingest;
 pub mod keyframes;
 pub mod media;
+pub mod metrics;
 pub mod origin;
 pub mod output;
 
@@ -127,7 +128,7 @@ pub async fn run(
         )?)
     };
     let store = hls::HlsStore::new(cfg.hls.clone());
-    let outputs = output::Outputs::new(&cfg.record, &cfg.s3, &cfg.hls)?;
+    let outputs = output::Outputs::new(&cfg.record, &cfg.s3, &cfg.hls, store.metrics().clone())?;
     let ingest = ingest::Ingest::new(
         cfg.auth.clone(),
         cfg.ice.clone(),
@@ -140,9 +141,9 @@ pub async fn run(
     let state = origin::AppState {
         ingest: ingest.clone(),
         store: store.clone(),
-        public_url: cfg.server.public_url.clone(),
-        player_dir: player_dir(&cfg.server.player_dir),
-        parked: origin::Parked::default(),
+        public_url: cfg.server.public_url.as_str().into(),
+        player_dir: player_dir(&cfg.server.player_dir).map(Into::into),
+        hls: origin::HlsOrigin::new(store.target_duration()),
         tls: tls.is_some(),
     };
     let expiry_store = store.clone();

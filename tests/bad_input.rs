@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::publisher::{Publisher, PublisherOptions};
-use common::{TestGateway, parse_media, resolve, test_config};
+use common::{TestGateway, metrics, parse_media, resolve, test_config};
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -295,9 +295,11 @@ async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
         );
     }
     let deadline = Instant::now() + Duration::from_secs(15);
+    let mut ghost_tries = 0;
     loop {
         let r = post(&gw, "ghost", "text/plain", None, String::new()).await;
         assert_eq!(r.status, 415);
+        ghost_tries += 1;
         let again = post(&gw, "ghost", "application/sdp", None, OBS_OFFER.into()).await;
         if again.status == 201 {
             break;
@@ -337,5 +339,32 @@ async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
         assert_eq!(r.status(), 200, "{}", s.uri);
     }
     assert_eq!(live.stop().await.unwrap(), 200);
+
+    // /metrics counted every refused publish attempt above by status, WHIP and WebSocket
+    // alike (session 404s, PATCH refusals and JSON errors are not publish attempts), and
+    // the three broadcasts that started: live, ghost, ghost again.
+    let m = metrics(&gw).await;
+    let refused =
+        |status: u16| m[&format!("whipcast_publish_refused_total{{status=\"{status}\"}}")];
+    assert_eq!(refused(400), 6.0, "not SDP ×2, bad names ×3, WS 'not sdp'");
+    assert_eq!(refused(401), 3.0, "WHIP no/wrong token, WS wrong token");
+    assert_eq!(
+        refused(409),
+        f64::from(2 + ghost_tries - 1),
+        "live WHIP + WS, ghost retries"
+    );
+    assert_eq!(refused(413), 1.0);
+    assert_eq!(refused(415), f64::from(1 + ghost_tries));
+    assert_eq!(refused(422), 4.0, "no video, AV1, recvonly, WS AV1");
+    assert_eq!(refused(503), 0.0);
+    assert_eq!(m["whipcast_publishes_total{signaling=\"whip\"}"], 3.0);
+    assert_eq!(m["whipcast_publishes_total{signaling=\"websocket\"}"], 0.0);
+    assert!(m.contains_key("whipcast_stream_live{stream=\"live\"}"));
+    assert!(
+        m.iter().any(
+            |(k, v)| k.starts_with("whipcast_rendition_segments{stream=\"live\",") && *v >= 2.0
+        ),
+        "{m:?}"
+    );
     gw.shutdown().await;
 }

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::publisher::{Publisher, PublisherOptions};
 use common::{
-    TestGateway, decode_all, output_status, parse_media, probe, resolve, test_config, wait_output,
+    TestGateway, decode_all, metrics, output_status, parse_media, probe, resolve, test_config,
+    wait_output,
 };
 
 fn tempdir(tag: &str) -> PathBuf {
@@ -261,6 +262,16 @@ async fn a_write_error_stops_the_recording_not_the_live_stream() {
     }
     let (_, still) = output_status(&gw, "rec2").await;
     assert_eq!(still["state"], "failed");
+    // The failure is counted process-wide too (it outlives the stream's own status).
+    let m = metrics(&gw).await;
+    assert_eq!(
+        m["whipcast_output_failures_total{kind=\"record\"}"], 1.0,
+        "{m:?}"
+    );
+    assert_eq!(m["whipcast_output_failures_total{kind=\"s3\"}"], 0.0);
+    assert!(
+        m["whipcast_output_objects_total{kind=\"record\"}"] >= still["objects"].as_f64().unwrap()
+    );
     assert_eq!(publisher.stop().await.unwrap(), 200);
     let (_, text) = gw.get_text(&media).await.unwrap();
     assert!(text.contains("#EXT-X-ENDLIST"), "{text}");

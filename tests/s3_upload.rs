@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::publisher::{Publisher, PublisherOptions};
 use common::{
-    TestGateway, decode_all, output_status, parse_media, resolve, test_config, wait_output,
+    TestGateway, decode_all, metrics, output_status, parse_media, resolve, test_config, wait_output,
 };
 
 const BUCKET: &str = "live";
@@ -257,6 +257,21 @@ async fn a_store_down_at_first_loses_nothing_once_it_comes_up() {
     assert_eq!(done["state"], "finished", "{done}");
     assert_eq!(done["dropped"], 0, "{done}");
     assert!(done["retries"].as_u64().unwrap() >= 3, "{done}");
+    // The same figures process-wide, for alerting (/metrics).
+    let m = metrics(&gw).await;
+    assert_eq!(
+        m["whipcast_output_retries_total{kind=\"s3\"}"],
+        done["retries"].as_f64().unwrap()
+    );
+    assert_eq!(
+        m["whipcast_output_objects_total{kind=\"s3\"}"],
+        done["objects"].as_f64().unwrap()
+    );
+    assert_eq!(
+        m["whipcast_output_bytes_total{kind=\"s3\"}"],
+        done["bytes"].as_f64().unwrap()
+    );
+    assert_eq!(m["whipcast_output_dropped_total{kind=\"s3\"}"], 0.0);
     check_bucket(&moto, &http, "s3late", &epoch).await;
     gw.shutdown().await;
 }

@@ -1,5 +1,6 @@
 //! A rendered playlist as the origin serves it: the text, its gzip form, a strong entity
 //! tag and its modification time, computed once per change, shared by every request.
+//! Header values are kept as ready-made bytes, so serving a playlist formats nothing.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write as _;
@@ -14,12 +15,15 @@ pub struct Doc {
     pub body: Bytes,
     /// The same, gzip-compressed (Apple requires gzip for playlists, AUTH 10.1).
     pub gzip: Bytes,
-    /// Strong entity tag of `body` (quoted); the gzip form appends `-gz` (a strong tag
-    /// must differ between content codings, RFC 9110 §8.8.3).
-    pub etag: String,
-    /// When this content was produced (`Last-Modified`; Apple treats a live playlist as
-    /// stale when it is more than 3 × target duration older than `Date`, AUTH 8.24).
-    pub modified: SystemTime,
+    /// Strong entity tag of `body` (quoted).
+    pub etag: Bytes,
+    /// Strong entity tag of `gzip`: `etag` with `-gz` appended inside the quotes (a strong
+    /// tag must differ between content codings, RFC 9110 §8.8.3).
+    pub gzip_etag: Bytes,
+    /// When this content was produced, as an HTTP-date (`Last-Modified`; Apple treats a
+    /// live playlist as stale when it is more than 3 × target duration older than `Date`,
+    /// AUTH 8.24).
+    pub last_modified: Bytes,
 }
 
 impl Doc {
@@ -27,7 +31,7 @@ impl Doc {
     pub fn new(body: Bytes, modified: SystemTime) -> Doc {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         body.hash(&mut h);
-        let etag = format!("\"{:016x}-{:x}\"", h.finish(), body.len());
+        let tag = format!("{:016x}-{:x}", h.finish(), body.len());
         let mut enc = flate2::write::GzEncoder::new(
             Vec::with_capacity(body.len() / 3),
             flate2::Compression::fast(),
@@ -41,14 +45,10 @@ impl Doc {
         Doc {
             body,
             gzip,
-            etag,
-            modified,
+            etag: Bytes::from(format!("\"{tag}\"")),
+            gzip_etag: Bytes::from(format!("\"{tag}-gz\"")),
+            last_modified: Bytes::from(httpdate::fmt_http_date(modified)),
         }
-    }
-
-    /// The entity tag of the gzip form.
-    pub fn gzip_etag(&self) -> String {
-        format!("{}-gz\"", self.etag.trim_end_matches('"'))
     }
 }
 
@@ -67,9 +67,14 @@ mod tests {
             .expect("gunzip");
         assert_eq!(out.as_bytes(), text.as_ref());
         assert!(d.gzip.len() < text.len() / 4);
-        assert!(d.etag.starts_with('"') && d.etag.ends_with('"'));
-        assert_ne!(d.etag, d.gzip_etag());
-        assert!(d.gzip_etag().ends_with("-gz\""));
+        assert!(d.etag.starts_with(b"\"") && d.etag.ends_with(b"\""));
+        assert_ne!(d.etag, d.gzip_etag);
+        assert!(d.gzip_etag.ends_with(b"-gz\""));
+        assert_eq!(
+            &d.gzip_etag[..d.gzip_etag.len() - 4],
+            &d.etag[..d.etag.len() - 1]
+        );
+        assert_eq!(d.last_modified.as_ref(), b"Thu, 01 Jan 1970 00:00:00 GMT");
         // Same content, same tag; different content, different tag.
         assert_eq!(Doc::new(text, SystemTime::now()).etag, d.etag);
         assert_ne!(Doc::new(Bytes::from("x"), SystemTime::now()).etag, d.etag);

@@ -25,6 +25,7 @@ use super::window::{Part, Segment, Spill, Window};
 use crate::config::{DvrOverflow, HlsConfig};
 use crate::keyframes::KeyframeStats;
 use crate::media::{RenditionInfo, RenditionKind};
+use crate::metrics::{self, Metrics};
 use crate::output::{OutputSnapshot, OutputStatus};
 
 /// Handle to the store; cheap to clone.
@@ -38,6 +39,8 @@ pub struct HlsStore {
     ll: Option<LlSettings>,
     /// The DVR overflow writer (`hls.dvr_overflow = "disk"`).
     spill: Option<Spiller>,
+    /// Process-wide counters (`/metrics`); the other modules reach them through the store.
+    metrics: Metrics,
 }
 
 /// Where a media segment's bytes are, for the HTTP side.
@@ -470,6 +473,21 @@ fn render_media(
     let version = st.version;
     let ended = st.ended_at.is_some();
     let slot = usize::from(skip && ll.is_some() && !ended);
+    // The cached text first: this runs for every playlist request, the rest only once per
+    // change (BENCHMARKS.md "Origin throughput").
+    {
+        let r = st.renditions.get(name)?;
+        // Served once a whole segment is listed: hls.js reports a parts-only playlist as
+        // LEVEL_EMPTY_ERROR and backs off its reloads (seen as 30 s start-up stalls).
+        if !r.window.has_complete() {
+            return None;
+        }
+        if let Some((v, text)) = &r.cache[slot]
+            && *v == version
+        {
+            return Some(text.clone());
+        }
+    }
     let reports: Vec<RenditionReport> = match ll {
         Some(_) => st
             .renditions
@@ -490,16 +508,6 @@ fn render_media(
     let changed_at = st.changed_at;
     let discontinuity_sequence = st.discontinuity_seq;
     let r = st.renditions.get_mut(name)?;
-    // Served once a whole segment is listed: hls.js reports a parts-only playlist as
-    // LEVEL_EMPTY_ERROR and backs off its reloads (seen as 30 s start-up stalls).
-    if !r.window.has_complete() {
-        return None;
-    }
-    if let Some((v, text)) = &r.cache[slot]
-        && *v == version
-    {
-        return Some(text.clone());
-    }
     let init_uri = init_name(&epoch);
     let seg_uri = |seq: u64| segment_name(&epoch, seq);
     // The previous broadcast's segments fill what this one leaves of the window.
@@ -603,14 +611,21 @@ impl HlsStore {
     /// An empty store.
     pub fn new(cfg: HlsConfig) -> Self {
         let inner = Arc::new(Mutex::new(HashMap::new()));
+        let metrics = Metrics::default();
         let spill = (cfg.dvr_overflow == DvrOverflow::Disk)
             .then(|| {
                 // Weak: the writer thread must not keep the store alive (it ends when the
                 // last store handle, and with it the channel, is dropped).
                 let weak: Weak<Mutex<HashMap<String, StreamState>>> = Arc::downgrade(&inner);
+                let counters = metrics.clone();
                 let done: super::spill::Done = Box::new(move |key, result| {
-                    weak.upgrade()
-                        .is_some_and(|inner| spilled(&inner, key, result))
+                    let kept = weak
+                        .upgrade()
+                        .is_some_and(|inner| spilled(&inner, key, result));
+                    if kept {
+                        metrics::inc(&counters.segments_spilled);
+                    }
+                    kept
                 });
                 Spiller::start(cfg.spill_directory.clone(), done)
                     .map_err(|e| error!(error = %e, "cannot start the DVR spill writer; trimming instead"))
@@ -623,7 +638,13 @@ impl HlsStore {
             continuity: Arc::new(Mutex::new(HashMap::new())),
             cfg: Arc::new(cfg),
             spill,
+            metrics,
         }
+    }
+
+    /// The process-wide counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, StreamState>> {
@@ -781,11 +802,16 @@ impl HlsStore {
             r.carried = None;
         }
         r.changed.send_modify(|v| *v += 1);
+        let trimmed_before = st.trimmed_segments;
         enforce_budget(
             st,
             stream,
             self.cfg.stream_memory_bytes(),
             self.spill.as_ref(),
+        );
+        metrics::add(
+            &self.metrics.segments_trimmed,
+            st.trimmed_segments - trimmed_before,
         );
         delete_dropped(st, self.spill.as_ref());
         st.version += 1;

@@ -22,6 +22,7 @@ use crate::broadcast::{self, BroadcastParams, Command};
 use crate::config::{AuthConfig, IceConfig};
 use crate::hls::{HlsStore, IngestSummary};
 use crate::media::Ladder;
+use crate::metrics;
 use crate::output::Outputs;
 use peer::PeerSession;
 pub use peer::{Candidate, PeerError};
@@ -258,8 +259,30 @@ impl Ingest {
         Ok(())
     }
 
-    /// Validates, answers and starts a broadcast.
+    /// Validates, answers and starts a broadcast; counts the outcome (`/metrics`).
     pub async fn publish(&self, req: PublishRequest) -> Result<Published, IngestError> {
+        let signaling = req.signaling;
+        let result = self.start_broadcast(req).await;
+        match &result {
+            Ok(_) => {
+                let m = self.inner.store.metrics();
+                metrics::inc(match signaling {
+                    Signaling::Whip => &m.publishes_whip,
+                    Signaling::WebSocket => &m.publishes_ws,
+                });
+            }
+            Err(e) => self.refused(e),
+        }
+        result
+    }
+
+    /// Counts a refused publish attempt (`/metrics`); the edges call it for the refusals
+    /// they find before [`Ingest::publish`].
+    pub fn refused(&self, e: &IngestError) {
+        self.inner.store.metrics().refused(e.status());
+    }
+
+    async fn start_broadcast(&self, req: PublishRequest) -> Result<Published, IngestError> {
         self.ensure_open()?;
         let key = self.authorize(&req.stream, req.token.as_deref())?;
         if req.offer.len() > self.inner.max_sdp_bytes {

@@ -95,6 +95,32 @@ pub fn link_headers(ice_servers: &[String]) -> Vec<HeaderValue> {
         .collect()
 }
 
+/// The transport-level checks of a WHIP POST (cheapest first, so a wrong token costs no
+/// body read), then the offer read within `server.max_sdp_bytes`.
+async fn offer_request(
+    ingest: &Ingest,
+    stream: String,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<PublishRequest, IngestError> {
+    ingest.ensure_open()?;
+    let token = bearer(headers);
+    ingest.authorize(&stream, token.as_deref())?;
+    if !content_type_is(headers, SDP) {
+        return Err(IngestError::BadContentType);
+    }
+    let offer = read_body(body, ingest.max_sdp_bytes()).await?;
+    Ok(PublishRequest {
+        stream,
+        token,
+        offer,
+        signaling: Signaling::Whip,
+        candidates: None,
+        record: record_requested(uri.query()),
+    })
+}
+
 /// `POST /whip/{stream}`
 pub async fn post(
     State(state): State<AppState>,
@@ -104,23 +130,14 @@ pub async fn post(
     body: Body,
 ) -> Result<Response, IngestError> {
     let ingest: &Ingest = &state.ingest;
-    ingest.ensure_open()?;
-    let token = bearer(&headers);
-    ingest.authorize(&stream, token.as_deref())?;
-    if !content_type_is(&headers, SDP) {
-        return Err(IngestError::BadContentType);
-    }
-    let offer = read_body(body, ingest.max_sdp_bytes()).await?;
-    let published = ingest
-        .publish(PublishRequest {
-            stream: stream.clone(),
-            token,
-            offer,
-            signaling: Signaling::Whip,
-            candidates: None,
-            record: record_requested(uri.query()),
-        })
-        .await?;
+    let req = match offer_request(ingest, stream, &uri, &headers, body).await {
+        Ok(req) => req,
+        Err(e) => {
+            ingest.refused(&e);
+            return Err(e);
+        }
+    };
+    let published = ingest.publish(req).await?;
     let location = format!(
         "{}/whip/{}/{}",
         base_url(&state, &headers, &uri),

@@ -121,6 +121,7 @@ async fn session(
 ) {
     // Refuse early when the name or token is wrong: nothing else could succeed.
     if let Err(e) = ingest.authorize(&stream, token.as_deref()) {
+        ingest.refused(&e);
         let code = e.status();
         send_error(&mut socket, e.to_string(), code).await;
         let _ = socket

@@ -6,12 +6,11 @@
 //! immutable (their names carry the broadcast epoch and are never reused), 404s `no-store`
 //! so a CDN does not black out a stream that is about to start. CORS comes from the router.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -21,12 +20,38 @@ use super::AppState;
 use crate::hls::{
     Doc, Readiness, SegmentBody, parse_init_name, parse_part_name, parse_segment_name,
 };
+use crate::metrics;
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 /// AUTH 10.4: `.m4s` segments are `video/iso.segment`; init sections `video/mp4`.
 const SEGMENT: &str = "video/iso.segment";
 const INIT: &str = "video/mp4";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// What the HLS handlers keep between requests: the parked-request count and the header
+/// values that depend only on configuration (built once, cloned per response without
+/// formatting anything).
+#[derive(Clone)]
+pub struct HlsOrigin {
+    /// Blocking requests parked right now (bounded).
+    pub parked: Parked,
+    /// `Cache-Control` of a non-blocking playlist: ½ target duration.
+    live_cache: HeaderValue,
+    /// `Cache-Control` of a blocking playlist response: 6 × target duration.
+    blocking_cache: HeaderValue,
+}
+
+impl HlsOrigin {
+    /// The state for a store whose target duration is `target_duration` seconds.
+    pub fn new(target_duration: u64) -> HlsOrigin {
+        HlsOrigin {
+            parked: Parked::default(),
+            // HLS2 App. B.1.
+            live_cache: max_age((target_duration / 2).max(1)),
+            blocking_cache: max_age(target_duration * 6),
+        }
+    }
+}
 
 /// Counts parked blocking requests; bounded by `hls.max_blocking_requests`.
 #[derive(Clone, Default)]
@@ -79,10 +104,13 @@ fn unavailable(msg: &'static str) -> Response {
 }
 
 fn http_date(t: std::time::SystemTime) -> HeaderValue {
-    let s = chrono::DateTime::<chrono::Utc>::from(t)
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string();
-    HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+    HeaderValue::from_str(&httpdate::fmt_http_date(t))
+        .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+}
+
+/// A header value from bytes the store made (entity tags, dates); `None` if not valid.
+fn shared_value(b: &Bytes) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(b.clone()).ok()
 }
 
 fn accepts_gzip(req: &HeaderMap) -> bool {
@@ -101,12 +129,12 @@ fn accepts_gzip(req: &HeaderMap) -> bool {
     })
 }
 
-fn none_match(req: &HeaderMap, etag: &str) -> bool {
+fn none_match(req: &HeaderMap, etag: &[u8]) -> bool {
     req.get_all(header::IF_NONE_MATCH).iter().any(|v| {
         v.to_str()
             .unwrap_or("")
             .split(',')
-            .any(|t| t.trim() == etag || t.trim() == "*")
+            .any(|t| t.trim().as_bytes() == etag || t.trim() == "*")
     })
 }
 
@@ -114,12 +142,8 @@ fn none_match(req: &HeaderMap, etag: &str) -> bool {
 /// strong `ETag` and `Last-Modified`, `304` on a matching `If-None-Match` (RFC 9110 §13).
 fn playlist_response(doc: &Doc, cache: HeaderValue, req: &HeaderMap) -> Response {
     let gzip = accepts_gzip(req) && !doc.gzip.is_empty();
-    let etag = if gzip {
-        doc.gzip_etag()
-    } else {
-        doc.etag.clone()
-    };
-    let mut r = if none_match(req, &etag) {
+    let etag = if gzip { &doc.gzip_etag } else { &doc.etag };
+    let mut r = if none_match(req, etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else if gzip {
         let mut r = (StatusCode::OK, doc.gzip.clone()).into_response();
@@ -133,10 +157,12 @@ fn playlist_response(doc: &Doc, cache: HeaderValue, req: &HeaderMap) -> Response
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(M3U8));
     h.insert(header::CACHE_CONTROL, cache);
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    if let Some(v) = shared_value(etag) {
         h.insert(header::ETAG, v);
     }
-    h.insert(header::LAST_MODIFIED, http_date(doc.modified));
+    if let Some(v) = shared_value(&doc.last_modified) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
     r
 }
 
@@ -228,13 +254,12 @@ fn max_age(secs: u64) -> HeaderValue {
 /// `max-age` for a playlist: ½ target duration (non-blocking), 6 × target duration for a
 /// blocking response (HLS2 App. B.1).
 fn playlist_cache(state: &AppState, stream: &str, blocking: bool) -> HeaderValue {
-    let td = state.store.target_duration();
     // An ended playlist stays short-lived too: the name may be published again at once,
     // and a cached ENDLIST would hide the new broadcast.
     if blocking && state.store.is_live(stream) {
-        max_age(td * 6)
+        state.hls.blocking_cache.clone()
     } else {
-        max_age((td / 2).max(1))
+        state.hls.live_cache.clone()
     }
 }
 
@@ -242,12 +267,12 @@ fn playlist_cache(state: &AppState, stream: &str, blocking: bool) -> HeaderValue
 pub async fn master(
     State(state): State<AppState>,
     Path(stream): Path<String>,
-    headers: HeaderMap,
+    req: Request,
 ) -> Response {
     match state.store.master(&stream) {
         Some(doc) => {
             let cache = playlist_cache(&state, &stream, false);
-            playlist_response(&doc, cache, &headers)
+            playlist_response(&doc, cache, req.headers())
         }
         None => not_found(),
     }
@@ -261,9 +286,19 @@ struct Directives {
     skip: bool,
 }
 
-fn directives(q: &HashMap<String, String>) -> Result<Directives, &'static str> {
+/// Reads the `_HLS_` directives from a raw query string. Other parameters (a CDN's cache
+/// busters, tokens) are ignored; the values are plain digits or `YES`/`v2`, so no
+/// percent-decoding is needed, and a playlist request without a query allocates nothing.
+fn directives(query: Option<&str>) -> Result<Directives, &'static str> {
+    let value = |k: &str| -> Option<&str> {
+        query?
+            .split('&')
+            .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| v)
+    };
     let num = |k: &str| -> Result<Option<u64>, &'static str> {
-        q.get(k)
+        value(k)
             .map(|v| {
                 v.parse::<u64>()
                     .map_err(|_| "_HLS_msn and _HLS_part must be integers\n")
@@ -276,7 +311,7 @@ fn directives(q: &HashMap<String, String>) -> Result<Directives, &'static str> {
         // HLS2 §6.2.5.2: MUST be 400.
         return Err("_HLS_part requires _HLS_msn\n");
     }
-    let skip = matches!(q.get("_HLS_skip").map(String::as_str), Some("YES" | "v2"));
+    let skip = matches!(value("_HLS_skip"), Some("YES" | "v2"));
     Ok(Directives {
         msn,
         part: part.map(|p| p as usize),
@@ -306,9 +341,11 @@ async fn wait_until(
             Readiness::Wait(mut rx) => {
                 if guard.is_none() {
                     guard = state
+                        .hls
                         .parked
                         .enter(state.store.config().max_blocking_requests);
                     if guard.is_none() {
+                        metrics::inc(&state.store.metrics().blocking_refused);
                         return Err(unavailable("too many blocking requests\n"));
                     }
                 }
@@ -316,6 +353,7 @@ async fn wait_until(
                     Ok(_) => continue,
                     Err(_) => {
                         debug!(stream, rendition, msn, ?part, "blocking request timed out");
+                        metrics::inc(&state.store.metrics().blocking_timeouts);
                         // Cacheable for a second: a shield collapsing identical blocking
                         // requests answers them all at once instead of queueing them
                         // behind each other (measured with nginx, deploy/nginx/README.md).
@@ -337,12 +375,14 @@ async fn wait_until(
 pub async fn rendition_file(
     State(state): State<AppState>,
     Path((stream, rendition, file)): Path<(String, String, String)>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    // The request itself, not the `HeaderMap` and `Query` extractors: those copy the
+    // headers and build a map for every request (BENCHMARKS.md "Origin throughput").
+    req: Request,
 ) -> Response {
     let store = &state.store;
+    let headers = req.headers();
     if file == "index.m3u8" {
-        let d = match directives(&query) {
+        let d = match directives(req.uri().query()) {
             Ok(d) => d,
             Err(msg) => return bad_request(msg),
         };
@@ -355,14 +395,14 @@ pub async fn rendition_file(
         return match store.media_playlist(&stream, &rendition, d.skip) {
             Some(doc) => {
                 let cache = playlist_cache(&state, &stream, blocking);
-                playlist_response(&doc, cache, &headers)
+                playlist_response(&doc, cache, headers)
             }
             None => not_found(),
         };
     }
     if let Some((epoch, msn, index)) = parse_part_name(&file) {
         if let Some(body) = store.part(&stream, &rendition, epoch, msn, index) {
-            return media_response(body, SEGMENT, &headers, None);
+            return media_response(body, SEGMENT, headers, None);
         }
         // Only the hinted next part may be requested before it exists; it is answered
         // when complete, never trickled (HLS2 §6.2.6). Anything else unknown: 404.
@@ -375,23 +415,23 @@ pub async fn rendition_file(
             return resp;
         }
         return match store.part(&stream, &rendition, epoch, msn, index) {
-            Some(body) => media_response(body, SEGMENT, &headers, None),
+            Some(body) => media_response(body, SEGMENT, headers, None),
             // The hint was abandoned (a segment started early): 404 (HLS2 §6.2.6).
             None => not_found(),
         };
     }
     if let Some(epoch) = parse_init_name(&file) {
         return match store.init_segment(&stream, &rendition, epoch) {
-            Some(body) => media_response(body, INIT, &headers, None),
+            Some(body) => media_response(body, INIT, headers, None),
             None => not_found(),
         };
     }
     if let Some((epoch, seq)) = parse_segment_name(&file) {
         return match store.media_segment(&stream, &rendition, epoch, seq) {
-            Some((SegmentBody::Memory(body), ttl)) => media_response(body, SEGMENT, &headers, ttl),
+            Some((SegmentBody::Memory(body), ttl)) => media_response(body, SEGMENT, headers, ttl),
             // A DVR segment spilled to disk: tokio reads it on the blocking pool.
             Some((SegmentBody::File(path), ttl)) => match tokio::fs::read(path.as_path()).await {
-                Ok(body) => media_response(Bytes::from(body), SEGMENT, &headers, ttl),
+                Ok(body) => media_response(Bytes::from(body), SEGMENT, headers, ttl),
                 Err(e) => {
                     // Left the window (and was deleted) between the lookup and the read.
                     debug!(path = %path.display(), error = %e, "spilled segment unreadable");
@@ -408,17 +448,10 @@ pub async fn rendition_file(
 mod tests {
     use super::*;
 
-    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     #[test]
     fn directive_parsing() {
         assert_eq!(
-            directives(&q(&[])),
+            directives(None),
             Ok(Directives {
                 msn: None,
                 part: None,
@@ -426,22 +459,20 @@ mod tests {
             })
         );
         assert_eq!(
-            directives(&q(&[
-                ("_HLS_msn", "7"),
-                ("_HLS_part", "2"),
-                ("_HLS_skip", "YES")
-            ])),
+            directives(Some("cb=1&_HLS_msn=7&_HLS_part=2&_HLS_skip=YES&flag")),
             Ok(Directives {
                 msn: Some(7),
                 part: Some(2),
                 skip: true
             })
         );
-        assert!(directives(&q(&[("_HLS_part", "2")])).is_err());
-        assert!(directives(&q(&[("_HLS_msn", "x")])).is_err());
-        assert!(directives(&q(&[("_HLS_msn", "-1")])).is_err());
-        assert!(!directives(&q(&[("_HLS_skip", "NO")])).expect("ok").skip);
-        assert!(directives(&q(&[("_HLS_skip", "v2")])).expect("ok").skip);
+        assert!(directives(Some("_HLS_part=2")).is_err());
+        assert!(directives(Some("_HLS_msn=x")).is_err());
+        assert!(directives(Some("_HLS_msn=-1")).is_err());
+        assert!(!directives(Some("_HLS_skip=NO")).expect("ok").skip);
+        assert!(directives(Some("_HLS_skip=v2")).expect("ok").skip);
+        assert_eq!(directives(Some("")), directives(None));
+        assert!(directives(Some("_HLS_msn")).is_err());
     }
 
     fn h(pairs: &[(header::HeaderName, &'static str)]) -> HeaderMap {
@@ -482,11 +513,11 @@ mod tests {
         assert!(!accepts_gzip(&HeaderMap::new()));
         assert!(none_match(
             &h(&[(header::IF_NONE_MATCH, "\"a\", \"b\"")]),
-            "\"b\""
+            b"\"b\""
         ));
         assert!(!none_match(
             &h(&[(header::IF_NONE_MATCH, "\"a\"")]),
-            "\"b\""
+            b"\"b\""
         ));
     }
 

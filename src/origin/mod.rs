@@ -3,11 +3,13 @@
 //! any listener.
 
 mod hls;
+mod metrics;
 pub mod tls;
 
-pub use hls::Parked;
+pub use hls::{HlsOrigin, Parked};
 
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -21,7 +23,8 @@ use tower_http::trace::TraceLayer;
 use crate::hls::HlsStore;
 use crate::ingest::{Ingest, whip, ws};
 
-/// Shared state of every handler; cheap to clone.
+/// Shared state of every handler; cheap to clone (axum clones it for every request, so
+/// every field is a handle: no field's clone allocates).
 #[derive(Clone)]
 pub struct AppState {
     /// Publishing.
@@ -29,11 +32,11 @@ pub struct AppState {
     /// Segments and playlists.
     pub store: HlsStore,
     /// `server.public_url` (may be empty).
-    pub public_url: String,
+    pub public_url: Arc<str>,
     /// Directory of the web pages, if any.
-    pub player_dir: Option<PathBuf>,
-    /// Blocking requests parked right now (bounded).
-    pub parked: hls::Parked,
+    pub player_dir: Option<Arc<Path>>,
+    /// The HLS handlers' own state (parked requests, header values).
+    pub hls: HlsOrigin,
     /// Whether the listener speaks TLS (scheme of absolute URLs).
     pub tls: bool,
 }
@@ -87,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/ws/{stream}", get(ws::upgrade))
         .route("/api/streams", get(api_streams))
+        .route("/metrics", get(metrics::handler))
         .layer(cors())
         .layer(axum::middleware::from_fn(accept_post))
         .layer(TraceLayer::new_for_http());

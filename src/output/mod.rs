@@ -23,6 +23,7 @@ use tracing::error;
 use crate::StreamKey;
 use crate::config::{HlsConfig, RecordConfig, S3Config};
 use crate::media::RenditionInfo;
+use crate::metrics::{self, Metrics};
 pub use package::{ChunkIn, Listing, Object, ObjectKind, Packager};
 
 /// Objects waiting for the disk writer. Objects come a few per segment (segment, playlist,
@@ -86,30 +87,46 @@ pub struct OutputSnapshot {
 
 /// Shared, cheap handle to an output's status: written by its writer, read by the API.
 #[derive(Debug, Clone)]
-pub struct OutputStatus(Arc<Mutex<OutputSnapshot>>);
+pub struct OutputStatus {
+    snapshot: Arc<Mutex<OutputSnapshot>>,
+    kind: &'static str,
+    /// Every change is also counted process-wide: the snapshot goes with its stream.
+    metrics: Metrics,
+}
 
 impl OutputStatus {
-    fn new(kind: &'static str, location: String) -> Self {
-        Self(Arc::new(Mutex::new(OutputSnapshot {
+    fn new(kind: &'static str, location: String, metrics: Metrics) -> Self {
+        Self {
+            snapshot: Arc::new(Mutex::new(OutputSnapshot {
+                kind,
+                location,
+                state: OutputState::Active,
+                objects: 0,
+                bytes: 0,
+                retries: 0,
+                dropped: 0,
+                error: None,
+            })),
             kind,
-            location,
-            state: OutputState::Active,
-            objects: 0,
-            bytes: 0,
-            retries: 0,
-            dropped: 0,
-            error: None,
-        })))
+            metrics,
+        }
+    }
+
+    fn counters(&self) -> &crate::metrics::OutputCounters {
+        self.metrics.output(self.kind)
     }
 
     fn update(&self, f: impl FnOnce(&mut OutputSnapshot)) {
         // Plain counters: a poisoned lock still holds consistent data.
-        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        f(&mut self.snapshot.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
     /// A copy of the current status.
     pub fn snapshot(&self) -> OutputSnapshot {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Marks the output failed; returns false if it already was (log only once).
@@ -122,6 +139,9 @@ impl OutputStatus {
                 s.error = Some(why);
             }
         });
+        if first {
+            metrics::inc(&self.counters().failures);
+        }
         first
     }
 
@@ -130,6 +150,24 @@ impl OutputStatus {
             s.objects += 1;
             s.bytes += bytes as u64;
         });
+        let c = self.counters();
+        metrics::inc(&c.objects);
+        metrics::add(&c.bytes, bytes as u64);
+    }
+
+    /// An upload attempt failed with `why`; it will be retried.
+    fn retried(&self, why: String) {
+        self.update(|s| {
+            s.retries += 1;
+            s.error = Some(why);
+        });
+        metrics::inc(&self.counters().retries);
+    }
+
+    /// An object was given up on.
+    fn dropped(&self) {
+        self.update(|s| s.dropped += 1);
+        metrics::inc(&self.counters().dropped);
     }
 
     fn finish(&self) {
@@ -166,11 +204,17 @@ pub struct Outputs {
     target_duration: u64,
     window: usize,
     writers: Arc<watch::Sender<usize>>,
+    metrics: Metrics,
 }
 
 impl Outputs {
     /// Outputs as configured (the S3 client is built here, so a bad `[s3]` fails at start).
-    pub fn new(record: &RecordConfig, s3: &S3Config, hls: &HlsConfig) -> Result<Self, OutputError> {
+    pub fn new(
+        record: &RecordConfig,
+        s3: &S3Config,
+        hls: &HlsConfig,
+        metrics: Metrics,
+    ) -> Result<Self, OutputError> {
         Ok(Self {
             record: Arc::new(record.clone()),
             s3: if s3.enabled {
@@ -184,6 +228,7 @@ impl Outputs {
             target_duration: crate::hls::target_duration(hls.segment_duration),
             window: hls.window_segments,
             writers: Arc::new(watch::Sender::new(0)),
+            metrics,
         })
     }
 
@@ -215,7 +260,8 @@ impl Outputs {
             let root = std::path::Path::new(&self.record.directory)
                 .join(stream.as_str())
                 .join(epoch);
-            let status = OutputStatus::new("record", root.display().to_string());
+            let status =
+                OutputStatus::new("record", root.display().to_string(), self.metrics.clone());
             let (tx, rx) = mpsc::channel(RECORD_QUEUE);
             record::spawn(
                 root,
@@ -233,7 +279,7 @@ impl Outputs {
             });
         }
         if let Some(store) = &self.s3 {
-            let status = OutputStatus::new("s3", store.location(stream));
+            let status = OutputStatus::new("s3", store.location(stream), self.metrics.clone());
             let (tx, rx) = mpsc::channel(S3_QUEUE);
             s3::spawn(
                 store.clone(),
@@ -357,7 +403,13 @@ mod tests {
                 allow_request,
                 ..RecordConfig::default()
             };
-            Outputs::new(&record, &S3Config::default(), &HlsConfig::default()).expect("outputs")
+            Outputs::new(
+                &record,
+                &S3Config::default(),
+                &HlsConfig::default(),
+                Metrics::default(),
+            )
+            .expect("outputs")
         };
         assert!(!outputs(false, false).records(true));
         assert!(outputs(false, true).records(true));
@@ -367,7 +419,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_fails_the_output_once_and_never_waits() {
-        let status = OutputStatus::new("record", "/x".into());
+        let status = OutputStatus::new("record", "/x".into(), Metrics::default());
         let (tx, _rx) = mpsc::channel(1);
         let mut sink = Sink {
             packager: Packager::new(Listing::Everything, "e", 1, 0),

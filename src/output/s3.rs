@@ -242,12 +242,9 @@ async fn upload(store: &Store, key: &str, obj: &Object, status: &OutputStatus) {
             }
             Err(e) => {
                 let why = e.to_string();
-                status.update(|s| {
-                    s.retries += 1;
-                    s.error = Some(format!("{key}: {why}"));
-                });
+                status.retried(format!("{key}: {why}"));
                 if started.elapsed() + backoff > store.retry_for {
-                    status.update(|s| s.dropped += 1);
+                    status.dropped();
                     warn!(key, attempts, error = %why, "upload given up after the retry budget");
                     return;
                 }

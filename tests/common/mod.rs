@@ -5,7 +5,7 @@
 pub mod ll;
 pub mod publisher;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -336,6 +336,37 @@ pub async fn probe_rendition(
         out.insert(playlist.media_sequence + i as u64, p);
     }
     Ok(out)
+}
+
+/// `GET /metrics`, parsed: each sample (`name{labels}` exactly as written) → value. Checks
+/// the exposition's shape on the way: content type, and every sample's family declared by
+/// `# TYPE` before it.
+pub async fn metrics(gw: &TestGateway) -> HashMap<String, f64> {
+    let r = gw.http.get(gw.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = r.text().await.unwrap();
+    let mut declared = std::collections::HashSet::new();
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            declared.insert(rest.split(' ').next().unwrap().to_string());
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (sample, value) = line.rsplit_once(' ').unwrap();
+        let family = sample.split('{').next().unwrap();
+        assert!(declared.contains(family), "undeclared family: {line}");
+        out.insert(sample.to_string(), value.parse::<f64>().unwrap());
+    }
+    out
 }
 
 /// `stream` as /api/streams shows it.
