@@ -24,6 +24,8 @@
 //!         └───────────────────────────────────────────────────────────────────────────────┘
 //!                                                              │ sync reads (Bytes clones)
 //! player (hls.js, Safari, ffmpeg) ◀── GET *.m3u8 / init / seg ─ origin::router
+//! old TV / set-top box ◀── GET *-ts.m3u8 / *.ts ── hls::ts remux (on request, blocking pool)
+//! Prometheus ◀── GET /metrics ── metrics (process-wide counters) + store summaries
 //! ```
 //!
 //! Rules the layout enforces: only `ingest::peer` names `webrtc`; only `media` names

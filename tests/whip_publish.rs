@@ -415,3 +415,205 @@ async fn a_publisher_ignoring_pli_is_detected_and_its_gop_followed() {
     assert_eq!(publisher.stop().await.unwrap(), 200);
     gw.shutdown().await;
 }
+
+/// Per PID: the continuity counters of every TS packet, checked to run on without a gap
+/// (mod 16) over `ts`; PUSI packets counted. Also checks packet framing.
+fn ts_continuity(ts: &[u8]) -> BTreeMap<u16, (u8, usize)> {
+    assert_eq!(
+        ts.len() % 188,
+        0,
+        "TS length {} not a multiple of 188",
+        ts.len()
+    );
+    let mut state: BTreeMap<u16, (u8, usize)> = BTreeMap::new();
+    for (i, p) in ts.chunks(188).enumerate() {
+        assert_eq!(p[0], 0x47, "sync byte of packet {i}");
+        let pid = (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
+        let has_payload = p[3] & 0x10 != 0;
+        let cc = p[3] & 0x0f;
+        let pusi = usize::from(p[1] & 0x40 != 0);
+        match state.get_mut(&pid) {
+            Some((last, starts)) => {
+                if has_payload {
+                    assert_eq!(
+                        cc,
+                        (*last + 1) & 0x0f,
+                        "PID {pid:#x} packet {i}: counter jumped"
+                    );
+                    *last = cc;
+                }
+                *starts += pusi;
+            }
+            None => {
+                state.insert(pid, (cc, pusi));
+            }
+        }
+    }
+    state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mpegts_variant_remuxes_the_ladder_with_muxed_audio() {
+    // Old players (TVs, set-top boxes) read MPEG-TS, not fMP4: every video rung is also
+    // served as TS with the audio muxed in, remuxed from the stored fMP4 on request.
+    let gw = TestGateway::start(test_config("")).await;
+    let publisher =
+        Publisher::start(PublisherOptions::whip(&gw.whip_url("tv")).with_format(320, 180, 30))
+            .await
+            .unwrap();
+    gw.wait_master("tv", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let master_url = gw.url("/hls/tv/master-ts.m3u8");
+    let (code, text) = gw.get_text(&master_url).await.unwrap();
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("#EXT-X-VERSION:3"), "{text}");
+    assert!(
+        !text.contains("EXT-X-MEDIA:"),
+        "no audio group: audio is muxed\n{text}"
+    );
+    let master = match m3u8_rs::parse_playlist_res(text.as_bytes()) {
+        Ok(m3u8_rs::Playlist::MasterPlaylist(m)) => m,
+        other => panic!("not a master playlist: {other:?}"),
+    };
+    assert_eq!(master.variants.len(), 1);
+    let v = &master.variants[0];
+    assert_eq!(v.uri, "180p/index-ts.m3u8");
+    assert!(
+        v.codecs.as_deref().unwrap().ends_with(",mp4a.40.2"),
+        "{v:?}"
+    );
+    assert!(v.audio.is_none());
+
+    let media_url = resolve(&master_url, &v.uri);
+    let fmp4_url = resolve(&master_url, "180p/index.m3u8");
+    gw.wait_segments(&fmp4_url, 4, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let (_, text) = gw.get_text(&media_url).await.unwrap();
+    assert!(text.contains("#EXT-X-VERSION:3"), "{text}");
+    assert!(!text.contains("EXT-X-MAP"), "{text}");
+    assert!(!text.contains("EXT-X-PART"), "plain HLS: {text}");
+    let pl = common::parse_media(&text).unwrap();
+    assert!(pl.segments.len() >= 4, "{text}");
+    // Same numbering and durations as the fMP4 playlist of the rung.
+    let (_, ftext) = gw.get_text(&fmp4_url).await.unwrap();
+    let fpl = common::parse_media(&ftext).unwrap();
+    let first = pl.media_sequence.max(fpl.media_sequence);
+    let ts_durations: Vec<f32> = pl.segments[(first - pl.media_sequence) as usize..]
+        .iter()
+        .map(|s| s.duration)
+        .collect();
+    let fmp4_durations: Vec<f32> = fpl.segments[(first - fpl.media_sequence) as usize..]
+        .iter()
+        .map(|s| s.duration)
+        .take(ts_durations.len())
+        .collect();
+    assert_eq!(ts_durations[..fmp4_durations.len()], fmp4_durations[..]);
+
+    // Three consecutive segments: one continuous transport stream (counters run on across
+    // the boundaries), with the right headers.
+    let mut joined = Vec::new();
+    for s in pl.segments.iter().take(3) {
+        assert!(s.uri.ends_with(".ts"), "{}", s.uri);
+        let r = gw
+            .http
+            .get(resolve(&media_url, &s.uri))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "video/mp2t");
+        assert!(
+            r.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
+        let body = r.bytes().await.unwrap();
+        let pids = ts_continuity(&body);
+        // PAT, PMT, video, audio.
+        assert_eq!(
+            pids.keys().copied().collect::<Vec<_>>(),
+            [0x0000, 0x0100, 0x0101, 0x1000]
+        );
+        joined.extend_from_slice(&body);
+    }
+    let pids = ts_continuity(&joined);
+    // One PES per frame: 30 fps video, AAC frames of 1024 samples at 48 kHz.
+    let secs: f64 = pl
+        .segments
+        .iter()
+        .take(3)
+        .map(|s| f64::from(s.duration))
+        .sum();
+    let video_aus = pids[&0x0100].1 as f64;
+    let audio_frames = pids[&0x0101].1 as f64;
+    assert!(
+        (video_aus - secs * 30.0).abs() <= 2.0,
+        "{secs:.3} s, video access units: {pids:?}"
+    );
+    assert!(
+        (audio_frames - secs * 46.875).abs() <= 3.0,
+        "{secs:.3} s, audio frames: {pids:?}"
+    );
+
+    // ffprobe: H.264 + AAC, video and audio starting together, every frame decodable.
+    let dir = std::env::temp_dir().join(format!("whipcast-ts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("joined.ts");
+    std::fs::write(&path, &joined).unwrap();
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_streams", "-of", "json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let streams = v["streams"].as_array().unwrap();
+    let codec = |t: &str| {
+        streams
+            .iter()
+            .find(|s| s["codec_type"] == t)
+            .unwrap_or_else(|| panic!("no {t} stream: {v}"))
+    };
+    assert_eq!(codec("video")["codec_name"], "h264");
+    assert_eq!(codec("video")["width"], 320);
+    assert_eq!(codec("audio")["codec_name"], "aac");
+    assert_eq!(codec("audio")["sample_rate"], "48000");
+    let start = |s: &serde_json::Value| s["start_time"].as_str().unwrap().parse::<f64>().unwrap();
+    let skew = (start(codec("video")) - start(codec("audio"))).abs();
+    assert!(skew < 0.1, "audio and video start {skew:.3} s apart: {v}");
+    common::decode_all(path.to_str().unwrap());
+    // And ffmpeg plays the live TS playlist itself (3 s of it: a live playlist never ends).
+    let out = std::process::Command::new("ffmpeg")
+        .args([
+            "-nostdin", "-v", "error", "-i", &media_url, "-t", "3", "-map", "0", "-f", "null", "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "ffmpeg on {media_url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert_eq!(publisher.stop().await.unwrap(), 200);
+    let (_, text) = gw.get_text(&media_url).await.unwrap();
+    assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
+    // Not a video rung, or no such segment: 404.
+    for path in [
+        "/hls/tv/audio/index-ts.m3u8",
+        "/hls/tv/180p/seg-00000000-1.ts",
+        "/hls/nope/master-ts.m3u8",
+    ] {
+        let r = gw.http.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    gw.shutdown().await;
+}

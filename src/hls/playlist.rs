@@ -14,6 +14,9 @@ use crate::media::{RenditionInfo, RenditionKind};
 
 /// `EXT-X-MAP` in a media playlist needs protocol version 6 (HLS2 §8).
 const MEDIA_VERSION: usize = 6;
+/// Without `EXT-X-MAP` (MPEG-TS segments) version 3 does (decimal `EXTINF`, HLS2 §8): the
+/// players that need TS are the old ones.
+const TS_VERSION: usize = 3;
 
 /// The audio group every video variant refers to.
 pub const AUDIO_GROUP: &str = "aac";
@@ -24,8 +27,8 @@ pub struct MediaView<'a> {
     pub target_duration: u64,
     /// The segments.
     pub window: &'a Window,
-    /// URI of the init segment, relative to the playlist.
-    pub init_uri: &'a str,
+    /// URI of the init segment, relative to the playlist; `None` for MPEG-TS segments.
+    pub init_uri: Option<&'a str>,
     /// URI of segment `seq`, relative to the playlist.
     pub segment_uri: &'a dyn Fn(u64) -> String,
     /// Earlier broadcasts of this name (`EXT-X-DISCONTINUITY-SEQUENCE`).
@@ -69,7 +72,7 @@ pub fn media(view: &MediaView<'_>) -> Bytes {
         media_sequence,
         discontinuity_sequence,
         list_type: ListType::Live,
-        init_uri: prelude.map_or(view.init_uri, |p| p.init_uri),
+        init_uri: prelude.map_or(view.init_uri, |p| Some(p.init_uri)),
         segments: &segments,
         discontinuity: prelude.map(|_| (current, view.init_uri)),
         ended: view.ended,
@@ -109,12 +112,14 @@ pub struct SegmentList<'a> {
     pub discontinuity_sequence: u64,
     /// `EXT-X-PLAYLIST-TYPE`.
     pub list_type: ListType,
-    /// URI of the init segment, relative to the playlist.
-    pub init_uri: &'a str,
+    /// URI of the init segment, relative to the playlist; `None` for MPEG-TS segments
+    /// (no `EXT-X-MAP`).
+    pub init_uri: Option<&'a str>,
     /// The segments, oldest first.
     pub segments: &'a [ListedSegment],
-    /// `EXT-X-DISCONTINUITY` and a new `EXT-X-MAP` (this URI) before segment `index`.
-    pub discontinuity: Option<(usize, &'a str)>,
+    /// `EXT-X-DISCONTINUITY` and a new `EXT-X-MAP` (this URI, if any) before segment
+    /// `index`.
+    pub discontinuity: Option<(usize, Option<&'a str>)>,
     /// Publisher gone: `EXT-X-ENDLIST` (implied by [`ListType::Vod`]).
     pub ended: bool,
 }
@@ -131,8 +136,8 @@ pub fn segment_list(view: &SegmentList<'_>) -> Bytes {
             // EXT-X-MAP on the first segment, and again after a discontinuity; each applies
             // to all that follow.
             map: match view.discontinuity {
-                Some((at, uri)) if at == i => Some(uri),
-                _ => (i == 0).then_some(view.init_uri),
+                Some((at, uri)) if at == i => uri,
+                _ => view.init_uri.filter(|_| i == 0),
             }
             .map(|uri| Map {
                 uri: uri.to_string(),
@@ -146,7 +151,11 @@ pub fn segment_list(view: &SegmentList<'_>) -> Bytes {
         })
         .collect();
     let pl = MediaPlaylist {
-        version: Some(MEDIA_VERSION),
+        version: Some(if view.init_uri.is_some() {
+            MEDIA_VERSION
+        } else {
+            TS_VERSION
+        }),
         target_duration: view.target_duration,
         media_sequence: view.media_sequence,
         discontinuity_sequence: view.discontinuity_sequence,
@@ -178,6 +187,17 @@ pub struct MasterEntry<'a> {
 /// Renders the multivariant playlist: one `EXT-X-STREAM-INF` per video rung (highest
 /// first), one `EXT-X-MEDIA` audio rendition shared by all.
 pub fn master(video: &[MasterEntry<'_>], audio: Option<&MasterEntry<'_>>) -> Bytes {
+    master_with(video, audio, false)
+}
+
+/// Renders the multivariant playlist of the MPEG-TS variants: one `EXT-X-STREAM-INF` per
+/// video rung, its URI the rung's TS playlist, audio muxed into every segment (so CODECS
+/// names both, and there is no audio group), protocol version 3.
+pub fn master_muxed(video: &[MasterEntry<'_>], audio: Option<&MasterEntry<'_>>) -> Bytes {
+    master_with(video, audio, true)
+}
+
+fn master_with(video: &[MasterEntry<'_>], audio: Option<&MasterEntry<'_>>, muxed: bool) -> Bytes {
     let audio_codecs = audio.map(|a| a.info.codecs.clone()).unwrap_or_default();
     let (audio_avg, audio_peak) = audio.map_or((0, 0), |a| {
         (
@@ -191,10 +211,16 @@ pub fn master(video: &[MasterEntry<'_>], audio: Option<&MasterEntry<'_>>) -> Byt
             let RenditionKind::Video { width, height, fps } = &v.info.kind else {
                 return None;
             };
-            let average = v.average_bps.max(v.info.bitrate) + audio_avg;
+            let mut average = v.average_bps.max(v.info.bitrate) + audio_avg;
             // BANDWIDTH is the peak segment bitrate (HLS2 §4.4.6.2); until measured, allow
             // the usual 10 % VBV overshoot over the target.
-            let peak = v.peak_bps.max(v.info.bitrate * 11 / 10) + audio_peak;
+            let mut peak = v.peak_bps.max(v.info.bitrate * 11 / 10) + audio_peak;
+            if muxed {
+                // The fMP4 figures plus TS overhead: 4 of every 188 bytes, PES and ADTS
+                // headers, stuffing; measured 3-8 %, so 10 % keeps BANDWIDTH an upper bound.
+                average = average * 11 / 10;
+                peak = peak * 11 / 10;
+            }
             let codecs = if audio_codecs.is_empty() {
                 v.info.codecs.clone()
             } else {
@@ -210,13 +236,14 @@ pub fn master(video: &[MasterEntry<'_>], audio: Option<&MasterEntry<'_>>) -> Byt
                     height: u64::from(*height),
                 }),
                 frame_rate: Some(*fps),
-                audio: audio.map(|_| AUDIO_GROUP.to_string()),
+                audio: audio.filter(|_| !muxed).map(|_| AUDIO_GROUP.to_string()),
                 ..Default::default()
             })
         })
         .collect();
     let alternatives = audio
         .iter()
+        .filter(|_| !muxed)
         .filter_map(|a| {
             let RenditionKind::Audio {
                 channels, language, ..
@@ -239,7 +266,7 @@ pub fn master(video: &[MasterEntry<'_>], audio: Option<&MasterEntry<'_>>) -> Byt
         })
         .collect();
     let pl = MasterPlaylist {
-        version: Some(MEDIA_VERSION),
+        version: Some(if muxed { TS_VERSION } else { MEDIA_VERSION }),
         variants,
         alternatives,
         // Every segment of every rung starts with an IDR (HLS2 §4.4.2.1, AUTH 9.11).
@@ -313,7 +340,7 @@ mod tests {
         let text = media(&MediaView {
             target_duration: 2,
             window: &w,
-            init_uri: "init-7.mp4",
+            init_uri: Some("init-7.mp4"),
             segment_uri: &uri,
             discontinuity_sequence: 0,
             prelude: None,
@@ -335,7 +362,7 @@ mod tests {
         let ended = media(&MediaView {
             target_duration: 2,
             window: &w,
-            init_uri: "init-7.mp4",
+            init_uri: Some("init-7.mp4"),
             segment_uri: &uri,
             discontinuity_sequence: 0,
             prelude: None,
@@ -356,7 +383,7 @@ mod tests {
         let text = media(&MediaView {
             target_duration: 2,
             window: &w,
-            init_uri: "init-7.mp4",
+            init_uri: Some("init-7.mp4"),
             segment_uri: &uri,
             discontinuity_sequence: 1,
             prelude: Some(Prelude {
@@ -409,7 +436,7 @@ mod tests {
                 media_sequence: 5,
                 discontinuity_sequence: 2,
                 list_type,
-                init_uri: "init-e.mp4",
+                init_uri: Some("init-e.mp4"),
                 segments: &segs,
                 discontinuity: None,
                 ended,

@@ -65,6 +65,19 @@ struct Continuity {
 /// forgotten and restart their numbers from 0 under a fresh epoch).
 const CONTINUITY_NAMES: usize = 10_000;
 
+/// A video rung's MPEG-TS media playlist, beside its `index.m3u8`.
+pub const TS_PLAYLIST: &str = "index-ts.m3u8";
+
+/// What the origin remuxes an MPEG-TS segment from ([`super::ts::remux`]).
+pub struct TsSources {
+    /// The video rung's init section and segment.
+    pub video: (Bytes, SegmentBody),
+    /// The audio rendition's init section and segment of the same number, if any.
+    pub audio: Option<(Bytes, SegmentBody)>,
+    /// How long the segment stays downloadable (as for the fMP4 segment).
+    pub ttl: Option<Duration>,
+}
+
 impl StreamState {
     /// Where a following broadcast of this name continues.
     fn continuity(&self) -> Continuity {
@@ -314,6 +327,8 @@ struct StreamState {
     ingest: IngestSummary,
     renditions: BTreeMap<String, RenditionState>,
     master: Option<Doc>,
+    /// The multivariant playlist of the MPEG-TS variants.
+    ts_master: Option<Doc>,
     /// When anything of the stream last changed (`Last-Modified` of its playlists).
     changed_at: SystemTime,
     /// Bumped on every change of any rendition: cached playlists carry rendition reports
@@ -379,7 +394,8 @@ struct RenditionState {
     init: Bytes,
     window: Window,
     /// Rendered full and delta playlists, with the stream version they were rendered at.
-    cache: [Option<(u64, Doc)>; 2],
+    /// Full, delta (`_HLS_skip`), MPEG-TS.
+    cache: [Option<(u64, Doc)>; 3],
     peak_bps: u64,
     total_bytes: u64,
     total_duration: Duration,
@@ -548,7 +564,7 @@ fn render_media(
         None => playlist::media(&MediaView {
             target_duration: td,
             window: &r.window,
-            init_uri: &init_uri,
+            init_uri: Some(&init_uri),
             segment_uri: &seg_uri,
             discontinuity_sequence,
             prelude,
@@ -557,6 +573,39 @@ fn render_media(
     };
     let doc = Doc::new(text, changed_at);
     r.cache[slot] = Some((version, doc.clone()));
+    Some(doc)
+}
+
+/// Renders (or returns the cached) MPEG-TS media playlist of video rendition `name`: the
+/// same window as its fMP4 playlist, `.ts` names, no `EXT-X-MAP`, no LL-HLS tags. The
+/// previous broadcast's segments (re-publish) are not listed: they are fMP4 of another
+/// epoch; the discontinuity sequence still counts that broadcast.
+fn render_ts_media(st: &mut StreamState, name: &str) -> Option<Doc> {
+    let version = st.version;
+    let r = st.renditions.get(name)?;
+    if !r.window.has_complete() || !matches!(r.info.kind, RenditionKind::Video { .. }) {
+        return None;
+    }
+    if let Some((v, text)) = &r.cache[2]
+        && *v == version
+    {
+        return Some(text.clone());
+    }
+    let epoch = st.epoch.clone();
+    let seg_uri = |seq: u64| ts_segment_name(&epoch, seq);
+    let text = playlist::media(&MediaView {
+        target_duration: st.target_duration,
+        window: &r.window,
+        init_uri: None,
+        segment_uri: &seg_uri,
+        discontinuity_sequence: st.discontinuity_seq,
+        prelude: None,
+        ended: st.ended_at.is_some(),
+    });
+    let doc = Doc::new(text, st.changed_at);
+    if let Some(r) = st.renditions.get_mut(name) {
+        r.cache[2] = Some((version, doc.clone()));
+    }
     Some(doc)
 }
 
@@ -574,6 +623,18 @@ pub fn segment_name(epoch: &str, seq: u64) -> String {
 /// A part's file name: part `index` of segment `seq`.
 pub fn part_name(epoch: &str, seq: u64, index: usize) -> String {
     format!("part-{epoch}-{seq}.{index}.m4s")
+}
+
+/// An MPEG-TS segment's file name (the same segment, remuxed; see [`super::ts`]).
+pub fn ts_segment_name(epoch: &str, seq: u64) -> String {
+    format!("seg-{epoch}-{seq}.ts")
+}
+
+/// Parses `seg-{epoch}-{seq}.ts`.
+pub fn parse_ts_segment_name(name: &str) -> Option<(&str, u64)> {
+    let rest = name.strip_prefix("seg-")?.strip_suffix(".ts")?;
+    let (epoch, seq) = rest.rsplit_once('-')?;
+    Some((epoch, seq.parse().ok()?))
 }
 
 /// Parses `part-{epoch}-{seq}.{index}.m4s`.
@@ -705,6 +766,7 @@ impl HlsStore {
             ingest,
             renditions: BTreeMap::new(),
             master: None,
+            ts_master: None,
             changed_at: SystemTime::now(),
             version: 0,
             lags: std::collections::VecDeque::with_capacity(LAG_SAMPLES),
@@ -738,7 +800,7 @@ impl HlsStore {
             info: info.clone(),
             init: Bytes::new(),
             window: Window::starting_at(cfg.listed_segments(), cfg.retain_segments, first_seq),
-            cache: [None, None],
+            cache: [None, None, None],
             peak_bps: 0,
             total_bytes: 0,
             total_duration: Duration::ZERO,
@@ -904,6 +966,56 @@ impl HlsStore {
             skip,
             self.cfg.listed_segments(),
         )
+    }
+
+    /// The multivariant playlist of the MPEG-TS variants.
+    pub fn ts_master(&self, stream: &str) -> Option<Doc> {
+        self.lock().get(stream)?.ts_master.clone()
+    }
+
+    /// The MPEG-TS media playlist of a video rendition.
+    pub fn ts_playlist(&self, stream: &str, rendition: &str) -> Option<Doc> {
+        render_ts_media(self.lock().get_mut(stream)?, rendition)
+    }
+
+    /// The sources of MPEG-TS segment `seq` of video rendition `rendition` (current
+    /// broadcast only: that is all the TS playlists list).
+    pub fn ts_sources(
+        &self,
+        stream: &str,
+        rendition: &str,
+        epoch: &str,
+        seq: u64,
+    ) -> Option<TsSources> {
+        let map = self.lock();
+        let st = map.get(stream).filter(|st| st.epoch == epoch)?;
+        let r = st.renditions.get(rendition)?;
+        if !matches!(r.info.kind, RenditionKind::Video { .. }) {
+            return None;
+        }
+        let body = |seg: &Segment| match &seg.spill {
+            Spill::Disk(path) => SegmentBody::File(Arc::clone(path)),
+            Spill::Memory | Spill::Pending => SegmentBody::Memory(seg.data.clone()),
+        };
+        let video = r.window.get(seq)?;
+        // Audio missing for this number (no audio, or the audio rendition's window moved
+        // on): video only, still a valid TS.
+        let audio = st
+            .renditions
+            .values()
+            .find(|a| a.is_audio())
+            .and_then(|a| Some((a.init.clone(), body(a.window.get(seq)?))));
+        let keep = (self.cfg.listed_segments() + self.cfg.retain_segments) as u64 + 1;
+        let left = (seq + keep).saturating_sub(r.window.next_seq());
+        let ttl = st
+            .ended_at
+            .is_none()
+            .then(|| self.cfg.segment_duration * left as u32);
+        Some(TsSources {
+            video: (r.init.clone(), body(video)),
+            audio,
+            ttl,
+        })
     }
 
     /// Whether a playlist request for segment `msn` (and part `part`) can be answered now
@@ -1147,16 +1259,24 @@ fn live<'a>(
 /// Re-renders the multivariant playlist; keeps the previous `Doc` (entity tag and
 /// modification time) when the text did not change.
 fn refresh_master(st: &mut StreamState) {
-    let Some(text) = render_master(st) else {
-        return;
-    };
-    if st.master.as_ref().is_some_and(|m| m.body == text) {
-        return;
+    for ts in [false, true] {
+        let Some(text) = render_master(st, ts) else {
+            return;
+        };
+        let doc = if ts {
+            &mut st.ts_master
+        } else {
+            &mut st.master
+        };
+        if doc.as_ref().is_some_and(|m| m.body == text) {
+            continue;
+        }
+        *doc = Some(Doc::new(text, SystemTime::now()));
     }
-    st.master = Some(Doc::new(text, SystemTime::now()));
 }
 
-fn render_master(st: &StreamState) -> Option<Bytes> {
+fn render_master(st: &StreamState, ts: bool) -> Option<Bytes> {
+    let playlist_name = if ts { TS_PLAYLIST } else { "index.m3u8" };
     let entry = |r: &'_ RenditionState| -> Option<(bool, String)> {
         // Only renditions whose media playlist is served (a whole segment listed).
         if !r.window.has_complete() {
@@ -1164,7 +1284,7 @@ fn render_master(st: &StreamState) -> Option<Bytes> {
         }
         Some((
             matches!(r.info.kind, RenditionKind::Video { .. }),
-            format!("{}/index.m3u8", r.info.name),
+            format!("{}/{playlist_name}", r.info.name),
         ))
     };
     let mut video: Vec<(&RenditionState, String)> = Vec::new();
@@ -1195,7 +1315,11 @@ fn render_master(st: &StreamState) -> Option<Bytes> {
     }
     let video_entries: Vec<MasterEntry<'_>> = video.iter().map(to_entry).collect();
     let audio_entry = audio.as_ref().map(to_entry);
-    Some(playlist::master(&video_entries, audio_entry.as_ref()))
+    Some(if ts {
+        playlist::master_muxed(&video_entries, audio_entry.as_ref())
+    } else {
+        playlist::master(&video_entries, audio_entry.as_ref())
+    })
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@ use tracing::debug;
 
 use super::AppState;
 use crate::hls::{
-    Doc, Readiness, SegmentBody, parse_init_name, parse_part_name, parse_segment_name,
+    Doc, Readiness, SegmentBody, TS_PLAYLIST, TsSources, parse_init_name, parse_part_name,
+    parse_segment_name, parse_ts_segment_name, ts,
 };
 use crate::metrics;
 
@@ -26,6 +27,8 @@ const M3U8: &str = "application/vnd.apple.mpegurl";
 /// AUTH 10.4: `.m4s` segments are `video/iso.segment`; init sections `video/mp4`.
 const SEGMENT: &str = "video/iso.segment";
 const INIT: &str = "video/mp4";
+/// MPEG-TS segments (AUTH 10.4).
+const TS: &str = "video/mp2t";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// What the HLS handlers keep between requests: the parked-request count and the header
@@ -278,6 +281,76 @@ pub async fn master(
     }
 }
 
+/// `GET /hls/{stream}/master-ts.m3u8`: the MPEG-TS variants (one per video rung, audio
+/// muxed in), for players that cannot read fMP4.
+pub async fn ts_master(
+    State(state): State<AppState>,
+    Path(stream): Path<String>,
+    req: Request,
+) -> Response {
+    match state.store.ts_master(&stream) {
+        Some(doc) => {
+            let cache = playlist_cache(&state, &stream, false);
+            playlist_response(&doc, cache, req.headers())
+        }
+        None => not_found(),
+    }
+}
+
+/// The bytes of a stored segment: from memory, or read back from the DVR spill directory
+/// on tokio's blocking pool. `None`: it left the window (and was deleted) meanwhile.
+async fn segment_bytes(body: SegmentBody) -> Option<Bytes> {
+    match body {
+        SegmentBody::Memory(b) => Some(b),
+        SegmentBody::File(path) => match tokio::fs::read(path.as_path()).await {
+            Ok(b) => Some(Bytes::from(b)),
+            Err(e) => {
+                debug!(path = %path.display(), error = %e, "spilled segment unreadable");
+                None
+            }
+        },
+    }
+}
+
+/// Remuxes an MPEG-TS segment (about 1 ms of CPU per MB: off the async workers).
+async fn ts_segment(src: TsSources, seq: u64, headers: &HeaderMap) -> Response {
+    let (video_init, video) = src.video;
+    let Some(video) = segment_bytes(video).await else {
+        return not_found();
+    };
+    let audio = match src.audio {
+        Some((init, body)) => segment_bytes(body).await.map(|b| (init, b)),
+        None => None,
+    };
+    let remuxed = tokio::task::spawn_blocking(move || {
+        ts::remux(
+            seq,
+            (&video_init, &video),
+            audio.as_ref().map(|(i, s)| (i.as_ref(), s.as_ref())),
+        )
+    })
+    .await;
+    match remuxed {
+        Ok(Ok(body)) => media_response(Bytes::from(body), TS, headers, src.ttl),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, seq, "MPEG-TS remux failed");
+            status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "remux failed\n",
+                "no-store",
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "MPEG-TS remux task failed");
+            status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "remux failed\n",
+                "no-store",
+            )
+        }
+    }
+}
+
 /// Delivery directives of a playlist request (HLS2 §6.2.5).
 #[derive(Debug, PartialEq)]
 struct Directives {
@@ -400,6 +473,22 @@ pub async fn rendition_file(
             None => not_found(),
         };
     }
+    if file == TS_PLAYLIST {
+        // Plain HLS: `_HLS_` directives do not apply (HLS2 §6.2.5 is for LL-HLS playlists).
+        return match store.ts_playlist(&stream, &rendition) {
+            Some(doc) => {
+                let cache = playlist_cache(&state, &stream, false);
+                playlist_response(&doc, cache, headers)
+            }
+            None => not_found(),
+        };
+    }
+    if let Some((epoch, seq)) = parse_ts_segment_name(&file) {
+        return match store.ts_sources(&stream, &rendition, epoch, seq) {
+            Some(src) => ts_segment(src, seq, headers).await,
+            None => not_found(),
+        };
+    }
     if let Some((epoch, msn, index)) = parse_part_name(&file) {
         if let Some(body) = store.part(&stream, &rendition, epoch, msn, index) {
             return media_response(body, SEGMENT, headers, None);
@@ -428,15 +517,9 @@ pub async fn rendition_file(
     }
     if let Some((epoch, seq)) = parse_segment_name(&file) {
         return match store.media_segment(&stream, &rendition, epoch, seq) {
-            Some((SegmentBody::Memory(body), ttl)) => media_response(body, SEGMENT, headers, ttl),
-            // A DVR segment spilled to disk: tokio reads it on the blocking pool.
-            Some((SegmentBody::File(path), ttl)) => match tokio::fs::read(path.as_path()).await {
-                Ok(body) => media_response(Bytes::from(body), SEGMENT, headers, ttl),
-                Err(e) => {
-                    // Left the window (and was deleted) between the lookup and the read.
-                    debug!(path = %path.display(), error = %e, "spilled segment unreadable");
-                    not_found()
-                }
+            Some((body, ttl)) => match segment_bytes(body).await {
+                Some(body) => media_response(body, SEGMENT, headers, ttl),
+                None => not_found(),
             },
             None => not_found(),
         };

@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router {
     // (BENCHMARKS.md "Origin throughput and parked requests").
     let hls = Router::new()
         .route("/hls/{stream}/master.m3u8", get(hls::master))
+        .route("/hls/{stream}/master-ts.m3u8", get(hls::ts_master))
         .route("/hls/{stream}/{rendition}/{file}", get(hls::rendition_file))
         .route("/healthz", get(healthz))
         .layer(cors());

@@ -309,7 +309,7 @@ impl Packager {
             media_sequence: *first,
             discontinuity_sequence: self.discontinuity_sequence,
             list_type,
-            init_uri: &init,
+            init_uri: Some(&init),
             segments: &segments,
             discontinuity: None,
             ended: self.ended,

@@ -1,0 +1,466 @@
+//! MPEG-TS segments for players that cannot read fMP4 (older TVs, set-top boxes, old
+//! iOS): a segment of a video rung and the audio segment of the same sequence number,
+//! remuxed into one transport stream with muxed audio (ISO/IEC 13818-1; HLS2 §3.2).
+//!
+//! The remux is pure and stateless, so the origin can do it on request and a CDN caches
+//! the result: nothing is kept in memory for a variant nobody watches. Two rules make
+//! independently remuxed segments one continuous stream:
+//! - timestamps come from the fMP4 decode times (`tfdt`), which are continuous;
+//! - every elementary stream's packet count in a segment is padded to a multiple of 16
+//!   (by spreading the last PES over more packets), so every segment starts each PID's
+//!   `continuity_counter` at 0 and the counters run on across segment boundaries; PAT and
+//!   PMT, once per segment, carry the segment's sequence number modulo 16.
+
+use super::fmp4::{self, Codec, Fmp4Error, Sample, Track};
+
+const PACKET: usize = 188;
+const PAYLOAD: usize = PACKET - 4;
+const PAT_PID: u16 = 0x0000;
+const PMT_PID: u16 = 0x1000;
+const VIDEO_PID: u16 = 0x0100;
+const AUDIO_PID: u16 = 0x0101;
+/// Stream types (ISO/IEC 13818-1 Table 2-34): AVC video, ADTS AAC audio.
+const STREAM_TYPE_H264: u8 = 0x1b;
+const STREAM_TYPE_AAC: u8 = 0x0f;
+/// PTS/DTS run this far ahead of the PCR: the decoder's buffering time (the same 0.7 s
+/// that ffmpeg's mpegts muxer uses by default).
+const MUX_DELAY_90K: u64 = 63_000;
+const MASK_33: u64 = (1 << 33) - 1;
+
+/// The H.264 access unit delimiter every TS access unit starts with (ITU-T H.264 §7.3.2.4;
+/// Apple's authoring spec expects one per frame).
+const AUD: [u8; 6] = [0, 0, 0, 1, 0x09, 0xf0];
+const START_CODE: [u8; 4] = [0, 0, 0, 1];
+
+/// One PES waiting to be packetized.
+struct Pes {
+    pid: u16,
+    bytes: Vec<u8>,
+    /// DTS (90 kHz, before the mux delay): the interleaving order.
+    order: u64,
+    /// PCR to carry in the first packet (video only).
+    pcr: Option<u64>,
+    /// A keyframe starts here (`random_access_indicator`).
+    random_access: bool,
+}
+
+/// Converts `t` ticks of `timescale` to 90 kHz.
+fn to_90k(t: i128, timescale: u32) -> i128 {
+    t * 90_000 / i128::from(timescale.max(1))
+}
+
+/// The 5-byte PTS/DTS field (ISO/IEC 13818-1 §2.4.3.7), `prefix` the 4-bit marker.
+fn timestamp(prefix: u8, ts: u64) -> [u8; 5] {
+    let ts = ts & MASK_33;
+    [
+        (prefix << 4) | ((((ts >> 30) & 0x07) as u8) << 1) | 1,
+        ((ts >> 22) & 0xff) as u8,
+        ((((ts >> 15) & 0x7f) as u8) << 1) | 1,
+        ((ts >> 7) & 0xff) as u8,
+        (((ts & 0x7f) as u8) << 1) | 1,
+    ]
+}
+
+/// A video PES: access unit delimiter, parameter sets before keyframes, the NAL units
+/// with start codes in place of their length prefixes.
+fn video_pes(s: &Sample<'_>, timescale: u32, codec: &Codec) -> Result<Pes, Fmp4Error> {
+    let Codec::H264 {
+        length_size,
+        sps,
+        pps,
+    } = codec
+    else {
+        return Err(Fmp4Error::Unsupported("video track is not H.264".into()));
+    };
+    let dts = to_90k(i128::from(s.dts), timescale);
+    let pts = to_90k(i128::from(s.dts) + i128::from(s.cts), timescale);
+    let (dts, pts) = (dts.max(0) as u64, pts.max(0) as u64);
+    let mut b = Vec::with_capacity(s.data.len() + 64);
+    b.extend_from_slice(&[0, 0, 1, 0xe0, 0, 0, 0x80]);
+    // PES_packet_length 0: unbounded, allowed for video in a TS (§2.4.3.7).
+    if pts == dts {
+        b.extend_from_slice(&[0x80, 5]);
+        b.extend_from_slice(&timestamp(0x2, pts + MUX_DELAY_90K));
+    } else {
+        b.extend_from_slice(&[0xc0, 10]);
+        b.extend_from_slice(&timestamp(0x3, pts + MUX_DELAY_90K));
+        b.extend_from_slice(&timestamp(0x1, dts + MUX_DELAY_90K));
+    }
+    b.extend_from_slice(&AUD);
+    let mut nals = Vec::new();
+    let mut rest = s.data;
+    while !rest.is_empty() {
+        if rest.len() < *length_size {
+            return Err(Fmp4Error::Truncated("NAL length"));
+        }
+        let n = rest[..*length_size]
+            .iter()
+            .fold(0usize, |acc, x| (acc << 8) | usize::from(*x));
+        let nal = rest
+            .get(*length_size..*length_size + n)
+            .ok_or(Fmp4Error::Truncated("NAL unit"))?;
+        nals.push(nal);
+        rest = &rest[*length_size + n..];
+    }
+    let has_sps = nals
+        .iter()
+        .any(|n| n.first().is_some_and(|h| h & 0x1f == 7));
+    if s.sync && !has_sps {
+        for ps in sps.iter().chain(pps) {
+            b.extend_from_slice(&START_CODE);
+            b.extend_from_slice(ps);
+        }
+    }
+    for nal in nals {
+        if nal.first().is_some_and(|h| h & 0x1f == 9) {
+            continue; // our own delimiter is already there
+        }
+        b.extend_from_slice(&START_CODE);
+        b.extend_from_slice(nal);
+    }
+    Ok(Pes {
+        pid: VIDEO_PID,
+        bytes: b,
+        order: dts,
+        pcr: Some(dts),
+        random_access: s.sync,
+    })
+}
+
+/// An audio PES: one AAC frame behind its ADTS header (ISO/IEC 13818-7 §6.2).
+fn audio_pes(s: &Sample<'_>, timescale: u32, codec: &Codec) -> Result<Pes, Fmp4Error> {
+    let Codec::Aac {
+        object_type,
+        frequency_index,
+        channels,
+    } = codec
+    else {
+        return Err(Fmp4Error::Unsupported("audio track is not AAC".into()));
+    };
+    let frame_len = s.data.len() + 7;
+    if frame_len >= 1 << 13 || 8 + frame_len > usize::from(u16::MAX) {
+        return Err(Fmp4Error::Unsupported(
+            "AAC frame too large for ADTS".into(),
+        ));
+    }
+    let pts = to_90k(i128::from(s.dts) + i128::from(s.cts), timescale).max(0) as u64;
+    let mut b = Vec::with_capacity(frame_len + 14);
+    let pes_len = (3 + 5 + frame_len) as u16;
+    b.extend_from_slice(&[0, 0, 1, 0xc0]);
+    b.extend_from_slice(&pes_len.to_be_bytes());
+    b.extend_from_slice(&[0x80, 0x80, 5]);
+    b.extend_from_slice(&timestamp(0x2, pts + MUX_DELAY_90K));
+    let profile = object_type.saturating_sub(1) & 0x03;
+    b.extend_from_slice(&[
+        0xff,
+        0xf1, // MPEG-4, layer 0, no CRC
+        (profile << 6) | ((frequency_index & 0x0f) << 2) | ((channels >> 2) & 0x01),
+        ((channels & 0x03) << 6) | ((frame_len >> 11) & 0x03) as u8,
+        ((frame_len >> 3) & 0xff) as u8,
+        (((frame_len & 0x07) as u8) << 5) | 0x1f,
+        0xfc,
+    ]);
+    b.extend_from_slice(s.data);
+    Ok(Pes {
+        pid: AUDIO_PID,
+        bytes: b,
+        order: pts,
+        pcr: None,
+        random_access: false,
+    })
+}
+
+/// CRC-32/MPEG-2 of a PSI section.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &byte in data {
+        crc ^= u32::from(byte) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04c1_1db7
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// A one-packet PSI table: `table` is the section from `table_id` up to, without, the CRC.
+fn psi_packet(out: &mut Vec<u8>, pid: u16, cc: u8, mut section: Vec<u8>) {
+    let crc = crc32(&section);
+    section.extend_from_slice(&crc.to_be_bytes());
+    let start = out.len();
+    out.extend_from_slice(&[
+        0x47,
+        0x40 | (pid >> 8) as u8,
+        pid as u8,
+        0x10 | (cc & 0x0f),
+        0,
+    ]);
+    out.extend_from_slice(&section);
+    out.resize(start + PACKET, 0xff);
+}
+
+fn pat(out: &mut Vec<u8>, cc: u8) {
+    // section_length 13: 5 bytes of header after it, one program (4), CRC (4).
+    let section = vec![
+        0x00,
+        0xb0,
+        13,
+        0x00,
+        0x01, // transport_stream_id
+        0xc1, // version 0, current
+        0x00,
+        0x00,
+        0x00,
+        0x01, // program_number 1
+        0xe0 | (PMT_PID >> 8) as u8,
+        PMT_PID as u8,
+    ];
+    psi_packet(out, PAT_PID, cc, section);
+}
+
+fn pmt(out: &mut Vec<u8>, cc: u8, audio: bool) {
+    let streams: &[(u8, u16)] = if audio {
+        &[(STREAM_TYPE_H264, VIDEO_PID), (STREAM_TYPE_AAC, AUDIO_PID)]
+    } else {
+        &[(STREAM_TYPE_H264, VIDEO_PID)]
+    };
+    let section_length = 9 + 5 * streams.len() + 4;
+    let mut section = vec![
+        0x02,
+        0xb0,
+        section_length as u8,
+        0x00,
+        0x01, // program_number
+        0xc1,
+        0x00,
+        0x00,
+        0xe0 | (VIDEO_PID >> 8) as u8, // PCR_PID: video
+        VIDEO_PID as u8,
+        0xf0,
+        0x00, // program_info_length 0
+    ];
+    for (stream_type, pid) in streams {
+        section.extend_from_slice(&[*stream_type, 0xe0 | (pid >> 8) as u8, *pid as u8, 0xf0, 0]);
+    }
+    psi_packet(out, PMT_PID, cc, section);
+}
+
+/// Bytes of the adaptation field content (after its length byte) in a PES's first packet.
+fn first_adaptation(pes: &Pes) -> Vec<u8> {
+    if pes.pcr.is_none() && !pes.random_access {
+        return Vec::new();
+    }
+    let mut af = vec![0u8];
+    if pes.random_access {
+        af[0] |= 0x40;
+    }
+    if let Some(pcr) = pes.pcr {
+        af[0] |= 0x10;
+        let base = pcr & MASK_33;
+        af.extend_from_slice(&[
+            (base >> 25) as u8,
+            (base >> 17) as u8,
+            (base >> 9) as u8,
+            (base >> 1) as u8,
+            (((base & 1) as u8) << 7) | 0x7e, // 6 reserved bits, extension 0
+            0,
+        ]);
+    }
+    af
+}
+
+/// Packets a PES takes when packed tightly.
+fn natural_packets(pes: &Pes) -> usize {
+    let af = first_adaptation(pes);
+    let room = PAYLOAD - if af.is_empty() { 0 } else { 1 + af.len() };
+    if pes.bytes.len() <= room {
+        1
+    } else {
+        1 + (pes.bytes.len() - room).div_ceil(PAYLOAD)
+    }
+}
+
+/// Writes `pes` as exactly `packets` TS packets (at least its natural count; extra packets
+/// carry fewer payload bytes and more stuffing). Every packet carries ≥ 1 payload byte,
+/// so `packets` ≤ the PES length.
+fn packetize(out: &mut Vec<u8>, pes: &Pes, cc: &mut u8, packets: usize) {
+    let mut rest: &[u8] = &pes.bytes;
+    for i in 0..packets {
+        let mut af = if i == 0 {
+            Some(first_adaptation(pes)).filter(|a| !a.is_empty())
+        } else {
+            None
+        };
+        let af_len = af.as_ref().map_or(0, |a| 1 + a.len());
+        let after = packets - i - 1;
+        let take = (PAYLOAD - af_len)
+            .min(rest.len().saturating_sub(after))
+            .max(1);
+        let take = take.min(rest.len());
+        let stuffing = PAYLOAD - af_len - take;
+        if stuffing > 0 {
+            match af.as_mut() {
+                Some(a) => a.resize(a.len() + stuffing, 0xff),
+                // One byte: an adaptation field of length 0. More: flags byte + 0xff bytes.
+                None if stuffing == 1 => af = Some(Vec::new()),
+                None => {
+                    let mut a = vec![0u8];
+                    a.resize(stuffing - 1, 0xff);
+                    af = Some(a);
+                }
+            }
+        }
+        let start = out.len();
+        let pusi = if i == 0 { 0x40 } else { 0 };
+        let control = if af.is_some() { 0x30 } else { 0x10 };
+        out.extend_from_slice(&[
+            0x47,
+            pusi | ((pes.pid >> 8) as u8 & 0x1f),
+            pes.pid as u8,
+            control | (*cc & 0x0f),
+        ]);
+        *cc = (*cc + 1) & 0x0f;
+        if let Some(a) = af {
+            out.push(a.len() as u8);
+            out.extend_from_slice(&a);
+        }
+        out.extend_from_slice(&rest[..take]);
+        rest = &rest[take..];
+        debug_assert_eq!(out.len() - start, PACKET);
+    }
+}
+
+/// Remuxes segment `seq` of a video rung (`video` = its init section and segment) and,
+/// if given, the audio rendition's segment of the same number into one TS segment.
+pub fn remux(
+    seq: u64,
+    video: (&[u8], &[u8]),
+    audio: Option<(&[u8], &[u8])>,
+) -> Result<Vec<u8>, Fmp4Error> {
+    let first_track = |init: &[u8]| -> Result<Track, Fmp4Error> {
+        fmp4::read_init(init)?
+            .into_iter()
+            .next()
+            .ok_or(Fmp4Error::Missing("trak"))
+    };
+    let vtrack = first_track(video.0)?;
+    let mut pes = Vec::new();
+    for s in fmp4::read_samples(video.1, &vtrack)? {
+        pes.push(video_pes(&s, vtrack.timescale, &vtrack.codec)?);
+    }
+    if let Some((init, segment)) = audio {
+        let atrack = first_track(init)?;
+        for s in fmp4::read_samples(segment, &atrack)? {
+            pes.push(audio_pes(&s, atrack.timescale, &atrack.codec)?);
+        }
+    }
+    // Interleave by decode time (stable: equal times keep video first).
+    pes.sort_by_key(|p| p.order);
+    // Pad each PID's packet count to a multiple of 16 on its last PES (see the module doc).
+    let mut counts = [0usize; 2];
+    let mut last = [None::<usize>; 2];
+    let slot = |pid: u16| usize::from(pid == AUDIO_PID);
+    let mut plan: Vec<usize> = pes.iter().map(natural_packets).collect();
+    for (i, p) in pes.iter().enumerate() {
+        counts[slot(p.pid)] += plan[i];
+        last[slot(p.pid)] = Some(i);
+    }
+    for k in 0..2 {
+        if let Some(i) = last[k] {
+            let extra = (16 - counts[k] % 16) % 16;
+            plan[i] += extra;
+            if plan[i] > pes[i].bytes.len() {
+                // Cannot happen with real frames (a PES header alone is 14 bytes); keep
+                // the stream valid rather than the counters continuous.
+                plan[i] = natural_packets(&pes[i]);
+            }
+        }
+    }
+    let total: usize = plan.iter().sum::<usize>() + 2;
+    let mut out = Vec::with_capacity(total * PACKET);
+    let psi_cc = (seq & 0x0f) as u8;
+    pat(&mut out, psi_cc);
+    pmt(&mut out, psi_cc, audio.is_some());
+    let mut cc = [0u8; 2];
+    for (p, n) in pes.iter().zip(plan) {
+        packetize(&mut out, p, &mut cc[slot(p.pid)], n);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc_matches_the_mpeg2_check_value() {
+        // CRC-32/MPEG-2 of "123456789" is 0x0376E6E7.
+        assert_eq!(crc32(b"123456789"), 0x0376_e6e7);
+    }
+
+    #[test]
+    fn timestamps_encode_with_markers() {
+        assert_eq!(timestamp(0x2, 0), [0x21, 0, 1, 0, 1]);
+        let t = timestamp(0x3, MASK_33);
+        assert_eq!(t, [0x3f, 0xff, 0xff, 0xff, 0xff]);
+    }
+
+    fn pes(len: usize, pcr: bool) -> Pes {
+        Pes {
+            pid: VIDEO_PID,
+            bytes: (0..len).map(|i| i as u8).collect(),
+            order: 0,
+            pcr: pcr.then_some(90_000),
+            random_access: pcr,
+        }
+    }
+
+    #[test]
+    fn packetize_fills_exact_packets_and_carries_every_byte() {
+        for (len, pcr, extra) in [
+            (1, false, 0),
+            (183, false, 0),
+            (184, false, 0),
+            (185, true, 0),
+            (5000, true, 0),
+            (5000, true, 15),
+            (400, false, 3),
+        ] {
+            let p = pes(len, pcr);
+            let n = natural_packets(&p) + extra;
+            let mut out = Vec::new();
+            let mut cc = 5u8;
+            packetize(&mut out, &p, &mut cc, n);
+            assert_eq!(out.len(), n * PACKET, "len {len}");
+            assert_eq!(usize::from(cc), (5 + n) % 16);
+            // Reassemble the payload.
+            let mut payload = Vec::new();
+            for (i, pkt) in out.chunks(PACKET).enumerate() {
+                assert_eq!(pkt[0], 0x47);
+                assert_eq!(pkt[1] & 0x40 != 0, i == 0, "PUSI only on the first");
+                assert_eq!(usize::from(pkt[3] & 0x0f), (5 + i) % 16);
+                let body = if pkt[3] & 0x20 != 0 {
+                    let af = usize::from(pkt[4]);
+                    if i == 0 && pcr {
+                        assert_eq!(pkt[5] & 0x50, 0x50, "PCR and RAI flags");
+                    }
+                    &pkt[5 + af..]
+                } else {
+                    &pkt[4..]
+                };
+                assert!(!body.is_empty());
+                payload.extend_from_slice(body);
+            }
+            assert_eq!(payload, p.bytes, "len {len}");
+        }
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        assert!(remux(0, (b"", b""), None).is_err());
+        assert!(remux(0, (&[0u8; 64], &[0xffu8; 64]), None).is_err());
+    }
+}
