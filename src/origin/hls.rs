@@ -141,26 +141,6 @@ fn none_match(req: &HeaderMap, etag: &[u8]) -> bool {
     })
 }
 
-/// The request headers a response depends on (content coding, validators, ranges),
-/// copied out of the request so that it can be dropped before a request parks. Empty,
-/// and allocation-free, for a request that sends none of them.
-fn conditional_headers(req: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    for name in [
-        header::ACCEPT_ENCODING,
-        header::IF_NONE_MATCH,
-        header::RANGE,
-    ] {
-        for v in req.get_all(&name) {
-            // `from_bytes` copies: the copy does not share the request's buffer.
-            if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
-                out.append(name.clone(), v);
-            }
-        }
-    }
-    out
-}
-
 /// A playlist response: gzip when accepted (AUTH 10.1, HLS2 App. B.1; never for media),
 /// strong `ETag` and `Last-Modified`, `304` on a matching `If-None-Match` (RFC 9110 §13).
 fn playlist_response(doc: &Doc, cache: HeaderValue, req: &HeaderMap) -> Response {
@@ -473,14 +453,9 @@ pub async fn rendition_file(
     req: Request,
 ) -> Response {
     let store = &state.store;
-    let headers = &conditional_headers(req.headers());
-    let directives = (file == "index.m3u8").then(|| directives(req.uri().query()));
-    // Parked requests must be small: over HTTP/1.1 the request's header and URI bytes
-    // share hyper's 8 kB read buffer, which a parked request would keep alive while hyper
-    // reads on into a new one (BENCHMARKS.md "Origin throughput and parked requests").
-    drop(req);
-    if let Some(directives) = directives {
-        let d = match directives {
+    let headers = req.headers();
+    if file == "index.m3u8" {
+        let d = match directives(req.uri().query()) {
             Ok(d) => d,
             Err(msg) => return bad_request(msg),
         };
@@ -627,25 +602,6 @@ mod tests {
             &h(&[(header::IF_NONE_MATCH, "\"a\"")]),
             b"\"b\""
         ));
-    }
-
-    #[test]
-    fn conditional_headers_keep_only_what_responses_use() {
-        let mut req = h(&[
-            (header::ACCEPT_ENCODING, "gzip"),
-            (header::IF_NONE_MATCH, "\"a\""),
-            (header::IF_NONE_MATCH, "\"b\""),
-            (header::RANGE, "bytes=0-1"),
-            (header::USER_AGENT, "AppleCoreMedia/1.0"),
-        ]);
-        req.append(header::COOKIE, HeaderValue::from_static("x=1"));
-        let c = conditional_headers(&req);
-        assert_eq!(c.len(), 4);
-        assert!(accepts_gzip(&c));
-        assert!(none_match(&c, b"\"b\""));
-        assert_eq!(byte_range(&c, 10), Ok(Some((0, 1))));
-        assert!(!c.contains_key(header::USER_AGENT));
-        assert!(conditional_headers(&HeaderMap::new()).is_empty());
     }
 
     #[test]
