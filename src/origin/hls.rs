@@ -485,7 +485,10 @@ pub async fn rendition_file(
     }
     if let Some((epoch, seq)) = parse_ts_segment_name(&file) {
         return match store.ts_sources(&stream, &rendition, epoch, seq) {
-            Some(src) => ts_segment(src, seq, headers).await,
+            // Boxed, as below: every request's future is as large as its largest branch,
+            // and a parked playlist request should not carry the state of a remux or a
+            // file read (BENCHMARKS.md "Origin throughput and parked requests").
+            Some(src) => Box::pin(ts_segment(src, seq, headers)).await,
             None => not_found(),
         };
     }
@@ -517,7 +520,7 @@ pub async fn rendition_file(
     }
     if let Some((epoch, seq)) = parse_segment_name(&file) {
         return match store.media_segment(&stream, &rendition, epoch, seq) {
-            Some((body, ttl)) => match segment_bytes(body).await {
+            Some((body, ttl)) => match Box::pin(segment_bytes(body)).await {
                 Some(body) => media_response(body, SEGMENT, headers, ttl),
                 None => not_found(),
             },
