@@ -69,7 +69,8 @@ fn stop(status: &OutputStatus, path: &Path, e: &std::io::Error) {
 }
 
 /// Writes `data` to `path` so that `path` is either absent, the old content or the new
-/// content, never a part: write a temporary file beside it, flush it to disk, rename.
+/// content, never a part: write a temporary file beside it, flush it to disk, rename,
+/// flush the directory.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
@@ -83,7 +84,10 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
         f.sync_data()?;
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, path)?;
+        // The rename lives in the directory: sync it too, so that after a power loss a
+        // playlist never survives without the segments renamed into place before it.
+        File::open(dir)?.sync_all()
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
