@@ -272,11 +272,12 @@ pub async fn master(
     Path(stream): Path<String>,
     req: Request,
 ) -> Response {
-    match state.store.master(&stream) {
-        Some(doc) => {
-            let cache = playlist_cache(&state, &stream, false);
-            playlist_response(&doc, cache, req.headers())
-        }
+    master_response(&state, &stream, state.store.master(&stream), req.headers())
+}
+
+fn master_response(state: &AppState, stream: &str, doc: Option<Doc>, req: &HeaderMap) -> Response {
+    match doc {
+        Some(doc) => playlist_response(&doc, playlist_cache(state, stream, false), req),
         None => not_found(),
     }
 }
@@ -288,13 +289,12 @@ pub async fn ts_master(
     Path(stream): Path<String>,
     req: Request,
 ) -> Response {
-    match state.store.ts_master(&stream) {
-        Some(doc) => {
-            let cache = playlist_cache(&state, &stream, false);
-            playlist_response(&doc, cache, req.headers())
-        }
-        None => not_found(),
-    }
+    master_response(
+        &state,
+        &stream,
+        state.store.ts_master(&stream),
+        req.headers(),
+    )
 }
 
 /// The bytes of a stored segment: from memory, or read back from the DVR spill directory
@@ -329,19 +329,13 @@ async fn ts_segment(src: TsSources, seq: u64, headers: &HeaderMap) -> Response {
             audio.as_ref().map(|(i, s)| (i.as_ref(), s.as_ref())),
         )
     })
-    .await;
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()));
     match remuxed {
-        Ok(Ok(body)) => media_response(Bytes::from(body), TS, headers, src.ttl),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, seq, "MPEG-TS remux failed");
-            status(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "remux failed\n",
-                "no-store",
-            )
-        }
+        Ok(body) => media_response(Bytes::from(body), TS, headers, src.ttl),
         Err(e) => {
-            tracing::error!(error = %e, "MPEG-TS remux task failed");
+            tracing::error!(error = %e, seq, "MPEG-TS remux failed");
             status(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "remux failed\n",

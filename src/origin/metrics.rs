@@ -221,44 +221,30 @@ fn render_streams(out: &mut String, streams: &[StreamSummary]) {
             );
         }
     }
-    family(
-        out,
-        "whipcast_rendition_segments",
-        "gauge",
-        "Segments published in a rendition (its next media sequence number).",
-    );
-    for s in streams {
-        for r in &s.renditions {
-            sample(
-                out,
-                "whipcast_rendition_segments",
-                &format!(
+    type PerRendition = fn(&crate::hls::RenditionSummary) -> u64;
+    let per_rendition: [(&str, &str, PerRendition); 2] = [
+        (
+            "whipcast_rendition_segments",
+            "Segments published in a rendition (its next media sequence number).",
+            |r| r.segments,
+        ),
+        (
+            "whipcast_rendition_bitrate_bps",
+            "Average measured bitrate of a rendition, bit/s.",
+            |r| r.average_bps,
+        ),
+    ];
+    for (name, help, value) in per_rendition {
+        family(out, name, "gauge", help);
+        for s in streams {
+            for r in &s.renditions {
+                let labels = format!(
                     "stream=\"{}\",rendition=\"{}\"",
                     label(&s.name),
                     label(&r.name)
-                ),
-                r.segments,
-            );
-        }
-    }
-    family(
-        out,
-        "whipcast_rendition_bitrate_bps",
-        "gauge",
-        "Average measured bitrate of a rendition, bit/s.",
-    );
-    for s in streams {
-        for r in &s.renditions {
-            sample(
-                out,
-                "whipcast_rendition_bitrate_bps",
-                &format!(
-                    "stream=\"{}\",rendition=\"{}\"",
-                    label(&s.name),
-                    label(&r.name)
-                ),
-                r.average_bps,
-            );
+                );
+                sample(out, name, &labels, value(r));
+            }
         }
     }
 }
