@@ -511,10 +511,11 @@ async fn mpegts_variant_remuxes_the_ladder_with_muxed_audio() {
         .collect();
     assert_eq!(ts_durations[..fmp4_durations.len()], fmp4_durations[..]);
 
-    // Three consecutive segments: one continuous transport stream (counters run on across
+    // Three consecutive segments (after the broadcast's short first one): one continuous
+    // transport stream (counters run on across
     // the boundaries), with the right headers.
     let mut joined = Vec::new();
-    for s in pl.segments.iter().take(3) {
+    for s in pl.segments.iter().skip(1).take(3) {
         assert!(s.uri.ends_with(".ts"), "{}", s.uri);
         let r = gw
             .http
@@ -544,6 +545,7 @@ async fn mpegts_variant_remuxes_the_ladder_with_muxed_audio() {
     let secs: f64 = pl
         .segments
         .iter()
+        .skip(1)
         .take(3)
         .map(|s| f64::from(s.duration))
         .sum();
@@ -553,8 +555,10 @@ async fn mpegts_variant_remuxes_the_ladder_with_muxed_audio() {
         (video_aus - secs * 30.0).abs() <= 2.0,
         "{secs:.3} s, video access units: {pids:?}"
     );
+    // Audio segments are cut at the AAC frame nearest each video boundary: a few frames
+    // of slack over three segments.
     assert!(
-        (audio_frames - secs * 46.875).abs() <= 3.0,
+        (audio_frames - secs * 46.875).abs() <= 6.0,
         "{secs:.3} s, audio frames: {pids:?}"
     );
 
