@@ -1,7 +1,8 @@
 // whipcast player page: plays /hls/NAME/master.m3u8 with hls.js (low-latency mode), or with
 // the browser's own HLS when it has no MediaSource (iOS Safari).
 //
-// Query: ?stream=NAME
+// Query: ?stream=NAME, optionally &format=ts for the MPEG-TS variants (master-ts.m3u8: what
+// older TVs and set-top boxes play; plain HLS, so hls.js runs without low-latency mode).
 // window.whipcastState mirrors what the page shows, for tests and for debugging.
 'use strict';
 
@@ -29,6 +30,7 @@
     phase: 'idle', // idle | waiting | loading | playing | ended | error
     status: 'idle',
     stream: null,
+    format: 'fmp4', // fmp4 | ts (?format=ts)
     src: null,
     engine: null, // hls.js | native
     hlsVersion: window.Hls ? window.Hls.version : null,
@@ -124,7 +126,7 @@
     if (hls) hls.destroy();
     state.engine = 'hls.js';
     setStatus('loading', 'loading…');
-    hls = new window.Hls({ lowLatencyMode: true, backBufferLength: 30 });
+    hls = new window.Hls({ lowLatencyMode: state.format !== 'ts', backBufferLength: 30 });
     resyncPending = true;
     window.whipcastHls = hls; // for tests and debugging
     state.lowLatencyMode = hls.config.lowLatencyMode;
@@ -291,7 +293,9 @@
     return;
   }
   state.stream = stream;
-  state.src = `/hls/${encodeURIComponent(stream)}/master.m3u8`;
+  state.format = params.get('format') === 'ts' ? 'ts' : 'fmp4';
+  const master = state.format === 'ts' ? 'master-ts.m3u8' : 'master.m3u8';
+  state.src = `/hls/${encodeURIComponent(stream)}/${master}`;
   $('name').textContent = stream;
   document.title = `whipcast · ${stream}`;
   if (window.Hls && window.Hls.isSupported()) startHlsJs();

@@ -181,6 +181,7 @@ async function runCase(ctx, c) {
     log(`${c.stream}: played ${res.watch.advanced}s in ${WATCH_SECONDS}s, levels ${res.watch.levels.join(' ')}, at level ${b.currentLevel} (${res.watch.videoSize}), latency ${res.watch.latency}s`);
 
     if (c.ui && playing) await checkUi(ctx, c, res, check, pub, watch, b, pageErrors);
+    if (c.ui && playing) await checkTsVariant(ctx, c, res, check, pageErrors);
 
     // 4. Stop: WHIP DELETE / socket close; the API says ended; the player sees the end.
     await pub.click('#stop');
@@ -231,6 +232,48 @@ async function screenshot(page, name, res, check, selectors) {
 }
 
 /** Dashboard lists the stream; the rendition picker drives hls.js; screenshots of the pages. */
+/**
+ * The MPEG-TS variants (master-ts.m3u8, audio muxed into every segment) in hls.js, which
+ * transmuxes TS itself: video advances and the muxed AAC is decoded.
+ */
+async function checkTsVariant(ctx, c, res, check, pageErrors) {
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => pageErrors.push(`watch ts: ${e.message}`));
+  try {
+    await page.goto(`${base}/watch/?stream=${c.stream}&format=ts`);
+    const playing = await page
+      .waitForFunction(() => {
+        const vid = document.getElementById('video');
+        return window.whipcastState?.phase === 'playing' && vid.currentTime > 0 && vid.readyState >= 3;
+      }, null, { timeout: PLAY_TIMEOUT_MS })
+      .then(() => true, () => false);
+    const sample = () => page.evaluate(() => {
+      const vid = document.getElementById('video');
+      const s = window.whipcastState;
+      return {
+        t: vid.currentTime, src: s.src, format: s.format, phase: s.phase, fatalErrors: s.fatalErrors,
+        width: vid.videoWidth, height: vid.videoHeight, audioBytes: vid.webkitAudioDecodedByteCount,
+        codecs: (window.whipcastHls?.levels || []).map((l) => `${l.videoCodec},${l.audioCodec}`),
+      };
+    });
+    const a = await sample();
+    if (check(playing, `TS variant not playing after ${PLAY_TIMEOUT_MS / 1000}s: ${JSON.stringify(a)}`)) {
+      await sleep(WATCH_SECONDS * 1000);
+    }
+    const b = await sample();
+    res.watchTs = { src: b.src, advanced: +(b.t - a.t).toFixed(2), size: `${b.width}x${b.height}`, audioBytes: b.audioBytes, codecs: b.codecs, fatalErrors: b.fatalErrors };
+    check(b.src.endsWith('/master-ts.m3u8') && b.format === 'ts', `TS page loads ${b.src}`);
+    check(b.fatalErrors === 0, 'hls.js fatal errors on the TS variant');
+    check(b.t - a.t >= MIN_ADVANCE, `TS variant: currentTime advanced ${(b.t - a.t).toFixed(2)}s in ${WATCH_SECONDS}s`);
+    check(b.width > 0 && b.height > 0, 'TS variant: no decoded video');
+    check(b.audioBytes > a.audioBytes, `TS variant: muxed audio not decoded (${a.audioBytes} -> ${b.audioBytes} bytes)`);
+    check(b.codecs.length > 0 && b.codecs.every((x) => /^avc1\..*,mp4a\.40\.2$/.test(x)), `TS levels: ${b.codecs}`);
+    log(`${c.stream}: TS variant played ${res.watchTs.advanced}s, ${res.watchTs.size}, audio ${b.audioBytes} bytes decoded`);
+  } finally {
+    await page.close().catch(() => {});
+  }
+}
+
 async function checkUi(ctx, c, res, check, pub, watch, sample, pageErrors) {
   const t = Date.now();
   res.screenshots = {};
