@@ -39,6 +39,8 @@ async fn run_script(chromium: &str, script: &str, args: &[&str]) -> Value {
         .arg(root.join("tests/browser").join(script))
         .args(args)
         .env("CHROMIUM", chromium)
+        // For scripts that need a whipcast of their own (one they can kill).
+        .env("WHIPCAST_BIN", env!("CARGO_BIN_EXE_whipcast"))
         .current_dir(root)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -182,6 +184,15 @@ async fn publisher_page_failures_screen_share_vp9_bitrate_cap_and_accessibility(
         let status = denied[source]["status"].as_str().unwrap();
         assert!(status.contains("permission denied"), "{source}: {status}");
     }
+    let lost = &s["whipServerLost"];
+    assert_eq!(lost["phase"], "error", "{lost}");
+    assert!(
+        lost["status"]
+            .as_str()
+            .unwrap()
+            .contains("network down: lost the connection"),
+        "{lost}"
+    );
     for signaling in ["whip", "ws"] {
         let down = &s["networkDown"][signaling];
         assert!(

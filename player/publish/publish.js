@@ -16,6 +16,10 @@
 
   /** How long to wait for ICE gathering before sending a WHIP offer anyway. */
   const GATHER_TIMEOUT_MS = 3000;
+  // How long a live connection may stay `disconnected` before the page asks the server
+  // whether it is still there, and how long it waits for the answer.
+  const DISCONNECTED_PROBE_MS = 2000;
+  const PROBE_TIMEOUT_MS = 3000;
   /** The shortest interval the shown bitrate is computed over. */
   const MIN_RATE_INTERVAL_MS = 500;
 
@@ -167,9 +171,12 @@
           break;
         case 'disconnected':
           if (state.phase === 'live') setStatus('live', 'live (connection unstable…)');
+          // ICE takes ~30 s to give up (RFC 7675 consent); asking the server tells a
+          // dead server or network from a passing glitch within seconds.
+          setTimeout(() => probeServer(p), DISCONNECTED_PROBE_MS);
           break;
         case 'failed':
-          fail(new PublishError(`WebRTC connection failed (ICE ${p.iceConnectionState})`));
+          probeServer(p, new PublishError(`WebRTC connection failed (ICE ${p.iceConnectionState})`));
           break;
         default:
       }
@@ -178,6 +185,27 @@
       if (ev.candidate && ev.candidate.candidate) state.localCandidates.push(ev.candidate.candidate);
     });
     return p;
+  }
+
+  /**
+   * While `p` is still this page's connection and not connected: if the server does not
+   * answer (GET /healthz), the network or the server is down: say so and end. Otherwise
+   * fail with `otherwise` if given (ICE failed), or keep waiting (ICE may recover).
+   */
+  async function probeServer(p, otherwise) {
+    if (stopping || p !== pc || p.connectionState === 'connected') return;
+    try {
+      await fetch(new URL('/healthz', location.href), { cache: 'no-store', signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+    } catch (e) {
+      if (stopping || p !== pc || p.connectionState === 'connected') return;
+      const err = new PublishError(`media connection ${p.connectionState}, server unreachable: ${e.message}`);
+      err.network = true;
+      err.lost = true;
+      fail(err);
+      return;
+    }
+    if (otherwise) fail(otherwise);
+    else if (p === pc && p.connectionState === 'disconnected') setTimeout(() => probeServer(p), DISCONNECTED_PROBE_MS);
   }
 
   function gatheringComplete(p, timeoutMs) {

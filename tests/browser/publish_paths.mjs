@@ -21,6 +21,7 @@
 //
 // Progress goes to stderr; the last stdout line is a JSON summary. Exit code 0 = every
 // check passed, 1 = a check failed, 2 = the browser could not be set up.
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -270,6 +271,53 @@ function tcpProxy(target) {
       },
     });
   }));
+}
+
+/** A free TCP port on 127.0.0.1. */
+async function freePort() {
+  const srv = net.createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/**
+ * WHIP, live, then the server dies (its own whipcast process, SIGKILL): no signalling
+ * channel tells the page, the media path just goes quiet. The page must say "network down"
+ * within seconds (it asks the server once ICE is disconnected), not after ICE's 30 s.
+ */
+async function whipServerLost(open) {
+  const res = {};
+  summary.whipServerLost = res;
+  const bin = process.env.WHIPCAST_BIN;
+  if (!check(bin && existsSync(bin), `WHIPCAST_BIN not set or missing: ${bin}`)) return;
+  const port = await freePort();
+  const proc = spawn(bin, ['--listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: 'warn' } });
+  let stderr = '';
+  proc.stderr.on('data', (d) => { stderr = (stderr + d).slice(-4000); });
+  const wbase = `http://127.0.0.1:${port}`;
+  const page = await open('publish (server lost)');
+  try {
+    await poll('the second whipcast', 20_000, async () => (await fetch(`${wbase}/healthz`))?.ok);
+    // A camera link starts publishing by itself.
+    await page.goto(`${wbase}/publish/?stream=lost1&signaling=whip&codec=h264`);
+    const live = await publisherPhase(page, ['live', 'error'], LIVE_TIMEOUT_MS);
+    if (!check(live.phase === 'live', `not live: ${live.phase} ${live.status}; whipcast: ${stderr}`)) return;
+    const killed = Date.now();
+    proc.kill('SIGKILL');
+    const st = await publisherPhase(page, ['error'], 25_000);
+    res.seconds = +((Date.now() - killed) / 1000).toFixed(1);
+    res.phase = st.phase;
+    res.status = await page.textContent('#status');
+    res.startEnabled = await page.isEnabled('#start');
+    check(st.phase === 'error' && /network down: lost the connection/.test(res.status) && res.startEnabled,
+      `server killed while live: ${JSON.stringify(res)}`);
+    log(`WHIP server lost: "${res.status}" after ${res.seconds}s`);
+  } finally {
+    proc.kill('SIGKILL');
+    await page.close().catch(() => {});
+  }
 }
 
 async function networkDown(open) {
@@ -539,6 +587,7 @@ async function main() {
   try {
     await step('accessibility self-check', () => accessibilitySelfCheck(open));
     await step('network down', () => networkDown(open));
+    await step('WHIP server lost while live', () => whipServerLost(open));
     await step('wrong token', () => wrongToken(open));
     await step('keyboard + VP9 + bitrate cap', () => keyboardVp9BitrateCap(open));
     await step('screen share', () => screenShare(open));
