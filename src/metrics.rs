@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// HTTP statuses a publish attempt can be refused with ([`crate::ingest::IngestError`]).
-pub const REFUSAL_STATUSES: [u16; 9] = [400, 401, 404, 409, 413, 415, 422, 500, 503];
+pub const REFUSAL_STATUSES: [u16; 10] = [400, 401, 403, 404, 409, 413, 415, 422, 500, 503];
 
 /// Kinds of output ([`crate::output`]).
 pub const OUTPUT_KINDS: [&str; 2] = ["record", "s3"];

@@ -169,6 +169,32 @@ async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
                 .starts_with("Bearer")
         );
     }
+    // ?record: a value that is neither yes nor no is a 400, not a silently lost recording;
+    // asking for a recording the server does not allow (record.allow_request) is a 403.
+    let r = post(
+        &gw,
+        "x1?record=please",
+        "application/sdp",
+        None,
+        OBS_OFFER.into(),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("record must be"), "{}", r.body);
+    let r = post(
+        &gw,
+        "x1?record=1",
+        "application/sdp",
+        None,
+        OBS_OFFER.into(),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("record.allow_request"), "{}", r.body);
+    match tokio_tungstenite::connect_async(format!("{}?record=please", gw.ws_url("x1"))).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 400),
+        other => panic!("WebSocket upgrade with a bad record flag: {other:?}"),
+    }
     // 409: a second publisher on the live name.
     let r = post(&gw, "live", "application/sdp", None, OBS_OFFER.into()).await;
     assert_eq!(r.status, 409, "{}", r.body);
@@ -346,7 +372,12 @@ async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
     let m = metrics(&gw).await;
     let refused =
         |status: u16| m[&format!("whipcast_publish_refused_total{{status=\"{status}\"}}")];
-    assert_eq!(refused(400), 6.0, "not SDP ×2, bad names ×3, WS 'not sdp'");
+    assert_eq!(
+        refused(400),
+        8.0,
+        "not SDP ×2, bad names ×3, record flag WHIP + WS, WS 'not sdp'"
+    );
+    assert_eq!(refused(403), 1.0, "record=1 without record.allow_request");
     assert_eq!(refused(401), 3.0, "WHIP no/wrong token, WS wrong token");
     assert_eq!(
         refused(409),

@@ -37,7 +37,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// Why a publish request (or a session request) failed. One `IntoResponse` in
 /// [`whip`] maps each to an HTTP status; [`ws`] maps them to error messages.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, thiserror::Error)]
 pub enum IngestError {
     /// Stream names are `[A-Za-z0-9_-]{1,64}` (400).
     #[error("invalid stream name: use 1-64 letters, digits, '-' or '_'")]
@@ -84,6 +84,13 @@ pub enum IngestError {
     /// A local failure (500).
     #[error("internal error: {0}")]
     Internal(String),
+    /// `?record=` with a value that is neither yes nor no (400).
+    #[error("record must be 1, true, yes, 0, false or no (got {0:?})")]
+    BadRecordFlag(String),
+    /// `?record=1` while `record.allow_request` is off (403): refused rather than
+    /// published without the recording the publisher asked for.
+    #[error("recording on request is off on this server (record.allow_request)")]
+    RecordingNotAllowed,
 }
 
 impl IngestError {
@@ -92,10 +99,12 @@ impl IngestError {
     pub fn status(&self) -> u16 {
         match self {
             IngestError::BadStreamName
+            | IngestError::BadRecordFlag(_)
             | IngestError::OfferRejected(_)
             | IngestError::BadCandidate(_)
             | IngestError::Sdp(SdpError::Malformed(_)) => 400,
             IngestError::Unauthorized => 401,
+            IngestError::RecordingNotAllowed => 403,
             IngestError::SessionNotFound => 404,
             IngestError::StreamInUse(_) => 409,
             IngestError::SdpTooLarge(_) => 413,
@@ -287,6 +296,9 @@ impl Ingest {
         let key = self.authorize(&req.stream, req.token.as_deref())?;
         if req.offer.len() > self.inner.max_sdp_bytes {
             return Err(IngestError::SdpTooLarge(self.inner.max_sdp_bytes));
+        }
+        if req.record && !self.inner.outputs.records(true) {
+            return Err(IngestError::RecordingNotAllowed);
         }
         let summary = sdp::inspect_offer(&req.offer)?;
         let session_id = format!("{:032x}", rand::random::<u128>());

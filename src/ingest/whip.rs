@@ -117,7 +117,7 @@ async fn offer_request(
         offer,
         signaling: Signaling::Whip,
         candidates: None,
-        record: record_requested(uri.query()),
+        record: record_requested(uri.query())?,
     })
 }
 
@@ -262,15 +262,24 @@ pub fn parse_sdpfrag(frag: &str) -> Result<Vec<Candidate>, IngestError> {
 }
 
 /// Whether a query string asks for a recording: `record=1` (or `true`, `yes`).
-pub(crate) fn record_requested(query: Option<&str>) -> bool {
-    query.is_some_and(|q| {
-        url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "record" && record_flag(&v))
-    })
+pub(crate) fn record_requested(query: Option<&str>) -> Result<bool, IngestError> {
+    let Some(q) = query else { return Ok(false) };
+    match url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "record") {
+        Some((_, v)) => record_flag(&v),
+        None => Ok(false),
+    }
 }
 
-/// Whether the value of a `record` query parameter means yes.
-pub(crate) fn record_flag(value: &str) -> bool {
-    matches!(value, "1" | "true" | "yes")
+/// The value of a `record` query parameter: yes, no, or a 400 (a typo must not silently
+/// lose a recording).
+pub(crate) fn record_flag(value: &str) -> Result<bool, IngestError> {
+    match value {
+        "1" | "true" | "yes" => Ok(true),
+        "" | "0" | "false" | "no" => Ok(false),
+        other => Err(IngestError::BadRecordFlag(
+            other.chars().take(32).collect::<String>(),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -325,10 +334,14 @@ mod tests {
 
     #[test]
     fn record_flag_in_query() {
-        assert!(record_requested(Some("record=1")));
-        assert!(record_requested(Some("a=b&record=true")));
-        assert!(!record_requested(Some("record=0")));
-        assert!(!record_requested(Some("recording=1")));
-        assert!(!record_requested(None));
+        assert_eq!(record_requested(Some("record=1")), Ok(true));
+        assert_eq!(record_requested(Some("a=b&record=true")), Ok(true));
+        assert_eq!(record_requested(Some("record=0")), Ok(false));
+        assert_eq!(record_requested(Some("record=")), Ok(false));
+        assert_eq!(record_requested(Some("recording=1")), Ok(false));
+        assert_eq!(record_requested(None), Ok(false));
+        let bad = record_requested(Some("record=please"));
+        assert_eq!(bad, Err(IngestError::BadRecordFlag("please".into())));
+        assert_eq!(bad.map_err(|e| e.status()), Err(400));
     }
 }

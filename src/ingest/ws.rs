@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
@@ -84,9 +84,15 @@ pub async fn upgrade(
         .get("token")
         .cloned()
         .or_else(|| super::whip::bearer(&headers));
-    let record = query
-        .get("record")
-        .is_some_and(|v| super::whip::record_flag(v));
+    // A bad flag is refused before the upgrade, as a plain HTTP 400.
+    let record = match query.get("record").map(|v| super::whip::record_flag(v)) {
+        Some(Err(e)) => {
+            state.ingest.refused(&e);
+            return e.into_response();
+        }
+        Some(Ok(r)) => r,
+        None => false,
+    };
     let ingest = state.ingest.clone();
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| {
