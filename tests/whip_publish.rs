@@ -394,7 +394,9 @@ async fn a_publisher_ignoring_pli_is_detected_and_its_gop_followed() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    assert_eq!(k["answered"], 0, "{k}");
+    // A request now and then meets one of the publisher's own 2 s keyframes by chance,
+    // which counts as answered; three unanswered in a row is what decides.
+    assert!(k["answered"].as_u64().unwrap() <= 1, "{k}");
     let gop = k["observed_gop_s"].as_f64().unwrap();
     assert!((1.8..2.3).contains(&gop), "observed GOP {gop}");
     assert!(publisher.keyframe_requests() >= 3);
@@ -412,6 +414,10 @@ async fn a_publisher_ignoring_pli_is_detected_and_its_gop_followed() {
     }
     let probes = probe_rendition(&gw, &url, &pl, true).await.unwrap();
     assert!(probes.values().all(|p| p.frames[0].1));
+    // Its MPEG-TS variant: 2 s video segments on the publisher's keyframes, while audio is
+    // cut on the 1 s grid; the audio muxed in must be that of the video's own time span.
+    let ts_url = resolve(&gw.master_url("obs"), "source/index-ts.m3u8");
+    check_ts_rendition(&gw, &ts_url, 640).await;
     assert_eq!(publisher.stop().await.unwrap(), 200);
     gw.shutdown().await;
 }
@@ -486,40 +492,81 @@ async fn mpegts_variant_remuxes_the_ladder_with_muxed_audio() {
     assert!(v.audio.is_none());
 
     let media_url = resolve(&master_url, &v.uri);
-    let fmp4_url = resolve(&master_url, "180p/index.m3u8");
-    gw.wait_segments(&fmp4_url, 4, Duration::from_secs(30))
-        .await
-        .unwrap();
+    check_ts_rendition(&gw, &media_url, 320).await;
+
+    assert_eq!(publisher.stop().await.unwrap(), 200);
     let (_, text) = gw.get_text(&media_url).await.unwrap();
+    assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
+    // Not a video rung, or no such segment: 404.
+    for path in [
+        "/hls/tv/audio/index-ts.m3u8",
+        "/hls/tv/180p/seg-00000000-1.ts",
+        "/hls/nope/master-ts.m3u8",
+    ] {
+        let r = gw.http.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    gw.shutdown().await;
+}
+
+/// `{seq: duration}` of a media playlist, the sequence number read from each URI.
+fn durations_by_seq(pl: &m3u8_rs::MediaPlaylist) -> BTreeMap<u64, f32> {
+    pl.segments
+        .iter()
+        .map(|s| {
+            let seq = s.uri.rsplit('-').next().unwrap().split('.').next().unwrap();
+            (seq.parse().unwrap(), s.duration)
+        })
+        .collect()
+}
+
+/// The MPEG-TS playlist of a rung (`media_url`, `…/index-ts.m3u8`) and three of its
+/// segments: the fMP4 rung's numbering and durations; segments that join into one
+/// continuous transport stream (counters, PIDs) with one PES per video frame and the
+/// audio of exactly that time span; decodable by ffprobe and ffmpeg, audio and video
+/// starting together; and the live playlist playable by ffmpeg.
+async fn check_ts_rendition(gw: &TestGateway, media_url: &str, width: u64) {
+    let fmp4_url = media_url.replace("index-ts.m3u8", "index.m3u8");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (pl, text) = loop {
+        let (_, text) = gw.get_text(media_url).await.unwrap();
+        let pl = common::parse_media(&text).unwrap();
+        if pl.segments.len() >= 4 {
+            break (pl, text);
+        }
+        assert!(std::time::Instant::now() < deadline, "TS playlist: {text}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     assert!(text.contains("#EXT-X-VERSION:3"), "{text}");
     assert!(!text.contains("EXT-X-MAP"), "{text}");
     assert!(!text.contains("EXT-X-PART"), "plain HLS: {text}");
-    let pl = common::parse_media(&text).unwrap();
-    assert!(pl.segments.len() >= 4, "{text}");
-    // Same numbering and durations as the fMP4 playlist of the rung.
+    // The same segments as the fMP4 rung: numbers and durations.
     let (_, ftext) = gw.get_text(&fmp4_url).await.unwrap();
-    let fpl = common::parse_media(&ftext).unwrap();
-    let first = pl.media_sequence.max(fpl.media_sequence);
-    let ts_durations: Vec<f32> = pl.segments[(first - pl.media_sequence) as usize..]
-        .iter()
-        .map(|s| s.duration)
+    let fmp4 = durations_by_seq(&common::parse_media(&ftext).unwrap());
+    let ts = durations_by_seq(&pl);
+    let common_seqs: Vec<u64> = ts
+        .keys()
+        .filter(|k| fmp4.contains_key(k))
+        .copied()
         .collect();
-    let fmp4_durations: Vec<f32> = fpl.segments[(first - fpl.media_sequence) as usize..]
-        .iter()
-        .map(|s| s.duration)
-        .take(ts_durations.len())
-        .collect();
-    assert_eq!(ts_durations[..fmp4_durations.len()], fmp4_durations[..]);
+    assert!(common_seqs.len() >= 3, "TS {ts:?} vs fMP4 {fmp4:?}");
+    for seq in common_seqs {
+        // The LL-HLS writer prints 5 decimals, m3u8-rs all of an f32.
+        assert!(
+            (ts[&seq] - fmp4[&seq]).abs() < 1e-4,
+            "segment {seq}: TS {ts:?} fMP4 {fmp4:?}"
+        );
+    }
 
     // Three consecutive segments (after the broadcast's short first one): one continuous
-    // transport stream (counters run on across
-    // the boundaries), with the right headers.
+    // transport stream (counters run on across the boundaries), with the right headers.
+    let picked: Vec<&m3u8_rs::MediaSegment> = pl.segments.iter().skip(1).take(3).collect();
     let mut joined = Vec::new();
-    for s in pl.segments.iter().skip(1).take(3) {
+    for s in &picked {
         assert!(s.uri.ends_with(".ts"), "{}", s.uri);
         let r = gw
             .http
-            .get(resolve(&media_url, &s.uri))
+            .get(resolve(media_url, &s.uri))
             .send()
             .await
             .unwrap();
@@ -541,29 +588,25 @@ async fn mpegts_variant_remuxes_the_ladder_with_muxed_audio() {
         joined.extend_from_slice(&body);
     }
     let pids = ts_continuity(&joined);
-    // One PES per frame: 30 fps video, AAC frames of 1024 samples at 48 kHz.
-    let secs: f64 = pl
-        .segments
-        .iter()
-        .skip(1)
-        .take(3)
-        .map(|s| f64::from(s.duration))
-        .sum();
+    // One PES per frame: 30 fps video, AAC frames of 1024 samples at 48 kHz, the audio
+    // cut on the video segments' own time span. The slack is for the audio timestamps,
+    // which carry the publisher's jitter (steps of 1815–1920 ticks where a frame is 1920;
+    // seen with ffprobe -show_packets), not for the cut: the count must not drift by a
+    // segment's worth, as it did when audio was paired by sequence number.
+    let secs: f64 = picked.iter().map(|s| f64::from(s.duration)).sum();
     let video_aus = pids[&0x0100].1 as f64;
     let audio_frames = pids[&0x0101].1 as f64;
     assert!(
         (video_aus - secs * 30.0).abs() <= 2.0,
         "{secs:.3} s, video access units: {pids:?}"
     );
-    // Audio segments are cut at the AAC frame nearest each video boundary: a few frames
-    // of slack over three segments.
     assert!(
         (audio_frames - secs * 46.875).abs() <= 6.0,
         "{secs:.3} s, audio frames: {pids:?}"
     );
 
     // ffprobe: H.264 + AAC, video and audio starting together, every frame decodable.
-    let dir = std::env::temp_dir().join(format!("whipcast-ts-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("whipcast-ts-{}-{width}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("joined.ts");
     std::fs::write(&path, &joined).unwrap();
@@ -586,17 +629,17 @@ async fn mpegts_variant_remuxes_the_ladder_with_muxed_audio() {
             .unwrap_or_else(|| panic!("no {t} stream: {v}"))
     };
     assert_eq!(codec("video")["codec_name"], "h264");
-    assert_eq!(codec("video")["width"], 320);
+    assert_eq!(codec("video")["width"], width);
     assert_eq!(codec("audio")["codec_name"], "aac");
     assert_eq!(codec("audio")["sample_rate"], "48000");
     let start = |s: &serde_json::Value| s["start_time"].as_str().unwrap().parse::<f64>().unwrap();
     let skew = (start(codec("video")) - start(codec("audio"))).abs();
-    assert!(skew < 0.1, "audio and video start {skew:.3} s apart: {v}");
+    assert!(skew < 0.05, "audio and video start {skew:.3} s apart: {v}");
     common::decode_all(path.to_str().unwrap());
     // And ffmpeg plays the live TS playlist itself (3 s of it: a live playlist never ends).
     let out = std::process::Command::new("ffmpeg")
         .args([
-            "-nostdin", "-v", "error", "-i", &media_url, "-t", "3", "-map", "0", "-f", "null", "-",
+            "-nostdin", "-v", "error", "-i", media_url, "-t", "3", "-map", "0", "-f", "null", "-",
         ])
         .output()
         .unwrap();
@@ -606,18 +649,4 @@ async fn mpegts_variant_remuxes_the_ladder_with_muxed_audio() {
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = std::fs::remove_dir_all(&dir);
-
-    assert_eq!(publisher.stop().await.unwrap(), 200);
-    let (_, text) = gw.get_text(&media_url).await.unwrap();
-    assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
-    // Not a video rung, or no such segment: 404.
-    for path in [
-        "/hls/tv/audio/index-ts.m3u8",
-        "/hls/tv/180p/seg-00000000-1.ts",
-        "/hls/nope/master-ts.m3u8",
-    ] {
-        let r = gw.http.get(gw.url(path)).send().await.unwrap();
-        assert_eq!(r.status(), 404, "{path}");
-    }
-    gw.shutdown().await;
 }

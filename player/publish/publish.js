@@ -20,6 +20,7 @@
   // whether it is still there, and how long it waits for the answer.
   const DISCONNECTED_PROBE_MS = 2000;
   const PROBE_TIMEOUT_MS = 3000;
+  let probeTimer = null;
   /** The shortest interval the shown bitrate is computed over. */
   const MIN_RATE_INTERVAL_MS = 500;
 
@@ -173,7 +174,7 @@
           if (state.phase === 'live') setStatus('live', 'live (connection unstable…)');
           // ICE takes ~30 s to give up (RFC 7675 consent); asking the server tells a
           // dead server or network from a passing glitch within seconds.
-          setTimeout(() => probeServer(p), DISCONNECTED_PROBE_MS);
+          scheduleProbe(p);
           break;
         case 'failed':
           probeServer(p, new PublishError(`WebRTC connection failed (ICE ${p.iceConnectionState})`));
@@ -194,8 +195,14 @@
    */
   async function probeServer(p, otherwise) {
     if (stopping || p !== pc || p.connectionState === 'connected') return;
+    // AbortSignal.timeout is recent (Safari 16, Chrome 103): a controller and a timer work
+    // everywhere.
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(new Error('no answer')), PROBE_TIMEOUT_MS);
     try {
-      await fetch(new URL('/healthz', location.href), { cache: 'no-store', signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+      const r = await fetch(new URL('/healthz', location.href), { cache: 'no-store', signal: abort.signal });
+      // Behind a proxy a dead whipcast is a 502/503/504, not a network error.
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
     } catch (e) {
       if (stopping || p !== pc || p.connectionState === 'connected') return;
       const err = new PublishError(`media connection ${p.connectionState}, server unreachable: ${e.message}`);
@@ -203,9 +210,20 @@
       err.lost = true;
       fail(err);
       return;
+    } finally {
+      clearTimeout(timer);
     }
     if (otherwise) fail(otherwise);
-    else if (p === pc && p.connectionState === 'disconnected') setTimeout(() => probeServer(p), DISCONNECTED_PROBE_MS);
+    else scheduleProbe(p);
+  }
+
+  /** One probe timer per connection, however often the state flips to `disconnected`. */
+  function scheduleProbe(p) {
+    if (probeTimer || stopping || p !== pc || p.connectionState !== 'disconnected') return;
+    probeTimer = setTimeout(() => {
+      probeTimer = null;
+      probeServer(p);
+    }, DISCONNECTED_PROBE_MS);
   }
 
   function gatheringComplete(p, timeoutMs) {

@@ -307,9 +307,18 @@ fn read_mp4a(entry: &[u8]) -> Result<Codec, Fmp4Error> {
                 if asc.len() < 2 {
                     return Err(Fmp4Error::Truncated("AudioSpecificConfig"));
                 }
+                let object_type = asc[0] >> 3;
+                let frequency_index = ((asc[0] & 0x07) << 1) | (asc[1] >> 7);
+                // ADTS carries object types 1-4 in two bits and no explicit frequency
+                // (index 15) or escape type (31): anything else cannot be remuxed.
+                if !(1..=4).contains(&object_type) || frequency_index > 12 {
+                    return Err(Fmp4Error::Unsupported(format!(
+                        "AAC object type {object_type}, frequency index {frequency_index}"
+                    )));
+                }
                 return Ok(Codec::Aac {
-                    object_type: asc[0] >> 3,
-                    frequency_index: ((asc[0] & 0x07) << 1) | (asc[1] >> 7),
+                    object_type,
+                    frequency_index,
                     channels: (asc[1] >> 3) & 0x0f,
                 });
             }
@@ -378,6 +387,9 @@ fn read_traf<'a>(
     } else {
         u64::from(tfdt.u32()?)
     };
+    // A trun without a data offset continues where the previous one's data ended
+    // (ISO/IEC 14496-12 §8.8.8.1); the first starts at the base.
+    let mut next = base;
     for b in boxes(traf) {
         let b = b?;
         if &b.kind != b"trun" {
@@ -386,7 +398,12 @@ fn read_traf<'a>(
         let mut r = Reader::new(b.body, "trun");
         let (version, tf) = r.version_flags()?;
         let count = r.u32()?;
-        let mut offset = base;
+        // Every sample is at least a byte of the segment: a larger count is garbage (and
+        // would otherwise allocate billions of empty samples).
+        if count as usize > segment.len() {
+            return Err(Fmp4Error::Truncated("trun sample count"));
+        }
+        let mut offset = next;
         if tf & 0x01 != 0 {
             let o = r.u32()? as i32;
             offset = base
@@ -422,6 +439,7 @@ fn read_traf<'a>(
                 .get(offset..offset.saturating_add(size))
                 .ok_or(Fmp4Error::Truncated("sample data"))?;
             offset += size;
+            next = offset;
             out.push(Sample {
                 dts,
                 cts,
@@ -430,7 +448,7 @@ fn read_traf<'a>(
                 sync: sflags & 0x0001_0000 == 0,
                 data,
             });
-            dts += u64::from(duration);
+            dts = dts.wrapping_add(u64::from(duration));
         }
     }
     Ok(())

@@ -37,6 +37,9 @@ pub struct MediaView<'a> {
     pub prelude: Option<Prelude<'a>>,
     /// Publisher gone: `EXT-X-ENDLIST`.
     pub ended: bool,
+    /// List no segment after this one (`None`: all). The MPEG-TS playlists hold back a
+    /// segment until the audio muxed into it is complete.
+    pub last_seq: Option<u64>,
 }
 
 /// The target duration for a configured segment duration: EXTINF rounded to the nearest
@@ -59,7 +62,12 @@ pub fn media(view: &MediaView<'_>) -> Bytes {
         segments.extend(p.segments.iter().map(|s| listed(s, p.segment_uri)));
     }
     let current = segments.len();
-    segments.extend(view.window.segments().map(|s| listed(s, view.segment_uri)));
+    segments.extend(
+        view.window
+            .segments()
+            .filter(|s| view.last_seq.is_none_or(|last| s.seq <= last))
+            .map(|s| listed(s, view.segment_uri)),
+    );
     let (media_sequence, discontinuity_sequence) = match prelude {
         Some(p) => (
             p.segments[0].seq,
@@ -345,6 +353,7 @@ mod tests {
             discontinuity_sequence: 0,
             prelude: None,
             ended: false,
+            last_seq: None,
         });
         let text = String::from_utf8(text.to_vec()).expect("utf8");
         assert!(text.starts_with("#EXTM3U\n#EXT-X-VERSION:6\n"), "{text}");
@@ -367,6 +376,7 @@ mod tests {
             discontinuity_sequence: 0,
             prelude: None,
             ended: true,
+            last_seq: None,
         });
         assert!(
             String::from_utf8_lossy(&ended)
@@ -392,6 +402,7 @@ mod tests {
                 segment_uri: &old_uri,
             }),
             ended: false,
+            last_seq: None,
         });
         let text = String::from_utf8(text.to_vec()).expect("utf8");
         let pl = match m3u8_rs::parse_media_playlist_res(text.as_bytes()) {

@@ -72,10 +72,44 @@ pub const TS_PLAYLIST: &str = "index-ts.m3u8";
 pub struct TsSources {
     /// The video rung's init section and segment.
     pub video: (Bytes, SegmentBody),
-    /// The audio rendition's init section and segment of the same number, if any.
-    pub audio: Option<(Bytes, SegmentBody)>,
+    /// The audio rendition's init section and the audio segments that overlap the video
+    /// segment in time (the remux keeps the samples inside it). Audio segments are cut on
+    /// their own grid, and a passthrough rung's on the publisher's keyframes, so the same
+    /// number does not mean the same time.
+    pub audio: Option<(Bytes, Vec<SegmentBody>)>,
     /// How long the segment stays downloadable (as for the fMP4 segment).
     pub ttl: Option<Duration>,
+}
+
+/// Slack when matching audio to video by wall-clock time: both come from one clock anchor,
+/// so a few milliseconds of rounding; the remux then cuts exactly on media timestamps.
+const TS_AUDIO_SLACK: Duration = Duration::from_millis(100);
+
+fn segment_end(s: &Segment) -> SystemTime {
+    s.wallclock + s.duration
+}
+
+/// Where a complete segment's bytes are.
+fn segment_body(seg: &Segment) -> SegmentBody {
+    match &seg.spill {
+        Spill::Disk(path) => SegmentBody::File(Arc::clone(path)),
+        Spill::Memory | Spill::Pending => SegmentBody::Memory(seg.data.clone()),
+    }
+}
+
+/// Whether the stream's audio is complete up to the end of video segment `video` (always
+/// true without audio, or once the stream ended): until then its MPEG-TS segment is held
+/// back, because a segment served without its audio would be cached as it is.
+fn audio_covers(st: &StreamState, video: &Segment) -> bool {
+    let Some(audio) = st.renditions.values().find(|a| a.is_audio()) else {
+        return true;
+    };
+    st.ended_at.is_some()
+        || audio
+            .window
+            .segments()
+            .last()
+            .is_some_and(|a| segment_end(a) + Duration::from_millis(5) >= segment_end(video))
 }
 
 impl StreamState {
@@ -569,6 +603,7 @@ fn render_media(
             discontinuity_sequence,
             prelude,
             ended,
+            last_seq: None,
         }),
     };
     let doc = Doc::new(text, changed_at);
@@ -593,6 +628,13 @@ fn render_ts_media(st: &mut StreamState, name: &str) -> Option<Doc> {
     }
     let epoch = st.epoch.clone();
     let seg_uri = |seq: u64| ts_segment_name(&epoch, seq);
+    // Held back at the live edge until the audio muxed into it is complete.
+    let last_seq = r
+        .window
+        .segments()
+        .rev()
+        .find(|v| audio_covers(st, v))
+        .map(|v| v.seq)?;
     let text = playlist::media(&MediaView {
         target_duration: st.target_duration,
         window: &r.window,
@@ -601,6 +643,7 @@ fn render_ts_media(st: &mut StreamState, name: &str) -> Option<Doc> {
         discontinuity_sequence: st.discontinuity_seq,
         prelude: None,
         ended: st.ended_at.is_some(),
+        last_seq: Some(last_seq),
     });
     let doc = Doc::new(text, st.changed_at);
     if let Some(r) = st.renditions.get_mut(name) {
@@ -993,28 +1036,35 @@ impl HlsStore {
         if !matches!(r.info.kind, RenditionKind::Video { .. }) {
             return None;
         }
-        let body = |seg: &Segment| match &seg.spill {
-            Spill::Disk(path) => SegmentBody::File(Arc::clone(path)),
-            Spill::Memory | Spill::Pending => SegmentBody::Memory(seg.data.clone()),
-        };
         let video = r.window.get(seq)?;
-        // Audio missing for this number (no audio, or the audio rendition's window moved
-        // on): video only, still a valid TS.
-        let audio = st
-            .renditions
-            .values()
-            .find(|a| a.is_audio())
-            .and_then(|a| Some((a.init.clone(), body(a.window.get(seq)?))));
-        let keep = (self.cfg.listed_segments() + self.cfg.retain_segments) as u64 + 1;
-        let left = (seq + keep).saturating_sub(r.window.next_seq());
-        let ttl = st
-            .ended_at
-            .is_none()
-            .then(|| self.cfg.segment_duration * left as u32);
+        if !audio_covers(st, video) {
+            return None;
+        }
+        let (from, to) = (
+            video.wallclock.checked_sub(TS_AUDIO_SLACK)?,
+            segment_end(video) + TS_AUDIO_SLACK,
+        );
+        let audio = match st.renditions.values().find(|a| a.is_audio()) {
+            None => None,
+            Some(a) => {
+                let bodies: Vec<SegmentBody> = a
+                    .window
+                    .held()
+                    .filter(|s| s.wallclock < to && segment_end(s) > from)
+                    .map(segment_body)
+                    .collect();
+                // The stream has audio but none is held for this time any more: better a
+                // 404 than a silent segment a cache keeps for a year.
+                if bodies.is_empty() {
+                    return None;
+                }
+                Some((a.init.clone(), bodies))
+            }
+        };
         Some(TsSources {
-            video: (r.init.clone(), body(video)),
+            video: (r.init.clone(), segment_body(video)),
             audio,
-            ttl,
+            ttl: self.segment_ttl(st, &r.window, seq),
         })
     }
 
@@ -1144,20 +1194,18 @@ impl HlsStore {
             let seg = r.carried.as_ref()?.get(epoch, seq)?;
             return Some((SegmentBody::Memory(seg.data.clone()), None));
         }
-        let w = &r.window;
-        let seg = w.get(seq)?;
-        let data = match &seg.spill {
-            Spill::Disk(path) => SegmentBody::File(Arc::clone(path)),
-            Spill::Memory | Spill::Pending => SegmentBody::Memory(seg.data.clone()),
-        };
-        // Segment `seq` is dropped once `window + retain` newer segments exist.
+        let seg = r.window.get(seq)?;
+        Some((segment_body(seg), self.segment_ttl(st, &r.window, seq)))
+    }
+
+    /// How long segment `seq` of `window` stays downloadable, while the stream is live
+    /// (`Expires`, HLS2 §6.2.2): it is dropped once `window + retain` newer segments exist.
+    fn segment_ttl(&self, st: &StreamState, window: &Window, seq: u64) -> Option<Duration> {
         let keep = (self.cfg.listed_segments() + self.cfg.retain_segments) as u64 + 1;
-        let left = (seq + keep).saturating_sub(w.next_seq());
-        let ttl = st
-            .ended_at
+        let left = (seq + keep).saturating_sub(window.next_seq());
+        st.ended_at
             .is_none()
-            .then(|| self.cfg.segment_duration * left as u32);
-        Some((data, ttl))
+            .then(|| self.cfg.segment_duration * left as u32)
     }
 
     /// Whether `stream` is live (published and not ended).

@@ -78,13 +78,14 @@ fn video_pes(s: &Sample<'_>, timescale: u32, codec: &Codec) -> Result<Pes, Fmp4E
     let mut b = Vec::with_capacity(s.data.len() + 64);
     b.extend_from_slice(&[0, 0, 1, 0xe0, 0, 0, 0x80]);
     // PES_packet_length 0: unbounded, allowed for video in a TS (§2.4.3.7).
+    // Timestamps are 33-bit and wrap (`timestamp` masks): wrapping additions.
     if pts == dts {
         b.extend_from_slice(&[0x80, 5]);
-        b.extend_from_slice(&timestamp(0x2, pts + MUX_DELAY_90K));
+        b.extend_from_slice(&timestamp(0x2, pts.wrapping_add(MUX_DELAY_90K)));
     } else {
         b.extend_from_slice(&[0xc0, 10]);
-        b.extend_from_slice(&timestamp(0x3, pts + MUX_DELAY_90K));
-        b.extend_from_slice(&timestamp(0x1, dts + MUX_DELAY_90K));
+        b.extend_from_slice(&timestamp(0x3, pts.wrapping_add(MUX_DELAY_90K)));
+        b.extend_from_slice(&timestamp(0x1, dts.wrapping_add(MUX_DELAY_90K)));
     }
     b.extend_from_slice(&AUD);
     let mut nals = Vec::new();
@@ -96,11 +97,15 @@ fn video_pes(s: &Sample<'_>, timescale: u32, codec: &Codec) -> Result<Pes, Fmp4E
         let n = rest[..*length_size]
             .iter()
             .fold(0usize, |acc, x| (acc << 8) | usize::from(*x));
-        let nal = rest
-            .get(*length_size..*length_size + n)
+        let end = length_size
+            .checked_add(n)
+            .filter(|e| *e <= rest.len())
             .ok_or(Fmp4Error::Truncated("NAL unit"))?;
-        nals.push(nal);
-        rest = &rest[*length_size + n..];
+        let nal = &rest[*length_size..end];
+        if !nal.is_empty() {
+            nals.push(nal);
+        }
+        rest = &rest[end..];
     }
     let has_sps = nals
         .iter()
@@ -149,7 +154,7 @@ fn audio_pes(s: &Sample<'_>, timescale: u32, codec: &Codec) -> Result<Pes, Fmp4E
     b.extend_from_slice(&[0, 0, 1, 0xc0]);
     b.extend_from_slice(&pes_len.to_be_bytes());
     b.extend_from_slice(&[0x80, 0x80, 5]);
-    b.extend_from_slice(&timestamp(0x2, pts + MUX_DELAY_90K));
+    b.extend_from_slice(&timestamp(0x2, pts.wrapping_add(MUX_DELAY_90K)));
     let profile = object_type.saturating_sub(1) & 0x03;
     b.extend_from_slice(&[
         0xff,
@@ -334,11 +339,15 @@ fn packetize(out: &mut Vec<u8>, pes: &Pes, cc: &mut u8, packets: usize) {
 }
 
 /// Remuxes segment `seq` of a video rung (`video` = its init section and segment) and,
-/// if given, the audio rendition's segment of the same number into one TS segment.
+/// if given, the audio rendition's samples that fall in the same time span into one TS
+/// segment. `audio` is the audio init section and the audio segments that overlap the
+/// video segment (any number, in order): an audio sample belongs to this TS segment when
+/// its PTS is in `[first video DTS, last video DTS + duration)`, so consecutive TS
+/// segments share no sample and miss none.
 pub fn remux(
     seq: u64,
     video: (&[u8], &[u8]),
-    audio: Option<(&[u8], &[u8])>,
+    audio: Option<(&[u8], &[&[u8]])>,
 ) -> Result<Vec<u8>, Fmp4Error> {
     let first_track = |init: &[u8]| -> Result<Track, Fmp4Error> {
         fmp4::read_init(init)?
@@ -347,14 +356,30 @@ pub fn remux(
             .ok_or(Fmp4Error::Missing("trak"))
     };
     let vtrack = first_track(video.0)?;
-    let mut pes = Vec::new();
-    for s in fmp4::read_samples(video.1, &vtrack)? {
-        pes.push(video_pes(&s, vtrack.timescale, &vtrack.codec)?);
+    let vsamples = fmp4::read_samples(video.1, &vtrack)?;
+    let (Some(first), Some(last)) = (vsamples.first(), vsamples.last()) else {
+        return Err(Fmp4Error::Missing("video samples"));
+    };
+    let span = (
+        to_90k(i128::from(first.dts), vtrack.timescale),
+        to_90k(
+            i128::from(last.dts) + i128::from(last.duration),
+            vtrack.timescale,
+        ),
+    );
+    let mut pes = Vec::with_capacity(vsamples.len() * 3);
+    for s in &vsamples {
+        pes.push(video_pes(s, vtrack.timescale, &vtrack.codec)?);
     }
-    if let Some((init, segment)) = audio {
+    if let Some((init, segments)) = audio {
         let atrack = first_track(init)?;
-        for s in fmp4::read_samples(segment, &atrack)? {
-            pes.push(audio_pes(&s, atrack.timescale, &atrack.codec)?);
+        for segment in segments {
+            for s in fmp4::read_samples(segment, &atrack)? {
+                let pts = to_90k(i128::from(s.dts) + i128::from(s.cts), atrack.timescale);
+                if (span.0..span.1).contains(&pts) {
+                    pes.push(audio_pes(&s, atrack.timescale, &atrack.codec)?);
+                }
+            }
         }
     }
     // Interleave by decode time (stable: equal times keep video first).
@@ -385,10 +410,48 @@ pub fn remux(
     pat(&mut out, psi_cc);
     pmt(&mut out, psi_cc, audio.is_some());
     let mut cc = [0u8; 2];
+    let mut last_pcr: Option<u64> = None;
     for (p, n) in pes.iter().zip(plan) {
+        match p.pcr {
+            Some(pcr) => last_pcr = Some(pcr),
+            // Below 10 video frames a second (a still screen share) PCRs would be more
+            // than 100 ms apart (ISO/IEC 13818-1 §2.7.2): an adaptation-only packet on the
+            // PCR PID carries one (no payload, so no continuity counter step).
+            None if last_pcr.is_some_and(|l| p.order.saturating_sub(l) > PCR_INTERVAL_90K) => {
+                pcr_packet(&mut out, p.order, cc[slot(VIDEO_PID)]);
+                last_pcr = Some(p.order);
+            }
+            None => {}
+        }
         packetize(&mut out, p, &mut cc[slot(p.pid)], n);
     }
     Ok(out)
+}
+
+/// The longest PCR interval we let pass (ISO/IEC 13818-1 §2.7.2 allows 100 ms).
+const PCR_INTERVAL_90K: u64 = 9_000;
+
+/// An adaptation-field-only packet on the video (PCR) PID carrying `pcr`. `cc` is the
+/// PID's current counter: packets without payload repeat it (§2.4.3.3).
+fn pcr_packet(out: &mut Vec<u8>, pcr: u64, cc: u8) {
+    let start = out.len();
+    let cc_prev = cc.wrapping_sub(1) & 0x0f;
+    out.extend_from_slice(&[
+        0x47,
+        (VIDEO_PID >> 8) as u8 & 0x1f,
+        VIDEO_PID as u8,
+        0x20 | cc_prev,
+        183,
+    ]);
+    let af = first_adaptation(&Pes {
+        pid: VIDEO_PID,
+        bytes: Vec::new(),
+        order: pcr,
+        pcr: Some(pcr),
+        random_access: false,
+    });
+    out.extend_from_slice(&af);
+    out.resize(start + PACKET, 0xff);
 }
 
 #[cfg(test)]
@@ -462,5 +525,15 @@ mod tests {
     fn bad_input_is_an_error_not_a_panic() {
         assert!(remux(0, (b"", b""), None).is_err());
         assert!(remux(0, (&[0u8; 64], &[0xffu8; 64]), None).is_err());
+    }
+
+    #[test]
+    fn pcr_packet_is_adaptation_only_with_the_previous_counter() {
+        let mut out = Vec::new();
+        pcr_packet(&mut out, 90_000, 3);
+        assert_eq!(out.len(), PACKET);
+        assert_eq!(out[3], 0x20 | 2, "adaptation only, counter not advanced");
+        assert_eq!(out[4], 183);
+        assert_eq!(out[5] & 0x10, 0x10, "PCR flag");
     }
 }

@@ -322,8 +322,13 @@ impl Window {
             .map_or(self.next_seq, |s| s.seq)
     }
 
+    /// Every complete segment held, retired then listed, oldest first.
+    pub fn held(&self) -> impl Iterator<Item = &Segment> {
+        self.retired.iter().chain(self.live.iter())
+    }
+
     /// The complete, listed segments, oldest first.
-    pub fn segments(&self) -> impl Iterator<Item = &Segment> {
+    pub fn segments(&self) -> impl DoubleEndedIterator<Item = &Segment> {
         self.live.iter()
     }
 

@@ -319,14 +319,27 @@ async fn ts_segment(src: TsSources, seq: u64, headers: &HeaderMap) -> Response {
         return not_found();
     };
     let audio = match src.audio {
-        Some((init, body)) => segment_bytes(body).await.map(|b| (init, b)),
+        Some((init, bodies)) => {
+            let mut segments = Vec::with_capacity(bodies.len());
+            for body in bodies {
+                // One left the window meanwhile: 404 rather than a segment with a gap.
+                let Some(b) = segment_bytes(body).await else {
+                    return not_found();
+                };
+                segments.push(b);
+            }
+            Some((init, segments))
+        }
         None => None,
     };
     let remuxed = tokio::task::spawn_blocking(move || {
+        let audio_refs: Option<(&[u8], Vec<&[u8]>)> = audio
+            .as_ref()
+            .map(|(i, segs)| (i.as_ref(), segs.iter().map(|s| s.as_ref()).collect()));
         ts::remux(
             seq,
             (&video_init, &video),
-            audio.as_ref().map(|(i, s)| (i.as_ref(), s.as_ref())),
+            audio_refs.as_ref().map(|(i, segs)| (*i, segs.as_slice())),
         )
     })
     .await

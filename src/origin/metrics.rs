@@ -205,19 +205,27 @@ fn render_streams(out: &mut String, streams: &[StreamSummary]) {
             }
         }
     }
-    family(
-        out,
-        "whipcast_stream_server_lag_seconds",
-        "gauge",
-        "Server lag of video parts: arrival of their last frame to published, over the recent ones.",
-    );
-    for s in streams.iter().filter(|s| s.lag_ms.samples > 0) {
-        for (q, v) in [("0.5", s.lag_ms.p50), ("0.99", s.lag_ms.p99)] {
+    // Percentiles as plain gauges: a `quantile` label belongs to the summary type, which
+    // would also need _sum and _count.
+    for (name, help, pick) in [
+        (
+            "whipcast_stream_server_lag_p50_seconds",
+            "Median server lag of recent video parts: arrival of their last frame to published.",
+            (|l: &crate::hls::LagSummary| l.p50) as fn(&crate::hls::LagSummary) -> f64,
+        ),
+        (
+            "whipcast_stream_server_lag_p99_seconds",
+            "99th percentile server lag of recent video parts.",
+            |l: &crate::hls::LagSummary| l.p99,
+        ),
+    ] {
+        family(out, name, "gauge", help);
+        for s in streams.iter().filter(|s| s.lag_ms.samples > 0) {
             sample(
                 out,
-                "whipcast_stream_server_lag_seconds",
-                &format!("stream=\"{}\",quantile=\"{q}\"", label(&s.name)),
-                v / 1000.0,
+                name,
+                &format!("stream=\"{}\"", label(&s.name)),
+                pick(&s.lag_ms) / 1000.0,
             );
         }
     }

@@ -86,8 +86,11 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         f.sync_data()?;
         fs::rename(&tmp, path)?;
         // The rename lives in the directory: sync it too, so that after a power loss a
-        // playlist never survives without the segments renamed into place before it.
-        File::open(dir)?.sync_all()
+        // playlist never survives without the segments renamed into place before it. Not
+        // an error when it fails: the file is in place, and some filesystems cannot sync
+        // a directory (EINVAL); stopping the recording for that would lose more.
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

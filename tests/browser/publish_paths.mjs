@@ -313,6 +313,8 @@ async function whipServerLost(open) {
     res.startEnabled = await page.isEnabled('#start');
     check(st.phase === 'error' && /network down: lost the connection/.test(res.status) && res.startEnabled,
       `server killed while live: ${JSON.stringify(res)}`);
+    // ICE alone would take ~30 s; the probe answers within seconds.
+    check(res.seconds < 15, `"network down" took ${res.seconds}s after the server died`);
     log(`WHIP server lost: "${res.status}" after ${res.seconds}s`);
   } finally {
     proc.kill('SIGKILL');
