@@ -42,6 +42,9 @@ pub struct HlsOrigin {
     live_cache: HeaderValue,
     /// `Cache-Control` of a blocking playlist response: 6 × target duration.
     blocking_cache: HeaderValue,
+    /// MPEG-TS remuxes running at once: one per core. Without a CDN in front every TS
+    /// request remuxes; the rest wait here instead of filling tokio's blocking pool.
+    remuxes: Arc<tokio::sync::Semaphore>,
 }
 
 impl HlsOrigin {
@@ -52,6 +55,9 @@ impl HlsOrigin {
             // HLS2 App. B.1.
             live_cache: max_age((target_duration / 2).max(1)),
             blocking_cache: max_age(target_duration * 6),
+            remuxes: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }
     }
 }
@@ -312,8 +318,14 @@ async fn segment_bytes(body: SegmentBody) -> Option<Bytes> {
     }
 }
 
-/// Remuxes an MPEG-TS segment (about 1 ms of CPU per MB: off the async workers).
-async fn ts_segment(src: TsSources, seq: u64, headers: &HeaderMap) -> Response {
+/// Remuxes an MPEG-TS segment on the blocking pool (it parses and copies the whole segment:
+/// not work for the async workers), at most one per core at a time.
+async fn ts_segment(
+    src: TsSources,
+    seq: u64,
+    headers: &HeaderMap,
+    remuxes: &tokio::sync::Semaphore,
+) -> Response {
     let (video_init, video) = src.video;
     let Some(video) = segment_bytes(video).await else {
         return not_found();
@@ -331,6 +343,9 @@ async fn ts_segment(src: TsSources, seq: u64, headers: &HeaderMap) -> Response {
             Some((init, segments))
         }
         None => None,
+    };
+    let Ok(_permit) = remuxes.acquire().await else {
+        return unavailable("shutting down\n");
     };
     let remuxed = tokio::task::spawn_blocking(move || {
         let audio_refs: Option<(&[u8], Vec<&[u8]>)> = audio
@@ -495,7 +510,7 @@ pub async fn rendition_file(
             // Boxed, as below: every request's future is as large as its largest branch,
             // and a parked playlist request should not carry the state of a remux or a
             // file read (BENCHMARKS.md "Origin throughput and parked requests").
-            Some(src) => Box::pin(ts_segment(src, seq, headers)).await,
+            Some(src) => Box::pin(ts_segment(src, seq, headers, &state.hls.remuxes)).await,
             None => not_found(),
         };
     }
