@@ -361,8 +361,9 @@ struct StreamState {
     ingest: IngestSummary,
     renditions: BTreeMap<String, RenditionState>,
     master: Option<Doc>,
-    /// The multivariant playlist of the MPEG-TS variants.
-    ts_master: Option<Doc>,
+    /// The multivariant playlist of the MPEG-TS variants, rendered on request (few players
+    /// ask for it) and kept with the `version` it was rendered at.
+    ts_master: Option<(u64, Doc)>,
     /// When anything of the stream last changed (`Last-Modified` of its playlists).
     changed_at: SystemTime,
     /// Bumped on every change of any rendition: cached playlists carry rendition reports
@@ -1013,7 +1014,21 @@ impl HlsStore {
 
     /// The multivariant playlist of the MPEG-TS variants.
     pub fn ts_master(&self, stream: &str) -> Option<Doc> {
-        self.lock().get(stream)?.ts_master.clone()
+        let mut map = self.lock();
+        let st = map.get_mut(stream)?;
+        if let Some((v, doc)) = &st.ts_master
+            && *v == st.version
+        {
+            return Some(doc.clone());
+        }
+        let text = render_master(st, true)?;
+        // Same text, same entity tag and modification time (as for the fMP4 master).
+        let doc = match st.ts_master.take() {
+            Some((_, doc)) if doc.body == text => doc,
+            _ => Doc::new(text, SystemTime::now()),
+        };
+        st.ts_master = Some((st.version, doc.clone()));
+        Some(doc)
     }
 
     /// The MPEG-TS media playlist of a video rendition.
@@ -1307,20 +1322,13 @@ fn live<'a>(
 /// Re-renders the multivariant playlist; keeps the previous `Doc` (entity tag and
 /// modification time) when the text did not change.
 fn refresh_master(st: &mut StreamState) {
-    for ts in [false, true] {
-        let Some(text) = render_master(st, ts) else {
-            return;
-        };
-        let doc = if ts {
-            &mut st.ts_master
-        } else {
-            &mut st.master
-        };
-        if doc.as_ref().is_some_and(|m| m.body == text) {
-            continue;
-        }
-        *doc = Some(Doc::new(text, SystemTime::now()));
+    let Some(text) = render_master(st, false) else {
+        return;
+    };
+    if st.master.as_ref().is_some_and(|m| m.body == text) {
+        return;
     }
+    st.master = Some(Doc::new(text, SystemTime::now()));
 }
 
 fn render_master(st: &StreamState, ts: bool) -> Option<Bytes> {
