@@ -255,14 +255,20 @@ fn pmt(out: &mut Vec<u8>, cc: u8, audio: bool) {
 
 /// Bytes of the adaptation field content (after its length byte) in a PES's first packet.
 fn first_adaptation(pes: &Pes) -> Vec<u8> {
-    if pes.pcr.is_none() && !pes.random_access {
+    adaptation(pes.pcr, pes.random_access)
+}
+
+/// Adaptation field content (after its length byte) with a PCR and/or the
+/// `random_access_indicator`; empty when neither.
+fn adaptation(pcr: Option<u64>, random_access: bool) -> Vec<u8> {
+    if pcr.is_none() && !random_access {
         return Vec::new();
     }
     let mut af = vec![0u8];
-    if pes.random_access {
+    if random_access {
         af[0] |= 0x40;
     }
-    if let Some(pcr) = pes.pcr {
+    if let Some(pcr) = pcr {
         af[0] |= 0x10;
         let base = pcr & MASK_33;
         af.extend_from_slice(&[
@@ -443,14 +449,7 @@ fn pcr_packet(out: &mut Vec<u8>, pcr: u64, cc: u8) {
         0x20 | cc_prev,
         183,
     ]);
-    let af = first_adaptation(&Pes {
-        pid: VIDEO_PID,
-        bytes: Vec::new(),
-        order: pcr,
-        pcr: Some(pcr),
-        random_access: false,
-    });
-    out.extend_from_slice(&af);
+    out.extend_from_slice(&adaptation(Some(pcr), false));
     out.resize(start + PACKET, 0xff);
 }
 
