@@ -53,6 +53,8 @@ pub struct BroadcastParams {
     pub audio_payload_type: Option<u8>,
     /// Ladder in force.
     pub ladder: Ladder,
+    /// The capture height the publisher declared, if any (plans the ladder).
+    pub height_hint: Option<u32>,
     /// Where segments go.
     pub store: HlsStore,
     /// Time allowed to connect and deliver video.
@@ -114,6 +116,7 @@ pub async fn run(mut p: BroadcastParams) -> String {
                             video: VideoInput { codec, payload_type: t.payload_type },
                             audio: p.audio_payload_type.map(|payload_type| AudioInput { payload_type }),
                             ladder: p.ladder.clone(),
+                            height_hint: p.height_hint,
                             segment_duration: p.store.config().segment_duration,
                             part_duration: p.store.ll().map(|ll| ll.part_duration),
                         };
@@ -260,6 +263,11 @@ fn store_event(
             if let Err(e) = store.init(stream.as_str(), info, data) {
                 warn!(error = %e, "init segment not stored");
             }
+            0
+        }
+        MediaEvent::Renditions(names) => {
+            outputs.expect(&names);
+            store.expect(stream.as_str(), names);
             0
         }
         MediaEvent::Fragment {

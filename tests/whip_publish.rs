@@ -219,8 +219,8 @@ async fn default_ladder_for_a_720p_source() {
         .map(|v| (v.resolution.unwrap().width, v.resolution.unwrap().height))
         .collect();
     sizes.sort();
-    // 1080p is above the source and is not produced.
-    assert_eq!(sizes, [(640, 360), (854, 480), (1280, 720)]);
+    // 1080p is above the source and is not produced; Apple's lowest rung (416x234) is.
+    assert_eq!(sizes, [(416, 234), (640, 360), (854, 480), (1280, 720)]);
     for v in &master.variants {
         let codecs = v.codecs.as_deref().unwrap();
         // superfast keeps CABAC/8x8dct, so the High profile requested by the ladder holds.

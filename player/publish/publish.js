@@ -246,6 +246,17 @@
 
   // ---- WHIP --------------------------------------------------------------------------
 
+  /**
+   * Tells the server the height we capture at (`?height=`), so it plans its ladder for it:
+   * the browser's encoder starts small while its bandwidth estimate ramps up (a 720p camera
+   * goes out as 640x360 for the first seconds), and the server cannot add renditions once
+   * players have read the multivariant playlist.
+   */
+  function addCaptureHeight(url) {
+    const h = state.videoTrack && state.videoTrack.height;
+    if (Number.isInteger(h) && h >= 90 && h <= 4320) url.searchParams.set('height', String(h));
+  }
+
   function authHeaders(extra) {
     const h = { ...extra };
     if (token) h.Authorization = `Bearer ${token}`;
@@ -254,6 +265,7 @@
 
   async function publishWhip(stream) {
     const endpoint = new URL(`/whip/${encodeURIComponent(stream)}`, location.href);
+    addCaptureHeight(endpoint);
     await pc.setLocalDescription(await pc.createOffer());
     if (!(await gatheringComplete(pc, GATHER_TIMEOUT_MS))) {
       state.warnings.push('ICE gathering incomplete; sending the candidates gathered so far');
@@ -300,6 +312,7 @@
       const url = new URL(`/ws/${encodeURIComponent(stream)}`, location.href);
       url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
       if (token) url.searchParams.set('token', token);
+      addCaptureHeight(url);
       let answered = false;
       const send = (msg) => {
         if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));

@@ -360,6 +360,9 @@ struct StreamState {
     target_duration: u64,
     ingest: IngestSummary,
     renditions: BTreeMap<String, RenditionState>,
+    /// Every rendition the broadcast will have, once the media layer planned its ladder.
+    /// The multivariant playlist waits for all of them (see [`render_master`]).
+    expected: Option<Vec<String>>,
     master: Option<Doc>,
     /// The multivariant playlist of the MPEG-TS variants, rendered on request (few players
     /// ask for it) and kept with the `version` it was rendered at.
@@ -809,6 +812,7 @@ impl HlsStore {
             target_duration: playlist::target_duration(self.cfg.segment_duration),
             ingest,
             renditions: BTreeMap::new(),
+            expected: None,
             master: None,
             ts_master: None,
             changed_at: SystemTime::now(),
@@ -829,6 +833,18 @@ impl HlsStore {
             }
         }
         epoch
+    }
+
+    /// Records the renditions the broadcast will have; the multivariant playlist is served
+    /// only once every one of them is playable. Set once: the rendition set of a served
+    /// multivariant playlist never changes during a broadcast.
+    pub fn expect(&self, stream: &str, renditions: Vec<String>) {
+        let mut map = self.lock();
+        if let Ok(st) = live(&mut map, stream)
+            && st.expected.is_none()
+        {
+            st.expected = Some(renditions);
+        }
     }
 
     /// Records a rendition's init segment.
@@ -1343,13 +1359,18 @@ fn render_master(st: &StreamState, ts: bool) -> Option<Bytes> {
             format!("{}/{playlist_name}", r.info.name),
         ))
     };
+    // All or nothing: players (hls.js, Safari) read the multivariant playlist once and a
+    // CDN caches it, so a first version without the audio group or a rung would stay with
+    // early viewers for the whole session. Until every planned rendition has a whole
+    // segment the answer is a 404 (no-store), then the set is fixed.
+    let expected = st.expected.as_ref()?;
     let mut video: Vec<(&RenditionState, String)> = Vec::new();
     let mut audio: Option<(&RenditionState, String)> = None;
-    for r in st.renditions.values() {
-        match entry(r) {
-            Some((true, uri)) => video.push((r, uri)),
-            Some((false, uri)) => audio = Some((r, uri)),
-            None => {}
+    for name in expected {
+        let r = st.renditions.get(name)?;
+        match entry(r)? {
+            (true, uri) => video.push((r, uri)),
+            (false, uri) => audio = Some((r, uri)),
         }
     }
     if video.is_empty() {
@@ -1469,10 +1490,14 @@ mod tests {
             s.media_playlist("cam", "360p", false).is_none(),
             "no segment yet"
         );
+        s.expect("cam", vec!["audio".into(), "360p".into()]);
         for _ in 0..6 {
             s.publish("cam", "360p", chunk(true, 2000, b"0123456789"))
                 .expect("segment");
         }
+        // Video is playable, audio is not yet: no multivariant playlist (it would be one
+        // without the audio group, and players read it once).
+        assert!(s.master("cam").is_none(), "master without its audio");
         s.publish("cam", "audio", chunk(true, 2000, b"a"))
             .expect("segment");
         let master = text(s.master("cam"));
@@ -1628,6 +1653,7 @@ mod tests {
         assert_eq!(ll.part_target, Duration::from_millis(222));
         assert_eq!(ll.advance_part_limit(), 13);
         let epoch = s.begin("cam", ingest(), Instant::now());
+        s.expect("cam", vec!["audio".into(), "360p".into()]);
         s.init("cam", info("360p", true), Bytes::from_static(b"i"))
             .expect("init");
         s.init("cam", info("audio", false), Bytes::from_static(b"a"))

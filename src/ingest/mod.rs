@@ -87,6 +87,9 @@ pub enum IngestError {
     /// `?record=` with a value that is neither yes nor no (400).
     #[error("record must be 1, true, yes, 0, false or no (got {0:?})")]
     BadRecordFlag(String),
+    /// `?height=` that is not a number of lines in 90..=4320 (400).
+    #[error("height must be a number of lines from 90 to 4320 (got {0:?})")]
+    BadHeight(String),
     /// `?record=1` while `record.allow_request` is off (403): refused rather than
     /// published without the recording the publisher asked for.
     #[error("recording on request is off on this server (record.allow_request)")]
@@ -100,6 +103,7 @@ impl IngestError {
         match self {
             IngestError::BadStreamName
             | IngestError::BadRecordFlag(_)
+            | IngestError::BadHeight(_)
             | IngestError::OfferRejected(_)
             | IngestError::BadCandidate(_)
             | IngestError::Sdp(SdpError::Malformed(_)) => 400,
@@ -158,9 +162,20 @@ pub struct PublishRequest {
     pub signaling: Signaling,
     /// Where to send server candidates gathered after the answer (WebSocket only).
     pub candidates: Option<mpsc::Sender<Candidate>>,
+    /// What the URL's query asked for.
+    pub options: PublishOptions,
+}
+
+/// The query parameters of a publish URL (WHIP and WebSocket alike).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PublishOptions {
     /// The publisher asked for a recording (`?record=1`); honoured with
     /// `record.allow_request`.
     pub record: bool,
+    /// The capture height the publisher will send at full quality (`?height=720`): the
+    /// ladder is planned for it rather than for a first frame that bandwidth estimation
+    /// made small.
+    pub height: Option<u32>,
 }
 
 /// A successful publish.
@@ -297,10 +312,10 @@ impl Ingest {
         if req.offer.len() > self.inner.max_sdp_bytes {
             return Err(IngestError::SdpTooLarge(self.inner.max_sdp_bytes));
         }
-        if req.record && !self.inner.outputs.records(true) {
+        if req.options.record && !self.inner.outputs.records(true) {
             return Err(IngestError::RecordingNotAllowed);
         }
-        let summary = sdp::inspect_offer(&req.offer)?;
+        let summary = peer::inspect_offer(&req.offer)?;
         let session_id = format!("{:032x}", rand::random::<u128>());
         let reservation = self.reserve(&key, &session_id)?;
         let (peer, answer, events) = PeerSession::answer(
@@ -325,7 +340,7 @@ impl Ingest {
             &key,
             &epoch,
             self.inner.store.discontinuity_sequence(key.as_str()),
-            req.record,
+            req.options.record,
         );
         self.inner
             .store
@@ -337,6 +352,7 @@ impl Ingest {
             commands: cmd_rx,
             audio_payload_type: summary.audio_payload_type,
             ladder: self.inner.ladder.clone(),
+            height_hint: req.options.height,
             store: self.inner.store.clone(),
             connect_timeout: self.inner.ice.connect_timeout,
             media_timeout: self.inner.ice.media_timeout,

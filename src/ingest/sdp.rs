@@ -1,9 +1,75 @@
-//! A strict-enough look at an SDP offer before any WebRTC machinery is spent on it.
-//! Pure; it decides 400 (malformed) versus 422 (well-formed but unusable).
+//! What a publisher's offer asks for, and whether we can take it. Pure: the text is parsed
+//! once, by the WebRTC stack's own SDP parser, in [`super::peer::inspect_offer`], which
+//! hands this module our own [`OfferSection`]s; the rules here decide 400 (malformed)
+//! versus 422 (well-formed but unusable) and what the pipeline will receive.
 //!
-//! Lenient where OBS needs it (STANDARDS §1d): session-level ICE and fingerprint attributes,
-//! `a=group:LS`, no `bundle-only`, upper/lower-case codec names, H.264 fmtp that lies about
-//! the profile (we never trust it: the decoder reads the SPS).
+//! Lenient where real publishers need it:
+//! - OBS: session-level ICE, DTLS and direction attributes, `a=group:LS`, no `bundle-only`,
+//!   an H.264 fmtp that claims `42e01f` whatever the encoder sends (never trusted: the
+//!   decoder reads the SPS);
+//! - GStreamer webrtcbin (max-bundle): every section after the first is `m=… 0 …` with
+//!   `a=bundle-only`. RFC 8843 §7.2.1: such a section is part of the BUNDLE group, not
+//!   rejected; port 0 means rejected only without `bundle-only` (RFC 3264 §6);
+//! - codec names in any case (`OPUS`, `opus`, `h264`);
+//! - `a=inactive` sections carry nothing and are ignored like rejected ones.
+
+/// One `m=` section of an offer, as the peer module read it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OfferSection {
+    /// `audio`, `video`, `application`, …
+    pub media: String,
+    /// The `m=` line's port.
+    pub port: u16,
+    /// `a=bundle-only` is present (RFC 8843 §6).
+    pub bundle_only: bool,
+    /// The section's direction attribute, or the session-level one (RFC 4566 §6).
+    pub direction: Option<Direction>,
+    /// `(payload type, encoding name)` per `a=rtpmap`, in offer order.
+    pub codecs: Vec<(u8, String)>,
+}
+
+/// A media direction attribute (RFC 4566 §6, RFC 3264 §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// `a=sendonly`.
+    SendOnly,
+    /// `a=sendrecv` (also the default without an attribute).
+    SendRecv,
+    /// `a=recvonly`.
+    RecvOnly,
+    /// `a=inactive`.
+    Inactive,
+}
+
+impl Direction {
+    /// Parses an attribute name.
+    pub fn from_attribute(key: &str) -> Option<Direction> {
+        match key {
+            "sendonly" => Some(Direction::SendOnly),
+            "sendrecv" => Some(Direction::SendRecv),
+            "recvonly" => Some(Direction::RecvOnly),
+            "inactive" => Some(Direction::Inactive),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Direction::SendOnly => "sendonly",
+            Direction::SendRecv => "sendrecv",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+}
+
+impl OfferSection {
+    /// Whether the section takes part in the session: not rejected (port 0 without
+    /// `bundle-only`, RFC 3264 §6 / RFC 8843 §7.2.1) and not `inactive`.
+    fn active(&self) -> bool {
+        (self.port != 0 || self.bundle_only) && self.direction != Some(Direction::Inactive)
+    }
+}
 
 /// What the offer asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,97 +95,21 @@ pub enum SdpError {
     /// More than one audio or video track (RFC 9725 §4.4.2; HTTP 422).
     #[error("the offer has {0}; WHIP allows one audio and one video track")]
     TooManyTracks(String),
-    /// A section that would not send (RFC 9725 §4.2: clients must not offer recvonly or inactive).
+    /// A section that would not send (RFC 9725 §4.2: clients must not offer recvonly).
     #[error("the {0} section is {1}; a publisher must offer sendonly or sendrecv")]
-    BadDirection(String, String),
+    BadDirection(String, &'static str),
 }
 
 const VIDEO_CODECS: &[&str] = &["H264", "VP8", "VP9"];
 
-#[derive(Default)]
-struct Section {
-    media: String,
-    port: u32,
-    codecs: Vec<String>,
-    payload_types: Vec<u8>,
-    direction: Option<String>,
-}
-
-/// Inspects an offer.
-pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, SdpError> {
-    let sdp = sdp.trim_start_matches('\u{feff}').trim_start();
-    if !sdp.starts_with("v=0") {
-        return Err(SdpError::Malformed("must start with v=0".into()));
-    }
-    let mut session_direction: Option<String> = None;
-    let mut sections: Vec<Section> = Vec::new();
-    for (n, raw) in sdp.lines().enumerate() {
-        let line = raw.trim_end_matches('\r');
-        if line.is_empty() {
-            continue;
-        }
-        let b = line.as_bytes();
-        if b.len() < 2 || b[1] != b'=' || !b[0].is_ascii_lowercase() {
-            return Err(SdpError::Malformed(format!(
-                "line {} is not `<type>=<value>`",
-                n + 1
-            )));
-        }
-        let value = &line[2..];
-        match b[0] {
-            b'm' => {
-                let parts: Vec<&str> = value.split_whitespace().collect();
-                if parts.len() < 4 {
-                    return Err(SdpError::Malformed(format!(
-                        "line {}: short m= line",
-                        n + 1
-                    )));
-                }
-                let port = parts[1]
-                    .split('/')
-                    .next()
-                    .and_then(|p| p.parse::<u32>().ok())
-                    .ok_or_else(|| SdpError::Malformed(format!("line {}: bad port", n + 1)))?;
-                sections.push(Section {
-                    media: parts[0].to_string(),
-                    port,
-                    ..Section::default()
-                });
-            }
-            b'a' => {
-                let dir = matches!(value, "sendonly" | "sendrecv" | "recvonly" | "inactive");
-                match sections.last_mut() {
-                    Some(sec) => {
-                        if dir {
-                            sec.direction = Some(value.to_string());
-                        } else if let Some(rest) = value.strip_prefix("rtpmap:") {
-                            // a=rtpmap:<pt> <name>/<clock>[/<channels>]
-                            let mut it = rest.split_whitespace();
-                            let pt = it.next().and_then(|p| p.parse::<u8>().ok());
-                            let name = it.next().and_then(|enc| enc.split('/').next());
-                            let (Some(pt), Some(name)) = (pt, name) else {
-                                return Err(SdpError::Malformed(format!(
-                                    "line {}: bad rtpmap",
-                                    n + 1
-                                )));
-                            };
-                            sec.codecs.push(name.to_ascii_uppercase());
-                            sec.payload_types.push(pt);
-                        }
-                    }
-                    None if dir => session_direction = Some(value.to_string()),
-                    None => {}
-                }
-            }
-            _ => {}
-        }
-    }
+/// Applies the rules to the sections of a parsed offer.
+pub fn summarize(sections: &[OfferSection]) -> Result<OfferSummary, SdpError> {
     if sections.is_empty() {
         return Err(SdpError::Malformed("no m= section".into()));
     }
-    let active: Vec<&Section> = sections
+    let active: Vec<&OfferSection> = sections
         .iter()
-        .filter(|s| s.port != 0 && (s.media == "video" || s.media == "audio"))
+        .filter(|s| s.active() && (s.media == "video" || s.media == "audio"))
         .collect();
     let count = |m: &str| active.iter().filter(|s| s.media == m).count();
     let (videos, audios) = (count("video"), count("audio"));
@@ -129,48 +119,42 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, SdpError> {
         )));
     }
     for s in &active {
-        let dir = s
-            .direction
-            .as_deref()
-            .or(session_direction.as_deref())
-            .unwrap_or("sendrecv");
-        if dir == "recvonly" || dir == "inactive" {
-            return Err(SdpError::BadDirection(s.media.clone(), dir.to_string()));
+        if let Some(d @ Direction::RecvOnly) = s.direction {
+            return Err(SdpError::BadDirection(s.media.clone(), d.name()));
         }
     }
     let video = active
         .iter()
         .find(|s| s.media == "video")
         .ok_or(SdpError::NoVideo)?;
-    let video_codecs: Vec<String> = video
-        .codecs
-        .iter()
-        .filter(|c| VIDEO_CODECS.contains(&c.as_str()))
-        .fold(Vec::new(), |mut acc, c| {
-            if !acc.contains(c) {
-                acc.push(c.clone());
-            }
-            acc
-        });
+    let mut video_codecs: Vec<String> = Vec::new();
+    for (_, name) in &video.codecs {
+        let upper = name.to_ascii_uppercase();
+        if VIDEO_CODECS.contains(&upper.as_str()) && !video_codecs.contains(&upper) {
+            video_codecs.push(upper);
+        }
+    }
     if video_codecs.is_empty() {
         return Err(SdpError::UnsupportedCodec(format!(
             "video {}",
-            video.codecs.join(", ")
+            names(&video.codecs)
         )));
     }
     let audio_payload_type = match active.iter().find(|s| s.media == "audio") {
         None => None,
-        Some(a) if a.codecs.iter().any(|c| c == "OPUS") => a
+        Some(a) => match a
             .codecs
             .iter()
-            .position(|c| c == "OPUS")
-            .and_then(|i| a.payload_types.get(i).copied()),
-        Some(a) => {
-            return Err(SdpError::UnsupportedCodec(format!(
-                "audio {}",
-                a.codecs.join(", ")
-            )));
-        }
+            .find(|(_, n)| n.eq_ignore_ascii_case("opus"))
+        {
+            Some((pt, _)) => Some(*pt),
+            None => {
+                return Err(SdpError::UnsupportedCodec(format!(
+                    "audio {}",
+                    names(&a.codecs)
+                )));
+            }
+        },
     };
     Ok(OfferSummary {
         video_codecs,
@@ -178,19 +162,72 @@ pub fn inspect_offer(sdp: &str) -> Result<OfferSummary, SdpError> {
     })
 }
 
+fn names(codecs: &[(u8, String)]) -> String {
+    codecs
+        .iter()
+        .map(|(_, n)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::peer::inspect_offer;
 
     /// What OBS 30.2+ sends (tinywhip #2 capture, trimmed): session-level ICE/DTLS, group:LS,
     /// no candidates, 42e01f whatever the encoder does, lower-case opus.
     const OBS: &str = include_str!("../../tests/data/obs-offer.sdp");
+
+    /// GStreamer webrtcbin's default (max-bundle) shape: the audio section has port 0 and
+    /// `a=bundle-only`, codec names in upper case, `a=rtcp-mux-only`.
+    const WEBRTCBIN: &str = "v=0\r\no=- 1 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+        a=ice-options:trickle\r\na=group:BUNDLE video0 audio1\r\n\
+        m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=setup:actpass\r\n\
+        a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\na=rtcp-mux\r\n\
+        a=rtcp-mux-only\r\na=rtcp-rsize\r\na=sendrecv\r\na=rtpmap:96 H264/90000\r\n\
+        a=fmtp:96 packetization-mode=1;profile-level-id=42c01f;sprop-parameter-sets=Z0LAH9kAUAW7ARAAAAMAEAAAAwPI8YMkgA==,aMuDyyA=\r\n\
+        a=mid:video0\r\n\
+        m=audio 0 UDP/TLS/RTP/SAVPF 97\r\nc=IN IP4 0.0.0.0\r\na=bundle-only\r\n\
+        a=setup:actpass\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\n\
+        a=rtcp-mux\r\na=rtcp-mux-only\r\na=sendrecv\r\na=rtpmap:97 OPUS/48000/2\r\n\
+        a=fmtp:97 sprop-maxcapturerate=48000;sprop-stereo=0\r\na=mid:audio1\r\n";
 
     #[test]
     fn obs_offer_is_accepted() {
         let s = inspect_offer(OBS).expect("OBS offer");
         assert_eq!(s.video_codecs, ["H264"]);
         assert_eq!(s.audio_payload_type, Some(111));
+    }
+
+    #[test]
+    fn bundle_only_audio_is_published() {
+        let s = inspect_offer(WEBRTCBIN).expect("webrtcbin offer");
+        assert_eq!(s.video_codecs, ["H264"]);
+        assert_eq!(s.audio_payload_type, Some(97));
+        // The same section without bundle-only is a rejected one (RFC 3264 §6).
+        let rejected = inspect_offer(&WEBRTCBIN.replace("a=bundle-only\r\n", "")).expect("ok");
+        assert_eq!(rejected.audio_payload_type, None);
+    }
+
+    #[test]
+    fn session_level_direction_and_inactive_sections() {
+        // Direction only at session level applies to every section.
+        let session_recv = OBS
+            .replace("a=sendonly\r\n", "")
+            .replace("t=0 0\r\n", "t=0 0\r\na=recvonly\r\n");
+        assert!(matches!(
+            inspect_offer(&session_recv),
+            Err(SdpError::BadDirection(..))
+        ));
+        // An inactive audio section is ignored; an inactive video leaves nothing to publish.
+        let audio_off = OBS.replacen("a=sendonly", "a=inactive", 1);
+        assert_eq!(
+            inspect_offer(&audio_off).expect("ok").audio_payload_type,
+            None
+        );
+        let video_off = OBS.replace("a=mid:1\r\na=sendonly", "a=mid:1\r\na=inactive");
+        assert_eq!(inspect_offer(&video_off), Err(SdpError::NoVideo));
     }
 
     #[test]
@@ -203,23 +240,20 @@ mod tests {
 
     #[test]
     fn garbage_is_malformed() {
-        assert!(matches!(
-            inspect_offer("hello"),
-            Err(SdpError::Malformed(_))
-        ));
-        assert!(matches!(inspect_offer(""), Err(SdpError::Malformed(_))));
-        assert!(matches!(
-            inspect_offer("v=0\r\nthis is not sdp\r\n"),
-            Err(SdpError::Malformed(_))
-        ));
-        assert!(matches!(
-            inspect_offer("v=0\r\ns=-\r\n"),
-            Err(SdpError::Malformed(_))
-        ));
-        assert!(matches!(
-            inspect_offer("v=0\r\nm=video 9\r\n"),
-            Err(SdpError::Malformed(_))
-        ));
+        for bad in [
+            "hello",
+            "",
+            "v=0\r\nthis is not sdp\r\n",
+            "v=0\r\ns=-\r\n",
+            "v=0\r\nm=video 9\r\n",
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n",
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 99999 UDP/TLS/RTP/SAVPF 96\r\n",
+        ] {
+            assert!(
+                matches!(inspect_offer(bad), Err(SdpError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
@@ -246,7 +280,7 @@ mod tests {
             inspect_offer(&two),
             Err(SdpError::TooManyTracks(_))
         ));
-        // A rejected (port 0) extra section does not count.
+        // A rejected (port 0, no bundle-only) extra section does not count.
         let rejected = format!("{OBS}m=video 0 UDP/TLS/RTP/SAVPF 97\r\na=rtpmap:97 VP8/90000\r\n");
         assert!(inspect_offer(&rejected).is_ok());
     }

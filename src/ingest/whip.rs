@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tracing::{error, info, warn};
 
-use super::{Candidate, Ingest, IngestError, PublishRequest, Signaling};
+use super::{Candidate, Ingest, IngestError, PublishOptions, PublishRequest, Signaling};
 use crate::origin::AppState;
 
 const SDP: &str = "application/sdp";
@@ -117,7 +117,7 @@ async fn offer_request(
         offer,
         signaling: Signaling::Whip,
         candidates: None,
-        record: record_requested(uri.query())?,
+        options: publish_options(uri.query())?,
     })
 }
 
@@ -233,7 +233,11 @@ pub async fn patch(
 
 /// Extracts the candidates of an `application/trickle-ice-sdpfrag` body.
 pub fn parse_sdpfrag(frag: &str) -> Result<Vec<Candidate>, IngestError> {
+    // The candidate keeps the section it was sent for: the `a=mid` of its `m=` line and
+    // that line's position (RFC 8840 §4.4; with max-bundle, RFC 9725 §4.3.2, it is the
+    // first section, but a client may say otherwise).
     let mut mid: Option<String> = None;
+    let mut mline: Option<u16> = None;
     let mut out = Vec::new();
     for line in frag
         .lines()
@@ -246,7 +250,10 @@ pub fn parse_sdpfrag(frag: &str) -> Result<Vec<Candidate>, IngestError> {
                 "trickle fragment line is not `<type>=<value>`".into(),
             )));
         }
-        if let Some(m) = line.strip_prefix("a=mid:") {
+        if line.starts_with("m=") {
+            mline = Some(mline.map_or(0, |i| i.saturating_add(1)));
+            mid = None;
+        } else if let Some(m) = line.strip_prefix("a=mid:") {
             mid = Some(m.to_string());
         } else if let Some(c) = line.strip_prefix("a=")
             && c.starts_with("candidate:")
@@ -254,20 +261,34 @@ pub fn parse_sdpfrag(frag: &str) -> Result<Vec<Candidate>, IngestError> {
             out.push(Candidate {
                 candidate: c.to_string(),
                 sdp_mid: mid.clone(),
-                sdp_mline_index: Some(0),
+                sdp_mline_index: Some(mline.unwrap_or(0)),
             });
         }
     }
     Ok(out)
 }
 
-/// Whether a query string asks for a recording: `record=1` (or `true`, `yes`).
-pub(crate) fn record_requested(query: Option<&str>) -> Result<bool, IngestError> {
-    let Some(q) = query else { return Ok(false) };
-    match url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "record") {
-        Some((_, v)) => record_flag(&v),
-        None => Ok(false),
+/// The publish options of a query string: `record=1` (or `true`, `yes`) and `height=N`.
+/// Unknown parameters are ignored (`token` is read by the edges).
+pub(crate) fn publish_options(query: Option<&str>) -> Result<PublishOptions, IngestError> {
+    let mut o = PublishOptions::default();
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*k {
+            "record" => o.record = record_flag(&v)?,
+            "height" => o.height = Some(height(&v)?),
+            _ => {}
+        }
     }
+    Ok(o)
+}
+
+/// A declared capture height: lines, 90 to 4320 (8K).
+fn height(value: &str) -> Result<u32, IngestError> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|h| (90..=4320).contains(h))
+        .ok_or_else(|| IngestError::BadHeight(value.chars().take(32).collect()))
 }
 
 /// The value of a `record` query parameter: yes, no, or a 400 (a typo must not silently
@@ -310,8 +331,19 @@ mod tests {
         let c = parse_sdpfrag(frag).expect("parses");
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].sdp_mid.as_deref(), Some("0"));
+        assert_eq!(c[0].sdp_mline_index, Some(0));
         assert!(c[0].candidate.starts_with("candidate:1387637174"));
         assert!(parse_sdpfrag("garbage").is_err());
+        // A candidate for the second section keeps its mid and index.
+        let two = format!(
+            "{frag}m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v\r\na=candidate:2 1 udp 1 127.0.0.1 9 typ host\r\n"
+        );
+        let c = parse_sdpfrag(&two).expect("parses");
+        assert_eq!(c.len(), 2);
+        assert_eq!(
+            (c[1].sdp_mid.as_deref(), c[1].sdp_mline_index),
+            (Some("v"), Some(1))
+        );
     }
 
     #[test]
@@ -334,14 +366,33 @@ mod tests {
 
     #[test]
     fn record_flag_in_query() {
-        assert_eq!(record_requested(Some("record=1")), Ok(true));
-        assert_eq!(record_requested(Some("a=b&record=true")), Ok(true));
-        assert_eq!(record_requested(Some("record=0")), Ok(false));
-        assert_eq!(record_requested(Some("record=")), Ok(false));
-        assert_eq!(record_requested(Some("recording=1")), Ok(false));
-        assert_eq!(record_requested(None), Ok(false));
-        let bad = record_requested(Some("record=please"));
-        assert_eq!(bad, Err(IngestError::BadRecordFlag("please".into())));
-        assert_eq!(bad.map_err(|e| e.status()), Err(400));
+        let rec = |q| publish_options(q).map(|o| o.record);
+        assert_eq!(rec(Some("record=1")), Ok(true));
+        assert_eq!(rec(Some("a=b&record=true")), Ok(true));
+        assert_eq!(rec(Some("record=0")), Ok(false));
+        assert_eq!(rec(Some("record=")), Ok(false));
+        assert_eq!(rec(Some("recording=1")), Ok(false));
+        assert_eq!(rec(None), Ok(false));
+        assert!(matches!(
+            rec(Some("record=please")),
+            Err(IngestError::BadRecordFlag(_))
+        ));
+    }
+
+    #[test]
+    fn height_in_query() {
+        let h = |q| publish_options(Some(q)).map(|o| o.height);
+        assert_eq!(h("height=720"), Ok(Some(720)));
+        assert_eq!(h("record=1&height=1080"), Ok(Some(1080)));
+        assert_eq!(h("x=1"), Ok(None));
+        for bad in [
+            "height=",
+            "height=abc",
+            "height=12",
+            "height=99999",
+            "height=-1",
+        ] {
+            assert!(matches!(h(bad), Err(IngestError::BadHeight(_))), "{bad}");
+        }
     }
 }

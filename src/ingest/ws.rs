@@ -6,17 +6,15 @@
 //! Anything wrong gets an `error` message and the socket stays usable; closing the socket
 //! ends the broadcast. Browsers cannot set headers on a WebSocket, hence `?token=`.
 
-use std::collections::HashMap;
-
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{Candidate, Ingest, PublishRequest, Signaling};
+use super::{Candidate, Ingest, PublishOptions, PublishRequest, Signaling};
 use crate::origin::AppState;
 
 /// Largest accepted frame: an SDP offer plus JSON framing.
@@ -76,28 +74,31 @@ pub enum ServerMessage {
 pub async fn upgrade(
     State(state): State<AppState>,
     Path(stream): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
     let token = query
-        .get("token")
-        .cloned()
+        .as_deref()
+        .and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
+        })
         .or_else(|| super::whip::bearer(&headers));
-    // A bad flag is refused before the upgrade, as a plain HTTP 400.
-    let record = match query.get("record").map(|v| super::whip::record_flag(v)) {
-        Some(Err(e)) => {
+    // Bad options are refused before the upgrade, as a plain HTTP 400.
+    let options = match super::whip::publish_options(query.as_deref()) {
+        Ok(o) => o,
+        Err(e) => {
             state.ingest.refused(&e);
             return e.into_response();
         }
-        Some(Ok(r)) => r,
-        None => false,
     };
     let ingest = state.ingest.clone();
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| {
             let span = info_span!("ws", %stream);
-            session(socket, ingest, stream, token, record).instrument(span)
+            session(socket, ingest, stream, token, options).instrument(span)
         })
 }
 
@@ -123,7 +124,7 @@ async fn session(
     ingest: Ingest,
     stream: String,
     token: Option<String>,
-    record: bool,
+    options: PublishOptions,
 ) {
     // Refuse early when the name or token is wrong: nothing else could succeed.
     if let Err(e) = ingest.authorize(&stream, token.as_deref()) {
@@ -170,7 +171,7 @@ async fn session(
                             offer: sdp,
                             signaling: Signaling::WebSocket,
                             candidates: Some(cand_tx.clone()),
-                            record,
+                            options,
                         };
                         match ingest.publish(req).await {
                             Ok(p) => {

@@ -27,6 +27,15 @@ pub struct VideoSettings {
     pub preset: String,
     /// H.264 profile caps of the encoder output.
     pub profile: String,
+    /// The height the ladder is planned for when the publisher declares no capture size
+    /// (`?height=` on the WHIP or WebSocket URL) and its first frame is smaller; 0 plans
+    /// from the first frame alone. See [`Ladder::plan`] for why.
+    #[serde(default = "default_plan_height")]
+    pub plan_height: u32,
+}
+
+fn default_plan_height() -> u32 {
+    720
 }
 
 /// `[audio]`
@@ -109,6 +118,12 @@ impl Ladder {
                 self.video.profile
             ));
         }
+        if self.video.plan_height != 0 && !(90..=2160).contains(&self.video.plan_height) {
+            return Err(format!(
+                "video.plan_height = {} must be 0 or 90..=2160",
+                self.video.plan_height
+            ));
+        }
         if !(32..=320).contains(&self.audio.bitrate_kbps) {
             return Err("audio.bitrate_kbps must be 32..=320 (AUTH 2.9)".into());
         }
@@ -149,25 +164,50 @@ impl Ladder {
         Ok(())
     }
 
-    /// The rungs to produce for a `src_w`×`src_h` source, highest first.
+    /// The rungs to produce for a source whose first frame is `src_w`×`src_h`, highest
+    /// first. `hint` is the capture height the publisher declared, if any.
     ///
-    /// A rung is kept only if it is not above the source height (upscaling wastes bits and
-    /// lies to the player). If the source is below every rung, the lowest rung is produced at
-    /// the source's own height so there is always at least one rendition.
-    pub fn plan(&self, src_w: u32, src_h: u32) -> Vec<PlannedRung> {
+    /// Why not from the first frame alone: a WebRTC sender ramps up. Chromium's bandwidth
+    /// estimation starts low, so with a 720p camera its encoder sends 640x360 for the first
+    /// seconds, then 960x540, then 1280x720; and the rendition set in the multivariant
+    /// playlist must not change once served (hls.js and Safari read it once, a CDN caches
+    /// it). So the ladder is planned for the height the publisher *will* send: the declared
+    /// capture height (the bundled publisher page sends it), else at least
+    /// `video.plan_height`. Until the sender has ramped up, the rungs above its current size
+    /// are scaled up from it. The cost is a rung that stays upscaled for a publisher that
+    /// declares nothing and really sends less than `plan_height`; the alternative, holding
+    /// the multivariant playlist back until the size settles, would cost seconds of
+    /// start-up, and building rungs later would change a playlist players already read.
+    ///
+    /// A rung is kept if it is not above the planned height (upscaling beyond what the
+    /// publisher sends wastes bits and lies to the player). Every source of 240 lines or
+    /// more gets at least two renditions, so a viewer on a poor network has something to
+    /// switch to: when only one rung fits, the next one up is produced at the planned
+    /// height. A source below every rung gets the lowest rung at its own height.
+    pub fn plan(&self, src_w: u32, src_h: u32, hint: Option<u32>) -> Vec<PlannedRung> {
         let (src_w, src_h) = (src_w.max(2), src_h.max(2));
+        let floor = hint.unwrap_or(self.video.plan_height);
+        let target = src_h.max(floor.min(2160));
         let mut rungs: Vec<&Rung> = self.rungs.iter().collect();
         rungs.sort_by_key(|r| std::cmp::Reverse(r.height));
-        let mut out: Vec<PlannedRung> = rungs
-            .iter()
-            .filter(|r| r.height <= src_h)
-            .map(|r| planned(r, r.height, src_w, src_h))
-            .collect();
-        if out.is_empty()
-            && let Some(lowest) = rungs.last()
-        {
-            out.push(planned(lowest, src_h, src_w, src_h));
+        let fits = rungs.iter().filter(|r| r.height <= target).count();
+        let mut out: Vec<PlannedRung> = Vec::new();
+        if fits < rungs.len() && (fits == 0 || (fits == 1 && target >= 240)) {
+            // The lowest rung above the target, at the target's height.
+            let above = rungs[rungs.len() - fits - 1];
+            if rungs
+                .get(rungs.len() - fits)
+                .is_none_or(|r| even(r.height) < even(target))
+            {
+                out.push(planned(above, target, src_w, src_h));
+            }
         }
+        out.extend(
+            rungs
+                .iter()
+                .filter(|r| r.height <= target)
+                .map(|r| planned(r, r.height, src_w, src_h)),
+        );
         out
     }
 }
@@ -202,40 +242,73 @@ mod tests {
     fn default_ladder_is_valid() {
         let l = ladder();
         l.validate().expect("valid");
-        assert_eq!(l.rungs.len(), 4);
+        assert_eq!(l.rungs.len(), 5);
+        assert_eq!(l.video.plan_height, 720);
         assert!(!l.source.enabled);
+    }
+
+    fn names(p: &[PlannedRung]) -> Vec<&str> {
+        p.iter().map(|r| r.name.as_str()).collect()
     }
 
     #[test]
     fn plan_drops_rungs_above_source() {
-        let p = ladder().plan(1280, 720);
-        let names: Vec<_> = p.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["720p", "480p", "360p"]);
+        let p = ladder().plan(1280, 720, None);
+        assert_eq!(names(&p), ["720p", "480p", "360p", "234p"]);
         assert_eq!((p[0].width, p[0].height), (1280, 720));
         assert_eq!((p[1].width, p[1].height), (854, 480));
         assert_eq!((p[2].width, p[2].height), (640, 360));
-        assert_eq!(ladder().plan(1920, 1080).len(), 4);
+        // Apple's lowest rung (AUTH 1.25): 416x234.
+        assert_eq!((p[3].width, p[3].height), (416, 234));
+        assert_eq!(ladder().plan(1920, 1080, None).len(), 5);
+    }
+
+    #[test]
+    fn a_ramping_sender_is_planned_for_where_it_is_going() {
+        // Chromium's first frames of a 720p capture are 640x360: without a hint the ladder
+        // is planned for plan_height, with the first frame's aspect ratio.
+        let p = ladder().plan(640, 360, None);
+        assert_eq!(names(&p), ["720p", "480p", "360p", "234p"]);
+        assert_eq!((p[0].width, p[0].height), (1280, 720));
+        // A declared capture size wins over plan_height, both ways.
+        assert_eq!(ladder().plan(640, 360, Some(1080)).len(), 5);
+        assert_eq!(names(&ladder().plan(640, 360, Some(360))), ["360p", "234p"]);
+        // A first frame larger than the hint is what the sender really sends.
+        assert_eq!(ladder().plan(1280, 720, Some(360)).len(), 4);
+        // plan_height = 0: the first frame alone.
+        let mut l = ladder();
+        l.video.plan_height = 0;
+        assert_eq!(names(&l.plan(640, 360, None)), ["360p", "234p"]);
     }
 
     #[test]
     fn plan_keeps_aspect_and_even_sizes() {
         // 4:3 portrait-ish odd source.
-        let p = ladder().plan(1001, 751);
+        let p = ladder().plan(1001, 751, None);
         assert_eq!(p[0].name, "720p");
         assert_eq!(p[0].height, 720);
         assert_eq!(p[0].width % 2, 0);
         assert_eq!(p[0].width, 960);
         // Portrait phone 720x1280: every rung fits under 1280 high.
-        let p = ladder().plan(720, 1280);
+        let p = ladder().plan(720, 1280, None);
         assert_eq!(p[0].name, "1080p");
         assert_eq!((p[0].width, p[0].height), (608, 1080));
     }
 
     #[test]
-    fn tiny_source_still_gets_one_rung() {
-        let p = ladder().plan(320, 180);
+    fn small_sources_get_two_renditions_from_240_lines() {
+        let mut l = ladder();
+        l.video.plan_height = 0;
+        // 240p: the 234p rung fits; the next one up is made at the source height.
+        let p = l.plan(426, 240, None);
+        assert_eq!(names(&p), ["360p", "234p"]);
+        assert_eq!((p[0].width, p[0].height), (426, 240));
+        // Exactly a rung's height: that rung and the one below.
+        assert_eq!(names(&l.plan(640, 360, None)), ["360p", "234p"]);
+        // Below 240 lines: one rung at the source's own size.
+        let p = l.plan(320, 180, None);
         assert_eq!(p.len(), 1);
-        assert_eq!(p[0].name, "360p");
+        assert_eq!(p[0].name, "234p");
         assert_eq!((p[0].width, p[0].height), (320, 180));
     }
 

@@ -94,6 +94,9 @@ pub struct MediaSpec {
     pub audio: Option<AudioInput>,
     /// Ladder in force.
     pub ladder: Ladder,
+    /// The capture height the publisher declared (`?height=`), if any: the ladder is
+    /// planned for it ([`Ladder::plan`]).
+    pub height_hint: Option<u32>,
     /// Target segment duration (= cmafmux fragment duration = keyframe interval).
     pub segment_duration: Duration,
     /// LL-HLS part duration (= cmafmux chunk duration); `None`: whole fragments only.
@@ -167,6 +170,9 @@ pub enum MediaEvent {
         /// The bytes.
         data: Bytes,
     },
+    /// Every rendition this broadcast will have, known once the ladder is planned (before
+    /// any of their init segments): the multivariant playlist lists all of them or none.
+    Renditions(Vec<String>),
     /// The decoder or depayloader lost sync: ask the publisher for a keyframe (PLI).
     KeyframeRequest,
     /// Every branch drained after end-of-stream.

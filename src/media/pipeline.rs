@@ -87,6 +87,13 @@ impl Pipeline {
             let branch = bins::source_rung(&pipeline, h264_tee, shared.timing)?;
             connect_appsink(&branch, "source", &shared);
         }
+        if ingest.raw_tee.is_none() {
+            // Nothing to plan: the rendition set is known now. The channel is new and
+            // empty, so this cannot fail for want of room.
+            let _ = shared
+                .events
+                .try_send(MediaEvent::Renditions(fixed_renditions(&shared.spec)));
+        }
 
         // The rungs depend on the source resolution, known only once the decoder has
         // output caps: build them from the first caps event at the tee (none to build for a
@@ -320,14 +327,34 @@ fn build_rungs(
         );
         return Ok(false);
     }
-    let plan = shared.spec.ladder.plan(w.max(0) as u32, h.max(0) as u32);
-    info!(width = w, height = h, rungs = ?plan.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), "building ladder");
+    let plan = shared
+        .spec
+        .ladder
+        .plan(w.max(0) as u32, h.max(0) as u32, shared.spec.height_hint);
+    info!(width = w, height = h, hint = ?shared.spec.height_hint, rungs = ?plan.iter().map(|r| format!("{}:{}x{}", r.name, r.width, r.height)).collect::<Vec<_>>(), "building ladder");
     for rung in &plan {
         let branch = bins::video_rung(pipeline, tee, rung, &shared.spec.ladder, shared.timing)?;
         connect_appsink(&branch, &rung.name, shared);
     }
     *built = true;
+    let mut names = fixed_renditions(&shared.spec);
+    names.extend(plan.into_iter().map(|r| r.name));
+    // On a streaming thread: waiting for room is allowed (as for fragments).
+    shared
+        .events
+        .blocking_send(MediaEvent::Renditions(names))
+        .map_err(|_| MediaError::Build("broadcast gone".into()))?;
     Ok(true)
+}
+
+/// The renditions that do not depend on the source size: audio, and the passthrough rung
+/// for H.264 when it is on.
+fn fixed_renditions(spec: &MediaSpec) -> Vec<String> {
+    let mut names = vec!["audio".to_string()];
+    if spec.video.codec == super::VideoCodec::H264 && spec.ladder.source.enabled {
+        names.push("source".to_string());
+    }
+    names
 }
 
 fn rendition_info(name: &str, caps: &gst::Caps, shared: &Shared) -> RenditionInfo {

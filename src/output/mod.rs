@@ -348,6 +348,13 @@ impl BroadcastOutputs {
         self.sinks.iter().map(|s| s.status.clone()).collect()
     }
 
+    /// Every rendition the broadcast will have (the multivariant playlist waits for all).
+    pub fn expect(&mut self, renditions: &[String]) {
+        for s in &mut self.sinks {
+            s.packager.expect(renditions);
+        }
+    }
+
     /// A rendition's init section.
     pub fn init(&mut self, info: &RenditionInfo, data: &Bytes) {
         for s in self.sinks.iter_mut().filter(|s| s.tx.is_some()) {

@@ -148,6 +148,10 @@ pub struct Packager {
     tracks: BTreeMap<String, Track>,
     /// Renditions listed in the last multivariant playlist written.
     in_master: usize,
+    /// Every rendition of the broadcast, once planned: the multivariant playlist is written
+    /// when all have a segment, as the origin serves it (a CDN in front of the bucket
+    /// caches whatever was there first).
+    expected: Option<Vec<String>>,
     ended: bool,
 }
 
@@ -166,7 +170,15 @@ impl Packager {
             discontinuity_sequence,
             tracks: BTreeMap::new(),
             in_master: 0,
+            expected: None,
             ended: false,
+        }
+    }
+
+    /// The renditions the broadcast will have (set once).
+    pub fn expect(&mut self, renditions: &[String]) {
+        if self.expected.is_none() {
+            self.expected = Some(renditions.to_vec());
         }
     }
 
@@ -251,12 +263,8 @@ impl Packager {
     fn close(&mut self, rendition: &str, done: Open) -> Vec<Object> {
         let mut out = self.segment_object(rendition, done);
         out.extend(self.media_playlist(rendition));
-        let with_media = self
-            .tracks
-            .values()
-            .filter(|t| !t.listed.is_empty())
-            .count();
-        if with_media > self.in_master {
+        // Written once complete, then again at the end (final bitrates).
+        if self.in_master == 0 {
             out.extend(self.master_playlist());
         }
         out
@@ -321,13 +329,15 @@ impl Packager {
         })
     }
 
-    /// The multivariant playlist over the renditions that have media (none: nothing).
+    /// The multivariant playlist over every planned rendition, once each has a segment
+    /// (before that: nothing).
     fn master_playlist(&mut self) -> Option<Object> {
         let with_media: Vec<&Track> = self
-            .tracks
-            .values()
-            .filter(|t| !t.listed.is_empty())
-            .collect();
+            .expected
+            .as_ref()?
+            .iter()
+            .map(|name| self.tracks.get(name).filter(|t| !t.listed.is_empty()))
+            .collect::<Option<_>>()?;
         let mut video: Vec<(u32, MasterEntry<'_>)> = with_media
             .iter()
             .copied()
@@ -405,6 +415,7 @@ mod tests {
     #[test]
     fn chunks_become_whole_segments_then_playlists() {
         let mut p = Packager::new(Listing::Everything, "ep", 1, 0);
+        p.expect(&["360p".into()]);
         assert_eq!(
             paths(&p.init(video("360p", 360), Bytes::from_static(b"i"))),
             ["360p/init-ep.mp4"]
@@ -447,8 +458,9 @@ mod tests {
     }
 
     #[test]
-    fn master_grows_with_renditions_and_lists_audio() {
+    fn master_waits_for_every_rendition_and_lists_audio() {
         let mut p = Packager::new(Listing::Everything, "ep", 1, 0);
+        p.expect(&["audio".into(), "360p".into(), "180p".into()]);
         p.init(video("360p", 360), Bytes::new());
         p.init(video("180p", 180), Bytes::new());
         p.init(audio(), Bytes::new());
@@ -458,12 +470,14 @@ mod tests {
         let out = p.chunk("audio", &chunk(1, true, 1));
         // Audio alone makes no master (no variant to list).
         assert_eq!(paths(&out), ["audio/seg-ep-0.m4s", "audio/index.m3u8"]);
+        // Nor audio and one of two rungs: a master is complete or not written.
         let out = p.chunk("180p", &chunk(1, true, 1));
+        assert_eq!(paths(&out), ["180p/seg-ep-0.m4s", "180p/index.m3u8"]);
+        let out = p.chunk("360p", &chunk(1, true, 1));
         assert_eq!(
             paths(&out),
-            ["180p/seg-ep-0.m4s", "180p/index.m3u8", "master.m3u8"]
+            ["360p/seg-ep-0.m4s", "360p/index.m3u8", "master.m3u8"]
         );
-        let out = p.chunk("360p", &chunk(1, true, 1));
         let m = String::from_utf8(out[2].body.to_vec()).expect("utf8");
         assert!(m.find("360p/index.m3u8") < m.find("180p/index.m3u8"), "{m}");
         assert!(m.contains("audio/index.m3u8"), "{m}");
