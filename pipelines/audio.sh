@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Audio rendition (src/media/bins.rs audio): Opus RTP from udpsrc on 127.0.0.1 → rtpjitterbuffer
-# → rtpopusdepay → opusdec plc=true → audioconvert → audioresample → 48 kHz stereo →
+# → rtpopusdepay → opusdec plc=true → audioconvert → audioresample → 48 kHz stereo → audiorate →
 # avenc_aac (ladder [audio] bitrate) → queue → cmafmux → sink. VARIANT=silence is what whipcast
 # builds for a publisher without audio: a live audiotestsrc wave=silence instead of the RTP head.
 #

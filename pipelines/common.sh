@@ -223,13 +223,13 @@ wc_video_rung() {
         "! $(wc_mux "${name}_mux" true) ! $(wc_sink "$name")"
 }
 
-# bins.rs audio() tail: audioconvert → audioresample → 48 kHz stereo → avenc_aac → queue →
-# cmafmux → sink.
+# bins.rs audio() tail: audioconvert → audioresample → 48 kHz stereo → audiorate (a
+# contiguous stream) → avenc_aac with perfect timestamps → queue → cmafmux → sink.
 wc_audio_tail() {
     local kbps=$1
     echo "audioconvert name=audio_convert ! audioresample name=audio_resample" \
-        "! audio/x-raw,rate=48000,channels=2" \
-        "! avenc_aac name=audio_aacenc bitrate=$((kbps * 1000))" \
+        "! audio/x-raw,rate=48000,channels=2 ! audiorate name=audio_rate skip-to-first=true" \
+        "! avenc_aac name=audio_aacenc bitrate=$((kbps * 1000)) perfect-timestamp=true" \
         "! ${QUEUE} name=audio_queue ! $(wc_mux audio_mux false) ! $(wc_sink audio)"
 }
 

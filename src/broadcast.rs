@@ -7,7 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -18,7 +17,7 @@ use crate::ingest::peer::{
 };
 use crate::keyframes::Steering;
 use crate::media::{
-    AudioInput, Ladder, MediaEvent, MediaSpec, Pipeline, VideoCodec, VideoInput,
+    AudioInput, Ladder, MediaEvent, MediaSpec, Pipeline, RtpPacket, VideoCodec, VideoInput,
     h264_keyframe_start,
 };
 use crate::output::BroadcastOutputs;
@@ -113,6 +112,7 @@ pub async fn run(mut p: BroadcastParams) -> String {
                     TrackKind::Video(codec) if video.is_none() => {
                         let spec = MediaSpec {
                             stream: p.stream.to_string(),
+                            epoch: t.first_arrival,
                             video: VideoInput { codec, payload_type: t.payload_type },
                             audio: p.audio_payload_type.map(|payload_type| AudioInput { payload_type }),
                             ladder: p.ladder.clone(),
@@ -150,10 +150,10 @@ pub async fn run(mut p: BroadcastParams) -> String {
                 Some(pkt) => {
                     last_video = Instant::now();
                     if let Some((steering, _)) = keyframes.as_mut()
-                        && h264_keyframe_start(&pkt)
+                        && h264_keyframe_start(&pkt.data)
                     {
                         // One call per frame: packets of one frame share the RTP timestamp.
-                        let ts = pkt.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                        let ts = pkt.data.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
                         if ts != last_key_ts {
                             last_key_ts = ts;
                             steering.on_keyframe(last_video);
@@ -304,7 +304,7 @@ fn store_event(
     }
 }
 
-async fn recv(track: &mut Option<IncomingTrack>) -> Option<Bytes> {
+async fn recv(track: &mut Option<IncomingTrack>) -> Option<RtpPacket> {
     match track {
         Some(t) => t.packets.recv().await,
         None => std::future::pending().await,

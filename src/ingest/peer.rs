@@ -8,9 +8,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -31,7 +30,7 @@ use webrtc::peer_connection::{
 
 use super::sdp::{Direction, OfferSection, OfferSummary, SdpError};
 use crate::config::IceConfig;
-use crate::media::VideoCodec;
+use crate::media::{RtpPacket, VideoCodec};
 
 /// RTP packets waiting for the pipeline, per track. ~1 s of 5 Mbit/s video. When full the
 /// packet is dropped, counted, and a keyframe is requested (the decoder will need one).
@@ -91,8 +90,10 @@ pub struct IncomingTrack {
     pub kind: TrackKind,
     /// RTP payload type of the packets.
     pub payload_type: u8,
-    /// Marshalled RTP packets (header + payload), in arrival order.
-    pub packets: mpsc::Receiver<Bytes>,
+    /// RTP packets with their arrival instants, in arrival order.
+    pub packets: mpsc::Receiver<RtpPacket>,
+    /// When the first packet arrived.
+    pub first_arrival: Instant,
     /// PLI sender (video only).
     pub keyframes: Option<KeyframeRequester>,
     /// Packets dropped because the pipeline was not keeping up.
@@ -172,12 +173,13 @@ impl PeerConnectionEventHandler for Handler {
 /// Reads one remote track until it ends: announces it on the first packet, then forwards
 /// every packet into a bounded channel.
 async fn pump_track(track: Arc<dyn TrackRemote>, events: mpsc::Sender<PeerEvent>) {
-    let mut tx: Option<mpsc::Sender<Bytes>> = None;
+    let mut tx: Option<mpsc::Sender<RtpPacket>> = None;
     let mut pli: Option<KeyframeRequester> = None;
     let dropped = Arc::new(AtomicU64::new(0));
     while let Some(ev) = track.poll().await {
         match ev {
             TrackRemoteEvent::OnRtpPacket(pkt) => {
+                let arrival = Instant::now();
                 if tx.is_none() {
                     let ssrc = pkt.header.ssrc;
                     let kind = match track.kind().await {
@@ -209,6 +211,7 @@ async fn pump_track(track: Arc<dyn TrackRemote>, events: mpsc::Sender<PeerEvent>
                         kind,
                         payload_type: pkt.header.payload_type,
                         packets: prx,
+                        first_arrival: arrival,
                         keyframes: pli.clone(),
                         dropped: Arc::clone(&dropped),
                     };
@@ -221,7 +224,11 @@ async fn pump_track(track: Arc<dyn TrackRemote>, events: mpsc::Sender<PeerEvent>
                     continue;
                 };
                 if let Some(tx) = &tx {
-                    match tx.try_send(buf.freeze()) {
+                    let packet = RtpPacket {
+                        arrival,
+                        data: buf.freeze(),
+                    };
+                    match tx.try_send(packet) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             let n = dropped.fetch_add(1, Ordering::Relaxed) + 1;

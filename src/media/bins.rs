@@ -30,6 +30,7 @@ pub(crate) const REQUIRED_ELEMENTS: &[&str] = &[
     "x264enc",
     "audioconvert",
     "audioresample",
+    "audiorate",
     "audiotestsrc",
     "avenc_aac",
     "cmafmux",
@@ -72,9 +73,9 @@ fn rtp_appsrc(name: &str, caps: &gst::Caps) -> gst_app::AppSrc {
         .caps(caps)
         .is_live(true)
         .format(gst::Format::Time)
-        // Arrival time becomes the buffer timestamp; the jitter buffer then maps RTP time
-        // onto it, so audio and video share the pipeline clock.
-        .do_timestamp(true)
+        // Buffers carry their network arrival time (pipeline.rs `push`), not the time they
+        // were pushed.
+        .do_timestamp(false)
         // Bounded: ~2 s of 5 Mbit/s video. If the pipeline stalls, `push_buffer` fails
         // rather than growing memory; the broadcast ends that stream only.
         .max_bytes(2 * 1024 * 1024)
@@ -482,9 +483,22 @@ pub(crate) fn audio(
             .field("channels", 2i32)
             .build(),
     )?;
+    // A contiguous stream into the encoder: samples inserted (silence) or dropped where the
+    // decoded Opus has gaps or overlaps (loss the decoder could not conceal, a publisher's
+    // clock that jumps), so each AAC frame is exactly 1024 samples after the previous one
+    // within a broadcast and audio never shrinks or repeats a timestamp. Nothing is made up
+    // before the first real sample.
+    let rate = gst::ElementFactory::make("audiorate")
+        .name("audio_rate")
+        .property("skip-to-first", true)
+        .build()
+        .map_err(|e| MediaError::Build(format!("audiorate: {e}")))?;
     let enc = gst::ElementFactory::make("avenc_aac")
         .name("audio_aacenc")
         .property("bitrate", (ladder.audio.bitrate_kbps * 1000) as i32)
+        // Output timestamps counted in samples from the first, not re-derived per frame from
+        // the input's (which carry the network's jitter).
+        .property("perfect-timestamp", true)
         .build()
         .map_err(|e| MediaError::Build(format!("avenc_aac: {e}")))?;
     let q = queue("audio_queue")?;
@@ -497,6 +511,7 @@ pub(crate) fn audio(
         &convert,
         &resample,
         &raw_caps,
+        &rate,
         &enc,
         &q,
         &mux,

@@ -16,7 +16,7 @@ mod rtp;
 
 pub use rtp::h264_keyframe_start;
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
@@ -43,6 +43,21 @@ pub fn init() -> Result<(), MediaError> {
 /// The GStreamer version in use, for logs.
 pub fn version() -> String {
     gstreamer::version_string().to_string()
+}
+
+/// One marshalled RTP packet (header + payload) and when it arrived from the network.
+///
+/// The arrival instant travels with the packet because the time it reaches the pipeline is
+/// not its arrival: packets wait in the peer's queue while the pipeline is being built (and
+/// audio may flow long before video). Stamped at push time, a backlog would enter the jitter
+/// buffer as a burst of identical timestamps, which became AAC frames with shrinking and
+/// repeated timestamps at the start of the broadcast.
+#[derive(Debug, Clone)]
+pub struct RtpPacket {
+    /// When the packet was read from the transport.
+    pub arrival: Instant,
+    /// The marshalled packet.
+    pub data: Bytes,
 }
 
 /// Video codecs accepted from publishers.
@@ -88,6 +103,9 @@ pub struct AudioInput {
 pub struct MediaSpec {
     /// Stream name, for element names and logs.
     pub stream: String,
+    /// Arrival of the first video packet: running time 0 of the pipeline, so every packet
+    /// from then on has its true arrival as its timestamp.
+    pub epoch: Instant,
     /// Video input.
     pub video: VideoInput,
     /// Audio input; `None` means a silent AAC track is generated (Safari needs audio).

@@ -1,7 +1,7 @@
 //! One GStreamer pipeline per live stream, driven from async code without blocking it.
 
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::audio_cut::AudioCutter;
 use super::bins::{self, Branch, MuxTiming};
-use super::{MediaError, MediaEvent, MediaSpec, RenditionInfo, RenditionKind};
+use super::{MediaError, MediaEvent, MediaSpec, RenditionInfo, RenditionKind, RtpPacket};
 
 /// Fragments and events waiting for the broadcast task. When full, the appsink's streaming
 /// thread blocks (back-pressure into the pipeline) rather than dropping a fragment: losing
@@ -31,6 +31,8 @@ pub struct Pipeline {
     failed: bool,
     video_src: gst_app::AppSrc,
     audio_src: Option<gst_app::AppSrc>,
+    /// Running time 0 ([`MediaSpec::epoch`]).
+    epoch: Instant,
     events: mpsc::Receiver<MediaEvent>,
     bus_task: tokio::task::JoinHandle<()>,
     stopped: bool,
@@ -132,6 +134,15 @@ impl Pipeline {
             .ok_or_else(|| MediaError::Build("pipeline has no bus".into()))?;
         let bus_task = tokio::spawn(watch_bus(bus, shared.events.clone()));
 
+        // Running time 0 is the first video packet's arrival, which is in the past by now
+        // (the pipeline took a while to build): so each packet's arrival can be its
+        // timestamp, even for those that queued while we were building.
+        let clock = gst::SystemClock::obtain();
+        pipeline.use_clock(Some(&clock));
+        pipeline.set_start_time(gst::ClockTime::NONE);
+        let since_epoch =
+            gst::ClockTime::from_nseconds(shared.spec.epoch.elapsed().as_nanos() as u64);
+        pipeline.set_base_time(clock.time().saturating_sub(since_epoch));
         let t0 = std::time::Instant::now();
         set_state(&pipeline, gst::State::Playing).await?;
         debug!(ms = t0.elapsed().as_millis() as u64, "pipeline playing");
@@ -141,25 +152,26 @@ impl Pipeline {
             pipeline,
             video_src: ingest.appsrc,
             audio_src: audio.appsrc,
+            epoch: shared.spec.epoch,
             events: rx,
             bus_task,
             stopped: false,
         })
     }
 
-    /// Pushes one marshalled video RTP packet. Never blocks. Returns `Ok(false)` when the
-    /// packet was dropped as malformed (the caller should request a keyframe).
-    pub fn push_video(&self, packet: Bytes) -> Result<bool, MediaError> {
-        if self.codec == super::VideoCodec::H264 && !super::rtp::h264_plausible(&packet) {
+    /// Pushes one video RTP packet. Never blocks. Returns `Ok(false)` when the packet was
+    /// dropped as malformed (the caller should request a keyframe).
+    pub fn push_video(&self, packet: RtpPacket) -> Result<bool, MediaError> {
+        if self.codec == super::VideoCodec::H264 && !super::rtp::h264_plausible(&packet.data) {
             return Ok(false);
         }
-        push(&self.video_src, packet).map(|()| true)
+        push(&self.video_src, self.epoch, packet).map(|()| true)
     }
 
-    /// Pushes one marshalled Opus RTP packet; ignored if the stream has no audio input.
-    pub fn push_audio(&self, packet: Bytes) -> Result<(), MediaError> {
+    /// Pushes one Opus RTP packet; ignored if the stream has no audio input.
+    pub fn push_audio(&self, packet: RtpPacket) -> Result<(), MediaError> {
         match &self.audio_src {
-            Some(src) => push(src, packet),
+            Some(src) => push(src, self.epoch, packet),
             None => Ok(()),
         }
     }
@@ -222,8 +234,20 @@ impl Drop for Pipeline {
     }
 }
 
-fn push(src: &gst_app::AppSrc, packet: Bytes) -> Result<(), MediaError> {
-    let buffer = gst::Buffer::from_slice(packet);
+/// Pushes a packet stamped with its arrival (running time since `epoch`): the jitter buffer
+/// maps RTP time onto arrival time, so audio and video share the pipeline clock. A packet
+/// that arrived before the epoch (audio before the first video packet) has no running time
+/// and is dropped.
+fn push(src: &gst_app::AppSrc, epoch: Instant, packet: RtpPacket) -> Result<(), MediaError> {
+    let Some(since) = packet.arrival.checked_duration_since(epoch) else {
+        return Ok(());
+    };
+    let ts = gst::ClockTime::from_nseconds(since.as_nanos() as u64);
+    let mut buffer = gst::Buffer::from_slice(packet.data);
+    if let Some(b) = buffer.get_mut() {
+        b.set_dts(ts);
+        b.set_pts(ts);
+    }
     src.push_buffer(buffer)
         .map(|_| ())
         .map_err(|e| MediaError::Flow(format!("{}: {e:?}", src.name())))

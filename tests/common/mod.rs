@@ -317,6 +317,64 @@ pub fn probe(init: &[u8], segment: &[u8], video: bool) -> anyhow::Result<Probe> 
     Ok(p)
 }
 
+/// Downloads a rendition's init segment and its listed segments (the first `limit`, from
+/// the first listed) and joins them into one fMP4 file under a fresh temporary directory.
+pub async fn join_rendition(
+    gw: &TestGateway,
+    playlist_url: &str,
+    playlist: &MediaPlaylist,
+    limit: usize,
+) -> anyhow::Result<std::path::PathBuf> {
+    let map = playlist.segments[0]
+        .map
+        .as_ref()
+        .context("first segment has no EXT-X-MAP")?;
+    let mut data = gw.get_bytes(&resolve(playlist_url, &map.uri)).await?;
+    for seg in playlist.segments.iter().take(limit) {
+        data.extend(gw.get_bytes(&resolve(playlist_url, &seg.uri)).await?);
+    }
+    let path = tempdir().join("joined.mp4");
+    std::fs::write(&path, &data)?;
+    Ok(path)
+}
+
+/// The audio packets of a file as ffprobe reads them: (pts in samples of the stream's time
+/// base, duration in samples), and the time base's denominator.
+pub fn audio_packets(path: &std::path::Path) -> anyhow::Result<(Vec<(i64, i64)>, i64)> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a:0", "-show_packets"])
+        .args([
+            "-show_entries",
+            "packet=pts,duration:stream=time_base",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .context("running ffprobe")?;
+    if !out.status.success() {
+        bail!("ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let tb = v["streams"][0]["time_base"]
+        .as_str()
+        .and_then(|t| t.split('/').nth(1))
+        .and_then(|d| d.parse().ok())
+        .context("no time base")?;
+    let packets = v["packets"]
+        .as_array()
+        .context("no packets")?
+        .iter()
+        .map(|p| {
+            (
+                p["pts"].as_i64().unwrap_or(i64::MIN),
+                p["duration"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    Ok((packets, tb))
+}
+
 fn tempdir() -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("whipcast-test-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&d).unwrap();

@@ -62,6 +62,9 @@ use webrtc::rtp_transceiver::RtpSender;
 /// (and, separately, for ICE gathering and for the signaling answer).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// An OBS-like publisher's audio runs this long before its first video packet goes out.
+pub const OBS_AUDIO_LEAD: Duration = Duration::from_millis(1500);
+
 /// Payload types offered by the publisher (the answer decides what is actually used;
 /// outgoing packets are rewritten to the negotiated one).
 pub const H264_PT: u8 = 102;
@@ -125,6 +128,12 @@ pub struct PublisherOptions {
     /// Behave like OBS, which has no PLI handler: count keyframe requests, never honour
     /// them; keyframes come only every `2 * fps` frames.
     pub ignore_keyframe_requests: bool,
+    /// Send what OBS Studio's WHIP output sends (obs-studio `plugins/obs-webrtc`, built on
+    /// libdatachannel): the audio section first, ICE credentials, fingerprint and setup at
+    /// session level only, `a=group:LS`, no candidates at all, an H.264 fmtp of `42e01f`
+    /// over a High profile stream, PLI ignored, and audio flowing for a while before the
+    /// first video packet (OBS loses its first RTP packets, obs-studio#9614).
+    pub obs_like: bool,
 }
 
 impl PublisherOptions {
@@ -155,7 +164,15 @@ impl PublisherOptions {
             trickle: false,
             timecode: false,
             ignore_keyframe_requests: false,
+            obs_like: false,
         }
+    }
+
+    /// Shapes the offer and the media like OBS Studio ([`PublisherOptions::obs_like`]).
+    pub fn like_obs(mut self) -> Self {
+        self.obs_like = true;
+        self.ignore_keyframe_requests = true;
+        self
     }
 
     /// Sets the WHIP bearer token (no effect for WebSocket signaling: put it in the URL).
@@ -223,6 +240,8 @@ struct Stats {
     paused: AtomicBool,
     /// This many upcoming video packets get a random payload (RTP "goes wild").
     corrupt: AtomicU64,
+    /// Video packets before this instant are not sent (audio flows first).
+    video_from: Mutex<Option<std::time::Instant>>,
 }
 
 impl Publisher {
@@ -463,6 +482,11 @@ impl Publisher {
         let stats = self.stats.clone();
         let with_audio = audio.is_some();
         let timecode = opts.timecode;
+        if opts.obs_like
+            && let Ok(mut from) = self.stats.video_from.lock()
+        {
+            *from = Some(std::time::Instant::now() + OBS_AUDIO_LEAD);
+        }
         let (pipeline, encoder) = tokio::task::spawn_blocking(move || {
             let built = build_pipeline(&launch, vtx, with_audio.then_some(atx), &stats)?;
             if timecode {
@@ -664,12 +688,16 @@ async fn negotiate(
     audio_codec: RTCRtpCodec,
 ) -> anyhow::Result<Negotiated> {
     let video_mime = video_codec.mime_type.clone();
-    let mut video = add_send_track(pc, RtpCodecKind::Video, video_codec).await?;
-    let mut audio = if opts.audio {
-        Some(add_send_track(pc, RtpCodecKind::Audio, audio_codec).await?)
+    // OBS puts the audio section first.
+    let mut audio = if opts.audio && opts.obs_like {
+        Some(add_send_track(pc, RtpCodecKind::Audio, audio_codec.clone()).await?)
     } else {
         None
     };
+    let mut video = add_send_track(pc, RtpCodecKind::Video, video_codec).await?;
+    if opts.audio && !opts.obs_like {
+        audio = Some(add_send_track(pc, RtpCodecKind::Audio, audio_codec).await?);
+    }
 
     let offer = pc.create_offer(None).await.context("create_offer")?;
     pc.set_local_description(offer)
@@ -692,6 +720,11 @@ async fn negotiate(
             .ok_or_else(|| anyhow!("no local description"))?
             .sdp,
     );
+    let offer_sdp = if opts.obs_like {
+        obs_shaped_sdp(&offer_sdp)
+    } else {
+        offer_sdp
+    };
 
     let http = reqwest::Client::builder()
         .no_proxy() // loopback only: never go through an environment proxy
@@ -890,6 +923,59 @@ pub fn candidate_is_loopback(candidate: &str) -> bool {
             .unwrap_or(false),
         None => false,
     }
+}
+
+/// Rewrites a webrtc-rs offer into the shape of OBS Studio's (see
+/// [`PublisherOptions::obs_like`]): `o=rtc`, `a=group:LS` and `a=ice-options:ice2,trickle`,
+/// ICE credentials, fingerprint and `a=setup` moved to session level, no candidates.
+pub fn obs_shaped_sdp(sdp: &str) -> String {
+    let lines: Vec<&str> = sdp.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let hoisted = ["a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:", "a=setup:"];
+    let mut session: Vec<String> = Vec::new();
+    let mut media: Vec<String> = Vec::new();
+    let mut moved: Vec<String> = Vec::new();
+    let mut in_media = false;
+    for line in &lines {
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with("m=") {
+            in_media = true;
+        }
+        let is_hoisted = hoisted.iter().any(|h| line.starts_with(h));
+        if line.starts_with("a=candidate:")
+            || line.starts_with("a=end-of-candidates")
+            || line.starts_with("a=ice-options:")
+        {
+            continue;
+        }
+        if in_media {
+            if is_hoisted {
+                if !moved
+                    .iter()
+                    .any(|m| m.split(':').next() == line.split(':').next())
+                {
+                    moved.push((*line).to_string());
+                }
+            } else {
+                media.push((*line).to_string());
+            }
+        } else if let Some(rest) = line.strip_prefix("o=") {
+            let tail: Vec<&str> = rest.splitn(2, ' ').collect();
+            session.push(format!("o=rtc {}", tail.get(1).unwrap_or(&"")));
+        } else {
+            session.push((*line).to_string());
+            if let Some(mids) = line.strip_prefix("a=group:BUNDLE ") {
+                session.push(format!("a=group:LS {mids}"));
+            }
+        }
+    }
+    session.push("a=ice-options:ice2,trickle".to_string());
+    session.extend(moved);
+    session.extend(media);
+    let mut out = session.join("\r\n");
+    out.push_str("\r\n");
+    out
 }
 
 /// Drops every `a=candidate` line whose address is not loopback.
@@ -1193,6 +1279,12 @@ pub fn pipeline_description(opts: &PublisherOptions) -> String {
     } = *opts;
     let fps = fps.max(1);
     let gop = fps * 2;
+    // OBS encodes High profile whatever its fmtp says (42e01f: constrained baseline).
+    let profile = if opts.obs_like {
+        "high"
+    } else {
+        "constrained-baseline"
+    };
     let source = format!(
         "videotestsrc is-live=true pattern=smpte horizontal-speed=2 \
          ! capsfilter name=vcaps caps=video/x-raw,format=I420,width={width},height={height},framerate={fps}/1"
@@ -1201,7 +1293,7 @@ pub fn pipeline_description(opts: &PublisherOptions) -> String {
         VideoCodec::H264 => format!(
             "{source} ! x264enc name=venc tune=zerolatency speed-preset=ultrafast \
              bitrate={bitrate_kbps} key-int-max={gop} bframes=0 \
-             ! video/x-h264,profile=constrained-baseline \
+             ! video/x-h264,profile={profile} \
              ! rtph264pay pt={H264_PT} mtu=1200 config-interval=-1 aggregate-mode=zero-latency \
              ! appsink name=vsink sync=false"
         ),
@@ -1299,6 +1391,16 @@ fn spawn_forwarder(
                 }
             };
             if stats.paused.load(Ordering::Relaxed) {
+                continue;
+            }
+            if is_video
+                && stats
+                    .video_from
+                    .lock()
+                    .ok()
+                    .and_then(|g| *g)
+                    .is_some_and(|t| std::time::Instant::now() < t)
+            {
                 continue;
             }
             if is_video
