@@ -14,9 +14,11 @@ deps:
 browser-deps: deps
 	@bash deploy/install-browser-deps.sh
 
-## The S3-compatible server the object-storage tests start (moto, from PyPI, in target/).
+## The S3-compatible server the object-storage tests start (moto, from PyPI, in target/),
+## then the third-party publishers (GStreamer webrtcbin from Python, aiortc in the same venv).
 test-deps: deps
 	@bash deploy/install-test-deps.sh
+	@bash deploy/install-publisher-deps.sh
 
 build: deps
 	$(CARGO) build --release --locked

@@ -412,6 +412,28 @@ async fn a_publisher_ignoring_pli_is_detected_and_its_gop_followed() {
             s.duration
         );
     }
+    // RFC 8216bis §4.4.3.1: no EXTINF, rounded, above the target duration, which was
+    // chosen from the publisher's GOP before the first playlist (1 s configured).
+    for s in &pl.segments {
+        assert!(
+            f64::from(s.duration).round() as u64 <= pl.target_duration,
+            "EXTINF {} above TARGETDURATION {}",
+            s.duration,
+            pl.target_duration
+        );
+    }
+    for v in &master.variants {
+        let other = gw
+            .get_text(&resolve(&gw.master_url("obs"), &v.uri))
+            .await
+            .unwrap()
+            .1;
+        let other = common::parse_media(&other).unwrap();
+        assert_eq!(
+            other.target_duration, pl.target_duration,
+            "one target for all"
+        );
+    }
     let probes = probe_rendition(&gw, &url, &pl, true).await.unwrap();
     assert!(probes.values().all(|p| p.frames[0].1));
     // Its MPEG-TS variant: 2 s video segments on the publisher's keyframes, while audio is

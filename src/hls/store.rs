@@ -532,8 +532,10 @@ fn render_media(
     {
         let r = st.renditions.get(name)?;
         // Served once a whole segment is listed: hls.js reports a parts-only playlist as
-        // LEVEL_EMPTY_ERROR and backs off its reloads (seen as 30 s start-up stalls).
-        if !r.window.has_complete() {
+        // LEVEL_EMPTY_ERROR and backs off its reloads (seen as 30 s start-up stalls). And
+        // only once the multivariant playlist is: until then the target duration is not
+        // fixed (see `release`), and it must never change (HLS2 §6.2.1).
+        if !r.window.has_complete() || st.master.is_none() {
             return None;
         }
         if let Some((v, text)) = &r.cache[slot]
@@ -948,6 +950,10 @@ impl HlsStore {
         refresh_master(st);
         if st.master.is_some() && st.first_playable.is_none() {
             st.first_playable = Some(Instant::now());
+            // Every media playlist is released at once: wake those parked on any of them.
+            for r in st.renditions.values() {
+                r.changed.send_modify(|v| *v += 1);
+            }
         }
         Ok(seq)
     }
@@ -1115,7 +1121,7 @@ impl HlsStore {
         let Some(r) = st.renditions.get(rendition) else {
             return Readiness::NotFound;
         };
-        if st.ended_at.is_some() || r.window.reached(msn, part) {
+        if st.ended_at.is_some() || (st.master.is_some() && r.window.reached(msn, part)) {
             return Readiness::Ready;
         }
         if let Some(pos) = r.window.position() {
@@ -1341,10 +1347,42 @@ fn refresh_master(st: &mut StreamState) {
     let Some(text) = render_master(st, false) else {
         return;
     };
+    if st.master.is_none() {
+        release(st);
+    }
     if st.master.as_ref().is_some_and(|m| m.body == text) {
         return;
     }
     st.master = Some(Doc::new(text, SystemTime::now()));
+}
+
+/// The stream's playlists are about to be served for the first time: fix the target
+/// duration, which must never change (HLS2 §6.2.1) and must be at least every segment's
+/// duration rounded (§4.4.3.1). The transcoded rungs cut on the configured grid; the
+/// passthrough rung can only cut on the publisher's keyframes, and a publisher that ignores
+/// keyframe requests (OBS) has a GOP of its own, seen by now in the passthrough rung's first
+/// whole segment (from its first keyframe to its second). So the target is the configured
+/// one or that GOP rounded up, whichever is longer. A publisher whose GOP grows later still
+/// gets a warning per long segment (`note_segment`).
+fn release(st: &mut StreamState) {
+    let longest = st
+        .renditions
+        .values()
+        .flat_map(|r| r.window.segments())
+        .filter(|s| s.seq >= st.first_seq)
+        .map(|s| s.duration)
+        .max()
+        .unwrap_or_default();
+    let td = playlist::target_duration(longest);
+    if td > st.target_duration {
+        tracing::info!(
+            configured = st.target_duration,
+            target = td,
+            longest_ms = longest.as_millis() as u64,
+            "target duration raised to the publisher's keyframe interval"
+        );
+        st.target_duration = td;
+    }
 }
 
 fn render_master(st: &StreamState, ts: bool) -> Option<Bytes> {
@@ -1529,6 +1567,43 @@ mod tests {
     }
 
     #[test]
+    fn target_duration_is_fixed_from_the_passthrough_gop_before_anything_is_served() {
+        let cfg = HlsConfig {
+            segment_duration: Duration::from_secs(1),
+            part_duration: Duration::ZERO,
+            ..cfg()
+        };
+        let s = HlsStore::new(cfg);
+        s.begin("cam", ingest(), Instant::now());
+        s.expect("cam", vec!["audio".into(), "360p".into(), "source".into()]);
+        for name in ["360p", "source"] {
+            s.init("cam", info(name, true), Bytes::from_static(b"i"))
+                .expect("init");
+        }
+        s.init("cam", info("audio", false), Bytes::from_static(b"a"))
+            .expect("init");
+        for _ in 0..3 {
+            s.publish("cam", "360p", chunk(true, 1000, b"v"))
+                .expect("seg");
+            s.publish("cam", "audio", chunk(true, 1000, b"a"))
+                .expect("seg");
+        }
+        // The transcoded rung is complete, but nothing is served before every rendition is.
+        assert!(s.media_playlist("cam", "360p", false).is_none());
+        assert!(s.master("cam").is_none());
+        // The publisher ignores keyframe requests: its first GOP is 2.2 s.
+        s.publish("cam", "source", chunk(true, 2200, b"s"))
+            .expect("seg");
+        s.publish("cam", "source", chunk(true, 2200, b"s"))
+            .expect("seg");
+        assert!(s.master("cam").is_some());
+        for name in ["360p", "source", "audio"] {
+            let pl = text(s.media_playlist("cam", name, false));
+            assert!(pl.contains("#EXT-X-TARGETDURATION:3\n"), "{name}: {pl}");
+        }
+    }
+
+    #[test]
     fn dvr_window_lists_longer_and_the_memory_budget_trims_oldest_first() {
         let cfg = HlsConfig {
             part_duration: Duration::ZERO,
@@ -1540,6 +1615,7 @@ mod tests {
         let s = HlsStore::new(cfg);
         let t0 = Instant::now();
         s.begin("dvr", ingest(), t0);
+        s.expect("dvr", vec!["audio".into(), "360p".into()]);
         s.init("dvr", info("360p", true), Bytes::from_static(b"i"))
             .expect("init");
         s.init("dvr", info("audio", false), Bytes::from_static(b"a"))
@@ -1588,6 +1664,7 @@ mod tests {
         let s = HlsStore::new(cfg.clone());
         let t0 = Instant::now();
         let epoch = s.begin("dvr", ingest(), t0);
+        s.expect("dvr", vec!["360p".into()]);
         s.init("dvr", info("360p", true), Bytes::from_static(b"i"))
             .expect("init");
         // 8 segments of 256 KiB: 2 MiB against a 1 MiB budget.
@@ -1790,6 +1867,7 @@ mod tests {
         let t0 = Instant::now();
         let broadcast = |n: usize| {
             let epoch = s.begin("cam", ingest(), t0);
+            s.expect("cam", vec!["360p".into()]);
             s.init("cam", info("360p", true), Bytes::from_static(b"i"))
                 .expect("init");
             for _ in 0..n {

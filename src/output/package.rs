@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::hls::{
     ListType, ListedSegment, MasterEntry, SegmentList, init_name, master, segment_list,
-    segment_name,
+    segment_name, target_duration,
 };
 use crate::media::{RenditionInfo, RenditionKind};
 
@@ -262,10 +262,28 @@ impl Packager {
     /// Objects for a completed segment: the segment, its playlist, maybe the master.
     fn close(&mut self, rendition: &str, done: Open) -> Vec<Object> {
         let mut out = self.segment_object(rendition, done);
-        out.extend(self.media_playlist(rendition));
-        // Written once complete, then again at the end (final bitrates).
-        if self.in_master == 0 {
-            out.extend(self.master_playlist());
+        if self.in_master > 0 {
+            out.extend(self.media_playlist(rendition));
+            return out;
+        }
+        // Nothing is written until every planned rendition has a segment, as the origin
+        // serves it: then the target duration is fixed (the passthrough rung's first segment
+        // is the publisher's GOP, see `hls::store::release`), every media playlist is
+        // written, and the multivariant playlist after them. It is written again at the end
+        // (final bitrates).
+        if let Some(master) = self.master_playlist() {
+            let longest = self
+                .tracks
+                .values()
+                .flat_map(|t| t.listed.iter().map(|(_, s)| s.duration))
+                .max()
+                .unwrap_or_default();
+            self.target_duration = self.target_duration.max(target_duration(longest));
+            let names: Vec<String> = self.tracks.keys().cloned().collect();
+            for name in &names {
+                out.extend(self.media_playlist(name));
+            }
+            out.push(master);
         }
         out
     }
@@ -468,17 +486,23 @@ mod tests {
         p.chunk("180p", &chunk(0, true, 1));
         p.chunk("audio", &chunk(0, true, 1));
         let out = p.chunk("audio", &chunk(1, true, 1));
-        // Audio alone makes no master (no variant to list).
-        assert_eq!(paths(&out), ["audio/seg-ep-0.m4s", "audio/index.m3u8"]);
-        // Nor audio and one of two rungs: a master is complete or not written.
+        // Audio alone makes no playlist at all (the target duration is not fixed yet).
+        assert_eq!(paths(&out), ["audio/seg-ep-0.m4s"]);
+        // Nor audio and one of two rungs: playlists are complete or not written.
         let out = p.chunk("180p", &chunk(1, true, 1));
-        assert_eq!(paths(&out), ["180p/seg-ep-0.m4s", "180p/index.m3u8"]);
+        assert_eq!(paths(&out), ["180p/seg-ep-0.m4s"]);
         let out = p.chunk("360p", &chunk(1, true, 1));
         assert_eq!(
             paths(&out),
-            ["360p/seg-ep-0.m4s", "360p/index.m3u8", "master.m3u8"]
+            [
+                "360p/seg-ep-0.m4s",
+                "180p/index.m3u8",
+                "360p/index.m3u8",
+                "audio/index.m3u8",
+                "master.m3u8"
+            ]
         );
-        let m = String::from_utf8(out[2].body.to_vec()).expect("utf8");
+        let m = String::from_utf8(out[4].body.to_vec()).expect("utf8");
         assert!(m.find("360p/index.m3u8") < m.find("180p/index.m3u8"), "{m}");
         assert!(m.contains("audio/index.m3u8"), "{m}");
         assert!(m.contains("CODECS=\"avc1.64001f,mp4a.40.2\""), "{m}");
@@ -487,6 +511,7 @@ mod tests {
     #[test]
     fn window_slides_and_ends_without_vod() {
         let mut p = Packager::new(Listing::Window(2), "ep", 2, 3);
+        p.expect(&["360p".into()]);
         p.init(video("360p", 360), Bytes::new());
         let mut last = Vec::new();
         for seq in 10..15 {
