@@ -103,6 +103,14 @@ pub async fn run(mut p: BroadcastParams) -> String {
             ev = p.events.recv() => match ev {
                 Some(PeerEvent::Connected) => info!(after_ms = started.elapsed().as_millis() as u64, "publisher connected"),
                 Some(PeerEvent::Closed(why)) => break format!("peer {why}"),
+                Some(PeerEvent::SenderReport(sr)) => {
+                    let is = |t: &Option<IncomingTrack>| t.as_ref().is_some_and(|t| t.ssrc == sr.ssrc);
+                    if let Some(pl) = &pipeline
+                        && (is(&video) || is(&audio))
+                    {
+                        pl.push_sender_report(is(&video), sr);
+                    }
+                }
                 Some(PeerEvent::LocalCandidate(c)) => {
                     if let Some(tx) = &p.candidates {
                         let _ = tx.try_send(c);

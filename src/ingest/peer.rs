@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::{Interceptor, Packet as IPacket, Slot, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
@@ -30,7 +31,7 @@ use webrtc::peer_connection::{
 
 use super::sdp::{Direction, OfferSection, OfferSummary, SdpError};
 use crate::config::IceConfig;
-use crate::media::{RtpPacket, VideoCodec};
+use crate::media::{RtpPacket, SenderReport, VideoCodec};
 
 /// RTP packets waiting for the pipeline, per track. ~1 s of 5 Mbit/s video. When full the
 /// packet is dropped, counted, and a keyframe is requested (the decoder will need one).
@@ -90,6 +91,8 @@ pub struct IncomingTrack {
     pub kind: TrackKind,
     /// RTP payload type of the packets.
     pub payload_type: u8,
+    /// The stream's SSRC (its sender reports carry it).
+    pub ssrc: u32,
     /// RTP packets with their arrival instants, in arrival order.
     pub packets: mpsc::Receiver<RtpPacket>,
     /// When the first packet arrived.
@@ -122,6 +125,8 @@ pub enum PeerEvent {
     Track(IncomingTrack),
     /// A local candidate gathered after the answer (trickle to WebSocket clients).
     LocalCandidate(Candidate),
+    /// The publisher's RTCP sender report for one of its streams.
+    SenderReport(SenderReport),
 }
 
 /// A connected (or connecting) publisher.
@@ -210,6 +215,7 @@ async fn pump_track(track: Arc<dyn TrackRemote>, events: mpsc::Sender<PeerEvent>
                     let incoming = IncomingTrack {
                         kind,
                         payload_type: pkt.header.payload_type,
+                        ssrc,
                         packets: prx,
                         first_arrival: arrival,
                         keyframes: pli.clone(),
@@ -497,6 +503,62 @@ pub fn inspect_offer(text: &str) -> Result<OfferSummary, SdpError> {
     super::sdp::summarize(&sections)
 }
 
+/// Hands the publisher's RTCP sender reports to the broadcast (the default interceptors
+/// consume inbound RTCP). Observes only: every packet goes on unchanged. When the event
+/// channel is full the report is dropped; the next one comes within seconds.
+struct SenderReportTap {
+    events: mpsc::Sender<PeerEvent>,
+    read: std::collections::VecDeque<TaggedPacket>,
+    write: std::collections::VecDeque<TaggedPacket>,
+}
+
+impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for SenderReportTap {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let IPacket::Rtcp(packets) = &msg.message.packet {
+            for p in packets {
+                if let Some(sr) = p
+                    .as_any()
+                    .downcast_ref::<rtc::rtcp::sender_report::SenderReport>()
+                {
+                    let _ = self.events.try_send(PeerEvent::SenderReport(SenderReport {
+                        ssrc: sr.ssrc,
+                        ntp: sr.ntp_time,
+                        rtp: sr.rtp_time,
+                    }));
+                }
+            }
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.write.pop_front()
+    }
+}
+
+impl Interceptor for SenderReportTap {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
 /// Builds the connection, binding one UDP socket per configured address: on an ephemeral
 /// port, or on the first free port of the configured range.
 async fn build(
@@ -526,8 +588,18 @@ async fn build(
             continue;
         }
         let mut me = media_engine()?;
+        // Application-most (after the receiver-report interceptor has read the same
+        // reports for its own statistics): a slot above the jitter buffer's, 13 000.
         let registry = register_default_interceptors(Registry::new(), &mut me)
-            .map_err(|e| PeerError::Setup(e.to_string()))?;
+            .map_err(|e| PeerError::Setup(e.to_string()))?
+            .with(
+                Slot::from(14_000),
+                SenderReportTap {
+                    events: handler.events.clone(),
+                    read: Default::default(),
+                    write: Default::default(),
+                },
+            );
         let mut se = SettingEngineBuilder::new()
             // No mDNS: resolving `.local` candidates sends multicast queries off the box;
             // browsers' real addresses are learnt as peer-reflexive from their checks.

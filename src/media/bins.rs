@@ -83,6 +83,35 @@ fn rtp_appsrc(name: &str, caps: &gst::Caps) -> gst_app::AppSrc {
         .build()
 }
 
+/// The RTCP input of a jitter buffer: an appsrc for the publisher's sender reports, linked
+/// to the buffer's `sink_rtcp` pad. The buffer answers each with a `handle-sync` signal
+/// that maps the report onto its output timeline (lipsync.rs).
+fn rtcp_input(
+    pipeline: &gst::Pipeline,
+    jbuf: &gst::Element,
+    name: &str,
+) -> Result<gst_app::AppSrc, MediaError> {
+    let src = gst_app::AppSrc::builder()
+        .name(name)
+        .caps(&gst::Caps::new_empty_simple("application/x-rtcp"))
+        .is_live(true)
+        .format(gst::Format::Time)
+        .max_bytes(64 * 1024)
+        .block(false)
+        .build();
+    add(pipeline, &[src.upcast_ref()])?;
+    let sink = jbuf
+        .request_pad_simple("sink_rtcp")
+        .ok_or_else(|| MediaError::Build(format!("{}: no sink_rtcp pad", jbuf.name())))?;
+    let srcpad = src
+        .static_pad("src")
+        .ok_or_else(|| MediaError::Build("appsrc has no src pad".into()))?;
+    srcpad
+        .link(&sink)
+        .map_err(|e| MediaError::Build(format!("link {name} → sink_rtcp: {e:?}")))?;
+    Ok(src)
+}
+
 fn jitterbuffer(name: &str) -> Result<gst::Element, MediaError> {
     gst::ElementFactory::make("rtpjitterbuffer")
         .name(name)
@@ -96,6 +125,10 @@ fn jitterbuffer(name: &str) -> Result<gst::Element, MediaError> {
 /// Returns `(appsrc, depayloaded H.264 tee for passthrough if H.264, raw video tail)`.
 pub(crate) struct VideoIngest {
     pub appsrc: gst_app::AppSrc,
+    /// The publisher's sender reports for the video stream.
+    pub rtcp: gst_app::AppSrc,
+    /// The jitter buffer (its `ts-offset` aligns video with audio).
+    pub jitter: gst::Element,
     /// Parsed H.264 (`stream-format=avc, alignment=au`), for the passthrough rung.
     pub h264_tee: Option<gst::Element>,
     /// Raw I420 video at the ladder frame rate; request pads from it per rung. `None` for a
@@ -133,6 +166,7 @@ pub(crate) fn video_ingest(
     }
     add(pipeline, &[appsrc.upcast_ref(), &jbuf, &depay])?;
     link(&[appsrc.upcast_ref(), &jbuf, &depay])?;
+    let rtcp = rtcp_input(pipeline, &jbuf, "video_rtcp")?;
 
     // H.264 with the passthrough rung: parsed once, then a tee for the source rung (and the
     // decoder, if any rung transcodes).
@@ -159,6 +193,8 @@ pub(crate) fn video_ingest(
     {
         return Ok(VideoIngest {
             appsrc,
+            rtcp,
+            jitter: jbuf,
             h264_tee: Some(tee),
             raw_tee: None,
         });
@@ -202,6 +238,8 @@ pub(crate) fn video_ingest(
     link(&[&decoder, &convert, &rate, &rate_caps, &raw_tee])?;
     Ok(VideoIngest {
         appsrc,
+        rtcp,
+        jitter: jbuf,
         h264_tee,
         raw_tee: Some(raw_tee),
     })
@@ -435,6 +473,8 @@ fn branch_from_tee(
 /// no audio (Safari refuses video-only streams from such gateways: srs#3619).
 pub(crate) struct AudioBranch {
     pub appsrc: Option<gst_app::AppSrc>,
+    /// Sender reports and jitter buffer of the publisher's audio, if it sends any.
+    pub rtcp: Option<(gst_app::AppSrc, gst::Element)>,
     pub branch: Branch,
 }
 
@@ -445,6 +485,7 @@ pub(crate) fn audio(
     timing: MuxTiming,
 ) -> Result<AudioBranch, MediaError> {
     let mut head: Vec<gst::Element> = Vec::new();
+    let mut jitter: Option<gst::Element> = None;
     let appsrc = match payload_type {
         Some(pt) => {
             let caps = gst::Caps::builder("application/x-rtp")
@@ -455,7 +496,9 @@ pub(crate) fn audio(
                 .build();
             let src = rtp_appsrc("audio_src", &caps);
             head.push(src.clone().upcast());
-            head.push(jitterbuffer("audio_jitter")?);
+            let jbuf = jitterbuffer("audio_jitter")?;
+            jitter = Some(jbuf.clone());
+            head.push(jbuf);
             head.push(make("rtpopusdepay", "audio_depay")?);
             let dec = make("opusdec", "audio_decoder")?;
             // Packet-loss concealment instead of gaps.
@@ -519,8 +562,13 @@ pub(crate) fn audio(
     ]);
     add(pipeline, &all)?;
     link(&all)?;
+    let rtcp = match jitter {
+        Some(j) => Some((rtcp_input(pipeline, &j, "audio_rtcp")?, j)),
+        None => None,
+    };
     Ok(AudioBranch {
         appsrc,
+        rtcp,
         branch: Branch {
             appsink: sink,
             caps_source: enc,

@@ -11,6 +11,7 @@
 mod audio_cut;
 mod bins;
 mod ladder;
+mod lipsync;
 mod pipeline;
 mod rtp;
 
@@ -58,6 +59,20 @@ pub struct RtpPacket {
     pub arrival: Instant,
     /// The marshalled packet.
     pub data: Bytes,
+}
+
+/// An RTCP sender report (RFC 3550 §6.4.1): the publisher's wall clock (NTP format) at one
+/// RTP timestamp of its stream. Audio and video carry different RTP clocks with random
+/// offsets; these reports are the only thing that says which audio sample was captured with
+/// which video frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderReport {
+    /// The stream's SSRC.
+    pub ssrc: u32,
+    /// Sender wall clock, 64-bit NTP format (seconds since 1900 . fraction).
+    pub ntp: u64,
+    /// The RTP timestamp of that instant.
+    pub rtp: u32,
 }
 
 /// Video codecs accepted from publishers.

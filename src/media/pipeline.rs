@@ -13,7 +13,10 @@ use tracing::{debug, info, warn};
 
 use super::audio_cut::AudioCutter;
 use super::bins::{self, Branch, MuxTiming};
-use super::{MediaError, MediaEvent, MediaSpec, RenditionInfo, RenditionKind, RtpPacket};
+use super::lipsync::{self, Change, LipSync, Track};
+use super::{
+    MediaError, MediaEvent, MediaSpec, RenditionInfo, RenditionKind, RtpPacket, SenderReport,
+};
 
 /// Fragments and events waiting for the broadcast task. When full, the appsink's streaming
 /// thread blocks (back-pressure into the pipeline) rather than dropping a fragment: losing
@@ -31,6 +34,9 @@ pub struct Pipeline {
     failed: bool,
     video_src: gst_app::AppSrc,
     audio_src: Option<gst_app::AppSrc>,
+    /// Sender-report inputs of the video and audio jitter buffers.
+    video_rtcp: gst_app::AppSrc,
+    audio_rtcp: Option<gst_app::AppSrc>,
     /// Running time 0 ([`MediaSpec::epoch`]).
     epoch: Instant,
     events: mpsc::Receiver<MediaEvent>,
@@ -84,6 +90,13 @@ impl Pipeline {
             shared.timing,
         )?;
         connect_appsink(&audio.branch, "audio", &shared);
+        let audio_rtcp = match &audio.rtcp {
+            Some((src, jitter)) => {
+                align_by_sender_reports(jitter, &ingest.jitter);
+                Some(src.clone())
+            }
+            None => None,
+        };
 
         if let Some(h264_tee) = &ingest.h264_tee {
             let branch = bins::source_rung(&pipeline, h264_tee, shared.timing)?;
@@ -152,6 +165,8 @@ impl Pipeline {
             pipeline,
             video_src: ingest.appsrc,
             audio_src: audio.appsrc,
+            video_rtcp: ingest.rtcp,
+            audio_rtcp,
             epoch: shared.spec.epoch,
             events: rx,
             bus_task,
@@ -173,6 +188,22 @@ impl Pipeline {
         match &self.audio_src {
             Some(src) => push(src, self.epoch, packet),
             None => Ok(()),
+        }
+    }
+
+    /// Hands the publisher's sender report for its video (`video`) or audio stream to that
+    /// stream's jitter buffer, which maps it onto its timeline for the A/V alignment.
+    pub fn push_sender_report(&self, video: bool, sr: SenderReport) {
+        let src = if video {
+            Some(&self.video_rtcp)
+        } else {
+            self.audio_rtcp.as_ref()
+        };
+        if let Some(src) = src {
+            let packet = lipsync::sender_report_packet(sr.ssrc, sr.ntp, sr.rtp);
+            // A full queue (the jitter buffer is stuck) loses this report; the next comes
+            // within seconds.
+            let _ = src.push_buffer(gst::Buffer::from_slice(packet));
         }
     }
 
@@ -271,6 +302,63 @@ async fn set_state(pipeline: &gst::Pipeline, state: gst::State) -> Result<(), Me
             "{state:?}: timed out (pipeline frozen)"
         ))),
     }
+}
+
+/// Aligns audio and video by the publisher's clock (lipsync.rs): each jitter buffer
+/// answers a sender report with `handle-sync`, which says what running time it gives the
+/// report's RTP timestamp; the stream that plays early gets a `ts-offset`.
+fn align_by_sender_reports(audio: &gst::Element, video: &gst::Element) {
+    let state = Arc::new(Mutex::new(LipSync::default()));
+    let jitters = [audio.downgrade(), video.downgrade()];
+    for (track, jitter) in [(Track::Audio, audio), (Track::Video, video)] {
+        let state = Arc::clone(&state);
+        let jitters = jitters.clone();
+        jitter.connect("handle-sync", false, move |values| {
+            let s = values.get(1)?.get::<gst::Structure>().ok()?;
+            let (running, sender) = report_times(&s)?;
+            let change = state.lock().ok()?.on_report(track, running, sender);
+            match change {
+                Some(Change::Offsets(offsets)) => {
+                    info!(
+                        audio_ms = offsets[0] / 1_000_000,
+                        video_ms = offsets[1] / 1_000_000,
+                        "aligning audio and video by the publisher's sender reports"
+                    );
+                    for (jitter, offset) in jitters.iter().zip(offsets) {
+                        if let Some(j) = jitter.upgrade() {
+                            j.set_property("ts-offset", offset);
+                        }
+                    }
+                }
+                Some(Change::Implausible(delta)) => {
+                    warn!(
+                        apart_ms = (delta / 1_000_000) as i64,
+                        "sender reports put audio and video implausibly far apart; not aligned"
+                    );
+                }
+                None => {}
+            }
+            None
+        });
+    }
+}
+
+/// From a jitter buffer's `handle-sync` structure: the running time (ns, before its
+/// `ts-offset`) of the report's RTP timestamp, and the sender's clock at it (ns).
+fn report_times(s: &gst::StructureRef) -> Option<(i128, i128)> {
+    let base_rtp = s.get::<u64>("base-rtptime").ok()?;
+    let base_time = s.get::<u64>("base-time").ok()?;
+    let rate = s.get::<u32>("clock-rate").ok().filter(|r| *r > 0)?;
+    // u64::MAX: the jitter buffer found the report's RTP time implausible.
+    let sr_rtp = s
+        .get::<u64>("sr-ext-rtptime")
+        .ok()
+        .filter(|t| *t != u64::MAX)?;
+    let buffer = s.get::<gst::Buffer>("sr-buffer").ok()?;
+    let map = buffer.map_readable().ok()?;
+    let ntp = lipsync::sender_report_ntp(map.as_slice())?;
+    let since_base = (i128::from(sr_rtp) - i128::from(base_rtp)) * 1_000_000_000 / i128::from(rate);
+    Some((i128::from(base_time) + since_base, lipsync::ntp_to_ns(ntp)))
 }
 
 /// Every bus `Error` is fatal to this stream; warnings are logged; EOS ends the drain.
