@@ -80,6 +80,7 @@ wc_ladder_load() {
             video.fps) LADDER_FPS=$a ;;
             video.preset) LADDER_PRESET=$a ;;
             video.profile) LADDER_PROFILE=$a ;;
+            video.plan_height) LADDER_PLAN_HEIGHT=$a ;;
             audio.bitrate_kbps) LADDER_AUDIO_KBPS=$a ;;
             rung) LADDER_RUNGS+=("$a $b $c") ;;
         esac
@@ -88,25 +89,37 @@ wc_ladder_load() {
     : "${LADDER_PROFILE:?no video.profile}" "${LADDER_AUDIO_KBPS:?no audio.bitrate_kbps}"
 }
 
-# Ladder::plan (src/media/ladder.rs) for a SRC_W x SRC_H source: prints "name width height
-# kbps", highest first. Rungs above the source are dropped; if none is left, the lowest rung
-# is made at the source height. Width keeps the aspect ratio, rounded to the nearest even.
+# Ladder::plan (src/media/ladder.rs) for a SRC_W x SRC_H first frame and an optional declared
+# capture height HINT: prints "name width height kbps", highest first. The ladder is planned
+# for max(SRC_H, HINT or video.plan_height); rungs above that are dropped; when only one rung
+# fits and the planned height is 240 or more, the next rung up is made at the planned
+# height; if none fits, the lowest rung is. Width keeps the first frame's aspect ratio,
+# rounded to the nearest even.
 wc_ladder_plan() {
-    local src_w=$1 src_h=$2 name h k kept=0 lowest=""
+    local src_w=$1 src_h=$2 hint=${3:-${LADDER_PLAN_HEIGHT:-720}} name h k
     ((src_w < 2)) && src_w=2
     ((src_h < 2)) && src_h=2
-    while read -r name h k; do
+    ((hint > 2160)) && hint=2160
+    local target=$((src_h > hint ? src_h : hint))
+    local sorted=() fits=() above=""
+    mapfile -t sorted < <(printf '%s\n' "${LADDER_RUNGS[@]}" | sort -k2,2nr)
+    for r in "${sorted[@]}"; do
+        read -r name h k <<<"$r"
         [[ -n $name ]] || continue
-        lowest="$name $h $k"
-        if ((h <= src_h)); then
-            wc_rung_size "$name" "$h" "$k" "$src_w" "$src_h"
-            kept=1
+        if ((h <= target)); then fits+=("$r"); else above="$r"; fi
+    done
+    if [[ -n $above ]] && { ((${#fits[@]} == 0)) || { ((${#fits[@]} == 1)) && ((target >= 240)); }; }; then
+        read -r name h k <<<"$above"
+        local top_fit=0
+        if ((${#fits[@]} == 1)); then read -r _ top_fit _ <<<"${fits[0]}"; fi
+        if (( ((top_fit + 1) & ~1) < ((target + 1) & ~1) )); then
+            wc_rung_size "$name" "$target" "$k" "$src_w" "$src_h"
         fi
-    done < <(printf '%s\n' "${LADDER_RUNGS[@]}" | sort -k2,2nr)
-    if ((kept == 0)) && [[ -n $lowest ]]; then
-        read -r name h k <<<"$lowest"
-        wc_rung_size "$name" "$src_h" "$k" "$src_w" "$src_h"
     fi
+    for r in "${fits[@]}"; do
+        read -r name h k <<<"$r"
+        wc_rung_size "$name" "$h" "$k" "$src_w" "$src_h"
+    done
 }
 
 wc_rung_size() {
