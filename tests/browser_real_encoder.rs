@@ -274,6 +274,11 @@ async fn chromium_real_encoder_first_master_lists_the_whole_ladder_and_keeps_it(
     let api: Value = serde_json::from_str(&api).unwrap();
     for st in api["streams"].as_array().unwrap() {
         assert_eq!(st["state"], "ended", "{st}");
+        // The ended broadcast, as a player nobody here wrote reads it: playlists that follow
+        // RFC 8216bis §4 and §6, and ffmpeg decoding every rendition without a word.
+        let name = st["name"].as_str().unwrap();
+        common::check_playlists(&gw, name).await.unwrap();
+        common::decode_all(&gw.master_url(name));
     }
     gw.shutdown().await;
 }

@@ -91,6 +91,8 @@ async fn obs_shaped_offer_gives_continuous_audio_from_the_first_frame() {
         let joined = join_rendition(&gw, &url, &pl, 3).await.unwrap();
         common::decode_all(joined.to_str().unwrap());
     }
+    // The playlists follow RFC 8216bis §4 and §6.
+    assert!(common::check_playlists(&gw, "obs").await.unwrap() >= 4);
     assert_eq!(publisher.stop().await.unwrap(), 200);
     gw.shutdown().await;
 }

@@ -338,6 +338,8 @@ async fn publish_and_check(
         std::fs::write(&path, fetch_rendition(&gw, url).await).unwrap();
         decode_all(path.to_str().unwrap());
     }
+    // The playlists follow RFC 8216bis §4 and §6 (common::check_playlists).
+    common::check_playlists(&gw, stream).await.unwrap();
     // Everything above must have seen a live stream, not what is left after the DELETE.
     publisher.assert_running("the live checks were done (raise PUBLISH_SECONDS)");
     let checked_at = started.elapsed();

@@ -317,6 +317,100 @@ pub fn probe(init: &[u8], segment: &[u8], video: bool) -> anyhow::Result<Probe> 
     Ok(p)
 }
 
+/// Fetches the multivariant playlist of a live `stream` and every media playlist it names,
+/// and checks the rules of RFC 8216bis (HLS 2nd edition) that any player relies on:
+/// multivariant (§4.4.6.2, §6.2.4): BANDWIDTH, AVERAGE-BANDWIDTH, CODECS, RESOLUTION and
+/// FRAME-RATE on every variant, its AUDIO group declared with a URI and LANGUAGE, `mp4a` in
+/// CODECS when it has one, EXT-X-INDEPENDENT-SEGMENTS; media (§4.4.3.1, §4.4.2.2, §4.4.4.5,
+/// §6.2.4, §8): one EXT-X-TARGETDURATION for all renditions, no EXTINF rounded above it,
+/// EXT-X-MAP on the first segment and version ≥ 6 for it, EXT-X-PROGRAM-DATE-TIME, and with
+/// parts (§4.4.3.7, §4.4.4.9) EXT-X-PART-INF with no part longer than PART-TARGET. Returns
+/// the number of media playlists checked.
+pub async fn check_playlists(gw: &TestGateway, stream: &str) -> anyhow::Result<usize> {
+    let master_url = gw.master_url(stream);
+    let (code, text) = gw.get_text(&master_url).await?;
+    if code != 200 {
+        bail!("{master_url}: {code}");
+    }
+    let m = m3u8_rs::parse_master_playlist_res(text.as_bytes())
+        .map_err(|e| anyhow::anyhow!("master does not parse: {e:?}\n{text}"))?;
+    if !text.contains("#EXT-X-INDEPENDENT-SEGMENTS") {
+        bail!("no EXT-X-INDEPENDENT-SEGMENTS:\n{text}");
+    }
+    let mut uris: Vec<String> = Vec::new();
+    for v in &m.variants {
+        let codecs = v.codecs.as_deref().unwrap_or_default();
+        if v.bandwidth == 0
+            || v.average_bandwidth.is_none()
+            || codecs.is_empty()
+            || v.resolution.is_none()
+            || v.frame_rate.is_none()
+        {
+            bail!("variant {} lacks a required attribute:\n{text}", v.uri);
+        }
+        if let Some(group) = &v.audio {
+            let declared = m.alternatives.iter().any(|a| {
+                &a.group_id == group
+                    && a.media_type == m3u8_rs::AlternativeMediaType::Audio
+                    && a.uri.is_some()
+                    && a.language.is_some()
+            });
+            if !declared || !codecs.contains("mp4a") {
+                bail!(
+                    "variant {}: audio group {group} undeclared or not in CODECS:\n{text}",
+                    v.uri
+                );
+            }
+        }
+        uris.push(v.uri.clone());
+    }
+    uris.extend(m.alternatives.iter().filter_map(|a| a.uri.clone()));
+    let mut target = None;
+    for uri in &uris {
+        let url = resolve(&master_url, uri);
+        let (code, text) = gw.get_text(&url).await?;
+        if code != 200 {
+            bail!("{url}: {code}");
+        }
+        let pl = parse_media(&text)?;
+        if *target.get_or_insert(pl.target_duration) != pl.target_duration {
+            bail!("{url}: EXT-X-TARGETDURATION differs between renditions");
+        }
+        for seg in &pl.segments {
+            if f64::from(seg.duration).round() as u64 > pl.target_duration {
+                bail!(
+                    "{url}: EXTINF {} above TARGETDURATION {}",
+                    seg.duration,
+                    pl.target_duration
+                );
+            }
+        }
+        if pl.segments.first().and_then(|s| s.map.as_ref()).is_none() || pl.version.unwrap_or(1) < 6
+        {
+            bail!("{url}: no EXT-X-MAP on the first segment, or version < 6:\n{text}");
+        }
+        if !text.contains("#EXT-X-PROGRAM-DATE-TIME:") {
+            bail!("{url}: no EXT-X-PROGRAM-DATE-TIME");
+        }
+        if text.contains("#EXT-X-PART:") {
+            let ll = ll::LlPlaylist::parse(&text);
+            let target = ll.part_target;
+            if target <= 0.0 {
+                bail!("{url}: parts without EXT-X-PART-INF");
+            }
+            for part in &ll.parts {
+                if part.duration > target + 1e-3 {
+                    bail!(
+                        "{url}: part of {} s above PART-TARGET {target}",
+                        part.duration
+                    );
+                }
+            }
+        }
+    }
+    Ok(uris.len())
+}
+
 /// Downloads a rendition's init segment and its listed segments (the first `limit`, from
 /// the first listed) and joins them into one fMP4 file under a fresh temporary directory.
 pub async fn join_rendition(

@@ -12,6 +12,10 @@
 //! With [`PublisherOptions::timecode`], every video frame carries its capture time as a
 //! barcode ([`paint_timecode`]), for glass-to-glass latency measurements.
 //!
+//! With [`PublisherOptions::av_marks`], the picture is black but for one white frame at
+//! every whole second and the sound silent but for a 1 kHz beep starting at the same
+//! instants, for audio/video synchronisation measurements.
+//!
 //! Self-contained on purpose (only external crates, no `super::`): it is included both as
 //! `tests/common/publisher.rs` and by a benchmark through `#[path]`.
 #![allow(dead_code)]
@@ -128,6 +132,12 @@ pub struct PublisherOptions {
     /// Behave like OBS, which has no PLI handler: count keyframe requests, never honour
     /// them; keyframes come only every `2 * fps` frames.
     pub ignore_keyframe_requests: bool,
+    /// A/V sync marks: black video but for one white frame at the start of every second of
+    /// the pipeline's running time, and silent audio but for a [`AV_MARK_BEEP`] 1 kHz beep
+    /// starting at each whole second (pad probes on the raw buffers). Both sources run on
+    /// the pipeline's clock and are timestamped with its running time, so flash and beep
+    /// are simultaneous at capture. Off by default.
+    pub av_marks: bool,
     /// Send what OBS Studio's WHIP output sends (obs-studio `plugins/obs-webrtc`, built on
     /// libdatachannel): the audio section first, ICE credentials, fingerprint and setup at
     /// session level only, `a=group:LS`, no candidates at all, an H.264 fmtp of `42e01f`
@@ -164,6 +174,7 @@ impl PublisherOptions {
             trickle: false,
             timecode: false,
             ignore_keyframe_requests: false,
+            av_marks: false,
             obs_like: false,
         }
     }
@@ -206,6 +217,12 @@ impl PublisherOptions {
     /// Enables or disables the capture-time barcode ([`PublisherOptions::timecode`]).
     pub fn with_timecode(mut self, timecode: bool) -> Self {
         self.timecode = timecode;
+        self
+    }
+
+    /// Flashes and beeps once a second, together ([`PublisherOptions::av_marks`]).
+    pub fn with_av_marks(mut self) -> Self {
+        self.av_marks = true;
         self
     }
 }
@@ -482,6 +499,7 @@ impl Publisher {
         let stats = self.stats.clone();
         let with_audio = audio.is_some();
         let timecode = opts.timecode;
+        let av_marks = opts.av_marks.then_some(opts.fps.max(1));
         if opts.obs_like
             && let Ok(mut from) = self.stats.video_from.lock()
         {
@@ -489,6 +507,10 @@ impl Publisher {
         }
         let (pipeline, encoder) = tokio::task::spawn_blocking(move || {
             let built = build_pipeline(&launch, vtx, with_audio.then_some(atx), &stats)?;
+            // Before the barcode probe, so a barcode (if both are on) stays readable.
+            if let Some(fps) = av_marks {
+                install_av_mark_probes(&built.0, fps, with_audio)?;
+            }
             if timecode {
                 install_timecode_probe(&built.0)?;
             }
@@ -1285,8 +1307,22 @@ pub fn pipeline_description(opts: &PublisherOptions) -> String {
     } else {
         "constrained-baseline"
     };
+    // A/V marks: a black picture (the probe paints the white frames) and a 1 kHz sine the
+    // probe silences outside the beeps, as S16LE at 48 kHz so it can work per sample and
+    // audioresample has nothing to do (the beep onsets stay sample-exact).
+    let pattern = if opts.av_marks {
+        "pattern=black"
+    } else {
+        "pattern=smpte horizontal-speed=2"
+    };
+    let audio_source = if opts.av_marks {
+        "audiotestsrc is-live=true wave=sine freq=1000 samplesperbuffer=480 \
+         ! capsfilter name=acaps caps=audio/x-raw,format=S16LE,layout=interleaved,rate=48000,channels=2"
+    } else {
+        "audiotestsrc is-live=true wave=sine freq=440"
+    };
     let source = format!(
-        "videotestsrc is-live=true pattern=smpte horizontal-speed=2 \
+        "videotestsrc is-live=true {pattern} \
          ! capsfilter name=vcaps caps=video/x-raw,format=I420,width={width},height={height},framerate={fps}/1"
     );
     let video = match opts.video {
@@ -1307,7 +1343,7 @@ pub fn pipeline_description(opts: &PublisherOptions) -> String {
     };
     if opts.audio {
         format!(
-            "{video}  audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample \
+            "{video}  {audio_source} ! audioconvert ! audioresample \
              ! audio/x-raw,rate=48000,channels=2 ! opusenc bitrate=64000 \
              ! rtpopuspay pt={OPUS_PT} mtu=1200 ! appsink name=asink sync=false"
         )
@@ -1583,6 +1619,108 @@ fn install_timecode_probe(pipeline: &gst::Pipeline) -> anyhow::Result<()> {
                             }
                         }
                     }
+                }
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// A/V sync marks. The reader is tests/av_sync.rs.
+//
+// Both marks are computed from the raw buffers' PTS, which the live test sources take from
+// the pipeline's running time (one clock for both branches): what is marked at PTS t is
+// what a camera and a microphone would have captured together at t.
+
+/// How long each beep lasts, from its whole second on.
+pub const AV_MARK_BEEP: Duration = Duration::from_millis(100);
+/// Luma of the flash frame (video-range white); the rest of the picture is 16 (black).
+pub const AV_MARK_WHITE: u8 = 235;
+
+/// Whether the frame at `pts_ns` is the flash: the frame whose PTS is a whole second
+/// (frame index a multiple of `fps`; rounded, as videotestsrc's PTS are truncated
+/// `n × 1 s / fps`).
+pub fn av_mark_is_flash(pts_ns: u64, fps: u32) -> bool {
+    let fps = u64::from(fps.max(1));
+    let index = (u128::from(pts_ns) * u128::from(fps) + 500_000_000) / 1_000_000_000;
+    index % u128::from(fps) == 0
+}
+
+/// Whether sample number `sample` (from running time 0, at `rate` Hz) is in a beep.
+pub fn av_mark_is_beep(sample: u64, rate: u32) -> bool {
+    let rate = u64::from(rate.max(1));
+    let beep = AV_MARK_BEEP.as_nanos() as u64 * rate / 1_000_000_000;
+    sample % rate < beep
+}
+
+/// Paints the flash frame white (leaves every other frame as videotestsrc made it, black),
+/// on the raw frames leaving `vcaps`; silences the sine leaving `acaps` outside the beeps.
+fn install_av_mark_probes(pipeline: &gst::Pipeline, fps: u32, audio: bool) -> anyhow::Result<()> {
+    let vpad = pipeline
+        .by_name("vcaps")
+        .and_then(|e| e.static_pad("src"))
+        .ok_or_else(|| anyhow!("no vcaps src pad"))?;
+    vpad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(vinfo) = pad
+            .current_caps()
+            .and_then(|c| gst_video::VideoInfo::from_caps(&c).ok())
+        else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Some(buffer) = info.buffer_mut() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Some(pts) = buffer.pts() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        if vinfo.format() != gst_video::VideoFormat::I420 || !av_mark_is_flash(pts.nseconds(), fps)
+        {
+            return gst::PadProbeReturn::Ok;
+        }
+        if let Ok(mut frame) =
+            gst_video::VideoFrameRef::from_buffer_ref_writable(buffer.make_mut(), &vinfo)
+        {
+            // Padding included: the whole luma plane white; the chroma of black and white
+            // alike is neutral (128), as videotestsrc already wrote it.
+            if let Ok(y) = frame.plane_data_mut(0) {
+                y.fill(AV_MARK_WHITE);
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+    if !audio {
+        return Ok(());
+    }
+    let apad = pipeline
+        .by_name("acaps")
+        .and_then(|e| e.static_pad("src"))
+        .ok_or_else(|| anyhow!("no acaps src pad"))?;
+    apad.add_probe(gst::PadProbeType::BUFFER, |pad, info| {
+        // acaps fixes S16LE interleaved; rate and channels as negotiated.
+        let Some((rate, channels)) = pad.current_caps().and_then(|c| {
+            let s = c.structure(0)?;
+            Some((s.get::<i32>("rate").ok()?, s.get::<i32>("channels").ok()?))
+        }) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let (rate, frame_bytes) = (rate.max(1) as u32, 2 * channels.max(1) as usize);
+        let Some(buffer) = info.buffer_mut() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Some(pts) = buffer.pts() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        // The buffer's first sample number, from its PTS (audiotestsrc's PTS are the
+        // truncated `n × 1 s / rate`: round back to n), so each sample is judged on its own
+        // and a beep starts on the exact sample of its whole second, mid-buffer or not.
+        let first =
+            ((u128::from(pts.nseconds()) * u128::from(rate) + 500_000_000) / 1_000_000_000) as u64;
+        if let Ok(mut map) = buffer.make_mut().map_writable() {
+            for (i, frame) in map.as_mut_slice().chunks_mut(frame_bytes).enumerate() {
+                if !av_mark_is_beep(first + i as u64, rate) {
+                    frame.fill(0);
                 }
             }
         }
