@@ -256,6 +256,37 @@ fn queue(name: &str) -> Result<gst::Element, MediaError> {
         .map_err(|e| MediaError::Build(format!("queue: {e}")))
 }
 
+/// FFmpeg's AAC encoder (avenc_aac) starts with 1024 samples of priming: AAC frame *k*
+/// decodes to the input of frame *k − 1*. Its output carries the input's timestamps, and
+/// cmafmux writes no edit list to say so, so every player would hear the audio 21.3 ms
+/// (1024 / 48 000 s) after the video captured with it (measured with tests/av_sync.rs). The
+/// timestamps are moved back by the priming instead; the first frame, priming only, is
+/// dropped.
+fn remove_encoder_delay(enc: &gst::Element) {
+    const PRIMING_SAMPLES: u64 = 1024;
+    let delay = gst::ClockTime::SECOND.mul_div_floor(PRIMING_SAMPLES, 48_000);
+    let (Some(delay), Some(pad)) = (delay, enc.static_pad("src")) else {
+        return;
+    };
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_pad, info| {
+        let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Some(pts) = buffer.pts() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Some(moved) = pts.checked_sub(delay) else {
+            return gst::PadProbeReturn::Drop;
+        };
+        let b = buffer.make_mut();
+        b.set_pts(moved);
+        if let Some(dts) = b.dts() {
+            b.set_dts(dts.saturating_sub(delay));
+        }
+        gst::PadProbeReturn::Ok
+    });
+}
+
 /// Muxer timing: fragment (= segment) duration and, for LL-HLS, chunk (= part) duration.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MuxTiming {
@@ -544,6 +575,7 @@ pub(crate) fn audio(
         .property("perfect-timestamp", true)
         .build()
         .map_err(|e| MediaError::Build(format!("avenc_aac: {e}")))?;
+    remove_encoder_delay(&enc);
     let q = queue("audio_queue")?;
     let mux = cmafmux("audio_mux", timing, false)?;
     // No first-fragment split here: with parts on, audio segments are cut by

@@ -346,8 +346,16 @@ fn align_by_sender_reports(audio: &gst::Element, video: &gst::Element) {
 /// From a jitter buffer's `handle-sync` structure: the running time (ns, before its
 /// `ts-offset`) of the report's RTP timestamp, and the sender's clock at it (ns).
 fn report_times(s: &gst::StructureRef) -> Option<(i128, i128)> {
-    let base_rtp = s.get::<u64>("base-rtptime").ok()?;
-    let base_time = s.get::<u64>("base-time").ok()?;
+    // u64::MAX is GST_CLOCK_TIME_NONE / "no base yet" (seen: a `base-time` of NONE before
+    // the jitter buffer has timed its first packet).
+    let base_rtp = s
+        .get::<u64>("base-rtptime")
+        .ok()
+        .filter(|t| *t != u64::MAX)?;
+    // The jitter buffer reports its base time plus its (signed) skew estimate as a u64: with
+    // a base near running time 0 (ours: the first video packet) and a negative skew it wraps
+    // around (seen: 2^64 − a few ms). Read it as the signed value it is.
+    let base_time = s.get::<u64>("base-time").ok().filter(|t| *t != u64::MAX)? as i64;
     let rate = s.get::<u32>("clock-rate").ok().filter(|r| *r > 0)?;
     // u64::MAX: the jitter buffer found the report's RTP time implausible.
     let sr_rtp = s
