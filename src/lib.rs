@@ -12,12 +12,15 @@
 //!                                     │ Ingest (registry: one session per stream name)
 //!                                     ▼
 //!         ┌──────────── broadcast task (one per live stream, owns everything below) ─────┐
-//!         │ ingest::peer ──RTP (bounded mpsc)──▶ media::Pipeline                          │
+//!         │ ingest::peer ──RTP + arrival (bounded)─▶ media::Pipeline                      │
+//!         │   │ RTCP sender reports ─────────────▶ jitterbuffers: A/V by sender clock     │
 //!         │   ▲ PLI (KeyframeRequester)          appsrc → jitterbuffer → depay → decode   │
 //!         │   └──── MediaEvent::KeyframeRequest ─ → tee → per rung: scale → x264 → cmafmux│
 //!         │                                       Opus → AAC (or silence) → cmafmux       │
-//!         │                                      ▼ appsink → MediaEvent::{Init, Fragment}│
-//!         │                               hls::HlsStore (windows, playlists via m3u8-rs)  │
+//!         │                                      ▼ appsink → MediaEvent::{Init, Fragment} │
+//!         │                               hls::HlsStore (windows, playlists via m3u8-rs;  │
+//!         │                                 all served at once, when every planned        │
+//!         │                                 rendition has a segment)                      │
 //!         │                                  │ try_send (bounded, never waits)            │
 //!         │                                  ▼                                            │
 //!         │                   output::{record (disk thread), s3 (uploader)}               │

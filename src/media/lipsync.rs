@@ -29,6 +29,12 @@ pub const MAX_OFFSET_NS: i64 = 1_000_000_000;
 /// Reports remembered per stream (one every second or so from most senders).
 pub const HISTORY: usize = 8;
 
+/// Reports needed from each stream before anything is corrected: in its first second a
+/// jitter buffer is still estimating the skew it reports with (seen with Chromium: audio
+/// delayed by 73 ms on the first pair of reports, video by 72 ms 0.7 s later, adding
+/// latency to both for nothing).
+pub const MIN_REPORTS: usize = 3;
+
 /// Which stream a report belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Track {
@@ -64,6 +70,9 @@ impl LipSync {
             history.pop_front();
         }
         history.push_back(running - sender);
+        if self.skew.iter().any(|h| h.len() < MIN_REPORTS) {
+            return None;
+        }
         let (Some(&a), Some(&v)) = (self.skew[0].iter().max(), self.skew[1].iter().max()) else {
             return None;
         };
@@ -126,8 +135,14 @@ mod tests {
     #[test]
     fn the_early_stream_is_delayed_and_offsets_only_grow() {
         let mut s = LipSync::default();
-        // Video arrived 120 ms later than the audio captured with it.
-        assert_eq!(s.on_report(Track::Audio, 1000 * MS, 0), None);
+        // Video arrived 120 ms later than the audio captured with it; nothing is decided
+        // before three reports of each.
+        for _ in 0..MIN_REPORTS {
+            assert_eq!(s.on_report(Track::Audio, 1000 * MS, 0), None);
+        }
+        for _ in 1..MIN_REPORTS {
+            assert_eq!(s.on_report(Track::Video, 1120 * MS, 0), None);
+        }
         assert_eq!(
             s.on_report(Track::Video, 1120 * MS, 0),
             Some(Change::Offsets([120_000_000, 0]))
@@ -149,7 +164,12 @@ mod tests {
     #[test]
     fn seconds_apart_is_refused() {
         let mut s = LipSync::default();
-        s.on_report(Track::Audio, 0, 0);
+        for _ in 0..MIN_REPORTS {
+            s.on_report(Track::Audio, 0, 0);
+        }
+        for _ in 1..MIN_REPORTS {
+            s.on_report(Track::Video, 5000 * MS, 0);
+        }
         assert!(matches!(
             s.on_report(Track::Video, 5000 * MS, 0),
             Some(Change::Implausible(_))
