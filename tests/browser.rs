@@ -18,8 +18,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{TestGateway, test_config};
 use serde_json::Value;
@@ -33,51 +32,21 @@ static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Runs `tests/browser/{script}` with `args` and returns its JSON summary (the last stdout
 /// line), after checking it exited 0 and said `"ok": true`.
 async fn run_script(chromium: &str, script: &str, args: &[&str]) -> Value {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let started = Instant::now();
-    let child = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser").join(script))
-        .args(args)
-        .env("CHROMIUM", chromium)
-        // For scripts that need a whipcast of their own (one they can kill).
-        .env("WHIPCAST_BIN", env!("CARGO_BIN_EXE_whipcast"))
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("`node` runs (Node.js >= 20)");
-    let out = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{script} still running after {SCRIPT_TIMEOUT:?}"))
-        .expect("browser script output");
-    let took = started.elapsed();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("---- {script} log ----\n{stderr}----");
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    let summary: Value = serde_json::from_str(last).unwrap_or_else(|e| {
-        panic!(
-            "no JSON summary from {script} ({e}); exit {:?}; stdout:\n{stdout}",
-            out.status
-        )
-    });
-    println!("{}", serde_json::to_string_pretty(&summary).unwrap());
-    println!(
-        "{script}: {:?} in {:.1}s",
-        out.status.code(),
-        took.as_secs_f64()
-    );
+    // For scripts that need a whipcast of their own (one they can kill).
+    let bin = std::ffi::OsStr::new(env!("CARGO_BIN_EXE_whipcast"));
+    let (code, summary) = common::run_browser_script(
+        chromium,
+        script,
+        args,
+        &[("WHIPCAST_BIN", bin)],
+        SCRIPT_TIMEOUT,
+    )
+    .await;
     assert_eq!(
-        out.status.code(),
+        code,
         Some(0),
         "{script} failed: {}",
-        failures(&summary)
+        common::script_failures(&summary)
     );
     assert_eq!(summary["ok"], true);
 
@@ -260,20 +229,4 @@ async fn publisher_page_failures_screen_share_vp9_bitrate_cap_and_accessibility(
     names.sort_unstable();
     assert_eq!(names, ["screen1", "vp9kbd"]);
     gw.shutdown().await;
-}
-
-fn failures(summary: &Value) -> String {
-    let mut out: Vec<String> = Vec::new();
-    if let Some(f) = summary["failures"].as_array() {
-        out.extend(f.iter().map(|x| x.to_string()));
-    }
-    if let Some(e) = summary["setupError"].as_str() {
-        out.push(e.to_string());
-    }
-    for c in summary["cases"].as_array().into_iter().flatten() {
-        for f in c["failures"].as_array().into_iter().flatten() {
-            out.push(format!("{}: {f}", c["stream"]));
-        }
-    }
-    out.join("; ")
 }

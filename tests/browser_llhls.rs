@@ -11,9 +11,8 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::publisher::{Publisher, PublisherOptions, timecode_reference_luma, unix_ms};
 use common::{TestGateway, test_config};
@@ -28,7 +27,6 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(WATCH_SECONDS + 120);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hlsjs_plays_llhls_in_low_latency_mode_without_stalls() {
     let chromium = common::browser_preconditions("browser_llhls");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
 
     // With a 30 s DVR window: hls.js must play the live edge of a long playlist.
     let gw = TestGateway::start(test_config("dvr_window = \"30s\"\n")).await;
@@ -81,49 +79,20 @@ async fn hlsjs_plays_llhls_in_low_latency_mode_without_stalls() {
     });
     std::fs::write(dir.join("ref.json"), ref_json.to_string()).unwrap();
 
-    let started = Instant::now();
-    let child = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/llhls_play.mjs"))
-        .arg(&gw.base)
-        .arg(STREAM)
-        .env("CHROMIUM", &chromium)
-        .env("WATCH_SECONDS", WATCH_SECONDS.to_string())
-        .env("TIMECODE_REF", dir.join("ref.json"))
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("`node` runs (Node.js >= 20)");
-    let out = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("browser script still running after {SCRIPT_TIMEOUT:?}"))
-        .expect("browser script output");
-    let took = started.elapsed();
+    let watch = WATCH_SECONDS.to_string();
+    let reference = dir.join("ref.json");
+    let (code, summary) = common::run_browser_script(
+        &chromium,
+        "llhls_play.mjs",
+        &[&gw.base, STREAM],
+        &[
+            ("WATCH_SECONDS", std::ffi::OsStr::new(&watch)),
+            ("TIMECODE_REF", reference.as_os_str()),
+        ],
+        SCRIPT_TIMEOUT,
+    )
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    eprintln!(
-        "---- browser script log ----\n{}----",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    let summary: Value = serde_json::from_str(last).unwrap_or_else(|e| {
-        panic!(
-            "no JSON summary from the script ({e}); exit {:?}; stdout:\n{stdout}",
-            out.status
-        )
-    });
-    println!("{}", serde_json::to_string_pretty(&summary).unwrap());
-    println!(
-        "browser script: {:?} in {:.1}s",
-        out.status.code(),
-        took.as_secs_f64()
-    );
 
     // Server side, after a minute of playback.
     let (_, api) = gw.get_text(&gw.url("/api/streams")).await.unwrap();
@@ -153,17 +122,11 @@ async fn hlsjs_plays_llhls_in_low_latency_mode_without_stalls() {
     let _ = publisher.stop().await;
     gw.shutdown().await;
 
-    let failures: Vec<String> = summary["failures"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|f| f.to_string())
-        .collect();
     assert_eq!(
-        out.status.code(),
+        code,
         Some(0),
         "browser script failed: {}",
-        failures.join("; ")
+        common::script_failures(&summary)
     );
     assert_eq!(summary["ok"], true);
 

@@ -19,9 +19,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{TestGateway, test_config};
 use m3u8_rs::{AlternativeMediaType, MasterPlaylist};
@@ -62,50 +60,6 @@ bitrate_kbps = 300
 /// The variants the first master must list at least, one of them the source's size.
 const MIN_VARIANTS: usize = 3;
 const SOURCE_RESOLUTION: (u64, u64) = (1280, 720);
-
-/// Runs `tests/browser/{script}` with `args`; returns its exit code and JSON summary (the
-/// last stdout line). The exit code is the caller's to judge, after its own checks have
-/// said what was wrong.
-async fn run_script(chromium: &str, script: &str, args: &[&str]) -> (Option<i32>, Value) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let started = Instant::now();
-    let child = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser").join(script))
-        .args(args)
-        .env("CHROMIUM", chromium)
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("`node` runs (Node.js >= 20)");
-    let out = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{script} still running after {SCRIPT_TIMEOUT:?}"))
-        .expect("browser script output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("---- {script} log ----\n{stderr}----");
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    let summary: Value = serde_json::from_str(last).unwrap_or_else(|e| {
-        panic!(
-            "no JSON summary from {script} ({e}); exit {:?}; stdout:\n{stdout}",
-            out.status
-        )
-    });
-    println!("{}", serde_json::to_string_pretty(&summary).unwrap());
-    println!(
-        "{script}: {:?} in {:.1}s",
-        out.status.code(),
-        started.elapsed().as_secs_f64()
-    );
-    (out.status.code(), summary)
-}
 
 /// Blanks the numbers of `BANDWIDTH=` and `AVERAGE-BANDWIDTH=`: measured bitrates are the
 /// only thing a complete master may still change.
@@ -188,7 +142,14 @@ async fn chromium_real_encoder_first_master_lists_the_whole_ladder_and_keeps_it(
     cfg.validate().expect("config with LADDER valid");
     let gw = TestGateway::start(cfg).await;
 
-    let (code, summary) = run_script(&chromium, "real_encoder.mjs", &[&gw.base]).await;
+    let (code, summary) = common::run_browser_script(
+        &chromium,
+        "real_encoder.mjs",
+        &[&gw.base],
+        &[],
+        SCRIPT_TIMEOUT,
+    )
+    .await;
     assert_ne!(
         code,
         Some(2),
@@ -264,7 +225,7 @@ async fn chromium_real_encoder_first_master_lists_the_whole_ladder_and_keeps_it(
         code,
         Some(0),
         "real_encoder.mjs failed: {}",
-        failures(&summary)
+        common::script_failures(&summary)
     );
     assert_eq!(summary["ok"], true);
     assert_eq!(cases[0]["deleteStatus"], 200, "WHIP DELETE");
@@ -289,19 +250,6 @@ async fn chromium_real_encoder_first_master_lists_the_whole_ladder_and_keeps_it(
         common::decode_all(&gw.master_url(name));
     }
     gw.shutdown().await;
-}
-
-fn failures(summary: &Value) -> String {
-    let mut out: Vec<String> = Vec::new();
-    if let Some(f) = summary["failures"].as_array() {
-        out.extend(f.iter().map(|x| x.to_string()));
-    }
-    for c in summary["cases"].as_array().into_iter().flatten() {
-        for f in c["failures"].as_array().into_iter().flatten() {
-            out.push(format!("{}: {f}", c["stream"]));
-        }
-    }
-    out.join("; ")
 }
 
 #[test]

@@ -317,6 +317,75 @@ pub fn probe(init: &[u8], segment: &[u8], video: bool) -> anyhow::Result<Probe> 
     Ok(p)
 }
 
+/// Runs `node tests/browser/{script} ARGS…` (with `CHROMIUM` = `chromium` and `envs`) from
+/// the crate root; returns its exit code and its JSON summary (the last stdout line), after
+/// printing its log. Panics when it outlives `timeout` or prints no summary. The exit code
+/// is the caller's to judge, after its own checks have said what was wrong.
+pub async fn run_browser_script(
+    chromium: &str,
+    script: &str,
+    args: &[&str],
+    envs: &[(&str, &std::ffi::OsStr)],
+    timeout: Duration,
+) -> (Option<i32>, serde_json::Value) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let started = Instant::now();
+    let child = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser").join(script))
+        .args(args)
+        .env("CHROMIUM", chromium)
+        .envs(envs.iter().copied())
+        .current_dir(root)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("`node` runs (Node.js >= 20)");
+    let out = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} still running after {timeout:?}"))
+        .expect("browser script output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("---- {script} log ----\n{stderr}----");
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    let summary: serde_json::Value = serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "no JSON summary from {script} ({e}); exit {:?}; stdout:\n{stdout}",
+            out.status
+        )
+    });
+    println!("{}", serde_json::to_string_pretty(&summary).unwrap());
+    println!(
+        "{script}: {:?} in {:.1}s",
+        out.status.code(),
+        started.elapsed().as_secs_f64()
+    );
+    (out.status.code(), summary)
+}
+
+/// The failures a browser script's summary lists: its own, its set-up error, each case's.
+pub fn script_failures(summary: &serde_json::Value) -> String {
+    let mut out: Vec<String> = Vec::new();
+    if let Some(f) = summary["failures"].as_array() {
+        out.extend(f.iter().map(|x| x.to_string()));
+    }
+    if let Some(e) = summary["setupError"].as_str() {
+        out.push(e.to_string());
+    }
+    for c in summary["cases"].as_array().into_iter().flatten() {
+        for f in c["failures"].as_array().into_iter().flatten() {
+            out.push(format!("{}: {f}", c["stream"]));
+        }
+    }
+    out.join("; ")
+}
+
 /// Fetches the multivariant playlist of a live `stream` and every media playlist it names,
 /// and checks the rules of RFC 8216bis (HLS 2nd edition) that any player relies on:
 /// multivariant (§4.4.6.2, §6.2.4): BANDWIDTH, AVERAGE-BANDWIDTH, CODECS, RESOLUTION and
