@@ -23,25 +23,16 @@ import fractions
 import math
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from array import array
 
-NAME = "aiortc_whip"
-STEP_TIMEOUT = 10.0
+import whip
+
+whip.NAME = "aiortc_whip"
+STEP_TIMEOUT = whip.STEP_TIMEOUT
+fail, log = whip.fail, whip.log
 WIDTH, HEIGHT = 640, 360
 RATE, SAMPLES = 48000, 960  # 20 ms Opus frames
 TONE_HZ = 440.0
-
-
-def fail(msg):
-    print(f"{NAME}: error: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def log(msg):
-    print(f"{NAME}: {msg}", file=sys.stderr)
 
 
 try:
@@ -105,19 +96,6 @@ class Pattern(VideoStreamTrack):
         return frame
 
 
-def http_request(request):
-    """urllib, without proxies (the gateway is on loopback); returns (status, headers, body)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=STEP_TIMEOUT) as response:
-            return response.status, response.headers, response.read().decode()
-    except urllib.error.HTTPError as e:
-        fail(f"{request.method} {request.full_url}: HTTP {e.code}: "
-             f"{e.read().decode(errors='replace')}")
-    except OSError as e:
-        fail(f"{request.method} {request.full_url}: {e}")
-
-
 async def publish(url, seconds):
     # No STUN: aiortc's default is a public STUN server, which no test may reach.
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -138,15 +116,7 @@ async def publish(url, seconds):
         sdp = pc.localDescription.sdp
         log("offer:\n" + sdp)
 
-        request = urllib.request.Request(
-            url, data=sdp.encode(), method="POST", headers={"Content-Type": "application/sdp"})
-        status, headers, answer = await asyncio.to_thread(http_request, request)
-        location = headers.get("Location")
-        if status != 201 or not location:
-            fail(f"POST {url}: expected 201 with Location, got {status} (Location: {location})")
-        session = urllib.parse.urljoin(url, location)
-        log(f"201 Created, session {session}")
-        log("answer:\n" + answer)
+        session, answer = await asyncio.to_thread(whip.post_offer, url, sdp)
 
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         try:
@@ -160,11 +130,7 @@ async def publish(url, seconds):
                 fail(f"peer connection {pc.connectionState} while publishing")
             await asyncio.sleep(0.2)
 
-        request = urllib.request.Request(session, method="DELETE")
-        status, _, _ = await asyncio.to_thread(http_request, request)
-        if not 200 <= status < 300:
-            fail(f"DELETE {session}: HTTP {status}")
-        log(f"DELETE {session}: {status}; published {seconds:g} s")
+        await asyncio.to_thread(whip.delete, session, seconds)
     finally:
         await pc.close()
 

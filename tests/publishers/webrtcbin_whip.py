@@ -23,21 +23,12 @@ import ctypes
 import sys
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
-NAME = "webrtcbin_whip"
-STEP_TIMEOUT = 10.0
+import whip
 
-
-def fail(msg):
-    print(f"{NAME}: error: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def log(msg):
-    print(f"{NAME}: {msg}", file=sys.stderr)
+whip.NAME = "webrtcbin_whip"
+STEP_TIMEOUT = whip.STEP_TIMEOUT
+fail, log = whip.fail, whip.log
 
 
 try:
@@ -191,23 +182,7 @@ def publish(pipeline, url, seconds):
     sdp = webrtc.get_property("local-description").sdp.as_text()
     log("offer:\n" + sdp)
 
-    # No proxy: the gateway is on loopback.
-    http = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    request = urllib.request.Request(
-        url, data=sdp.encode(), method="POST", headers={"Content-Type": "application/sdp"})
-    try:
-        with http.open(request, timeout=STEP_TIMEOUT) as response:
-            status, location = response.status, response.headers.get("Location")
-            answer = response.read().decode()
-    except urllib.error.HTTPError as e:
-        fail(f"POST {url}: HTTP {e.code}: {e.read().decode(errors='replace')}")
-    except OSError as e:
-        fail(f"POST {url}: {e}")
-    if status != 201 or not location:
-        fail(f"POST {url}: expected 201 with Location, got {status} (Location: {location})")
-    session = urllib.parse.urljoin(url, location)
-    log(f"201 Created, session {session}")
-    log("answer:\n" + answer)
+    session, answer = whip.post_offer(url, sdp)
 
     result, message = GstSdp.SDPMessage.new_from_text(answer)
     if result != GstSdp.SDPResult.OK:
@@ -226,18 +201,7 @@ def publish(pipeline, url, seconds):
             fail(f"peer connection {state.value_nick} while publishing")
         time.sleep(0.2)
 
-    try:
-        with http.open(urllib.request.Request(session, method="DELETE"),
-                       timeout=STEP_TIMEOUT) as response:
-            status = response.status
-    except urllib.error.HTTPError as e:
-        fail(f"DELETE {session}: HTTP {e.code}")
-    except OSError as e:
-        fail(f"DELETE {session}: {e}")
-    if not 200 <= status < 300:
-        fail(f"DELETE {session}: HTTP {status}")
-    log(f"DELETE {session}: {status}; published {seconds:g} s")
-
+    whip.delete(session, seconds)
 
 if __name__ == "__main__":
     sys.exit(main())
