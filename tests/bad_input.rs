@@ -195,6 +195,22 @@ async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 400),
         other => panic!("WebSocket upgrade with a bad record flag: {other:?}"),
     }
+    // ?height: a declared capture height that is not 90..=4320 lines is a 400 (the ladder
+    // is planned for it), before any WebRTC work, over WHIP and before the upgrade.
+    let r = post(
+        &gw,
+        "x1?height=99999",
+        "application/sdp",
+        None,
+        OBS_OFFER.into(),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("height must be"), "{}", r.body);
+    match tokio_tungstenite::connect_async(format!("{}?height=abc", gw.ws_url("x1"))).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 400),
+        other => panic!("WebSocket upgrade with a bad height: {other:?}"),
+    }
     // 409: a second publisher on the live name.
     let r = post(&gw, "live", "application/sdp", None, OBS_OFFER.into()).await;
     assert_eq!(r.status, 409, "{}", r.body);
@@ -374,8 +390,8 @@ async fn bad_requests_get_their_4xx_and_the_live_stream_is_untouched() {
         |status: u16| m[&format!("whipcast_publish_refused_total{{status=\"{status}\"}}")];
     assert_eq!(
         refused(400),
-        8.0,
-        "not SDP ×2, bad names ×3, record flag WHIP + WS, WS 'not sdp'"
+        10.0,
+        "not SDP ×2, bad names ×3, record flag WHIP + WS, height WHIP + WS, WS 'not sdp'"
     );
     assert_eq!(refused(403), 1.0, "record=1 without record.allow_request");
     assert_eq!(refused(401), 3.0, "WHIP no/wrong token, WS wrong token");
