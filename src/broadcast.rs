@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::StreamKey;
-use crate::hls::{Chunk, HlsStore};
+use crate::hls::{At, Chunk, HlsStore};
 use crate::ingest::peer::{
     Candidate, IncomingTrack, KeyframeRequester, PeerError, PeerEvent, PeerSession, TrackKind,
 };
@@ -248,7 +248,7 @@ pub async fn run(mut p: BroadcastParams) -> String {
         })
         .await;
     }
-    p.store.end(p.stream.as_str(), Instant::now());
+    p.store.end(p.stream.as_str(), At::now());
     p.outputs.end();
     p.peer.close().await;
     if let Some(r) = stop_reply {
@@ -268,7 +268,7 @@ fn store_event(
     match ev {
         MediaEvent::Init { info, data } => {
             outputs.init(&info, &data);
-            if let Err(e) = store.init(stream.as_str(), info, data) {
+            if let Err(e) = store.init(stream.as_str(), info, data, At::now()) {
                 warn!(error = %e, "init segment not stored");
             }
             0
@@ -296,7 +296,7 @@ fn store_event(
                 lag,
                 data: data.clone(),
             };
-            match store.publish(stream.as_str(), &rendition, chunk) {
+            match store.publish(stream.as_str(), &rendition, chunk, At::now()) {
                 Ok(seq) => {
                     outputs.chunk(&rendition, seq, starts_segment, duration, wallclock, &data);
                     debug!(%rendition, seq, ms = duration.as_millis() as u64, starts_segment, "published");

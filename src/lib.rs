@@ -150,13 +150,16 @@ pub async fn run(
         player_dir: player_dir(&cfg.server.player_dir).map(Into::into),
         hls: origin::HlsOrigin::new(store.target_duration()),
         tls: tls.is_some(),
+        outputs: outputs.clone(),
     };
     let expiry_store = store.clone();
+    let expiry_outputs = outputs.clone();
     let expiry = tokio::spawn(async move {
         let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
         loop {
             tick.tick().await;
             for name in expiry_store.expire(Instant::now()) {
+                expiry_outputs.forget(&name);
                 info!(stream = %name, "ended stream expired");
             }
         }

@@ -12,7 +12,7 @@ pub mod ws;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
@@ -20,7 +20,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::StreamKey;
 use crate::broadcast::{self, BroadcastParams, Command};
 use crate::config::{AuthConfig, IceConfig};
-use crate::hls::{HlsStore, IngestSummary};
+use crate::hls::{At, HlsStore, IngestSummary};
 use crate::media::Ladder;
 use crate::metrics;
 use crate::output::Outputs;
@@ -334,7 +334,7 @@ impl Ingest {
                 video_codec: summary.video_codecs.join("/"),
                 audio: summary.audio_payload_type.is_some(),
             },
-            Instant::now(),
+            At::now(),
         );
         let outputs = self.inner.outputs.start(
             &key,
@@ -342,9 +342,6 @@ impl Ingest {
             self.inner.store.discontinuity_sequence(key.as_str()),
             req.options.record,
         );
-        self.inner
-            .store
-            .set_outputs(key.as_str(), outputs.statuses());
         let params = BroadcastParams {
             stream: key.clone(),
             peer,

@@ -19,7 +19,7 @@ use tracing::debug;
 use super::AppState;
 use crate::hls::{
     Doc, Readiness, SegmentBody, TS_PLAYLIST, TsSources, parse_init_name, parse_part_name,
-    parse_segment_name, parse_ts_segment_name, ts,
+    parse_segment_name, parse_ts_segment_name, remux,
 };
 use crate::metrics;
 
@@ -351,7 +351,7 @@ async fn ts_segment(
         let audio_refs: Option<(&[u8], Vec<&[u8]>)> = audio
             .as_ref()
             .map(|(i, segs)| (i.as_ref(), segs.iter().map(|s| s.as_ref()).collect()));
-        ts::remux(
+        remux(
             seq,
             (&video_init, &video),
             audio_refs.as_ref().map(|(i, segs)| (*i, segs.as_slice())),

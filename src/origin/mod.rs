@@ -20,8 +20,9 @@ use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
-use crate::hls::HlsStore;
+use crate::hls::{HlsStore, StreamSummary};
 use crate::ingest::{Ingest, whip, ws};
+use crate::output::{OutputSnapshot, Outputs};
 
 /// Shared state of every handler; cheap to clone (axum clones it for every request, so
 /// every field is a handle: no field's clone allocates).
@@ -39,6 +40,8 @@ pub struct AppState {
     pub hls: HlsOrigin,
     /// Whether the listener speaks TLS (scheme of absolute URLs).
     pub tls: bool,
+    /// Recording and object-storage outputs (their status in `/api/streams`).
+    pub outputs: Outputs,
 }
 
 /// CORS for browsers: WHIP clients must read `Location`/`ETag`/`Link` (STANDARDS §1c);
@@ -134,7 +137,22 @@ async fn accept_post(
 async fn api_streams(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> impl IntoResponse {
-    let streams = state.store.summaries(Instant::now());
+    /// A stream as `/api/streams` shows it: the store's view and its outputs.
+    #[derive(serde::Serialize)]
+    struct ApiStream {
+        #[serde(flatten)]
+        hls: StreamSummary,
+        outputs: Vec<OutputSnapshot>,
+    }
+    let streams: Vec<ApiStream> = state
+        .store
+        .summaries(Instant::now())
+        .into_iter()
+        .map(|hls| ApiStream {
+            outputs: state.outputs.snapshots(&hls.name),
+            hls,
+        })
+        .collect();
     (
         [(header::CACHE_CONTROL, "no-store")],
         Json(serde_json::json!({ "streams": streams })),

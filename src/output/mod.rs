@@ -12,6 +12,7 @@ pub mod package;
 pub mod record;
 pub mod s3;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -205,6 +206,9 @@ pub struct Outputs {
     window: usize,
     writers: Arc<watch::Sender<usize>>,
     metrics: Metrics,
+    /// The outputs of each stream's latest broadcast, for `/api/streams`; a stream's entry
+    /// goes when the store forgets the stream ([`Outputs::forget`]).
+    statuses: Arc<Mutex<HashMap<String, Vec<OutputStatus>>>>,
 }
 
 impl Outputs {
@@ -229,6 +233,7 @@ impl Outputs {
             window: hls.window_segments,
             writers: Arc::new(watch::Sender::new(0)),
             metrics,
+            statuses: Arc::default(),
         })
     }
 
@@ -300,7 +305,28 @@ impl Outputs {
                 status,
             });
         }
+        let statuses = sinks.iter().map(|s| s.status.clone()).collect();
+        self.statuses_lock()
+            .insert(stream.as_str().to_string(), statuses);
         BroadcastOutputs { sinks }
+    }
+
+    fn statuses_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<OutputStatus>>> {
+        // Plain data: still consistent after a panic elsewhere.
+        self.statuses.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The outputs of `stream`'s latest broadcast, with their failures.
+    pub fn snapshots(&self, stream: &str) -> Vec<OutputSnapshot> {
+        self.statuses_lock()
+            .get(stream)
+            .map(|v| v.iter().map(OutputStatus::snapshot).collect())
+            .unwrap_or_default()
+    }
+
+    /// The store forgot `stream`: so does the API.
+    pub fn forget(&self, stream: &str) {
+        self.statuses_lock().remove(stream);
     }
 }
 
@@ -341,11 +367,6 @@ impl BroadcastOutputs {
     /// No outputs.
     pub fn none() -> Self {
         Self { sinks: Vec::new() }
-    }
-
-    /// Status handles, for `/api/streams`.
-    pub fn statuses(&self) -> Vec<OutputStatus> {
-        self.sinks.iter().map(|s| s.status.clone()).collect()
     }
 
     /// Every rendition the broadcast will have (the multivariant playlist waits for all).

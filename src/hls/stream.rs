@@ -1,0 +1,572 @@
+//! One broadcast's HLS state as plain data: its renditions' windows and parts, the
+//! numbering it continues, the segments carried over from the previous broadcast of its
+//! name, and what it tells readers (readiness, parts, segments).
+//!
+//! Every method takes `&mut self` or `&self` and the time as an argument ([`At`]): no
+//! clock, no lock and no I/O in here. The store ([`super::store`]) keeps each stream behind
+//! that stream's own lock; rendering lives in [`super::render`], the memory budget in
+//! [`super::budget`], the MPEG-TS source selection in [`super::remux`], the API view in
+//! [`super::summary`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::doc::Doc;
+use super::llhls;
+use super::playlist;
+use super::settings::LlSettings;
+use super::spill::Spiller;
+use super::summary::IngestSummary;
+use super::window::{Part, Segment, Spill, Window};
+use crate::config::HlsConfig;
+use crate::keyframes::KeyframeStats;
+use crate::media::{RenditionInfo, RenditionKind};
+use crate::metrics::{self, Metrics};
+
+/// A moment, as both clocks read it: `instant` for durations, `wall` for what players see
+/// (`Last-Modified`, the API's start time).
+#[derive(Debug, Clone, Copy)]
+pub struct At {
+    /// Monotonic time.
+    pub instant: Instant,
+    /// Wall-clock time.
+    pub wall: SystemTime,
+}
+
+impl At {
+    /// Now. Called at the edges (the broadcast task, the HTTP handlers), never in here.
+    pub fn now() -> At {
+        At {
+            instant: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+}
+
+/// What every stream of a store shares: the settings, the spill writer, the counters.
+pub(super) struct Shared {
+    pub(super) cfg: HlsConfig,
+    pub(super) ll: Option<LlSettings>,
+    /// The DVR overflow writer (`hls.dvr_overflow = "disk"`).
+    pub(super) spill: Option<Spiller>,
+    /// Process-wide counters (`/metrics`).
+    pub(super) metrics: Metrics,
+}
+
+/// Where a media segment's bytes are, for the HTTP side.
+#[derive(Debug, Clone)]
+pub enum SegmentBody {
+    /// In memory.
+    Memory(Bytes),
+    /// Spilled to this file (DVR overflow); read it off the runtime's worker threads.
+    File(Arc<PathBuf>),
+}
+
+/// Where a complete segment's bytes are.
+pub(super) fn segment_body(seg: &Segment) -> SegmentBody {
+    match &seg.spill {
+        Spill::Disk(path) => SegmentBody::File(Arc::clone(path)),
+        Spill::Memory | Spill::Pending => SegmentBody::Memory(seg.data.clone()),
+    }
+}
+
+/// Where the next broadcast of a stream name continues.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct Continuity {
+    /// First media sequence number of the next broadcast.
+    pub(super) next_seq: u64,
+    /// `EXT-X-DISCONTINUITY-SEQUENCE` of the next broadcast.
+    pub(super) discontinuity_seq: u64,
+}
+
+/// One fragment or part as the muxer produced it.
+#[derive(Debug)]
+pub struct Chunk {
+    /// Starts a new segment (cmafmux fragment start; a keyframe for video).
+    pub starts_segment: bool,
+    /// Whether the next chunk will start a segment, if known (the preload hint).
+    pub next_starts_segment: Option<bool>,
+    /// Duration.
+    pub duration: Duration,
+    /// Wall-clock time of its first sample.
+    pub wallclock: SystemTime,
+    /// Server lag of this chunk (video), for the lag percentiles.
+    pub lag: Option<Duration>,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+/// The answer to "can this (blocking) request be served now?".
+#[derive(Debug)]
+pub enum Readiness {
+    /// Serve it.
+    Ready,
+    /// Not yet: wait for a change on this receiver, then ask again.
+    Wait(watch::Receiver<u64>),
+    /// Asks for something too far in the future (HLS2 §6.2.5.2: 400).
+    TooFar,
+    /// No such stream or rendition.
+    NotFound,
+}
+
+/// Why a write was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum StoreError {
+    /// No broadcast of that name is live in the store.
+    #[error("stream {0} is not live")]
+    NotLive(String),
+    /// A fragment arrived for a rendition without init segment.
+    #[error("rendition {0} has no init segment")]
+    NoInit(String),
+}
+
+/// Lag samples kept per stream for the percentiles.
+pub(super) const LAG_SAMPLES: usize = 1024;
+
+/// One broadcast of a stream name.
+pub(super) struct StreamState {
+    pub(super) epoch: String,
+    pub(super) started_at: Instant,
+    pub(super) ended_at: Option<Instant>,
+    pub(super) target_duration: u64,
+    pub(super) ingest: IngestSummary,
+    pub(super) renditions: BTreeMap<String, RenditionState>,
+    /// Every rendition the broadcast will have, once the media layer planned its ladder.
+    /// The multivariant playlist waits for all of them (see `render_master`).
+    pub(super) expected: Option<Vec<String>>,
+    pub(super) master: Option<Doc>,
+    /// The multivariant playlist of the MPEG-TS variants, rendered on request (few players
+    /// ask for it) and kept with the `version` it was rendered at.
+    pub(super) ts_master: Option<(u64, Doc)>,
+    /// When anything of the stream last changed (`Last-Modified` of its playlists).
+    pub(super) changed_at: SystemTime,
+    /// Bumped on every change of any rendition: cached playlists carry rendition reports
+    /// of the others, so any change invalidates them.
+    pub(super) version: u64,
+    /// Recent server lags (ring buffer), in microseconds.
+    pub(super) lags: VecDeque<u32>,
+    /// When the first complete playable state (master playlist) existed.
+    pub(super) first_playable: Option<Instant>,
+    /// The publisher's keyframes (H.264).
+    pub(super) keyframes: Option<KeyframeStats>,
+    /// First media sequence number of this broadcast (continues the previous one's).
+    pub(super) first_seq: u64,
+    /// Broadcasts of this name before this one (`EXT-X-DISCONTINUITY-SEQUENCE`).
+    pub(super) discontinuity_seq: u64,
+    /// Segments dropped to stay within the memory budget.
+    pub(super) trimmed_segments: u64,
+    /// Segments moved to disk to stay within the memory budget.
+    pub(super) spilled_segments: u64,
+    /// The previous broadcast's segments per rendition, until that rendition's init arrives.
+    pub(super) carried: BTreeMap<String, Carried>,
+}
+
+/// The previous broadcast's last listed segments of one rendition: a stream name
+/// re-published within the grace period lists them before an `EXT-X-DISCONTINUITY`, until
+/// the new broadcast fills the window, and keeps them downloadable under their own epoch.
+pub(super) struct Carried {
+    pub(super) epoch: String,
+    pub(super) init: Bytes,
+    pub(super) segments: Vec<Segment>,
+}
+
+impl Carried {
+    /// What `r` of an ended broadcast with `epoch` leaves to the next one: its listed
+    /// segments still in memory (spilled files go with their broadcast's directory).
+    fn from_rendition(epoch: &str, r: &RenditionState) -> Option<Carried> {
+        let all: Vec<&Segment> = r.window.segments().collect();
+        let start = all
+            .iter()
+            .rposition(|s| s.spill != Spill::Memory)
+            .map_or(0, |i| i + 1);
+        let segments: Vec<Segment> = all[start..].iter().map(|s| (*s).clone()).collect();
+        (!segments.is_empty() && !r.init.is_empty()).then(|| Carried {
+            epoch: epoch.to_string(),
+            init: r.init.clone(),
+            segments,
+        })
+    }
+
+    pub(super) fn get(&self, epoch: &str, seq: u64) -> Option<&Segment> {
+        (self.epoch == epoch)
+            .then(|| self.segments.iter().find(|s| s.seq == seq))
+            .flatten()
+    }
+}
+
+/// One rendition of a broadcast.
+pub(super) struct RenditionState {
+    /// The previous broadcast's segments, shown before this one's.
+    pub(super) carried: Option<Carried>,
+    pub(super) info: RenditionInfo,
+    pub(super) init: Bytes,
+    pub(super) window: Window,
+    /// Rendered full and delta playlists, with the stream version they were rendered at.
+    /// Full, delta (`_HLS_skip`), MPEG-TS.
+    pub(super) cache: [Option<(u64, Doc)>; 3],
+    pub(super) peak_bps: u64,
+    pub(super) total_bytes: u64,
+    pub(super) total_duration: Duration,
+    /// What the media layer said about the chunk after the last one (preload hint).
+    pub(super) next_starts: Option<bool>,
+    /// Wakes requests parked on this rendition (blocking reload, preload hints).
+    pub(super) changed: watch::Sender<u64>,
+}
+
+impl RenditionState {
+    /// Average measured bitrate over the whole broadcast, bit/s.
+    pub(super) fn average_bps(&self) -> u64 {
+        let secs = self.total_duration.as_secs_f64();
+        if secs > 0.0 {
+            (self.total_bytes as f64 * 8.0 / secs) as u64
+        } else {
+            0
+        }
+    }
+
+    pub(super) fn is_audio(&self) -> bool {
+        matches!(self.info.kind, RenditionKind::Audio { .. })
+    }
+
+    /// Accounts a segment that just completed (its bitrate feeds BANDWIDTH).
+    fn note_segment(&mut self, seq: u64, td: u64) {
+        if let Some(seg) = self.window.get(seq) {
+            let secs = seg.duration.as_secs_f64();
+            if secs > 0.0 {
+                self.peak_bps = self
+                    .peak_bps
+                    .max((seg.data.len() as f64 * 8.0 / secs) as u64);
+            }
+            if seg.duration.as_secs_f64().round() as u64 > td {
+                tracing::warn!(
+                    rendition = %self.info.name,
+                    duration_ms = seg.duration.as_millis() as u64,
+                    target = td,
+                    "segment longer than the target duration (late keyframe?)"
+                );
+            }
+        }
+    }
+
+    fn wake(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+}
+
+impl StreamState {
+    /// A new broadcast with `epoch`, continuing `cont` and listing what `previous` (the
+    /// ended broadcast of the same name, if still held) leaves behind.
+    pub(super) fn new(
+        epoch: String,
+        ingest: IngestSummary,
+        cont: Continuity,
+        previous: Option<&StreamState>,
+        cfg: &HlsConfig,
+        at: At,
+    ) -> StreamState {
+        let carried = previous
+            .map(|old| {
+                old.renditions
+                    .iter()
+                    .filter_map(|(name, r)| {
+                        Carried::from_rendition(&old.epoch, r).map(|c| (name.clone(), c))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        StreamState {
+            first_seq: cont.next_seq,
+            discontinuity_seq: cont.discontinuity_seq,
+            epoch,
+            started_at: at.instant,
+            ended_at: None,
+            target_duration: playlist::target_duration(cfg.segment_duration),
+            ingest,
+            renditions: BTreeMap::new(),
+            expected: None,
+            master: None,
+            ts_master: None,
+            changed_at: at.wall,
+            version: 0,
+            lags: VecDeque::with_capacity(LAG_SAMPLES),
+            first_playable: None,
+            keyframes: None,
+            trimmed_segments: 0,
+            spilled_segments: 0,
+            carried,
+        }
+    }
+
+    /// Where a following broadcast of this name continues.
+    pub(super) fn continuity(&self) -> Continuity {
+        let next_seq = self
+            .renditions
+            .values()
+            .map(|r| r.window.next_seq())
+            .max()
+            .unwrap_or(self.first_seq);
+        Continuity {
+            next_seq,
+            discontinuity_seq: self.discontinuity_seq + 1,
+        }
+    }
+
+    /// Whether the broadcast is live (not ended).
+    pub(super) fn is_live(&self) -> bool {
+        self.ended_at.is_none()
+    }
+
+    /// Wakes every request parked on any rendition.
+    pub(super) fn wake_all(&self) {
+        for r in self.renditions.values() {
+            r.wake();
+        }
+    }
+
+    /// Records the renditions the broadcast will have; set once (the rendition set of a
+    /// served multivariant playlist never changes during a broadcast).
+    pub(super) fn expect(&mut self, renditions: Vec<String>) {
+        if self.expected.is_none() {
+            self.expected = Some(renditions);
+        }
+    }
+
+    /// Records a rendition's init segment.
+    pub(super) fn init(&mut self, cfg: &HlsConfig, info: RenditionInfo, data: Bytes, at: At) {
+        let name = info.name.clone();
+        let first_seq = self.first_seq;
+        let carried = self.carried.remove(&name);
+        let r = self
+            .renditions
+            .entry(name)
+            .or_insert_with(|| RenditionState {
+                carried,
+                info: info.clone(),
+                init: Bytes::new(),
+                window: Window::starting_at(cfg.listed_segments(), cfg.retain_segments, first_seq),
+                cache: [None, None, None],
+                peak_bps: 0,
+                total_bytes: 0,
+                total_duration: Duration::ZERO,
+                next_starts: None,
+                changed: watch::Sender::new(0),
+            });
+        r.info = info;
+        r.init = data;
+        self.version += 1;
+        self.changed_at = at.wall;
+    }
+
+    /// Publishes what the muxer produced: a part (LL-HLS) or a whole segment. Returns the
+    /// segment's sequence number.
+    pub(super) fn publish(
+        &mut self,
+        shared: &Shared,
+        stream: &str,
+        rendition: &str,
+        chunk: Chunk,
+        at: At,
+    ) -> Result<u64, StoreError> {
+        let td = self.target_duration;
+        let first_seq = self.first_seq;
+        let cfg = &shared.cfg;
+        let r = self
+            .renditions
+            .get_mut(rendition)
+            .ok_or_else(|| StoreError::NoInit(rendition.to_string()))?;
+        r.total_bytes += chunk.data.len() as u64;
+        r.next_starts = chunk.next_starts_segment;
+        r.total_duration += chunk.duration;
+        let chunk_lag = chunk.lag;
+        let seq = if shared.ll.is_some() {
+            // Every audio frame is a sync sample; video parts are independent when they
+            // start a segment (keyframes are forced there).
+            let independent = chunk.starts_segment || r.is_audio();
+            let part = Part {
+                duration: chunk.duration,
+                independent,
+                data: chunk.data,
+            };
+            let before = r.window.next_seq();
+            let pos = r
+                .window
+                .push_part(chunk.starts_segment, part, chunk.wallclock);
+            if r.window.next_seq() != before && pos.msn > 0 {
+                r.note_segment(pos.msn - 1, td);
+            }
+            pos.msn
+        } else {
+            let seq = r.window.push(
+                chunk.duration,
+                chunk.wallclock,
+                chunk.starts_segment,
+                chunk.data,
+            );
+            r.note_segment(seq, td);
+            seq
+        };
+        // The previous broadcast's segments are hidden once this one fills the window, and
+        // forgotten once it has also filled the retention behind it (HLS2 §6.2.2).
+        if r.carried.is_some()
+            && r.window.next_seq() - first_seq
+                >= (cfg.listed_segments() + cfg.retain_segments) as u64
+        {
+            r.carried = None;
+        }
+        r.wake();
+        let trimmed_before = self.trimmed_segments;
+        self.enforce_budget(stream, cfg.stream_memory_bytes(), shared.spill.as_ref());
+        metrics::add(
+            &shared.metrics.segments_trimmed,
+            self.trimmed_segments - trimmed_before,
+        );
+        self.delete_dropped(shared.spill.as_ref());
+        self.version += 1;
+        self.changed_at = at.wall;
+        if let Some(lag) = chunk_lag {
+            if self.lags.len() == LAG_SAMPLES {
+                self.lags.pop_front();
+            }
+            self.lags
+                .push_back(lag.as_micros().min(u128::from(u32::MAX)) as u32);
+        }
+        self.refresh_master();
+        if self.master.is_some() && self.first_playable.is_none() {
+            self.first_playable = Some(at.instant);
+            // Every media playlist is released at once: wake those parked on any of them.
+            self.wake_all();
+        }
+        Ok(seq)
+    }
+
+    /// The publisher is gone: every playlist gets `EXT-X-ENDLIST`.
+    pub(super) fn end(&mut self, at: At) {
+        if self.ended_at.is_some() {
+            return;
+        }
+        self.ended_at = Some(at.instant);
+        let td = self.target_duration;
+        for r in self.renditions.values_mut() {
+            if let Some(seq) = r.window.open().map(|o| o.seq) {
+                r.window.close();
+                r.note_segment(seq, td);
+            }
+            r.wake();
+        }
+        self.version += 1;
+        self.changed_at = at.wall;
+        self.refresh_master();
+    }
+
+    /// Whether a playlist request for segment `msn` (and part `part`) can be answered now
+    /// (HLS2 §6.2.5.2). After ENDLIST the parameters are ignored.
+    pub(super) fn readiness(
+        &self,
+        ll: Option<&LlSettings>,
+        rendition: &str,
+        msn: u64,
+        part: Option<usize>,
+    ) -> Readiness {
+        let Some(r) = self.renditions.get(rendition) else {
+            return Readiness::NotFound;
+        };
+        if self.ended_at.is_some() || (self.master.is_some() && r.window.reached(msn, part)) {
+            return Readiness::Ready;
+        }
+        if let Some(pos) = r.window.position() {
+            if msn > pos.msn + 2 {
+                return Readiness::TooFar;
+            }
+            if let (Some(ll), Some(want)) = (ll, part) {
+                let per = ll.parts_per_segment as u64;
+                let have = pos.msn * per + pos.part.map_or(0, |p| p as u64 + 1);
+                let asked = msn * per + want as u64;
+                if asked > have + ll.advance_part_limit() {
+                    return Readiness::TooFar;
+                }
+            }
+        }
+        Readiness::Wait(r.changed.subscribe())
+    }
+
+    /// A part of the given epoch.
+    pub(super) fn part(
+        &self,
+        rendition: &str,
+        epoch: &str,
+        msn: u64,
+        index: usize,
+    ) -> Option<Bytes> {
+        let r = self.renditions.get(rendition)?;
+        let part = if self.epoch == epoch {
+            r.window.part(msn, index)?
+        } else {
+            r.carried.as_ref()?.get(epoch, msn)?.parts.get(index)?
+        };
+        Some(part.data.clone())
+    }
+
+    /// The part the preload hint names (LL-HLS only).
+    pub(super) fn next_part(&self, ll: &LlSettings, rendition: &str) -> Option<(u64, usize)> {
+        if self.ended_at.is_some() {
+            return None;
+        }
+        let r = self.renditions.get(rendition)?;
+        Some(llhls::next_part(
+            &r.window,
+            ll.parts_per_segment,
+            r.next_starts,
+        ))
+    }
+
+    /// An init segment of the given epoch.
+    pub(super) fn init_segment(&self, rendition: &str, epoch: &str) -> Option<Bytes> {
+        let r = self.renditions.get(rendition)?;
+        if self.epoch == epoch {
+            return Some(r.init.clone());
+        }
+        r.carried
+            .as_ref()
+            .filter(|c| c.epoch == epoch)
+            .map(|c| c.init.clone())
+    }
+
+    /// A media segment of the given epoch, listed or retired, with how long it will stay
+    /// downloadable (for `Expires`, HLS2 §6.2.2) while the stream is live.
+    pub(super) fn media_segment(
+        &self,
+        cfg: &HlsConfig,
+        rendition: &str,
+        epoch: &str,
+        seq: u64,
+    ) -> Option<(SegmentBody, Option<Duration>)> {
+        let r = self.renditions.get(rendition)?;
+        if self.epoch != epoch {
+            // The previous broadcast's, while carried (in memory, final: no expiry known).
+            let seg = r.carried.as_ref()?.get(epoch, seq)?;
+            return Some((SegmentBody::Memory(seg.data.clone()), None));
+        }
+        let seg = r.window.get(seq)?;
+        Some((segment_body(seg), self.segment_ttl(cfg, &r.window, seq)))
+    }
+
+    /// How long segment `seq` of `window` stays downloadable, while the stream is live
+    /// (`Expires`, HLS2 §6.2.2): it is dropped once `window + retain` newer segments exist.
+    pub(super) fn segment_ttl(
+        &self,
+        cfg: &HlsConfig,
+        window: &Window,
+        seq: u64,
+    ) -> Option<Duration> {
+        let keep = (cfg.listed_segments() + cfg.retain_segments) as u64 + 1;
+        let left = (seq + keep).saturating_sub(window.next_seq());
+        self.ended_at
+            .is_none()
+            .then(|| cfg.segment_duration * left as u32)
+    }
+}

@@ -1,0 +1,142 @@
+//! What `/api/streams` shows of a stream's HLS state (the origin adds the outputs).
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::stream::StreamState;
+use crate::keyframes::KeyframeStats;
+use crate::media::RenditionKind;
+
+/// What the ingest side tells the store about a new broadcast.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestSummary {
+    /// `whip` or `websocket`.
+    pub signaling: &'static str,
+    /// Video codec name.
+    pub video_codec: String,
+    /// Whether the publisher sends audio.
+    pub audio: bool,
+}
+
+/// A stream as `/api/streams` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamSummary {
+    /// Stream name.
+    pub name: String,
+    /// `live` or `ended`.
+    pub state: &'static str,
+    /// Broadcast epoch (part of every media URL).
+    pub epoch: String,
+    /// Seconds since the publish started.
+    pub uptime_s: f64,
+    /// Ingest details.
+    pub ingest: IngestSummary,
+    /// Renditions published.
+    pub renditions: Vec<RenditionSummary>,
+    /// Multivariant playlist path.
+    pub master: String,
+    /// Server lag of video parts/segments: arrival of their last frame → published.
+    pub lag_ms: LagSummary,
+    /// Seconds from publish to the first playable multivariant playlist.
+    pub first_playable_s: Option<f64>,
+    /// The publisher's keyframes: observed GOP, steering requests and answers.
+    pub keyframes: Option<KeyframeStats>,
+    /// Bytes of media held in memory for this stream (all renditions).
+    pub memory_bytes: usize,
+    /// Segments dropped early to stay within `hls.stream_memory_mib`.
+    pub trimmed_segments: u64,
+    /// Segments moved to disk to stay within it (`hls.dvr_overflow = "disk"`).
+    pub spilled_segments: u64,
+}
+
+/// Percentiles of the recent server lags.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LagSummary {
+    /// Median, ms.
+    pub p50: f64,
+    /// 99th percentile, ms.
+    pub p99: f64,
+    /// Samples (most recent, up to 1024).
+    pub samples: usize,
+}
+
+fn lag_summary(lags: &VecDeque<u32>) -> LagSummary {
+    if lags.is_empty() {
+        return LagSummary::default();
+    }
+    let mut v: Vec<u32> = lags.iter().copied().collect();
+    v.sort_unstable();
+    let pct = |p: f64| f64::from(v[((v.len() - 1) as f64 * p).round() as usize]) / 1000.0;
+    LagSummary {
+        p50: pct(0.50),
+        p99: pct(0.99),
+        samples: v.len(),
+    }
+}
+
+/// One rendition in [`StreamSummary`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RenditionSummary {
+    /// Name.
+    pub name: String,
+    /// RFC 6381 codecs.
+    pub codecs: String,
+    /// Width (video).
+    pub width: Option<u32>,
+    /// Height (video).
+    pub height: Option<u32>,
+    /// Segments published so far.
+    pub segments: u64,
+    /// Average measured bitrate, bit/s.
+    pub average_bps: u64,
+}
+
+impl StreamState {
+    /// The API view of this broadcast of `name`.
+    pub(super) fn summary(&self, name: &str, now: Instant) -> StreamSummary {
+        StreamSummary {
+            name: name.to_string(),
+            state: if self.ended_at.is_some() {
+                "ended"
+            } else {
+                "live"
+            },
+            epoch: self.epoch.clone(),
+            uptime_s: self
+                .ended_at
+                .unwrap_or(now)
+                .duration_since(self.started_at)
+                .as_secs_f64(),
+            ingest: self.ingest.clone(),
+            renditions: self
+                .renditions
+                .values()
+                .map(|r| {
+                    let (width, height) = match r.info.kind {
+                        RenditionKind::Video { width, height, .. } => (Some(width), Some(height)),
+                        RenditionKind::Audio { .. } => (None, None),
+                    };
+                    RenditionSummary {
+                        name: r.info.name.clone(),
+                        codecs: r.info.codecs.clone(),
+                        width,
+                        height,
+                        segments: r.window.next_seq(),
+                        average_bps: r.average_bps(),
+                    }
+                })
+                .collect(),
+            master: format!("/hls/{name}/master.m3u8"),
+            lag_ms: lag_summary(&self.lags),
+            keyframes: self.keyframes.clone(),
+            memory_bytes: self.renditions.values().map(|r| r.window.bytes()).sum(),
+            trimmed_segments: self.trimmed_segments,
+            spilled_segments: self.spilled_segments,
+            first_playable_s: self
+                .first_playable
+                .map(|t| t.duration_since(self.started_at).as_secs_f64()),
+        }
+    }
+}
