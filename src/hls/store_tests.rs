@@ -566,3 +566,48 @@ fn republish_gets_new_epoch() {
     assert_ne!(e1, e2);
     assert!(s.is_live("cam"));
 }
+
+/// Streams never wait for each other: while one stream's lock is held (as during a slow
+/// render of its playlist), another stream publishes and its playlists are rendered and
+/// read. With one lock for every stream (as before) the worker would block until the first
+/// let go, and the receive below would time out.
+#[test]
+fn one_stream_held_does_not_block_another() {
+    let s = HlsStore::new(HlsConfig {
+        part_duration: Duration::ZERO,
+        ..cfg()
+    });
+    for name in ["slow", "fast"] {
+        s.begin(name, ingest(), at(Instant::now()));
+        s.expect(name, vec!["360p".into()]);
+        s.init(
+            name,
+            info("360p", true),
+            Bytes::from_static(b"i"),
+            at(Instant::now()),
+        )
+        .expect("init");
+    }
+    let slot = s.slot("slow").expect("slow stream");
+    let held = lock(&slot);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let other = s.clone();
+    let worker = std::thread::spawn(move || {
+        for _ in 0..3 {
+            other
+                .publish("fast", "360p", chunk(true, 2000, b"v"), at(Instant::now()))
+                .expect("publish");
+        }
+        let master = other.master("fast").is_some();
+        let media = other.media_playlist("fast", "360p", false).is_some();
+        tx.send((master, media)).expect("send");
+    });
+    let served = rx.recv_timeout(Duration::from_secs(10));
+    drop(held);
+    worker.join().expect("worker");
+    assert_eq!(
+        served.expect("the other stream is served while one is held"),
+        (true, true)
+    );
+    assert_eq!(s.summaries(Instant::now()).len(), 2);
+}
