@@ -12,15 +12,15 @@ use tracing::{debug, info, warn};
 
 use crate::StreamKey;
 use crate::hls::{At, Chunk, HlsStore};
-use crate::ingest::peer::{
-    Candidate, IncomingTrack, KeyframeRequester, PeerError, PeerEvent, PeerSession, TrackKind,
-};
 use crate::keyframes::Steering;
 use crate::media::{
     AudioInput, Ladder, MediaEvent, MediaSpec, Pipeline, RtpPacket, VideoCodec, VideoInput,
     h264_keyframe_start,
 };
 use crate::output::BroadcastOutputs;
+use crate::peer::{
+    Candidate, IncomingTrack, KeyframeRequester, PeerError, PeerEvent, PeerSession, TrackKind,
+};
 
 /// How long the muxers get to flush their last fragment after the publisher leaves.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);

@@ -45,6 +45,7 @@ pub mod media;
 pub mod metrics;
 pub mod origin;
 pub mod output;
+pub mod peer;
 
 use std::fmt;
 use std::future::Future;
@@ -144,12 +145,14 @@ pub async fn run(
         outputs.clone(),
     );
     let state = origin::AppState {
-        ingest: ingest.clone(),
+        signaling: ingest::SignalingState {
+            ingest: ingest.clone(),
+            public_url: cfg.server.public_url.as_str().into(),
+            tls: tls.is_some(),
+        },
         store: store.clone(),
-        public_url: cfg.server.public_url.as_str().into(),
         player_dir: player_dir(&cfg.server.player_dir).map(Into::into),
         hls: origin::HlsOrigin::new(store.target_duration()),
-        tls: tls.is_some(),
         outputs: outputs.clone(),
     };
     let expiry_store = store.clone();

@@ -12,8 +12,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// HTTP statuses a publish attempt can be refused with ([`crate::ingest::IngestError`]).
 pub const REFUSAL_STATUSES: [u16; 10] = [400, 401, 403, 404, 409, 413, 415, 422, 500, 503];
 
-/// Kinds of output ([`crate::output`]).
-pub const OUTPUT_KINDS: [&str; 2] = ["record", "s3"];
+/// A kind of output ([`crate::output`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    /// Files on the local disk (`[record]`).
+    Record,
+    /// An S3-compatible bucket (`[s3]`).
+    S3,
+}
+
+impl OutputKind {
+    /// Every kind, in the order `/metrics` lists them.
+    pub const ALL: [OutputKind; 2] = [OutputKind::Record, OutputKind::S3];
+
+    /// The name in `/metrics` labels, `/api/streams` and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputKind::Record => "record",
+            OutputKind::S3 => "s3",
+        }
+    }
+}
+
+impl std::fmt::Display for OutputKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Counters of one output kind.
 #[derive(Default, Debug)]
@@ -47,8 +73,8 @@ pub struct Counters {
     pub blocking_timeouts: AtomicU64,
     /// Blocking requests refused at once: `hls.max_blocking_requests` were parked.
     pub blocking_refused: AtomicU64,
-    /// Per output kind (index into [`OUTPUT_KINDS`]).
-    outputs: [OutputCounters; OUTPUT_KINDS.len()],
+    /// Per output kind (index: the [`OutputKind`] discriminant).
+    outputs: [OutputCounters; OutputKind::ALL.len()],
 }
 
 impl Counters {
@@ -72,11 +98,9 @@ impl Counters {
             .map_or(0, |i| self.refusals[i].load(Ordering::Relaxed))
     }
 
-    /// The counters of output kind `kind` (`record` or `s3`); unknown kinds share the
-    /// first slot (there are none).
-    pub fn output(&self, kind: &str) -> &OutputCounters {
-        let i = OUTPUT_KINDS.iter().position(|k| *k == kind).unwrap_or(0);
-        &self.outputs[i]
+    /// The counters of output kind `kind`.
+    pub fn output(&self, kind: OutputKind) -> &OutputCounters {
+        &self.outputs[kind as usize]
     }
 }
 
@@ -121,11 +145,11 @@ mod tests {
         assert_eq!(m.refusals(401), 1);
         assert_eq!(m.refusals(500), 1);
         assert_eq!(m.refusals(418), 0);
-        inc(&m.output("s3").dropped);
-        add(&m.output("record").bytes, 10);
-        assert_eq!(get(&m.output("s3").dropped), 1);
-        assert_eq!(get(&m.output("record").bytes), 10);
-        assert_eq!(get(&m.output("record").dropped), 0);
+        inc(&m.output(OutputKind::S3).dropped);
+        add(&m.output(OutputKind::Record).bytes, 10);
+        assert_eq!(get(&m.output(OutputKind::S3).dropped), 1);
+        assert_eq!(get(&m.output(OutputKind::Record).bytes), 10);
+        assert_eq!(get(&m.output(OutputKind::Record).dropped), 0);
         // Clones share the counters.
         let c = m.clone();
         inc(&c.publishes_whip);

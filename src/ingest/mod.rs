@@ -5,8 +5,7 @@
 //! publisher), answers through [`peer`], and spawns the stream's broadcast task. The
 //! registry is a small map behind a `std::sync::Mutex`, never held across `.await`.
 
-pub mod peer;
-pub mod sdp;
+mod routes;
 pub mod whip;
 pub mod ws;
 
@@ -24,9 +23,9 @@ use crate::hls::{At, HlsStore, IngestSummary};
 use crate::media::Ladder;
 use crate::metrics;
 use crate::output::Outputs;
-use peer::PeerSession;
-pub use peer::{Candidate, PeerError};
-pub use sdp::SdpError;
+use crate::peer::{self, PeerSession};
+pub use crate::peer::{Candidate, PeerError, SdpError};
+pub use routes::{SignalingState, router};
 
 /// Commands waiting for a broadcast task. Commands are rare (DELETE, PATCH, a WebSocket
 /// candidate); when full the caller gets 503.

@@ -8,8 +8,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tracing::{error, info, warn};
 
-use super::{Candidate, Ingest, IngestError, PublishOptions, PublishRequest, Signaling};
-use crate::origin::AppState;
+use super::{
+    Candidate, Ingest, IngestError, PublishOptions, PublishRequest, Signaling, SignalingState,
+};
 
 const SDP: &str = "application/sdp";
 const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
@@ -72,7 +73,7 @@ async fn read_body(body: Body, limit: usize) -> Result<String, IngestError> {
 
 /// The absolute base URL for `Location` headers: OBS mis-resolves relative ones
 /// (STANDARDS §1d, mediamtx #3177).
-pub fn base_url(state: &AppState, headers: &HeaderMap, uri: &Uri) -> String {
+pub fn base_url(state: &SignalingState, headers: &HeaderMap, uri: &Uri) -> String {
     if !state.public_url.is_empty() {
         return state.public_url.trim_end_matches('/').to_string();
     }
@@ -123,7 +124,7 @@ async fn offer_request(
 
 /// `POST /whip/{stream}`
 pub async fn post(
-    State(state): State<AppState>,
+    State(state): State<SignalingState>,
     Path(stream): Path<String>,
     uri: Uri,
     headers: HeaderMap,
@@ -162,7 +163,7 @@ pub async fn post(
 }
 
 /// `OPTIONS /whip/{stream}` (non-preflight; preflights are answered by the CORS layer).
-pub async fn options(State(state): State<AppState>) -> Response {
+pub async fn options(State(state): State<SignalingState>) -> Response {
     let mut resp = StatusCode::NO_CONTENT.into_response();
     let h = resp.headers_mut();
     h.insert("accept-post", HeaderValue::from_static(SDP));
@@ -194,7 +195,7 @@ fn check_session(
 
 /// `DELETE /whip/{stream}/{session}`: ends the broadcast; 200 as OBS expects.
 pub async fn delete(
-    State(state): State<AppState>,
+    State(state): State<SignalingState>,
     Path((stream, session)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, IngestError> {
@@ -207,7 +208,7 @@ pub async fn delete(
 /// `PATCH /whip/{stream}/{session}`: trickle ICE (RFC 8840 fragment). ICE restart is
 /// refused with 422 (RFC 9725 §4.3.1) without touching the running session.
 pub async fn patch(
-    State(state): State<AppState>,
+    State(state): State<SignalingState>,
     Path((stream, session)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,

@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{Candidate, Ingest, PublishOptions, PublishRequest, Signaling};
-use crate::origin::AppState;
+use super::{Candidate, Ingest, PublishOptions, PublishRequest, Signaling, SignalingState};
 
 /// Largest accepted frame: an SDP offer plus JSON framing.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -72,7 +71,7 @@ pub enum ServerMessage {
 
 /// `GET /ws/{stream}`
 pub async fn upgrade(
-    State(state): State<AppState>,
+    State(state): State<SignalingState>,
     Path(stream): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use crate::hls::StreamSummary;
-use crate::metrics::{self, Counters, OUTPUT_KINDS, REFUSAL_STATUSES};
+use crate::metrics::{self, Counters, OutputKind, REFUSAL_STATUSES};
 
 /// The exposition format's content type.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -138,7 +138,7 @@ fn render_counters(out: &mut String, c: &Counters, parked: usize) {
     ];
     for (name, help, pick) in outputs {
         family(out, name, "counter", help);
-        for kind in OUTPUT_KINDS {
+        for kind in OutputKind::ALL {
             sample(
                 out,
                 name,
@@ -285,7 +285,7 @@ mod tests {
     fn exposition_has_help_type_and_escaped_labels() {
         let m = Metrics::default();
         m.refused(409);
-        metrics::inc(&m.output("record").failures);
+        metrics::inc(&m.output(OutputKind::Record).failures);
         let text = render(&m, 3, &[]);
         assert!(text.contains("# TYPE whipcast_publish_refused_total counter\n"));
         assert!(text.contains("whipcast_publish_refused_total{status=\"409\"} 1\n"));

@@ -15,31 +15,27 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::{HeaderName, Method, header};
 use axum::response::{IntoResponse, Json};
-use axum::routing::{get, post};
+use axum::routing::get;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 use crate::hls::{HlsStore, StreamSummary};
-use crate::ingest::{Ingest, whip, ws};
+use crate::ingest::SignalingState;
 use crate::output::{OutputSnapshot, Outputs};
 
 /// Shared state of every handler; cheap to clone (axum clones it for every request, so
 /// every field is a handle: no field's clone allocates).
 #[derive(Clone)]
 pub struct AppState {
-    /// Publishing.
-    pub ingest: Ingest,
+    /// The signalling endpoints' state (WHIP, WebSocket).
+    pub signaling: SignalingState,
     /// Segments and playlists.
     pub store: HlsStore,
-    /// `server.public_url` (may be empty).
-    pub public_url: Arc<str>,
     /// Directory of the web pages, if any.
     pub player_dir: Option<Arc<Path>>,
     /// The HLS handlers' own state (parked requests, header values).
     pub hls: HlsOrigin,
-    /// Whether the listener speaks TLS (scheme of absolute URLs).
-    pub tls: bool,
     /// Recording and object-storage outputs (their status in `/api/streams`).
     pub outputs: Outputs,
 }
@@ -79,21 +75,12 @@ fn cors() -> CorsLayer {
 pub fn router(state: AppState) -> Router {
     // Signalling: rare requests, traced, with Accept-Post on every OPTIONS (the middleware
     // sits outside CORS so preflights get it too).
-    let signalling = Router::new()
-        .route(
-            "/whip/{stream}",
-            post(whip::post).options(whip::options).get(whip::get_empty),
-        )
-        .route(
-            "/whip/{stream}/{session}",
-            axum::routing::patch(whip::patch)
-                .delete(whip::delete)
-                .get(whip::get_empty)
-                .options(whip::options),
-        )
-        .route("/ws/{stream}", get(ws::upgrade))
+    let api = Router::new()
         .route("/api/streams", get(api_streams))
         .route("/metrics", get(metrics::handler))
+        .with_state(state.clone());
+    let signalling = crate::ingest::router(state.signaling.clone())
+        .merge(api)
         .layer(cors())
         .layer(axum::middleware::from_fn(accept_post))
         .layer(TraceLayer::new_for_http());
@@ -106,15 +93,16 @@ pub fn router(state: AppState) -> Router {
         .route("/hls/{stream}/{rendition}/{file}", get(hls::rendition_file))
         .route("/healthz", get(healthz))
         .layer(cors());
-    let mut app = signalling.merge(hls);
-    if let Some(dir) = &state.player_dir {
+    let player_dir = state.player_dir.clone();
+    let mut app = signalling.merge(hls.with_state(state));
+    if let Some(dir) = &player_dir {
         app = app.fallback_service(
             tower::ServiceBuilder::new()
                 .layer(cors())
                 .service(ServeDir::new(dir).append_index_html_on_directories(true)),
         );
     }
-    app.with_state(state)
+    app
 }
 
 /// RFC 9725 §4.2: OPTIONS on a WHIP endpoint SHOULD answer `Accept-Post: application/sdp`,

@@ -24,7 +24,7 @@ use tracing::error;
 use crate::StreamKey;
 use crate::config::{HlsConfig, RecordConfig, S3Config};
 use crate::media::RenditionInfo;
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, Metrics, OutputKind};
 pub use package::{ChunkIn, Listing, Object, ObjectKind, Packager};
 
 /// Objects waiting for the disk writer. Objects come a few per segment (segment, playlist,
@@ -69,7 +69,7 @@ pub enum OutputState {
 #[derive(Debug, Clone, Serialize)]
 pub struct OutputSnapshot {
     /// `record` or `s3`.
-    pub kind: &'static str,
+    pub kind: OutputKind,
     /// Directory or `s3://bucket/prefix/stream/`.
     pub location: String,
     /// Current state.
@@ -90,13 +90,13 @@ pub struct OutputSnapshot {
 #[derive(Debug, Clone)]
 pub struct OutputStatus {
     snapshot: Arc<Mutex<OutputSnapshot>>,
-    kind: &'static str,
+    kind: OutputKind,
     /// Every change is also counted process-wide: the snapshot goes with its stream.
     metrics: Metrics,
 }
 
 impl OutputStatus {
-    fn new(kind: &'static str, location: String, metrics: Metrics) -> Self {
+    fn new(kind: OutputKind, location: String, metrics: Metrics) -> Self {
         Self {
             snapshot: Arc::new(Mutex::new(OutputSnapshot {
                 kind,
@@ -265,8 +265,11 @@ impl Outputs {
             let root = std::path::Path::new(&self.record.directory)
                 .join(stream.as_str())
                 .join(epoch);
-            let status =
-                OutputStatus::new("record", root.display().to_string(), self.metrics.clone());
+            let status = OutputStatus::new(
+                OutputKind::Record,
+                root.display().to_string(),
+                self.metrics.clone(),
+            );
             let (tx, rx) = mpsc::channel(RECORD_QUEUE);
             record::spawn(
                 root,
@@ -284,7 +287,8 @@ impl Outputs {
             });
         }
         if let Some(store) = &self.s3 {
-            let status = OutputStatus::new("s3", store.location(stream), self.metrics.clone());
+            let status =
+                OutputStatus::new(OutputKind::S3, store.location(stream), self.metrics.clone());
             let (tx, rx) = mpsc::channel(S3_QUEUE);
             s3::spawn(
                 store.clone(),
@@ -347,7 +351,7 @@ impl Sink {
                     let snap = self.status.snapshot();
                     let why = format!("{} queue full: the writer cannot keep up", snap.kind);
                     if self.status.fail(why.clone()) {
-                        error!(output = snap.kind, location = %snap.location, "{why}; output stopped, the live stream goes on");
+                        error!(output = %snap.kind, location = %snap.location, "{why}; output stopped, the live stream goes on");
                     }
                     self.tx = None;
                 }
@@ -447,7 +451,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_fails_the_output_once_and_never_waits() {
-        let status = OutputStatus::new("record", "/x".into(), Metrics::default());
+        let status = OutputStatus::new(OutputKind::Record, "/x".into(), Metrics::default());
         let (tx, _rx) = mpsc::channel(1);
         let mut sink = Sink {
             packager: Packager::new(Listing::Everything, "e", 1, 0),

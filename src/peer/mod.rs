@@ -1,4 +1,5 @@
-//! The WebRTC answerer. THE ONLY FILE THAT NAMES `webrtc` / `rtc`.
+//! The WebRTC answerer: the only module that names `webrtc` / `rtc` (`sdp` holds the pure
+//! rules over what its SDP parser read).
 //!
 //! Turns an SDP offer into a connected peer whose tracks come out as our own
 //! [`IncomingTrack`]s: bounded channels of marshalled RTP packets plus a
@@ -29,9 +30,12 @@ use webrtc::peer_connection::{
     SettingEngineBuilder, register_default_interceptors,
 };
 
-use super::sdp::{Direction, OfferSection, OfferSummary, SdpError};
+mod sdp;
+
 use crate::config::IceConfig;
 use crate::media::{RtpPacket, SenderReport, VideoCodec};
+use sdp::{Direction, OfferSection};
+pub use sdp::{OfferSummary, SdpError};
 
 /// RTP packets waiting for the pipeline, per track. ~1 s of 5 Mbit/s video. When full the
 /// packet is dropped, counted, and a keyframe is requested (the decoder will need one).
@@ -454,7 +458,7 @@ impl PeerSession {
 }
 
 /// Reads an offer with the WebRTC stack's own SDP parser (the one `set_remote_description`
-/// uses, so what we inspect is what will be negotiated) and applies [`super::sdp`]'s rules.
+/// uses, so what we inspect is what will be negotiated) and applies [`sdp`]'s rules.
 pub fn inspect_offer(text: &str) -> Result<OfferSummary, SdpError> {
     let text = text.trim_start_matches('\u{feff}').trim_start();
     let desc = rtc::sdp::SessionDescription::unmarshal(&mut std::io::Cursor::new(text))
@@ -500,7 +504,7 @@ pub fn inspect_offer(text: &str) -> Result<OfferSummary, SdpError> {
             })
         })
         .collect::<Result<Vec<_>, SdpError>>()?;
-    super::sdp::summarize(&sections)
+    sdp::summarize(&sections)
 }
 
 /// Hands the publisher's RTCP sender reports to the broadcast (the default interceptors

@@ -1,5 +1,5 @@
 //! What a publisher's offer asks for, and whether we can take it. Pure: the text is parsed
-//! once, by the WebRTC stack's own SDP parser, in [`super::peer::inspect_offer`], which
+//! once, by the WebRTC stack's own SDP parser, in [`super::inspect_offer`], which
 //! hands this module our own [`OfferSection`]s; the rules here decide 400 (malformed)
 //! versus 422 (well-formed but unusable) and what the pipeline will receive.
 //!
@@ -173,7 +173,7 @@ fn names(codecs: &[(u8, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::peer::inspect_offer;
+    use crate::peer::inspect_offer;
 
     /// What OBS 30.2+ sends (tinywhip #2 capture, trimmed): session-level ICE/DTLS, group:LS,
     /// no candidates, 42e01f whatever the encoder does, lower-case opus.
