@@ -8,7 +8,7 @@ PKGS=(
   # build
   pkg-config build-essential libglib2.0-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
-  # runtime elements (FACTS.md §1): rtp/jitterbuffer/depay (good), x264enc (ugly),
+  # runtime elements: rtp/jitterbuffer/depay (good), x264enc (ugly),
   # avdec_h264/avenc_aac (libav), h264parse/opusparse (bad), vp8dec/vp9dec (good)
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav

@@ -279,8 +279,8 @@ pub struct HlsConfig {
     #[serde(with = "humantime_serde")]
     pub segment_duration: Duration,
     /// LL-HLS part duration (the muxer's CMAF chunk duration); `0s` turns LL-HLS off.
-    /// Must divide `segment_duration` exactly (FACTS.md §4: cmafmux skips fragment
-    /// boundaries otherwise).
+    /// Must divide `segment_duration` exactly (cmafmux 0.14.5 skips fragment boundaries
+    /// otherwise, measured).
     #[serde(with = "humantime_serde")]
     pub part_duration: Duration,
     /// Most blocking playlist / preload-hint requests parked at once; beyond it: 503 with

@@ -8,33 +8,36 @@
 //! publisher ──WHIP POST/PATCH/DELETE──┐
 //!           ──WS offer/candidates─────┤
 //!                                     ▼
-//!                 ingest::{whip, ws}   HTTP/WS edges: check, translate, answer
+//!       ingest::{whip, ws} (routes over their own state): check, translate, answer
 //!                                     │ Ingest (registry: one session per stream name)
 //!                                     ▼
-//!         ┌──────────── broadcast task (one per live stream, owns everything below) ─────┐
-//!         │ ingest::peer ──RTP + arrival (bounded)─▶ media::Pipeline                      │
-//!         │   │ RTCP sender reports ─────────────▶ jitterbuffers: A/V by sender clock     │
-//!         │   ▲ PLI (KeyframeRequester)          appsrc → jitterbuffer → depay → decode   │
-//!         │   └──── MediaEvent::KeyframeRequest ─ → tee → per rung: scale → x264 → cmafmux│
-//!         │                                       Opus → AAC (or silence) → cmafmux       │
-//!         │                                      ▼ appsink → MediaEvent::{Init, Fragment} │
-//!         │                               hls::HlsStore (windows, playlists via m3u8-rs;  │
-//!         │                                 all served at once, when every planned        │
-//!         │                                 rendition has a segment)                      │
-//!         │                                  │ try_send (bounded, never waits)            │
-//!         │                                  ▼                                            │
-//!         │                   output::{record (disk thread), s3 (uploader)}               │
-//!         └───────────────────────────────────────────────────────────────────────────────┘
-//!                                                              │ sync reads (Bytes clones)
-//! player (hls.js, Safari, ffmpeg) ◀── GET *.m3u8 / init / seg ─ origin::router
-//! old TV / set-top box ◀── GET *-ts.m3u8 / *.ts ── hls::ts remux (on request, blocking pool)
+//!   ┌──────────────── broadcast task (one per live stream; owns everything below) ─────────┐
+//!   │ peer (webrtc) ──RtpPacket{arrival} (bounded)─▶ media::Pipeline (GStreamer)           │
+//!   │   │  RTCP sender reports ──────────────────▶ jitterbuffers: A/V by sender clock      │
+//!   │   ▲  PLI ◀── keyframes::Steering ◀── MediaEvent::KeyframeRequest, publisher's GOP     │
+//!   │   │        appsrc → jitterbuffer → depay → decode → videorate → tee → per rung:       │
+//!   │   │        scale → x264 → cmafmux; Opus → AAC (or silence) → cmafmux; → appsink      │
+//!   │   │                                   │ MediaEvent::{Renditions, Init, Fragment}      │
+//!   │   │                    ┌──────────────┴──────────────┐                               │
+//!   │   │                    ▼                             ▼ try_send (bounded, never waits)│
+//!   │   │   hls::HlsStore (name → each stream's own    output::{record (disk thread),       │
+//!   │   │   lock; windows, parts, budget; all          s3 (uploader)}: their own playlists │
+//!   │   │   playlists released at once)                                                    │
+//!   │   │        │ DVR overflow → hls::spill (disk thread, bounded)                         │
+//!   └───┴────────┼──────────────────────────────────────────────────────────────────────────┘
+//!                │ sync reads under one stream's lock (Bytes clones)
+//! player (hls.js, Safari, ffmpeg) ◀── GET *.m3u8 / init / part / seg ── origin::router
+//! old TV / set-top box ◀── GET *-ts.m3u8 / *.ts ── hls::remux (on request, blocking pool)
 //! Prometheus ◀── GET /metrics ── metrics (process-wide counters) + store summaries
 //! ```
 //!
-//! Rules the layout enforces: only `ingest::peer` names `webrtc`; only `media` names
-//! GStreamer; only `hls::playlist` names `m3u8_rs`; only `origin` and the ingest edges name
-//! `axum`. One task owns each live stream; channels are bounded; GStreamer state changes run
-//! on the blocking pool; a failure ends its own stream only.
+//! Playlists: `m3u8-rs` writes the multivariant playlists and the plain media playlists
+//! (`hls::playlist`); the LL-HLS tags it lacks are written by `hls::llhls`.
+//!
+//! Rules the layout enforces: only `peer` names `webrtc`; only `media` names GStreamer;
+//! only `hls::playlist` names `m3u8_rs`; only `origin` and the ingest routes name `axum`.
+//! One task owns each live stream; channels are bounded; GStreamer state changes run on
+//! the blocking pool; a failure ends its own stream only.
 
 pub mod broadcast;
 pub mod config;

@@ -12,7 +12,8 @@ use common::{TestGateway, metrics, parse_media, resolve, test_config};
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-/// What OBS 30.2+ sends (STANDARDS §1d): session-level ICE/DTLS, group:LS, no candidates.
+/// What OBS 30.2+ sends (its WHIP output, libdatachannel): session-level ICE/DTLS,
+/// group:LS, no candidates.
 const OBS_OFFER: &str = include_str!("data/obs-offer.sdp");
 
 struct Reply {

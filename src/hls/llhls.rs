@@ -1,8 +1,8 @@
 //! Low-Latency HLS media playlists: a small typed model of the tags m3u8-rs lacks
 //! (`EXT-X-SERVER-CONTROL`, `EXT-X-PART-INF`, `EXT-X-PART`, `EXT-X-PRELOAD-HINT`,
 //! `EXT-X-RENDITION-REPORT`, `EXT-X-SKIP`; m3u8-rs #89) and the writer of whole LL media
-//! playlists. Pure: takes a [`Window`], returns text. Every rule cites draft-pantos-hls-
-//! rfc8216bis (HLS2) as listed in STANDARDS.md §2c.
+//! playlists. Pure: takes a [`Window`], returns text. Every rule cites
+//! draft-pantos-hls-rfc8216bis (HLS2, the second edition of RFC 8216) by section.
 
 use std::fmt::{self, Display, Write as _};
 use std::time::{Duration, SystemTime};

@@ -71,8 +71,8 @@ async fn read_body(body: Body, limit: usize) -> Result<String, IngestError> {
         .map_err(|_| IngestError::Sdp(super::SdpError::Malformed("not UTF-8".into())))
 }
 
-/// The absolute base URL for `Location` headers: OBS mis-resolves relative ones
-/// (STANDARDS §1d, mediamtx #3177).
+/// The absolute base URL for `Location` headers: RFC 9725 §4.2 allows a relative one, but
+/// OBS resolves it wrongly (mediamtx #3177), so it is always absolute.
 pub fn base_url(state: &SignalingState, headers: &HeaderMap, uri: &Uri) -> String {
     if !state.public_url.is_empty() {
         return state.public_url.trim_end_matches('/').to_string();

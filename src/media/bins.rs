@@ -356,7 +356,8 @@ pub(crate) struct MuxTiming {
 /// (EXT-X-TARGETDURATION), so a short first segment is allowed. Every later fragment starts
 /// where the previous ended, so boundaries stay on `first + n × segment`: the same in every
 /// video rung, which all see the same first frame; the split is a whole number of parts from
-/// the first buffer, as cmafmux needs (FACTS.md §4). cmafmux sends its force-key-unit for
+/// the first buffer, as cmafmux needs (measured with cmafmux 0.14.5: a split off the chunk
+/// grid makes it skip the next fragment boundary). cmafmux sends its force-key-unit for
 /// the second fragment start after this request is in, so x264enc puts the IDR there.
 fn split_first_fragment(mux: &gst::Element, pad: &gst::Pad, after: Duration) {
     let mux = mux.downgrade();
@@ -388,8 +389,8 @@ fn cmafmux(name: &str, timing: MuxTiming, force_keyunit: bool) -> Result<gst::El
         .name(name)
         .property("fragment-duration", clock(timing.segment));
     if let Some(part) = timing.part {
-        // FACTS.md §4: the chunk duration must divide the fragment duration exactly
-        // (validated in config), or fragment boundaries are skipped.
+        // The chunk duration must divide the fragment duration exactly (validated in
+        // config): otherwise cmafmux 0.14.5 skips fragment boundaries (measured).
         b = b.property("chunk-duration", clock(part));
     }
     b
@@ -430,7 +431,8 @@ pub(crate) fn video_rung(
     let raw_caps = caps_filter(
         &format!("{n}_raw_caps"),
         gst::Caps::builder("video/x-raw")
-            // FACTS.md §0.6: without I420 here x264enc picks Y444 / High 4:4:4.
+            // Without I420 here x264enc negotiates Y444 and encodes High 4:4:4, which no
+            // HLS player decodes (measured with GStreamer 1.22).
             .field("format", "I420")
             .field("width", rung.width as i32)
             .field("height", rung.height as i32)
@@ -490,7 +492,7 @@ pub(crate) fn source_rung(
     timing: MuxTiming,
 ) -> Result<Branch, MediaError> {
     let q = queue("source_queue")?;
-    // FACTS.md §0.5: cmafmux requires DTS on video. The depayloaded stream has PTS only;
+    // cmafmux requires DTS on video ("Require DTS for video streams"). The depayloaded stream has PTS only;
     // WebRTC H.264 has no B-frames (OBS forces bf=0, browsers never use them), so DTS = PTS.
     // A buffer with no PTS either (seen after the process stalled for 3 s: the jitter buffer
     // let an untimed buffer through) is dropped: cmafmux answers it with a flow error that

@@ -595,8 +595,9 @@ fn connect_appsink(branch: &Branch, name: &str, shared: &Arc<Shared>) {
                     }
                     _ => None,
                 };
-                // FACTS.md §4: a fragment's first chunk starts with a HEADER buffer without
-                // DELTA_UNIT; continuation chunks have HEADER|DELTA_UNIT.
+                // cmafmux 0.14.5 marks chunks in the buffer flags: a fragment's first chunk
+                // starts with a HEADER buffer without DELTA_UNIT; continuation chunks have
+                // HEADER|DELTA_UNIT.
                 let (starts_segment, next_starts_segment) = match audio_cutter.as_mut() {
                     Some(c) => {
                         let cut = c.chunk(

@@ -1,7 +1,7 @@
 //! HLS origin handlers: playlists (with LL-HLS blocking reload and delta updates), parts,
 //! init sections and segments, served from memory.
 //!
-//! Cache policy (HLS2 App. B.1, STANDARDS §5): blocking playlist responses 6 × target
+//! Cache policy (HLS2 App. B.1; RFC 9111 for the shared-cache rules): blocking playlist responses 6 × target
 //! duration, other live playlists ½ target duration, parts / segments / init sections
 //! immutable (their names carry the broadcast epoch and are never reused), 404s `no-store`
 //! so a CDN does not black out a stream that is about to start. CORS comes from the router.

@@ -40,8 +40,9 @@ pub struct AppState {
     pub outputs: Outputs,
 }
 
-/// CORS for browsers: WHIP clients must read `Location`/`ETag`/`Link` (STANDARDS §1c);
-/// hls.js reads `Age` (§3) and needs `Range` allowed (§5.6).
+/// CORS for browsers: browser WHIP clients must read `Location`, `ETag` and `Link`
+/// (RFC 9725 §4.2, §4.3.1, §4.6), so they are exposed; hls.js reads `Age` (its live-edge
+/// estimate behind a CDN) and sends `Range`, so that header is allowed.
 fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)

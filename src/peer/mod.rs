@@ -3,8 +3,8 @@
 //!
 //! Turns an SDP offer into a connected peer whose tracks come out as our own
 //! [`IncomingTrack`]s: bounded channels of marshalled RTP packets plus a
-//! [`KeyframeRequester`] that sends RTCP PLI. webrtc 0.21 is the maintained sans-IO line
-//! (FACTS.md §3); its callbacks are turned into channel sends at once.
+//! [`KeyframeRequester`] that sends RTCP PLI. webrtc 0.21 is the maintained line of the
+//! webrtc-rs project (a sans-IO core, `rtc`, under an async API); its callbacks are turned into channel sends at once.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
