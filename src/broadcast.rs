@@ -22,8 +22,15 @@ use crate::peer::{
     Candidate, IncomingTrack, KeyframeRequester, PeerError, PeerEvent, PeerSession, TrackKind,
 };
 
-/// How long the muxers get to flush their last fragment after the publisher leaves.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long closing the peer (DTLS close alert, ICE agent) may take.
+const PEER_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest a broadcast's exit path takes once asked to stop: the pipeline's drain and
+/// stop, the store's ENDLIST and the outputs' last objects (queued, never awaited), the
+/// peer's close, plus one second for the task to see the command.
+pub const STOP_TIMEOUT: Duration = crate::media::FINISH_TIMEOUT
+    .saturating_add(PEER_CLOSE_TIMEOUT)
+    .saturating_add(Duration::from_secs(1));
 
 /// Until the first segment, ask for a keyframe this often (the decoder cannot start
 /// without one, and a publisher may have sent its only IDR before we were listening).
@@ -243,14 +250,19 @@ pub async fn run(mut p: BroadcastParams) -> String {
         let store = p.store.clone();
         let stream = p.stream.clone();
         let outputs = &mut p.outputs;
-        pl.finish(DRAIN_TIMEOUT, |ev| {
+        pl.finish(|ev| {
             store_event(&store, &stream, outputs, ev);
         })
         .await;
     }
     p.store.end(p.stream.as_str(), At::now());
     p.outputs.end();
-    p.peer.close().await;
+    if tokio::time::timeout(PEER_CLOSE_TIMEOUT, p.peer.close())
+        .await
+        .is_err()
+    {
+        warn!("peer did not close in time");
+    }
     if let Some(r) = stop_reply {
         let _ = r.send(());
     }

@@ -31,8 +31,9 @@ pub use routes::{SignalingState, router};
 /// candidate); when full the caller gets 503.
 const COMMAND_CHANNEL_CAPACITY: usize = 16;
 
-/// How long DELETE waits for the broadcast to flush its last segment and write ENDLIST.
-const STOP_TIMEOUT: Duration = Duration::from_secs(6);
+/// How long DELETE waits for the broadcast to flush its last segment and write ENDLIST:
+/// the longest its exit path can take.
+const STOP_TIMEOUT: Duration = broadcast::STOP_TIMEOUT;
 
 /// Why a publish request (or a session request) failed. One `IntoResponse` in
 /// [`whip`] maps each to an HTTP status; [`ws`] maps them to error messages.
@@ -80,6 +81,10 @@ pub enum IngestError {
     /// The broadcast task is gone or not answering (503).
     #[error("session is busy or ending")]
     Busy,
+    /// The broadcast did not confirm its end (ENDLIST) within its stop budget (503): it
+    /// is still ending, and will.
+    #[error("the broadcast is still ending: its playlists may not have EXT-X-ENDLIST yet")]
+    StopTimedOut,
     /// A local failure (500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -115,7 +120,10 @@ impl IngestError {
             // RFC 9725 §4.4.2 / §4.4.3: unsupported tracks reject the whole offer with 422;
             // §4.3.1: 422 for the unsupported kind of PATCH.
             IngestError::Sdp(_) | IngestError::IceRestartUnsupported => 422,
-            IngestError::TooManyStreams | IngestError::ShuttingDown | IngestError::Busy => 503,
+            IngestError::TooManyStreams
+            | IngestError::ShuttingDown
+            | IngestError::Busy
+            | IngestError::StopTimedOut => 503,
             IngestError::Internal(_) => 500,
         }
     }
@@ -360,9 +368,22 @@ impl Ingest {
         let sid = session_id.clone();
         let span =
             info_span!("broadcast", stream = %key, session = %&session_id[..8], epoch = %epoch);
+        let store = self.inner.store.clone();
+        let name = key.clone();
         tokio::spawn(
             async move {
-                let reason = broadcast::run(params).await;
+                // The broadcast in a task of its own: should it panic (a bug), its name is
+                // still released and its playlists still get ENDLIST, so the name can be
+                // published again and players stop waiting.
+                let run = tokio::spawn(broadcast::run(params).in_current_span());
+                let reason = match run.await {
+                    Ok(reason) => reason,
+                    Err(e) => {
+                        store.end(name.as_str(), At::now());
+                        tracing::error!(error = %e, "broadcast task failed");
+                        format!("broadcast task failed: {e}")
+                    }
+                };
                 this.release(&sid);
                 info!(%reason, "broadcast ended");
                 let _ = ended_tx.send(reason);
@@ -442,10 +463,13 @@ impl Ingest {
         tx.try_send(Command::Stop(reply))
             .map_err(|_| IngestError::Busy)?;
         match tokio::time::timeout(STOP_TIMEOUT, done).await {
-            Ok(_) => Ok(()),
+            Ok(Ok(())) => Ok(()),
+            // The task ended without answering: it went through its exit path (ENDLIST
+            // included) for another reason while the command was queued, and dropped it.
+            Ok(Err(_)) => Ok(()),
             Err(_) => {
                 warn!(session = session_id, "broadcast did not stop in time");
-                Ok(())
+                Err(IngestError::StopTimedOut)
             }
         }
     }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 
 pub use ladder::{Ladder, PlannedRung, Rung};
-pub use pipeline::Pipeline;
+pub use pipeline::{FINISH_TIMEOUT, Pipeline};
 
 /// The default ladder, embedded so `make run` needs no files.
 pub const DEFAULT_LADDER: &str = include_str!("../../pipelines/ladder.toml");

@@ -26,6 +26,12 @@ const EVENT_CHANNEL_CAPACITY: usize = 64;
 /// How long a state change may take before the stream is declared frozen.
 const STATE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the muxers get to flush their last fragment after the publisher leaves.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// The longest [`Pipeline::finish`] takes: the drain, then the change to `Null`.
+pub const FINISH_TIMEOUT: Duration = DRAIN_TIMEOUT.saturating_add(STATE_TIMEOUT);
+
 /// A running pipeline. Dropping it without [`Pipeline::stop`] still tears it down
 /// (synchronously, on whatever thread drops it), so prefer `stop`.
 pub struct Pipeline {
@@ -135,7 +141,16 @@ impl Pipeline {
                     Ok(true) => gst::PadProbeReturn::Ok,
                     Ok(false) => gst::PadProbeReturn::Ok,
                     Err(e) => {
-                        let _ = shared.events.try_send(MediaEvent::Error(e));
+                        // Through the bus, like every other fatal error: the bus watch
+                        // waits for room in the channel, where a `try_send` from this
+                        // streaming thread could lose the error to a full channel.
+                        let msg = gst::message::Error::builder(
+                            gst::CoreError::Negotiation,
+                            &e.to_string(),
+                        )
+                        .src(&tee)
+                        .build();
+                        let _ = pipeline.post_message(msg);
                         gst::PadProbeReturn::Remove
                     }
                 }
@@ -157,7 +172,15 @@ impl Pipeline {
             gst::ClockTime::from_nseconds(shared.spec.epoch.elapsed().as_nanos() as u64);
         pipeline.set_base_time(clock.time().saturating_sub(since_epoch));
         let t0 = std::time::Instant::now();
-        set_state(&pipeline, gst::State::Playing).await?;
+        if let Err(e) = set_state(&pipeline, gst::State::Playing).await {
+            // Nothing may outlive a failed start: the bus watch, or a pipeline left in a
+            // state other than `Null` (dropping one there leaks its streaming threads).
+            bus_task.abort();
+            if let Err(e) = set_state(&pipeline, gst::State::Null).await {
+                warn!(error = %e, "pipeline that failed to start did not stop either");
+            }
+            return Err(e);
+        }
         debug!(ms = t0.elapsed().as_millis() as u64, "pipeline playing");
         Ok(Pipeline {
             codec: shared.spec.video.codec,
@@ -216,9 +239,9 @@ impl Pipeline {
         ev
     }
 
-    /// Ends the stream: EOS so every muxer flushes its last fragment (delivered through
-    /// `next_event` until [`MediaEvent::Eos`]), then `Null`. `drain` bounds the wait.
-    pub async fn finish(&mut self, drain: Duration, mut on_event: impl FnMut(MediaEvent)) {
+    /// Ends the stream: EOS so every muxer flushes its last fragment (handed to `on_event`
+    /// until [`MediaEvent::Eos`]), then `Null`. Takes at most [`FINISH_TIMEOUT`].
+    pub async fn finish(&mut self, mut on_event: impl FnMut(MediaEvent)) {
         if self.failed {
             // After an error the bus watch is gone and no EOS will come: do not wait for it.
             self.stop().await;
@@ -233,7 +256,7 @@ impl Pipeline {
                 src.send_event(gst::event::Eos::new());
             }
         }
-        let deadline = tokio::time::Instant::now() + drain;
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Ok(Some(MediaEvent::Eos)) | Ok(None) | Err(_) => break,
@@ -249,6 +272,11 @@ impl Pipeline {
             return;
         }
         self.stopped = true;
+        // Nobody reads the events any more: close the channel first, so an appsink thread
+        // blocked in `blocking_send` on a full channel returns (with an error it ignores)
+        // instead of holding its streaming thread, and with it the change to `Null`.
+        self.events.close();
+        while self.events.try_recv().is_ok() {}
         if let Err(e) = set_state(&self.pipeline, gst::State::Null).await {
             warn!(error = %e, "pipeline did not stop cleanly");
         }
