@@ -39,6 +39,7 @@
 //! One task owns each live stream; channels are bounded; GStreamer state changes run on
 //! the blocking pool; a failure ends its own stream only.
 
+mod atomic_file;
 pub mod broadcast;
 pub mod config;
 pub mod hls;

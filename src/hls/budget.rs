@@ -1,12 +1,11 @@
 //! The per-stream memory budget (`hls.stream_memory_mib`): past it, the oldest segments go
 //! to the disk (`hls.dvr_overflow = "disk"`, through the spill writer) or are dropped.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tracing::warn;
 
-use super::spill::{Job, SpillKey, Spiller};
+use super::spill::{Job, SpillKey, Spiller, Written};
 use super::stream::StreamState;
 
 impl StreamState {
@@ -85,7 +84,7 @@ impl StreamState {
 
     /// The spill writer's report for one segment; returns whether the store still wants the
     /// file. Runs on the writer thread, under this stream's lock.
-    pub(super) fn spilled(&mut self, key: &SpillKey, result: Result<Arc<PathBuf>, ()>) -> bool {
+    pub(super) fn spilled(&mut self, key: &SpillKey, result: Written) -> bool {
         let st = self;
         if st.epoch != key.epoch {
             return false;
@@ -94,14 +93,14 @@ impl StreamState {
             return false;
         };
         match result {
-            Ok(path) => {
+            Written::To(path) => {
                 let kept = r.window.spill_done(key.seq, path).is_some();
                 if kept {
                     st.spilled_segments += 1;
                 }
                 kept
             }
-            Err(()) => {
+            Written::Failed => {
                 r.window.spill_failed(key.seq);
                 false
             }

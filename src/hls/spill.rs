@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use bytes::Bytes;
+
+use crate::atomic_file::{self, Durability};
 use tracing::{error, warn};
 
 /// Jobs waiting for the disk. Each is one segment (or a delete); when full, the store keeps
@@ -56,8 +58,17 @@ pub(crate) struct Spiller {
     failed: Arc<AtomicBool>,
 }
 
-/// What the writer reports: `Ok(path)` written, `Err(())` not.
-pub(crate) type Done = Box<dyn Fn(&SpillKey, Result<Arc<PathBuf>, ()>) -> bool + Send>;
+/// What the writer reports for one segment.
+#[derive(Debug)]
+pub(crate) enum Written {
+    /// The file is in place.
+    To(Arc<PathBuf>),
+    /// It could not be written (logged once; the spiller is now failed).
+    Failed,
+}
+
+/// The store's callback for each written segment.
+pub(crate) type Done = Box<dyn Fn(&SpillKey, Written) -> bool + Send>;
 
 impl Spiller {
     /// Starts the writer thread. `done` is called on it after each write; it returns whether
@@ -111,20 +122,22 @@ impl Spiller {
 fn run(rx: &Receiver<Job>, failed: &AtomicBool, done: &Done) {
     while let Ok(job) = rx.recv() {
         match job {
-            Job::Write { key, path, data } => match write_atomic(&path, &data) {
-                Ok(()) => {
-                    if !done(&key, Ok(Arc::clone(&path))) {
-                        remove(&path);
+            Job::Write { key, path, data } => {
+                match atomic_file::write(&path, &data, Durability::Cache) {
+                    Ok(()) => {
+                        if !done(&key, Written::To(Arc::clone(&path))) {
+                            remove(&path);
+                        }
                     }
-                }
-                Err(e) => {
-                    if !failed.swap(true, Ordering::Relaxed) {
-                        error!(path = %path.display(), error = %e,
+                    Err(e) => {
+                        if !failed.swap(true, Ordering::Relaxed) {
+                            error!(path = %path.display(), error = %e,
                             "DVR spill to disk failed; trimming the oldest segments instead");
+                        }
+                        done(&key, Written::Failed);
                     }
-                    done(&key, Err(()));
                 }
-            },
+            }
             Job::Delete(path) => remove(&path),
             Job::DeleteDir(dir) => {
                 if let Err(e) = std::fs::remove_dir_all(&dir)
@@ -135,15 +148,6 @@ fn run(rx: &Receiver<Job>, failed: &AtomicBool, done: &Done) {
             }
         }
     }
-}
-
-fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, path)
 }
 
 fn remove(path: &Path) {

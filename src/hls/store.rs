@@ -11,7 +11,6 @@
 //! request. Lock order: the map, then a stream, then the continuity map.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,7 @@ use super::doc::Doc;
 use super::playlist;
 use super::remux::TsSources;
 use super::settings::LlSettings;
-use super::spill::{Job, SpillKey, Spiller};
+use super::spill::{Job, SpillKey, Spiller, Written};
 use super::stream::{
     At, Chunk, Continuity, Readiness, SegmentBody, Shared, StoreError, StreamState,
 };
@@ -383,7 +382,7 @@ impl HlsStore {
 
 /// The spill writer's report for one segment; returns whether the store still wants the
 /// file. Runs on the writer thread; takes the map's lock, then the stream's, briefly.
-fn spilled(streams: &Map, key: &SpillKey, result: Result<Arc<PathBuf>, ()>) -> bool {
+fn spilled(streams: &Map, key: &SpillKey, result: Written) -> bool {
     let Some(slot) = lock(streams).get(&key.stream).cloned() else {
         return false;
     };

@@ -528,9 +528,11 @@ impl Drop for Reservation<'_> {
     }
 }
 
-/// Token comparison that does not stop at the first differing byte.
+/// Token comparison that does not stop at the first differing byte (the length is not
+/// secret).
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq as _;
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]

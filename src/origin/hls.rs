@@ -138,13 +138,17 @@ fn accepts_gzip(req: &HeaderMap) -> bool {
     })
 }
 
+/// Whether `If-None-Match` matches `etag`, so the answer is 304 (RFC 9110 §13.1.2: weak
+/// comparison, `*` matches any current representation).
 fn none_match(req: &HeaderMap, etag: &[u8]) -> bool {
-    req.get_all(header::IF_NONE_MATCH).iter().any(|v| {
-        v.to_str()
-            .unwrap_or("")
-            .split(',')
-            .any(|t| t.trim().as_bytes() == etag || t.trim() == "*")
-    })
+    use headers::HeaderMapExt as _;
+    let Some(condition) = req.typed_get::<headers::IfNoneMatch>() else {
+        return false;
+    };
+    std::str::from_utf8(etag)
+        .ok()
+        .and_then(|t| t.parse::<headers::ETag>().ok())
+        .is_some_and(|tag| !condition.precondition_passes(&tag))
 }
 
 /// A playlist response: gzip when accepted (AUTH 10.1, HLS2 App. B.1; never for media),
@@ -175,41 +179,36 @@ fn playlist_response(doc: &Doc, cache: HeaderValue, req: &HeaderMap) -> Response
     r
 }
 
-/// Parses a single `bytes=` range against `len` (RFC 9110 §14.1.2). `Ok(None)`: serve the
-/// whole body (no header, or several ranges, which we do not combine).
-fn byte_range(req: &HeaderMap, len: u64) -> Result<Option<(u64, u64)>, ()> {
+/// What a `Range` header asks of a body of a given length.
+#[derive(Debug, PartialEq)]
+enum RangeAnswer {
+    /// Serve it whole (200): no header, an unknown unit, or several ranges (which we do
+    /// not combine into a multipart body; RFC 9110 §14.2 lets a server ignore them).
+    Whole,
+    /// This inclusive byte range (206).
+    Part(u64, u64),
+    /// Nothing of it can be served (416), or the header is invalid, which RFC 9110 §14.2
+    /// lets a server reject.
+    Unsatisfiable,
+}
+
+/// Parses a `Range` header against `len` (RFC 9110 §14.1.2, with `http-range-header`).
+fn byte_range(req: &HeaderMap, len: u64) -> RangeAnswer {
+    use http_range_header::{RangeInvalid, RangeUnsatisfiableError};
     let Some(v) = req.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
-        return Ok(None);
+        return RangeAnswer::Whole;
     };
-    let Some(spec) = v.trim().strip_prefix("bytes=") else {
-        return Ok(None);
-    };
-    if spec.contains(',') {
-        return Ok(None);
-    }
-    let (a, b) = spec.split_once('-').ok_or(())?;
-    let (start, end) = match (a.trim(), b.trim()) {
-        ("", suffix) => {
-            let n: u64 = suffix.parse().map_err(|_| ())?;
-            if n == 0 {
-                return Err(());
-            }
-            (len.saturating_sub(n), len.saturating_sub(1))
+    match http_range_header::parse_range_header(v.trim()).and_then(|p| p.validate(len)) {
+        Ok(ranges) => match ranges.as_slice() {
+            [one] => RangeAnswer::Part(*one.start(), *one.end()),
+            _ => RangeAnswer::Whole,
+        },
+        // A unit other than bytes MUST be ignored (RFC 9110 §14.2).
+        Err(RangeUnsatisfiableError::Invalid(RangeInvalid::DoesNotStartWithToken)) => {
+            RangeAnswer::Whole
         }
-        (from, "") => (from.parse().map_err(|_| ())?, len.saturating_sub(1)),
-        (from, to) => {
-            let (f, t): (u64, u64) = (from.parse().map_err(|_| ())?, to.parse().map_err(|_| ())?);
-            if t < f {
-                return Err(());
-            }
-            // A client may ask past the end (LL-HLS byte-range hints use 2^53-1).
-            (f, t.min(len.saturating_sub(1)))
-        }
-    };
-    if len == 0 || start >= len {
-        return Err(());
+        Err(_) => RangeAnswer::Unsatisfiable,
     }
-    Ok(Some((start, end)))
 }
 
 /// A media response (init, segment, part): immutable, byte ranges (`206`), `Expires` when
@@ -222,8 +221,8 @@ fn media_response(
 ) -> Response {
     let len = body.len() as u64;
     let mut r = match byte_range(req, len) {
-        Ok(None) => (StatusCode::OK, body).into_response(),
-        Ok(Some((start, end))) => {
+        RangeAnswer::Whole => (StatusCode::OK, body).into_response(),
+        RangeAnswer::Part(start, end) => {
             let mut r = (
                 StatusCode::PARTIAL_CONTENT,
                 body.slice(start as usize..=end as usize),
@@ -234,7 +233,7 @@ fn media_response(
             }
             r
         }
-        Err(()) => {
+        RangeAnswer::Unsatisfiable => {
             let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
                 r.headers_mut().insert(header::CONTENT_RANGE, v);
@@ -594,16 +593,21 @@ mod tests {
     #[test]
     fn ranges() {
         let r = |v: &'static str| byte_range(&h(&[(header::RANGE, v)]), 100);
-        assert_eq!(byte_range(&HeaderMap::new(), 100), Ok(None));
-        assert_eq!(r("bytes=0-9"), Ok(Some((0, 9))));
-        assert_eq!(r("bytes=90-"), Ok(Some((90, 99))));
-        assert_eq!(r("bytes=-10"), Ok(Some((90, 99))));
-        assert_eq!(r("bytes=50-9007199254740991"), Ok(Some((50, 99))));
-        assert_eq!(r("bytes=100-"), Err(()));
-        assert_eq!(r("bytes=9-3"), Err(()));
-        assert_eq!(r("bytes=x-3"), Err(()));
-        assert_eq!(r("bytes=0-1,5-6"), Ok(None));
-        assert_eq!(r("items=0-1"), Ok(None));
+        use RangeAnswer::{Part, Unsatisfiable, Whole};
+        assert_eq!(byte_range(&HeaderMap::new(), 100), Whole);
+        assert_eq!(r("bytes=0-9"), Part(0, 9));
+        assert_eq!(r("bytes=90-"), Part(90, 99));
+        assert_eq!(r("bytes=-10"), Part(90, 99));
+        // A suffix longer than the body selects all of it (RFC 9110 §14.1.2).
+        assert_eq!(r("bytes=-500"), Part(0, 99));
+        // LL-HLS byte-range preload hints ask up to 2^53 - 1.
+        assert_eq!(r("bytes=50-9007199254740991"), Part(50, 99));
+        assert_eq!(r("bytes=100-"), Unsatisfiable);
+        assert_eq!(r("bytes=-0"), Unsatisfiable);
+        assert_eq!(r("bytes=9-3"), Unsatisfiable);
+        assert_eq!(r("bytes=x-3"), Unsatisfiable);
+        assert_eq!(r("bytes=0-1,5-6"), Whole);
+        assert_eq!(r("items=0-1"), Whole);
     }
 
     #[test]
@@ -625,6 +629,23 @@ mod tests {
         ));
         assert!(!none_match(
             &h(&[(header::IF_NONE_MATCH, "\"a\"")]),
+            b"\"b\""
+        ));
+        // Weak comparison (RFC 9110 §13.1.2), `*`, and two header lines.
+        assert!(none_match(
+            &h(&[(header::IF_NONE_MATCH, "W/\"b\"")]),
+            b"\"b\""
+        ));
+        assert!(none_match(&h(&[(header::IF_NONE_MATCH, "*")]), b"\"b\""));
+        assert!(none_match(
+            &h(&[
+                (header::IF_NONE_MATCH, "\"a\""),
+                (header::IF_NONE_MATCH, "\"b\"")
+            ]),
+            b"\"b\""
+        ));
+        assert!(!none_match(
+            &h(&[(header::IF_NONE_MATCH, "garbage")]),
             b"\"b\""
         ));
     }

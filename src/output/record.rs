@@ -3,8 +3,6 @@
 //! playlists that list only complete files. The first error stops the recording (one log
 //! line, state `failed` in `/api/streams`); the live stream never notices.
 
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
@@ -12,6 +10,7 @@ use tracing::{error, info, info_span};
 
 use super::{Object, OutputStatus, WriterGuard};
 use crate::StreamKey;
+use crate::atomic_file::{self, Durability};
 
 /// Starts the writer thread for `root` (`<directory>/<stream>/<epoch>`).
 pub fn spawn(
@@ -47,7 +46,7 @@ fn run(root: &Path, mut rx: mpsc::Receiver<Object>, status: &OutputStatus) {
             info!(dir = %root.display(), "recording");
         }
         let path = root.join(&obj.path);
-        match write_atomic(&path, &obj.body) {
+        match atomic_file::write(&path, &obj.body, Durability::Synced) {
             Ok(()) => status.wrote(obj.body.len()),
             Err(e) => {
                 stop(status, &path, &e);
@@ -65,70 +64,5 @@ fn stop(status: &OutputStatus, path: &Path, e: &std::io::Error) {
     let why = format!("cannot write {}: {e}", path.display());
     if status.fail(why.clone()) {
         error!("recording stopped, the live stream goes on: {why}");
-    }
-}
-
-/// Writes `data` to `path` so that `path` is either absent, the old content or the new
-/// content, never a part: write a temporary file beside it, flush it to disk, rename,
-/// flush the directory.
-pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("object path has no directory"))?;
-    fs::create_dir_all(dir)?;
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("object path has no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp", file_name.to_string_lossy()));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_data()?;
-        fs::rename(&tmp, path)?;
-        // The rename lives in the directory: sync it too, so that after a power loss a
-        // playlist never survives without the segments renamed into place before it. Not
-        // an error when it fails: the file is in place, and some filesystems cannot sync
-        // a directory (EINVAL); stopping the recording for that would lose more.
-        let _ = File::open(dir).and_then(|d| d.sync_all());
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tempdir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("whipcast-rec-{:016x}", rand::random::<u64>()));
-        fs::create_dir_all(&d).expect("tempdir");
-        d
-    }
-
-    #[test]
-    fn atomic_write_replaces_whole_file_and_leaves_no_temp() {
-        let d = tempdir();
-        let p = d.join("360p/index.m3u8");
-        write_atomic(&p, b"one").expect("write");
-        write_atomic(&p, b"two").expect("rewrite");
-        assert_eq!(fs::read(&p).expect("read"), b"two");
-        let names: Vec<String> = fs::read_dir(d.join("360p"))
-            .expect("dir")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, ["index.m3u8"]);
-        fs::remove_dir_all(&d).expect("cleanup");
-    }
-
-    #[test]
-    fn write_into_a_file_fails() {
-        let d = tempdir();
-        fs::write(d.join("blocker"), b"x").expect("file");
-        let err = write_atomic(&d.join("blocker/a/b.m4s"), b"x").expect_err("not a directory");
-        assert!(!err.to_string().is_empty());
-        fs::remove_dir_all(&d).expect("cleanup");
     }
 }

@@ -175,20 +175,10 @@ fn audio_pes(s: &Sample<'_>, timescale: u32, codec: &Codec) -> Result<Pes, Fmp4E
     })
 }
 
-/// CRC-32/MPEG-2 of a PSI section.
+/// CRC-32/MPEG-2 of a PSI section (ISO/IEC 13818-1 Annex A).
 fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &byte in data {
-        crc ^= u32::from(byte) << 24;
-        for _ in 0..8 {
-            crc = if crc & 0x8000_0000 != 0 {
-                (crc << 1) ^ 0x04c1_1db7
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
+    const MPEG2: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_MPEG_2);
+    MPEG2.checksum(data)
 }
 
 /// A one-packet PSI table: `table` is the section from `table_id` up to, without, the CRC.
