@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 use crate::StreamKey;
 use crate::hls::{At, Chunk, HlsStore};
 use crate::keyframes::Steering;
+use crate::media::MediaError;
 use crate::media::{
     AudioInput, Ladder, MediaEvent, MediaSpec, Pipeline, RtpPacket, VideoCodec, VideoInput,
     h264_keyframe_start,
@@ -35,6 +36,44 @@ pub const STOP_TIMEOUT: Duration = crate::media::FINISH_TIMEOUT
 /// Until the first segment, ask for a keyframe this often (the decoder cannot start
 /// without one, and a publisher may have sent its only IDR before we were listening).
 const STARTUP_PLI_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why a broadcast ended (logged, and sent to a WebSocket publisher as `ended`).
+#[derive(Debug, thiserror::Error)]
+pub enum EndReason {
+    /// The publisher asked (WHIP DELETE, WebSocket `stop` or close) or the server shuts down.
+    #[error("unpublished")]
+    Unpublished,
+    /// The ingest registry dropped the session's command channel.
+    #[error("ingest gone")]
+    IngestGone,
+    /// The peer connection failed or closed.
+    #[error("peer {0}")]
+    PeerClosed(String),
+    /// The peer's event channel closed.
+    #[error("peer gone")]
+    PeerGone,
+    /// The publisher's video track ended.
+    #[error("video track ended")]
+    VideoEnded,
+    /// No video track started within `ice.connect_timeout`.
+    #[error("no video within {0:?}")]
+    NoVideo(Duration),
+    /// No video RTP for `ice.media_timeout`.
+    #[error("no video RTP for {0:?}")]
+    MediaTimeout(Duration),
+    /// The pipeline produced no segment for this long.
+    #[error("pipeline stalled: no segment for {0:?}")]
+    Stalled(Duration),
+    /// The pipeline ended by itself.
+    #[error("pipeline ended")]
+    PipelineEnded,
+    /// The pipeline failed (to start, or while running).
+    #[error("pipeline: {0}")]
+    Media(#[from] MediaError),
+    /// The broadcast task panicked (a bug); its name was released and ENDLIST written.
+    #[error("broadcast task failed: {0}")]
+    Panicked(String),
+}
 
 /// Requests to a broadcast task.
 #[derive(Debug)]
@@ -74,7 +113,7 @@ pub struct BroadcastParams {
 }
 
 /// Runs a broadcast to its end; returns why it ended.
-pub async fn run(mut p: BroadcastParams) -> String {
+pub async fn run(mut p: BroadcastParams) -> EndReason {
     let started = Instant::now();
     let mut video: Option<IncomingTrack> = None;
     let mut audio: Option<IncomingTrack> = None;
@@ -95,21 +134,21 @@ pub async fn run(mut p: BroadcastParams) -> String {
     let mut tick = tokio::time::interval(STARTUP_PLI_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
-    let reason: String = loop {
+    let reason: EndReason = loop {
         tokio::select! {
             cmd = p.commands.recv() => match cmd {
                 Some(Command::Stop(reply)) => {
                     stop_reply = Some(reply);
-                    break "unpublished".into();
+                    break EndReason::Unpublished;
                 }
                 Some(Command::AddCandidate(c, reply)) => {
                     let _ = reply.send(p.peer.add_candidate(c).await);
                 }
-                None => break "ingest gone".into(),
+                None => break EndReason::IngestGone,
             },
             ev = p.events.recv() => match ev {
                 Some(PeerEvent::Connected) => info!(after_ms = started.elapsed().as_millis() as u64, "publisher connected"),
-                Some(PeerEvent::Closed(why)) => break format!("peer {why}"),
+                Some(PeerEvent::Closed(why)) => break EndReason::PeerClosed(why),
                 Some(PeerEvent::SenderReport(sr)) => {
                     let is = |t: &Option<IncomingTrack>| t.as_ref().is_some_and(|t| t.ssrc == sr.ssrc);
                     if let Some(pl) = &pipeline
@@ -137,7 +176,7 @@ pub async fn run(mut p: BroadcastParams) -> String {
                         };
                         match Pipeline::start(spec).await {
                             Ok(pl) => pipeline = Some(pl),
-                            Err(e) => break format!("pipeline: {e}"),
+                            Err(e) => break e.into(),
                         }
                         pli = t.keyframes.clone();
                         last_fragment = Instant::now();
@@ -159,7 +198,7 @@ pub async fn run(mut p: BroadcastParams) -> String {
                     TrackKind::Audio if audio.is_none() => audio = Some(t),
                     _ => warn!("ignoring an extra track"),
                 },
-                None => break "peer gone".into(),
+                None => break EndReason::PeerGone,
             },
             pkt = recv(&mut video) => match pkt {
                 Some(pkt) => {
@@ -176,7 +215,7 @@ pub async fn run(mut p: BroadcastParams) -> String {
                         }
                     }
                     match pipeline.as_ref().map(|pl| pl.push_video(pkt)) {
-                        Some(Err(e)) => break e.to_string(),
+                        Some(Err(e)) => break e.into(),
                         Some(Ok(false)) => {
                             malformed += 1;
                             if malformed.is_power_of_two() {
@@ -189,21 +228,21 @@ pub async fn run(mut p: BroadcastParams) -> String {
                         _ => {}
                     }
                 }
-                None => break "video track ended".into(),
+                None => break EndReason::VideoEnded,
             },
             pkt = recv(&mut audio) => match pkt {
                 // Audio before the pipeline exists is dropped: its arrival timestamps
                 // would be stale by the time it could be pushed.
                 Some(pkt) => {
                     if let Some(Err(e)) = pipeline.as_ref().map(|pl| pl.push_audio(pkt)) {
-                        break e.to_string();
+                        break e.into();
                     }
                 }
                 None => audio = None,
             },
             ev = next_media(&mut pipeline) => match ev {
-                Some(MediaEvent::Error(e)) => break e.to_string(),
-                Some(MediaEvent::Eos) | None => break "pipeline ended".into(),
+                Some(MediaEvent::Error(e)) => break e.into(),
+                Some(MediaEvent::Eos) | None => break EndReason::PipelineEnded,
                 Some(MediaEvent::KeyframeRequest) => {
                     debug!("pipeline asked for a keyframe");
                     if let Some(k) = &pli { k.request(); }
@@ -230,13 +269,13 @@ pub async fn run(mut p: BroadcastParams) -> String {
             }
             _ = tick.tick() => {
                 if pipeline.is_none() && started.elapsed() > p.connect_timeout {
-                    break format!("no video within {:?}", p.connect_timeout);
+                    break EndReason::NoVideo(p.connect_timeout);
                 }
                 if pipeline.is_some() && last_video.elapsed() > p.media_timeout {
-                    break format!("no video RTP for {:?}", p.media_timeout);
+                    break EndReason::MediaTimeout(p.media_timeout);
                 }
                 if pipeline.is_some() && last_fragment.elapsed() > stall_limit {
-                    break format!("pipeline stalled: no segment for {stall_limit:?}");
+                    break EndReason::Stalled(stall_limit);
                 }
                 if let Some(k) = pli.as_ref().filter(|_| segments_out == 0) {
                     k.request();

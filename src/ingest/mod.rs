@@ -381,12 +381,12 @@ impl Ingest {
                     Err(e) => {
                         store.end(name.as_str(), At::now());
                         tracing::error!(error = %e, "broadcast task failed");
-                        format!("broadcast task failed: {e}")
+                        broadcast::EndReason::Panicked(e.to_string())
                     }
                 };
                 this.release(&sid);
                 info!(%reason, "broadcast ended");
-                let _ = ended_tx.send(reason);
+                let _ = ended_tx.send(reason.to_string());
             }
             .instrument(span),
         );
