@@ -89,47 +89,22 @@ wc_ladder_load() {
     : "${LADDER_PROFILE:?no video.profile}" "${LADDER_AUDIO_KBPS:?no audio.bitrate_kbps}"
 }
 
-# Ladder::plan (src/media/ladder.rs) for a SRC_W x SRC_H first frame and an optional declared
-# capture height HINT: prints "name width height kbps", highest first. The ladder is planned
-# for max(SRC_H, HINT or video.plan_height); rungs above that are dropped; when only one rung
-# fits and the planned height is 240 or more, the next rung up is made at the planned
-# height; if none fits, the lowest rung is. Width keeps the first frame's aspect ratio,
-# rounded to the nearest even.
+# The rungs whipcast plans for a SRC_W x SRC_H first frame and an optional declared capture
+# height HINT, printed by whipcast itself (`whipcast plan-ladder`, the same Ladder::plan of
+# src/media/ladder.rs), so this baseline cannot drift from what whipcast builds: prints
+# "name width height kbps", highest first. Needs a built whipcast (the newest of
+# target/release and target/debug; WHIPCAST_BIN overrides).
 wc_ladder_plan() {
-    local src_w=$1 src_h=$2 hint=${3:-${LADDER_PLAN_HEIGHT:-720}} name h k
-    ((src_w < 2)) && src_w=2
-    ((src_h < 2)) && src_h=2
-    ((hint > 2160)) && hint=2160
-    local target=$((src_h > hint ? src_h : hint))
-    local sorted=() fits=() above=""
-    mapfile -t sorted < <(printf '%s\n' "${LADDER_RUNGS[@]}" | sort -k2,2nr)
-    for r in "${sorted[@]}"; do
-        read -r name h k <<<"$r"
-        [[ -n $name ]] || continue
-        if ((h <= target)); then fits+=("$r"); else above="$r"; fi
-    done
-    if [[ -n $above ]] && { ((${#fits[@]} == 0)) || { ((${#fits[@]} == 1)) && ((target >= 240)); }; }; then
-        read -r name h k <<<"$above"
-        local top_fit=0
-        if ((${#fits[@]} == 1)); then read -r _ top_fit _ <<<"${fits[0]}"; fi
-        if (( ((top_fit + 1) & ~1) < ((target + 1) & ~1) )); then
-            wc_rung_size "$name" "$target" "$k" "$src_w" "$src_h"
-        fi
-    fi
-    for r in "${fits[@]}"; do
-        read -r name h k <<<"$r"
-        wc_rung_size "$name" "$h" "$k" "$src_w" "$src_h"
-    done
-}
-
-wc_rung_size() {
-    local name=$1 h=$2 k=$3 src_w=$4 src_h=$5
-    ((h < 2)) && h=2
-    h=$(((h + 1) & ~1))                      # even(): round odd heights up
-    local num=$((src_w * h)) den=$((2 * src_h))
-    local w=$((2 * ((num + den / 2) / den)))
-    ((w < 2)) && w=2
-    echo "$name $w $h $k"
+    local src_w=$1 src_h=$2 hint=${3:-} bin cfg
+    bin=${WHIPCAST_BIN:-$(ls -t "$WC_ROOT"/target/release/whipcast "$WC_ROOT"/target/debug/whipcast 2>/dev/null | head -n1 || true)}
+    [[ -n $bin && -x $bin ]] || wc_die "no whipcast binary to plan the ladder: run cargo build --release first"
+    cfg=$(mktemp)
+    printf '[media]\nladder_file = "%s"\n' "$LADDER_FILE" >"$cfg"
+    "$bin" --config "$cfg" plan-ladder --width "$src_w" --height "$src_h" ${hint:+--hint "$hint"} || {
+        rm -f "$cfg"
+        wc_die "whipcast plan-ladder failed"
+    }
+    rm -f "$cfg"
 }
 
 # ---- muxer ----------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
 //! `whipcast [--config FILE] [--listen ADDR]`: parse flags, load config, run.
+//! `whipcast plan-ladder --width W --height H [--hint N]`: print the ladder whipcast would
+//! build for that source (what `pipelines/*.sh` build, so the CPU baseline cannot drift).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +25,25 @@ struct Args {
     /// Bearer token required to publish; overrides `auth.token`.
     #[arg(long, env = "WHIPCAST_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Print the rungs planned for a source, one `NAME WIDTH HEIGHT KBPS` line each, from the
+    /// configured ladder (`media.ladder_file`, or the embedded pipelines/ladder.toml).
+    PlanLadder {
+        /// Width of the source's first frame.
+        #[arg(long)]
+        width: u32,
+        /// Height of the source's first frame.
+        #[arg(long)]
+        height: u32,
+        /// The publisher's declared capture height (`?height=`); default `video.plan_height`.
+        #[arg(long)]
+        hint: Option<u32>,
+    },
 }
 
 #[tokio::main]
@@ -36,6 +57,18 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let mut cfg = whipcast::Config::load(args.config.as_deref())?;
+    if let Some(Command::PlanLadder {
+        width,
+        height,
+        hint,
+    }) = args.command
+    {
+        let ladder = cfg.media.resolve_ladder()?;
+        for r in ladder.plan(width, height, hint) {
+            println!("{} {} {} {}", r.name, r.width, r.height, r.bitrate_kbps);
+        }
+        return Ok(());
+    }
     if let Some(l) = args.listen {
         cfg.server.listen = l;
     }
