@@ -331,6 +331,7 @@ fn store_event(
         }
         MediaEvent::Fragment {
             rendition,
+            origin,
             duration,
             wallclock,
             starts_segment,
@@ -351,7 +352,7 @@ fn store_event(
                 Ok(seq) => {
                     outputs.chunk(&rendition, seq, starts_segment, duration, wallclock, &data);
                     debug!(%rendition, seq, ms = duration.as_millis() as u64, starts_segment, "published");
-                    u64::from(rendition != "audio")
+                    u64::from(origin.is_video())
                 }
                 Err(e) => {
                     warn!(error = %e, "fragment not stored");

@@ -557,6 +557,8 @@ fn branch_from_tee(
 /// no audio (Safari refuses video-only streams from such gateways: srs#3619).
 pub(crate) struct AudioBranch {
     pub appsrc: Option<gst_app::AppSrc>,
+    /// The silence source when the publisher sends no audio (ended with an EOS event).
+    pub silence: Option<gst::Element>,
     /// Sender reports and jitter buffer of the publisher's audio, if it sends any.
     pub rtcp: Option<(gst_app::AppSrc, gst::Element)>,
     pub branch: Branch,
@@ -570,6 +572,7 @@ pub(crate) fn audio(
 ) -> Result<AudioBranch, MediaError> {
     let mut head: Vec<gst::Element> = Vec::new();
     let mut jitter: Option<gst::Element> = None;
+    let mut silence = None;
     let appsrc = match payload_type {
         Some(pt) => {
             let caps = gst::Caps::builder("application/x-rtp")
@@ -597,7 +600,8 @@ pub(crate) fn audio(
                 .property_from_str("wave", "silence")
                 .build()
                 .map_err(|e| MediaError::Build(format!("audiotestsrc: {e}")))?;
-            head.push(src);
+            head.push(src.clone());
+            silence = Some(src);
             None
         }
     };
@@ -653,6 +657,7 @@ pub(crate) fn audio(
     };
     Ok(AudioBranch {
         appsrc,
+        silence,
         rtcp,
         branch: Branch {
             appsink: sink,

@@ -133,9 +133,9 @@ impl Ladder {
         if self.rungs.is_empty() && !self.source.enabled {
             return Err("needs at least one rung or source.enabled = true".into());
         }
-        let mut names: Vec<&str> = vec!["audio"];
+        let mut names: Vec<&str> = vec![super::AUDIO_RENDITION];
         if self.source.enabled {
-            names.push("source");
+            names.push(super::SOURCE_RENDITION);
         }
         for r in &self.rungs {
             if !valid_name(&r.name) {

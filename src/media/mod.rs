@@ -159,6 +159,30 @@ pub enum RenditionKind {
     },
 }
 
+/// Where a rendition comes from in the pipeline: its kind decides how it is cut and timed,
+/// never its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The AAC rendition (from the publisher's Opus, or generated silence).
+    Audio,
+    /// The publisher's H.264, repackaged without transcoding (cut on its keyframes).
+    Source,
+    /// A transcoded ladder rung (cut on the configured grid).
+    Rung,
+}
+
+impl Origin {
+    /// Whether the rendition is video.
+    pub fn is_video(self) -> bool {
+        self != Origin::Audio
+    }
+}
+
+/// The audio rendition's name (reserved in ladders).
+pub const AUDIO_RENDITION: &str = "audio";
+/// The passthrough rendition's name (reserved in ladders).
+pub const SOURCE_RENDITION: &str = "source";
+
 /// A rendition as negotiated: what the master playlist describes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RenditionInfo {
@@ -187,6 +211,8 @@ pub enum MediaEvent {
     Fragment {
         /// Rendition name.
         rendition: String,
+        /// Where it comes from.
+        origin: Origin,
         /// Starts a new segment (a fragment start, not a continuation chunk).
         starts_segment: bool,
         /// Whether the next chunk will start a segment, when the media layer knows (for

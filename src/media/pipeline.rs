@@ -15,7 +15,8 @@ use super::audio_cut::AudioCutter;
 use super::bins::{self, Branch, MuxTiming};
 use super::lipsync::{self, Change, LipSync, Track};
 use super::{
-    MediaError, MediaEvent, MediaSpec, RenditionInfo, RenditionKind, RtpPacket, SenderReport,
+    AUDIO_RENDITION, MediaError, MediaEvent, MediaSpec, Origin, RenditionInfo, RenditionKind,
+    RtpPacket, SOURCE_RENDITION, SenderReport,
 };
 
 /// Fragments and events waiting for the broadcast task. When full, the appsink's streaming
@@ -40,6 +41,8 @@ pub struct Pipeline {
     failed: bool,
     video_src: gst_app::AppSrc,
     audio_src: Option<gst_app::AppSrc>,
+    /// The silence source when the publisher sends no audio.
+    audio_silence: Option<gst::Element>,
     /// Sender-report inputs of the video and audio jitter buffers.
     video_rtcp: gst_app::AppSrc,
     audio_rtcp: Option<gst_app::AppSrc>,
@@ -95,7 +98,7 @@ impl Pipeline {
             &shared.spec.ladder,
             shared.timing,
         )?;
-        connect_appsink(&audio.branch, "audio", &shared);
+        connect_appsink(&audio.branch, AUDIO_RENDITION, Origin::Audio, &shared);
         let audio_rtcp = match &audio.rtcp {
             Some((src, jitter)) => {
                 align_by_sender_reports(jitter, &ingest.jitter);
@@ -106,7 +109,7 @@ impl Pipeline {
 
         if let Some(h264_tee) = &ingest.h264_tee {
             let branch = bins::source_rung(&pipeline, h264_tee, shared.timing)?;
-            connect_appsink(&branch, "source", &shared);
+            connect_appsink(&branch, SOURCE_RENDITION, Origin::Source, &shared);
         }
         if ingest.raw_tee.is_none() {
             // Nothing to plan: the rendition set is known now. The channel is new and
@@ -188,6 +191,7 @@ impl Pipeline {
             pipeline,
             video_src: ingest.appsrc,
             audio_src: audio.appsrc,
+            audio_silence: audio.silence,
             video_rtcp: ingest.rtcp,
             audio_rtcp,
             epoch: shared.spec.epoch,
@@ -252,7 +256,7 @@ impl Pipeline {
             let _ = a.end_of_stream();
         } else {
             // The silence source is not an appsrc: end it with an EOS event.
-            if let Some(src) = self.pipeline.by_name("audio_silence") {
+            if let Some(src) = &self.audio_silence {
                 src.send_event(gst::event::Eos::new());
             }
         }
@@ -482,7 +486,7 @@ fn build_rungs(
     info!(width = w, height = h, hint = ?shared.spec.height_hint, rungs = ?plan.iter().map(|r| format!("{}:{}x{}", r.name, r.width, r.height)).collect::<Vec<_>>(), "building ladder");
     for rung in &plan {
         let branch = bins::video_rung(pipeline, tee, rung, &shared.spec.ladder, shared.timing)?;
-        connect_appsink(&branch, &rung.name, shared);
+        connect_appsink(&branch, &rung.name, Origin::Rung, shared);
     }
     *built = true;
     let mut names = fixed_renditions(&shared.spec);
@@ -498,9 +502,9 @@ fn build_rungs(
 /// The renditions that do not depend on the source size: audio, and the passthrough rung
 /// for H.264 when it is on.
 fn fixed_renditions(spec: &MediaSpec) -> Vec<String> {
-    let mut names = vec!["audio".to_string()];
+    let mut names = vec![AUDIO_RENDITION.to_string()];
     if spec.video.codec == super::VideoCodec::H264 && spec.ladder.source.enabled {
-        names.push("source".to_string());
+        names.push(SOURCE_RENDITION.to_string());
     }
     names
 }
@@ -548,16 +552,18 @@ fn rendition_info(name: &str, caps: &gst::Caps, shared: &Shared) -> RenditionInf
 
 /// The appsink callback: split cmafmux output into init segment and fragments, and hand
 /// them to the broadcast task. Runs on a streaming thread (blocking send is allowed there).
-fn connect_appsink(branch: &Branch, name: &str, shared: &Arc<Shared>) {
+fn connect_appsink(branch: &Branch, name: &str, origin: Origin, shared: &Arc<Shared>) {
     let shared = Arc::clone(shared);
     let name = name.to_string();
     let caps_pad = branch.caps_source.static_pad("src");
     // With parts on, the audio rendition's segment starts are ours (audio_cut.rs).
     let mut audio_cutter = match shared.timing.part {
-        Some(part) if name == "audio" => Some(AudioCutter::new(shared.timing.segment, part)),
+        Some(part) if origin == Origin::Audio => {
+            Some(AudioCutter::new(shared.timing.segment, part))
+        }
         _ => None,
     };
-    let split_first = shared.timing.part.is_some() && name != "audio" && name != "source";
+    let split_first = shared.timing.part.is_some() && origin == Origin::Rung;
     let mut seen_chunk = false;
     branch.appsink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
@@ -611,7 +617,7 @@ fn connect_appsink(branch: &Branch, name: &str, shared: &Arc<Shared>) {
                 // arrival running time; the last frame starts one frame interval before
                 // the part ends) to now, when the part is handed to the store.
                 let lag = match (sink.clock(), sink.base_time(), &shared.frame_interval) {
-                    (Some(clock), Some(base), Some(frame)) if name != "audio" => {
+                    (Some(clock), Some(base), Some(frame)) if origin.is_video() => {
                         let now_rt = clock.time().checked_sub(base);
                         let last_frame = (running + duration).checked_sub(*frame);
                         match (now_rt, last_frame) {
@@ -645,6 +651,7 @@ fn connect_appsink(branch: &Branch, name: &str, shared: &Arc<Shared>) {
                 let bufs: Vec<&gst::BufferRef> =
                     (idx..list.len()).filter_map(|i| list.get(i)).collect();
                 send(MediaEvent::Fragment {
+                    origin,
                     rendition: name.clone(),
                     pts: Duration::from_nanos(running.nseconds()),
                     duration: Duration::from_nanos(duration.nseconds()),
