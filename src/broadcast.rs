@@ -204,10 +204,10 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
                 Some(pkt) => {
                     last_video = Instant::now();
                     if let Some((steering, _)) = keyframes.as_mut()
-                        && h264_keyframe_start(&pkt.data)
+                        && h264_keyframe_start(&pkt.payload)
                     {
                         // One call per frame: packets of one frame share the RTP timestamp.
-                        let ts = pkt.data.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                        let ts = Some(pkt.timestamp);
                         if ts != last_key_ts {
                             last_key_ts = ts;
                             steering.on_keyframe(last_video);

@@ -57,7 +57,11 @@ pub fn version() -> String {
 pub struct RtpPacket {
     /// When the packet was read from the transport.
     pub arrival: Instant,
-    /// The marshalled packet.
+    /// RTP timestamp (RFC 3550 §5.1), as the peer module parsed it.
+    pub timestamp: u32,
+    /// The payload, as the peer module parsed it (a view into `data`'s bytes or their own).
+    pub payload: Bytes,
+    /// The marshalled packet, what the pipeline's depayloaders read.
     pub data: Bytes,
 }
 

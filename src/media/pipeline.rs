@@ -204,7 +204,7 @@ impl Pipeline {
     /// Pushes one video RTP packet. Never blocks. Returns `Ok(false)` when the packet was
     /// dropped as malformed (the caller should request a keyframe).
     pub fn push_video(&self, packet: RtpPacket) -> Result<bool, MediaError> {
-        if self.codec == super::VideoCodec::H264 && !super::rtp::h264_plausible(&packet.data) {
+        if self.codec == super::VideoCodec::H264 && !super::rtp::h264_plausible(&packet.payload) {
             return Ok(false);
         }
         push(&self.video_src, self.epoch, packet).map(|()| true)

@@ -1,34 +1,13 @@
-//! Cheap sanity checks on RTP before it reaches a depayloader. Pure.
+//! Cheap sanity checks on RTP payloads before they reach a depayloader. Pure. The payload
+//! comes parsed from the peer module ([`super::RtpPacket::payload`]).
 //!
 //! `rtph264depay` turns some NAL unit types it does not implement (STAP-B, MTAP, FU-B) into
 //! a fatal element error, so one corrupt or hostile packet would end the stream. Such
 //! packets are dropped here instead; the caller asks the publisher for a keyframe.
 
-/// The RTP payload of a marshalled packet, or `None` if the header is inconsistent.
-pub fn payload(packet: &[u8]) -> Option<&[u8]> {
-    if packet.len() < 12 || packet[0] >> 6 != 2 {
-        return None;
-    }
-    let csrc = usize::from(packet[0] & 0x0f);
-    let mut start = 12 + 4 * csrc;
-    if packet[0] & 0x10 != 0 {
-        let ext = packet.get(start..start + 4)?;
-        start += 4 + 4 * usize::from(u16::from_be_bytes([ext[2], ext[3]]));
-    }
-    let mut end = packet.len();
-    if packet[0] & 0x20 != 0 {
-        let pad = usize::from(*packet.last()?);
-        end = end.checked_sub(pad)?;
-    }
-    packet.get(start..end)
-}
-
-/// Whether an H.264 RTP packet (RFC 6184) carries a NAL unit type the depayloader handles:
+/// Whether an H.264 RTP payload (RFC 6184) carries a NAL unit type the depayloader handles:
 /// single NAL units 1–23, STAP-A (24) or FU-A (28) with a valid inner type.
-pub fn h264_plausible(packet: &[u8]) -> bool {
-    let Some(p) = payload(packet) else {
-        return false;
-    };
+pub fn h264_plausible(p: &[u8]) -> bool {
     let Some(&first) = p.first() else {
         // An empty payload is harmless (some senders pad keep-alives).
         return true;
@@ -43,12 +22,9 @@ pub fn h264_plausible(packet: &[u8]) -> bool {
     }
 }
 
-/// Whether an H.264 RTP packet starts a keyframe: an IDR slice (type 5) or an SPS (7),
+/// Whether an H.264 RTP payload starts a keyframe: an IDR slice (type 5) or an SPS (7),
 /// alone, first in an FU-A, or inside a STAP-A (RFC 6184 §5.7.1, §5.8).
-pub fn h264_keyframe_start(packet: &[u8]) -> bool {
-    let Some(p) = payload(packet) else {
-        return false;
-    };
+pub fn h264_keyframe_start(p: &[u8]) -> bool {
     let key = |t: u8| t == 5 || t == 7;
     match p.first().map(|b| b & 0x1f) {
         Some(t @ 1..=23) => key(t),
@@ -73,28 +49,7 @@ mod tests {
     use super::*;
 
     fn rtp(payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x80, 102, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9];
-        p.extend_from_slice(payload);
-        p
-    }
-
-    #[test]
-    fn header_parsing() {
-        assert_eq!(payload(&rtp(&[1, 2, 3])), Some(&[1u8, 2, 3][..]));
-        assert_eq!(payload(&[0u8; 5]), None);
-        // Version 1.
-        let mut v1 = rtp(&[1]);
-        v1[0] = 0x40;
-        assert_eq!(payload(&v1), None);
-        // One CSRC and an extension of one word, then padding of 2.
-        let mut p = vec![0xb1, 102, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9, 0, 0, 0, 7];
-        p.extend_from_slice(&[0xbe, 0xde, 0, 1, 1, 2, 3, 4, 0x65, 0xaa, 0, 2]);
-        assert_eq!(payload(&p), Some(&[0x65u8, 0xaa][..]));
-        // Padding longer than the packet.
-        let mut bad = rtp(&[1]);
-        bad[0] |= 0x20;
-        *bad.last_mut().expect("byte") = 200;
-        assert_eq!(payload(&bad), None);
+        payload.to_vec()
     }
 
     #[test]
@@ -124,6 +79,6 @@ mod tests {
         assert!(h264_keyframe_start(&rtp(&[0x7c, 0x85]))); // FU-A start, IDR
         assert!(!h264_keyframe_start(&rtp(&[0x7c, 0x05]))); // FU-A continuation
         assert!(!h264_keyframe_start(&rtp(&[0x7c, 0x81]))); // FU-A start, non-IDR
-        assert!(!h264_keyframe_start(&[0u8; 4]));
+        assert!(!h264_keyframe_start(&[]));
     }
 }

@@ -234,8 +234,12 @@ async fn pump_track(track: Arc<dyn TrackRemote>, events: mpsc::Sender<PeerEvent>
                     continue;
                 };
                 if let Some(tx) = &tx {
+                    // Parsed once, here: the header fields and payload the broadcast and the
+                    // media layer look at travel with the marshalled bytes.
                     let packet = RtpPacket {
                         arrival,
+                        timestamp: pkt.header.timestamp,
+                        payload: pkt.payload.clone(),
                         data: buf.freeze(),
                     };
                     match tx.try_send(packet) {
