@@ -61,6 +61,19 @@ use tracing::{info, warn};
 
 pub use config::Config;
 
+/// An error and its sources, `: `-separated, for logs and messages: error enums keep the
+/// cause in `#[source]`, so their own text does not repeat it.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 /// A validated stream name: 1–64 of `[A-Za-z0-9_-]`, so it is safe in URLs and paths.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StreamKey(String);
@@ -211,6 +224,18 @@ fn player_dir(configured: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_chains_name_every_cause() {
+        let e = broadcast::EndReason::Media(media::MediaError::State {
+            state: "PLAYING",
+            source: media::StateError::TimedOut,
+        });
+        assert_eq!(
+            error_chain(&e),
+            "pipeline: pipeline state change to PLAYING failed: timed out (pipeline frozen)"
+        );
+    }
 
     #[test]
     fn stream_names() {

@@ -385,8 +385,9 @@ impl Ingest {
                     }
                 };
                 this.release(&sid);
+                let reason = crate::error_chain(&reason);
                 info!(%reason, "broadcast ended");
-                let _ = ended_tx.send(reason.to_string());
+                let _ = ended_tx.send(reason);
             }
             .instrument(span),
         );

@@ -48,17 +48,25 @@ pub(crate) fn make(factory: &str, name: &str) -> Result<gst::Element, MediaError
     gst::ElementFactory::make(factory)
         .name(name)
         .build()
-        .map_err(|e| MediaError::Build(format!("{factory} ({name}): {e}")))
+        .map_err(|source| MediaError::Build {
+            what: format!("{factory} ({name})"),
+            source,
+        })
 }
 
 pub(crate) fn link(elements: &[&gst::Element]) -> Result<(), MediaError> {
-    gst::Element::link_many(elements.iter().copied())
-        .map_err(|e| MediaError::Build(format!("link: {e}")))
+    gst::Element::link_many(elements.iter().copied()).map_err(|source| MediaError::Build {
+        what: "link".into(),
+        source,
+    })
 }
 
 fn add(bin: &gst::Pipeline, elements: &[&gst::Element]) -> Result<(), MediaError> {
     bin.add_many(elements.iter().copied())
-        .map_err(|e| MediaError::Build(format!("add: {e}")))
+        .map_err(|source| MediaError::Build {
+            what: "add".into(),
+            source,
+        })
 }
 
 fn caps_filter(name: &str, caps: gst::Caps) -> Result<gst::Element, MediaError> {
@@ -66,7 +74,10 @@ fn caps_filter(name: &str, caps: gst::Caps) -> Result<gst::Element, MediaError> 
         .name(name)
         .property("caps", caps)
         .build()
-        .map_err(|e| MediaError::Build(format!("capsfilter {name}: {e}")))
+        .map_err(|source| MediaError::Build {
+            what: format!("capsfilter {name}"),
+            source,
+        })
 }
 
 fn rtp_appsrc(name: &str, caps: &gst::Caps) -> gst_app::AppSrc {
@@ -104,13 +115,14 @@ fn rtcp_input(
     add(pipeline, &[src.upcast_ref()])?;
     let sink = jbuf
         .request_pad_simple("sink_rtcp")
-        .ok_or_else(|| MediaError::Build(format!("{}: no sink_rtcp pad", jbuf.name())))?;
+        .ok_or(MediaError::Missing("the jitter buffer's sink_rtcp pad"))?;
     let srcpad = src
         .static_pad("src")
-        .ok_or_else(|| MediaError::Build("appsrc has no src pad".into()))?;
-    srcpad
-        .link(&sink)
-        .map_err(|e| MediaError::Build(format!("link {name} → sink_rtcp: {e:?}")))?;
+        .ok_or(MediaError::Missing("the appsrc's src pad"))?;
+    srcpad.link(&sink).map_err(|source| MediaError::Link {
+        what: format!("{name} → sink_rtcp"),
+        source,
+    })?;
     Ok(src)
 }
 
@@ -120,7 +132,10 @@ fn jitterbuffer(name: &str) -> Result<gst::Element, MediaError> {
         .property("latency", JITTER_LATENCY_MS)
         .property("do-lost", true)
         .build()
-        .map_err(|e| MediaError::Build(format!("rtpjitterbuffer: {e}")))
+        .map_err(|source| MediaError::Build {
+            what: "rtpjitterbuffer".into(),
+            source,
+        })
 }
 
 /// The video ingest chain, from `appsrc` up to (not including) the tee feeding the rungs.
@@ -227,7 +242,10 @@ pub(crate) fn video_ingest(
         .name("video_tee")
         .property("allow-not-linked", true)
         .build()
-        .map_err(|e| MediaError::Build(format!("tee: {e}")))?;
+        .map_err(|source| MediaError::Build {
+            what: "tee".into(),
+            source,
+        })?;
     if let Some(pad) = rate_caps.static_pad("src") {
         snap_to_frame_grid(&pad, ladder.video.fps);
     }
@@ -304,7 +322,10 @@ fn queue(name: &str) -> Result<gst::Element, MediaError> {
         .property("max-size-bytes", 0u32)
         .property("max-size-time", gst::ClockTime::SECOND)
         .build()
-        .map_err(|e| MediaError::Build(format!("queue: {e}")))
+        .map_err(|source| MediaError::Build {
+            what: "queue".into(),
+            source,
+        })
 }
 
 /// FFmpeg's AAC encoder (avenc_aac) starts with 1024 samples of priming: AAC frame *k*
@@ -398,7 +419,10 @@ fn cmafmux(name: &str, timing: MuxTiming, force_keyunit: bool) -> Result<gst::El
         // time), so x264enc puts an IDR at the same timestamp in every rung.
         .property("send-force-keyunit", force_keyunit)
         .build()
-        .map_err(|e| MediaError::Build(format!("cmafmux {name}: {e}")))
+        .map_err(|source| MediaError::Build {
+            what: format!("cmafmux {name}"),
+            source,
+        })
 }
 
 fn appsink(name: &str) -> gst_app::AppSink {
@@ -452,7 +476,10 @@ pub(crate) fn video_rung(
         // boundaries are identical in every rung (HLS2 §6.2.4).
         .property("option-string", "scenecut=0")
         .build()
-        .map_err(|e| MediaError::Build(format!("x264enc: {e}")))?;
+        .map_err(|source| MediaError::Build {
+            what: "x264enc".into(),
+            source,
+        })?;
     let h264_caps = caps_filter(
         &format!("{n}_h264_caps"),
         gst::Caps::builder("video/x-h264")
@@ -535,21 +562,26 @@ fn branch_from_tee(
 ) -> Result<(), MediaError> {
     let first = chain
         .first()
-        .ok_or_else(|| MediaError::Build("empty branch".into()))?;
+        .ok_or(MediaError::Missing("a branch's first element"))?;
     add(pipeline, chain)?;
     link(chain)?;
     for e in chain.iter().rev() {
         e.sync_state_with_parent()
-            .map_err(|err| MediaError::Build(format!("sync state {}: {err}", e.name())))?;
+            .map_err(|source| MediaError::Build {
+                what: format!("sync state {}", e.name()),
+                source,
+            })?;
     }
     let src = tee
         .request_pad_simple("src_%u")
-        .ok_or_else(|| MediaError::Build("tee gave no src pad".into()))?;
+        .ok_or(MediaError::Missing("a src pad of the tee"))?;
     let sink = first
         .static_pad("sink")
-        .ok_or_else(|| MediaError::Build("queue has no sink pad".into()))?;
-    src.link(&sink)
-        .map_err(|e| MediaError::Build(format!("link tee → {}: {e:?}", first.name())))?;
+        .ok_or(MediaError::Missing("the branch queue's sink pad"))?;
+    src.link(&sink).map_err(|source| MediaError::Link {
+        what: format!("tee → {}", first.name()),
+        source,
+    })?;
     Ok(())
 }
 
@@ -599,7 +631,10 @@ pub(crate) fn audio(
                 .property("is-live", true)
                 .property_from_str("wave", "silence")
                 .build()
-                .map_err(|e| MediaError::Build(format!("audiotestsrc: {e}")))?;
+                .map_err(|source| MediaError::Build {
+                    what: "audiotestsrc".into(),
+                    source,
+                })?;
             head.push(src.clone());
             silence = Some(src);
             None
@@ -623,7 +658,10 @@ pub(crate) fn audio(
         .name("audio_rate")
         .property("skip-to-first", true)
         .build()
-        .map_err(|e| MediaError::Build(format!("audiorate: {e}")))?;
+        .map_err(|source| MediaError::Build {
+            what: "audiorate".into(),
+            source,
+        })?;
     let enc = gst::ElementFactory::make("avenc_aac")
         .name("audio_aacenc")
         .property("bitrate", (ladder.audio.bitrate_kbps * 1000) as i32)
@@ -631,7 +669,10 @@ pub(crate) fn audio(
         // the input's (which carry the network's jitter).
         .property("perfect-timestamp", true)
         .build()
-        .map_err(|e| MediaError::Build(format!("avenc_aac: {e}")))?;
+        .map_err(|source| MediaError::Build {
+            what: "avenc_aac".into(),
+            source,
+        })?;
     remove_encoder_delay(&enc);
     let q = queue("audio_queue")?;
     let mux = cmafmux("audio_mux", timing, false)?;

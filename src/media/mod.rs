@@ -245,17 +245,41 @@ pub enum MediaEvent {
 }
 
 /// Errors of the media layer.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum MediaError {
     /// GStreamer or a required plugin is not usable.
     #[error("media init failed: {0}")]
     Init(String),
-    /// An element could not be created or linked.
+    /// An element could not be created, added or linked.
+    #[error("cannot build pipeline: {what}")]
+    Build {
+        /// What was being built.
+        what: String,
+        /// GStreamer's reason.
+        #[source]
+        source: gstreamer::glib::BoolError,
+    },
+    /// Two pads could not be linked.
+    #[error("cannot link {what}")]
+    Link {
+        /// Which pads.
+        what: String,
+        /// GStreamer's reason.
+        #[source]
+        source: gstreamer::PadLinkError,
+    },
+    /// Something the pipeline needs is not there (a pad, caps, the broadcast task).
     #[error("cannot build pipeline: {0}")]
-    Build(String),
+    Missing(&'static str),
     /// A state change failed or timed out.
-    #[error("pipeline state change failed: {0}")]
-    State(String),
+    #[error("pipeline state change to {state} failed")]
+    State {
+        /// The target state.
+        state: &'static str,
+        /// Why.
+        #[source]
+        source: StateError,
+    },
     /// An element posted an error on the bus.
     #[error("element {element} failed: {message} ({debug})")]
     Element {
@@ -267,6 +291,26 @@ pub enum MediaError {
         debug: String,
     },
     /// RTP could not be pushed (pipeline flushing or gone).
-    #[error("pipeline refused data: {0}")]
-    Flow(String),
+    #[error("{element} refused data")]
+    Flow {
+        /// The source element.
+        element: String,
+        /// GStreamer's flow return.
+        #[source]
+        source: gstreamer::FlowError,
+    },
+}
+
+/// Why a state change failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// An element refused it.
+    #[error(transparent)]
+    Refused(#[from] gstreamer::StateChangeError),
+    /// The blocking task that ran it failed.
+    #[error("state task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// It did not complete in time (a frozen element).
+    #[error("timed out (pipeline frozen)")]
+    TimedOut,
 }

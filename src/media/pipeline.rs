@@ -16,7 +16,7 @@ use super::bins::{self, Branch, MuxTiming};
 use super::lipsync::{self, Change, LipSync, Track};
 use super::{
     AUDIO_RENDITION, MediaError, MediaEvent, MediaSpec, Origin, RenditionInfo, RenditionKind,
-    RtpPacket, SOURCE_RENDITION, SenderReport,
+    RtpPacket, SOURCE_RENDITION, SenderReport, StateError,
 };
 
 /// Fragments and events waiting for the broadcast task. When full, the appsink's streaming
@@ -125,7 +125,7 @@ impl Pipeline {
         if let Some(raw_tee) = &ingest.raw_tee {
             let tee_sink = raw_tee
                 .static_pad("sink")
-                .ok_or_else(|| MediaError::Build("tee has no sink pad".into()))?;
+                .ok_or(MediaError::Missing("the tee's sink pad"))?;
             let shared = Arc::clone(&shared);
             let pipeline_weak = pipeline.downgrade();
             let tee = raw_tee.clone();
@@ -149,7 +149,7 @@ impl Pipeline {
                         // streaming thread could lose the error to a full channel.
                         let msg = gst::message::Error::builder(
                             gst::CoreError::Negotiation,
-                            &e.to_string(),
+                            &crate::error_chain(&e),
                         )
                         .src(&tee)
                         .build();
@@ -162,7 +162,7 @@ impl Pipeline {
 
         let bus = pipeline
             .bus()
-            .ok_or_else(|| MediaError::Build("pipeline has no bus".into()))?;
+            .ok_or(MediaError::Missing("the pipeline's bus"))?;
         let bus_task = tokio::spawn(watch_bus(bus, shared.events.clone()));
 
         // Running time 0 is the first video packet's arrival, which is in the past by now
@@ -180,7 +180,7 @@ impl Pipeline {
             // state other than `Null` (dropping one there leaks its streaming threads).
             bus_task.abort();
             if let Err(e) = set_state(&pipeline, gst::State::Null).await {
-                warn!(error = %e, "pipeline that failed to start did not stop either");
+                warn!(error = %crate::error_chain(&e), "pipeline that failed to start did not stop either");
             }
             return Err(e);
         }
@@ -282,7 +282,7 @@ impl Pipeline {
         self.events.close();
         while self.events.try_recv().is_ok() {}
         if let Err(e) = set_state(&self.pipeline, gst::State::Null).await {
-            warn!(error = %e, "pipeline did not stop cleanly");
+            warn!(error = %crate::error_chain(&e), "pipeline did not stop cleanly");
         }
         self.bus_task.abort();
     }
@@ -313,7 +313,10 @@ fn push(src: &gst_app::AppSrc, epoch: Instant, packet: RtpPacket) -> Result<(), 
     }
     src.push_buffer(buffer)
         .map(|_| ())
-        .map_err(|e| MediaError::Flow(format!("{}: {e:?}", src.name())))
+        .map_err(|source| MediaError::Flow {
+            element: src.name().to_string(),
+            source,
+        })
 }
 
 /// State changes can block (a stuck element), so they run on the blocking pool with a
@@ -322,17 +325,22 @@ fn push(src: &gst_app::AppSrc, epoch: Instant, packet: RtpPacket) -> Result<(), 
 /// it here would hold back the very RTP that completes it.
 async fn set_state(pipeline: &gst::Pipeline, state: gst::State) -> Result<(), MediaError> {
     let p = pipeline.clone();
-    let job = tokio::task::spawn_blocking(move || {
-        p.set_state(state)
-            .map(|_| ())
-            .map_err(|e| MediaError::State(format!("{state:?}: {e}")))
-    });
+    let job = tokio::task::spawn_blocking(move || p.set_state(state).map(|_| ()));
+    let name = match state {
+        gst::State::Null => "NULL",
+        gst::State::Ready => "READY",
+        gst::State::Paused => "PAUSED",
+        gst::State::Playing => "PLAYING",
+        _ => "VOID_PENDING",
+    };
+    let failed = |source: StateError| MediaError::State {
+        state: name,
+        source,
+    };
     match tokio::time::timeout(STATE_TIMEOUT, job).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(join)) => Err(MediaError::State(format!("state task failed: {join}"))),
-        Err(_) => Err(MediaError::State(format!(
-            "{state:?}: timed out (pipeline frozen)"
-        ))),
+        Ok(Ok(r)) => r.map_err(|e| failed(e.into())),
+        Ok(Err(join)) => Err(failed(StateError::Task(join))),
+        Err(_) => Err(failed(StateError::TimedOut)),
     }
 }
 
@@ -463,10 +471,10 @@ fn build_rungs(
     let mut built = shared
         .rungs_built
         .lock()
-        .map_err(|_| MediaError::Build("rung lock poisoned".into()))?;
+        .map_err(|_| MediaError::Missing("the rung lock (poisoned)"))?;
     let s = caps
         .structure(0)
-        .ok_or_else(|| MediaError::Build("empty caps".into()))?;
+        .ok_or(MediaError::Missing("a caps structure"))?;
     let (w, h) = (
         s.get::<i32>("width").unwrap_or(0),
         s.get::<i32>("height").unwrap_or(0),
@@ -495,7 +503,7 @@ fn build_rungs(
     shared
         .events
         .blocking_send(MediaEvent::Renditions(names))
-        .map_err(|_| MediaError::Build("broadcast gone".into()))?;
+        .map_err(|_| MediaError::Missing("the broadcast task"))?;
     Ok(true)
 }
 
