@@ -68,7 +68,7 @@ pub enum EndReason {
     #[error("pipeline ended")]
     PipelineEnded,
     /// The pipeline failed (to start, or while running).
-    #[error("pipeline: {0}")]
+    #[error("pipeline failed")]
     Media(#[from] MediaError),
     /// The broadcast task panicked (a bug); its name was released and ENDLIST written.
     #[error("broadcast task failed: {0}")]

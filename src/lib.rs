@@ -113,7 +113,7 @@ pub enum RunError {
     #[error(transparent)]
     Media(#[from] media::MediaError),
     /// The HTTP server failed.
-    #[error("http server: {0}")]
+    #[error("http server failed")]
     Io(#[from] std::io::Error),
     /// The TLS certificate or key is unusable.
     #[error(transparent)]
@@ -233,7 +233,7 @@ mod tests {
         });
         assert_eq!(
             error_chain(&e),
-            "pipeline: pipeline state change to PLAYING failed: timed out (pipeline frozen)"
+            "pipeline failed: pipeline state change to PLAYING failed: timed out (pipeline frozen)"
         );
     }
 
