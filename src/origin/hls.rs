@@ -17,6 +17,7 @@ use bytes::Bytes;
 use tracing::debug;
 
 use super::AppState;
+use super::error::OriginError;
 use crate::hls::{
     Doc, Readiness, SegmentBody, TS_PLAYLIST, TsSources, parse_init_name, parse_part_name,
     parse_segment_name, parse_ts_segment_name, remux,
@@ -88,28 +89,6 @@ impl Parked {
     pub fn count(&self) -> usize {
         self.0.load(Ordering::Relaxed)
     }
-}
-
-fn status(code: StatusCode, msg: &'static str, cache: &'static str) -> Response {
-    let mut r = (code, msg).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    r
-}
-
-fn not_found() -> Response {
-    status(StatusCode::NOT_FOUND, "not found\n", "no-store")
-}
-
-fn bad_request(msg: &'static str) -> Response {
-    status(StatusCode::BAD_REQUEST, msg, "no-store")
-}
-
-fn unavailable(msg: &'static str) -> Response {
-    let mut r = status(StatusCode::SERVICE_UNAVAILABLE, msg, "no-store");
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    r
 }
 
 fn http_date(t: std::time::SystemTime) -> HeaderValue {
@@ -276,15 +255,22 @@ pub async fn master(
     State(state): State<AppState>,
     Path(stream): Path<String>,
     req: Request,
-) -> Response {
+) -> Result<Response, OriginError> {
     master_response(&state, &stream, state.store.master(&stream), req.headers())
 }
 
-fn master_response(state: &AppState, stream: &str, doc: Option<Doc>, req: &HeaderMap) -> Response {
-    match doc {
-        Some(doc) => playlist_response(&doc, playlist_cache(state, stream, false), req),
-        None => not_found(),
-    }
+fn master_response(
+    state: &AppState,
+    stream: &str,
+    doc: Option<Doc>,
+    req: &HeaderMap,
+) -> Result<Response, OriginError> {
+    let doc = doc.ok_or(OriginError::NotFound)?;
+    Ok(playlist_response(
+        &doc,
+        playlist_cache(state, stream, false),
+        req,
+    ))
 }
 
 /// `GET /hls/{stream}/master-ts.m3u8`: the MPEG-TS variants (one per video rung, audio
@@ -293,7 +279,7 @@ pub async fn ts_master(
     State(state): State<AppState>,
     Path(stream): Path<String>,
     req: Request,
-) -> Response {
+) -> Result<Response, OriginError> {
     master_response(
         &state,
         &stream,
@@ -324,28 +310,24 @@ async fn ts_segment(
     seq: u64,
     headers: &HeaderMap,
     remuxes: &tokio::sync::Semaphore,
-) -> Response {
+) -> Result<Response, OriginError> {
     let (video_init, video) = src.video;
-    let Some(video) = segment_bytes(video).await else {
-        return not_found();
-    };
+    let video = segment_bytes(video).await.ok_or(OriginError::NotFound)?;
     let audio = match src.audio {
         Some((init, bodies)) => {
             let mut segments = Vec::with_capacity(bodies.len());
             for body in bodies {
                 // One left the window meanwhile: 404 rather than a segment with a gap.
-                let Some(b) = segment_bytes(body).await else {
-                    return not_found();
-                };
-                segments.push(b);
+                segments.push(segment_bytes(body).await.ok_or(OriginError::NotFound)?);
             }
             Some((init, segments))
         }
         None => None,
     };
-    let Ok(_permit) = remuxes.acquire().await else {
-        return unavailable("shutting down\n");
-    };
+    let _permit = remuxes
+        .acquire()
+        .await
+        .map_err(|_| OriginError::ShuttingDown)?;
     let remuxed = tokio::task::spawn_blocking(move || {
         let audio_refs: Option<(&[u8], Vec<&[u8]>)> = audio
             .as_ref()
@@ -360,14 +342,10 @@ async fn ts_segment(
     .map_err(|e| e.to_string())
     .and_then(|r| r.map_err(|e| e.to_string()));
     match remuxed {
-        Ok(body) => media_response(Bytes::from(body), TS, headers, src.ttl),
+        Ok(body) => Ok(media_response(Bytes::from(body), TS, headers, src.ttl)),
         Err(e) => {
             tracing::error!(error = %e, seq, "MPEG-TS remux failed");
-            status(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "remux failed\n",
-                "no-store",
-            )
+            Err(OriginError::Remux)
         }
     }
 }
@@ -421,16 +399,18 @@ async fn wait_until(
     rendition: &str,
     msn: u64,
     part: Option<usize>,
-) -> Result<(), Response> {
+) -> Result<(), OriginError> {
     let limit = Duration::from_secs(state.store.target_duration() * 3);
     let deadline = tokio::time::Instant::now() + limit;
     let mut guard = None;
     loop {
         match state.store.readiness(stream, rendition, msn, part) {
             Readiness::Ready => return Ok(()),
-            Readiness::NotFound => return Err(not_found()),
+            Readiness::NotFound => return Err(OriginError::NotFound),
             Readiness::TooFar => {
-                return Err(bad_request("_HLS_msn/_HLS_part too far in the future\n"));
+                return Err(OriginError::BadRequest(
+                    "_HLS_msn/_HLS_part too far in the future",
+                ));
             }
             Readiness::Wait(mut rx) => {
                 if guard.is_none() {
@@ -440,7 +420,7 @@ async fn wait_until(
                         .enter(state.store.config().max_blocking_requests);
                     if guard.is_none() {
                         metrics::inc(&state.store.metrics().blocking_refused);
-                        return Err(unavailable("too many blocking requests\n"));
+                        return Err(OriginError::TooManyBlocking);
                     }
                 }
                 match tokio::time::timeout_at(deadline, rx.changed()).await {
@@ -448,15 +428,7 @@ async fn wait_until(
                     Err(_) => {
                         debug!(stream, rendition, msn, ?part, "blocking request timed out");
                         metrics::inc(&state.store.metrics().blocking_timeouts);
-                        // Cacheable for a second: a shield collapsing identical blocking
-                        // requests answers them all at once instead of queueing them
-                        // behind each other (measured with nginx, deploy/nginx/README.md).
-                        let mut r = unavailable("not available in time\n");
-                        r.headers_mut().insert(
-                            header::CACHE_CONTROL,
-                            HeaderValue::from_static("public, max-age=1"),
-                        );
-                        return Err(r);
+                        return Err(OriginError::BlockingTimedOut);
                     }
                 }
             }
@@ -472,83 +444,72 @@ pub async fn rendition_file(
     // The request itself, not the `HeaderMap` and `Query` extractors: those copy the
     // headers and build a map for every request (BENCHMARKS.md "Origin throughput").
     req: Request,
-) -> Response {
+) -> Result<Response, OriginError> {
     let store = &state.store;
     let headers = req.headers();
     if file == "index.m3u8" {
-        let d = match directives(req.uri().query()) {
-            Ok(d) => d,
-            Err(msg) => return bad_request(msg),
-        };
+        let d = directives(req.uri().query()).map_err(OriginError::BadRequest)?;
         let blocking = d.msn.is_some() && store.ll().is_some();
-        if let (Some(msn), true) = (d.msn, blocking)
-            && let Err(resp) = wait_until(&state, &stream, &rendition, msn, d.part).await
-        {
-            return resp;
+        if let (Some(msn), true) = (d.msn, blocking) {
+            wait_until(&state, &stream, &rendition, msn, d.part).await?;
         }
-        return match store.media_playlist(&stream, &rendition, d.skip) {
-            Some(doc) => {
-                let cache = playlist_cache(&state, &stream, blocking);
-                playlist_response(&doc, cache, headers)
-            }
-            None => not_found(),
-        };
+        let doc = store
+            .media_playlist(&stream, &rendition, d.skip)
+            .ok_or(OriginError::NotFound)?;
+        let cache = playlist_cache(&state, &stream, blocking);
+        return Ok(playlist_response(&doc, cache, headers));
     }
     if file == TS_PLAYLIST {
         // Plain HLS: `_HLS_` directives do not apply (HLS2 §6.2.5 is for LL-HLS playlists).
-        return match store.ts_playlist(&stream, &rendition) {
-            Some(doc) => {
-                let cache = playlist_cache(&state, &stream, false);
-                playlist_response(&doc, cache, headers)
-            }
-            None => not_found(),
-        };
+        let doc = store
+            .ts_playlist(&stream, &rendition)
+            .ok_or(OriginError::NotFound)?;
+        let cache = playlist_cache(&state, &stream, false);
+        return Ok(playlist_response(&doc, cache, headers));
     }
     if let Some((epoch, seq)) = parse_ts_segment_name(&file) {
-        return match store.ts_sources(&stream, &rendition, epoch, seq) {
-            // Boxed, as below: every request's future is as large as its largest branch,
-            // and a parked playlist request should not carry the state of a remux or a
-            // file read (BENCHMARKS.md "Origin throughput and parked requests").
-            Some(src) => Box::pin(ts_segment(src, seq, headers, &state.hls.remuxes)).await,
-            None => not_found(),
-        };
+        let src = store
+            .ts_sources(&stream, &rendition, epoch, seq)
+            .ok_or(OriginError::NotFound)?;
+        // Boxed, as below: every request's future is as large as its largest branch, and a
+        // parked playlist request should not carry the state of a remux or a file read
+        // (BENCHMARKS.md "Origin throughput and parked requests").
+        return Box::pin(ts_segment(src, seq, headers, &state.hls.remuxes)).await;
     }
     if let Some((epoch, msn, index)) = parse_part_name(&file) {
         if let Some(body) = store.part(&stream, &rendition, epoch, msn, index) {
-            return media_response(body, SEGMENT, headers, None);
+            return Ok(media_response(body, SEGMENT, headers, None));
         }
         // Only the hinted next part may be requested before it exists; it is answered
         // when complete, never trickled (HLS2 §6.2.6). Anything else unknown: 404.
         if !store.is_epoch(&stream, epoch)
             || store.next_part(&stream, &rendition) != Some((msn, index))
         {
-            return not_found();
+            return Err(OriginError::NotFound);
         }
-        if let Err(resp) = wait_until(&state, &stream, &rendition, msn, Some(index)).await {
-            return resp;
-        }
-        return match store.part(&stream, &rendition, epoch, msn, index) {
-            Some(body) => media_response(body, SEGMENT, headers, None),
-            // The hint was abandoned (a segment started early): 404 (HLS2 §6.2.6).
-            None => not_found(),
-        };
+        wait_until(&state, &stream, &rendition, msn, Some(index)).await?;
+        // None: the hint was abandoned (a segment started early): 404 (HLS2 §6.2.6).
+        let body = store
+            .part(&stream, &rendition, epoch, msn, index)
+            .ok_or(OriginError::NotFound)?;
+        return Ok(media_response(body, SEGMENT, headers, None));
     }
     if let Some(epoch) = parse_init_name(&file) {
-        return match store.init_segment(&stream, &rendition, epoch) {
-            Some(body) => media_response(body, INIT, headers, None),
-            None => not_found(),
-        };
+        let body = store
+            .init_segment(&stream, &rendition, epoch)
+            .ok_or(OriginError::NotFound)?;
+        return Ok(media_response(body, INIT, headers, None));
     }
     if let Some((epoch, seq)) = parse_segment_name(&file) {
-        return match store.media_segment(&stream, &rendition, epoch, seq) {
-            Some((body, ttl)) => match Box::pin(segment_bytes(body)).await {
-                Some(body) => media_response(body, SEGMENT, headers, ttl),
-                None => not_found(),
-            },
-            None => not_found(),
-        };
+        let (body, ttl) = store
+            .media_segment(&stream, &rendition, epoch, seq)
+            .ok_or(OriginError::NotFound)?;
+        let body = Box::pin(segment_bytes(body))
+            .await
+            .ok_or(OriginError::NotFound)?;
+        return Ok(media_response(body, SEGMENT, headers, ttl));
     }
-    not_found()
+    Err(OriginError::NotFound)
 }
 
 #[cfg(test)]

@@ -2,10 +2,12 @@
 //! and the web pages. Built by [`router`] from an [`AppState`], so tests can serve it on
 //! any listener.
 
+mod error;
 mod hls;
 mod metrics;
 pub mod tls;
 
+pub use error::OriginError;
 pub use hls::{HlsOrigin, Parked};
 
 use std::path::Path;
