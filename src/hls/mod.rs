@@ -11,6 +11,7 @@
 //!   entity tag.
 //! - `remux`: MPEG-TS segments remuxed on request from the stored fMP4.
 
+mod bitrate;
 mod budget;
 mod doc;
 mod llhls;
@@ -25,6 +26,7 @@ mod stream;
 mod summary;
 mod window;
 
+pub use bitrate::Bitrate;
 pub use doc::Doc;
 pub use llhls::{PartTag, PreloadHint, RenditionReport, ServerControl, Skip, secs};
 pub use names::{

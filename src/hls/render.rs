@@ -240,8 +240,8 @@ impl StreamState {
             MasterEntry {
                 info: &r.info,
                 uri: uri.clone(),
-                peak_bps: r.peak_bps,
-                average_bps: r.average_bps(),
+                peak_bps: r.bitrate.peak_bps(),
+                average_bps: r.bitrate.average_bps(),
             }
         }
         let video_entries: Vec<MasterEntry<'_>> = video.iter().map(to_entry).collect();

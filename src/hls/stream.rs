@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use super::bitrate::Bitrate;
 use super::doc::Doc;
 use super::llhls;
 use super::playlist;
@@ -209,9 +210,7 @@ pub(super) struct RenditionState {
     /// Rendered full and delta playlists, with the stream version they were rendered at.
     /// Full, delta (`_HLS_skip`), MPEG-TS.
     pub(super) cache: [Option<(u64, Doc)>; 3],
-    pub(super) peak_bps: u64,
-    pub(super) total_bytes: u64,
-    pub(super) total_duration: Duration,
+    pub(super) bitrate: Bitrate,
     /// What the media layer said about the chunk after the last one (preload hint).
     pub(super) next_starts: Option<bool>,
     /// Wakes requests parked on this rendition (blocking reload, preload hints).
@@ -219,16 +218,6 @@ pub(super) struct RenditionState {
 }
 
 impl RenditionState {
-    /// Average measured bitrate over the whole broadcast, bit/s.
-    pub(super) fn average_bps(&self) -> u64 {
-        let secs = self.total_duration.as_secs_f64();
-        if secs > 0.0 {
-            (self.total_bytes as f64 * 8.0 / secs) as u64
-        } else {
-            0
-        }
-    }
-
     pub(super) fn is_audio(&self) -> bool {
         matches!(self.info.kind, RenditionKind::Audio { .. })
     }
@@ -236,12 +225,7 @@ impl RenditionState {
     /// Accounts a segment that just completed (its bitrate feeds BANDWIDTH).
     fn note_segment(&mut self, seq: u64, td: u64) {
         if let Some(seg) = self.window.get(seq) {
-            let secs = seg.duration.as_secs_f64();
-            if secs > 0.0 {
-                self.peak_bps = self
-                    .peak_bps
-                    .max((seg.data.len() as f64 * 8.0 / secs) as u64);
-            }
+            self.bitrate.segment(seg.data.len() as u64, seg.duration);
             if seg.duration.as_secs_f64().round() as u64 > td {
                 tracing::warn!(
                     rendition = %self.info.name,
@@ -350,9 +334,7 @@ impl StreamState {
                 init: Bytes::new(),
                 window: Window::starting_at(cfg.listed_segments(), cfg.retain_segments, first_seq),
                 cache: [None, None, None],
-                peak_bps: 0,
-                total_bytes: 0,
-                total_duration: Duration::ZERO,
+                bitrate: Bitrate::default(),
                 next_starts: None,
                 changed: watch::Sender::new(0),
             });
@@ -379,9 +361,8 @@ impl StreamState {
             .renditions
             .get_mut(rendition)
             .ok_or_else(|| StoreError::NoInit(rendition.to_string()))?;
-        r.total_bytes += chunk.data.len() as u64;
+        r.bitrate.add(chunk.data.len() as u64, chunk.duration);
         r.next_starts = chunk.next_starts_segment;
-        r.total_duration += chunk.duration;
         let chunk_lag = chunk.lag;
         let seq = if shared.ll.is_some() {
             // Every audio frame is a sync sample; video parts are independent when they

@@ -124,7 +124,7 @@ impl StreamState {
                         width,
                         height,
                         segments: r.window.next_seq(),
-                        average_bps: r.average_bps(),
+                        average_bps: r.bitrate.average_bps(),
                     }
                 })
                 .collect(),

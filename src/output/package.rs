@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 
 use crate::hls::{
-    ListType, ListedSegment, MasterEntry, SegmentList, init_name, master, segment_list,
+    Bitrate, ListType, ListedSegment, MasterEntry, SegmentList, init_name, master, segment_list,
     segment_name, target_duration,
 };
 use crate::media::{RenditionInfo, RenditionKind};
@@ -114,28 +114,15 @@ struct Track {
     info: RenditionInfo,
     open: Option<Open>,
     listed: VecDeque<(u64, ListedSegment)>,
-    peak_bps: u64,
-    total_bytes: u64,
-    total_duration: Duration,
-}
-
-impl Track {
-    fn average_bps(&self) -> u64 {
-        let secs = self.total_duration.as_secs_f64();
-        if secs > 0.0 {
-            (self.total_bytes as f64 * 8.0 / secs) as u64
-        } else {
-            0
-        }
-    }
+    bitrate: Bitrate,
 }
 
 fn entry(t: &Track) -> MasterEntry<'_> {
     MasterEntry {
         info: &t.info,
         uri: format!("{}/index.m3u8", t.info.name),
-        peak_bps: t.peak_bps,
-        average_bps: t.average_bps(),
+        peak_bps: t.bitrate.peak_bps(),
+        average_bps: t.bitrate.average_bps(),
     }
 }
 
@@ -196,9 +183,7 @@ impl Packager {
                         info,
                         open: None,
                         listed: VecDeque::new(),
-                        peak_bps: 0,
-                        total_bytes: 0,
-                        total_duration: Duration::ZERO,
+                        bitrate: Bitrate::default(),
                     },
                 );
             }
@@ -294,12 +279,8 @@ impl Packager {
         };
         let name = segment_name(&self.epoch, done.seq);
         let bytes = done.data.len() as u64;
-        let secs = done.duration.as_secs_f64();
-        if secs > 0.0 {
-            track.peak_bps = track.peak_bps.max((bytes as f64 * 8.0 / secs) as u64);
-        }
-        track.total_bytes += bytes;
-        track.total_duration += done.duration;
+        track.bitrate.segment(bytes, done.duration);
+        track.bitrate.add(bytes, done.duration);
         track.listed.push_back((
             done.seq,
             ListedSegment {
