@@ -5,6 +5,9 @@
 mod error;
 mod hls;
 mod metrics;
+mod respond;
+#[cfg(test)]
+mod tests;
 pub mod tls;
 
 pub use error::OriginError;
