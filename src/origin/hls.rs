@@ -84,6 +84,7 @@ impl Parked {
     }
 }
 
+/// `max-age` for a playlist: ½ target duration (non-blocking), 6 × target duration for a
 /// blocking response (HLS2 App. B.1).
 fn playlist_cache(state: &AppState, stream: &str, blocking: bool) -> HeaderValue {
     // An ended playlist stays short-lived too: the name may be published again at once,

@@ -160,12 +160,11 @@ pub(super) fn media_response(
     r
 }
 
+/// `Cache-Control: public, max-age={secs}`.
 pub(super) fn max_age(secs: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("public, max-age={secs}"))
         .unwrap_or(HeaderValue::from_static("no-cache"))
 }
-
-/// `max-age` for a playlist: ½ target duration (non-blocking), 6 × target duration for a
 
 #[cfg(test)]
 mod tests {

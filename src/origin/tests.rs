@@ -136,7 +136,8 @@ async fn body(r: Response<Body>) -> Bytes {
         .expect("body")
 }
 
-fn header_of<'a>(r: &'a Response<Body>, name: header::HeaderName) -> &'a str {
+#[allow(clippy::needless_pass_by_value)] // `header::X` constants read best by value
+fn header_of(r: &Response<Body>, name: header::HeaderName) -> &str {
     r.headers()
         .get(&name)
         .and_then(|v| v.to_str().ok())
