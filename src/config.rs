@@ -60,6 +60,53 @@ pub struct Config {
     pub record: RecordConfig,
     /// Upload to S3-compatible object storage.
     pub s3: S3Config,
+    /// What one client, and all of them together, may hold.
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: bounds on connections, so that no client (or crowd of idle ones) can take
+/// the server's descriptors or memory away from the others. Each has a counter in
+/// `/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Open connections (HTTP, HTTPS, WebSockets); the next one gets `503` and is closed.
+    /// Lowered at start to fit the process's descriptor limit.
+    pub max_connections: usize,
+    /// Open connections per client address (an IPv6 client counts by its /64).
+    pub max_connections_per_client: usize,
+    /// From the moment the server waits for a request (a new connection, or a kept-alive
+    /// one after its last response) until that request's headers are complete; a client
+    /// that takes longer is closed (slowloris, idle keep-alive).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A connection that moves no byte either way for this long is closed, whatever it
+    /// is doing. Must exceed a blocking playlist request's wait (3 × target duration).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A request body (an SDP offer, a trickle fragment) must arrive within this time.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Concurrent HTTP/2 streams per connection.
+    pub h2_max_concurrent_streams: u32,
+    /// On shutdown, after every broadcast ended: how long open connections get to finish
+    /// before they are closed.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 8192,
+            max_connections_per_client: 256,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(10),
+            h2_max_concurrent_streams: 128,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
 }
 
 /// `[record]`
@@ -432,6 +479,38 @@ impl Config {
             return Err(invalid(
                 "hls.window_segments",
                 "must be at least 3 (HLS2 §6.2.2; Apple requires 6)",
+            ));
+        }
+        let limits = &self.limits;
+        if limits.max_connections < 16 {
+            return Err(invalid("limits.max_connections", "must be at least 16"));
+        }
+        if limits.max_connections_per_client == 0
+            || limits.max_connections_per_client > limits.max_connections
+        {
+            return Err(invalid(
+                "limits.max_connections_per_client",
+                "must be between 1 and limits.max_connections",
+            ));
+        }
+        if limits.header_timeout < Duration::from_secs(1) {
+            return Err(invalid("limits.header_timeout", "must be at least 1s"));
+        }
+        if limits.body_timeout < Duration::from_secs(1) {
+            return Err(invalid("limits.body_timeout", "must be at least 1s"));
+        }
+        // A parked blocking reload answers within 3 × target duration (HLS2 §6.2.5.2).
+        let blocking = Duration::from_secs(3 * crate::hls::target_duration(seg));
+        if limits.idle_timeout <= blocking + Duration::from_secs(1) {
+            return Err(invalid(
+                "limits.idle_timeout",
+                "must exceed 3 × the target duration (+1s): a blocking playlist request waits that long",
+            ));
+        }
+        if limits.h2_max_concurrent_streams == 0 {
+            return Err(invalid(
+                "limits.h2_max_concurrent_streams",
+                "must be at least 1",
             ));
         }
         if self.server.max_sdp_bytes < 1024 {

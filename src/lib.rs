@@ -161,6 +161,8 @@ pub async fn run(
         store.clone(),
         outputs.clone(),
     );
+    let limits = fit_to_descriptors(cfg.limits.clone(), cfg.server.max_streams);
+    let conns = std::sync::Arc::new(origin::serve::ConnStats::default());
     let state = origin::AppState {
         signaling: ingest::SignalingState {
             ingest: ingest.clone(),
@@ -171,6 +173,8 @@ pub async fn run(
         player_dir: player_dir(&cfg.server.player_dir).map(Into::into),
         hls: origin::HlsOrigin::new(store.target_duration()),
         outputs: outputs.clone(),
+        body_timeout: limits.body_timeout,
+        conns: conns.clone(),
     };
     let expiry_store = store.clone();
     let expiry_outputs = outputs.clone();
@@ -198,18 +202,45 @@ pub async fn run(
         }
         tokio::time::sleep(linger).await;
     };
-    let result = match tls {
-        Some(tls) => origin::tls::serve(listener, app, tls, shutdown).await,
-        None => {
-            // One router for all connections (a bare Router is re-built per connection:
-            // ~15 kB each, BENCHMARKS.md "Origin throughput and parked requests").
-            axum::serve(listener, app.into_make_service())
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    };
+    let result = origin::serve::serve(listener, app, tls, limits, conns, shutdown).await;
     expiry.abort();
     result.map_err(RunError::from)
+}
+
+/// Descriptors kept for what is not an HTTP connection: per live stream its UDP sockets,
+/// pipeline and output files; plus the process's own (logs, spill, TLS files).
+const RESERVED_FDS_BASE: u64 = 64;
+const RESERVED_FDS_PER_STREAM: u64 = 32;
+
+/// Raises the soft descriptor limit to the hard one (as Go's runtime does at start) and
+/// lowers `max_connections` to what then fits: a connection cap above the descriptor limit
+/// would let idle clients take the descriptors WHIP, UDP and files need.
+fn fit_to_descriptors(
+    mut limits: config::LimitsConfig,
+    max_streams: usize,
+) -> config::LimitsConfig {
+    let soft = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            warn!(error = %e, "cannot read the descriptor limit; connection caps left as configured");
+            return limits;
+        }
+    };
+    let reserved = RESERVED_FDS_BASE + RESERVED_FDS_PER_STREAM * max_streams as u64;
+    let fits = usize::try_from(soft.saturating_sub(reserved))
+        .unwrap_or(usize::MAX)
+        .max(16);
+    if limits.max_connections > fits {
+        warn!(
+            configured = limits.max_connections,
+            nofile = soft,
+            used = fits,
+            "limits.max_connections lowered to fit the descriptor limit (raise LimitNOFILE / ulimit -n)"
+        );
+        limits.max_connections = fits;
+        limits.max_connections_per_client = limits.max_connections_per_client.min(fits);
+    }
+    limits
 }
 
 fn player_dir(configured: &str) -> Option<PathBuf> {

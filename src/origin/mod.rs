@@ -6,6 +6,7 @@ mod error;
 mod hls;
 mod metrics;
 mod respond;
+pub mod serve;
 #[cfg(test)]
 mod tests;
 pub mod tls;
@@ -23,6 +24,7 @@ use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::ServeDir;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::hls::{HlsStore, StreamSummary};
@@ -43,6 +45,10 @@ pub struct AppState {
     pub hls: HlsOrigin,
     /// Recording and object-storage outputs (their status in `/api/streams`).
     pub outputs: Outputs,
+    /// `limits.body_timeout`: a request body must arrive within it.
+    pub body_timeout: Duration,
+    /// Connection figures of the server loop (`/metrics`).
+    pub conns: Arc<serve::ConnStats>,
 }
 
 /// CORS for browsers: browser WHIP clients must read `Location`, `ETag` and `Link`
@@ -87,6 +93,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state.clone());
     let signalling = crate::ingest::router(state.signaling.clone())
         .merge(api)
+        // A body that trickles in (an SDP offer sent a byte a second) ends with 408.
+        .layer(RequestBodyTimeoutLayer::new(state.body_timeout))
         .layer(cors())
         .layer(axum::middleware::from_fn(accept_post))
         .layer(TraceLayer::new_for_http());

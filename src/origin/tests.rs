@@ -41,6 +41,8 @@ fn app(store: &HlsStore) -> axum::Router {
         player_dir: None,
         hls: HlsOrigin::new(store.target_duration()),
         outputs,
+        body_timeout: Duration::from_secs(10),
+        conns: Default::default(),
     })
 }
 

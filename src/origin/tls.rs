@@ -1,25 +1,12 @@
-//! HTTPS with HTTP/2 (ALPN `h2`, `http/1.1`) via rustls, for `server.tls_cert` /
-//! `server.tls_key`. Browsers speak HTTP/2 only over TLS, and LL-HLS needs HTTP/2
+//! The TLS configuration (HTTPS with HTTP/2: ALPN `h2`, `http/1.1`) via rustls, for
+//! `server.tls_cert` / `server.tls_key`; `origin::serve` accepts the connections. Browsers speak HTTP/2 only over TLS, and LL-HLS needs HTTP/2
 //! (HLS2 App. B.1; OME and MediaMTX serve LL-HLS on their TLS port for the same reason).
 
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
-
-/// How long open connections get to finish after shutdown began.
-const DRAIN: Duration = Duration::from_secs(5);
 
 /// TLS set-up failures (at start, naming the file).
 #[derive(Debug, thiserror::Error)]
@@ -72,60 +59,4 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsErr
         .map_err(|e| TlsError::Config(e.to_string()))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
-}
-
-/// Serves `app` over TLS on `listener` until `shutdown` resolves, then drains.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    tls: Arc<rustls::ServerConfig>,
-    shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    let acceptor = TlsAcceptor::from(tls);
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of descriptors and the like: keep serving the others.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let builder = Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        debug!("connections still open after the drain period; closing");
-    }
-    Ok(())
 }
