@@ -11,9 +11,11 @@
 //! - `publish`: the publish / unpublish flow, and the commands to a running broadcast;
 //! - `registry`: which names and sessions are live, and the reservation of a name;
 //! - `error`: [`IngestError`] and its one mapping to an HTTP status;
+//! - `options`: the publish options of a URL query (`record`, `height`);
 //! - `whip`, `ws`, `routes`: the HTTP and WebSocket edges.
 
 mod error;
+mod options;
 mod publish;
 mod registry;
 mod routes;
@@ -29,7 +31,8 @@ use crate::media::Ladder;
 use crate::output::Outputs;
 pub use crate::peer::{Candidate, PeerError, SdpError};
 pub use error::IngestError;
-pub use publish::{PublishOptions, PublishRequest, Published, Signaling};
+pub use options::PublishOptions;
+pub use publish::{PublishRequest, Published, Signaling};
 use registry::Registry;
 pub use routes::{SignalingState, router};
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{Candidate, Ingest, IngestError};
+use super::{Candidate, Ingest, IngestError, PublishOptions};
 use crate::StreamKey;
 use crate::broadcast::{self, BroadcastParams, Command};
 use crate::hls::{At, IngestSummary};
@@ -55,18 +55,6 @@ pub struct PublishRequest {
     pub candidates: Option<mpsc::Sender<Candidate>>,
     /// What the URL's query asked for.
     pub options: PublishOptions,
-}
-
-/// The query parameters of a publish URL (WHIP and WebSocket alike).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct PublishOptions {
-    /// The publisher asked for a recording (`?record=1`); honoured with
-    /// `record.allow_request`.
-    pub record: bool,
-    /// The capture height the publisher will send at full quality (`?height=720`): the
-    /// ladder is planned for it rather than for a first frame that bandwidth estimation
-    /// made small.
-    pub height: Option<u32>,
 }
 
 /// A successful publish.
