@@ -13,7 +13,7 @@ set -euo pipefail
 
 WC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# Defaults that mirror whipcast's defaults (src/config.rs, src/media/bins.rs).
+# Defaults that mirror whipcast's defaults (src/config/, src/media/bins.rs).
 LADDER_FILE=${LADDER_FILE:-$WC_ROOT/pipelines/ladder.toml}
 SEGMENT_MS=${SEGMENT_MS:-2000}          # [hls] segment_duration = 2s
 PART_MS=${PART_MS:-200}                 # [hls] part_duration = 200ms (LL-HLS parts); 0 = off

@@ -86,7 +86,7 @@ pub async fn upgrade(
         })
         .or_else(|| super::whip::bearer(&headers));
     // Bad options are refused before the upgrade, as a plain HTTP 400.
-    let options = match super::whip::publish_options(query.as_deref()) {
+    let options = match super::options::publish_options(query.as_deref()) {
         Ok(o) => o,
         Err(e) => {
             state.ingest.refused(&e);

@@ -7,25 +7,33 @@
 //! the output's writer: a dedicated thread for the disk ([`record`]), a task doing HTTP for
 //! the store ([`s3`]). The live path never waits on either: a full channel or a failing
 //! writer stops that output, with one log line and its state in `/api/streams`.
+//!
+//! This file holds the configured [`Outputs`] and each broadcast's [`BroadcastOutputs`],
+//! which feed the packagers and queue their objects. The rest, one concern per file:
+//! `package` (the pure packager), `object` (what it hands to the writers), `status`
+//! (each output's state for the API and the metrics), `record` and `s3` (the writers).
 
+pub mod object;
 pub mod package;
 pub mod record;
 pub mod s3;
+mod status;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tracing::error;
 
 use crate::StreamKey;
 use crate::config::{HlsConfig, RecordConfig, S3Config};
 use crate::media::RenditionInfo;
-use crate::metrics::{self, Metrics, OutputKind};
-pub use package::{ChunkIn, Listing, Object, ObjectKind, Packager};
+use crate::metrics::{Metrics, OutputKind};
+pub use object::{Object, ObjectKind};
+pub use package::{ChunkIn, Listing, Packager};
+pub use status::{OutputSnapshot, OutputState, OutputStatus, WriterGuard};
 
 /// Objects waiting for the disk writer. Objects come a few per segment (segment, playlist,
 /// sometimes the master), so this is tens of seconds of media; when full the disk is far
@@ -51,150 +59,6 @@ pub enum OutputError {
     /// The HTTP client could not be built.
     #[error("s3: http client: {0}")]
     Client(String),
-}
-
-/// State of one output of one broadcast.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputState {
-    /// Writing as the stream goes.
-    Active,
-    /// Stopped by an error (see `error`); the live stream goes on without it.
-    Failed,
-    /// Everything written, playlists final.
-    Finished,
-}
-
-/// One output as `/api/streams` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct OutputSnapshot {
-    /// `record` or `s3`.
-    pub kind: OutputKind,
-    /// Directory or `s3://bucket/prefix/stream/`.
-    pub location: String,
-    /// Current state.
-    pub state: OutputState,
-    /// Objects written (files renamed into place, or uploads acknowledged).
-    pub objects: u64,
-    /// Bytes written.
-    pub bytes: u64,
-    /// Upload attempts that failed and were retried.
-    pub retries: u64,
-    /// Objects given up on (retry budget exhausted).
-    pub dropped: u64,
-    /// The error that stopped (or last troubled) the output.
-    pub error: Option<String>,
-}
-
-/// Shared, cheap handle to an output's status: written by its writer, read by the API.
-#[derive(Debug, Clone)]
-pub struct OutputStatus {
-    snapshot: Arc<Mutex<OutputSnapshot>>,
-    kind: OutputKind,
-    /// Every change is also counted process-wide: the snapshot goes with its stream.
-    metrics: Metrics,
-}
-
-impl OutputStatus {
-    fn new(kind: OutputKind, location: String, metrics: Metrics) -> Self {
-        Self {
-            snapshot: Arc::new(Mutex::new(OutputSnapshot {
-                kind,
-                location,
-                state: OutputState::Active,
-                objects: 0,
-                bytes: 0,
-                retries: 0,
-                dropped: 0,
-                error: None,
-            })),
-            kind,
-            metrics,
-        }
-    }
-
-    fn counters(&self) -> &crate::metrics::OutputCounters {
-        self.metrics.output(self.kind)
-    }
-
-    fn update(&self, f: impl FnOnce(&mut OutputSnapshot)) {
-        // Plain counters: a poisoned lock still holds consistent data.
-        f(&mut self.snapshot.lock().unwrap_or_else(|p| p.into_inner()));
-    }
-
-    /// A copy of the current status.
-    pub fn snapshot(&self) -> OutputSnapshot {
-        self.snapshot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Marks the output failed; returns false if it already was (log only once).
-    fn fail(&self, why: String) -> bool {
-        let mut first = false;
-        self.update(|s| {
-            if s.state != OutputState::Failed {
-                first = true;
-                s.state = OutputState::Failed;
-                s.error = Some(why);
-            }
-        });
-        if first {
-            metrics::inc(&self.counters().failures);
-        }
-        first
-    }
-
-    fn wrote(&self, bytes: usize) {
-        self.update(|s| {
-            s.objects += 1;
-            s.bytes += bytes as u64;
-        });
-        let c = self.counters();
-        metrics::inc(&c.objects);
-        metrics::add(&c.bytes, bytes as u64);
-    }
-
-    /// An upload attempt failed with `why`; it will be retried.
-    fn retried(&self, why: String) {
-        self.update(|s| {
-            s.retries += 1;
-            s.error = Some(why);
-        });
-        metrics::inc(&self.counters().retries);
-    }
-
-    /// An object was given up on.
-    fn dropped(&self) {
-        self.update(|s| s.dropped += 1);
-        metrics::inc(&self.counters().dropped);
-    }
-
-    fn finish(&self) {
-        self.update(|s| {
-            if s.state == OutputState::Active {
-                s.state = OutputState::Finished;
-            }
-        });
-    }
-}
-
-/// Counts a running writer (thread or task) until dropped, so shutdown can wait for the
-/// final playlists.
-pub struct WriterGuard(Arc<watch::Sender<usize>>);
-
-impl WriterGuard {
-    fn new(count: &Arc<watch::Sender<usize>>) -> Self {
-        count.send_modify(|n| *n += 1);
-        Self(count.clone())
-    }
-}
-
-impl Drop for WriterGuard {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
-    }
 }
 
 /// The configured outputs; cheap to clone. [`Outputs::start`] makes a broadcast's.

@@ -1,0 +1,145 @@
+//! `[hls]`: segment and part durations, the live and DVR windows, retention, the memory
+//! budget and what happens past it, with the checks on them. Plain data and arithmetic
+//! over it; the HLS store applies it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, invalid};
+
+/// `[hls]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsConfig {
+    /// Target segment duration. Keyframes are forced on this cadence in every rung.
+    #[serde(with = "humantime_serde")]
+    pub segment_duration: Duration,
+    /// LL-HLS part duration (the muxer's CMAF chunk duration); `0s` turns LL-HLS off.
+    /// Must divide `segment_duration` exactly (cmafmux 0.14.5 skips fragment boundaries
+    /// otherwise, measured).
+    #[serde(with = "humantime_serde")]
+    pub part_duration: Duration,
+    /// Most blocking playlist / preload-hint requests parked at once; beyond it: 503 with
+    /// `Retry-After`.
+    pub max_blocking_requests: usize,
+    /// Segments listed in each live media playlist (Apple requires ≥ 6, AUTH 8.11).
+    pub window_segments: usize,
+    /// Segments kept downloadable after they leave the playlist (HLS2 §6.2.2: at least one
+    /// playlist duration).
+    pub retain_segments: usize,
+    /// How long an ended stream's playlists and segments stay served.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+    /// DVR: how far back the live playlists reach (e.g. `"2h"`); `"0s"` = just
+    /// `window_segments`. The playlists list max(window_segments, dvr_window /
+    /// segment_duration) segments; players can seek back that far.
+    #[serde(with = "humantime_serde")]
+    pub dvr_window: Duration,
+    /// Memory budget per stream (all renditions, listed and retained segments), MiB. What
+    /// exceeds it is handled by `dvr_overflow`.
+    pub stream_memory_mib: u64,
+    /// Past the memory budget: `"trim"` drops the oldest segments (retained ones first, then
+    /// listed ones down to three: the DVR window shrinks); `"disk"` moves the oldest
+    /// segments' bytes to files under `spill_directory` and keeps listing them (falls back
+    /// to trimming if the disk fails).
+    pub dvr_overflow: DvrOverflow,
+    /// Where `dvr_overflow = "disk"` writes (`<dir>/<stream>/<epoch>/<rendition>/<n>.m4s`;
+    /// files are deleted as their segments leave the window, the directory with the stream).
+    pub spill_directory: PathBuf,
+}
+
+/// `hls.dvr_overflow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DvrOverflow {
+    /// Drop the oldest segments.
+    Trim,
+    /// Move the oldest segments to disk.
+    Disk,
+}
+
+impl HlsConfig {
+    /// Segments each media playlist lists: the live window, or the DVR window if longer.
+    pub fn listed_segments(&self) -> usize {
+        let seg = self.segment_duration.as_millis().max(1);
+        let dvr = self.dvr_window.as_millis().div_ceil(seg) as usize;
+        self.window_segments.max(dvr)
+    }
+
+    /// [`HlsConfig::stream_memory_mib`] in bytes.
+    pub fn stream_memory_bytes(&self) -> usize {
+        usize::try_from(self.stream_memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+
+    /// Rejects values that would make a broken server, naming the key.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let seg = self.segment_duration;
+        if seg < Duration::from_millis(500) || seg > Duration::from_secs(20) {
+            return Err(invalid(
+                "hls.segment_duration",
+                "must be between 500ms and 20s",
+            ));
+        }
+        if !seg.subsec_millis().is_multiple_of(100) {
+            return Err(invalid(
+                "hls.segment_duration",
+                "must be a multiple of 100ms (cmafmux cuts on exact multiples)",
+            ));
+        }
+        let part = self.part_duration;
+        if !part.is_zero() {
+            if part < Duration::from_millis(100) || part > seg / 2 {
+                return Err(invalid(
+                    "hls.part_duration",
+                    "must be 0s (LL-HLS off) or between 100ms and half of hls.segment_duration",
+                ));
+            }
+            if !seg.as_nanos().is_multiple_of(part.as_nanos()) {
+                return Err(invalid(
+                    "hls.part_duration",
+                    "must divide hls.segment_duration exactly (e.g. 2s / 200ms)",
+                ));
+            }
+        }
+        if self.dvr_window > Duration::from_secs(24 * 3600) {
+            return Err(invalid("hls.dvr_window", "must be at most 24h"));
+        }
+        if self.stream_memory_mib < 1 {
+            return Err(invalid("hls.stream_memory_mib", "must be at least 1"));
+        }
+        if self.dvr_overflow == DvrOverflow::Disk && self.spill_directory.as_os_str().is_empty() {
+            return Err(invalid(
+                "hls.spill_directory",
+                "must be set when hls.dvr_overflow = \"disk\"",
+            ));
+        }
+        if self.window_segments < 3 {
+            return Err(invalid(
+                "hls.window_segments",
+                "must be at least 3 (HLS2 §6.2.2; Apple requires 6)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        Self {
+            segment_duration: Duration::from_secs(2),
+            part_duration: Duration::from_millis(200),
+            max_blocking_requests: 10_000,
+            window_segments: 6,
+            retain_segments: 6,
+            grace_period: Duration::from_secs(60),
+            dvr_window: Duration::ZERO,
+            // 6 + 6 segments of a 5 Mbit/s 1080p ladder (~9.5 Mbit/s) take ~30 MiB; this
+            // leaves room for a DVR window of ~7 minutes at that rate, or hours at low ones.
+            stream_memory_mib: 512,
+            dvr_overflow: DvrOverflow::Trim,
+            spill_directory: PathBuf::from("spill"),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! `[limits]`: bounds on what clients may hold (connections, their timeouts, the shutdown
+//! grace), with the checks on them. Plain data read once at start; `origin::serve`
+//! enforces them.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, invalid};
+
+/// `[limits]`: bounds on connections, so that no client (or crowd of idle ones) can take
+/// the server's descriptors or memory away from the others. Each has a counter in
+/// `/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Open connections (HTTP, HTTPS, WebSockets); the next one gets `503` and is closed.
+    /// Lowered at start to fit the process's descriptor limit.
+    pub max_connections: usize,
+    /// Open connections per client address (an IPv6 client counts by its /64).
+    pub max_connections_per_client: usize,
+    /// From the moment the server waits for a request (a new connection, or a kept-alive
+    /// one after its last response) until that request's headers are complete; a client
+    /// that takes longer is closed (slowloris, idle keep-alive).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A connection that moves no byte either way for this long is closed, whatever it
+    /// is doing. Must exceed a blocking playlist request's wait (3 × target duration).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A request body (an SDP offer, a trickle fragment) must arrive within this time.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Concurrent HTTP/2 streams per connection.
+    pub h2_max_concurrent_streams: u32,
+    /// On shutdown, after every broadcast ended: how long open connections get to finish
+    /// before they are closed.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 8192,
+            max_connections_per_client: 256,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(10),
+            h2_max_concurrent_streams: 128,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// Rejects values that would make a broken server, naming the key. `segment_duration`
+    /// is `hls.segment_duration`: a blocking playlist request may wait 3 target durations.
+    pub(super) fn validate(&self, segment_duration: Duration) -> Result<(), ConfigError> {
+        if self.max_connections < 16 {
+            return Err(invalid("limits.max_connections", "must be at least 16"));
+        }
+        if self.max_connections_per_client == 0
+            || self.max_connections_per_client > self.max_connections
+        {
+            return Err(invalid(
+                "limits.max_connections_per_client",
+                "must be between 1 and limits.max_connections",
+            ));
+        }
+        if self.header_timeout < Duration::from_secs(1) {
+            return Err(invalid("limits.header_timeout", "must be at least 1s"));
+        }
+        if self.body_timeout < Duration::from_secs(1) {
+            return Err(invalid("limits.body_timeout", "must be at least 1s"));
+        }
+        // A parked blocking reload answers within 3 × target duration (HLS2 §6.2.5.2).
+        let blocking = Duration::from_secs(3 * crate::hls::target_duration(segment_duration));
+        if self.idle_timeout <= blocking + Duration::from_secs(1) {
+            return Err(invalid(
+                "limits.idle_timeout",
+                "must exceed 3 × the target duration (+1s): a blocking playlist request waits that long",
+            ));
+        }
+        if self.h2_max_concurrent_streams == 0 {
+            return Err(invalid(
+                "limits.h2_max_concurrent_streams",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,111 @@
+//! [`IngestError`]: why a publish or session request failed, and the one mapping of each
+//! cause to an HTTP status, which the WHIP responses and the WebSocket `error` messages
+//! share. Plain data: no I/O, and no HTTP types (the edges build responses from
+//! [`IngestError::status`]).
+
+use super::{PeerError, SdpError};
+
+/// Why a publish request (or a session request) failed. One `IntoResponse` in
+/// [`whip`](super::whip) maps each to an HTTP status; [`ws`](super::ws) maps them to
+/// error messages.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum IngestError {
+    /// Stream names are `[A-Za-z0-9_-]{1,64}` (400).
+    #[error("invalid stream name: use 1-64 letters, digits, '-' or '_'")]
+    BadStreamName,
+    /// Missing or wrong bearer token (401).
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// `Content-Type` is not `application/sdp` (415).
+    #[error("content type must be application/sdp")]
+    BadContentType,
+    /// Offer larger than `server.max_sdp_bytes` (413).
+    #[error("SDP offer too large (limit {0} bytes)")]
+    SdpTooLarge(usize),
+    /// The body is not valid UTF-8 SDP (400) or cannot be used (422); see [`SdpError`].
+    #[error(transparent)]
+    Sdp(#[from] SdpError),
+    /// The WebRTC stack refused the offer (400).
+    #[error("offer rejected: {0}")]
+    OfferRejected(String),
+    /// Another publisher is live on this name (409).
+    #[error("stream {0} is already being published")]
+    StreamInUse(String),
+    /// `server.max_streams` reached (503).
+    #[error("server is at its stream limit; try again later")]
+    TooManyStreams,
+    /// The server is shutting down (503).
+    #[error("server is shutting down")]
+    ShuttingDown,
+    /// No such session (404).
+    #[error("unknown session")]
+    SessionNotFound,
+    /// A trickled candidate was refused (400).
+    #[error("bad ICE candidate: {0}")]
+    BadCandidate(String),
+    /// `Content-Type` of a PATCH is not `application/trickle-ice-sdpfrag` (415).
+    #[error("content type must be application/trickle-ice-sdpfrag")]
+    BadPatchContentType,
+    /// ICE restart is not supported (RFC 9725 §4.3.1: 422 for the unsupported kind).
+    #[error("ICE restart is not supported; re-publish instead")]
+    IceRestartUnsupported,
+    /// The broadcast task is gone or not answering (503).
+    #[error("session is busy or ending")]
+    Busy,
+    /// The broadcast did not confirm its end (ENDLIST) within its stop budget (503): it
+    /// is still ending, and will.
+    #[error("the broadcast is still ending: its playlists may not have EXT-X-ENDLIST yet")]
+    StopTimedOut,
+    /// A local failure (500).
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// `?record=` with a value that is neither yes nor no (400).
+    #[error("record must be 1, true, yes, 0, false or no (got {0:?})")]
+    BadRecordFlag(String),
+    /// `?height=` that is not a number of lines in 90..=4320 (400).
+    #[error("height must be a number of lines from 90 to 4320 (got {0:?})")]
+    BadHeight(String),
+    /// `?record=1` while `record.allow_request` is off (403): refused rather than
+    /// published without the recording the publisher asked for.
+    #[error("recording on request is off on this server (record.allow_request)")]
+    RecordingNotAllowed,
+}
+
+impl IngestError {
+    /// The HTTP status for this error: the one mapping, used by WHIP responses and by
+    /// WebSocket `error` messages alike.
+    pub fn status(&self) -> u16 {
+        match self {
+            IngestError::BadStreamName
+            | IngestError::BadRecordFlag(_)
+            | IngestError::BadHeight(_)
+            | IngestError::OfferRejected(_)
+            | IngestError::BadCandidate(_)
+            | IngestError::Sdp(SdpError::Malformed(_)) => 400,
+            IngestError::Unauthorized => 401,
+            IngestError::RecordingNotAllowed => 403,
+            IngestError::SessionNotFound => 404,
+            IngestError::StreamInUse(_) => 409,
+            IngestError::SdpTooLarge(_) => 413,
+            IngestError::BadContentType | IngestError::BadPatchContentType => 415,
+            // RFC 9725 §4.4.2 / §4.4.3: unsupported tracks reject the whole offer with 422;
+            // §4.3.1: 422 for the unsupported kind of PATCH.
+            IngestError::Sdp(_) | IngestError::IceRestartUnsupported => 422,
+            IngestError::TooManyStreams
+            | IngestError::ShuttingDown
+            | IngestError::Busy
+            | IngestError::StopTimedOut => 503,
+            IngestError::Internal(_) => 500,
+        }
+    }
+}
+
+impl From<PeerError> for IngestError {
+    fn from(e: PeerError) -> Self {
+        match e {
+            PeerError::BadOffer(m) => IngestError::OfferRejected(m),
+            PeerError::BadCandidate(m) => IngestError::BadCandidate(m),
+            PeerError::Setup(m) => IngestError::Internal(m),
+        }
+    }
+}

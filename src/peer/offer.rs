@@ -1,0 +1,54 @@
+//! Reading an offer with the WebRTC stack's own SDP parser, into the [`OfferSection`]s
+//! that [`sdp`] judges. Pure: text in, summary out; runs before any connection exists.
+
+use super::sdp::{self, Direction, OfferSection, OfferSummary, SdpError};
+
+/// Reads an offer with the WebRTC stack's own SDP parser (the one `set_remote_description`
+/// uses, so what we inspect is what will be negotiated) and applies [`sdp`]'s rules.
+pub fn inspect_offer(text: &str) -> Result<OfferSummary, SdpError> {
+    let text = text.trim_start_matches('\u{feff}').trim_start();
+    let desc = rtc::sdp::SessionDescription::unmarshal(&mut std::io::Cursor::new(text))
+        .map_err(|e| SdpError::Malformed(e.to_string()))?;
+    // RFC 4566 §6: a direction attribute at session level applies to every section that
+    // has none of its own (OBS puts some attributes only there).
+    let session_direction = desc
+        .attributes
+        .iter()
+        .find_map(|a| Direction::from_attribute(&a.key));
+    let sections = desc
+        .media_descriptions
+        .iter()
+        .map(|m| {
+            let port = u16::try_from(m.media_name.port.value).map_err(|_| {
+                SdpError::Malformed(format!("m={} port out of range", m.media_name.media))
+            })?;
+            let mut codecs: Vec<(u8, String)> = m
+                .codecs()
+                .into_values()
+                .filter(|c| !c.name.is_empty())
+                .map(|c| (c.payload_type, c.name))
+                .collect();
+            // Offer order is the order of the m= line's format list (RFC 4566 §5.14).
+            let order = |pt: &u8| {
+                m.media_name
+                    .formats
+                    .iter()
+                    .position(|f| f.parse::<u8>().ok() == Some(*pt))
+                    .unwrap_or(usize::MAX)
+            };
+            codecs.sort_by_key(|(pt, _)| order(pt));
+            Ok(OfferSection {
+                media: m.media_name.media.clone(),
+                port,
+                bundle_only: m.has_attribute("bundle-only"),
+                direction: m
+                    .attributes
+                    .iter()
+                    .find_map(|a| Direction::from_attribute(&a.key))
+                    .or(session_direction),
+                codecs,
+            })
+        })
+        .collect::<Result<Vec<_>, SdpError>>()?;
+    sdp::summarize(&sections)
+}
