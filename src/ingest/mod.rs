@@ -21,7 +21,6 @@ use crate::broadcast::{self, BroadcastParams, Command};
 use crate::config::{AuthConfig, IceConfig};
 use crate::hls::{At, HlsStore, IngestSummary};
 use crate::media::Ladder;
-use crate::metrics;
 use crate::output::Outputs;
 use crate::peer::{self, PeerSession};
 pub use crate::peer::{Candidate, PeerError, SdpError};
@@ -140,7 +139,7 @@ impl From<PeerError> for IngestError {
 }
 
 /// How the publisher signals.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Signaling {
     /// RFC 9725 WHIP.
     Whip,
@@ -149,7 +148,8 @@ pub enum Signaling {
 }
 
 impl Signaling {
-    fn name(self) -> &'static str {
+    /// `whip` or `websocket`: the name in `/api/streams` and `/metrics` labels.
+    pub fn name(self) -> &'static str {
         match self {
             Signaling::Whip => "whip",
             Signaling::WebSocket => "websocket",
@@ -296,11 +296,7 @@ impl Ingest {
         let result = self.start_broadcast(req).await;
         match &result {
             Ok(_) => {
-                let m = self.inner.store.metrics();
-                metrics::inc(match signaling {
-                    Signaling::Whip => &m.publishes_whip,
-                    Signaling::WebSocket => &m.publishes_ws,
-                });
+                self.inner.store.metrics().published(signaling);
             }
             Err(e) => self.refused(e),
         }

@@ -24,7 +24,7 @@ use tracing::error;
 use crate::StreamKey;
 use crate::config::{HlsConfig, RecordConfig, S3Config};
 use crate::media::RenditionInfo;
-use crate::metrics::{self, Metrics, OutputKind};
+use crate::metrics::{Metrics, OutputCounters, OutputKind};
 pub use package::{ChunkIn, Listing, Object, ObjectKind, Packager};
 
 /// Objects waiting for the disk writer. Objects come a few per segment (segment, playlist,
@@ -90,13 +90,12 @@ pub struct OutputSnapshot {
 #[derive(Debug, Clone)]
 pub struct OutputStatus {
     snapshot: Arc<Mutex<OutputSnapshot>>,
-    kind: OutputKind,
     /// Every change is also counted process-wide: the snapshot goes with its stream.
-    metrics: Metrics,
+    counters: OutputCounters,
 }
 
 impl OutputStatus {
-    fn new(kind: OutputKind, location: String, metrics: Metrics) -> Self {
+    fn new(kind: OutputKind, location: String, metrics: &Metrics) -> Self {
         Self {
             snapshot: Arc::new(Mutex::new(OutputSnapshot {
                 kind,
@@ -108,13 +107,8 @@ impl OutputStatus {
                 dropped: 0,
                 error: None,
             })),
-            kind,
-            metrics,
+            counters: metrics.output(kind),
         }
-    }
-
-    fn counters(&self) -> &crate::metrics::OutputCounters {
-        self.metrics.output(self.kind)
     }
 
     fn update(&self, f: impl FnOnce(&mut OutputSnapshot)) {
@@ -141,7 +135,7 @@ impl OutputStatus {
             }
         });
         if first {
-            metrics::inc(&self.counters().failures);
+            self.counters.failures.inc();
         }
         first
     }
@@ -151,9 +145,8 @@ impl OutputStatus {
             s.objects += 1;
             s.bytes += bytes as u64;
         });
-        let c = self.counters();
-        metrics::inc(&c.objects);
-        metrics::add(&c.bytes, bytes as u64);
+        self.counters.objects.inc();
+        self.counters.bytes.inc_by(bytes as u64);
     }
 
     /// An upload attempt failed with `why`; it will be retried.
@@ -162,13 +155,13 @@ impl OutputStatus {
             s.retries += 1;
             s.error = Some(why);
         });
-        metrics::inc(&self.counters().retries);
+        self.counters.retries.inc();
     }
 
     /// An object was given up on.
     fn dropped(&self) {
         self.update(|s| s.dropped += 1);
-        metrics::inc(&self.counters().dropped);
+        self.counters.dropped.inc();
     }
 
     fn finish(&self) {
@@ -268,7 +261,7 @@ impl Outputs {
             let status = OutputStatus::new(
                 OutputKind::Record,
                 root.display().to_string(),
-                self.metrics.clone(),
+                &self.metrics,
             );
             let (tx, rx) = mpsc::channel(RECORD_QUEUE);
             record::spawn(
@@ -287,8 +280,7 @@ impl Outputs {
             });
         }
         if let Some(store) = &self.s3 {
-            let status =
-                OutputStatus::new(OutputKind::S3, store.location(stream), self.metrics.clone());
+            let status = OutputStatus::new(OutputKind::S3, store.location(stream), &self.metrics);
             let (tx, rx) = mpsc::channel(S3_QUEUE);
             s3::spawn(
                 store.clone(),
@@ -451,7 +443,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_fails_the_output_once_and_never_waits() {
-        let status = OutputStatus::new(OutputKind::Record, "/x".into(), Metrics::default());
+        let status = OutputStatus::new(OutputKind::Record, "/x".into(), &Metrics::default());
         let (tx, _rx) = mpsc::channel(1);
         let mut sink = Sink {
             packager: Packager::new(Listing::Everything, "e", 1, 0),
