@@ -29,7 +29,7 @@ use super::summary::{IngestSummary, StreamSummary};
 use crate::config::{DvrOverflow, HlsConfig};
 use crate::keyframes::KeyframeStats;
 use crate::media::RenditionInfo;
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 
 /// Names whose numbering is remembered after expiry (beyond it, arbitrary old names are
 /// forgotten and restart their numbers from 0 under a fresh epoch).
@@ -66,13 +66,13 @@ impl HlsStore {
                 // Weak: the writer thread must not keep the store alive (it ends when the
                 // last store handle, and with it the channel, is dropped).
                 let weak: Weak<Map> = Arc::downgrade(&streams);
-                let counters = metrics.clone();
+                let spilled_count = metrics.segments_spilled.clone();
                 let done: super::spill::Done = Box::new(move |key, result| {
                     let kept = weak
                         .upgrade()
                         .is_some_and(|streams| spilled(&streams, key, result));
                     if kept {
-                        metrics::inc(&counters.segments_spilled);
+                        spilled_count.inc();
                     }
                     kept
                 });

@@ -27,7 +27,7 @@ use super::window::{Part, Segment, Spill, Window};
 use crate::config::HlsConfig;
 use crate::keyframes::KeyframeStats;
 use crate::media::{RenditionInfo, RenditionKind};
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 
 /// A moment, as both clocks read it: `instant` for durations, `wall` for what players see
 /// (`Last-Modified`, the API's start time).
@@ -402,10 +402,10 @@ impl StreamState {
         r.wake();
         let trimmed_before = self.trimmed_segments;
         self.enforce_budget(stream, cfg.stream_memory_bytes(), shared.spill.as_ref());
-        metrics::add(
-            &shared.metrics.segments_trimmed,
-            self.trimmed_segments - trimmed_before,
-        );
+        shared
+            .metrics
+            .segments_trimmed
+            .inc_by(self.trimmed_segments - trimmed_before);
         self.delete_dropped(shared.spill.as_ref());
         self.version += 1;
         self.changed_at = at.wall;

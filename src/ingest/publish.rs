@@ -12,7 +12,6 @@ use super::{Candidate, Ingest, IngestError, PublishOptions};
 use crate::StreamKey;
 use crate::broadcast::{self, BroadcastParams, Command};
 use crate::hls::{At, IngestSummary};
-use crate::metrics;
 use crate::peer::{self, PeerSession};
 
 /// Commands waiting for a broadcast task. Commands are rare (DELETE, PATCH, a WebSocket
@@ -24,7 +23,7 @@ const COMMAND_CHANNEL_CAPACITY: usize = 16;
 const STOP_TIMEOUT: Duration = broadcast::STOP_TIMEOUT;
 
 /// How the publisher signals.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Signaling {
     /// RFC 9725 WHIP.
     Whip,
@@ -33,7 +32,8 @@ pub enum Signaling {
 }
 
 impl Signaling {
-    fn name(self) -> &'static str {
+    /// `whip` or `websocket`: the name in `/api/streams` and `/metrics` labels.
+    pub fn name(self) -> &'static str {
         match self {
             Signaling::Whip => "whip",
             Signaling::WebSocket => "websocket",
@@ -78,11 +78,7 @@ impl Ingest {
         let result = self.start_broadcast(req).await;
         match &result {
             Ok(_) => {
-                let m = self.inner.store.metrics();
-                metrics::inc(match signaling {
-                    Signaling::Whip => &m.publishes_whip,
-                    Signaling::WebSocket => &m.publishes_ws,
-                });
+                self.inner.store.metrics().published(signaling);
             }
             Err(e) => self.refused(e),
         }

@@ -23,7 +23,6 @@ use crate::hls::{
     Doc, Readiness, SegmentBody, TS_PLAYLIST, TsSources, parse_init_name, parse_part_name,
     parse_segment_name, parse_ts_segment_name, remux,
 };
-use crate::metrics;
 
 /// What the HLS handlers keep between requests: the parked-request count and the header
 /// values that depend only on configuration (built once, cloned per response without
@@ -265,7 +264,7 @@ async fn wait_until(
                         .parked
                         .enter(state.store.config().max_blocking_requests);
                     if guard.is_none() {
-                        metrics::inc(&state.store.metrics().blocking_refused);
+                        state.store.metrics().blocking_refused.inc();
                         return Err(OriginError::TooManyBlocking);
                     }
                 }
@@ -273,7 +272,7 @@ async fn wait_until(
                     Ok(_) => continue,
                     Err(_) => {
                         debug!(stream, rendition, msn, ?part, "blocking request timed out");
-                        metrics::inc(&state.store.metrics().blocking_timeouts);
+                        state.store.metrics().blocking_timeouts.inc();
                         return Err(OriginError::BlockingTimedOut);
                     }
                 }

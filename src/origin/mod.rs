@@ -89,7 +89,10 @@ pub fn router(state: AppState) -> Router {
     // sits outside CORS so preflights get it too).
     let api = Router::new()
         .route("/api/streams", get(api_streams))
-        .route("/metrics", get(metrics::handler))
+        .route(
+            "/metrics",
+            get(metrics::handler).with_state(metrics::exposition(&state)),
+        )
         .with_state(state.clone());
     let signalling = crate::ingest::router(state.signaling.clone())
         .merge(api)

@@ -401,13 +401,7 @@ async fn blocking_reload_gives_up_after_three_target_durations() {
         "{waited:?}"
     );
     assert_eq!(header_of(&r, header::RETRY_AFTER), "1");
-    assert_eq!(
-        store
-            .metrics()
-            .blocking_timeouts
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(store.metrics().blocking_timeouts.get(), 1);
 }
 
 #[tokio::test]

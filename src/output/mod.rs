@@ -132,7 +132,7 @@ impl Outputs {
             let status = OutputStatus::new(
                 OutputKind::Record,
                 root.display().to_string(),
-                self.metrics.clone(),
+                &self.metrics,
             );
             let (tx, rx) = mpsc::channel(RECORD_QUEUE);
             record::spawn(
@@ -151,8 +151,7 @@ impl Outputs {
             });
         }
         if let Some(store) = &self.s3 {
-            let status =
-                OutputStatus::new(OutputKind::S3, store.location(stream), self.metrics.clone());
+            let status = OutputStatus::new(OutputKind::S3, store.location(stream), &self.metrics);
             let (tx, rx) = mpsc::channel(S3_QUEUE);
             s3::spawn(
                 store.clone(),
@@ -315,7 +314,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_fails_the_output_once_and_never_waits() {
-        let status = OutputStatus::new(OutputKind::Record, "/x".into(), Metrics::default());
+        let status = OutputStatus::new(OutputKind::Record, "/x".into(), &Metrics::default());
         let (tx, _rx) = mpsc::channel(1);
         let mut sink = Sink {
             packager: Packager::new(Listing::Everything, "e", 1, 0),

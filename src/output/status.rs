@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::metrics::{self, Metrics, OutputKind};
+use crate::metrics::{Metrics, OutputCounters, OutputKind};
 
 /// State of one output of one broadcast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,13 +47,12 @@ pub struct OutputSnapshot {
 #[derive(Debug, Clone)]
 pub struct OutputStatus {
     snapshot: Arc<Mutex<OutputSnapshot>>,
-    kind: OutputKind,
     /// Every change is also counted process-wide: the snapshot goes with its stream.
-    metrics: Metrics,
+    counters: OutputCounters,
 }
 
 impl OutputStatus {
-    pub(super) fn new(kind: OutputKind, location: String, metrics: Metrics) -> Self {
+    pub(super) fn new(kind: OutputKind, location: String, metrics: &Metrics) -> Self {
         Self {
             snapshot: Arc::new(Mutex::new(OutputSnapshot {
                 kind,
@@ -65,13 +64,8 @@ impl OutputStatus {
                 dropped: 0,
                 error: None,
             })),
-            kind,
-            metrics,
+            counters: metrics.output(kind),
         }
-    }
-
-    fn counters(&self) -> &crate::metrics::OutputCounters {
-        self.metrics.output(self.kind)
     }
 
     fn update(&self, f: impl FnOnce(&mut OutputSnapshot)) {
@@ -98,7 +92,7 @@ impl OutputStatus {
             }
         });
         if first {
-            metrics::inc(&self.counters().failures);
+            self.counters.failures.inc();
         }
         first
     }
@@ -108,9 +102,8 @@ impl OutputStatus {
             s.objects += 1;
             s.bytes += bytes as u64;
         });
-        let c = self.counters();
-        metrics::inc(&c.objects);
-        metrics::add(&c.bytes, bytes as u64);
+        self.counters.objects.inc();
+        self.counters.bytes.inc_by(bytes as u64);
     }
 
     /// An upload attempt failed with `why`; it will be retried.
@@ -119,13 +112,13 @@ impl OutputStatus {
             s.retries += 1;
             s.error = Some(why);
         });
-        metrics::inc(&self.counters().retries);
+        self.counters.retries.inc();
     }
 
     /// An object was given up on.
     pub(super) fn dropped(&self) {
         self.update(|s| s.dropped += 1);
-        metrics::inc(&self.counters().dropped);
+        self.counters.dropped.inc();
     }
 
     pub(super) fn finish(&self) {

@@ -569,8 +569,9 @@ pub async fn probe_rendition(
 }
 
 /// `GET /metrics`, parsed: each sample (`name{labels}` exactly as written) → value. Checks
-/// the exposition's shape on the way: content type, and every sample's family declared by
-/// `# TYPE` before it.
+/// the exposition's shape on the way: content type, the closing `# EOF`, and every
+/// sample's family declared by `# TYPE` before it (a counter's samples carry the family
+/// name plus `_total`, OpenMetrics 1.0 "Counter").
 pub async fn metrics(gw: &TestGateway) -> HashMap<String, f64> {
     let r = gw.http.get(gw.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -578,22 +579,28 @@ pub async fn metrics(gw: &TestGateway) -> HashMap<String, f64> {
         r.headers()["content-type"]
             .to_str()
             .unwrap()
-            .starts_with("text/plain; version=0.0.4")
+            .starts_with("application/openmetrics-text; version=1.0.0")
     );
     let text = r.text().await.unwrap();
-    let mut declared = std::collections::HashSet::new();
+    assert!(text.ends_with("# EOF\n"), "no EOF: {text}");
+    let mut declared = HashMap::new();
     let mut out = HashMap::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
-            declared.insert(rest.split(' ').next().unwrap().to_string());
+            let (name, kind) = rest.split_once(' ').unwrap();
+            declared.insert(name.to_string(), kind.to_string());
             continue;
         }
         if line.starts_with('#') || line.is_empty() {
             continue;
         }
         let (sample, value) = line.rsplit_once(' ').unwrap();
-        let family = sample.split('{').next().unwrap();
-        assert!(declared.contains(family), "undeclared family: {line}");
+        let name = sample.split('{').next().unwrap();
+        let counter = name
+            .strip_suffix("_total")
+            .is_some_and(|family| declared.get(family).is_some_and(|k| k == "counter"));
+        let other = declared.get(name).is_some_and(|k| k != "counter");
+        assert!(counter || other, "undeclared family: {line}");
         out.insert(sample.to_string(), value.parse::<f64>().unwrap());
     }
     out
