@@ -162,7 +162,6 @@ pub async fn run(
         outputs.clone(),
     );
     let limits = fit_to_descriptors(cfg.limits.clone(), cfg.server.max_streams);
-    let conns = std::sync::Arc::new(origin::serve::ConnStats::default());
     let state = origin::AppState {
         signaling: ingest::SignalingState {
             ingest: ingest.clone(),
@@ -174,7 +173,6 @@ pub async fn run(
         hls: origin::HlsOrigin::new(store.target_duration()),
         outputs: outputs.clone(),
         body_timeout: limits.body_timeout,
-        conns: conns.clone(),
     };
     let expiry_store = store.clone();
     let expiry_outputs = outputs.clone();
@@ -202,7 +200,15 @@ pub async fn run(
         }
         tokio::time::sleep(linger).await;
     };
-    let result = origin::serve::serve(listener, app, tls, limits, conns, shutdown).await;
+    let result = origin::serve::serve(
+        listener,
+        app,
+        tls,
+        limits,
+        store.metrics().http.clone(),
+        shutdown,
+    )
+    .await;
     expiry.abort();
     result.map_err(RunError::from)
 }

@@ -8,8 +8,10 @@
 //! few seconds. The live figures of each stream are not kept here; [`Live`] reads them at
 //! scrape time. Only this module names `prometheus_client`: the HTTP handler gets text.
 
+mod http;
 mod live;
 
+pub use http::{ClosedFor, HttpCounters, RefusedBy};
 pub use live::Live;
 
 use std::sync::Arc;
@@ -130,6 +132,8 @@ pub struct Counters {
     /// Blocking requests refused at once: `hls.max_blocking_requests` were parked.
     pub blocking_refused: Counter,
     outputs: OutputFamilies,
+    /// The HTTP server's connections.
+    pub http: HttpCounters,
 }
 
 impl Default for Counters {
@@ -142,6 +146,7 @@ impl Default for Counters {
             blocking_timeouts: Counter::default(),
             blocking_refused: Counter::default(),
             outputs: OutputFamilies::default(),
+            http: HttpCounters::default(),
         };
         // Every series of these closed label sets exists from the start, at 0: a series
         // that appears only with its first event hides that event from rate() and alerts
@@ -211,6 +216,7 @@ impl Counters {
     /// counter's samples (OpenMetrics 1.0, "Counter"), and a unit's suffix with it. Help
     /// texts leave out their full stop: the registry appends one.
     fn register(&self, r: &mut Registry) {
+        self.http.register(r);
         r.register(
             "whipcast_publishes",
             "Broadcasts started, by signalling",

@@ -47,8 +47,6 @@ pub struct AppState {
     pub outputs: Outputs,
     /// `limits.body_timeout`: a request body must arrive within it.
     pub body_timeout: Duration,
-    /// Connection figures of the server loop (`/metrics`).
-    pub conns: Arc<serve::ConnStats>,
 }
 
 /// CORS for browsers: browser WHIP clients must read `Location`, `ETag` and `Link`

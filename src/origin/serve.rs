@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -40,6 +40,7 @@ use tower::Service;
 use tracing::{debug, info, warn};
 
 use crate::config::LimitsConfig;
+use crate::metrics::{ClosedFor, HttpCounters, RefusedBy};
 
 /// Sent to a plain-HTTP client refused for the connection caps (RFC 9110 §15.6.4: 503
 /// with `Retry-After` for a temporary overload), then the socket is closed.
@@ -58,27 +59,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// At most one warning about refused connections or accept errors per this interval; the
 /// counters in `/metrics` have every one.
 const WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// Connection figures for `/metrics`; cheap to clone.
-#[derive(Debug, Default)]
-pub struct ConnStats {
-    /// Open connections (HTTP and upgraded WebSockets).
-    pub open: AtomicUsize,
-    /// Connections accepted since start.
-    pub accepted: AtomicU64,
-    /// Refused: the global cap was reached.
-    pub refused_global: AtomicU64,
-    /// Refused: the client's own cap was reached.
-    pub refused_per_client: AtomicU64,
-    /// Closed for not completing a request's headers within `header_timeout`.
-    pub header_timeouts: AtomicU64,
-    /// Closed for moving no byte for `idle_timeout`.
-    pub idle_closed: AtomicU64,
-    /// Still open when the shutdown grace period ended, and closed.
-    pub closed_at_shutdown: AtomicU64,
-    /// `accept` errors (descriptor exhaustion and the like).
-    pub accept_errors: AtomicU64,
-}
 
 /// The address a per-client cap counts: IPv4 as is, IPv6 by its /64 (one subscriber's
 /// prefix: a host that owns a /64 could otherwise open a cap's worth per address).
@@ -106,27 +86,18 @@ impl std::fmt::Display for ClientId {
     }
 }
 
-/// Why a connection was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// `limits.max_connections` are open.
-    Global,
-    /// This client holds `limits.max_connections_per_client`.
-    PerClient,
-}
-
 /// Counts open connections, globally and per client; hands out [`Slot`]s.
 #[derive(Debug)]
 pub struct Admission {
     max: usize,
     per_client: usize,
     clients: Mutex<HashMap<ClientId, usize>>,
-    stats: Arc<ConnStats>,
+    stats: HttpCounters,
 }
 
 impl Admission {
     /// An admission with these caps, counting into `stats`.
-    pub fn new(max: usize, per_client: usize, stats: Arc<ConnStats>) -> Arc<Admission> {
+    pub fn new(max: usize, per_client: usize, stats: HttpCounters) -> Arc<Admission> {
         Arc::new(Admission {
             max,
             per_client,
@@ -136,22 +107,20 @@ impl Admission {
     }
 
     /// Takes a slot for a connection from `client`, or says which cap refuses it.
-    pub fn admit(self: &Arc<Self>, client: ClientId) -> Result<Slot, Refusal> {
+    pub fn admit(self: &Arc<Self>, client: ClientId) -> Result<Slot, RefusedBy> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if self.stats.open.load(Ordering::Relaxed) >= self.max {
-            self.stats.refused_global.fetch_add(1, Ordering::Relaxed);
-            return Err(Refusal::Global);
+        if usize::try_from(self.stats.open.get()).unwrap_or(0) >= self.max {
+            self.stats.refused(RefusedBy::global);
+            return Err(RefusedBy::global);
         }
         let held = clients.entry(client).or_insert(0);
         if *held >= self.per_client {
-            self.stats
-                .refused_per_client
-                .fetch_add(1, Ordering::Relaxed);
-            return Err(Refusal::PerClient);
+            self.stats.refused(RefusedBy::per_client);
+            return Err(RefusedBy::per_client);
         }
         *held += 1;
-        self.stats.open.fetch_add(1, Ordering::Relaxed);
-        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        self.stats.open.inc();
+        self.stats.accepted.inc();
         Ok(Slot {
             admission: Arc::clone(self),
             client,
@@ -185,7 +154,7 @@ impl Drop for Slot {
                 clients.remove(&self.client);
             }
         }
-        self.admission.stats.open.fetch_sub(1, Ordering::Relaxed);
+        self.admission.stats.open.dec();
     }
 }
 
@@ -307,13 +276,13 @@ pub async fn serve(
     app: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     limits: LimitsConfig,
-    stats: Arc<ConnStats>,
+    stats: HttpCounters,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let admission = Admission::new(
         limits.max_connections,
         limits.max_connections_per_client,
-        Arc::clone(&stats),
+        stats.clone(),
     );
     let acceptor = tls.map(TlsAcceptor::from);
     let builder = Arc::new(builder(&limits));
@@ -326,7 +295,7 @@ pub async fn serve(
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
-                    stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    stats.accept_errors.inc();
                     if throttle.ready(Instant::now()) {
                         warn!(error = %e, "accept failed; backing off");
                     }
@@ -341,7 +310,7 @@ pub async fn serve(
             Ok(s) => s,
             Err(why) => {
                 if throttle.ready(Instant::now()) {
-                    warn!(%client, reason = ?why, open = stats.open.load(Ordering::Relaxed),
+                    warn!(%client, reason = ?why, open = stats.open.get(),
                         "connection refused: too many connections");
                 }
                 if acceptor.is_none() {
@@ -366,7 +335,7 @@ pub async fn serve(
             builder: Arc::clone(&builder),
             watcher: graceful.watcher(),
             close: close_rx.clone(),
-            stats: Arc::clone(&stats),
+            stats: stats.clone(),
             idle_timeout: limits.idle_timeout,
             header_timeout: limits.header_timeout,
             last,
@@ -394,15 +363,13 @@ pub async fn serve(
         .await
         .is_err()
     {
-        let open = stats.open.load(Ordering::Relaxed);
+        let open = stats.open.get();
         info!(
             open,
             grace = ?limits.shutdown_grace,
             "connections still open after the shutdown grace period; closing them"
         );
-        stats
-            .closed_at_shutdown
-            .fetch_add(open as u64, Ordering::Relaxed);
+        stats.closed(ClosedFor::shutdown, u64::try_from(open).unwrap_or(0));
         let _ = close_tx.send(true);
         // Let the connection tasks see the signal and drop their sockets.
         tokio::task::yield_now().await;
@@ -417,7 +384,7 @@ struct Conn {
     builder: Arc<Builder<TokioExecutor>>,
     watcher: hyper_util::server::graceful::Watcher,
     close: watch::Receiver<bool>,
-    stats: Arc<ConnStats>,
+    stats: HttpCounters,
     idle_timeout: Duration,
     header_timeout: Duration,
     last: Arc<AtomicU64>,
@@ -469,7 +436,7 @@ impl Conn {
                 r = &mut conn => {
                     if let Err(e) = r {
                         if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout) {
-                            stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
+                            stats.closed(ClosedFor::header_timeout, 1);
                         }
                         debug!(%peer, error = %e, "connection ended with an error");
                     }
@@ -479,7 +446,7 @@ impl Conn {
                     let moved = base + Duration::from_millis(last.load(Ordering::Relaxed).saturating_sub(1));
                     let idle_until = tokio::time::Instant::from_std(moved) + idle_timeout;
                     if idle_until <= tokio::time::Instant::now() {
-                        stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                        stats.closed(ClosedFor::idle, 1);
                         debug!(%peer, "connection idle; closing");
                         return;
                     }
@@ -488,7 +455,7 @@ impl Conn {
                 () = sleep_until_some(first_byte) => {
                     first_byte = None;
                     if last.load(Ordering::Relaxed) == 0 {
-                        stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
+                        stats.closed(ClosedFor::header_timeout, 1);
                         debug!(%peer, "no request within the header timeout; closing");
                         return;
                     }
@@ -509,29 +476,29 @@ mod tests {
 
     #[test]
     fn caps_per_client_and_global_release_on_drop() {
-        let stats = Arc::new(ConnStats::default());
-        let adm = Admission::new(3, 2, Arc::clone(&stats));
+        let stats = HttpCounters::default();
+        let adm = Admission::new(3, 2, stats.clone());
         let a = ClientId::of("192.0.2.1".parse().expect("ip"));
         let b = ClientId::of("192.0.2.2".parse().expect("ip"));
         let a1 = adm.admit(a).expect("first");
         let a2 = adm.admit(a).expect("second");
         assert_eq!(
             adm.admit(a).expect_err("over the client cap"),
-            Refusal::PerClient
+            RefusedBy::per_client
         );
         let b1 = adm.admit(b).expect("other client");
         assert_eq!(
             adm.admit(b).expect_err("over the global cap"),
-            Refusal::Global
+            RefusedBy::global
         );
-        assert_eq!(stats.open.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.open.get(), 3);
         drop(a1);
         assert_eq!(adm.held_by(a), 1);
         let _b2 = adm.admit(b).expect("a slot was freed");
         drop((a2, b1));
         assert_eq!(adm.held_by(a), 0);
-        assert_eq!(stats.refused_per_client.load(Ordering::Relaxed), 1);
-        assert_eq!(stats.refused_global.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.refusals(RefusedBy::per_client), 1);
+        assert_eq!(stats.refusals(RefusedBy::global), 1);
     }
 
     #[test]

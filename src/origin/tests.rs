@@ -42,7 +42,6 @@ fn app(store: &HlsStore) -> axum::Router {
         hls: HlsOrigin::new(store.target_duration()),
         outputs,
         body_timeout: Duration::from_secs(10),
-        conns: Default::default(),
     })
 }
 
