@@ -45,6 +45,7 @@ pub mod config;
 pub mod hls;
 pub mod ingest;
 pub mod keyframes;
+pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod origin;

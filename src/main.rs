@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 /// WebRTC (WHIP / WebSocket) to adaptive HLS live streaming gateway.
 #[derive(Parser, Debug)]
@@ -25,6 +24,9 @@ struct Args {
     /// Bearer token required to publish; overrides `auth.token`.
     #[arg(long, env = "WHIPCAST_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Log lines as `text` (control characters escaped) or `json` (for log shippers).
+    #[arg(long, env = "WHIPCAST_LOG_FORMAT", default_value = "text")]
+    log_format: whipcast::logging::LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -48,14 +50,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("WHIPCAST_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("whipcast=info,tower_http=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    whipcast::logging::init(args.log_format);
     let mut cfg = whipcast::Config::load(args.config.as_deref())?;
     if let Some(Command::PlanLadder {
         width,
