@@ -11,14 +11,14 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::StreamKey;
-use crate::hls::{At, Chunk, HlsStore};
+use crate::hls::{At, Chunk, HlsStore, IngestSummary};
 use crate::keyframes::Steering;
 use crate::media::MediaError;
 use crate::media::{
     AudioInput, Ladder, MediaEvent, MediaSpec, Pipeline, RtpPacket, VideoCodec, VideoInput,
     h264_keyframe_start,
 };
-use crate::output::BroadcastOutputs;
+use crate::output::{BroadcastOutputs, Outputs};
 use crate::peer::{
     Candidate, IncomingTrack, KeyframeRequester, PeerError, PeerEvent, PeerSession, TrackKind,
 };
@@ -70,6 +70,11 @@ pub enum EndReason {
     /// The pipeline failed (to start, or while running).
     #[error("pipeline failed")]
     Media(#[from] MediaError),
+    /// Media arrived, but the stream name could not be claimed: another session of the
+    /// same name went live first, the server reached `server.max_streams`, or it is
+    /// shutting down.
+    #[error("not published: {0}")]
+    NotClaimed(String),
     /// The broadcast task panicked (a bug); its name was released and ENDLIST written.
     #[error("broadcast task failed: {0}")]
     Panicked(String),
@@ -108,9 +113,18 @@ pub struct BroadcastParams {
     pub media_timeout: Duration,
     /// Server candidates for a WebSocket client.
     pub candidates: Option<mpsc::Sender<Candidate>>,
-    /// Recording / object-storage outputs of this broadcast.
-    pub outputs: BroadcastOutputs,
+    /// Claims the stream name; called once, when the first video arrives.
+    pub claim: Claim,
+    /// How the publisher came in (`/api/streams`).
+    pub ingest: IngestSummary,
+    /// Where the recording / object-storage outputs of the broadcast start once claimed.
+    pub outputs: Outputs,
+    /// The publisher asked for a recording (`?record=1`).
+    pub record: bool,
 }
+
+/// Claims the stream name for this session, or says why not.
+pub type Claim = Box<dyn FnOnce() -> Result<(), String> + Send>;
 
 /// Runs a broadcast to its end; returns why it ended.
 pub async fn run(mut p: BroadcastParams) -> EndReason {
@@ -131,6 +145,9 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
     // A pipeline that takes RTP but emits nothing is stuck (a muxer refusing input can
     // stall every branch without an error): end the stream rather than hang it.
     let stall_limit = p.store.config().segment_duration * 5 + Duration::from_secs(5);
+    // The session holds its name, and the store and outputs know it, from its first video.
+    let mut claim = Some(p.claim);
+    let mut outputs: Option<BroadcastOutputs> = None;
     let mut tick = tokio::time::interval(STARTUP_PLI_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
 
@@ -164,6 +181,19 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
                 }
                 Some(PeerEvent::Track(t)) => match t.kind {
                     TrackKind::Video(codec) if video.is_none() => {
+                        if let Some(claim) = claim.take()
+                            && let Err(why) = claim()
+                        {
+                            break EndReason::NotClaimed(why);
+                        }
+                        let epoch = p.store.begin(p.stream.as_str(), p.ingest.clone(), At::now());
+                        tracing::Span::current().record("epoch", epoch.as_str());
+                        outputs = Some(p.outputs.start(
+                            &p.stream,
+                            &epoch,
+                            p.store.discontinuity_sequence(p.stream.as_str()),
+                            p.record,
+                        ));
                         let spec = MediaSpec {
                             stream: p.stream.to_string(),
                             epoch: t.first_arrival,
@@ -248,7 +278,7 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
                     if let Some(k) = &pli { k.request(); }
                 }
                 Some(ev) => {
-                    let n = store_event(&p.store, &p.stream, &mut p.outputs, ev);
+                    let n = store_event(&p.store, &p.stream, &mut outputs, ev);
                     if n > 0 {
                         segments_out += n;
                         last_fragment = Instant::now();
@@ -288,14 +318,18 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
     if let Some(mut pl) = pipeline.take() {
         let store = p.store.clone();
         let stream = p.stream.clone();
-        let outputs = &mut p.outputs;
+        let outputs = &mut outputs;
         pl.finish(|ev| {
             store_event(&store, &stream, outputs, ev);
         })
         .await;
     }
-    p.store.end(p.stream.as_str(), At::now());
-    p.outputs.end();
+    // A session that never claimed its name leaves the store alone: the name may be
+    // another session's.
+    if let Some(mut o) = outputs {
+        p.store.end(p.stream.as_str(), At::now());
+        o.end();
+    }
     if tokio::time::timeout(PEER_CLOSE_TIMEOUT, p.peer.close())
         .await
         .is_err()
@@ -313,9 +347,12 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
 fn store_event(
     store: &HlsStore,
     stream: &StreamKey,
-    outputs: &mut BroadcastOutputs,
+    outputs: &mut Option<BroadcastOutputs>,
     ev: MediaEvent,
 ) -> u64 {
+    let Some(outputs) = outputs.as_mut() else {
+        return 0;
+    };
     match ev {
         MediaEvent::Init { info, data } => {
             outputs.init(&info, &data);

@@ -41,6 +41,7 @@
 
 mod atomic_file;
 pub mod broadcast;
+pub mod client;
 pub mod config;
 pub mod hls;
 pub mod ingest;
@@ -154,11 +155,14 @@ pub async fn run(
     let store = hls::HlsStore::new(cfg.hls.clone());
     let outputs = output::Outputs::new(&cfg.record, &cfg.s3, &cfg.hls, store.metrics().clone())?;
     let ingest = ingest::Ingest::new(
-        cfg.auth.clone(),
-        cfg.ice.clone(),
-        ladder,
-        cfg.server.max_sdp_bytes,
-        cfg.server.max_streams,
+        ingest::IngestSettings {
+            auth: cfg.auth.clone(),
+            ice: cfg.ice.clone(),
+            ladder,
+            max_sdp_bytes: cfg.server.max_sdp_bytes,
+            max_streams: cfg.server.max_streams,
+            limits: cfg.limits.clone(),
+        },
         store.clone(),
         outputs.clone(),
     );

@@ -385,3 +385,65 @@ async fn sigterm_with_a_half_open_client_exits_within_the_grace() {
         "half-open connection closed: {r:?}"
     );
 }
+
+/// A WHIP POST of `offer` for `stream` from loopback address `from`; the status code.
+async fn post_offer_from(from: &str, addr: SocketAddr, stream: &str, offer: &str) -> u16 {
+    let mut s = connect_from(from, addr).await.unwrap();
+    let req = format!(
+        "POST /whip/{stream} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{offer}",
+        offer.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
+        .await
+        .expect("answered")
+        .unwrap();
+    out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn squatters_hold_neither_the_name_nor_the_slots() {
+    use common::publisher::{Publisher, PublisherOptions};
+    // The defaults for pending sessions (8, 2 per client) and the publish rate (30 a
+    // minute, 10 at once), with a stream limit as small as the squatter's numbers.
+    let gw = TestGateway::start(test_config(
+        "[server]\nmax_streams = 2\n[limits]\nmax_pending_sessions = 8\nmax_pending_sessions_per_client = 2\npublish_per_minute = 30\npublish_burst = 10\n",
+    ))
+    .await;
+    let addr = addr_of(&gw);
+    let offer = include_str!("data/obs-offer.sdp");
+    // One address offers 16 times for the name, never starting ICE (nobody is behind the
+    // offer): two are answered and wait; the rest are refused with 429.
+    let mut statuses = Vec::new();
+    for _ in 0..16 {
+        statuses.push(post_offer_from("127.0.0.9", addr, "cam", offer).await);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        14,
+        "{statuses:?}"
+    );
+    // The real owner publishes the same name at once, from its own address: answered, live,
+    // playable — the squatter's pending sessions hold no name.
+    let publisher =
+        Publisher::start(PublisherOptions::whip(&gw.whip_url("cam")).with_format(320, 180, 30))
+            .await
+            .expect("the real publisher connects");
+    gw.wait_master("cam", 1, Duration::from_secs(20))
+        .await
+        .expect("the real publisher's stream plays");
+    let summary = common::stream_summary(&gw, "cam").await;
+    assert_eq!(summary["state"], "live", "{summary}");
+    // A second real publisher of the same name now gets the 409 of a live name.
+    assert_eq!(post_offer_from("127.0.0.10", addr, "cam", offer).await, 409);
+    let m = metrics(&gw).await;
+    assert!(sum(&m, "whipcast_publish_refused_total", "status=\"429\"") >= 14.0);
+    assert_eq!(publisher.stop().await.unwrap(), 200);
+    gw.shutdown().await;
+}

@@ -28,7 +28,8 @@ pub struct IceConfig {
     /// STUN/TURN URLs given to WHIP clients in `Link` headers (RFC 9725 §4.6) and to the
     /// browser pages. Not contacted by the server itself.
     pub ice_servers: Vec<String>,
-    /// How long a new session may take to connect and send video before it is dropped.
+    /// How long a new session may take to connect (ICE, DTLS) and send video before it is
+    /// dropped; until then it is pending (`limits.max_pending_sessions`) and holds no name.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// A live stream whose video RTP stops for this long is ended.
@@ -44,7 +45,7 @@ impl Default for IceConfig {
             port_max: 0,
             nat_1to1_ips: Vec::new(),
             ice_servers: Vec::new(),
-            connect_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(10),
             media_timeout: Duration::from_secs(10),
         }
     }

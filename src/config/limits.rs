@@ -37,6 +37,16 @@ pub struct LimitsConfig {
     /// before they are closed.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Sessions answered but not yet sending video (ICE, DTLS, the first frame), in all.
+    /// They hold no stream name and have `ice.connect_timeout` to go live.
+    pub max_pending_sessions: usize,
+    /// The same, per client address.
+    pub max_pending_sessions_per_client: usize,
+    /// Publish attempts (WHIP POST, WebSocket upgrade) a client may make per minute, on
+    /// average; `0` turns the rate limit off.
+    pub publish_per_minute: u32,
+    /// How many of them may come at once.
+    pub publish_burst: u32,
 }
 
 impl Default for LimitsConfig {
@@ -49,6 +59,10 @@ impl Default for LimitsConfig {
             body_timeout: Duration::from_secs(10),
             h2_max_concurrent_streams: 128,
             shutdown_grace: Duration::from_secs(5),
+            max_pending_sessions: 8,
+            max_pending_sessions_per_client: 2,
+            publish_per_minute: 30,
+            publish_burst: 10,
         }
     }
 }
@@ -80,6 +94,23 @@ impl LimitsConfig {
             return Err(invalid(
                 "limits.idle_timeout",
                 "must exceed 3 × the target duration (+1s): a blocking playlist request waits that long",
+            ));
+        }
+        if self.max_pending_sessions == 0 {
+            return Err(invalid("limits.max_pending_sessions", "must be at least 1"));
+        }
+        if self.max_pending_sessions_per_client == 0
+            || self.max_pending_sessions_per_client > self.max_pending_sessions
+        {
+            return Err(invalid(
+                "limits.max_pending_sessions_per_client",
+                "must be between 1 and limits.max_pending_sessions",
+            ));
+        }
+        if self.publish_per_minute > 0 && self.publish_burst == 0 {
+            return Err(invalid(
+                "limits.publish_burst",
+                "must be at least 1 when limits.publish_per_minute is set",
             ));
         }
         if self.h2_max_concurrent_streams == 0 {

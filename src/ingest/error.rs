@@ -16,6 +16,10 @@ pub enum IngestError {
     /// Missing or wrong bearer token (401).
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// No `server.public_url`, and the request's `Host` is missing or not `host[:port]`
+    /// (400, RFC 9112 §3.2).
+    #[error("missing or invalid Host header")]
+    BadHost,
     /// `Content-Type` is not `application/sdp` (415).
     #[error("content type must be application/sdp")]
     BadContentType,
@@ -34,6 +38,15 @@ pub enum IngestError {
     /// `server.max_streams` reached (503).
     #[error("server is at its stream limit; try again later")]
     TooManyStreams,
+    /// `limits.max_pending_sessions` sessions are connecting (503).
+    #[error("too many sessions are connecting; try again shortly")]
+    TooManyPending,
+    /// This client has `limits.max_pending_sessions_per_client` sessions connecting (429).
+    #[error("too many of your sessions are still connecting")]
+    ClientPendingLimit,
+    /// This client exceeded `limits.publish_per_minute` (429).
+    #[error("too many publish attempts; slow down")]
+    RateLimited,
     /// The server is shutting down (503).
     #[error("server is shutting down")]
     ShuttingDown,
@@ -77,6 +90,7 @@ impl IngestError {
     pub fn status(&self) -> u16 {
         match self {
             IngestError::BadStreamName
+            | IngestError::BadHost
             | IngestError::BadRecordFlag(_)
             | IngestError::BadHeight(_)
             | IngestError::OfferRejected(_)
@@ -91,7 +105,9 @@ impl IngestError {
             // RFC 9725 §4.4.2 / §4.4.3: unsupported tracks reject the whole offer with 422;
             // §4.3.1: 422 for the unsupported kind of PATCH.
             IngestError::Sdp(_) | IngestError::IceRestartUnsupported => 422,
+            IngestError::ClientPendingLimit | IngestError::RateLimited => 429,
             IngestError::TooManyStreams
+            | IngestError::TooManyPending
             | IngestError::ShuttingDown
             | IngestError::Busy
             | IngestError::StopTimedOut => 503,

@@ -24,8 +24,13 @@ pub mod ws;
 
 use std::sync::{Arc, Mutex};
 
+use std::num::NonZeroU32;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
 use crate::StreamKey;
-use crate::config::{AuthConfig, IceConfig};
+use crate::client::ClientId;
+use crate::config::{AuthConfig, IceConfig, LimitsConfig};
 use crate::hls::HlsStore;
 use crate::media::Ladder;
 use crate::output::Outputs;
@@ -46,6 +51,29 @@ struct Inner {
     outputs: Outputs,
     registry: Mutex<Registry>,
     closing: std::sync::atomic::AtomicBool,
+    /// Pending-session caps and the publish rate.
+    limits: LimitsConfig,
+    /// Publish attempts per client (GCRA, `limits.publish_per_minute`); `None`: off.
+    attempts: Option<DefaultKeyedRateLimiter<ClientId>>,
+}
+
+/// Clients tracked by the rate limiter before idle ones are dropped from its table.
+const RATE_TABLE_TRIM: usize = 4096;
+
+/// What the ingest service is configured with.
+pub struct IngestSettings {
+    /// `[auth]`.
+    pub auth: AuthConfig,
+    /// `[ice]`.
+    pub ice: IceConfig,
+    /// The ladder in force.
+    pub ladder: Ladder,
+    /// `server.max_sdp_bytes`.
+    pub max_sdp_bytes: usize,
+    /// `server.max_streams`.
+    pub max_streams: usize,
+    /// `[limits]` (pending sessions, publish rate).
+    pub limits: LimitsConfig,
 }
 
 /// The ingest service; cheap to clone.
@@ -56,15 +84,19 @@ pub struct Ingest {
 
 impl Ingest {
     /// A new service.
-    pub fn new(
-        auth: AuthConfig,
-        ice: IceConfig,
-        ladder: Ladder,
-        max_sdp_bytes: usize,
-        max_streams: usize,
-        store: HlsStore,
-        outputs: Outputs,
-    ) -> Self {
+    pub fn new(settings: IngestSettings, store: HlsStore, outputs: Outputs) -> Self {
+        let IngestSettings {
+            auth,
+            ice,
+            ladder,
+            max_sdp_bytes,
+            max_streams,
+            limits,
+        } = settings;
+        let attempts = NonZeroU32::new(limits.publish_per_minute).map(|per_minute| {
+            let burst = NonZeroU32::new(limits.publish_burst).unwrap_or(per_minute);
+            RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst))
+        });
         Self {
             inner: Arc::new(Inner {
                 auth,
@@ -76,6 +108,8 @@ impl Ingest {
                 outputs,
                 registry: Mutex::new(Registry::default()),
                 closing: std::sync::atomic::AtomicBool::new(false),
+                limits,
+                attempts,
             }),
         }
     }
@@ -99,6 +133,20 @@ impl Ingest {
             return Err(IngestError::Unauthorized);
         }
         Ok(key)
+    }
+
+    /// Counts a publish attempt (WHIP POST, WebSocket upgrade) of `client` against its
+    /// rate (429 beyond it). Cheap: checked before anything else is read.
+    pub fn attempt(&self, client: Option<ClientId>) -> Result<(), IngestError> {
+        let (Some(limiter), Some(client)) = (&self.inner.attempts, client) else {
+            return Ok(());
+        };
+        if limiter.len() > RATE_TABLE_TRIM {
+            limiter.retain_recent();
+        }
+        limiter
+            .check_key(&client)
+            .map_err(|_| IngestError::RateLimited)
     }
 
     /// Refuses new publishers once shutdown began.

@@ -11,6 +11,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::{Candidate, Ingest, IngestError, PublishOptions};
 use crate::StreamKey;
 use crate::broadcast::{self, BroadcastParams, Command};
+use crate::client::ClientId;
 use crate::hls::{At, IngestSummary};
 use crate::peer::{self, PeerSession};
 
@@ -55,6 +56,8 @@ pub struct PublishRequest {
     pub candidates: Option<mpsc::Sender<Candidate>>,
     /// What the URL's query asked for.
     pub options: PublishOptions,
+    /// The client's address, when the transport knows it (per-client limits).
+    pub client: Option<ClientId>,
 }
 
 /// A successful publish.
@@ -102,7 +105,7 @@ impl Ingest {
         }
         let summary = peer::inspect_offer(&req.offer)?;
         let session_id = format!("{:032x}", rand::random::<u128>());
-        let reservation = self.reserve(&key, &session_id)?;
+        let reservation = self.reserve(&key, &session_id, req.client)?;
         let (peer, answer, events) = PeerSession::answer(
             &self.inner.ice,
             &req.offer,
@@ -112,21 +115,14 @@ impl Ingest {
 
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_CHANNEL_CAPACITY);
         let (ended_tx, ended_rx) = oneshot::channel();
-        let epoch = self.inner.store.begin(
-            key.as_str(),
-            IngestSummary {
-                signaling: req.signaling.name(),
-                video_codec: summary.video_codecs.join("/"),
-                audio: summary.audio_payload_type.is_some(),
-            },
-            At::now(),
-        );
-        let outputs = self.inner.outputs.start(
-            &key,
-            &epoch,
-            self.inner.store.discontinuity_sequence(key.as_str()),
-            req.options.record,
-        );
+        if let Err(e) = reservation.commit(cmd_tx) {
+            peer.close().await;
+            return Err(e);
+        }
+        // The name is claimed when the first video arrives (registry.rs); until then the
+        // session is pending and the store has not heard of it.
+        let claimer = self.clone();
+        let claim_sid = session_id.clone();
         let params = BroadcastParams {
             stream: key.clone(),
             peer,
@@ -139,25 +135,37 @@ impl Ingest {
             connect_timeout: self.inner.ice.connect_timeout,
             media_timeout: self.inner.ice.media_timeout,
             candidates: req.candidates,
-            outputs,
+            claim: Box::new(move || claimer.claim(&claim_sid).map_err(|e| e.to_string())),
+            ingest: IngestSummary {
+                signaling: req.signaling.name(),
+                video_codec: summary.video_codecs.join("/"),
+                audio: summary.audio_payload_type.is_some(),
+            },
+            outputs: self.inner.outputs.clone(),
+            record: req.options.record,
         };
-        reservation.commit(cmd_tx);
         let this = self.clone();
         let sid = session_id.clone();
-        let span =
-            info_span!("broadcast", stream = %key, session = %&session_id[..8], epoch = %epoch);
+        let span = info_span!(
+            "broadcast",
+            stream = %key,
+            session = %&session_id[..8],
+            epoch = tracing::field::Empty
+        );
         let store = self.inner.store.clone();
         let name = key.clone();
         tokio::spawn(
             async move {
                 // The broadcast in a task of its own: should it panic (a bug), its name is
-                // still released and its playlists still get ENDLIST, so the name can be
-                // published again and players stop waiting.
+                // still released and its playlists (if it had claimed the name) still get
+                // ENDLIST, so the name can be published again and players stop waiting.
                 let run = tokio::spawn(broadcast::run(params).in_current_span());
                 let reason = match run.await {
                     Ok(reason) => reason,
                     Err(e) => {
-                        store.end(name.as_str(), At::now());
+                        if this.is_live(&sid) {
+                            store.end(name.as_str(), At::now());
+                        }
                         tracing::error!(error = %e, "broadcast task failed");
                         broadcast::EndReason::Panicked(e.to_string())
                     }
@@ -169,7 +177,7 @@ impl Ingest {
             }
             .instrument(span),
         );
-        info!(stream = %key, signaling = req.signaling.name(), codecs = ?summary.video_codecs, "publishing");
+        info!(stream = %key, signaling = req.signaling.name(), codecs = ?summary.video_codecs, "answered; waiting for media");
         Ok(Published {
             stream: key,
             etag: format!("\"{}\"", &session_id[..16]),
@@ -219,7 +227,7 @@ impl Ingest {
                 .closing
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
-        let sessions: Vec<String> = self.registry().sessions.keys().cloned().collect();
+        let sessions = self.registry().session_ids();
         let stops = sessions.iter().map(|s| self.unpublish(s));
         futures::future::join_all(stops).await;
     }

@@ -1,26 +1,60 @@
-//! The registry of live sessions: which stream names are taken, by which session, and how
-//! to reach each session's broadcast task. One `std::sync::Mutex` over two maps, locked
-//! for a lookup or an insert and never held across `.await`. A name is reserved before the
-//! answer is built and released by the [`Reservation`]'s drop if publishing fails midway.
+//! The registry of sessions: which are still connecting (pending), which stream names are
+//! live and by which session, and how to reach each session's broadcast task.
+//!
+//! A session is *pending* from its answer until its first video arrives; only then does
+//! it claim its stream name. Pending sessions do not hold names (a publisher that never
+//! connects cannot squat a name against its owner: the first session of a name to carry
+//! media wins, the others end) and have their own small limits, global and per client,
+//! apart from `server.max_streams`. One `std::sync::Mutex` over the maps, locked for a
+//! lookup or an update and never held across `.await`.
 
 use std::collections::HashMap;
 use std::sync::MutexGuard;
+use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
 use super::{Ingest, IngestError};
 use crate::StreamKey;
 use crate::broadcast::Command;
+use crate::client::ClientId;
 
-struct Entry {
-    session_id: String,
+struct Session {
+    stream: String,
+    client: Option<ClientId>,
+    /// Holds its stream name (media flowed); otherwise pending.
+    live: bool,
     commands: Option<mpsc::Sender<Command>>,
 }
 
 #[derive(Default)]
 pub(super) struct Registry {
-    streams: HashMap<String, Entry>,
-    pub(super) sessions: HashMap<String, String>,
+    /// Live stream name → its session.
+    streams: HashMap<String, String>,
+    /// Every session, pending or live.
+    sessions: HashMap<String, Session>,
+    /// Pending sessions, in all and per client.
+    pending: usize,
+    pending_by_client: HashMap<ClientId, usize>,
+}
+
+impl Registry {
+    fn unpend(&mut self, client: Option<ClientId>) {
+        self.pending = self.pending.saturating_sub(1);
+        if let Some(c) = client
+            && let Some(n) = self.pending_by_client.get_mut(&c)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.pending_by_client.remove(&c);
+            }
+        }
+    }
+
+    /// Every session id, pending ones included.
+    pub(super) fn session_ids(&self) -> Vec<String> {
+        self.sessions.keys().cloned().collect()
+    }
 }
 
 impl Ingest {
@@ -31,13 +65,18 @@ impl Ingest {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Registers a pending session for `key`: refused when the name is live, the server is
+    /// at its stream limit (a pending session could not go live), or too many sessions are
+    /// connecting (in all, or from this client).
     pub(super) fn reserve(
         &self,
         key: &StreamKey,
         session_id: &str,
+        client: Option<ClientId>,
     ) -> Result<Reservation<'_>, IngestError> {
+        let limits = &self.inner.limits;
         let mut reg = self.registry();
-        if self.inner.closing.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.inner.closing.load(Ordering::SeqCst) {
             return Err(IngestError::ShuttingDown);
         }
         if reg.streams.contains_key(key.as_str()) {
@@ -46,14 +85,28 @@ impl Ingest {
         if reg.streams.len() >= self.inner.max_streams {
             return Err(IngestError::TooManyStreams);
         }
-        reg.streams.insert(
-            key.to_string(),
-            Entry {
-                session_id: session_id.to_string(),
+        if reg.pending >= limits.max_pending_sessions {
+            return Err(IngestError::TooManyPending);
+        }
+        if let Some(c) = client
+            && reg.pending_by_client.get(&c).copied().unwrap_or(0)
+                >= limits.max_pending_sessions_per_client
+        {
+            return Err(IngestError::ClientPendingLimit);
+        }
+        reg.pending += 1;
+        if let Some(c) = client {
+            *reg.pending_by_client.entry(c).or_insert(0) += 1;
+        }
+        reg.sessions.insert(
+            session_id.to_string(),
+            Session {
+                stream: key.to_string(),
+                client,
+                live: false,
                 commands: None,
             },
         );
-        reg.sessions.insert(session_id.to_string(), key.to_string());
         Ok(Reservation {
             ingest: self,
             session_id: session_id.to_string(),
@@ -61,37 +114,78 @@ impl Ingest {
         })
     }
 
+    /// Makes pending session `session_id` the owner of its stream name, now that its media
+    /// flows: refused when another session got there first, the server is at its stream
+    /// limit, or it is shutting down.
+    pub(super) fn claim(&self, session_id: &str) -> Result<(), IngestError> {
+        let mut reg = self.registry();
+        if self.inner.closing.load(Ordering::SeqCst) {
+            return Err(IngestError::ShuttingDown);
+        }
+        let (stream, client) = match reg.sessions.get(session_id) {
+            Some(s) if s.live => return Ok(()),
+            Some(s) => (s.stream.clone(), s.client),
+            None => return Err(IngestError::SessionNotFound),
+        };
+        if reg.streams.contains_key(&stream) {
+            return Err(IngestError::StreamInUse(stream));
+        }
+        if reg.streams.len() >= self.inner.max_streams {
+            return Err(IngestError::TooManyStreams);
+        }
+        reg.unpend(client);
+        reg.streams.insert(stream, session_id.to_string());
+        if let Some(s) = reg.sessions.get_mut(session_id) {
+            s.live = true;
+        }
+        Ok(())
+    }
+
+    /// Whether `session_id` holds its stream name.
+    pub(super) fn is_live(&self, session_id: &str) -> bool {
+        self.registry()
+            .sessions
+            .get(session_id)
+            .is_some_and(|s| s.live)
+    }
+
     pub(super) fn release(&self, session_id: &str) {
         let mut reg = self.registry();
-        if let Some(stream) = reg.sessions.remove(session_id)
-            && reg
+        let Some(s) = reg.sessions.remove(session_id) else {
+            return;
+        };
+        if s.live {
+            if reg
                 .streams
-                .get(&stream)
-                .is_some_and(|e| e.session_id == session_id)
-        {
-            reg.streams.remove(&stream);
+                .get(&s.stream)
+                .is_some_and(|id| id == session_id)
+            {
+                reg.streams.remove(&s.stream);
+            }
+        } else {
+            reg.unpend(s.client);
         }
     }
 
     /// The stream a session belongs to.
     pub fn session_stream(&self, session_id: &str) -> Option<String> {
-        self.registry().sessions.get(session_id).cloned()
+        self.registry()
+            .sessions
+            .get(session_id)
+            .map(|s| s.stream.clone())
     }
 
     pub(super) fn commands(&self, session_id: &str) -> Result<mpsc::Sender<Command>, IngestError> {
         let reg = self.registry();
-        let stream = reg
+        let s = reg
             .sessions
             .get(session_id)
             .ok_or(IngestError::SessionNotFound)?;
-        reg.streams
-            .get(stream)
-            .and_then(|e| e.commands.clone())
-            .ok_or(IngestError::Busy)
+        s.commands.clone().ok_or(IngestError::Busy)
     }
 }
 
-/// A reserved stream name; released on drop unless committed.
+/// A registered pending session; released on drop unless committed.
 pub(super) struct Reservation<'a> {
     ingest: &'a Ingest,
     session_id: String,
@@ -99,14 +193,23 @@ pub(super) struct Reservation<'a> {
 }
 
 impl Reservation<'_> {
-    pub(super) fn commit(mut self, commands: mpsc::Sender<Command>) {
-        let mut reg = self.ingest.registry();
-        if let Some(stream) = reg.sessions.get(&self.session_id).cloned()
-            && let Some(e) = reg.streams.get_mut(&stream)
-        {
-            e.commands = Some(commands);
+    /// Hands the session its broadcast task's command channel. Refused once shutdown began
+    /// (a publish that was being answered when it did must not outlive it).
+    pub(super) fn commit(mut self, commands: mpsc::Sender<Command>) -> Result<(), IngestError> {
+        let open = {
+            let mut reg = self.ingest.registry();
+            let open = !self.ingest.inner.closing.load(Ordering::SeqCst);
+            if open && let Some(s) = reg.sessions.get_mut(&self.session_id) {
+                s.commands = Some(commands);
+            }
+            open
+        };
+        // Dropped uncommitted (after the lock is released): the session is forgotten.
+        if !open {
+            return Err(IngestError::ShuttingDown);
         }
         self.committed = true;
+        Ok(())
     }
 }
 

@@ -2,14 +2,36 @@
 //! Thin: checks transport-level rules, calls [`Ingest`], builds the response. The single
 //! mapping from [`IngestError`] to HTTP lives here.
 
+use std::net::SocketAddr;
+
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tracing::{error, info, warn};
 
 use super::options::publish_options;
 use super::{Candidate, Ingest, IngestError, PublishRequest, Signaling, SignalingState};
+use crate::client::ClientId;
+
+/// The client's address, as the server loop recorded it in the request (absent when the
+/// router is driven without one, as in the router tests).
+pub struct Client(pub Option<ClientId>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| ClientId::of(c.0.ip())),
+        ))
+    }
+}
 
 const SDP: &str = "application/sdp";
 const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
@@ -35,7 +57,7 @@ impl IntoResponse for IngestError {
                 );
             }
             // RFC 9725 §4.5: under load, 503 with Retry-After.
-            StatusCode::SERVICE_UNAVAILABLE => {
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}
@@ -71,20 +93,60 @@ async fn read_body(body: Body, limit: usize) -> Result<String, IngestError> {
 }
 
 /// The absolute base URL for `Location` headers: RFC 9725 §4.2 allows a relative one, but
-/// OBS resolves it wrongly (mediamtx #3177), so it is always absolute.
-pub fn base_url(state: &SignalingState, headers: &HeaderMap, uri: &Uri) -> String {
+/// OBS resolves it wrongly (mediamtx #3177), so it is always absolute. Without
+/// `server.public_url` it is built from the request's host, which must then be a plain
+/// `host[:port]` (RFC 9110 §7.2; RFC 9112 §3.2: a missing or invalid `Host` is a 400), so a
+/// crafted `Host` cannot turn `Location` into a link elsewhere.
+pub fn base_url(
+    state: &SignalingState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<String, IngestError> {
     if !state.public_url.is_empty() {
-        return state.public_url.trim_end_matches('/').to_string();
+        return Ok(state.public_url.trim_end_matches('/').to_string());
     }
     // HTTP/1.1 carries the host in `Host`; HTTP/2 in the `:authority` of the URI.
     let host = headers
         .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
+        .map(|h| h.to_str().unwrap_or_default())
         .or_else(|| uri.authority().map(|a| a.as_str()))
-        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or("127.0.0.1");
+        .unwrap_or_default();
+    if !is_host_and_port(host) {
+        return Err(IngestError::BadHost);
+    }
     let scheme = if state.tls { "https" } else { "http" };
-    format!("{scheme}://{host}")
+    Ok(format!("{scheme}://{host}"))
+}
+
+/// `host[:port]` with a DNS name, an IPv4 address or a bracketed IPv6 address, and a
+/// decimal port: nothing else may reach a `Location` header.
+fn is_host_and_port(s: &str) -> bool {
+    let (host, port) = match s.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, after)) => {
+                if v6.parse::<std::net::Ipv6Addr>().is_err() {
+                    return false;
+                }
+                return match after {
+                    "" => true,
+                    p => p
+                        .strip_prefix(':')
+                        .is_some_and(|p| p.len() <= 5 && p.parse::<u16>().is_ok()),
+                };
+            }
+            None => return false,
+        },
+        None => match s.rsplit_once(':') {
+            Some((h, p)) => (h, p),
+            None => (s, "0"),
+        },
+    };
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    name_ok && !port.is_empty() && port.len() <= 5 && port.parse::<u16>().is_ok()
 }
 
 /// `Link` headers for the configured ICE servers (RFC 9725 §4.6).
@@ -100,11 +162,13 @@ pub fn link_headers(ice_servers: &[String]) -> Vec<HeaderValue> {
 async fn offer_request(
     ingest: &Ingest,
     stream: String,
+    client: Option<ClientId>,
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<PublishRequest, IngestError> {
     ingest.ensure_open()?;
+    ingest.attempt(client)?;
     let token = bearer(headers);
     ingest.authorize(&stream, token.as_deref())?;
     if !content_type_is(headers, SDP) {
@@ -118,6 +182,7 @@ async fn offer_request(
         signaling: Signaling::Whip,
         candidates: None,
         options: publish_options(uri.query())?,
+        client,
     })
 }
 
@@ -125,25 +190,26 @@ async fn offer_request(
 pub async fn post(
     State(state): State<SignalingState>,
     Path(stream): Path<String>,
+    Client(client): Client,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, IngestError> {
     let ingest: &Ingest = &state.ingest;
-    let req = match offer_request(ingest, stream, &uri, &headers, body).await {
-        Ok(req) => req,
+    // Before anything is published: a request whose Location cannot be built is refused.
+    let checked = match offer_request(ingest, stream, client, &uri, &headers, body).await {
+        Ok(req) => base_url(&state, &headers, &uri).map(|base| (req, base)),
+        Err(e) => Err(e),
+    };
+    let (req, base) = match checked {
+        Ok(c) => c,
         Err(e) => {
             ingest.refused(&e);
             return Err(e);
         }
     };
     let published = ingest.publish(req).await?;
-    let location = format!(
-        "{}/whip/{}/{}",
-        base_url(&state, &headers, &uri),
-        published.stream,
-        published.session_id
-    );
+    let location = format!("{base}/whip/{}/{}", published.stream, published.session_id);
     info!(stream = %published.stream, %location, "WHIP session created");
     let mut resp = (StatusCode::CREATED, published.answer).into_response();
     let h = resp.headers_mut();
@@ -309,6 +375,33 @@ mod tests {
             (c[1].sdp_mid.as_deref(), c[1].sdp_mline_index),
             (Some("v"), Some(1))
         );
+    }
+
+    #[test]
+    fn hosts_that_may_reach_location() {
+        for ok in [
+            "127.0.0.1:8080",
+            "live.example.com",
+            "live.example.com:443",
+            "[::1]:8080",
+            "[2001:db8::1]",
+        ] {
+            assert!(is_host_and_port(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.example.com:443/phish?x=",
+            "user@host",
+            "host:port",
+            "host:",
+            "host:99999",
+            "[::1",
+            "[nope]:1",
+            "a b",
+            "host\\x",
+        ] {
+            assert!(!is_host_and_port(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{Candidate, Ingest, PublishOptions, PublishRequest, Signaling, SignalingState};
+use crate::client::ClientId;
 
 /// Largest accepted frame: an SDP offer plus JSON framing.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -73,6 +74,7 @@ pub enum ServerMessage {
 pub async fn upgrade(
     State(state): State<SignalingState>,
     Path(stream): Path<String>,
+    super::whip::Client(client): super::whip::Client,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
@@ -97,7 +99,7 @@ pub async fn upgrade(
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| {
             let span = info_span!("ws", %stream);
-            session(socket, ingest, stream, token, options).instrument(span)
+            session(socket, ingest, stream, token, options, client).instrument(span)
         })
 }
 
@@ -124,6 +126,7 @@ async fn session(
     stream: String,
     token: Option<String>,
     options: PublishOptions,
+    client: Option<ClientId>,
 ) {
     // Refuse early when the name or token is wrong: nothing else could succeed.
     if let Err(e) = ingest.authorize(&stream, token.as_deref()) {
@@ -171,6 +174,7 @@ async fn session(
                             signaling: Signaling::WebSocket,
                             candidates: Some(cand_tx.clone()),
                             options,
+                            client,
                         };
                         match ingest.publish(req).await {
                             Ok(p) => {

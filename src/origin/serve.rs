@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,6 +39,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::Service;
 use tracing::{debug, info, warn};
 
+use crate::client::ClientId;
 use crate::config::LimitsConfig;
 use crate::metrics::{ClosedFor, HttpCounters, RefusedBy};
 
@@ -59,32 +60,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// At most one warning about refused connections or accept errors per this interval; the
 /// counters in `/metrics` have every one.
 const WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// The address a per-client cap counts: IPv4 as is, IPv6 by its /64 (one subscriber's
-/// prefix: a host that owns a /64 could otherwise open a cap's worth per address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientId(IpAddr);
-
-impl ClientId {
-    /// The client of a peer address.
-    pub fn of(ip: IpAddr) -> ClientId {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => ClientId(IpAddr::V4(v4)),
-            IpAddr::V6(v6) => {
-                let s = v6.segments();
-                ClientId(IpAddr::V6(Ipv6Addr::new(
-                    s[0], s[1], s[2], s[3], 0, 0, 0, 0,
-                )))
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for ClientId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// Counts open connections, globally and per client; hands out [`Slot`]s.
 #[derive(Debug)]
@@ -499,16 +474,5 @@ mod tests {
         assert_eq!(adm.held_by(a), 0);
         assert_eq!(stats.refusals(RefusedBy::per_client), 1);
         assert_eq!(stats.refusals(RefusedBy::global), 1);
-    }
-
-    #[test]
-    fn ipv6_clients_count_by_their_64() {
-        let one = ClientId::of("2001:db8:1:2::1".parse().expect("ip"));
-        let two = ClientId::of("2001:db8:1:2:ffff::9".parse().expect("ip"));
-        let other = ClientId::of("2001:db8:1:3::1".parse().expect("ip"));
-        assert_eq!(one, two);
-        assert_ne!(one, other);
-        let mapped = ClientId::of("::ffff:192.0.2.7".parse().expect("ip"));
-        assert_eq!(mapped, ClientId::of("192.0.2.7".parse().expect("ip")));
     }
 }

@@ -13,7 +13,7 @@ use tower::ServiceExt as _;
 use super::{AppState, HlsOrigin, router};
 use crate::config::{Config, HlsConfig};
 use crate::hls::{At, Chunk, HlsStore, IngestSummary, init_name, part_name, segment_name};
-use crate::ingest::{Ingest, SignalingState};
+use crate::ingest::{Ingest, IngestSettings, SignalingState};
 use crate::media::{RenditionInfo, RenditionKind};
 use crate::output::Outputs;
 
@@ -23,11 +23,14 @@ fn app(store: &HlsStore) -> axum::Router {
     let outputs =
         Outputs::new(&cfg.record, &cfg.s3, &cfg.hls, store.metrics().clone()).expect("outputs");
     let ingest = Ingest::new(
-        cfg.auth.clone(),
-        cfg.ice.clone(),
-        cfg.media.resolve_ladder().expect("ladder"),
-        cfg.server.max_sdp_bytes,
-        cfg.server.max_streams,
+        IngestSettings {
+            auth: cfg.auth.clone(),
+            ice: cfg.ice.clone(),
+            ladder: cfg.media.resolve_ladder().expect("ladder"),
+            max_sdp_bytes: cfg.server.max_sdp_bytes,
+            max_streams: cfg.server.max_streams,
+            limits: cfg.limits.clone(),
+        },
         store.clone(),
         outputs.clone(),
     );

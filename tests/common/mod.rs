@@ -54,6 +54,15 @@ pub fn test_config(extra: &str) -> whipcast::Config {
         "[hls]\nsegment_duration = \"1s\"\nwindow_segments = 6\nretain_segments = 6\ngrace_period = \"60s\"\n{extra}"
     );
     let mut cfg = whipcast::Config::parse(&text, "test").expect("test config parses");
+    // Tests publish many sessions from one address (127.0.0.1), several at once: the
+    // per-client publish limits are for the tests that set them.
+    if !extra.contains("publish_per_minute") {
+        cfg.limits.publish_per_minute = 0;
+    }
+    if !extra.contains("max_pending_sessions") {
+        cfg.limits.max_pending_sessions = 64;
+        cfg.limits.max_pending_sessions_per_client = 64;
+    }
     cfg.media.ladder = Some(toml::from_str(TEST_LADDER).expect("test ladder parses"));
     cfg.validate().expect("test config valid");
     cfg
