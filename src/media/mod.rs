@@ -7,13 +7,31 @@
 //!
 //! Never blocks the async runtime: appsink callbacks run on GStreamer's streaming threads
 //! and hand fragments over a bounded channel; state changes run in `spawn_blocking`.
+//!
+//! # Layout
+//!
+//! * Bins, typed builders: `elements.rs` (shared constructors), `ingest.rs` (RTP → raw
+//!   video tee), `rung.rs` (transcoded and passthrough rungs), `audio.rs` (Opus → AAC),
+//!   `mux.rs` (cmafmux and appsink); `graph.rs` puts them together for a [`MediaSpec`].
+//! * The running pipeline: `pipeline.rs` (lifecycle), `bus.rs` (bus watch, keyframe
+//!   requests), `fragments.rs` (appsink → [`MediaEvent`]), `sender_reports.rs` (A/V
+//!   alignment applied to the jitter buffers).
+//! * Pure parts: `ladder.rs`, `lipsync.rs`, `audio_cut.rs`, `rtp.rs`.
 
+mod audio;
 mod audio_cut;
-mod bins;
+mod bus;
+mod elements;
+mod fragments;
+mod graph;
+mod ingest;
 mod ladder;
 mod lipsync;
+mod mux;
 mod pipeline;
 mod rtp;
+mod rung;
+mod sender_reports;
 
 pub use rtp::h264_keyframe_start;
 
@@ -31,7 +49,7 @@ pub const DEFAULT_LADDER: &str = include_str!("../../pipelines/ladder.toml");
 pub fn init() -> Result<(), MediaError> {
     gstreamer::init().map_err(|e| MediaError::Init(e.to_string()))?;
     gstfmp4::plugin_register_static().map_err(|e| MediaError::Init(e.to_string()))?;
-    for factory in bins::REQUIRED_ELEMENTS {
+    for factory in elements::REQUIRED_ELEMENTS {
         if gstreamer::ElementFactory::find(factory).is_none() {
             return Err(MediaError::Init(format!(
                 "GStreamer element `{factory}` is missing: run deploy/install-deps.sh"
