@@ -141,8 +141,9 @@ pub(crate) fn audio(
 /// decodes to the input of frame *k − 1*. Its output carries the input's timestamps, and
 /// cmafmux writes no edit list to say so, so every player would hear the audio 21.3 ms
 /// (1024 / 48 000 s) after the video captured with it (measured with tests/av_sync.rs). The
-/// timestamps are moved back by the priming instead; the first frame, priming only, is
-/// dropped.
+/// timestamps are moved back by the priming instead. The first frame, priming only, is
+/// dropped where that would put it before running time 0; elsewhere it keeps a timestamp
+/// 1024 samples before the first input's (measured in audio/bin_tests.rs).
 fn remove_encoder_delay(enc: &gst::Element) {
     const PRIMING_SAMPLES: u64 = 1024;
     let delay = gst::ClockTime::SECOND.mul_div_floor(PRIMING_SAMPLES, 48_000);
@@ -167,3 +168,6 @@ fn remove_encoder_delay(enc: &gst::Element) {
         gst::PadProbeReturn::Ok
     });
 }
+
+#[cfg(test)]
+mod bin_tests;

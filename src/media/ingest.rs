@@ -194,6 +194,9 @@ fn snap_to_frame_grid(pad: &gst::Pad, fps: u32) {
 }
 
 #[cfg(test)]
+mod bin_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -32,6 +32,8 @@ mod pipeline;
 mod rtp;
 mod rung;
 mod sender_reports;
+#[cfg(test)]
+mod test_support;
 
 pub use rtp::h264_keyframe_start;
 

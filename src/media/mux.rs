@@ -25,8 +25,9 @@ pub(crate) struct MuxTiming {
 /// stream playable ~one part after the first keyframe (BENCHMARKS.md "Latency": publish →
 /// first playable). HLS2 §4.4.3.1 only bounds segment durations from above
 /// (EXT-X-TARGETDURATION), so a short first segment is allowed. Every later fragment starts
-/// where the previous ended, so boundaries stay on `first + n × segment`: the same in every
-/// video rung, which all see the same first frame; the split is a whole number of parts from
+/// where the previous ended, so boundaries stay on `first + part + n × segment` (measured in
+/// rung/bin_tests.rs: IDRs at 0, 0.2, 1.2, 2.2 s for 1 s segments of 200 ms parts): the same
+/// in every video rung, which all see the same first frame; the split is a whole number of parts from
 /// the first buffer, as cmafmux needs (measured with cmafmux 0.14.5: a split off the chunk
 /// grid makes it skip the next fragment boundary). cmafmux sends its force-key-unit for
 /// the second fragment start after this request is in, so x264enc puts the IDR there.

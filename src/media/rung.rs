@@ -153,3 +153,6 @@ fn branch_from_tee(
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod bin_tests;
