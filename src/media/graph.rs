@@ -1,5 +1,6 @@
 //! What a stream's pipeline is made of: which bins for a [`MediaSpec`] and how they connect.
-//! `Pipeline::start` builds it and adds the rungs once the decoder knows the source size.
+//! `Pipeline::start` builds it and adds the rungs once the decoder knows the source size;
+//! `print-pipelines` builds the very same, with the rungs planned for a given size.
 
 use gstreamer as gst;
 

@@ -4,6 +4,7 @@
 //! `tee` → one branch per ladder rung (scale → rate → `x264enc` → `cmafmux` → `appsink`),
 //! plus Opus → AAC (or silence when the publisher sends no audio) → `cmafmux` → `appsink`.
 //! What leaves this module is our own vocabulary: [`MediaEvent`], [`RenditionInfo`].
+//! [`print_pipelines`] prints that pipeline as `gst-launch-1.0` text, from the same builders.
 //!
 //! Never blocks the async runtime: appsink callbacks run on GStreamer's streaming threads
 //! and hand fragments over a bounded channel; state changes run in `spawn_blocking`.
@@ -16,16 +17,20 @@
 //! * The running pipeline: `pipeline.rs` (lifecycle), `bus.rs` (bus watch, keyframe
 //!   requests), `fragments.rs` (appsink → [`MediaEvent`]), `sender_reports.rs` (A/V
 //!   alignment applied to the jitter buffers).
+//! * `print-pipelines`: `describe.rs` (walks the built graph) and `launch_text.rs` (one
+//!   element as gst-launch text).
 //! * Pure parts: `ladder.rs`, `lipsync.rs`, `audio_cut.rs`, `rtp.rs`.
 
 mod audio;
 mod audio_cut;
 mod bus;
+mod describe;
 mod elements;
 mod fragments;
 mod graph;
 mod ingest;
 mod ladder;
+mod launch_text;
 mod lipsync;
 mod mux;
 mod pipeline;
@@ -41,6 +46,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
+pub use describe::{DescribeError, Ports, PrintOptions, print_pipelines};
 pub use ladder::{Ladder, PlannedRung, Rung};
 pub use pipeline::{FINISH_TIMEOUT, Pipeline};
 
@@ -118,6 +124,18 @@ impl VideoCodec {
             VideoCodec::Vp8 => "VP8",
             VideoCodec::Vp9 => "VP9",
         }
+    }
+}
+
+impl std::str::FromStr for VideoCodec {
+    type Err = String;
+
+    /// The display name, any case (`H264`, `vp8`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [VideoCodec::H264, VideoCodec::Vp8, VideoCodec::Vp9]
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("{s:?} is not H264, VP8 or VP9"))
     }
 }
 
