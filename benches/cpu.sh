@@ -10,7 +10,8 @@
 #   whipcast side: helper `publish` → WebRTC (WHIP) → target/release/whipcast (default config,
 #                  default ladder) → in-memory HLS. Measured: the whipcast PID.
 #   baseline side: helper `feed-udp` → the same RTP as plain UDP → pipelines/ladder.sh
-#                  (gst-launch-1.0, same elements and properties, same cmafmux build).
+#                  (gst-launch-1.0 running what `whipcast print-pipelines` prints from
+#                  whipcast's own builders, same cmafmux build).
 #                  Measured: the gst-launch-1.0 PID.
 # CPU = utime + stime from /proc/PID/stat, sampled just before media starts and SETTLE seconds
 # after it stops; divided by the media seconds the helper reports. The sides run one after
@@ -85,6 +86,10 @@ HELPER=$(cargo bench --locked --bench cpu --no-run --message-format=json 2>>"$WO
 [[ -x $HELPER ]] || fail "bench helper not built: $(tail -5 "$WORK/build.log")"
 [[ -x $WHIPCAST ]] || fail "no $WHIPCAST"
 read -r VPT APT < <("$HELPER" info | sed 's/[a-z_]*=//g')
+# The renditions whipcast plans for the input (default ladder), for checking both sides' output.
+RUNGS=$("$WHIPCAST" plan-ladder --width $WIDTH --height $HEIGHT | awk '{print $1}' | tr '\n' ' ')
+[[ -n $RUNGS ]] || fail "whipcast plan-ladder planned nothing"
+read -ra RUNG_NAMES <<<"$RUNGS"
 
 # ---- /proc helpers -------------------------------------------------------------------------
 # utime + stime (ticks) of a process, all its threads, live and exited.
@@ -221,13 +226,15 @@ side_whipcast() {
     thread_report "$WORK/whipcast.$r.threads0" "$WORK/whipcast.$r.threads1" >"$WORK/whipcast.$r.threads"
     local hwm rss
     hwm=$(status_kb "$pid" VmHWM) rss=$(status_kb "$pid" VmRSS)
-    # Check what whipcast made (after the measurement): 3 variants + audio, and segments.
+    # Check what whipcast made (after the measurement): the planned variants + audio, and
+    # segments.
     local base="http://127.0.0.1:$port/hls/bench" master
     master=$(curl -sf --noproxy '*' -m 5 "$base/master.m3u8") || fail "no master playlist"
     echo "$master" >"$WORK/whipcast.$r.master.m3u8"
     local variants
     variants=$(grep -c '^#EXT-X-STREAM-INF' <<<"$master" || true)
-    ((variants == 3)) || fail "expected 3 video variants, master lists $variants"
+    ((variants == ${#RUNG_NAMES[@]})) ||
+        fail "expected ${#RUNG_NAMES[@]} video variants ($RUNGS), master lists $variants"
     local uri summary=""
     while read -r uri; do
         local pl segs seq dur
@@ -250,14 +257,18 @@ side_whipcast() {
 }
 
 side_gst() {
-    local r=$1 vport aport pid c0 c1 s0 s1 st0 st1 t0 t1 out="$OUTBASE/gst.$r"
-    vport=$(free_port)
-    aport=$(free_port)
-    while [[ $aport == "$vport" ]]; do aport=$(free_port); done
+    local r=$1 pid c0 c1 s0 s1 st0 st1 t0 t1 out="$OUTBASE/gst.$r"
+    # RTP and RTCP ports for video and audio, all different.
+    local ports=() p
+    while ((${#ports[@]} < 4)); do
+        p=$(free_port)
+        [[ " ${ports[*]} " == *" $p "* ]] || ports+=("$p")
+    done
+    local vport=${ports[0]} aport=${ports[2]}
     wait_idle
-    VIDEO_PORT=$vport AUDIO_PORT=$aport VIDEO_PT=$VPT AUDIO_PT=$APT CODEC=H264 AUDIO=1 \
-        SRC_W=$WIDTH SRC_H=$HEIGHT OUT_DIR="$out" MUX=cmafmux FEED=0 \
-        bash pipelines/ladder.sh >"$WORK/gst.$r.log" 2>&1 &
+    VIDEO_PORT=$vport VIDEO_RTCP_PORT=${ports[1]} AUDIO_PORT=$aport AUDIO_RTCP_PORT=${ports[3]} \
+        VIDEO_PT=$VPT AUDIO_PT=$APT CODEC=H264 AUDIO=1 SRC_W=$WIDTH SRC_H=$HEIGHT OUT_DIR="$out" \
+        FEED=0 WHIPCAST_BIN="$WHIPCAST" bash pipelines/ladder.sh >"$WORK/gst.$r.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     # ladder.sh execs gst-launch-1.0: wait for that, and for PLAYING (udpsrc is live).
@@ -277,7 +288,7 @@ side_gst() {
     stop_pid "$pid" INT 20 # gst-launch -e: SIGINT sends EOS, so the files are finalised
     grep -q 'ERROR' "$WORK/gst.$r.log" && fail "gst-launch reported an error: $(grep ERROR "$WORK/gst.$r.log" | head -3)"
     local f summary=""
-    for f in 720p 480p 360p audio; do
+    for f in "${RUNG_NAMES[@]}" audio; do
         [[ -s $out/$f.mp4 ]] || fail "baseline wrote no $f.mp4"
         summary+="$f: $(ffprobe -v error -show_entries stream=width,height,codec_name:format=duration,bit_rate \
             -of default=nw=1:nk=1 "$out/$f.mp4" | tr '\n' ' '); "
@@ -348,7 +359,7 @@ cat <<EOF
 whipcast CPU benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ)
 machine      : $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM, kernel $(uname -r), GStreamer $(gst-launch-1.0 --version | awk '/^GStreamer/ {print $2; exit}')
 input        : ${WIDTH}x${HEIGHT}@${FPS} H.264 constrained-baseline ${BITRATE} kbit/s + Opus 64 kbit/s, live, ${SECONDS_PER_SIDE} s per side, ${ROUNDS} round(s)
-ladder       : default pipelines/ladder.toml → 720p 2800k, 480p 1200k, 360p 600k (x264 $(awk -F'"' '/^preset/ {print $2}' pipelines/ladder.toml)) + AAC 128k, 2 s CMAF fragments
+ladder       : default pipelines/ladder.toml → ${RUNGS}(x264 $(awk -F'"' '/^preset/ {print $2}' pipelines/ladder.toml)) + AAC 128k, 2 s CMAF fragments
 idle check   : other processes used ${IDLE_SEEN[*]} cores before each side (limit ${IDLE_CORES}); max steal during runs ${STEAL} cores
 
                        CPU-s    media-s   CPU-s/media-s   peak RSS   others during run

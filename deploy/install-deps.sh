@@ -7,6 +7,7 @@ set -euo pipefail
 PKGS=(
   # build
   pkg-config build-essential libglib2.0-dev
+  # (libgstreamer1.0-dev also brings libgstcheck, which the bin tests' Harness links)
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   # runtime elements: rtp/jitterbuffer/depay (good), x264enc (ugly),
   # avdec_h264/avenc_aac (libav), h264parse/opusparse (bad), vp8dec/vp9dec (good)

@@ -213,7 +213,7 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
                         if codec == VideoCodec::H264 {
                             let steer = p.ladder.source.enabled;
                             let mut steering = Steering::new(p.store.config().segment_duration, p.ladder.video.fps);
-                            // LL-HLS: the source rung's first segment is one part (bins.rs).
+                            // LL-HLS: the source rung's first segment is one part (media/mux.rs).
                             if let Some(ll) = p.store.ll() {
                                 steering = steering.with_first_segment(ll.part_duration);
                             }

@@ -49,7 +49,7 @@ pub struct KeyframeStats {
 #[derive(Debug)]
 pub struct Steering {
     segment: Duration,
-    /// Length of the first segment (LL-HLS: one part, see `media::bins`).
+    /// Length of the first segment (LL-HLS: one part, see `media::mux`).
     first_segment: Duration,
     cuts: u64,
     margin: Duration,

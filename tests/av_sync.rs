@@ -280,7 +280,7 @@ fn video_flashes(path: &Path) -> Marks {
 /// packet pts = first decoded frame pts = the first `tfdt` (e.g. 766/48000 s), no skip side
 /// data, and the first frame decodes to 1024 samples. So nothing is skipped, and the
 /// priming is presented at the `tfdt` like any audio: whipcast therefore moves the encoder's
-/// output timestamps back by the 1024 samples itself (media/bins.rs `remove_encoder_delay`;
+/// output timestamps back by the 1024 samples itself (media/audio.rs `remove_encoder_delay`;
 /// before that, every beep was heard 21.3 ms after its flash). Rather than assume either
 /// case, each sample is timed by the decoded frames' own pts (after any skip ffmpeg
 /// applied), and what ffmpeg signalled is reported.

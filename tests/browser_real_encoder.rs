@@ -240,7 +240,7 @@ async fn chromium_real_encoder_first_master_lists_the_whole_ladder_and_keeps_it(
         let name = st["name"].as_str().unwrap();
         // Parts included: Chromium changes resolution mid-stream, which once put a
         // transcoded part one frame above PART-TARGET (videorate's re-base, see
-        // `snap_to_frame_grid` in src/media/bins.rs).
+        // `snap_to_frame_grid` in src/media/ingest.rs).
         common::check_playlists(&gw, name).await.unwrap();
         common::decode_all(&gw.master_url(name));
     }

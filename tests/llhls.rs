@@ -127,7 +127,7 @@ async fn ll_hls_playlists_blocking_reload_hints_and_deltas() {
     }
 
     // 0. The first segment of every rendition is one part long, so a viewer can start one
-    //    part after the first keyframe (src/media/bins.rs split_first_fragment); the next
+    //    part after the first keyframe (src/media/mux.rs split_first_fragment); the next
     //    ones are whole segments, and the video rungs' boundaries stay equal.
     let mut second_starts = Vec::new();
     for r in RENDITIONS {

@@ -75,7 +75,7 @@ async fn whip_h264_publish_yields_aligned_abr_hls_and_endlist_after_delete() {
                 s.duration,
                 pl.target_duration
             );
-            // The first segment of a broadcast is one 200 ms part (bins.rs
+            // The first segment of a broadcast is one 200 ms part (media/mux.rs
             // split_first_fragment); every later one is whole.
             if i == 0 && pl.media_sequence == 0 {
                 assert!(s.duration <= 0.21, "first segment: {}", s.duration);
@@ -253,7 +253,7 @@ fn with_source_rung(rungs: usize) -> whipcast::Config {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passthrough_only_ladder_remuxes_without_decoding() {
-    // No transcoded rung: the pipeline has no decoder (bins.rs video_ingest); the
+    // No transcoded rung: the pipeline has no decoder (media/ingest.rs video_ingest); the
     // publisher's H.264 is remuxed into one variant, plus the AAC rendition.
     let gw = TestGateway::start(with_source_rung(0)).await;
     let publisher =

@@ -14,7 +14,7 @@
 //! Every AAC frame is a sync sample, so any CMAF chunk may begin a segment (HLS2 §6.2.5:
 //! the server may begin a Partial Segment with an independent frame). Segments here begin at
 //! the chunk closest to `first + part + n × segment`: the first segment is one part long, like
-//! the video rungs' (bins.rs `split_first_fragment`), and later boundaries stay within half a
+//! the video rungs' (mux.rs `split_first_fragment`), and later boundaries stay within half a
 //! part of the video's, without drift.
 
 use std::time::Duration;

@@ -4,16 +4,41 @@
 //! `tee` → one branch per ladder rung (scale → rate → `x264enc` → `cmafmux` → `appsink`),
 //! plus Opus → AAC (or silence when the publisher sends no audio) → `cmafmux` → `appsink`.
 //! What leaves this module is our own vocabulary: [`MediaEvent`], [`RenditionInfo`].
+//! [`print_pipelines`] prints that pipeline as `gst-launch-1.0` text, from the same builders.
 //!
 //! Never blocks the async runtime: appsink callbacks run on GStreamer's streaming threads
 //! and hand fragments over a bounded channel; state changes run in `spawn_blocking`.
+//!
+//! # Layout
+//!
+//! * Bins, typed builders: `elements.rs` (shared constructors), `ingest.rs` (RTP → raw
+//!   video tee), `rung.rs` (transcoded and passthrough rungs), `audio.rs` (Opus → AAC),
+//!   `mux.rs` (cmafmux and appsink); `graph.rs` puts them together for a [`MediaSpec`].
+//! * The running pipeline: `pipeline.rs` (lifecycle), `bus.rs` (bus watch, keyframe
+//!   requests), `fragments.rs` (appsink → [`MediaEvent`]), `sender_reports.rs` (A/V
+//!   alignment applied to the jitter buffers).
+//! * `print-pipelines`: `describe.rs` (walks the built graph) and `launch_text.rs` (one
+//!   element as gst-launch text).
+//! * Pure parts: `ladder.rs`, `lipsync.rs`, `audio_cut.rs`, `rtp.rs`.
 
+mod audio;
 mod audio_cut;
-mod bins;
+mod bus;
+mod describe;
+mod elements;
+mod fragments;
+mod graph;
+mod ingest;
 mod ladder;
+mod launch_text;
 mod lipsync;
+mod mux;
 mod pipeline;
 mod rtp;
+mod rung;
+mod sender_reports;
+#[cfg(test)]
+mod test_support;
 
 pub use rtp::h264_keyframe_start;
 
@@ -21,6 +46,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
+pub use describe::{DescribeError, Ports, PrintOptions, print_pipelines};
 pub use ladder::{Ladder, PlannedRung, Rung};
 pub use pipeline::{FINISH_TIMEOUT, Pipeline};
 
@@ -31,7 +57,7 @@ pub const DEFAULT_LADDER: &str = include_str!("../../pipelines/ladder.toml");
 pub fn init() -> Result<(), MediaError> {
     gstreamer::init().map_err(|e| MediaError::Init(e.to_string()))?;
     gstfmp4::plugin_register_static().map_err(|e| MediaError::Init(e.to_string()))?;
-    for factory in bins::REQUIRED_ELEMENTS {
+    for factory in elements::REQUIRED_ELEMENTS {
         if gstreamer::ElementFactory::find(factory).is_none() {
             return Err(MediaError::Init(format!(
                 "GStreamer element `{factory}` is missing: run deploy/install-deps.sh"
@@ -98,6 +124,18 @@ impl VideoCodec {
             VideoCodec::Vp8 => "VP8",
             VideoCodec::Vp9 => "VP9",
         }
+    }
+}
+
+impl std::str::FromStr for VideoCodec {
+    type Err = String;
+
+    /// The display name, any case (`H264`, `vp8`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [VideoCodec::H264, VideoCodec::Vp8, VideoCodec::Vp9]
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("{s:?} is not H264, VP8 or VP9"))
     }
 }
 

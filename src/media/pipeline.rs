@@ -1,22 +1,25 @@
-//! One GStreamer pipeline per live stream, driven from async code without blocking it.
+//! One GStreamer pipeline per live stream, driven from async code without blocking it: its
+//! lifecycle (build, play, push RTP, drain, stop) and the ladder rungs it adds once the
+//! decoder has told it the source size.
 
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::audio_cut::AudioCutter;
-use super::bins::{self, Branch, MuxTiming};
-use super::lipsync::{self, Change, LipSync, Track};
+use super::bus::{watch_bus, watch_keyframe_requests};
+use super::fragments::{ClockAnchor, connect_appsink};
+use super::graph;
+use super::lipsync;
+use super::mux::MuxTiming;
+use super::sender_reports::align_by_sender_reports;
 use super::{
-    AUDIO_RENDITION, MediaError, MediaEvent, MediaSpec, Origin, RenditionInfo, RenditionKind,
-    RtpPacket, SOURCE_RENDITION, SenderReport, StateError,
+    AUDIO_RENDITION, MediaError, MediaEvent, MediaSpec, Origin, RtpPacket, SOURCE_RENDITION,
+    SenderReport, StateError,
 };
 
 /// Fragments and events waiting for the broadcast task. When full, the appsink's streaming
@@ -53,21 +56,14 @@ pub struct Pipeline {
     stopped: bool,
 }
 
-/// Maps running time to wall-clock time once per pipeline, so `EXT-X-PROGRAM-DATE-TIME` is
-/// consistent across renditions (HLS2 §6.2.4).
-#[derive(Clone, Copy)]
-struct ClockAnchor {
-    running: gst::ClockTime,
-    wallclock: SystemTime,
-}
-
-struct Shared {
-    spec: MediaSpec,
-    timing: MuxTiming,
+/// What the streaming threads' callbacks share with the pipeline.
+pub(super) struct Shared {
+    pub(super) spec: MediaSpec,
+    pub(super) timing: MuxTiming,
     /// One output frame interval of the video rungs.
-    frame_interval: Option<gst::ClockTime>,
-    events: mpsc::Sender<MediaEvent>,
-    anchor: OnceLock<ClockAnchor>,
+    pub(super) frame_interval: Option<gst::ClockTime>,
+    pub(super) events: mpsc::Sender<MediaEvent>,
+    pub(super) anchor: OnceLock<ClockAnchor>,
     rungs_built: Mutex<bool>,
 }
 
@@ -75,29 +71,22 @@ impl Pipeline {
     /// Builds the pipeline for `spec` and sets it playing.
     pub async fn start(spec: MediaSpec) -> Result<Pipeline, MediaError> {
         let (tx, rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
-        let timing = MuxTiming {
-            segment: spec.segment_duration,
-            part: spec.part_duration,
-        };
+        let graph::Graph {
+            pipeline,
+            ingest,
+            audio,
+            source,
+        } = graph::build(&spec)?;
         let frame_interval = Some(gst::ClockTime::SECOND / u64::from(spec.ladder.video.fps.max(1)));
         let shared = Arc::new(Shared {
             frame_interval,
-            timing,
+            timing: graph::timing(&spec),
             spec,
             events: tx,
             anchor: OnceLock::new(),
             rungs_built: Mutex::new(false),
         });
-        let pipeline = gst::Pipeline::with_name(&format!("stream-{}", shared.spec.stream));
-        let ingest = bins::video_ingest(&pipeline, shared.spec.video, &shared.spec.ladder)?;
         watch_keyframe_requests(&ingest.appsrc, &shared.events);
-
-        let audio = bins::audio(
-            &pipeline,
-            shared.spec.audio.map(|a| a.payload_type),
-            &shared.spec.ladder,
-            shared.timing,
-        )?;
         connect_appsink(&audio.branch, AUDIO_RENDITION, Origin::Audio, &shared);
         let audio_rtcp = match &audio.rtcp {
             Some((src, jitter)) => {
@@ -106,19 +95,18 @@ impl Pipeline {
             }
             None => None,
         };
-
-        if let Some(h264_tee) = &ingest.h264_tee {
-            let branch = bins::source_rung(&pipeline, h264_tee, shared.timing)?;
-            connect_appsink(&branch, SOURCE_RENDITION, Origin::Source, &shared);
+        if let Some(branch) = &source {
+            connect_appsink(branch, SOURCE_RENDITION, Origin::Source, &shared);
         }
         if ingest.raw_tee.is_none() {
             // Nothing to plan: the rendition set is known now. The channel is new and
             // empty, so this cannot fail for want of room.
             let _ = shared
                 .events
-                .try_send(MediaEvent::Renditions(fixed_renditions(&shared.spec)));
+                .try_send(MediaEvent::Renditions(graph::fixed_renditions(
+                    &shared.spec,
+                )));
         }
-
         // The rungs depend on the source resolution, known only once the decoder has
         // output caps: build them from the first caps event at the tee (none to build for a
         // passthrough-only ladder, which decodes nothing).
@@ -344,122 +332,6 @@ async fn set_state(pipeline: &gst::Pipeline, state: gst::State) -> Result<(), Me
     }
 }
 
-/// Aligns audio and video by the publisher's clock (lipsync.rs): each jitter buffer
-/// answers a sender report with `handle-sync`, which says what running time it gives the
-/// report's RTP timestamp; the stream that plays early gets a `ts-offset`.
-fn align_by_sender_reports(audio: &gst::Element, video: &gst::Element) {
-    let state = Arc::new(Mutex::new(LipSync::default()));
-    let jitters = [audio.downgrade(), video.downgrade()];
-    for (track, jitter) in [(Track::Audio, audio), (Track::Video, video)] {
-        let state = Arc::clone(&state);
-        let jitters = jitters.clone();
-        jitter.connect("handle-sync", false, move |values| {
-            let s = values.get(1)?.get::<gst::Structure>().ok()?;
-            let (running, sender) = report_times(&s)?;
-            let change = state.lock().ok()?.on_report(track, running, sender);
-            match change {
-                Some(Change::Offsets(offsets)) => {
-                    info!(
-                        audio_ms = offsets[0] / 1_000_000,
-                        video_ms = offsets[1] / 1_000_000,
-                        "aligning audio and video by the publisher's sender reports"
-                    );
-                    for (jitter, offset) in jitters.iter().zip(offsets) {
-                        if let Some(j) = jitter.upgrade() {
-                            j.set_property("ts-offset", offset);
-                        }
-                    }
-                }
-                Some(Change::Implausible(delta)) => {
-                    warn!(
-                        apart_ms = (delta / 1_000_000) as i64,
-                        "sender reports put audio and video implausibly far apart; not aligned"
-                    );
-                }
-                None => {}
-            }
-            None
-        });
-    }
-}
-
-/// From a jitter buffer's `handle-sync` structure: the running time (ns, before its
-/// `ts-offset`) of the report's RTP timestamp, and the sender's clock at it (ns).
-fn report_times(s: &gst::StructureRef) -> Option<(i128, i128)> {
-    // u64::MAX is GST_CLOCK_TIME_NONE / "no base yet" (seen: a `base-time` of NONE before
-    // the jitter buffer has timed its first packet).
-    let base_rtp = s
-        .get::<u64>("base-rtptime")
-        .ok()
-        .filter(|t| *t != u64::MAX)?;
-    // The jitter buffer reports its base time plus its (signed) skew estimate as a u64: with
-    // a base near running time 0 (ours: the first video packet) and a negative skew it wraps
-    // around (seen: 2^64 − a few ms). Read it as the signed value it is.
-    let base_time = s.get::<u64>("base-time").ok().filter(|t| *t != u64::MAX)? as i64;
-    let rate = s.get::<u32>("clock-rate").ok().filter(|r| *r > 0)?;
-    // u64::MAX: the jitter buffer found the report's RTP time implausible.
-    let sr_rtp = s
-        .get::<u64>("sr-ext-rtptime")
-        .ok()
-        .filter(|t| *t != u64::MAX)?;
-    let buffer = s.get::<gst::Buffer>("sr-buffer").ok()?;
-    let map = buffer.map_readable().ok()?;
-    let ntp = lipsync::sender_report_ntp(map.as_slice())?;
-    let since_base = (i128::from(sr_rtp) - i128::from(base_rtp)) * 1_000_000_000 / i128::from(rate);
-    Some((i128::from(base_time) + since_base, lipsync::ntp_to_ns(ntp)))
-}
-
-/// Every bus `Error` is fatal to this stream; warnings are logged; EOS ends the drain.
-async fn watch_bus(bus: gst::Bus, events: mpsc::Sender<MediaEvent>) {
-    let mut stream = bus.stream();
-    while let Some(msg) = stream.next().await {
-        match msg.view() {
-            gst::MessageView::Error(err) => {
-                let element = msg
-                    .src()
-                    .map(|s| s.path_string().to_string())
-                    .unwrap_or_else(|| "<unknown>".into());
-                let e = MediaError::Element {
-                    element,
-                    message: err.error().to_string(),
-                    debug: err.debug().map(|d| d.to_string()).unwrap_or_default(),
-                };
-                let _ = events.send(MediaEvent::Error(e)).await;
-                return;
-            }
-            gst::MessageView::Warning(w) => {
-                let element = msg.src().map(|s| s.path_string().to_string());
-                warn!(element, warning = %w.error(), "pipeline warning");
-            }
-            gst::MessageView::Eos(_) => {
-                let _ = events.send(MediaEvent::Eos).await;
-                return;
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Upstream force-key-unit events (from the depayloader on loss, the decoder on corrupt
-/// input) reaching the appsrc become [`MediaEvent::KeyframeRequest`] → RTCP PLI.
-fn watch_keyframe_requests(appsrc: &gst_app::AppSrc, events: &mpsc::Sender<MediaEvent>) {
-    let Some(pad) = appsrc.static_pad("src") else {
-        return;
-    };
-    let events = events.clone();
-    pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_pad, info| {
-        if let Some(gst::PadProbeData::Event(ev)) = &info.data
-            && ev
-                .structure()
-                .is_some_and(|s| s.name() == "GstForceKeyUnit")
-        {
-            // Dropping a request when the channel is full is fine: one is pending.
-            let _ = events.try_send(MediaEvent::KeyframeRequest);
-        }
-        gst::PadProbeReturn::Ok
-    });
-}
-
 /// Builds the ladder once, from the first raw caps; later caps (a resolution change
 /// mid-stream) go through the existing rungs, whose scalers adapt.
 fn build_rungs(
@@ -492,12 +364,14 @@ fn build_rungs(
         .ladder
         .plan(w.max(0) as u32, h.max(0) as u32, shared.spec.height_hint);
     info!(width = w, height = h, hint = ?shared.spec.height_hint, rungs = ?plan.iter().map(|r| format!("{}:{}x{}", r.name, r.width, r.height)).collect::<Vec<_>>(), "building ladder");
-    for rung in &plan {
-        let branch = bins::video_rung(pipeline, tee, rung, &shared.spec.ladder, shared.timing)?;
-        connect_appsink(&branch, &rung.name, Origin::Rung, shared);
+    // Runs on the tee's streaming thread, which holds the caps event: no frame reaches a
+    // new branch before its appsink callback is set.
+    let branches = graph::add_rungs(pipeline, tee, &plan, &shared.spec.ladder, shared.timing)?;
+    for (rung, branch) in plan.iter().zip(&branches) {
+        connect_appsink(branch, &rung.name, Origin::Rung, shared);
     }
     *built = true;
-    let mut names = fixed_renditions(&shared.spec);
+    let mut names = graph::fixed_renditions(&shared.spec);
     names.extend(plan.into_iter().map(|r| r.name));
     // On a streaming thread: waiting for room is allowed (as for fragments).
     shared
@@ -505,197 +379,4 @@ fn build_rungs(
         .blocking_send(MediaEvent::Renditions(names))
         .map_err(|_| MediaError::Missing("the broadcast task"))?;
     Ok(true)
-}
-
-/// The renditions that do not depend on the source size: audio, and the passthrough rung
-/// for H.264 when it is on.
-fn fixed_renditions(spec: &MediaSpec) -> Vec<String> {
-    let mut names = vec![AUDIO_RENDITION.to_string()];
-    if spec.video.codec == super::VideoCodec::H264 && spec.ladder.source.enabled {
-        names.push(SOURCE_RENDITION.to_string());
-    }
-    names
-}
-
-fn rendition_info(name: &str, caps: &gst::Caps, shared: &Shared) -> RenditionInfo {
-    // RFC 6381 hex digits are case-insensitive; lower case matches Apple's examples.
-    let codecs = gstreamer_pbutils::codec_utils_caps_get_mime_codec(caps)
-        .map(|s| s.to_ascii_lowercase())
-        .unwrap_or_default();
-    let s = caps.structure(0);
-    let is_audio = s.is_some_and(|s| s.name().starts_with("audio/"));
-    let ladder = &shared.spec.ladder;
-    if is_audio {
-        return RenditionInfo {
-            name: name.to_string(),
-            kind: RenditionKind::Audio {
-                channels: s.and_then(|s| s.get::<i32>("channels").ok()).unwrap_or(2) as u32,
-                rate: s.and_then(|s| s.get::<i32>("rate").ok()).unwrap_or(48_000) as u32,
-                language: ladder.audio.language.clone(),
-            },
-            codecs,
-            bitrate: u64::from(ladder.audio.bitrate_kbps) * 1000,
-        };
-    }
-    let width = s.and_then(|s| s.get::<i32>("width").ok()).unwrap_or(0) as u32;
-    let height = s.and_then(|s| s.get::<i32>("height").ok()).unwrap_or(0) as u32;
-    let fps = s
-        .and_then(|s| s.get::<gst::Fraction>("framerate").ok())
-        .filter(|f| f.numer() > 0 && f.denom() > 0)
-        .map(|f| f64::from(f.numer()) / f64::from(f.denom()))
-        .unwrap_or(f64::from(ladder.video.fps));
-    let bitrate = ladder
-        .rungs
-        .iter()
-        .find(|r| r.name == name)
-        .map(|r| u64::from(r.bitrate_kbps) * 1000)
-        .unwrap_or(0);
-    RenditionInfo {
-        name: name.to_string(),
-        kind: RenditionKind::Video { width, height, fps },
-        codecs,
-        bitrate,
-    }
-}
-
-/// The appsink callback: split cmafmux output into init segment and fragments, and hand
-/// them to the broadcast task. Runs on a streaming thread (blocking send is allowed there).
-fn connect_appsink(branch: &Branch, name: &str, origin: Origin, shared: &Arc<Shared>) {
-    let shared = Arc::clone(shared);
-    let name = name.to_string();
-    let caps_pad = branch.caps_source.static_pad("src");
-    // With parts on, the audio rendition's segment starts are ours (audio_cut.rs).
-    let mut audio_cutter = match shared.timing.part {
-        Some(part) if origin == Origin::Audio => {
-            Some(AudioCutter::new(shared.timing.segment, part))
-        }
-        _ => None,
-    };
-    let split_first = shared.timing.part.is_some() && origin == Origin::Rung;
-    let mut seen_chunk = false;
-    branch.appsink.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |sink| {
-                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let Some(list) = sample.buffer_list() else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                let mut idx = 0;
-                let send = |ev: MediaEvent| {
-                    shared
-                        .events
-                        .blocking_send(ev)
-                        .map_err(|_| gst::FlowError::Flushing)
-                };
-                if let Some(first) = list.get(0)
-                    && first
-                        .flags()
-                        .contains(gst::BufferFlags::DISCONT | gst::BufferFlags::HEADER)
-                {
-                    let data = map_bytes(&[first]);
-                    let caps = caps_pad.as_ref().and_then(|p| p.current_caps());
-                    let Some(caps) = caps else {
-                        warn!(rendition = %name, "no caps for init segment");
-                        return Err(gst::FlowError::NotNegotiated);
-                    };
-                    let info = rendition_info(&name, &caps, &shared);
-                    debug!(rendition = %name, codecs = %info.codecs, "init segment");
-                    send(MediaEvent::Init { info, data })?;
-                    idx = 1;
-                }
-                if idx >= list.len() {
-                    return Ok(gst::FlowSuccess::Ok);
-                }
-                let Some(head) = list.get(idx) else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                let segment = sample
-                    .segment()
-                    .and_then(|s| s.downcast_ref::<gst::ClockTime>().cloned());
-                let pts = head.pts().unwrap_or(gst::ClockTime::ZERO);
-                let running = segment.and_then(|s| s.to_running_time(pts)).unwrap_or(pts);
-                let anchor = *shared.anchor.get_or_init(|| anchor_for(sink, running));
-                let wallclock = if running >= anchor.running {
-                    anchor.wallclock + Duration::from_nanos((running - anchor.running).nseconds())
-                } else {
-                    anchor.wallclock - Duration::from_nanos((anchor.running - running).nseconds())
-                };
-                let duration = head.duration().unwrap_or(gst::ClockTime::ZERO);
-                // Server lag: from the arrival of the part's last frame (appsrc stamps
-                // arrival running time; the last frame starts one frame interval before
-                // the part ends) to now, when the part is handed to the store.
-                let lag = match (sink.clock(), sink.base_time(), &shared.frame_interval) {
-                    (Some(clock), Some(base), Some(frame)) if origin.is_video() => {
-                        let now_rt = clock.time().checked_sub(base);
-                        let last_frame = (running + duration).checked_sub(*frame);
-                        match (now_rt, last_frame) {
-                            (Some(n), Some(l)) => {
-                                n.checked_sub(l).map(|d| Duration::from_nanos(d.nseconds()))
-                            }
-                            _ => None,
-                        }
-                    }
-                    _ => None,
-                };
-                // cmafmux 0.14.5 marks chunks in the buffer flags: a fragment's first chunk
-                // starts with a HEADER buffer without DELTA_UNIT; continuation chunks have
-                // HEADER|DELTA_UNIT.
-                let (starts_segment, next_starts_segment) = match audio_cutter.as_mut() {
-                    Some(c) => {
-                        let cut = c.chunk(
-                            Duration::from_nanos(running.nseconds()),
-                            Duration::from_nanos(duration.nseconds()),
-                        );
-                        (cut.starts_segment, Some(cut.next_starts_segment))
-                    }
-                    None => {
-                        let starts = !head.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                        // A transcoded rung's first segment is one part (bins.rs
-                        // split_first_fragment): the chunk after the very first starts one.
-                        let first = split_first && !std::mem::replace(&mut seen_chunk, true);
-                        (starts, first.then_some(true))
-                    }
-                };
-                let bufs: Vec<&gst::BufferRef> =
-                    (idx..list.len()).filter_map(|i| list.get(i)).collect();
-                send(MediaEvent::Fragment {
-                    origin,
-                    rendition: name.clone(),
-                    pts: Duration::from_nanos(running.nseconds()),
-                    duration: Duration::from_nanos(duration.nseconds()),
-                    wallclock,
-                    starts_segment,
-                    next_starts_segment,
-                    lag,
-                    data: map_bytes(&bufs),
-                })?;
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
-}
-
-fn anchor_for(sink: &gst_app::AppSink, running: gst::ClockTime) -> ClockAnchor {
-    let now = SystemTime::now();
-    // running time of "now" = clock time − base time; the fragment started that long ago.
-    let now_running = match (sink.clock(), sink.base_time()) {
-        (Some(clock), Some(base)) => clock.time().checked_sub(base),
-        _ => None,
-    };
-    let wallclock = match now_running {
-        Some(nr) if nr >= running => now - Duration::from_nanos((nr - running).nseconds()),
-        _ => now,
-    };
-    ClockAnchor { running, wallclock }
-}
-
-fn map_bytes(buffers: &[&gst::BufferRef]) -> Bytes {
-    let total: usize = buffers.iter().map(|b| b.size()).sum();
-    let mut out = BytesMut::with_capacity(total);
-    for b in buffers {
-        if let Ok(map) = b.map_readable() {
-            out.extend_from_slice(map.as_slice());
-        }
-    }
-    out.freeze()
 }

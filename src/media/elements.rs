@@ -1,0 +1,148 @@
+//! Small typed element constructors shared by every bin: make, add, link, caps filters,
+//! queues, the RTP/RTCP `appsrc`s and the jitter buffer, and the plugin check at start.
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use super::MediaError;
+
+/// Elements whose absence makes whipcast useless; checked once at start.
+pub(crate) const REQUIRED_ELEMENTS: &[&str] = &[
+    "appsrc",
+    "appsink",
+    "rtpjitterbuffer",
+    "rtph264depay",
+    "rtpvp8depay",
+    "rtpvp9depay",
+    "rtpopusdepay",
+    "h264parse",
+    "avdec_h264",
+    "vp8dec",
+    "vp9dec",
+    "opusdec",
+    "videoconvert",
+    "videoscale",
+    "videorate",
+    "x264enc",
+    "audioconvert",
+    "audioresample",
+    "audiorate",
+    "audiotestsrc",
+    "avenc_aac",
+    "cmafmux",
+    "tee",
+    "queue",
+];
+
+/// Jitter-buffer latency: enough to reorder and recover a NACKed packet on a decent link,
+/// small enough not to matter against segment durations.
+const JITTER_LATENCY_MS: u32 = 150;
+
+pub(crate) fn make(factory: &str, name: &str) -> Result<gst::Element, MediaError> {
+    gst::ElementFactory::make(factory)
+        .name(name)
+        .build()
+        .map_err(|source| MediaError::Build {
+            what: format!("{factory} ({name})"),
+            source,
+        })
+}
+
+pub(crate) fn link(elements: &[&gst::Element]) -> Result<(), MediaError> {
+    gst::Element::link_many(elements.iter().copied()).map_err(|source| MediaError::Build {
+        what: "link".into(),
+        source,
+    })
+}
+
+pub(crate) fn add(bin: &gst::Pipeline, elements: &[&gst::Element]) -> Result<(), MediaError> {
+    bin.add_many(elements.iter().copied())
+        .map_err(|source| MediaError::Build {
+            what: "add".into(),
+            source,
+        })
+}
+
+pub(crate) fn caps_filter(name: &str, caps: gst::Caps) -> Result<gst::Element, MediaError> {
+    gst::ElementFactory::make("capsfilter")
+        .name(name)
+        .property("caps", caps)
+        .build()
+        .map_err(|source| MediaError::Build {
+            what: format!("capsfilter {name}"),
+            source,
+        })
+}
+
+pub(crate) fn rtp_appsrc(name: &str, caps: &gst::Caps) -> gst_app::AppSrc {
+    gst_app::AppSrc::builder()
+        .name(name)
+        .caps(caps)
+        .is_live(true)
+        .format(gst::Format::Time)
+        // Buffers carry their network arrival time (pipeline.rs `push`), not the time they
+        // were pushed.
+        .do_timestamp(false)
+        // Bounded: ~2 s of 5 Mbit/s video. If the pipeline stalls, `push_buffer` fails
+        // rather than growing memory; the broadcast ends that stream only.
+        .max_bytes(2 * 1024 * 1024)
+        .block(false)
+        .build()
+}
+
+/// The RTCP input of a jitter buffer: an appsrc for the publisher's sender reports, linked
+/// to the buffer's `sink_rtcp` pad. The buffer answers each with a `handle-sync` signal
+/// that maps the report onto its output timeline (lipsync.rs).
+pub(crate) fn rtcp_input(
+    pipeline: &gst::Pipeline,
+    jbuf: &gst::Element,
+    name: &str,
+) -> Result<gst_app::AppSrc, MediaError> {
+    let src = gst_app::AppSrc::builder()
+        .name(name)
+        .caps(&gst::Caps::new_empty_simple("application/x-rtcp"))
+        .is_live(true)
+        .format(gst::Format::Time)
+        .max_bytes(64 * 1024)
+        .block(false)
+        .build();
+    add(pipeline, &[src.upcast_ref()])?;
+    let sink = jbuf
+        .request_pad_simple("sink_rtcp")
+        .ok_or(MediaError::Missing("the jitter buffer's sink_rtcp pad"))?;
+    let srcpad = src
+        .static_pad("src")
+        .ok_or(MediaError::Missing("the appsrc's src pad"))?;
+    srcpad.link(&sink).map_err(|source| MediaError::Link {
+        what: format!("{name} → sink_rtcp"),
+        source,
+    })?;
+    Ok(src)
+}
+
+pub(crate) fn jitterbuffer(name: &str) -> Result<gst::Element, MediaError> {
+    gst::ElementFactory::make("rtpjitterbuffer")
+        .name(name)
+        .property("latency", JITTER_LATENCY_MS)
+        .property("do-lost", true)
+        .build()
+        .map_err(|source| MediaError::Build {
+            what: "rtpjitterbuffer".into(),
+            source,
+        })
+}
+
+pub(crate) fn queue(name: &str) -> Result<gst::Element, MediaError> {
+    // Each branch runs on its own thread; 1 s of buffering absorbs encoder jitter.
+    gst::ElementFactory::make("queue")
+        .name(name)
+        .property("max-size-buffers", 0u32)
+        .property("max-size-bytes", 0u32)
+        .property("max-size-time", gst::ClockTime::SECOND)
+        .build()
+        .map_err(|source| MediaError::Build {
+            what: "queue".into(),
+            source,
+        })
+}

@@ -1,0 +1,79 @@
+//! What a stream's pipeline is made of: which bins for a [`MediaSpec`] and how they connect.
+//! `Pipeline::start` builds it and adds the rungs once the decoder knows the source size;
+//! `print-pipelines` builds the very same, with the rungs planned for a given size.
+
+use gstreamer as gst;
+
+use super::audio::{self, AudioBranch};
+use super::ingest::{self, VideoIngest};
+use super::ladder::{Ladder, PlannedRung};
+use super::mux::{Branch, MuxTiming};
+use super::rung;
+use super::{AUDIO_RENDITION, MediaError, MediaSpec, SOURCE_RENDITION, VideoCodec};
+
+/// A stream's pipeline before its ladder rungs: ingest, audio and the passthrough rung.
+pub(crate) struct Graph {
+    /// The pipeline every element was added to.
+    pub pipeline: gst::Pipeline,
+    /// The video ingest bin.
+    pub ingest: VideoIngest,
+    /// The audio bin.
+    pub audio: AudioBranch,
+    /// The passthrough rung, for H.264 when the ladder enables it.
+    pub source: Option<Branch>,
+}
+
+/// The muxer timing of `spec`'s renditions.
+pub(crate) fn timing(spec: &MediaSpec) -> MuxTiming {
+    MuxTiming {
+        segment: spec.segment_duration,
+        part: spec.part_duration,
+    }
+}
+
+/// Builds everything of `spec`'s pipeline that does not depend on the source size.
+pub(crate) fn build(spec: &MediaSpec) -> Result<Graph, MediaError> {
+    let timing = timing(spec);
+    let pipeline = gst::Pipeline::with_name(&format!("stream-{}", spec.stream));
+    let ingest = ingest::video_ingest(&pipeline, spec.video, &spec.ladder)?;
+    let audio = audio::audio(
+        &pipeline,
+        spec.audio.map(|a| a.payload_type),
+        &spec.ladder,
+        timing,
+    )?;
+    let source = match &ingest.h264_tee {
+        Some(tee) => Some(rung::source_rung(&pipeline, tee, timing)?),
+        None => None,
+    };
+    Ok(Graph {
+        pipeline,
+        ingest,
+        audio,
+        source,
+    })
+}
+
+/// Adds one transcoded rung per planned rendition, each from a new request pad of the raw
+/// video `tee`; the branches come back in `plan` order.
+pub(crate) fn add_rungs(
+    pipeline: &gst::Pipeline,
+    tee: &gst::Element,
+    plan: &[PlannedRung],
+    ladder: &Ladder,
+    timing: MuxTiming,
+) -> Result<Vec<Branch>, MediaError> {
+    plan.iter()
+        .map(|r| rung::video_rung(pipeline, tee, r, ladder, timing))
+        .collect()
+}
+
+/// The renditions that do not depend on the source size: audio, and the passthrough rung
+/// for H.264 when it is on.
+pub(crate) fn fixed_renditions(spec: &MediaSpec) -> Vec<String> {
+    let mut names = vec![AUDIO_RENDITION.to_string()];
+    if spec.video.codec == VideoCodec::H264 && spec.ladder.source.enabled {
+        names.push(SOURCE_RENDITION.to_string());
+    }
+    names
+}

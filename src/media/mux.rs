@@ -1,0 +1,96 @@
+//! The muxer/appsink side of every branch: `cmafmux` with the stream's fragment and chunk
+//! durations, the first-fragment split for LL-HLS, and the `appsink` the fragments leave by.
+
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use super::MediaError;
+
+/// Muxer timing: fragment (= segment) duration and, for LL-HLS, chunk (= part) duration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MuxTiming {
+    pub segment: Duration,
+    pub part: Option<Duration>,
+}
+
+/// Cuts the muxer's first fragment after one part: `split-at-running-time` for the running
+/// time of the first buffer reaching `pad` (the muxer's input) plus one part.
+///
+/// Why: a media playlist is served only once it lists a whole segment (hls.js rejects a
+/// parts-only playlist with LEVEL_EMPTY_ERROR), so with full-length first segments a
+/// viewer waits a whole segment after the first keyframe. A one-part first segment makes the
+/// stream playable ~one part after the first keyframe (BENCHMARKS.md "Latency": publish →
+/// first playable). HLS2 §4.4.3.1 only bounds segment durations from above
+/// (EXT-X-TARGETDURATION), so a short first segment is allowed. Every later fragment starts
+/// where the previous ended, so boundaries stay on `first + part + n × segment` (measured in
+/// rung/bin_tests.rs: IDRs at 0, 0.2, 1.2, 2.2 s for 1 s segments of 200 ms parts): the same
+/// in every video rung, which all see the same first frame; the split is a whole number of parts from
+/// the first buffer, as cmafmux needs (measured with cmafmux 0.14.5: a split off the chunk
+/// grid makes it skip the next fragment boundary). cmafmux sends its force-key-unit for
+/// the second fragment start after this request is in, so x264enc puts the IDR there.
+pub(crate) fn split_first_fragment(mux: &gst::Element, pad: &gst::Pad, after: Duration) {
+    let mux = mux.downgrade();
+    let after = gst::ClockTime::from_nseconds(after.as_nanos() as u64);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else {
+            return gst::PadProbeReturn::Ok;
+        };
+        // The muxer starts at the first keyframe (the passthrough rung may see delta
+        // frames before its first IDR).
+        if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+            return gst::PadProbeReturn::Ok;
+        }
+        let running = pad.sticky_event::<gst::event::Segment>(0).and_then(|ev| {
+            ev.segment()
+                .downcast_ref::<gst::format::Time>()
+                .and_then(|seg| seg.to_running_time(buffer.pts()))
+        });
+        if let (Some(mux), Some(running)) = (mux.upgrade(), running) {
+            mux.emit_by_name::<()>("split-at-running-time", &[&(running + after)]);
+        }
+        gst::PadProbeReturn::Remove
+    });
+}
+
+pub(crate) fn cmafmux(
+    name: &str,
+    timing: MuxTiming,
+    force_keyunit: bool,
+) -> Result<gst::Element, MediaError> {
+    let clock = |d: Duration| gst::ClockTime::from_nseconds(d.as_nanos() as u64);
+    let mut b = gst::ElementFactory::make("cmafmux")
+        .name(name)
+        .property("fragment-duration", clock(timing.segment));
+    if let Some(part) = timing.part {
+        // The chunk duration must divide the fragment duration exactly (validated in
+        // config): otherwise cmafmux 0.14.5 skips fragment boundaries (measured).
+        b = b.property("chunk-duration", clock(part));
+    }
+    b
+        // cmafmux sends force-key-unit events upstream at each fragment boundary (by running
+        // time), so x264enc puts an IDR at the same timestamp in every rung.
+        .property("send-force-keyunit", force_keyunit)
+        .build()
+        .map_err(|source| MediaError::Build {
+            what: format!("cmafmux {name}"),
+            source,
+        })
+}
+
+pub(crate) fn appsink(name: &str) -> gst_app::AppSink {
+    gst_app::AppSink::builder()
+        .name(name)
+        .buffer_list(true)
+        // Live output: never wait on the clock, never drop (fragments are precious).
+        .sync(false)
+        .build()
+}
+
+/// The last element before the muxer: its caps give CODECS, width, height and fps.
+pub(crate) struct Branch {
+    pub appsink: gst_app::AppSink,
+    pub caps_source: gst::Element,
+}

@@ -1,0 +1,158 @@
+//! The video ladder's branches off a tee: a transcoded rung (scale → x264enc → cmafmux) and
+//! the passthrough rung (the publisher's H.264, remuxed), each ending in its appsink.
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use super::MediaError;
+use super::elements::{add, caps_filter, link, make, queue};
+use super::ladder::{Ladder, PlannedRung};
+use super::mux::{Branch, MuxTiming, appsink, cmafmux, split_first_fragment};
+
+/// One transcoded rung: `queue ! videoscale ! capsfilter ! x264enc ! capsfilter ! h264parse !
+/// cmafmux ! appsink`, linked from a new request pad of `tee`.
+pub(crate) fn video_rung(
+    pipeline: &gst::Pipeline,
+    tee: &gst::Element,
+    rung: &PlannedRung,
+    ladder: &Ladder,
+    timing: MuxTiming,
+) -> Result<Branch, MediaError> {
+    let n = &rung.name;
+    let q = queue(&format!("{n}_queue"))?;
+    let scale = make("videoscale", &format!("{n}_scale"))?;
+    let raw_caps = caps_filter(
+        &format!("{n}_raw_caps"),
+        gst::Caps::builder("video/x-raw")
+            // Without I420 here x264enc negotiates Y444 and encodes High 4:4:4, which no
+            // HLS player decodes (measured with GStreamer 1.22).
+            .field("format", "I420")
+            .field("width", rung.width as i32)
+            .field("height", rung.height as i32)
+            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+            .build(),
+    )?;
+    let fps = ladder.video.fps;
+    let keyint = fps * (timing.segment.as_millis() as u32).div_ceil(1000).max(1);
+    let enc = gst::ElementFactory::make("x264enc")
+        .name(format!("{n}_x264enc"))
+        .property("bitrate", rung.bitrate_kbps)
+        .property("bframes", 0u32)
+        .property("key-int-max", keyint)
+        .property_from_str("tune", "zerolatency")
+        .property_from_str("speed-preset", &ladder.video.preset)
+        // No scene-cut keyframes: keyframes only where cmafmux forces them, so segment
+        // boundaries are identical in every rung (HLS2 §6.2.4).
+        .property("option-string", "scenecut=0")
+        .build()
+        .map_err(|source| MediaError::Build {
+            what: "x264enc".into(),
+            source,
+        })?;
+    let h264_caps = caps_filter(
+        &format!("{n}_h264_caps"),
+        gst::Caps::builder("video/x-h264")
+            .field("profile", ladder.video.profile.as_str())
+            .build(),
+    )?;
+    let parse = make("h264parse", &format!("{n}_parse"))?;
+    let mux = cmafmux(&format!("{n}_mux"), timing, true)?;
+    if let (Some(part), Some(pad)) = (timing.part, parse.static_pad("src")) {
+        split_first_fragment(&mux, &pad, part);
+    }
+    let sink = appsink(&format!("{n}_sink"));
+    branch_from_tee(
+        pipeline,
+        tee,
+        &[
+            &q,
+            &scale,
+            &raw_caps,
+            &enc,
+            &h264_caps,
+            &parse,
+            &mux,
+            sink.upcast_ref(),
+        ],
+    )?;
+    Ok(Branch {
+        appsink: sink,
+        caps_source: parse,
+    })
+}
+
+/// The passthrough rung: the publisher's H.264, remuxed; segments cut on its keyframes.
+pub(crate) fn source_rung(
+    pipeline: &gst::Pipeline,
+    tee: &gst::Element,
+    timing: MuxTiming,
+) -> Result<Branch, MediaError> {
+    let q = queue("source_queue")?;
+    // cmafmux requires DTS on video ("Require DTS for video streams"). The depayloaded stream has PTS only;
+    // WebRTC H.264 has no B-frames (OBS forces bf=0, browsers never use them), so DTS = PTS.
+    // A buffer with no PTS either (seen after the process stalled for 3 s: the jitter buffer
+    // let an untimed buffer through) is dropped: cmafmux answers it with a flow error that
+    // ends the broadcast ("Require DTS for video streams"). The next keyframe heals the
+    // stream; the decoder branch asks the publisher for one on the resulting corruption.
+    if let Some(pad) = q.static_pad("sink") {
+        pad.add_probe(gst::PadProbeType::BUFFER, |_pad, info| {
+            if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data
+                && buffer.dts().is_none()
+            {
+                let Some(pts) = buffer.pts() else {
+                    return gst::PadProbeReturn::Drop;
+                };
+                buffer.make_mut().set_dts(pts);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    let mux = cmafmux("source_mux", timing, false)?;
+    // The first segment ends at the publisher's first keyframe one part or more after its
+    // first one; broadcast.rs asks for that keyframe (keyframes.rs with_first_segment).
+    if let (Some(part), Some(pad)) = (timing.part, q.static_pad("src")) {
+        split_first_fragment(&mux, &pad, part);
+    }
+    let sink = appsink("source_sink");
+    branch_from_tee(pipeline, tee, &[&q, &mux, sink.upcast_ref()])?;
+    Ok(Branch {
+        appsink: sink,
+        caps_source: q,
+    })
+}
+
+/// Adds `chain` to the pipeline, links it in order, brings it to the pipeline's state (it
+/// may be added while the pipeline is already playing) and links `tee` to its first element
+/// through a new request pad.
+fn branch_from_tee(
+    pipeline: &gst::Pipeline,
+    tee: &gst::Element,
+    chain: &[&gst::Element],
+) -> Result<(), MediaError> {
+    let first = chain
+        .first()
+        .ok_or(MediaError::Missing("a branch's first element"))?;
+    add(pipeline, chain)?;
+    link(chain)?;
+    for e in chain.iter().rev() {
+        e.sync_state_with_parent()
+            .map_err(|source| MediaError::Build {
+                what: format!("sync state {}", e.name()),
+                source,
+            })?;
+    }
+    let src = tee
+        .request_pad_simple("src_%u")
+        .ok_or(MediaError::Missing("a src pad of the tee"))?;
+    let sink = first
+        .static_pad("sink")
+        .ok_or(MediaError::Missing("the branch queue's sink pad"))?;
+    src.link(&sink).map_err(|source| MediaError::Link {
+        what: format!("tee → {}", first.name()),
+        source,
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod bin_tests;

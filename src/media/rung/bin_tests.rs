@@ -1,0 +1,133 @@
+//! The transcoded rung, fed raw I420 frames through a tee as the ingest bin feeds it.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+
+use super::video_rung;
+use crate::media::ladder::PlannedRung;
+use crate::media::mux::MuxTiming;
+use crate::media::test_support::{self, chunk, record_buffers};
+
+const FPS: u64 = 30;
+const FRAMES: u64 = 100; // 3.33 s
+
+fn frame_time(n: u64) -> gst::ClockTime {
+    gst::ClockTime::from_nseconds(n * 1_000_000_000 / FPS)
+}
+
+#[test]
+fn rung_outputs_playable_h264_on_the_segment_grid_in_cmaf_chunks() {
+    test_support::init();
+    let ladder = test_support::ladder(&[("small", 90, 300)], false);
+    let timing = MuxTiming {
+        segment: Duration::from_secs(1),
+        part: Some(Duration::from_millis(200)),
+    };
+    let rung = PlannedRung {
+        name: "small".into(),
+        width: 160,
+        height: 90,
+        bitrate_kbps: 300,
+    };
+    let (w, h) = (320u32, 180u32);
+    let caps = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, w, h)
+        .fps(gst::Fraction::new(FPS as i32, 1))
+        .build()
+        .unwrap()
+        .to_caps()
+        .unwrap();
+    let pipeline = gst::Pipeline::new();
+    let src = gst_app::AppSrc::builder()
+        .caps(&caps)
+        .format(gst::Format::Time)
+        .build();
+    let tee = gst::ElementFactory::make("tee").build().unwrap();
+    pipeline.add_many([src.upcast_ref(), &tee]).unwrap();
+    src.link(&tee).unwrap();
+    let branch = video_rung(&pipeline, &tee, &rung, &ladder, timing).unwrap();
+    let encoded = record_buffers(&branch.caps_source.static_pad("src").unwrap());
+
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let size = (w * h * 3 / 2) as usize;
+    for n in 0..FRAMES {
+        // A moving gradient, so the encoder has something to code.
+        let data: Vec<u8> = (0..size).map(|i| (i as u64 + n * 3) as u8).collect();
+        let mut buffer = gst::Buffer::from_mut_slice(data);
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(frame_time(n));
+        b.set_duration(frame_time(n + 1) - frame_time(n));
+        src.push_buffer(buffer).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    let samples = test_support::drain(&pipeline, &branch.appsink);
+
+    // H.264 a browser plays: the configured profile (never High 4:4:4, what x264enc picks
+    // from non-I420 input) at the configured size.
+    let caps = samples[0].caps().unwrap();
+    let s = caps.structure(0).unwrap();
+    assert_eq!(s.name(), "video/quicktime", "{caps}");
+    let h264 = branch
+        .caps_source
+        .static_pad("src")
+        .unwrap()
+        .current_caps()
+        .unwrap();
+    test_support::stop(&pipeline);
+    let s = h264.structure(0).unwrap();
+    assert_eq!(ladder.video.profile, "high");
+    assert_eq!(s.get::<&str>("profile").unwrap(), "high", "{h264}");
+    assert_eq!(s.get::<i32>("width").unwrap(), 160);
+    assert_eq!(s.get::<i32>("height").unwrap(), 90);
+    let codecs = gstreamer_pbutils::codec_utils_caps_get_mime_codec(&h264).unwrap();
+    // RFC 6381: avc1.PPCCLL, profile_idc 0x64 = High (High 4:4:4 Predictive is 0xF4).
+    assert!(codecs.to_lowercase().starts_with("avc1.64"), "{codecs}");
+
+    // Keyframes only on the grid: the first frame, the one-part first segment's end, then
+    // every segment duration from there.
+    let keyframes: Vec<u64> = encoded
+        .seen()
+        .iter()
+        .filter(|b| b.keyframe)
+        .map(|b| b.running.unwrap().mseconds())
+        .collect();
+    assert_eq!(keyframes, [0, 200, 1200, 2200, 3200], "keyframes (ms)");
+
+    // cmafmux output as the store reads it: the init segment first (HEADER|DISCONT, ftyp +
+    // moov), every sample one chunk ending in MARKER, fragment starts (HEADER without
+    // DELTA_UNIT, styp first) exactly at the keyframes, continuation chunks HEADER|DELTA_UNIT.
+    let chunks: Vec<_> = samples.iter().map(chunk).collect();
+    assert_eq!(
+        chunks[0].init.as_deref(),
+        Some(&["ftyp".to_string(), "moov".to_string()][..])
+    );
+    assert!(chunks[1..].iter().all(|c| c.init.is_none()));
+    for c in &chunks {
+        assert!(
+            c.flags.last().unwrap().contains(gst::BufferFlags::MARKER),
+            "{c:?}"
+        );
+        let head = c.flags[usize::from(c.init.is_some())];
+        assert!(head.contains(gst::BufferFlags::HEADER), "{c:?}");
+        if c.starts_fragment() {
+            assert_eq!(c.boxes[0], "styp", "{c:?}");
+        } else {
+            assert_eq!(c.boxes[0], "moof", "{c:?}");
+        }
+    }
+    let starts: Vec<u64> = chunks
+        .iter()
+        .filter(|c| c.starts_fragment())
+        .map(|c| c.pts.mseconds())
+        .collect();
+    assert_eq!(starts, keyframes, "fragment starts (ms)");
+    // Every chunk but the last is one part long, back to back.
+    for pair in chunks.windows(2) {
+        assert_eq!(pair[0].pts + pair[0].duration, pair[1].pts, "{pair:?}");
+        assert_eq!(pair[0].duration.mseconds(), 200, "{pair:?}");
+    }
+}
