@@ -1,8 +1,11 @@
 //! HLS packaging: segment windows, playlists (plain and Low-Latency) and the in-memory
 //! origin store.
 //!
-//! - `window`, `playlist`, `llhls`: pure (no clock, no I/O) — a rendition's segments and
-//!   parts, and the playlist writers (`m3u8-rs` writes the multivariant playlist).
+//! - `window`, `live`, `media_playlist`, `tags`, `multivariant`: pure (no clock, no I/O) —
+//!   a rendition's segments and parts; what its live playlist lists (`live`); the one
+//!   media-playlist writer (`media_playlist`, over the tag text of `tags`), which also writes
+//!   the outputs' lists; the multivariant playlists (`multivariant`, the only file that
+//!   names `m3u8_rs`).
 //! - `names`: the media file names and their parsers; `settings`: LL-HLS settings.
 //! - `stream`: one broadcast's state as plain data, with `render` (its playlists),
 //!   `budget` (memory budget, DVR spill) and `summary` (the API view) working on it.
@@ -14,9 +17,10 @@
 mod bitrate;
 mod budget;
 mod doc;
-mod llhls;
+mod live;
+mod media_playlist;
+mod multivariant;
 mod names;
-mod playlist;
 mod remux;
 mod render;
 mod settings;
@@ -24,18 +28,16 @@ mod spill;
 mod store;
 mod stream;
 mod summary;
+mod tags;
 mod window;
 
 pub use bitrate::Bitrate;
 pub use doc::Doc;
-pub use llhls::{PartTag, PreloadHint, RenditionReport, ServerControl, Skip, secs};
+pub use media_playlist::{ListType, ListedSegment, SegmentList, segment_list, target_duration};
+pub use multivariant::{MasterEntry, master};
 pub use names::{
     TS_PLAYLIST, init_name, parse_init_name, parse_part_name, parse_segment_name,
     parse_ts_segment_name, part_name, segment_name, ts_segment_name,
-};
-pub use playlist::{
-    AUDIO_GROUP, ListType, ListedSegment, MasterEntry, SegmentList, master, segment_list,
-    target_duration,
 };
 pub use remux::{Fmp4Error, TsSources, remux};
 pub use settings::LlSettings;

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tracing::{error, warn};
 
 use super::doc::Doc;
-use super::playlist;
+use super::media_playlist;
 use super::remux::TsSources;
 use super::settings::LlSettings;
 use super::spill::{Job, SpillKey, Spiller, Written};
@@ -110,7 +110,7 @@ impl HlsStore {
 
     /// The target duration of every playlist.
     pub fn target_duration(&self) -> u64 {
-        playlist::target_duration(self.shared.cfg.segment_duration)
+        media_playlist::target_duration(self.shared.cfg.segment_duration)
     }
 
     /// The slot of `stream`; the map's lock is released before the caller locks the slot.

@@ -508,8 +508,9 @@ fn republish_continues_numbering_with_a_discontinuity() {
         [
             format!("#EXT-X-MAP:URI=\"{}\"", init_name(&e1)).as_str(),
             &segment_name(&e1, 3),
-            // m3u8-rs writes a segment's MAP before its DISCONTINUITY; both tags apply
-            // to the segment that follows them, in either order (HLS2 §4.4.4).
+            // Plain playlists put a segment's MAP before its DISCONTINUITY (as m3u8-rs
+            // did); both tags apply to the segment that follows them, in either order
+            // (HLS2 §4.4.4).
             &format!("#EXT-X-MAP:URI=\"{}\"", init_name(&e2)),
             "#EXT-X-DISCONTINUITY",
             &segment_name(&e2, 4),

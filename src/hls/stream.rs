@@ -18,8 +18,8 @@ use tokio::sync::watch;
 
 use super::bitrate::Bitrate;
 use super::doc::Doc;
-use super::llhls;
-use super::playlist;
+use super::live;
+use super::media_playlist::target_duration;
 use super::settings::LlSettings;
 use super::spill::Spiller;
 use super::summary::IngestSummary;
@@ -269,7 +269,7 @@ impl StreamState {
             epoch,
             started_at: at.instant,
             ended_at: None,
-            target_duration: playlist::target_duration(cfg.segment_duration),
+            target_duration: target_duration(cfg.segment_duration),
             ingest,
             renditions: BTreeMap::new(),
             expected: None,
@@ -498,7 +498,7 @@ impl StreamState {
             return None;
         }
         let r = self.renditions.get(rendition)?;
-        Some(llhls::next_part(
+        Some(live::next_part(
             &r.window,
             ll.parts_per_segment,
             r.next_starts,

@@ -318,7 +318,6 @@ impl Packager {
             list_type,
             init_uri: Some(&init),
             segments: &segments,
-            discontinuity: None,
             ended: self.ended,
         });
         Some(Object {
