@@ -23,6 +23,8 @@ mod multivariant;
 mod names;
 mod remux;
 mod render;
+mod rendition;
+mod serve;
 mod settings;
 mod spill;
 mod store;
@@ -40,8 +42,9 @@ pub use names::{
     parse_ts_segment_name, part_name, segment_name, ts_segment_name,
 };
 pub use remux::{Fmp4Error, TsSources, remux};
+pub use serve::{Readiness, SegmentBody};
 pub use settings::LlSettings;
 pub use store::HlsStore;
-pub use stream::{At, Chunk, Readiness, SegmentBody, StoreError};
+pub use stream::{At, Chunk, StoreError};
 pub use summary::{IngestSummary, LagSummary, RenditionSummary, StreamSummary};
 pub use window::{Part, Position, Segment, Window};

@@ -20,11 +20,10 @@ use tracing::{error, warn};
 use super::doc::Doc;
 use super::media_playlist;
 use super::remux::TsSources;
+use super::serve::{Readiness, SegmentBody};
 use super::settings::LlSettings;
 use super::spill::{Job, SpillKey, Spiller, Written};
-use super::stream::{
-    At, Chunk, Continuity, Readiness, SegmentBody, Shared, StoreError, StreamState,
-};
+use super::stream::{At, Chunk, Continuity, Shared, StoreError, StreamState};
 use super::summary::{IngestSummary, StreamSummary};
 use crate::config::{DvrOverflow, HlsConfig};
 use crate::keyframes::KeyframeStats;
