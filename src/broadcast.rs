@@ -5,7 +5,7 @@
 //! the same exit path runs: drain the muxers, write `EXT-X-ENDLIST`, close the peer. A
 //! failure here ends this stream only.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -22,6 +22,16 @@ use crate::output::BroadcastOutputs;
 use crate::peer::{
     Candidate, IncomingTrack, KeyframeRequester, PeerError, PeerEvent, PeerSession, TrackKind,
 };
+
+/// Now, as the HLS store takes time (`hls::At`): the store never reads a clock, its
+/// writers do — the broadcast task for what it publishes, the ingest registry for a
+/// broadcast's start and for the end of one that panicked.
+pub(crate) fn now() -> At {
+    At {
+        instant: Instant::now(),
+        wall: SystemTime::now(),
+    }
+}
 
 /// How long closing the peer (DTLS close alert, ICE agent) may take.
 const PEER_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -294,7 +304,7 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
         })
         .await;
     }
-    p.store.end(p.stream.as_str(), At::now());
+    p.store.end(p.stream.as_str(), now());
     p.outputs.end();
     if tokio::time::timeout(PEER_CLOSE_TIMEOUT, p.peer.close())
         .await
@@ -319,7 +329,7 @@ fn store_event(
     match ev {
         MediaEvent::Init { info, data } => {
             outputs.init(&info, &data);
-            if let Err(e) = store.init(stream.as_str(), info, data, At::now()) {
+            if let Err(e) = store.init(stream.as_str(), info, data, now()) {
                 warn!(error = %e, "init segment not stored");
             }
             0
@@ -348,7 +358,7 @@ fn store_event(
                 lag,
                 data: data.clone(),
             };
-            match store.publish(stream.as_str(), &rendition, chunk, At::now()) {
+            match store.publish(stream.as_str(), &rendition, chunk, now()) {
                 Ok(seq) => {
                     outputs.chunk(&rendition, seq, starts_segment, duration, wallclock, &data);
                     debug!(%rendition, seq, ms = duration.as_millis() as u64, starts_segment, "published");

@@ -30,23 +30,14 @@ use crate::media::RenditionInfo;
 use crate::metrics::{self, Metrics};
 
 /// A moment, as both clocks read it: `instant` for durations, `wall` for what players see
-/// (`Last-Modified`, the API's start time).
+/// (`Last-Modified`, the API's start time). The callers read the clocks (the broadcast
+/// task and the ingest registry, through `broadcast::now`); nothing in `hls` does.
 #[derive(Debug, Clone, Copy)]
 pub struct At {
     /// Monotonic time.
     pub instant: Instant,
     /// Wall-clock time.
     pub wall: SystemTime,
-}
-
-impl At {
-    /// Now. Called at the edges (the broadcast task, the HTTP handlers), never in here.
-    pub fn now() -> At {
-        At {
-            instant: Instant::now(),
-            wall: SystemTime::now(),
-        }
-    }
 }
 
 /// What every stream of a store shares: the settings, the spill writer, the counters.

@@ -19,7 +19,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::StreamKey;
 use crate::broadcast::{self, BroadcastParams, Command};
 use crate::config::{AuthConfig, IceConfig};
-use crate::hls::{At, HlsStore, IngestSummary};
+use crate::hls::{HlsStore, IngestSummary};
 use crate::media::Ladder;
 use crate::metrics;
 use crate::output::Outputs;
@@ -341,7 +341,7 @@ impl Ingest {
                 video_codec: summary.video_codecs.join("/"),
                 audio: summary.audio_payload_type.is_some(),
             },
-            At::now(),
+            broadcast::now(),
         );
         let outputs = self.inner.outputs.start(
             &key,
@@ -379,7 +379,7 @@ impl Ingest {
                 let reason = match run.await {
                     Ok(reason) => reason,
                     Err(e) => {
-                        store.end(name.as_str(), At::now());
+                        store.end(name.as_str(), broadcast::now());
                         tracing::error!(error = %e, "broadcast task failed");
                         broadcast::EndReason::Panicked(e.to_string())
                     }
