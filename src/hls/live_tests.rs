@@ -22,7 +22,6 @@ fn plain_window() -> Window {
         w.push(
             Duration::from_millis(2000),
             t0() + Duration::from_secs(2 * i),
-            true,
             Bytes::new(),
         );
     }
@@ -71,7 +70,7 @@ fn plain_playlist_golden() {
     // A re-published stream: the previous broadcast's last segments, then a
     // discontinuity and the new init segment; m3u8-rs reads it back the same way.
     let mut old = Window::starting_at(6, 0, 0);
-    old.push(Duration::from_secs(2), t0(), true, Bytes::new());
+    old.push(Duration::from_secs(2), t0(), Bytes::new());
     let old_segments: Vec<Segment> = old.segments().cloned().collect();
     let old_uri = |seq: u64| format!("seg-6-{seq}.m4s");
     let mut v = plain(&w, &uri, false);
@@ -265,11 +264,10 @@ fn delta_update_skips_old_segments_and_matches_the_full_playlist() {
 fn prelude_of_the_previous_broadcast_before_a_discontinuity() {
     // The previous broadcast (epoch "old") ended after segment 9; this one starts at 10.
     let mut old = Window::starting_at(6, 0, 8);
-    old.push(Duration::from_secs(1), t0(), true, Bytes::from_static(b"a"));
+    old.push(Duration::from_secs(1), t0(), Bytes::from_static(b"a"));
     old.push(
         Duration::from_secs(1),
         t0() + Duration::from_secs(1),
-        true,
         Bytes::from_static(b"b"),
     );
     let old_segments: Vec<Segment> = old.segments().cloned().collect();

@@ -268,12 +268,7 @@ impl StreamState {
             }
             pos.msn
         } else {
-            let seq = r.window.push(
-                chunk.duration,
-                chunk.wallclock,
-                chunk.starts_segment,
-                chunk.data,
-            );
+            let seq = r.window.push(chunk.duration, chunk.wallclock, chunk.data);
             r.note_segment(seq, td);
             seq
         };

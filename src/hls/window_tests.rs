@@ -7,7 +7,6 @@ fn push_n(w: &mut Window, n: usize) {
         w.push(
             Duration::from_secs(2),
             SystemTime::UNIX_EPOCH + Duration::from_secs(2 * i as u64),
-            true,
             Bytes::from(vec![i as u8; 10]),
         );
     }
@@ -52,13 +51,11 @@ fn durations() {
     w.push(
         Duration::from_millis(1900),
         SystemTime::UNIX_EPOCH,
-        true,
         Bytes::new(),
     );
     w.push(
         Duration::from_millis(2100),
         SystemTime::UNIX_EPOCH,
-        true,
         Bytes::new(),
     );
     assert_eq!(w.max_duration(), Duration::from_millis(2100));

@@ -24,7 +24,7 @@ pub enum Fmp4Error {
 
 /// The codec of a track, with what a TS stream needs from its sample entry.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Codec {
+pub(super) enum Codec {
     /// H.264: NAL length size and the parameter sets from `avcC` (ISO/IEC 14496-15 §5.3.3).
     H264 {
         /// Bytes of each NAL unit's length prefix (1, 2 or 4).
@@ -47,34 +47,34 @@ pub enum Codec {
 
 /// One track of an init section.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Track {
+pub(super) struct Track {
     /// `track_ID`.
-    pub id: u32,
+    pub(super) id: u32,
     /// Media timescale (ticks per second).
-    pub timescale: u32,
+    pub(super) timescale: u32,
     /// The codec.
-    pub codec: Codec,
+    pub(super) codec: Codec,
     /// `trex` defaults: sample duration, size, flags.
-    pub defaults: (u32, u32, u32),
+    pub(super) defaults: (u32, u32, u32),
 }
 
 /// One sample of a segment.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sample<'a> {
+pub(super) struct Sample<'a> {
     /// Decode time, in the track's timescale.
-    pub dts: u64,
+    pub(super) dts: u64,
     /// Presentation offset (`pts - dts`), in the track's timescale.
-    pub cts: i64,
+    pub(super) cts: i64,
     /// Sample duration, in the track's timescale.
-    pub duration: u32,
+    pub(super) duration: u32,
     /// A sync sample (keyframe).
-    pub sync: bool,
+    pub(super) sync: bool,
     /// The sample's bytes in the `mdat`.
-    pub data: &'a [u8],
+    pub(super) data: &'a [u8],
 }
 
 /// The tracks of an init section (`moov`).
-pub fn read_init(init: &[u8]) -> Result<Vec<Track>, Fmp4Error> {
+pub(super) fn read_init(init: &[u8]) -> Result<Vec<Track>, Fmp4Error> {
     let moov = find(init, &[b"moov"], "moov")?;
     let mut defaults = std::collections::HashMap::new();
     if let Some(mvex) = child(moov, b"mvex")? {
@@ -219,7 +219,10 @@ fn read_mp4a(entry: &[u8]) -> Result<Codec, Fmp4Error> {
 }
 
 /// The samples of `track` in a segment, in decode order.
-pub fn read_samples<'a>(segment: &'a [u8], track: &Track) -> Result<Vec<Sample<'a>>, Fmp4Error> {
+pub(super) fn read_samples<'a>(
+    segment: &'a [u8],
+    track: &Track,
+) -> Result<Vec<Sample<'a>>, Fmp4Error> {
     let mut out = Vec::new();
     for b in boxes(segment) {
         let b = b?;
