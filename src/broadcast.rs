@@ -5,7 +5,7 @@
 //! the same exit path runs: drain the muxers, write `EXT-X-ENDLIST`, close the peer. A
 //! failure here ends this stream only.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -22,6 +22,16 @@ use crate::output::{BroadcastOutputs, Outputs};
 use crate::peer::{
     Candidate, IncomingTrack, KeyframeRequester, PeerError, PeerEvent, PeerSession, TrackKind,
 };
+
+/// Now, as the HLS store takes time (`hls::At`): the store never reads a clock, its
+/// writers do — the broadcast task for what it publishes, the ingest registry for a
+/// broadcast's start and for the end of one that panicked.
+pub(crate) fn now() -> At {
+    At {
+        instant: Instant::now(),
+        wall: SystemTime::now(),
+    }
+}
 
 /// How long closing the peer (DTLS close alert, ICE agent) may take.
 const PEER_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -186,7 +196,7 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
                         {
                             break EndReason::NotClaimed(why);
                         }
-                        let epoch = p.store.begin(p.stream.as_str(), p.ingest.clone(), At::now());
+                        let epoch = p.store.begin(p.stream.as_str(), p.ingest.clone(), now());
                         tracing::Span::current().record("epoch", epoch.as_str());
                         outputs = Some(p.outputs.start(
                             &p.stream,
@@ -327,7 +337,7 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
     // A session that never claimed its name leaves the store alone: the name may be
     // another session's.
     if let Some(mut o) = outputs {
-        p.store.end(p.stream.as_str(), At::now());
+        p.store.end(p.stream.as_str(), now());
         o.end();
     }
     if tokio::time::timeout(PEER_CLOSE_TIMEOUT, p.peer.close())
@@ -356,7 +366,7 @@ fn store_event(
     match ev {
         MediaEvent::Init { info, data } => {
             outputs.init(&info, &data);
-            if let Err(e) = store.init(stream.as_str(), info, data, At::now()) {
+            if let Err(e) = store.init(stream.as_str(), info, data, now()) {
                 warn!(error = %e, "init segment not stored");
             }
             0
@@ -385,7 +395,7 @@ fn store_event(
                 lag,
                 data: data.clone(),
             };
-            match store.publish(stream.as_str(), &rendition, chunk, At::now()) {
+            match store.publish(stream.as_str(), &rendition, chunk, now()) {
                 Ok(seq) => {
                     outputs.chunk(&rendition, seq, starts_segment, duration, wallclock, &data);
                     debug!(%rendition, seq, ms = duration.as_millis() as u64, starts_segment, "published");

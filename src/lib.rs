@@ -31,11 +31,16 @@
 //! Prometheus ◀── GET /metrics ── metrics (process-wide counters) + store summaries
 //! ```
 //!
-//! Playlists: `m3u8-rs` writes the multivariant playlists and the plain media playlists
-//! (`hls::playlist`); the LL-HLS tags it lacks are written by `hls::llhls`.
+//! Playlists: one hand-written writer, `hls::media_playlist`, writes every media playlist:
+//! the origin's live windows, plain and LL-HLS, full and delta updates, with a re-published
+//! stream's previous segments before a discontinuity, and their MPEG-TS twins (what they
+//! list is decided by `hls::live`), and the `EVENT` / `VOD` / live lists of the recordings
+//! and uploads (`output`, through `hls::segment_list`). `m3u8-rs` writes only the
+//! multivariant playlists, of the origin and the outputs alike (`hls::multivariant`).
 //!
 //! Rules the layout enforces: only `peer` names `webrtc`; only `media` names GStreamer;
-//! only `hls::playlist` names `m3u8_rs`; only `origin` and the ingest routes name `axum`.
+//! only `hls::multivariant` names `m3u8_rs` (tests parse with it too); only `origin` and
+//! the ingest routes name `axum`.
 //! One task owns each live stream; channels are bounded; GStreamer state changes run on
 //! the blocking pool; a failure ends its own stream only.
 

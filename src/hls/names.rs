@@ -23,7 +23,7 @@ pub fn part_name(epoch: &str, seq: u64, index: usize) -> String {
 }
 
 /// An MPEG-TS segment's file name (the same segment, remuxed; see [`super::remux`]).
-pub fn ts_segment_name(epoch: &str, seq: u64) -> String {
+pub(super) fn ts_segment_name(epoch: &str, seq: u64) -> String {
     format!("seg-{epoch}-{seq}.ts")
 }
 

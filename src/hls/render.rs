@@ -6,11 +6,14 @@
 use bytes::Bytes;
 
 use super::doc::Doc;
-use super::llhls::{self, LlView, RenditionReport};
+use super::live::{self, LiveView, LlView, Prelude};
+use super::media_playlist::target_duration;
+use super::multivariant::{self, MasterEntry};
 use super::names::{TS_PLAYLIST, init_name, part_name, segment_name, ts_segment_name};
-use super::playlist::{self, MasterEntry, MediaView};
+use super::rendition::RenditionState;
 use super::settings::LlSettings;
-use super::stream::{RenditionState, StreamState};
+use super::stream::StreamState;
+use super::tags::RenditionReport;
 use super::window::Segment;
 use crate::media::RenditionKind;
 
@@ -75,42 +78,29 @@ impl StreamState {
         };
         let old_init_uri = init_name(&old_epoch);
         let old_seg_uri = |seq: u64| segment_name(&old_epoch, seq);
-        let prelude = (!carried.is_empty()).then_some(llhls::Prelude {
+        let prelude = (!carried.is_empty()).then_some(Prelude {
             segments: carried,
             init_uri: &old_init_uri,
             segment_uri: &old_seg_uri,
         });
-        let text = match ll {
-            Some(ll) => {
-                let part_uri = |seq: u64, i: usize| part_name(&epoch, seq, i);
-                llhls::render(&LlView {
-                    target_duration: td,
-                    part_target: ll.part_target,
-                    server_control: ll.server_control,
-                    window: &r.window,
-                    init_uri: &init_uri,
-                    segment_uri: &seg_uri,
-                    part_uri: &part_uri,
-                    parts_per_segment: ll.parts_per_segment,
-                    next_starts_segment: r.next_starts,
-                    discontinuity_sequence,
-                    prelude,
-                    ended,
-                    skip: slot == 1,
-                    reports,
-                })
-            }
-            None => playlist::media(&MediaView {
-                target_duration: td,
-                window: &r.window,
-                init_uri: Some(&init_uri),
-                segment_uri: &seg_uri,
-                discontinuity_sequence,
-                prelude,
-                ended,
-                last_seq: None,
+        let part_uri = |seq: u64, i: usize| part_name(&epoch, seq, i);
+        let text = live::render(&LiveView {
+            target_duration: td,
+            window: &r.window,
+            init_uri: Some(&init_uri),
+            segment_uri: &seg_uri,
+            discontinuity_sequence,
+            prelude,
+            ended,
+            last_seq: None,
+            ll: ll.map(|settings| LlView {
+                settings,
+                part_uri: &part_uri,
+                next_starts_segment: r.next_starts,
+                skip: slot == 1,
+                reports: &reports,
             }),
-        };
+        });
         let doc = Doc::new(text, changed_at);
         r.cache[slot] = Some((version, doc.clone()));
         Some(doc)
@@ -140,7 +130,7 @@ impl StreamState {
             .rev()
             .find(|v| self.audio_covers(v))
             .map(|v| v.seq)?;
-        let text = playlist::media(&MediaView {
+        let text = live::render(&LiveView {
             target_duration: self.target_duration,
             window: &r.window,
             init_uri: None,
@@ -149,6 +139,7 @@ impl StreamState {
             prelude: None,
             ended: self.ended_at.is_some(),
             last_seq: Some(last_seq),
+            ll: None,
         });
         let doc = Doc::new(text, self.changed_at);
         if let Some(r) = self.renditions.get_mut(name) {
@@ -189,7 +180,7 @@ impl StreamState {
             .map(|s| s.duration)
             .max()
             .unwrap_or_default();
-        let td = playlist::target_duration(longest);
+        let td = target_duration(longest);
         if td > self.target_duration {
             tracing::info!(
                 configured = self.target_duration,
@@ -247,9 +238,9 @@ impl StreamState {
         let video_entries: Vec<MasterEntry<'_>> = video.iter().map(to_entry).collect();
         let audio_entry = audio.as_ref().map(to_entry);
         Some(if ts {
-            playlist::master_muxed(&video_entries, audio_entry.as_ref())
+            multivariant::master_muxed(&video_entries, audio_entry.as_ref())
         } else {
-            playlist::master(&video_entries, audio_entry.as_ref())
+            multivariant::master(&video_entries, audio_entry.as_ref())
         })
     }
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use super::llhls::ServerControl;
-use super::playlist;
+use super::media_playlist::target_duration;
+use super::tags::ServerControl;
 use crate::config::HlsConfig;
 
 /// LL-HLS settings derived once from the configuration.
@@ -13,11 +13,11 @@ pub struct LlSettings {
     /// Configured part duration (the muxer's chunk duration).
     pub part_duration: Duration,
     /// `PART-TARGET`: no part is longer.
-    pub part_target: Duration,
+    pub(super) part_target: Duration,
     /// Parts per segment on the muxer's own cadence.
-    pub parts_per_segment: usize,
+    pub(super) parts_per_segment: usize,
     /// `EXT-X-SERVER-CONTROL` values.
-    pub server_control: ServerControl,
+    pub(super) server_control: ServerControl,
 }
 
 /// One AAC-LC frame at 48 kHz: 1024 samples.
@@ -25,7 +25,7 @@ const AAC_FRAME: Duration = Duration::from_nanos(21_333_334);
 
 impl LlSettings {
     /// `None` when LL-HLS is off (`hls.part_duration = "0s"`).
-    pub fn from_config(cfg: &HlsConfig) -> Option<LlSettings> {
+    pub(super) fn from_config(cfg: &HlsConfig) -> Option<LlSettings> {
         if cfg.part_duration.is_zero() {
             return None;
         }
@@ -35,7 +35,7 @@ impl LlSettings {
         // the millisecond; video parts (exactly the chunk duration) stay above 85 % of it.
         let ms = (cfg.part_duration + AAC_FRAME).as_micros().div_ceil(1000) as u64;
         let part_target = Duration::from_millis(ms);
-        let td = playlist::target_duration(cfg.segment_duration);
+        let td = target_duration(cfg.segment_duration);
         Some(LlSettings {
             part_duration: cfg.part_duration,
             part_target,
@@ -46,7 +46,7 @@ impl LlSettings {
     }
 
     /// HLS2 §6.2.5.2 Advance Part Limit: how far ahead of the newest part a request may be.
-    pub fn advance_part_limit(&self) -> u64 {
+    pub(super) fn advance_part_limit(&self) -> u64 {
         let t = self.part_target.as_secs_f64();
         if t < 1.0 { (3.0 / t) as u64 } else { 3 }
     }

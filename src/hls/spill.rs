@@ -25,7 +25,7 @@ const QUEUE: usize = 64;
 
 /// Work for the writer thread.
 #[derive(Debug)]
-pub(crate) enum Job {
+pub(super) enum Job {
     /// Write `data` to `path`, then report through `done`.
     Write {
         /// Where the store expects it (also the key it reports back with).
@@ -43,16 +43,16 @@ pub(crate) enum Job {
 
 /// Identifies a segment in the store.
 #[derive(Debug, Clone)]
-pub(crate) struct SpillKey {
-    pub stream: String,
-    pub epoch: String,
-    pub rendition: String,
-    pub seq: u64,
+pub(super) struct SpillKey {
+    pub(super) stream: String,
+    pub(super) epoch: String,
+    pub(super) rendition: String,
+    pub(super) seq: u64,
 }
 
 /// The store's side: queue jobs, see whether the disk still works.
 #[derive(Debug, Clone)]
-pub(crate) struct Spiller {
+pub(super) struct Spiller {
     tx: SyncSender<Job>,
     dir: Arc<PathBuf>,
     failed: Arc<AtomicBool>,
@@ -60,7 +60,7 @@ pub(crate) struct Spiller {
 
 /// What the writer reports for one segment.
 #[derive(Debug)]
-pub(crate) enum Written {
+pub(super) enum Written {
     /// The file is in place.
     To(Arc<PathBuf>),
     /// It could not be written (logged once; the spiller is now failed).
@@ -68,12 +68,12 @@ pub(crate) enum Written {
 }
 
 /// The store's callback for each written segment.
-pub(crate) type Done = Box<dyn Fn(&SpillKey, Written) -> bool + Send>;
+pub(super) type Done = Box<dyn Fn(&SpillKey, Written) -> bool + Send>;
 
 impl Spiller {
     /// Starts the writer thread. `done` is called on it after each write; it returns whether
     /// the store still wanted the file (if not, the thread deletes it).
-    pub(crate) fn start(dir: PathBuf, done: Done) -> std::io::Result<Spiller> {
+    pub(super) fn start(dir: PathBuf, done: Done) -> std::io::Result<Spiller> {
         let (tx, rx) = sync_channel(QUEUE);
         let failed = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&failed);
@@ -88,26 +88,26 @@ impl Spiller {
     }
 
     /// The file for a segment.
-    pub(crate) fn path(&self, key: &SpillKey) -> PathBuf {
+    pub(super) fn path(&self, key: &SpillKey) -> PathBuf {
         self.stream_dir(&key.stream, &key.epoch)
             .join(&key.rendition)
             .join(format!("{}.m4s", key.seq))
     }
 
     /// The directory of one broadcast.
-    pub(crate) fn stream_dir(&self, stream: &str, epoch: &str) -> PathBuf {
+    pub(super) fn stream_dir(&self, stream: &str, epoch: &str) -> PathBuf {
         // Stream names and epochs are [A-Za-z0-9_-] (StreamKey, hex), rendition names come
         // from the validated ladder: no path traversal.
         self.dir.join(stream).join(epoch)
     }
 
     /// Whether writing has failed (the store trims instead).
-    pub(crate) fn failed(&self) -> bool {
+    pub(super) fn failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }
 
     /// Queues a job; `false` if the queue is full (the caller keeps the data in memory).
-    pub(crate) fn send(&self, job: Job) -> bool {
+    pub(super) fn send(&self, job: Job) -> bool {
         match self.tx.try_send(job) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => false,

@@ -18,13 +18,12 @@ use bytes::Bytes;
 use tracing::{error, warn};
 
 use super::doc::Doc;
-use super::playlist;
+use super::media_playlist;
 use super::remux::TsSources;
+use super::serve::{Readiness, SegmentBody};
 use super::settings::LlSettings;
 use super::spill::{Job, SpillKey, Spiller, Written};
-use super::stream::{
-    At, Chunk, Continuity, Readiness, SegmentBody, Shared, StoreError, StreamState,
-};
+use super::stream::{At, Chunk, Continuity, Shared, StoreError, StreamState};
 use super::summary::{IngestSummary, StreamSummary};
 use crate::config::{DvrOverflow, HlsConfig};
 use crate::keyframes::KeyframeStats;
@@ -110,7 +109,7 @@ impl HlsStore {
 
     /// The target duration of every playlist.
     pub fn target_duration(&self) -> u64 {
-        playlist::target_duration(self.shared.cfg.segment_duration)
+        media_playlist::target_duration(self.shared.cfg.segment_duration)
     }
 
     /// The slot of `stream`; the map's lock is released before the caller locks the slot.

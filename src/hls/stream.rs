@@ -1,16 +1,16 @@
-//! One broadcast's HLS state as plain data: its renditions' windows and parts, the
-//! numbering it continues, the segments carried over from the previous broadcast of its
-//! name, and what it tells readers (readiness, parts, segments).
+//! One broadcast's HLS state as plain data: its renditions, the numbering it continues,
+//! the previous broadcast's segments it still lists, and how it changes — a new broadcast,
+//! an init segment, a published part or segment, the end.
 //!
 //! Every method takes `&mut self` or `&self` and the time as an argument ([`At`]): no
 //! clock, no lock and no I/O in here. The store ([`super::store`]) keeps each stream behind
-//! that stream's own lock; rendering lives in [`super::render`], the memory budget in
-//! [`super::budget`], the MPEG-TS source selection in [`super::remux`], the API view in
-//! [`super::summary`].
+//! that stream's own lock. The rest of a stream's behaviour works on the same state, each
+//! in its own file: its renditions ([`super::rendition`]), what it serves
+//! ([`super::serve`]), its playlists ([`super::render`]), its memory budget
+//! ([`super::budget`]), its MPEG-TS sources ([`super::remux`]) and its API view
+//! ([`super::summary`]).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -18,35 +18,26 @@ use tokio::sync::watch;
 
 use super::bitrate::Bitrate;
 use super::doc::Doc;
-use super::llhls;
-use super::playlist;
+use super::media_playlist::target_duration;
+use super::rendition::{Carried, RenditionState};
 use super::settings::LlSettings;
 use super::spill::Spiller;
 use super::summary::IngestSummary;
-use super::window::{Part, Segment, Spill, Window};
+use super::window::{Part, Window};
 use crate::config::HlsConfig;
 use crate::keyframes::KeyframeStats;
-use crate::media::{RenditionInfo, RenditionKind};
+use crate::media::RenditionInfo;
 use crate::metrics::Metrics;
 
 /// A moment, as both clocks read it: `instant` for durations, `wall` for what players see
-/// (`Last-Modified`, the API's start time).
+/// (`Last-Modified`, the API's start time). The callers read the clocks (the broadcast
+/// task and the ingest registry, through `broadcast::now`); nothing in `hls` does.
 #[derive(Debug, Clone, Copy)]
 pub struct At {
     /// Monotonic time.
     pub instant: Instant,
     /// Wall-clock time.
     pub wall: SystemTime,
-}
-
-impl At {
-    /// Now. Called at the edges (the broadcast task, the HTTP handlers), never in here.
-    pub fn now() -> At {
-        At {
-            instant: Instant::now(),
-            wall: SystemTime::now(),
-        }
-    }
 }
 
 /// What every stream of a store shares: the settings, the spill writer, the counters.
@@ -57,23 +48,6 @@ pub(super) struct Shared {
     pub(super) spill: Option<Spiller>,
     /// Process-wide counters (`/metrics`).
     pub(super) metrics: Metrics,
-}
-
-/// Where a media segment's bytes are, for the HTTP side.
-#[derive(Debug, Clone)]
-pub enum SegmentBody {
-    /// In memory.
-    Memory(Bytes),
-    /// Spilled to this file (DVR overflow); read it off the runtime's worker threads.
-    File(Arc<PathBuf>),
-}
-
-/// Where a complete segment's bytes are.
-pub(super) fn segment_body(seg: &Segment) -> SegmentBody {
-    match &seg.spill {
-        Spill::Disk(path) => SegmentBody::File(Arc::clone(path)),
-        Spill::Memory | Spill::Pending => SegmentBody::Memory(seg.data.clone()),
-    }
 }
 
 /// Where the next broadcast of a stream name continues.
@@ -100,19 +74,6 @@ pub struct Chunk {
     pub lag: Option<Duration>,
     /// The bytes.
     pub data: Bytes,
-}
-
-/// The answer to "can this (blocking) request be served now?".
-#[derive(Debug)]
-pub enum Readiness {
-    /// Serve it.
-    Ready,
-    /// Not yet: wait for a change on this receiver, then ask again.
-    Wait(watch::Receiver<u64>),
-    /// Asks for something too far in the future (HLS2 §6.2.5.2: 400).
-    TooFar,
-    /// No such stream or rendition.
-    NotFound,
 }
 
 /// Why a write was refused.
@@ -167,81 +128,6 @@ pub(super) struct StreamState {
     pub(super) carried: BTreeMap<String, Carried>,
 }
 
-/// The previous broadcast's last listed segments of one rendition: a stream name
-/// re-published within the grace period lists them before an `EXT-X-DISCONTINUITY`, until
-/// the new broadcast fills the window, and keeps them downloadable under their own epoch.
-pub(super) struct Carried {
-    pub(super) epoch: String,
-    pub(super) init: Bytes,
-    pub(super) segments: Vec<Segment>,
-}
-
-impl Carried {
-    /// What `r` of an ended broadcast with `epoch` leaves to the next one: its listed
-    /// segments still in memory (spilled files go with their broadcast's directory).
-    fn from_rendition(epoch: &str, r: &RenditionState) -> Option<Carried> {
-        let all: Vec<&Segment> = r.window.segments().collect();
-        let start = all
-            .iter()
-            .rposition(|s| s.spill != Spill::Memory)
-            .map_or(0, |i| i + 1);
-        let segments: Vec<Segment> = all[start..].iter().map(|s| (*s).clone()).collect();
-        (!segments.is_empty() && !r.init.is_empty()).then(|| Carried {
-            epoch: epoch.to_string(),
-            init: r.init.clone(),
-            segments,
-        })
-    }
-
-    pub(super) fn get(&self, epoch: &str, seq: u64) -> Option<&Segment> {
-        (self.epoch == epoch)
-            .then(|| self.segments.iter().find(|s| s.seq == seq))
-            .flatten()
-    }
-}
-
-/// One rendition of a broadcast.
-pub(super) struct RenditionState {
-    /// The previous broadcast's segments, shown before this one's.
-    pub(super) carried: Option<Carried>,
-    pub(super) info: RenditionInfo,
-    pub(super) init: Bytes,
-    pub(super) window: Window,
-    /// Rendered full and delta playlists, with the stream version they were rendered at.
-    /// Full, delta (`_HLS_skip`), MPEG-TS.
-    pub(super) cache: [Option<(u64, Doc)>; 3],
-    pub(super) bitrate: Bitrate,
-    /// What the media layer said about the chunk after the last one (preload hint).
-    pub(super) next_starts: Option<bool>,
-    /// Wakes requests parked on this rendition (blocking reload, preload hints).
-    pub(super) changed: watch::Sender<u64>,
-}
-
-impl RenditionState {
-    pub(super) fn is_audio(&self) -> bool {
-        matches!(self.info.kind, RenditionKind::Audio { .. })
-    }
-
-    /// Accounts a segment that just completed (its bitrate feeds BANDWIDTH).
-    fn note_segment(&mut self, seq: u64, td: u64) {
-        if let Some(seg) = self.window.get(seq) {
-            self.bitrate.segment(seg.data.len() as u64, seg.duration);
-            if seg.duration.as_secs_f64().round() as u64 > td {
-                tracing::warn!(
-                    rendition = %self.info.name,
-                    duration_ms = seg.duration.as_millis() as u64,
-                    target = td,
-                    "segment longer than the target duration (late keyframe?)"
-                );
-            }
-        }
-    }
-
-    fn wake(&self) {
-        self.changed.send_modify(|v| *v += 1);
-    }
-}
-
 impl StreamState {
     /// A new broadcast with `epoch`, continuing `cont` and listing what `previous` (the
     /// ended broadcast of the same name, if still held) leaves behind.
@@ -269,7 +155,7 @@ impl StreamState {
             epoch,
             started_at: at.instant,
             ended_at: None,
-            target_duration: playlist::target_duration(cfg.segment_duration),
+            target_duration: target_duration(cfg.segment_duration),
             ingest,
             renditions: BTreeMap::new(),
             expected: None,
@@ -382,12 +268,7 @@ impl StreamState {
             }
             pos.msn
         } else {
-            let seq = r.window.push(
-                chunk.duration,
-                chunk.wallclock,
-                chunk.starts_segment,
-                chunk.data,
-            );
+            let seq = r.window.push(chunk.duration, chunk.wallclock, chunk.data);
             r.note_segment(seq, td);
             seq
         };
@@ -442,112 +323,5 @@ impl StreamState {
         self.version += 1;
         self.changed_at = at.wall;
         self.refresh_master();
-    }
-
-    /// Whether a playlist request for segment `msn` (and part `part`) can be answered now
-    /// (HLS2 §6.2.5.2). After ENDLIST the parameters are ignored.
-    pub(super) fn readiness(
-        &self,
-        ll: Option<&LlSettings>,
-        rendition: &str,
-        msn: u64,
-        part: Option<usize>,
-    ) -> Readiness {
-        let Some(r) = self.renditions.get(rendition) else {
-            return Readiness::NotFound;
-        };
-        if self.ended_at.is_some() || (self.master.is_some() && r.window.reached(msn, part)) {
-            return Readiness::Ready;
-        }
-        if let Some(pos) = r.window.position() {
-            if msn > pos.msn + 2 {
-                return Readiness::TooFar;
-            }
-            if let (Some(ll), Some(want)) = (ll, part) {
-                let per = ll.parts_per_segment as u64;
-                let have = pos.msn * per + pos.part.map_or(0, |p| p as u64 + 1);
-                let asked = msn * per + want as u64;
-                if asked > have + ll.advance_part_limit() {
-                    return Readiness::TooFar;
-                }
-            }
-        }
-        Readiness::Wait(r.changed.subscribe())
-    }
-
-    /// A part of the given epoch.
-    pub(super) fn part(
-        &self,
-        rendition: &str,
-        epoch: &str,
-        msn: u64,
-        index: usize,
-    ) -> Option<Bytes> {
-        let r = self.renditions.get(rendition)?;
-        let part = if self.epoch == epoch {
-            r.window.part(msn, index)?
-        } else {
-            r.carried.as_ref()?.get(epoch, msn)?.parts.get(index)?
-        };
-        Some(part.data.clone())
-    }
-
-    /// The part the preload hint names (LL-HLS only).
-    pub(super) fn next_part(&self, ll: &LlSettings, rendition: &str) -> Option<(u64, usize)> {
-        if self.ended_at.is_some() {
-            return None;
-        }
-        let r = self.renditions.get(rendition)?;
-        Some(llhls::next_part(
-            &r.window,
-            ll.parts_per_segment,
-            r.next_starts,
-        ))
-    }
-
-    /// An init segment of the given epoch.
-    pub(super) fn init_segment(&self, rendition: &str, epoch: &str) -> Option<Bytes> {
-        let r = self.renditions.get(rendition)?;
-        if self.epoch == epoch {
-            return Some(r.init.clone());
-        }
-        r.carried
-            .as_ref()
-            .filter(|c| c.epoch == epoch)
-            .map(|c| c.init.clone())
-    }
-
-    /// A media segment of the given epoch, listed or retired, with how long it will stay
-    /// downloadable (for `Expires`, HLS2 §6.2.2) while the stream is live.
-    pub(super) fn media_segment(
-        &self,
-        cfg: &HlsConfig,
-        rendition: &str,
-        epoch: &str,
-        seq: u64,
-    ) -> Option<(SegmentBody, Option<Duration>)> {
-        let r = self.renditions.get(rendition)?;
-        if self.epoch != epoch {
-            // The previous broadcast's, while carried (in memory, final: no expiry known).
-            let seg = r.carried.as_ref()?.get(epoch, seq)?;
-            return Some((SegmentBody::Memory(seg.data.clone()), None));
-        }
-        let seg = r.window.get(seq)?;
-        Some((segment_body(seg), self.segment_ttl(cfg, &r.window, seq)))
-    }
-
-    /// How long segment `seq` of `window` stays downloadable, while the stream is live
-    /// (`Expires`, HLS2 §6.2.2): it is dropped once `window + retain` newer segments exist.
-    pub(super) fn segment_ttl(
-        &self,
-        cfg: &HlsConfig,
-        window: &Window,
-        seq: u64,
-    ) -> Option<Duration> {
-        let keep = (cfg.listed_segments() + cfg.retain_segments) as u64 + 1;
-        let left = (seq + keep).saturating_sub(window.next_seq());
-        self.ended_at
-            .is_none()
-            .then(|| cfg.segment_duration * left as u32)
     }
 }

@@ -11,37 +11,35 @@ use bytes::{Bytes, BytesMut};
 
 /// One partial segment (LL-HLS), a CMAF chunk.
 #[derive(Debug, Clone)]
-pub struct Part {
+pub(super) struct Part {
     /// Exact duration.
-    pub duration: Duration,
+    pub(super) duration: Duration,
     /// Contains an independent frame (HLS2 §4.4.4.9 `INDEPENDENT=YES`).
-    pub independent: bool,
+    pub(super) independent: bool,
     /// The chunk (`moof` + `mdat`, the first one of a segment with `styp`).
-    pub data: Bytes,
+    pub(super) data: Bytes,
 }
 
 /// One segment: complete, or still being filled by parts.
 #[derive(Debug, Clone)]
-pub struct Segment {
+pub(super) struct Segment {
     /// Media sequence number (never reused within a broadcast).
-    pub seq: u64,
+    pub(super) seq: u64,
     /// Exact duration (sum of its parts while open).
-    pub duration: Duration,
+    pub(super) duration: Duration,
     /// Wall-clock time of its first sample (`EXT-X-PROGRAM-DATE-TIME`).
-    pub wallclock: SystemTime,
-    /// Starts with a keyframe.
-    pub independent: bool,
+    pub(super) wallclock: SystemTime,
     /// The whole CMAF fragment; empty while the segment is open.
-    pub data: Bytes,
+    pub(super) data: Bytes,
     /// Its parts, in order (empty when produced without parts).
-    pub parts: Vec<Part>,
+    pub(super) parts: Vec<Part>,
     /// Whether its bytes moved to disk (DVR overflow, `hls.dvr_overflow = "disk"`).
-    pub spill: Spill,
+    pub(super) spill: Spill,
 }
 
 /// Where a complete segment's bytes are.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub enum Spill {
+pub(super) enum Spill {
     /// In `data`.
     #[default]
     Memory,
@@ -53,16 +51,16 @@ pub enum Spill {
 
 /// Where the newest media is: `LAST-MSN` / `LAST-PART` of a rendition report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
+pub(super) struct Position {
     /// Sequence number of the newest segment (open or complete).
-    pub msn: u64,
+    pub(super) msn: u64,
     /// Index of its newest part, if it has parts.
-    pub part: Option<usize>,
+    pub(super) part: Option<usize>,
 }
 
 /// The segments of one rendition.
 #[derive(Debug)]
-pub struct Window {
+pub(super) struct Window {
     /// Complete and listed, oldest first.
     live: VecDeque<Segment>,
     /// Complete, no longer listed, still downloadable (HLS2 §6.2.2: a client that loaded
@@ -84,18 +82,19 @@ pub struct Window {
 
 /// Listed segments that memory trimming never goes below (HLS2 §6.2.2: a live playlist
 /// lists at least three target durations).
-pub const MIN_LISTED: usize = 3;
+pub(super) const MIN_LISTED: usize = 3;
 
 impl Window {
     /// A window listing `window` complete segments and keeping `retain` more downloadable.
-    pub fn new(window: usize, retain: usize) -> Self {
+    #[cfg(test)]
+    pub(super) fn new(window: usize, retain: usize) -> Self {
         Self::starting_at(window, retain, 0)
     }
 
     /// The same, numbering from `first_seq`: a re-published stream continues the previous
     /// broadcast's numbers, because media sequence numbers only ever increase (HLS2 §6.2.2)
     /// and caches hold blocking responses keyed by them.
-    pub fn starting_at(window: usize, retain: usize, first_seq: u64) -> Self {
+    pub(super) fn starting_at(window: usize, retain: usize, first_seq: u64) -> Self {
         Self {
             live: VecDeque::new(),
             retired: VecDeque::new(),
@@ -110,20 +109,13 @@ impl Window {
     }
 
     /// Appends a whole segment (no parts); returns its sequence number.
-    pub fn push(
-        &mut self,
-        duration: Duration,
-        wallclock: SystemTime,
-        independent: bool,
-        data: Bytes,
-    ) -> u64 {
+    pub(super) fn push(&mut self, duration: Duration, wallclock: SystemTime, data: Bytes) -> u64 {
         self.close();
         let seq = self.take_seq();
         self.complete(Segment {
             seq,
             duration,
             wallclock,
-            independent,
             data,
             parts: Vec::new(),
             spill: Spill::Memory,
@@ -133,7 +125,7 @@ impl Window {
 
     /// Appends a part. `starts_segment` closes the open segment (it becomes listed as a
     /// whole) and opens the next one. Returns the part's position.
-    pub fn push_part(
+    pub(super) fn push_part(
         &mut self,
         starts_segment: bool,
         part: Part,
@@ -146,7 +138,6 @@ impl Window {
                 seq,
                 duration: Duration::ZERO,
                 wallclock,
-                independent: part.independent,
                 data: Bytes::new(),
                 parts: Vec::new(),
                 spill: Spill::Memory,
@@ -162,7 +153,7 @@ impl Window {
     }
 
     /// Completes the open segment, if any (the next segment started, or the stream ended).
-    pub fn close(&mut self) {
+    pub(super) fn close(&mut self) {
         if let Some(mut seg) = self.open.take() {
             let mut data = BytesMut::with_capacity(seg.parts.iter().map(|p| p.data.len()).sum());
             for p in &seg.parts {
@@ -216,7 +207,7 @@ impl Window {
     /// Drops the oldest complete segment to free memory: a retired one first, else the
     /// oldest listed one while more than [`MIN_LISTED`] are listed. Returns the memory freed
     /// (0 for a segment already on disk), or `None` when nothing may go.
-    pub fn trim_oldest(&mut self) -> Option<usize> {
+    pub(super) fn trim_oldest(&mut self) -> Option<usize> {
         let old = match self.retired.pop_front() {
             Some(old) => old,
             None if self.live.len() > MIN_LISTED => self.live.pop_front()?,
@@ -228,7 +219,7 @@ impl Window {
     /// The oldest complete segment still only in memory (not on disk, not being written),
     /// `(seq, wallclock)`; never one of the newest [`MIN_LISTED`] listed segments, whose
     /// parts LL-HLS playlists still list (HLS2 §6.2.2: the last three target durations).
-    pub fn oldest_in_memory(&self) -> Option<(u64, SystemTime)> {
+    pub(super) fn oldest_in_memory(&self) -> Option<(u64, SystemTime)> {
         let spillable = self.live.len().saturating_sub(MIN_LISTED);
         self.retired
             .iter()
@@ -238,7 +229,7 @@ impl Window {
     }
 
     /// Marks segment `seq` as being written to disk; returns its bytes for the writer.
-    pub fn spill_begin(&mut self, seq: u64) -> Option<Bytes> {
+    pub(super) fn spill_begin(&mut self, seq: u64) -> Option<Bytes> {
         let seg = self.complete_mut(seq)?;
         if seg.spill != Spill::Memory {
             return None;
@@ -252,7 +243,7 @@ impl Window {
     /// Segment `seq` is in `path` now: its memory is freed (its parts too: a spilled
     /// segment is far behind the live edge, where no playlist lists parts). Returns the bytes
     /// freed, or `None` if the segment is gone (the caller deletes the file).
-    pub fn spill_done(&mut self, seq: u64, path: Arc<PathBuf>) -> Option<usize> {
+    pub(super) fn spill_done(&mut self, seq: u64, path: Arc<PathBuf>) -> Option<usize> {
         let seg = self.complete_mut(seq)?;
         if seg.spill != Spill::Pending {
             return None;
@@ -267,7 +258,7 @@ impl Window {
     }
 
     /// Writing segment `seq` failed: it stays in memory.
-    pub fn spill_failed(&mut self, seq: u64) {
+    pub(super) fn spill_failed(&mut self, seq: u64) {
         if let Some(seg) = self.complete_mut(seq)
             && seg.spill == Spill::Pending
         {
@@ -278,17 +269,18 @@ impl Window {
     }
 
     /// Bytes of segments being written to disk (still in memory).
-    pub fn pending_bytes(&self) -> usize {
+    pub(super) fn pending_bytes(&self) -> usize {
         self.pending
     }
 
     /// Files of spilled segments that have left the window since the last call.
-    pub fn take_dropped_files(&mut self) -> Vec<Arc<PathBuf>> {
+    pub(super) fn take_dropped_files(&mut self) -> Vec<Arc<PathBuf>> {
         std::mem::take(&mut self.dropped_files)
     }
 
-    /// Every file of a spilled segment still held (for removal with the stream).
-    pub fn spilled_files(&self) -> impl Iterator<Item = &Arc<PathBuf>> {
+    /// Every file of a spilled segment still held.
+    #[cfg(test)]
+    pub(super) fn spilled_files(&self) -> impl Iterator<Item = &Arc<PathBuf>> {
         self.retired
             .iter()
             .chain(self.live.iter())
@@ -306,7 +298,7 @@ impl Window {
     }
 
     /// Wall-clock time of the oldest complete segment held (retired or listed).
-    pub fn oldest_wallclock(&self) -> Option<SystemTime> {
+    pub(super) fn oldest_wallclock(&self) -> Option<SystemTime> {
         self.retired
             .front()
             .or(self.live.front())
@@ -315,7 +307,7 @@ impl Window {
 
     /// `EXT-X-MEDIA-SEQUENCE`: the number of the first listed segment. Only grows
     /// (HLS2 §6.2.2).
-    pub fn media_sequence(&self) -> u64 {
+    pub(super) fn media_sequence(&self) -> u64 {
         self.live
             .front()
             .or(self.open.as_ref())
@@ -323,42 +315,43 @@ impl Window {
     }
 
     /// Every complete segment held, retired then listed, oldest first.
-    pub fn held(&self) -> impl Iterator<Item = &Segment> {
+    pub(super) fn held(&self) -> impl Iterator<Item = &Segment> {
         self.retired.iter().chain(self.live.iter())
     }
 
     /// The complete, listed segments, oldest first.
-    pub fn segments(&self) -> impl DoubleEndedIterator<Item = &Segment> {
+    pub(super) fn segments(&self) -> impl DoubleEndedIterator<Item = &Segment> {
         self.live.iter()
     }
 
     /// The segment being filled, if any.
-    pub fn open(&self) -> Option<&Segment> {
+    pub(super) fn open(&self) -> Option<&Segment> {
         self.open.as_ref()
     }
 
     /// Number of complete listed segments.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.live.len()
     }
 
     /// Whether at least one complete segment is listed.
-    pub fn has_complete(&self) -> bool {
+    pub(super) fn has_complete(&self) -> bool {
         !self.live.is_empty()
     }
 
     /// Whether nothing at all was published yet.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
         self.live.is_empty() && self.open.is_none()
     }
 
     /// Sequence number the next new segment will get.
-    pub fn next_seq(&self) -> u64 {
+    pub(super) fn next_seq(&self) -> u64 {
         self.next_seq
     }
 
     /// The newest position (for rendition reports and blocking reload).
-    pub fn position(&self) -> Option<Position> {
+    pub(super) fn position(&self) -> Option<Position> {
         if let Some(o) = &self.open {
             return Some(Position {
                 msn: o.seq,
@@ -372,7 +365,7 @@ impl Window {
     }
 
     /// A complete segment (listed or retired) by sequence number.
-    pub fn get(&self, seq: u64) -> Option<&Segment> {
+    pub(super) fn get(&self, seq: u64) -> Option<&Segment> {
         self.live
             .iter()
             .rev()
@@ -381,7 +374,7 @@ impl Window {
     }
 
     /// A part of a complete or open segment.
-    pub fn part(&self, seq: u64, index: usize) -> Option<&Part> {
+    pub(super) fn part(&self, seq: u64, index: usize) -> Option<&Part> {
         match &self.open {
             Some(o) if o.seq == seq => o.parts.get(index),
             _ => self.get(seq)?.parts.get(index),
@@ -392,7 +385,7 @@ impl Window {
     /// (HLS2 §6.2.5.2): without a part, segment `msn` must be complete; with one, that part
     /// must exist, a part index past the end of a complete segment meaning the first part
     /// of the next one.
-    pub fn reached(&self, msn: u64, part: Option<usize>) -> bool {
+    pub(super) fn reached(&self, msn: u64, part: Option<usize>) -> bool {
         let Some(pos) = self.position() else {
             return false;
         };
@@ -411,12 +404,14 @@ impl Window {
     }
 
     /// Whether `seq` is listed in the playlist (as opposed to retired or unknown).
-    pub fn is_listed(&self, seq: u64) -> bool {
+    #[cfg(test)]
+    pub(super) fn is_listed(&self, seq: u64) -> bool {
         self.live.iter().any(|s| s.seq == seq)
     }
 
     /// Duration of the longest listed segment.
-    pub fn max_duration(&self) -> Duration {
+    #[cfg(test)]
+    pub(super) fn max_duration(&self) -> Duration {
         self.live
             .iter()
             .map(|s| s.duration)
@@ -425,14 +420,14 @@ impl Window {
     }
 
     /// Total listed duration (complete segments and the open one).
-    pub fn total_duration(&self) -> Duration {
+    pub(super) fn total_duration(&self) -> Duration {
         self.live.iter().map(|s| s.duration).sum::<Duration>()
             + self.open.as_ref().map_or(Duration::ZERO, |o| o.duration)
     }
 
     /// Bytes held (listed, retired, open), for memory accounting. O(parts of the open
     /// segment): complete segments are counted as they come and go.
-    pub fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         self.held
             + self
                 .open
@@ -442,222 +437,5 @@ impl Window {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn push_n(w: &mut Window, n: usize) {
-        for i in 0..n {
-            w.push(
-                Duration::from_secs(2),
-                SystemTime::UNIX_EPOCH + Duration::from_secs(2 * i as u64),
-                true,
-                Bytes::from(vec![i as u8; 10]),
-            );
-        }
-    }
-
-    fn part(ms: u64, byte: u8) -> Part {
-        Part {
-            duration: Duration::from_millis(ms),
-            independent: byte == 0,
-            data: Bytes::from(vec![byte; 3]),
-        }
-    }
-
-    #[test]
-    fn numbering_starts_at_zero_and_never_reuses() {
-        let mut w = Window::new(3, 2);
-        assert_eq!(w.media_sequence(), 0);
-        assert!(w.is_empty());
-        push_n(&mut w, 5);
-        let seqs: Vec<u64> = w.segments().map(|s| s.seq).collect();
-        assert_eq!(seqs, [2, 3, 4]);
-        assert_eq!(w.media_sequence(), 2);
-        assert_eq!(w.next_seq(), 5);
-    }
-
-    #[test]
-    fn retired_segments_stay_downloadable_then_go() {
-        let mut w = Window::new(3, 2);
-        push_n(&mut w, 5);
-        assert!(w.get(0).is_some() && w.get(1).is_some());
-        assert!(!w.is_listed(1));
-        assert!(w.is_listed(2));
-        push_n(&mut w, 1);
-        assert!(w.get(0).is_none());
-        assert!(w.get(1).is_some());
-        assert_eq!(w.bytes(), 50);
-    }
-
-    #[test]
-    fn durations() {
-        let mut w = Window::new(6, 0);
-        w.push(
-            Duration::from_millis(1900),
-            SystemTime::UNIX_EPOCH,
-            true,
-            Bytes::new(),
-        );
-        w.push(
-            Duration::from_millis(2100),
-            SystemTime::UNIX_EPOCH,
-            true,
-            Bytes::new(),
-        );
-        assert_eq!(w.max_duration(), Duration::from_millis(2100));
-        assert_eq!(w.total_duration(), Duration::from_secs(4));
-        assert_eq!(w.len(), 2);
-    }
-
-    #[test]
-    fn parts_fill_a_segment_then_close_it() {
-        let mut w = Window::new(3, 3);
-        let t = SystemTime::UNIX_EPOCH;
-        assert_eq!(
-            w.push_part(true, part(200, 0), t),
-            Position {
-                msn: 0,
-                part: Some(0)
-            }
-        );
-        assert_eq!(
-            w.push_part(false, part(200, 1), t),
-            Position {
-                msn: 0,
-                part: Some(1)
-            }
-        );
-        assert_eq!(w.len(), 0, "open segment is not listed whole");
-        assert_eq!(w.media_sequence(), 0);
-        assert!(w.reached(0, Some(1)) && !w.reached(0, Some(2)));
-        assert!(!w.reached(0, None));
-        assert_eq!(
-            w.position(),
-            Some(Position {
-                msn: 0,
-                part: Some(1)
-            })
-        );
-        // The next segment starts: segment 0 is complete and is the concatenation.
-        assert_eq!(
-            w.push_part(true, part(200, 0), t),
-            Position {
-                msn: 1,
-                part: Some(0)
-            }
-        );
-        assert!(w.reached(0, None));
-        let s0 = w.get(0).expect("complete");
-        assert_eq!(s0.data.as_ref(), &[0, 0, 0, 1, 1, 1]);
-        assert_eq!(s0.duration, Duration::from_millis(400));
-        // A part index past the end of segment 0 means part 0 of segment 1 (exists).
-        assert!(w.reached(0, Some(2)));
-        assert!(w.reached(1, Some(0)) && !w.reached(1, Some(1)));
-        assert!(!w.reached(2, Some(0)) && !w.reached(1, None));
-        assert!(w.part(0, 1).is_some() && w.part(1, 0).is_some());
-        assert_eq!(w.total_duration(), Duration::from_millis(600));
-        // End of stream closes the open segment.
-        w.close();
-        assert!(w.reached(1, None));
-        assert_eq!(
-            w.position(),
-            Some(Position {
-                msn: 1,
-                part: Some(0)
-            })
-        );
-    }
-
-    #[test]
-    fn whole_segments_have_no_parts_but_satisfy_part_requests() {
-        let mut w = Window::new(3, 3);
-        push_n(&mut w, 2);
-        assert!(
-            w.reached(1, Some(0)),
-            "a whole segment satisfies a part wait"
-        );
-        assert!(w.reached(0, Some(3)));
-        assert!(!w.reached(2, Some(0)) && !w.reached(2, None));
-        assert_eq!(w.position(), Some(Position { msn: 1, part: None }));
-    }
-
-    #[test]
-    fn parts_share_the_closed_segments_buffer_and_bytes_count_once() {
-        let mut w = Window::new(6, 0);
-        let t = SystemTime::UNIX_EPOCH;
-        w.push_part(true, part(200, 0), t);
-        w.push_part(false, part(200, 1), t);
-        // Open: the parts' own bytes.
-        assert_eq!(w.bytes(), 6);
-        w.push_part(true, part(200, 0), t);
-        let seg = w.get(0).expect("segment 0");
-        assert_eq!(&seg.data[..], &[0, 0, 0, 1, 1, 1]);
-        // Each part is a view of the segment's buffer, with the same bytes as before.
-        for (i, p) in seg.parts.iter().enumerate() {
-            assert_eq!(&p.data[..], &[i as u8; 3]);
-            let off = p.data.as_ptr() as usize - seg.data.as_ptr() as usize;
-            assert_eq!(off, 3 * i, "part {i} is not inside the segment buffer");
-        }
-        // Segment 0 (6 bytes, counted once) + the open segment's first part (3).
-        assert_eq!(w.bytes(), 9);
-    }
-
-    #[test]
-    fn trimming_takes_retired_first_then_listed_down_to_the_minimum() {
-        let mut w = Window::new(5, 2);
-        push_n(&mut w, 7);
-        assert_eq!(w.bytes(), 70);
-        assert_eq!(w.oldest_wallclock(), Some(SystemTime::UNIX_EPOCH));
-        // Two retired (0, 1), then listed 2 and 3; 4, 5, 6 stay (MIN_LISTED).
-        let freed: Vec<Option<usize>> = (0..6).map(|_| w.trim_oldest()).collect();
-        let ten = Some(10);
-        assert_eq!(freed, [ten, ten, ten, ten, None, None]);
-        assert!(w.get(1).is_none());
-        assert_eq!(w.media_sequence(), 4);
-        assert_eq!(w.len(), MIN_LISTED);
-        assert_eq!(w.bytes(), 30);
-        // Numbering goes on.
-        push_n(&mut w, 1);
-        assert_eq!(w.segments().last().map(|s| s.seq), Some(7));
-        assert_eq!(w.bytes(), 40);
-    }
-
-    #[test]
-    fn spilled_segments_free_memory_and_their_files_are_handed_back_when_they_leave() {
-        let mut w = Window::new(3, 1);
-        push_n(&mut w, 3);
-        assert_eq!(w.bytes(), 30);
-        // The newest three listed segments are not candidates.
-        assert_eq!(w.oldest_in_memory(), None);
-        let mut w = Window::new(5, 1);
-        push_n(&mut w, 5);
-        assert_eq!(w.oldest_in_memory().map(|x| x.0), Some(0));
-        let mut w = Window::new(3, 1);
-        push_n(&mut w, 3);
-        let data = w.spill_begin(0).expect("bytes");
-        assert_eq!(data.len(), 10);
-        assert!(w.spill_begin(0).is_none(), "already pending");
-        assert_eq!(w.pending_bytes(), 10);
-        let path = Arc::new(PathBuf::from("/spill/0.m4s"));
-        assert_eq!(w.spill_done(0, Arc::clone(&path)), Some(10));
-        assert_eq!((w.bytes(), w.pending_bytes()), (20, 0));
-        assert_eq!(
-            w.get(0).expect("listed").spill,
-            Spill::Disk(Arc::clone(&path))
-        );
-        assert_eq!(w.spilled_files().count(), 1);
-        // A failed write leaves the segment in memory.
-        w.spill_begin(1).expect("bytes");
-        w.spill_failed(1);
-        assert_eq!((w.bytes(), w.pending_bytes()), (20, 0));
-        assert_eq!(w.get(1).expect("listed").spill, Spill::Memory);
-        // Segment 0 is retired by one push, dropped by the next: its file comes back.
-        push_n(&mut w, 1);
-        assert!(w.take_dropped_files().is_empty());
-        push_n(&mut w, 1);
-        assert_eq!(w.take_dropped_files(), [path]);
-        assert_eq!(w.bytes(), 40);
-        // Writing a segment that is gone: the caller must delete the file.
-        assert_eq!(w.spill_done(0, Arc::new(PathBuf::from("/x"))), None);
-    }
-}
+#[path = "window_tests.rs"]
+mod tests;

@@ -12,7 +12,7 @@ use super::{Candidate, Ingest, IngestError, PublishOptions};
 use crate::StreamKey;
 use crate::broadcast::{self, BroadcastParams, Command};
 use crate::client::ClientId;
-use crate::hls::{At, IngestSummary};
+use crate::hls::IngestSummary;
 use crate::peer::{self, PeerSession};
 
 /// Commands waiting for a broadcast task. Commands are rare (DELETE, PATCH, a WebSocket
@@ -164,7 +164,7 @@ impl Ingest {
                     Ok(reason) => reason,
                     Err(e) => {
                         if this.is_live(&sid) {
-                            store.end(name.as_str(), At::now());
+                            store.end(name.as_str(), broadcast::now());
                         }
                         tracing::error!(error = %e, "broadcast task failed");
                         broadcast::EndReason::Panicked(e.to_string())

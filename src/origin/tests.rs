@@ -49,7 +49,7 @@ fn app(store: &HlsStore) -> axum::Router {
 }
 
 fn at() -> At {
-    At::now()
+    crate::broadcast::now()
 }
 
 fn video() -> RenditionInfo {

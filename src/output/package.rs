@@ -265,7 +265,6 @@ impl Packager {
             list_type,
             init_uri: Some(&init),
             segments: &segments,
-            discontinuity: None,
             ended: self.ended,
         });
         Some(Object {

@@ -1,9 +1,12 @@
 //! Reads back what cmafmux wrote: the codec set-up of an init section and the samples of a
 //! CMAF segment (one or more `moof`+`mdat` pairs, one per LL-HLS part). Only what the
 //! MPEG-TS remux ([`super::ts`]) needs, ISO/IEC 14496-12 §8 box layouts; anything else
-//! is skipped. Pure, and every length is checked: a malformed box is an error, not a panic.
+//! is skipped; the boxes are walked by [`super::boxes`]. Pure, and every length is checked:
+//! a malformed box is an error, not a panic.
 
 use thiserror::Error;
+
+use super::boxes::{Reader, boxes, child, find};
 
 /// Why an init section or a segment could not be read.
 #[derive(Debug, Error, PartialEq)]
@@ -21,7 +24,7 @@ pub enum Fmp4Error {
 
 /// The codec of a track, with what a TS stream needs from its sample entry.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Codec {
+pub(super) enum Codec {
     /// H.264: NAL length size and the parameter sets from `avcC` (ISO/IEC 14496-15 §5.3.3).
     H264 {
         /// Bytes of each NAL unit's length prefix (1, 2 or 4).
@@ -44,148 +47,34 @@ pub enum Codec {
 
 /// One track of an init section.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Track {
+pub(super) struct Track {
     /// `track_ID`.
-    pub id: u32,
+    pub(super) id: u32,
     /// Media timescale (ticks per second).
-    pub timescale: u32,
+    pub(super) timescale: u32,
     /// The codec.
-    pub codec: Codec,
+    pub(super) codec: Codec,
     /// `trex` defaults: sample duration, size, flags.
-    pub defaults: (u32, u32, u32),
+    pub(super) defaults: (u32, u32, u32),
 }
 
 /// One sample of a segment.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sample<'a> {
+pub(super) struct Sample<'a> {
     /// Decode time, in the track's timescale.
-    pub dts: u64,
+    pub(super) dts: u64,
     /// Presentation offset (`pts - dts`), in the track's timescale.
-    pub cts: i64,
+    pub(super) cts: i64,
     /// Sample duration, in the track's timescale.
-    pub duration: u32,
+    pub(super) duration: u32,
     /// A sync sample (keyframe).
-    pub sync: bool,
+    pub(super) sync: bool,
     /// The sample's bytes in the `mdat`.
-    pub data: &'a [u8],
-}
-
-/// A box: its type and its payload (after the header).
-struct Mp4Box<'a> {
-    kind: [u8; 4],
-    body: &'a [u8],
-    /// Offset of the box's first byte in the buffer iterated over.
-    start: usize,
-}
-
-/// Iterates over the boxes in `buf`.
-fn boxes(buf: &[u8]) -> impl Iterator<Item = Result<Mp4Box<'_>, Fmp4Error>> {
-    let mut pos = 0usize;
-    std::iter::from_fn(move || {
-        if pos >= buf.len() {
-            return None;
-        }
-        let start = pos;
-        let rest = &buf[pos..];
-        if rest.len() < 8 {
-            pos = buf.len();
-            return Some(Err(Fmp4Error::Truncated("box header")));
-        }
-        let size32 = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as u64;
-        let kind = [rest[4], rest[5], rest[6], rest[7]];
-        let (header, size) = match size32 {
-            0 => (8, rest.len() as u64),
-            1 => {
-                if rest.len() < 16 {
-                    pos = buf.len();
-                    return Some(Err(Fmp4Error::Truncated("box header")));
-                }
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&rest[8..16]);
-                (16, u64::from_be_bytes(b))
-            }
-            n => (8, n),
-        };
-        if size < header as u64 || size > rest.len() as u64 {
-            pos = buf.len();
-            return Some(Err(Fmp4Error::Truncated("box")));
-        }
-        pos += size as usize;
-        Some(Ok(Mp4Box {
-            kind,
-            body: &rest[header..size as usize],
-            start,
-        }))
-    })
-}
-
-/// The first child of type `kind`.
-fn child<'a>(buf: &'a [u8], kind: &[u8; 4]) -> Result<Option<&'a [u8]>, Fmp4Error> {
-    for b in boxes(buf) {
-        let b = b?;
-        if &b.kind == kind {
-            return Ok(Some(b.body));
-        }
-    }
-    Ok(None)
-}
-
-/// The box at `path` below `buf`, each step the first child of that type.
-fn find<'a>(buf: &'a [u8], path: &[&[u8; 4]], name: &'static str) -> Result<&'a [u8], Fmp4Error> {
-    let mut cur = buf;
-    for kind in path {
-        cur = child(cur, kind)?.ok_or(Fmp4Error::Missing(name))?;
-    }
-    Ok(cur)
-}
-
-/// A big-endian reader over a box body.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    what: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8], what: &'static str) -> Self {
-        Self { buf, pos: 0, what }
-    }
-
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], Fmp4Error> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.buf.len());
-        let end = end.ok_or(Fmp4Error::Truncated(self.what))?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn u8(&mut self) -> Result<u8, Fmp4Error> {
-        Ok(self.bytes(1)?[0])
-    }
-
-    fn u16(&mut self) -> Result<u16, Fmp4Error> {
-        let b = self.bytes(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn u32(&mut self) -> Result<u32, Fmp4Error> {
-        let b = self.bytes(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn u64(&mut self) -> Result<u64, Fmp4Error> {
-        Ok((u64::from(self.u32()?) << 32) | u64::from(self.u32()?))
-    }
-
-    /// A full box's version and flags.
-    fn version_flags(&mut self) -> Result<(u8, u32), Fmp4Error> {
-        let v = self.u32()?;
-        Ok(((v >> 24) as u8, v & 0x00ff_ffff))
-    }
+    pub(super) data: &'a [u8],
 }
 
 /// The tracks of an init section (`moov`).
-pub fn read_init(init: &[u8]) -> Result<Vec<Track>, Fmp4Error> {
+pub(super) fn read_init(init: &[u8]) -> Result<Vec<Track>, Fmp4Error> {
     let moov = find(init, &[b"moov"], "moov")?;
     let mut defaults = std::collections::HashMap::new();
     if let Some(mvex) = child(moov, b"mvex")? {
@@ -330,7 +219,10 @@ fn read_mp4a(entry: &[u8]) -> Result<Codec, Fmp4Error> {
 }
 
 /// The samples of `track` in a segment, in decode order.
-pub fn read_samples<'a>(segment: &'a [u8], track: &Track) -> Result<Vec<Sample<'a>>, Fmp4Error> {
+pub(super) fn read_samples<'a>(
+    segment: &'a [u8],
+    track: &Track,
+) -> Result<Vec<Sample<'a>>, Fmp4Error> {
     let mut out = Vec::new();
     for b in boxes(segment) {
         let b = b?;

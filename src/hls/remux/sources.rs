@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use crate::config::HlsConfig;
-use crate::hls::stream::{SegmentBody, StreamState, segment_body};
+use crate::hls::serve::{SegmentBody, segment_body};
+use crate::hls::stream::StreamState;
 use crate::hls::window::Segment;
 use crate::media::RenditionKind;
 

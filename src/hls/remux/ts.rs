@@ -1,6 +1,7 @@
 //! MPEG-TS segments for players that cannot read fMP4 (older TVs, set-top boxes, old
-//! iOS): a segment of a video rung and the audio segment of the same sequence number,
-//! remuxed into one transport stream with muxed audio (ISO/IEC 13818-1; HLS2 §3.2).
+//! iOS): a segment of a video rung and the audio that overlaps it, remuxed into one
+//! transport stream with muxed audio (ISO/IEC 13818-1; HLS2 §3.2). This file lays the
+//! PES of [`super::pes`] out in 188-byte packets, with PAT, PMT and PCR.
 //!
 //! The remux is pure and stateless, so the origin can do it on request and a CDN caches
 //! the result: nothing is kept in memory for a variant nobody watches. Two rules make
@@ -11,169 +12,18 @@
 //!   `continuity_counter` at 0 and the counters run on across segment boundaries; PAT and
 //!   PMT, once per segment, carry the segment's sequence number modulo 16.
 
-use super::fmp4::{self, Codec, Fmp4Error, Sample, Track};
+use super::fmp4::{self, Fmp4Error, Track};
+use super::pes::{MASK_33, Pes, audio_pes, to_90k, video_pes};
 
 const PACKET: usize = 188;
 const PAYLOAD: usize = PACKET - 4;
 const PAT_PID: u16 = 0x0000;
 const PMT_PID: u16 = 0x1000;
-const VIDEO_PID: u16 = 0x0100;
-const AUDIO_PID: u16 = 0x0101;
+pub(super) const VIDEO_PID: u16 = 0x0100;
+pub(super) const AUDIO_PID: u16 = 0x0101;
 /// Stream types (ISO/IEC 13818-1 Table 2-34): AVC video, ADTS AAC audio.
 const STREAM_TYPE_H264: u8 = 0x1b;
 const STREAM_TYPE_AAC: u8 = 0x0f;
-/// PTS/DTS run this far ahead of the PCR: the decoder's buffering time (the same 0.7 s
-/// that ffmpeg's mpegts muxer uses by default).
-const MUX_DELAY_90K: u64 = 63_000;
-const MASK_33: u64 = (1 << 33) - 1;
-
-/// The H.264 access unit delimiter every TS access unit starts with (ITU-T H.264 §7.3.2.4;
-/// Apple's authoring spec expects one per frame).
-const AUD: [u8; 6] = [0, 0, 0, 1, 0x09, 0xf0];
-const START_CODE: [u8; 4] = [0, 0, 0, 1];
-
-/// One PES waiting to be packetized.
-struct Pes {
-    pid: u16,
-    bytes: Vec<u8>,
-    /// DTS (90 kHz, before the mux delay): the interleaving order.
-    order: u64,
-    /// PCR to carry in the first packet (video only).
-    pcr: Option<u64>,
-    /// A keyframe starts here (`random_access_indicator`).
-    random_access: bool,
-}
-
-/// Converts `t` ticks of `timescale` to 90 kHz.
-fn to_90k(t: i128, timescale: u32) -> i128 {
-    t * 90_000 / i128::from(timescale.max(1))
-}
-
-/// The 5-byte PTS/DTS field (ISO/IEC 13818-1 §2.4.3.7), `prefix` the 4-bit marker.
-fn timestamp(prefix: u8, ts: u64) -> [u8; 5] {
-    let ts = ts & MASK_33;
-    [
-        (prefix << 4) | ((((ts >> 30) & 0x07) as u8) << 1) | 1,
-        ((ts >> 22) & 0xff) as u8,
-        ((((ts >> 15) & 0x7f) as u8) << 1) | 1,
-        ((ts >> 7) & 0xff) as u8,
-        (((ts & 0x7f) as u8) << 1) | 1,
-    ]
-}
-
-/// A video PES: access unit delimiter, parameter sets before keyframes, the NAL units
-/// with start codes in place of their length prefixes.
-fn video_pes(s: &Sample<'_>, timescale: u32, codec: &Codec) -> Result<Pes, Fmp4Error> {
-    let Codec::H264 {
-        length_size,
-        sps,
-        pps,
-    } = codec
-    else {
-        return Err(Fmp4Error::Unsupported("video track is not H.264".into()));
-    };
-    let dts = to_90k(i128::from(s.dts), timescale);
-    let pts = to_90k(i128::from(s.dts) + i128::from(s.cts), timescale);
-    let (dts, pts) = (dts.max(0) as u64, pts.max(0) as u64);
-    let mut b = Vec::with_capacity(s.data.len() + 64);
-    b.extend_from_slice(&[0, 0, 1, 0xe0, 0, 0, 0x80]);
-    // PES_packet_length 0: unbounded, allowed for video in a TS (§2.4.3.7).
-    // Timestamps are 33-bit and wrap (`timestamp` masks): wrapping additions.
-    if pts == dts {
-        b.extend_from_slice(&[0x80, 5]);
-        b.extend_from_slice(&timestamp(0x2, pts.wrapping_add(MUX_DELAY_90K)));
-    } else {
-        b.extend_from_slice(&[0xc0, 10]);
-        b.extend_from_slice(&timestamp(0x3, pts.wrapping_add(MUX_DELAY_90K)));
-        b.extend_from_slice(&timestamp(0x1, dts.wrapping_add(MUX_DELAY_90K)));
-    }
-    b.extend_from_slice(&AUD);
-    let mut nals = Vec::new();
-    let mut rest = s.data;
-    while !rest.is_empty() {
-        if rest.len() < *length_size {
-            return Err(Fmp4Error::Truncated("NAL length"));
-        }
-        let n = rest[..*length_size]
-            .iter()
-            .fold(0usize, |acc, x| (acc << 8) | usize::from(*x));
-        let end = length_size
-            .checked_add(n)
-            .filter(|e| *e <= rest.len())
-            .ok_or(Fmp4Error::Truncated("NAL unit"))?;
-        let nal = &rest[*length_size..end];
-        if !nal.is_empty() {
-            nals.push(nal);
-        }
-        rest = &rest[end..];
-    }
-    let has_sps = nals
-        .iter()
-        .any(|n| n.first().is_some_and(|h| h & 0x1f == 7));
-    if s.sync && !has_sps {
-        for ps in sps.iter().chain(pps) {
-            b.extend_from_slice(&START_CODE);
-            b.extend_from_slice(ps);
-        }
-    }
-    for nal in nals {
-        if nal.first().is_some_and(|h| h & 0x1f == 9) {
-            continue; // our own delimiter is already there
-        }
-        b.extend_from_slice(&START_CODE);
-        b.extend_from_slice(nal);
-    }
-    Ok(Pes {
-        pid: VIDEO_PID,
-        bytes: b,
-        order: dts,
-        pcr: Some(dts),
-        random_access: s.sync,
-    })
-}
-
-/// An audio PES: one AAC frame behind its ADTS header (ISO/IEC 13818-7 §6.2).
-fn audio_pes(s: &Sample<'_>, timescale: u32, codec: &Codec) -> Result<Pes, Fmp4Error> {
-    let Codec::Aac {
-        object_type,
-        frequency_index,
-        channels,
-    } = codec
-    else {
-        return Err(Fmp4Error::Unsupported("audio track is not AAC".into()));
-    };
-    let frame_len = s.data.len() + 7;
-    if frame_len >= 1 << 13 || 8 + frame_len > usize::from(u16::MAX) {
-        return Err(Fmp4Error::Unsupported(
-            "AAC frame too large for ADTS".into(),
-        ));
-    }
-    let pts = to_90k(i128::from(s.dts) + i128::from(s.cts), timescale).max(0) as u64;
-    let mut b = Vec::with_capacity(frame_len + 14);
-    let pes_len = (3 + 5 + frame_len) as u16;
-    b.extend_from_slice(&[0, 0, 1, 0xc0]);
-    b.extend_from_slice(&pes_len.to_be_bytes());
-    b.extend_from_slice(&[0x80, 0x80, 5]);
-    b.extend_from_slice(&timestamp(0x2, pts.wrapping_add(MUX_DELAY_90K)));
-    let profile = object_type.saturating_sub(1) & 0x03;
-    b.extend_from_slice(&[
-        0xff,
-        0xf1, // MPEG-4, layer 0, no CRC
-        (profile << 6) | ((frequency_index & 0x0f) << 2) | ((channels >> 2) & 0x01),
-        ((channels & 0x03) << 6) | ((frame_len >> 11) & 0x03) as u8,
-        ((frame_len >> 3) & 0xff) as u8,
-        (((frame_len & 0x07) as u8) << 5) | 0x1f,
-        0xfc,
-    ]);
-    b.extend_from_slice(s.data);
-    Ok(Pes {
-        pid: AUDIO_PID,
-        bytes: b,
-        order: pts,
-        pcr: None,
-        random_access: false,
-    })
-}
 
 /// CRC-32/MPEG-2 of a PSI section (ISO/IEC 13818-1 Annex A).
 fn crc32(data: &[u8]) -> u32 {
@@ -451,13 +301,6 @@ mod tests {
     fn crc_matches_the_mpeg2_check_value() {
         // CRC-32/MPEG-2 of "123456789" is 0x0376E6E7.
         assert_eq!(crc32(b"123456789"), 0x0376_e6e7);
-    }
-
-    #[test]
-    fn timestamps_encode_with_markers() {
-        assert_eq!(timestamp(0x2, 0), [0x21, 0, 1, 0, 1]);
-        let t = timestamp(0x3, MASK_33);
-        assert_eq!(t, [0x3f, 0xff, 0xff, 0xff, 0xff]);
     }
 
     fn pes(len: usize, pcr: bool) -> Pes {
