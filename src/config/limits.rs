@@ -11,7 +11,7 @@ use super::{ConfigError, invalid};
 /// `[limits]`: bounds on connections, so that no client (or crowd of idle ones) can take
 /// the server's descriptors or memory away from the others. Each has a counter in
 /// `/metrics`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Open connections (HTTP, HTTPS, WebSockets); the next one gets `503` and is closed.

@@ -172,6 +172,7 @@ mod tests {
         assert_eq!(c.hls.stream_memory_mib, d.hls.stream_memory_mib);
         assert_eq!(c.hls.dvr_overflow, d.hls.dvr_overflow);
         assert_eq!(c.hls.spill_directory, d.hls.spill_directory);
+        assert_eq!(c.limits, d.limits);
     }
 
     #[test]
