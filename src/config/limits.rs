@@ -47,6 +47,14 @@ pub struct LimitsConfig {
     pub publish_per_minute: u32,
     /// How many of them may come at once.
     pub publish_burst: u32,
+    /// A WebSocket publisher must send its offer within this time of the upgrade.
+    #[serde(with = "humantime_serde")]
+    pub ws_offer_timeout: Duration,
+    /// The server pings every WebSocket this often; one that has not answered the previous
+    /// ping by the next one is closed (RFC 6455 §5.5.2: a ping's pong is the liveness
+    /// check).
+    #[serde(with = "humantime_serde")]
+    pub ws_ping_interval: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -63,6 +71,8 @@ impl Default for LimitsConfig {
             max_pending_sessions_per_client: 2,
             publish_per_minute: 30,
             publish_burst: 10,
+            ws_offer_timeout: Duration::from_secs(10),
+            ws_ping_interval: Duration::from_secs(20),
         }
     }
 }
@@ -112,6 +122,12 @@ impl LimitsConfig {
                 "limits.publish_burst",
                 "must be at least 1 when limits.publish_per_minute is set",
             ));
+        }
+        if self.ws_offer_timeout < Duration::from_secs(1) {
+            return Err(invalid("limits.ws_offer_timeout", "must be at least 1s"));
+        }
+        if self.ws_ping_interval < Duration::from_secs(1) {
+            return Err(invalid("limits.ws_ping_interval", "must be at least 1s"));
         }
         if self.h2_max_concurrent_streams == 0 {
             return Err(invalid(

@@ -119,6 +119,11 @@ impl Ingest {
         self.inner.max_sdp_bytes
     }
 
+    /// `[limits]` in force (the WebSocket timers read theirs).
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.inner.limits
+    }
+
     /// STUN/TURN URLs for `Link` headers.
     pub fn ice_servers(&self) -> &[String] {
         &self.inner.ice.ice_servers

@@ -115,6 +115,16 @@ async fn send_error(socket: &mut WebSocket, message: String, status: u16) -> boo
     send(socket, &ServerMessage::Error { message, status }).await
 }
 
+/// Sends a close frame (RFC 6455 §5.5.1) with `code`; the socket may already be gone.
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
 struct Live {
     session_id: String,
     ended: oneshot::Receiver<String>,
@@ -144,10 +154,36 @@ async fn session(
     let (cand_tx, mut cand_rx) = mpsc::channel::<Candidate>(CANDIDATE_CHANNEL_CAPACITY);
     let mut live: Option<Live> = None;
     let mut pending: Vec<Candidate> = Vec::new();
+    let limits = ingest.limits();
+    let offer_deadline = tokio::time::sleep(limits.ws_offer_timeout);
+    tokio::pin!(offer_deadline);
+    let mut offered = false;
+    let mut ping = tokio::time::interval_at(
+        tokio::time::Instant::now() + limits.ws_ping_interval,
+        limits.ws_ping_interval,
+    );
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut awaiting_pong = false;
     loop {
         tokio::select! {
             msg = socket.recv() => {
-                let Some(Ok(msg)) = msg else { break };
+                let msg = match msg {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        // RFC 6455 §7.4.1: 1009 for a message too big to process; other
+                        // read errors (a protocol violation, a reset) end the socket.
+                        let too_big = e
+                            .into_inner()
+                            .downcast_ref::<tungstenite::Error>()
+                            .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
+                        if too_big {
+                            warn!(limit = MAX_MESSAGE_BYTES, "message too big; closing");
+                            close(&mut socket, 1009, "message too big").await;
+                        }
+                        break;
+                    }
+                    None => break,
+                };
                 let text = match msg {
                     Message::Text(t) => t,
                     Message::Binary(_) => {
@@ -155,7 +191,11 @@ async fn session(
                         continue;
                     }
                     Message::Close(_) => break,
-                    Message::Ping(_) | Message::Pong(_) => continue,
+                    Message::Pong(_) => {
+                        awaiting_pong = false;
+                        continue;
+                    }
+                    Message::Ping(_) => continue,
                 };
                 let parsed: Result<ClientMessage, _> = serde_json::from_str(text.as_str());
                 match parsed {
@@ -163,6 +203,7 @@ async fn session(
                         if !send_error(&mut socket, format!("invalid message: {e}"), 400).await { break; }
                     }
                     Ok(ClientMessage::Offer { sdp }) => {
+                        offered = true;
                         if live.is_some() {
                             if !send_error(&mut socket, "already publishing on this socket".into(), 409).await { break; }
                             continue;
@@ -208,6 +249,20 @@ async fn session(
                         }
                     },
                 }
+            }
+            () = &mut offer_deadline, if !offered => {
+                send_error(&mut socket, format!("no offer within {:?} of connecting", limits.ws_offer_timeout), 408).await;
+                close(&mut socket, 1008, "no offer").await;
+                break;
+            }
+            _ = ping.tick() => {
+                if awaiting_pong {
+                    warn!("no pong to the last ping; closing");
+                    close(&mut socket, 1001, "no pong").await;
+                    break;
+                }
+                awaiting_pong = true;
+                if socket.send(Message::Ping(Default::default())).await.is_err() { break; }
             }
             Some(c) = cand_rx.recv() => {
                 if !send(&mut socket, &ServerMessage::Candidate { candidate: c }).await { break; }

@@ -3,14 +3,18 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod ll;
+pub mod process;
 pub mod publisher;
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use m3u8_rs::{MasterPlaylist, MediaPlaylist};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 
 /// A whipcast instance on `127.0.0.1:<free port>`, stopped on drop.
@@ -676,4 +680,23 @@ pub fn decode_all(input: &str) {
         out.status.success() && stderr.trim().is_empty(),
         "ffmpeg could not decode {input}: {stderr}"
     );
+}
+
+/// A TCP connection to `addr` from the loopback address `from` (127.0.0.0/8 is all ours).
+pub async fn connect_from(from: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let s = TcpSocket::new_v4()?;
+    s.bind(format!("{from}:0").parse().unwrap())?;
+    s.connect(addr).await
+}
+
+/// `GET path` over HTTP/1.1 from loopback address `from`; the whole response text.
+pub async fn get_from(from: &str, addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let mut s = connect_from(from, addr).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await??;
+    Ok(out)
 }
