@@ -79,7 +79,7 @@
       f.watch.append(f.watchLink);
       const links = el('p', { className: 'links' },
         el('a', { href: `/watch/?stream=${enc}`, textContent: 'Watch' }),
-        el('a', { href: `/publish/?stream=${enc}&autostart=0`, textContent: 'Publish to this name' }));
+        el('a', { href: `/publish/?stream=${enc}`, textContent: 'Publish to this name' }));
       li.append(heading, f.video, dl, links);
       card = { li, f, hls: null, epoch: null };
       cards.set(s.name, card);

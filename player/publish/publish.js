@@ -1,12 +1,13 @@
 // whipcast publisher page: camera + microphone -> WebRTC -> whipcast, over WHIP (RFC 9725)
 // or the WebSocket signalling channel.
 //
-// Query: ?stream=NAME&signaling=whip|ws&codec=h264|vp8|vp9&token=TOKEN&height=720&autostart=0
+// Query: ?stream=NAME&signaling=whip|ws&codec=h264|vp8|vp9&token=TOKEN&height=720
 //        &source=camera|screen&bitrate=KBITS
 // The page can also share the screen (getDisplayMedia), pick devices, cap the bitrate
 // (RTCRtpSender.setParameters) and shows getStats() figures every second.
-// When `stream` is given the page starts publishing at once (unless autostart=0, or for a
-// screen share, which browsers allow only after a click or a key press).
+// The query only fills the form: publishing always waits for the Start button, so a link
+// cannot put someone's camera on the air (a browser that already granted the camera to this
+// origin would not even ask).
 // window.whipcastState mirrors what the page shows, for tests and for debugging.
 'use strict';
 
@@ -682,9 +683,10 @@
   });
   window.whipcastPublish = { start, stop, refreshStats, applyBitrate, refreshDevices };
   setStatus('idle', 'idle');
-  if (params.get('stream') && params.get('autostart') !== '0') {
-    // Browsers open the screen picker only from a click or a key press.
-    if ($('source').value === 'screen') setStatus('idle', 'press Start to choose the screen or window to share');
-    else start();
+  if (params.get('stream')) {
+    setStatus('idle', $('source').value === 'screen'
+      ? 'press Start to choose the screen or window to share'
+      : `press Start to publish ${params.get('stream')}`);
+    $('start').focus();
   }
 })();

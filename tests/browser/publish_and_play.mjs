@@ -74,6 +74,7 @@ async function runCase(ctx, c) {
     log(`${c.stream}: publishing ${c.codec} over ${c.signaling}: ${url}`);
     const started = Date.now();
     await pub.goto(url);
+    await pub.click('#start');
     await pub
       .waitForFunction(() => ['live', 'error', 'ended'].includes(window.whipcastState?.phase), null, { timeout: LIVE_TIMEOUT_MS })
       .catch(() => {});
@@ -118,6 +119,7 @@ async function runCase(ctx, c) {
     const dup = await ctx.newPage();
     try {
       await dup.goto(`${base}/publish/?stream=${c.stream}&signaling=${other}&codec=${c.codec}&height=180`);
+      await dup.click('#start');
       await dup.waitForFunction(() => ['live', 'error'].includes(window.whipcastState?.phase), null, { timeout: 15_000 }).catch(() => {});
       const d = await dup.evaluate(() => window.whipcastState);
       res.conflict = { signaling: other, phase: d.phase, httpStatus: d.httpStatus, status: await dup.textContent('#status') };
@@ -336,6 +338,7 @@ async function checkComeback(ctx, c, res, check, watch, pageErrors) {
   again.on('pageerror', (e) => pageErrors.push(`publish (again): ${e.message}`));
   try {
     await again.goto(`${base}/publish/?stream=${c.stream}&signaling=${c.signaling}&codec=${c.codec}&height=180`);
+    await again.click('#start');
     const live = await again.waitForFunction(() => window.whipcastState?.phase === 'live', null, { timeout: LIVE_TIMEOUT_MS }).then(() => true, () => false);
     const back = live && await watch
       .waitForFunction(() => { const s = window.whipcastState; return s.recoveries >= 1 && s.phase === 'playing'; }, null, { timeout: 20_000 })

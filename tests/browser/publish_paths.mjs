@@ -203,6 +203,7 @@ async function permissionDenied() {
   try {
     const page = await opener(chrome.context, pageErrors)('publish (denied)');
     await page.goto(`${base}/publish/?stream=denied1&token=${encodeURIComponent(token)}`);
+    await page.click('#start');
     res.camera = await failure(page);
     check(res.camera.phase === 'error' && /permission denied/i.test(res.camera.status) && /camera and microphone/.test(res.camera.status) && res.camera.startEnabled,
       `camera refused: ${JSON.stringify(res.camera)}`);
@@ -302,6 +303,7 @@ async function whipServerLost(open) {
     await poll('the second whipcast', 20_000, async () => (await fetch(`${wbase}/healthz`))?.ok);
     // A camera link starts publishing by itself.
     await page.goto(`${wbase}/publish/?stream=lost1&signaling=whip&codec=h264`);
+    await page.click('#start');
     const live = await publisherPhase(page, ['live', 'error'], LIVE_TIMEOUT_MS);
     if (!check(live.phase === 'live', `not live: ${live.phase} ${live.status}; whipcast: ${stderr}`)) return;
     const killed = Date.now();

@@ -463,6 +463,7 @@ async function runCase(context, c) {
       published = Date.now();
       poller = pollMaster(c.stream, published);
       await page.goto(url);
+      await page.click('#start');
       // The page's form must really be on WebSocket + VP8 (what the query preset).
       res.form = await page.evaluate(() => ({
         signaling: document.getElementById('signaling').value,
