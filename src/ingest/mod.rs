@@ -12,8 +12,10 @@
 //! - `registry`: which names and sessions are live, and the reservation of a name;
 //! - `error`: [`IngestError`] and its one mapping to an HTTP status;
 //! - `options`: the publish options of a URL query (`record`, `height`);
+//! - `admit`: the checks that may wait on the network ([`crate::auth`]: JWT, callback);
 //! - `whip`, `ws`, `routes`: the HTTP and WebSocket edges.
 
+mod admit;
 mod error;
 mod options;
 mod publish;
@@ -25,11 +27,13 @@ pub mod ws;
 use std::sync::{Arc, Mutex};
 
 use crate::StreamKey;
-use crate::config::{AuthConfig, IceConfig};
+use crate::auth::Authorizer;
+use crate::config::IceConfig;
 use crate::hls::HlsStore;
 use crate::media::Ladder;
 use crate::output::Outputs;
 pub use crate::peer::{Candidate, PeerError, SdpError};
+pub use admit::Admission;
 pub use error::IngestError;
 pub use options::PublishOptions;
 pub use publish::{PublishRequest, Published, Signaling};
@@ -37,7 +41,7 @@ use registry::Registry;
 pub use routes::{SignalingState, router};
 
 struct Inner {
-    auth: AuthConfig,
+    auth: Authorizer,
     ice: IceConfig,
     ladder: Ladder,
     max_sdp_bytes: usize,
@@ -57,7 +61,7 @@ pub struct Ingest {
 impl Ingest {
     /// A new service.
     pub fn new(
-        auth: AuthConfig,
+        auth: Authorizer,
         ice: IceConfig,
         ladder: Ladder,
         max_sdp_bytes: usize,
@@ -93,12 +97,17 @@ impl Ingest {
     /// Checks the name and the token (before reading any body).
     pub fn authorize(&self, stream: &str, token: Option<&str>) -> Result<StreamKey, IngestError> {
         let key = StreamKey::parse(stream).ok_or(IngestError::BadStreamName)?;
-        if let Some(required) = self.inner.auth.required_token(key.as_str())
+        if let Some(required) = self.inner.auth.config().required_token(key.as_str())
             && !token.is_some_and(|t| constant_time_eq(t.as_bytes(), required.as_bytes()))
         {
             return Err(IngestError::Unauthorized);
         }
         Ok(key)
+    }
+
+    /// The external checks and the lifecycle webhooks.
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.inner.auth
     }
 
     /// Refuses new publishers once shutdown began.

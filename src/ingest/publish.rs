@@ -97,7 +97,10 @@ impl Ingest {
         if req.offer.len() > self.inner.max_sdp_bytes {
             return Err(IngestError::SdpTooLarge(self.inner.max_sdp_bytes));
         }
-        if req.options.record && !self.inner.outputs.records(true) {
+        if req.options.record
+            && req.options.record_override.is_none()
+            && !self.inner.outputs.records(true)
+        {
             return Err(IngestError::RecordingNotAllowed);
         }
         let summary = peer::inspect_offer(&req.offer)?;
@@ -125,7 +128,9 @@ impl Ingest {
             &key,
             &epoch,
             self.inner.store.discontinuity_sequence(key.as_str()),
-            req.options.record,
+            req.options
+                .record_override
+                .unwrap_or_else(|| self.inner.outputs.records(req.options.record)),
         );
         let params = BroadcastParams {
             stream: key.clone(),
@@ -165,11 +170,17 @@ impl Ingest {
                 this.release(&sid);
                 let reason = crate::error_chain(&reason);
                 info!(%reason, "broadcast ended");
+                this.authorizer()
+                    .hooks()
+                    .publish_ended(name.as_str(), &sid, &reason);
                 let _ = ended_tx.send(reason);
             }
             .instrument(span),
         );
         info!(stream = %key, signaling = req.signaling.name(), codecs = ?summary.video_codecs, "publishing");
+        self.authorizer()
+            .hooks()
+            .publish_started(key.as_str(), &session_id, req.signaling.name());
         Ok(Published {
             stream: key,
             etag: format!("\"{}\"", &session_id[..16]),

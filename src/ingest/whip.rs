@@ -2,14 +2,18 @@
 //! Thin: checks transport-level rules, calls [`Ingest`], builds the response. The single
 //! mapping from [`IngestError`] to HTTP lives here.
 
+use std::net::SocketAddr;
+
+use axum::Extension;
 use axum::body::Body;
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tracing::{error, info, warn};
 
 use super::options::publish_options;
-use super::{Candidate, Ingest, IngestError, PublishRequest, Signaling, SignalingState};
+use super::{Admission, Candidate, Ingest, IngestError, PublishRequest, Signaling, SignalingState};
 
 const SDP: &str = "application/sdp";
 const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
@@ -18,15 +22,27 @@ impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        // The cause chain names what failed (a JWT's fault, the callback's timeout); no
+        // part of it carries a token.
+        let why = crate::error_chain(&self);
         if status.is_server_error() {
-            error!(error = %self, "request failed");
+            error!(error = %why, "request failed");
         } else {
-            warn!(status = status.as_u16(), error = %self, "request refused");
+            warn!(status = status.as_u16(), error = %why, "request refused");
         }
         let mut resp = (status, format!("{self}\n")).into_response();
         let h = resp.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match status {
+            // RFC 6750 §3.1: a valid token without the scope asked for.
+            StatusCode::FORBIDDEN if matches!(self, IngestError::NotGranted) => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer realm=\"whipcast\", error=\"insufficient_scope\"",
+                    ),
+                );
+            }
             // RFC 6750 §3.
             StatusCode::UNAUTHORIZED => {
                 h.insert(
@@ -96,10 +112,12 @@ pub fn link_headers(ice_servers: &[String]) -> Vec<HeaderValue> {
 }
 
 /// The transport-level checks of a WHIP POST (cheapest first, so a wrong token costs no
-/// body read), then the offer read within `server.max_sdp_bytes`.
+/// body read), the external checks (JWT, callback: [`Ingest::admit`]), then the offer
+/// read within `server.max_sdp_bytes`.
 async fn offer_request(
     ingest: &Ingest,
     stream: String,
+    client: Option<SocketAddr>,
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
@@ -110,6 +128,15 @@ async fn offer_request(
     if !content_type_is(headers, SDP) {
         return Err(IngestError::BadContentType);
     }
+    let who = Admission {
+        client,
+        signaling: Signaling::Whip,
+        token: token.as_deref(),
+        query: uri.query(),
+    };
+    let options = ingest
+        .admit(&stream, &who, publish_options(uri.query())?)
+        .await?;
     let offer = read_body(body, ingest.max_sdp_bytes()).await?;
     Ok(PublishRequest {
         stream,
@@ -117,7 +144,7 @@ async fn offer_request(
         offer,
         signaling: Signaling::Whip,
         candidates: None,
-        options: publish_options(uri.query())?,
+        options,
     })
 }
 
@@ -125,12 +152,14 @@ async fn offer_request(
 pub async fn post(
     State(state): State<SignalingState>,
     Path(stream): Path<String>,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, IngestError> {
     let ingest: &Ingest = &state.ingest;
-    let req = match offer_request(ingest, stream, &uri, &headers, body).await {
+    let client = client.map(|Extension(ConnectInfo(a))| a);
+    let req = match offer_request(ingest, stream, client, &uri, &headers, body).await {
         Ok(req) => req,
         Err(e) => {
             ingest.refused(&e);

@@ -6,6 +6,10 @@
 //! Anything wrong gets an `error` message and the socket stays usable; closing the socket
 //! ends the broadcast. Browsers cannot set headers on a WebSocket, hence `?token=`.
 
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -14,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{Candidate, Ingest, PublishOptions, PublishRequest, Signaling, SignalingState};
+use super::{
+    Admission, Candidate, Ingest, PublishOptions, PublishRequest, Signaling, SignalingState,
+};
 
 /// Largest accepted frame: an SDP offer plus JSON framing.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -74,9 +80,11 @@ pub async fn upgrade(
     State(state): State<SignalingState>,
     Path(stream): Path<String>,
     RawQuery(query): RawQuery,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let client = client.map(|Extension(ConnectInfo(a))| a);
     let token = query
         .as_deref()
         .and_then(|q| {
@@ -97,7 +105,7 @@ pub async fn upgrade(
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| {
             let span = info_span!("ws", %stream);
-            session(socket, ingest, stream, token, options).instrument(span)
+            session(socket, ingest, stream, token, options, client, query).instrument(span)
         })
 }
 
@@ -124,20 +132,32 @@ async fn session(
     stream: String,
     token: Option<String>,
     options: PublishOptions,
+    client: Option<SocketAddr>,
+    query: Option<String>,
 ) {
-    // Refuse early when the name or token is wrong: nothing else could succeed.
-    if let Err(e) = ingest.authorize(&stream, token.as_deref()) {
-        ingest.refused(&e);
-        let code = e.status();
-        send_error(&mut socket, e.to_string(), code).await;
-        let _ = socket
-            .send(Message::Close(Some(CloseFrame {
-                code: 4000 + code,
-                reason: e.to_string().chars().take(100).collect::<String>().into(),
-            })))
-            .await;
-        return;
-    }
+    // Refuse early when the name or token is wrong, or the operator's checks (JWT,
+    // callback) refuse: nothing else could succeed.
+    let who = Admission {
+        client,
+        signaling: Signaling::WebSocket,
+        token: token.as_deref(),
+        query: query.as_deref(),
+    };
+    let options = match ingest.admit(&stream, &who, options).await {
+        Ok(o) => o,
+        Err(e) => {
+            ingest.refused(&e);
+            let code = e.status();
+            send_error(&mut socket, e.to_string(), code).await;
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: 4000 + code,
+                    reason: e.to_string().chars().take(100).collect::<String>().into(),
+                })))
+                .await;
+            return;
+        }
+    };
     let (cand_tx, mut cand_rx) = mpsc::channel::<Candidate>(CANDIDATE_CHANNEL_CAPACITY);
     let mut live: Option<Live> = None;
     let mut pending: Vec<Candidate> = Vec::new();

@@ -23,7 +23,7 @@ fn app(store: &HlsStore) -> axum::Router {
     let outputs =
         Outputs::new(&cfg.record, &cfg.s3, &cfg.hls, store.metrics().clone()).expect("outputs");
     let ingest = Ingest::new(
-        cfg.auth.clone(),
+        crate::auth::Authorizer::new(&cfg.auth, store.metrics()).expect("authorizer"),
         cfg.ice.clone(),
         cfg.media.resolve_ladder().expect("ladder"),
         cfg.server.max_sdp_bytes,
