@@ -18,10 +18,13 @@ pub const MAX_ENTRIES: usize = 16_384;
 
 type Key = [u8; 32];
 
+/// A decision and until when it holds.
+type Entry = (Instant, Result<(), Refusal>);
+
 /// Cached decisions.
 pub struct DecisionCache {
     ttl: Duration,
-    entries: Mutex<HashMap<Key, (Instant, Result<(), Refusal>)>>,
+    entries: Mutex<HashMap<Key, Entry>>,
 }
 
 impl DecisionCache {

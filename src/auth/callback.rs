@@ -17,8 +17,8 @@ use super::{Action, Overrides};
 /// Largest answer body read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-/// The JSON body POSTed to the callback.
-#[derive(Debug, Serialize)]
+/// The JSON body POSTed to the callback. No `Debug`: it holds a token.
+#[derive(Serialize)]
 pub struct Question<'a> {
     /// `publish` or `play`.
     pub action: &'static str,

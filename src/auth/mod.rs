@@ -70,8 +70,8 @@ pub struct Overrides {
     pub height: Option<u32>,
 }
 
-/// One request to authorize.
-#[derive(Debug, Clone, Copy)]
+/// One request to authorize. No `Debug`: it holds a token.
+#[derive(Clone, Copy)]
 pub struct Request<'a> {
     /// The stream name (validated).
     pub stream: &'a str,
@@ -156,7 +156,10 @@ impl Authorizer {
             self.jwt(jwt, r, Grant::Publish).await?;
         }
         match &self.0.callback {
-            Some(cb) => self.ask(cb, r, Action::Publish).await,
+            Some(cb) => {
+                let d = self.ask(cb, r, Action::Publish).await;
+                self.on_outage(r, Action::Publish, d)
+            }
             None => Ok(Overrides::default()),
         }
     }
@@ -179,11 +182,9 @@ impl Authorizer {
             return d;
         }
         let d = self.ask(cb, r, Action::Play).await.map(|_| ());
-        // A fail-open allow is not an answer: it is not kept.
-        if !self.0.config.callback.fail_open || d.is_err() {
-            self.0.play_cache.put(r.stream, r.token, &d);
-        }
-        d
+        // Answers are kept; "no answer" is not (nor, then, a fail-open allow).
+        self.0.play_cache.put(r.stream, r.token, &d);
+        self.on_outage(r, Action::Play, d)
     }
 
     async fn jwt(&self, jwt: &JwtVerifier, r: &Request<'_>, grant: Grant) -> Result<(), Refusal> {
@@ -210,6 +211,7 @@ impl Authorizer {
         d
     }
 
+    /// The callback's answer; "no answer" is counted and logged by [`Self::on_outage`].
     async fn ask(
         &self,
         cb: &Callback,
@@ -218,23 +220,39 @@ impl Authorizer {
     ) -> Result<Overrides, Refusal> {
         let q = Question::new(action, r.stream, r.client, r.signaling, r.token, r.query);
         let d = cb.ask(&q).await;
-        let (result, d) = match d {
-            Ok(o) => (AuthResult::allow, Ok(o)),
-            Err(Refusal::Unavailable(u)) if self.0.config.callback.fail_open => {
-                warn!(stream = r.stream, action = action.name(), error = %u,
-                    "authorization callback unavailable: allowed (auth.callback.fail_open)");
-                (AuthResult::fail_open, Ok(Overrides::default()))
-            }
-            Err(Refusal::Unavailable(u)) => {
-                warn!(stream = r.stream, action = action.name(), error = %u,
-                    "authorization callback unavailable: refused with 503");
-                (AuthResult::unavailable, Err(Refusal::Unavailable(u)))
-            }
+        let result = match &d {
+            Ok(_) => AuthResult::allow,
+            Err(Refusal::Unavailable(_)) => return d,
             Err(e) => {
                 info!(stream = r.stream, action = action.name(), client = ?r.client,
                     refusal = %e, "authorization callback refused");
-                (AuthResult::deny, Err(e))
+                AuthResult::deny
             }
+        };
+        self.0
+            .counters
+            .decided(AuthCheck::callback, action.label(), result);
+        d
+    }
+
+    /// No answer from the callback: an allow with `auth.callback.fail_open`, else 503.
+    fn on_outage<T: Default>(
+        &self,
+        r: &Request<'_>,
+        action: Action,
+        d: Result<T, Refusal>,
+    ) -> Result<T, Refusal> {
+        let Err(Refusal::Unavailable(u)) = d else {
+            return d;
+        };
+        let (result, d) = if self.0.config.callback.fail_open {
+            warn!(stream = r.stream, action = action.name(), error = %u,
+                "authorization callback unavailable: allowed (auth.callback.fail_open)");
+            (AuthResult::fail_open, Ok(T::default()))
+        } else {
+            warn!(stream = r.stream, action = action.name(), error = %u,
+                "authorization callback unavailable: refused with 503");
+            (AuthResult::unavailable, Err(Refusal::Unavailable(u)))
         };
         self.0
             .counters

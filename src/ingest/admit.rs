@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use super::{Ingest, IngestError, PublishOptions, Signaling};
 use crate::auth;
 
-/// Who asks to publish, as the edge saw the request.
-#[derive(Debug, Clone, Copy)]
+/// Who asks to publish, as the edge saw the request. No `Debug`: it holds a token.
+#[derive(Clone, Copy)]
 pub struct Admission<'a> {
     /// The client's address (axum's `ConnectInfo`), when known.
     pub client: Option<SocketAddr>,
