@@ -45,6 +45,7 @@
 //! the blocking pool; a failure ends its own stream only.
 
 mod atomic_file;
+pub mod auth;
 pub mod broadcast;
 pub mod client;
 pub mod config;
@@ -128,11 +129,17 @@ pub enum RunError {
     /// The recording / object-storage outputs cannot be set up.
     #[error(transparent)]
     Output(#[from] output::OutputError),
+    /// The authorization checks or webhooks cannot be set up.
+    #[error(transparent)]
+    Auth(#[from] auth::SetupError),
 }
 
 /// On shutdown, how long the recordings and uploads get to write their final playlists
 /// after every broadcast ended.
 const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// On shutdown, how long queued webhooks get to be delivered after the outputs finished.
+const WEBHOOK_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often ended streams past their grace period are dropped.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(5);
@@ -158,10 +165,13 @@ pub async fn run(
         )?)
     };
     let store = hls::HlsStore::new(cfg.hls.clone());
-    let outputs = output::Outputs::new(&cfg.record, &cfg.s3, &cfg.hls, store.metrics().clone())?;
+    let authorizer = auth::Authorizer::new(&cfg.auth, store.metrics())?;
+    let outputs = output::Outputs::new(&cfg.record, &cfg.s3, &cfg.hls, store.metrics().clone())?
+        .with_hooks(authorizer.hooks().clone());
+    let hooks = authorizer.hooks().clone();
     let ingest = ingest::Ingest::new(
         ingest::IngestSettings {
-            auth: cfg.auth.clone(),
+            auth: authorizer,
             ice: cfg.ice.clone(),
             ladder,
             max_sdp_bytes: cfg.server.max_sdp_bytes,
@@ -207,6 +217,10 @@ pub async fn run(
             warn!(
                 "recordings / uploads still writing after {OUTPUT_DRAIN_TIMEOUT:?}; left as they are"
             );
+        }
+        // The last publish_ended and recording_finished events, delivered or given up.
+        if !hooks.drain(WEBHOOK_DRAIN_TIMEOUT).await {
+            warn!("webhooks still queued after {WEBHOOK_DRAIN_TIMEOUT:?}; not delivered");
         }
         tokio::time::sleep(linger).await;
     };

@@ -21,7 +21,7 @@ mod media;
 mod output;
 mod server;
 
-pub use auth::AuthConfig;
+pub use auth::{AuthConfig, CallbackConfig, JwtConfig, WebhookConfig};
 pub use hls::{DvrOverflow, HlsConfig};
 pub use ice::IceConfig;
 pub use limits::LimitsConfig;
@@ -173,6 +173,28 @@ mod tests {
         assert_eq!(c.hls.dvr_overflow, d.hls.dvr_overflow);
         assert_eq!(c.hls.spill_directory, d.hls.spill_directory);
         assert_eq!(c.limits, d.limits);
+        let (a, b) = (&c.auth, &d.auth);
+        assert_eq!(a.jwt.secret, b.jwt.secret);
+        assert_eq!(a.jwt.jwks_url, b.jwt.jwks_url);
+        assert_eq!(a.jwt.claim, b.jwt.claim);
+        assert_eq!(a.jwt.audience, b.jwt.audience);
+        assert_eq!(a.jwt.issuer, b.jwt.issuer);
+        assert_eq!(a.jwt.leeway, b.jwt.leeway);
+        assert_eq!(a.jwt.jwks_timeout, b.jwt.jwks_timeout);
+        assert_eq!(a.jwt.jwks_max_age, b.jwt.jwks_max_age);
+        assert_eq!(a.jwt.jwks_min_refresh, b.jwt.jwks_min_refresh);
+        assert_eq!(a.jwt.on_play, b.jwt.on_play);
+        assert_eq!(a.callback.url, b.callback.url);
+        assert_eq!(a.callback.timeout, b.callback.timeout);
+        assert_eq!(a.callback.fail_open, b.callback.fail_open);
+        assert_eq!(a.callback.on_play, b.callback.on_play);
+        assert_eq!(a.callback.play_cache, b.callback.play_cache);
+        assert_eq!(a.webhooks.url, b.webhooks.url);
+        assert_eq!(a.webhooks.secret, b.webhooks.secret);
+        assert_eq!(a.webhooks.timeout, b.webhooks.timeout);
+        assert_eq!(a.webhooks.max_attempts, b.webhooks.max_attempts);
+        assert_eq!(a.webhooks.backoff, b.webhooks.backoff);
+        assert_eq!(a.webhooks.queue, b.webhooks.queue);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! [`IngestError::status`]).
 
 use super::{PeerError, SdpError};
+use crate::auth::{Refusal, TokenError, Unavailable};
 
 /// Why a publish request (or a session request) failed. One `IntoResponse` in
 /// [`whip`](super::whip) maps each to an HTTP status; [`ws`](super::ws) maps them to
@@ -20,6 +21,24 @@ pub enum IngestError {
     /// (400, RFC 9112 §3.2).
     #[error("missing or invalid Host header")]
     BadHost,
+    /// The bearer token is not a JWT this server accepts (401, RFC 6750 §3.1
+    /// `invalid_token`).
+    #[error("invalid bearer token")]
+    InvalidToken(#[source] TokenError),
+    /// A valid token that does not grant this stream (403, RFC 6750 §3.1
+    /// `insufficient_scope`).
+    #[error("the token does not grant publishing this stream")]
+    NotGranted,
+    /// The operator's authorization callback answered 401 (401).
+    #[error("refused by the authorization service")]
+    CallbackUnauthorized,
+    /// The operator's authorization callback answered 403 or another 4xx (403).
+    #[error("forbidden by the authorization service")]
+    CallbackForbidden,
+    /// The authorization callback or the JWKS gave no answer and `auth.callback.fail_open`
+    /// is off (503 with `Retry-After`).
+    #[error("authorization is unavailable; try again later")]
+    AuthUnavailable(#[source] Unavailable),
     /// `Content-Type` is not `application/sdp` (415).
     #[error("content type must be application/sdp")]
     BadContentType,
@@ -96,8 +115,12 @@ impl IngestError {
             | IngestError::OfferRejected(_)
             | IngestError::BadCandidate(_)
             | IngestError::Sdp(SdpError::Malformed(_)) => 400,
-            IngestError::Unauthorized => 401,
-            IngestError::RecordingNotAllowed => 403,
+            IngestError::Unauthorized
+            | IngestError::InvalidToken(_)
+            | IngestError::CallbackUnauthorized => 401,
+            IngestError::RecordingNotAllowed
+            | IngestError::NotGranted
+            | IngestError::CallbackForbidden => 403,
             IngestError::SessionNotFound => 404,
             IngestError::StreamInUse(_) => 409,
             IngestError::SdpTooLarge(_) => 413,
@@ -110,7 +133,8 @@ impl IngestError {
             | IngestError::TooManyPending
             | IngestError::ShuttingDown
             | IngestError::Busy
-            | IngestError::StopTimedOut => 503,
+            | IngestError::StopTimedOut
+            | IngestError::AuthUnavailable(_) => 503,
             IngestError::Internal(_) => 500,
         }
     }
@@ -122,6 +146,18 @@ impl From<PeerError> for IngestError {
             PeerError::BadOffer(m) => IngestError::OfferRejected(m),
             PeerError::BadCandidate(m) => IngestError::BadCandidate(m),
             PeerError::Setup(m) => IngestError::Internal(m),
+        }
+    }
+}
+
+impl From<Refusal> for IngestError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::InvalidToken(e) => IngestError::InvalidToken(e),
+            Refusal::NotGranted => IngestError::NotGranted,
+            Refusal::CallbackUnauthorized => IngestError::CallbackUnauthorized,
+            Refusal::CallbackForbidden => IngestError::CallbackForbidden,
+            Refusal::Unavailable(u) => IngestError::AuthUnavailable(u),
         }
     }
 }

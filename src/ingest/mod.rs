@@ -12,8 +12,10 @@
 //! - `registry`: which names and sessions are live, and the reservation of a name;
 //! - `error`: [`IngestError`] and its one mapping to an HTTP status;
 //! - `options`: the publish options of a URL query (`record`, `height`);
+//! - `admit`: the checks that may wait on the network ([`crate::auth`]: JWT, callback);
 //! - `whip`, `ws`, `routes`: the HTTP and WebSocket edges.
 
+mod admit;
 mod error;
 mod options;
 mod publish;
@@ -29,12 +31,14 @@ use std::num::NonZeroU32;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::StreamKey;
+use crate::auth::Authorizer;
 use crate::client::ClientId;
-use crate::config::{AuthConfig, IceConfig, LimitsConfig};
+use crate::config::{IceConfig, LimitsConfig};
 use crate::hls::HlsStore;
 use crate::media::Ladder;
 use crate::output::Outputs;
 pub use crate::peer::{Candidate, PeerError, SdpError};
+pub use admit::Admission;
 pub use error::IngestError;
 pub use options::PublishOptions;
 pub use publish::{PublishRequest, Published, Signaling};
@@ -42,7 +46,7 @@ use registry::Registry;
 pub use routes::{SignalingState, router};
 
 struct Inner {
-    auth: AuthConfig,
+    auth: Authorizer,
     ice: IceConfig,
     ladder: Ladder,
     max_sdp_bytes: usize,
@@ -62,8 +66,8 @@ const RATE_TABLE_TRIM: usize = 4096;
 
 /// What the ingest service is configured with.
 pub struct IngestSettings {
-    /// `[auth]`.
-    pub auth: AuthConfig,
+    /// `[auth]`: the static tokens, JWT, the callback and the webhooks.
+    pub auth: Authorizer,
     /// `[ice]`.
     pub ice: IceConfig,
     /// The ladder in force.
@@ -132,7 +136,7 @@ impl Ingest {
     /// Checks the name and the token (before reading any body).
     pub fn authorize(&self, stream: &str, token: Option<&str>) -> Result<StreamKey, IngestError> {
         let key = StreamKey::parse(stream).ok_or(IngestError::BadStreamName)?;
-        if let Some(required) = self.inner.auth.required_token(key.as_str())
+        if let Some(required) = self.inner.auth.config().required_token(key.as_str())
             && !token.is_some_and(|t| constant_time_eq(t.as_bytes(), required.as_bytes()))
         {
             return Err(IngestError::Unauthorized);
@@ -152,6 +156,11 @@ impl Ingest {
         limiter
             .check_key(&client)
             .map_err(|_| IngestError::RateLimited)
+    }
+
+    /// The external checks and the lifecycle webhooks.
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.inner.auth
     }
 
     /// Refuses new publishers once shutdown began.

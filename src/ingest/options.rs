@@ -14,6 +14,9 @@ pub struct PublishOptions {
     /// ladder is planned for it rather than for a first frame that bandwidth estimation
     /// made small.
     pub height: Option<u32>,
+    /// The operator's authorization callback decided the recording (`{"record": …}`):
+    /// final, whatever `record` and `record.allow_request` say.
+    pub record_override: Option<bool>,
 }
 
 /// The publish options of a query string: `record=1` (or `true`, `yes`) and `height=N`.

@@ -100,7 +100,10 @@ impl Ingest {
         if req.offer.len() > self.inner.max_sdp_bytes {
             return Err(IngestError::SdpTooLarge(self.inner.max_sdp_bytes));
         }
-        if req.options.record && !self.inner.outputs.records(true) {
+        if req.options.record
+            && req.options.record_override.is_none()
+            && !self.inner.outputs.records(true)
+        {
             return Err(IngestError::RecordingNotAllowed);
         }
         let summary = peer::inspect_offer(&req.offer)?;
@@ -123,6 +126,7 @@ impl Ingest {
         // session is pending and the store has not heard of it.
         let claimer = self.clone();
         let claim_sid = session_id.clone();
+        let signaling = req.signaling;
         let params = BroadcastParams {
             stream: key.clone(),
             peer,
@@ -135,14 +139,29 @@ impl Ingest {
             connect_timeout: self.inner.ice.connect_timeout,
             media_timeout: self.inner.ice.media_timeout,
             candidates: req.candidates,
-            claim: Box::new(move || claimer.claim(&claim_sid).map_err(|e| e.to_string())),
+            claim: Box::new(move || {
+                claimer.claim(&claim_sid).map_err(|e| e.to_string())?;
+                // Published for real: the operator hears of it now, not at the answer.
+                if let Some(stream) = claimer.session_stream(&claim_sid) {
+                    claimer.authorizer().hooks().publish_started(
+                        &stream,
+                        &claim_sid,
+                        signaling.name(),
+                    );
+                }
+                Ok(())
+            }),
             ingest: IngestSummary {
                 signaling: req.signaling.name(),
                 video_codec: summary.video_codecs.join("/"),
                 audio: summary.audio_payload_type.is_some(),
             },
             outputs: self.inner.outputs.clone(),
-            record: req.options.record,
+            // The operator's callback may decide; else the configuration and `?record=`.
+            record: req
+                .options
+                .record_override
+                .unwrap_or_else(|| self.inner.outputs.records(req.options.record)),
         };
         let this = self.clone();
         let sid = session_id.clone();
@@ -170,9 +189,15 @@ impl Ingest {
                         broadcast::EndReason::Panicked(e.to_string())
                     }
                 };
+                let was_live = this.is_live(&sid);
                 this.release(&sid);
                 let reason = crate::error_chain(&reason);
                 info!(%reason, "broadcast ended");
+                if was_live {
+                    this.authorizer()
+                        .hooks()
+                        .publish_ended(name.as_str(), &sid, &reason);
+                }
                 let _ = ended_tx.send(reason);
             }
             .instrument(span),

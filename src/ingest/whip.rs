@@ -13,12 +13,12 @@ use axum::response::{IntoResponse, Response};
 use tracing::{error, info, warn};
 
 use super::options::publish_options;
-use super::{Candidate, Ingest, IngestError, PublishRequest, Signaling, SignalingState};
+use super::{Admission, Candidate, Ingest, IngestError, PublishRequest, Signaling, SignalingState};
 use crate::client::ClientId;
 
-/// The client's address, as the server loop recorded it in the request (absent when the
+/// The client's address and port, as the server loop recorded it in the request (absent when the
 /// router is driven without one, as in the router tests).
-pub struct Client(pub Option<ClientId>);
+pub struct Client(pub Option<SocketAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = std::convert::Infallible;
@@ -28,7 +28,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| ClientId::of(c.0.ip())),
+                .map(|c| c.0),
         ))
     }
 }
@@ -40,15 +40,27 @@ impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        // The cause chain names what failed (a JWT's fault, the callback's timeout); no
+        // part of it carries a token.
+        let why = crate::error_chain(&self);
         if status.is_server_error() {
-            error!(error = %self, "request failed");
+            error!(error = %why, "request failed");
         } else {
-            warn!(status = status.as_u16(), error = %self, "request refused");
+            warn!(status = status.as_u16(), error = %why, "request refused");
         }
         let mut resp = (status, format!("{self}\n")).into_response();
         let h = resp.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match status {
+            // RFC 6750 §3.1: a valid token without the scope asked for.
+            StatusCode::FORBIDDEN if matches!(self, IngestError::NotGranted) => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer realm=\"whipcast\", error=\"insufficient_scope\"",
+                    ),
+                );
+            }
             // RFC 6750 §3.
             StatusCode::UNAUTHORIZED => {
                 h.insert(
@@ -158,22 +170,32 @@ pub fn link_headers(ice_servers: &[String]) -> Vec<HeaderValue> {
 }
 
 /// The transport-level checks of a WHIP POST (cheapest first, so a wrong token costs no
-/// body read), then the offer read within `server.max_sdp_bytes`.
+/// body read), the external checks (JWT, callback: [`Ingest::admit`]), then the offer
+/// read within `server.max_sdp_bytes`.
 async fn offer_request(
     ingest: &Ingest,
     stream: String,
-    client: Option<ClientId>,
+    client: Option<SocketAddr>,
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<PublishRequest, IngestError> {
     ingest.ensure_open()?;
-    ingest.attempt(client)?;
+    ingest.attempt(client.map(|a| ClientId::of(a.ip())))?;
     let token = bearer(headers);
     ingest.authorize(&stream, token.as_deref())?;
     if !content_type_is(headers, SDP) {
         return Err(IngestError::BadContentType);
     }
+    let who = Admission {
+        client,
+        signaling: Signaling::Whip,
+        token: token.as_deref(),
+        query: uri.query(),
+    };
+    let options = ingest
+        .admit(&stream, &who, publish_options(uri.query())?)
+        .await?;
     let offer = read_body(body, ingest.max_sdp_bytes()).await?;
     Ok(PublishRequest {
         stream,
@@ -181,8 +203,8 @@ async fn offer_request(
         offer,
         signaling: Signaling::Whip,
         candidates: None,
-        options: publish_options(uri.query())?,
-        client,
+        options,
+        client: client.map(|a| ClientId::of(a.ip())),
     })
 }
 

@@ -6,6 +6,8 @@
 //! Anything wrong gets an `error` message and the socket stays usable; closing the socket
 //! ends the broadcast. Browsers cannot set headers on a WebSocket, hence `?token=`.
 
+use std::net::SocketAddr;
+
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -14,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
 
-use super::{Candidate, Ingest, PublishOptions, PublishRequest, Signaling, SignalingState};
+use super::{
+    Admission, Candidate, Ingest, PublishOptions, PublishRequest, Signaling, SignalingState,
+};
 use crate::client::ClientId;
 
 /// Largest accepted frame: an SDP offer plus JSON framing.
@@ -87,7 +91,11 @@ pub async fn upgrade(
                 .map(|(_, v)| v.into_owned())
         })
         .or_else(|| super::whip::bearer(&headers));
-    // Bad options are refused before the upgrade, as a plain HTTP 400.
+    // The rate and bad options are refused before the upgrade, as plain HTTP.
+    if let Err(e) = state.ingest.attempt(client.map(|a| ClientId::of(a.ip()))) {
+        state.ingest.refused(&e);
+        return e.into_response();
+    }
     let options = match super::options::publish_options(query.as_deref()) {
         Ok(o) => o,
         Err(e) => {
@@ -99,7 +107,7 @@ pub async fn upgrade(
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| {
             let span = info_span!("ws", %stream);
-            session(socket, ingest, stream, token, options, client).instrument(span)
+            session(socket, ingest, stream, token, options, client, query).instrument(span)
         })
 }
 
@@ -136,21 +144,32 @@ async fn session(
     stream: String,
     token: Option<String>,
     options: PublishOptions,
-    client: Option<ClientId>,
+    client: Option<SocketAddr>,
+    query: Option<String>,
 ) {
-    // Refuse early when the name or token is wrong: nothing else could succeed.
-    if let Err(e) = ingest.authorize(&stream, token.as_deref()) {
-        ingest.refused(&e);
-        let code = e.status();
-        send_error(&mut socket, e.to_string(), code).await;
-        let _ = socket
-            .send(Message::Close(Some(CloseFrame {
-                code: 4000 + code,
-                reason: e.to_string().chars().take(100).collect::<String>().into(),
-            })))
-            .await;
-        return;
-    }
+    // Refuse early when the name or token is wrong, or the operator's checks (JWT,
+    // callback) refuse: nothing else could succeed.
+    let who = Admission {
+        client,
+        signaling: Signaling::WebSocket,
+        token: token.as_deref(),
+        query: query.as_deref(),
+    };
+    let options = match ingest.admit(&stream, &who, options).await {
+        Ok(o) => o,
+        Err(e) => {
+            ingest.refused(&e);
+            let code = e.status();
+            send_error(&mut socket, e.to_string(), code).await;
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: 4000 + code,
+                    reason: e.to_string().chars().take(100).collect::<String>().into(),
+                })))
+                .await;
+            return;
+        }
+    };
     let (cand_tx, mut cand_rx) = mpsc::channel::<Candidate>(CANDIDATE_CHANNEL_CAPACITY);
     let mut live: Option<Live> = None;
     let mut pending: Vec<Candidate> = Vec::new();
@@ -215,7 +234,7 @@ async fn session(
                             signaling: Signaling::WebSocket,
                             candidates: Some(cand_tx.clone()),
                             options,
-                            client,
+                            client: client.map(|a| ClientId::of(a.ip())),
                         };
                         match ingest.publish(req).await {
                             Ok(p) => {

@@ -8,9 +8,11 @@
 //! few seconds. The live figures of each stream are not kept here; [`Live`] reads them at
 //! scrape time. Only this module names `prometheus_client`: the HTTP handler gets text.
 
+mod auth;
 mod http;
 mod live;
 
+pub use auth::{AuthAction, AuthCheck, AuthCounters, AuthResult, Delivery, HookEvent};
 pub use http::{ClosedFor, HttpCounters, RefusedBy};
 pub use live::Live;
 
@@ -134,6 +136,8 @@ pub struct Counters {
     outputs: OutputFamilies,
     /// The HTTP server's connections.
     pub http: HttpCounters,
+    /// Authorization decisions and webhook deliveries.
+    pub auth: AuthCounters,
 }
 
 impl Default for Counters {
@@ -147,6 +151,7 @@ impl Default for Counters {
             blocking_refused: Counter::default(),
             outputs: OutputFamilies::default(),
             http: HttpCounters::default(),
+            auth: AuthCounters::default(),
         };
         // Every series of these closed label sets exists from the start, at 0: a series
         // that appears only with its first event hides that event from rate() and alerts
@@ -217,6 +222,7 @@ impl Counters {
     /// texts leave out their full stop: the registry appends one.
     fn register(&self, r: &mut Registry) {
         self.http.register(r);
+        self.auth.register(r);
         r.register(
             "whipcast_publishes",
             "Broadcasts started, by signalling",

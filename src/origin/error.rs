@@ -22,6 +22,15 @@ pub enum OriginError {
     /// The server is shutting down.
     #[error("shutting down")]
     ShuttingDown,
+    /// Playing needs a valid bearer token (`on_play`; RFC 6750 §3.1 `invalid_token`).
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// Playing this stream is refused (a token without the grant, or the callback's 403).
+    #[error("forbidden")]
+    Forbidden,
+    /// Play authorization could not be checked (callback or JWKS unavailable).
+    #[error("authorization unavailable")]
+    AuthUnavailable,
     /// Remuxing an MPEG-TS segment failed (logged where it happened).
     #[error("remux failed")]
     Remux,
@@ -32,9 +41,12 @@ impl IntoResponse for OriginError {
         let code = match self {
             OriginError::NotFound => StatusCode::NOT_FOUND,
             OriginError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            OriginError::Unauthorized => StatusCode::UNAUTHORIZED,
+            OriginError::Forbidden => StatusCode::FORBIDDEN,
             OriginError::TooManyBlocking
             | OriginError::BlockingTimedOut
-            | OriginError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            | OriginError::ShuttingDown
+            | OriginError::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             OriginError::Remux => StatusCode::INTERNAL_SERVER_ERROR,
         };
         // "Not yet" must not be cached: a CDN would black out a stream about to start.
@@ -50,6 +62,13 @@ impl IntoResponse for OriginError {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
         if code == StatusCode::SERVICE_UNAVAILABLE {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        // RFC 6750 §3.
+        if code == StatusCode::UNAUTHORIZED {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"whipcast\", error=\"invalid_token\""),
+            );
         }
         r
     }
@@ -72,5 +91,13 @@ mod tests {
         let r = OriginError::BadRequest("bad _HLS_msn").into_response();
         assert_eq!(r.status(), 400);
         assert_eq!(OriginError::Remux.into_response().status(), 500);
+        let r = OriginError::Unauthorized.into_response();
+        assert_eq!(r.status(), 401);
+        assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(OriginError::Forbidden.into_response().status(), 403);
+        let r = OriginError::AuthUnavailable.into_response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
     }
 }

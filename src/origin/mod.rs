@@ -5,6 +5,7 @@
 mod error;
 mod hls;
 mod metrics;
+mod play_auth;
 mod respond;
 pub mod serve;
 #[cfg(test)]
@@ -102,12 +103,20 @@ pub fn router(state: AppState) -> Router {
     // HLS: the hot path (a CDN's misses, every player's playlist reloads). CORS only: a
     // per-request span and a middleware future cost ~10 % of the playlist throughput
     // (BENCHMARKS.md "Origin throughput and parked requests").
-    let hls = Router::new()
+    let mut hls = Router::new()
         .route("/hls/{stream}/master.m3u8", get(hls::master))
         .route("/hls/{stream}/master-ts.m3u8", get(hls::ts_master))
         .route("/hls/{stream}/{rendition}/{file}", get(hls::rendition_file))
-        .route("/healthz", get(healthz))
-        .layer(cors());
+        .route("/healthz", get(healthz));
+    // Play authorization only when configured: the middleware costs the hot path.
+    let auth = state.signaling.ingest.authorizer();
+    if auth.checks_play() {
+        hls = hls.layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            play_auth::guard,
+        ));
+    }
+    let hls = hls.layer(cors());
     let player_dir = state.player_dir.clone();
     let mut app = signalling.merge(hls.with_state(state));
     if let Some(dir) = &player_dir {

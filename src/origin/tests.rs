@@ -24,7 +24,7 @@ fn app(store: &HlsStore) -> axum::Router {
         Outputs::new(&cfg.record, &cfg.s3, &cfg.hls, store.metrics().clone()).expect("outputs");
     let ingest = Ingest::new(
         IngestSettings {
-            auth: cfg.auth.clone(),
+            auth: crate::auth::Authorizer::new(&cfg.auth, store.metrics()).expect("authorizer"),
             ice: cfg.ice.clone(),
             ladder: cfg.media.resolve_ladder().expect("ladder"),
             max_sdp_bytes: cfg.server.max_sdp_bytes,

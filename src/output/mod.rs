@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::error;
 
 use crate::StreamKey;
+use crate::auth::Hooks;
 use crate::config::{HlsConfig, RecordConfig, S3Config};
 use crate::media::RenditionInfo;
 use crate::metrics::{Metrics, OutputKind};
@@ -73,6 +74,8 @@ pub struct Outputs {
     /// The outputs of each stream's latest broadcast, for `/api/streams`; a stream's entry
     /// goes when the store forgets the stream ([`Outputs::forget`]).
     statuses: Arc<Mutex<HashMap<String, Vec<OutputStatus>>>>,
+    /// Where `recording_finished` goes (nowhere without `[auth.webhooks]`).
+    hooks: Hooks,
 }
 
 impl Outputs {
@@ -96,6 +99,7 @@ impl Outputs {
             target_duration: crate::hls::target_duration(hls.segment_duration),
             window: hls.window_segments,
             writers: Arc::new(watch::Sender::new(0)),
+            hooks: Hooks::disabled(metrics.auth.clone()),
             metrics,
             statuses: Arc::default(),
         })
@@ -116,16 +120,23 @@ impl Outputs {
         self.record.enabled || (requested && self.record.allow_request)
     }
 
-    /// Starts the outputs of one broadcast (spawns their writers).
+    /// Sends `recording_finished` webhooks through `hooks`.
+    pub fn with_hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// Starts the outputs of one broadcast (spawns their writers); `record`: whether it
+    /// is recorded (see [`Outputs::records`]).
     pub fn start(
         &self,
         stream: &StreamKey,
         epoch: &str,
         discontinuity_sequence: u64,
-        record_requested: bool,
+        record: bool,
     ) -> BroadcastOutputs {
         let mut sinks = Vec::new();
-        if self.records(record_requested) {
+        if record {
             let root = std::path::Path::new(&self.record.directory)
                 .join(stream.as_str())
                 .join(epoch);
@@ -142,6 +153,7 @@ impl Outputs {
                 stream,
                 epoch,
                 WriterGuard::new(&self.writers),
+                self.hooks.clone(),
             );
             sinks.push(Sink {
                 // A recording is one broadcast: its own numbering has no discontinuity.

@@ -11,6 +11,7 @@ use tracing::{error, info, info_span};
 use super::{Object, OutputStatus, WriterGuard};
 use crate::StreamKey;
 use crate::atomic_file::{self, Durability};
+use crate::auth::{Hooks, RecordingDone};
 
 /// Starts the writer thread for `root` (`<directory>/<stream>/<epoch>`).
 pub fn spawn(
@@ -20,13 +21,16 @@ pub fn spawn(
     stream: &StreamKey,
     epoch: &str,
     guard: WriterGuard,
+    hooks: Hooks,
 ) {
     let span = info_span!("record", stream = %stream, epoch = %epoch);
     let name = format!("rec-{stream}");
     let thread_status = status.clone();
+    let (stream_name, epoch_name) = (stream.to_string(), epoch.to_string());
     let spawned = std::thread::Builder::new().name(name).spawn(move || {
         let _g = span.enter();
         run(&root, rx, &thread_status);
+        finished(&hooks, &stream_name, &epoch_name, &root, &thread_status);
         drop(guard);
     });
     if let Err(e) = spawned {
@@ -58,6 +62,24 @@ fn run(root: &Path, mut rx: mpsc::Receiver<Object>, status: &OutputStatus) {
     status.finish();
     let s = status.snapshot();
     info!(dir = %root.display(), files = s.objects, bytes = s.bytes, "recording complete");
+}
+
+/// The `recording_finished` webhook, once the writer is done (a broadcast that never sent
+/// media, and so wrote nothing, has no recording to report).
+fn finished(hooks: &Hooks, stream: &str, epoch: &str, root: &Path, status: &OutputStatus) {
+    let s = status.snapshot();
+    if s.objects == 0 && s.error.is_none() {
+        return;
+    }
+    let directory = root.display().to_string();
+    hooks.recording_finished(&RecordingDone {
+        stream,
+        epoch,
+        directory: &directory,
+        files: s.objects,
+        bytes: s.bytes,
+        error: s.error.as_deref(),
+    });
 }
 
 fn stop(status: &OutputStatus, path: &Path, e: &std::io::Error) {
