@@ -178,3 +178,38 @@ async fn a_stream_name_cannot_forge_a_log_line() {
         "no terminal escape anywhere: {text:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_redirect_leaves_the_site() {
+    let gw = TestGateway::start(test_config("")).await;
+    let addr: std::net::SocketAddr = gw.base.trim_start_matches("http://").parse().unwrap();
+    // `//watch` would redirect to `//watch/`: a network-path reference to the host "watch".
+    for path in ["//watch", "//publish", "///watch", "/watch//"] {
+        let (code, text) = raw(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(code, 404, "{path}: {text}");
+    }
+    // The pages themselves still redirect to their directory, on this site.
+    let (code, text) = raw(
+        addr,
+        &format!("GET /watch HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!((300..400).contains(&code), "{text}");
+    let location = text
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("location: ")
+                .map(str::to_string)
+        })
+        .unwrap();
+    assert!(
+        location.starts_with("/watch/") && !location.starts_with("//"),
+        "{location}"
+    );
+    gw.shutdown().await;
+}

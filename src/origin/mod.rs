@@ -123,10 +123,29 @@ pub fn router(state: AppState) -> Router {
         app = app.fallback_service(
             tower::ServiceBuilder::new()
                 .layer(cors())
+                .layer(axum::middleware::from_fn(no_empty_segments))
                 .service(ServeDir::new(dir).append_index_html_on_directories(true)),
         );
     }
     app
+}
+
+/// A page path with an empty segment (`//watch`) is a 404: the file server would redirect
+/// a directory to its path plus `/`, and `Location: //watch/` is a network-path reference
+/// (RFC 3986 §4.2) to another host — an open redirect.
+async fn no_empty_segments(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.uri().path().contains("//") {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            [(header::CACHE_CONTROL, "no-store")],
+            "not found\n",
+        )
+            .into_response();
+    }
+    next.run(req).await
 }
 
 /// RFC 9725 §4.2: OPTIONS on a WHIP endpoint SHOULD answer `Accept-Post: application/sdp`,
