@@ -12,10 +12,12 @@
 //! - `registry`: which names and sessions are live, and the reservation of a name;
 //! - `error`: [`IngestError`] and its one mapping to an HTTP status;
 //! - `options`: the publish options of a URL query (`record`, `height`);
+//! - `patch`: what a WHIP PATCH is checked against (ETag, `If-Match`, ICE credentials);
 //! - `whip`, `ws`, `routes`: the HTTP and WebSocket edges.
 
 mod error;
 mod options;
+mod patch;
 mod publish;
 mod registry;
 mod routes;

@@ -141,6 +141,13 @@ impl Ingest {
             candidates: req.candidates,
             outputs,
         };
+        self.record_remote_ice(
+            &session_id,
+            super::patch::RemoteIce {
+                ufrag: summary.ice_ufrag.clone(),
+                pwd: summary.ice_pwd.clone(),
+            },
+        );
         reservation.commit(cmd_tx);
         let this = self.clone();
         let sid = session_id.clone();
@@ -172,7 +179,7 @@ impl Ingest {
         info!(stream = %key, signaling = req.signaling.name(), codecs = ?summary.video_codecs, "publishing");
         Ok(Published {
             stream: key,
-            etag: format!("\"{}\"", &session_id[..16]),
+            etag: super::patch::session_etag(&session_id),
             session_id,
             answer,
             ended: ended_rx,

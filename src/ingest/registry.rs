@@ -21,6 +21,8 @@ struct Entry {
 pub(super) struct Registry {
     streams: HashMap<String, Entry>,
     pub(super) sessions: HashMap<String, String>,
+    /// Each published session's ICE credentials, for PATCH (`patch`).
+    pub(super) remote_ice: HashMap<String, super::patch::RemoteIce>,
 }
 
 impl Ingest {
@@ -63,6 +65,7 @@ impl Ingest {
 
     pub(super) fn release(&self, session_id: &str) {
         let mut reg = self.registry();
+        reg.remote_ice.remove(session_id);
         if let Some(stream) = reg.sessions.remove(session_id)
             && reg
                 .streams

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::{error, info, warn};
 
 use super::options::publish_options;
+use super::patch::{IfMatch, fragment_credentials, session_etag};
 use super::{Candidate, Ingest, IngestError, PublishRequest, Signaling, SignalingState};
 
 const SDP: &str = "application/sdp";
@@ -38,6 +39,11 @@ impl IntoResponse for IngestError {
             StatusCode::SERVICE_UNAVAILABLE => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
+            // RFC 9110 §15.5.9: the server closes the connection after a 408 (the rest of
+            // the body may still come). HTTP/2 has no such header; hyper leaves it out there.
+            StatusCode::REQUEST_TIMEOUT => {
+                h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             _ => {}
         }
         resp
@@ -65,9 +71,29 @@ fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
 async fn read_body(body: Body, limit: usize) -> Result<String, IngestError> {
     let bytes = axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| IngestError::SdpTooLarge(limit))?;
+        .map_err(|e| body_error(&e, limit))?;
     String::from_utf8(bytes.to_vec())
         .map_err(|_| IngestError::Sdp(super::SdpError::Malformed("not UTF-8".into())))
+}
+
+/// Why a body could not be read, by its cause: over the limit (413), not there within
+/// `limits.body_timeout` (the `RequestBodyTimeoutLayer` in front of signalling: 408), or
+/// broken off or badly framed, such as a chunk size that is not hex (RFC 9112 §7.1: 400).
+fn body_error(e: &axum::Error, limit: usize) -> IngestError {
+    let mut cause: &(dyn std::error::Error + 'static) = e;
+    loop {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return IngestError::SdpTooLarge(limit);
+        }
+        if cause.is::<tower_http::timeout::TimeoutError>() {
+            return IngestError::BodyTimedOut;
+        }
+        match cause.source() {
+            Some(next) => cause = next,
+            // The wrappers each repeat "error reading a body"; the root cause says what.
+            None => return IngestError::BadBody(cause.to_string()),
+        }
+    }
 }
 
 /// The absolute base URL for `Location` headers: RFC 9725 §4.2 allows a relative one, but
@@ -204,8 +230,10 @@ pub async fn delete(
     Ok(StatusCode::OK)
 }
 
-/// `PATCH /whip/{stream}/{session}`: trickle ICE (RFC 8840 fragment). ICE restart is
-/// refused with 422 (RFC 9725 §4.3.1) without touching the running session.
+/// `PATCH /whip/{stream}/{session}`: trickle ICE (RFC 8840 fragment). RFC 9725 §4.3.1:
+/// an `If-Match` other than the session's ETag (or `*`) gets 412; an ICE restart
+/// (`If-Match: *`, or credentials other than the offer's) is refused with 422 without
+/// touching the running session; candidates beyond `ice.max_remote_candidates` get 400.
 pub async fn patch(
     State(state): State<SignalingState>,
     Path((stream, session)): Path<(String, String)>,
@@ -216,11 +244,19 @@ pub async fn patch(
     if !content_type_is(&headers, SDPFRAG) {
         return Err(IngestError::BadPatchContentType);
     }
+    // RFC 9110 §13.2.2: the precondition before the body is used.
+    let if_match = IfMatch::from_headers(&headers);
+    if !if_match.allows(&session_etag(&session)) {
+        return Err(IngestError::PreconditionFailed);
+    }
     let frag = read_body(body, state.ingest.max_sdp_bytes()).await?;
-    let restart = headers
-        .get(header::IF_MATCH)
-        .is_some_and(|v| v.as_bytes() == b"*");
     let parsed = parse_sdpfrag(&frag)?;
+    let (ufrag, pwd) = fragment_credentials(&frag);
+    let restart = if_match == IfMatch::Any
+        || state
+            .ingest
+            .remote_ice(&session)
+            .is_some_and(|ice| ice.is_restart(ufrag, pwd));
     if restart {
         return Err(IngestError::IceRestartUnsupported);
     }
