@@ -514,6 +514,8 @@ async fn broken_and_late_bodies_are_not_too_large() {
     // Still a real limit: a declared length over server.max_sdp_bytes is 413.
     let r = post_offer(&gw, "huge", "v=0\r\n".repeat(100_000)).await;
     assert_eq!(r.status, 413, "{}", r.body);
+    // The body was not read to its end: the connection is not reused.
+    assert_eq!(r.headers["connection"], "close");
     // /metrics counts the refused publishes by their real status.
     let m = common::metrics(&gw).await;
     assert_eq!(

@@ -19,6 +19,10 @@ impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body_unread = matches!(
+            self,
+            IngestError::SdpTooLarge(_) | IngestError::BadBody(_) | IngestError::BodyTimedOut
+        );
         if status.is_server_error() {
             error!(error = %self, "request failed");
         } else {
@@ -39,12 +43,14 @@ impl IntoResponse for IngestError {
             StatusCode::SERVICE_UNAVAILABLE => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            // RFC 9110 §15.5.9: the server closes the connection after a 408 (the rest of
-            // the body may still come). HTTP/2 has no such header; hyper leaves it out there.
-            StatusCode::REQUEST_TIMEOUT => {
-                h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
             _ => {}
+        }
+        // A body not read to its end (over the limit; late, RFC 9110 §15.5.9) or badly
+        // framed (RFC 9112 §6.3) leaves the connection unusable: say it closes (RFC 9112
+        // §9.6), so that a client does not send its next request on it. HTTP/2 has no such
+        // header; hyper leaves it out there.
+        if body_unread {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }
