@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::{ConfigError, invalid};
@@ -35,6 +36,21 @@ pub struct IceConfig {
     /// A live stream whose video RTP stops for this long is ended.
     #[serde(with = "humantime_serde")]
     pub media_timeout: Duration,
+    /// Most remote ICE candidates one session may have, its offer's and its trickled ones
+    /// (WHIP PATCH, WebSocket) together, counted as distinct UDP targets. The server sends
+    /// STUN binding requests to every remote candidate (RFC 8445 §6.1.2), so without a cap
+    /// one offer makes it a reflector. Browsers send a handful, aiortc one per interface.
+    /// An offer's extras are dropped (the offer still works); a trickled one beyond the cap
+    /// is refused with 400. Default 16.
+    pub max_remote_candidates: usize,
+    /// Networks (CIDR, e.g. `["192.168.0.0/16", "2001:db8:1::/48"]`) remote candidates may
+    /// point into; others are dropped and never checked. Unset (the default): derived from
+    /// `udp_addrs` — a loopback bind allows loopback candidates, a private one (RFC 1918,
+    /// RFC 4193) private ones, a global one global unicast, `0.0.0.0` / `::` global and
+    /// private ones. Whatever the list, multicast, broadcast, unspecified and link-local
+    /// addresses and port 0 are never checked. `[]` checks no candidate: only publishers
+    /// whose own checks reach the server are answered (peer-reflexive, RFC 8445 §7.3.1.3).
+    pub candidate_networks: Option<Vec<IpNet>>,
 }
 
 impl Default for IceConfig {
@@ -47,6 +63,8 @@ impl Default for IceConfig {
             ice_servers: Vec::new(),
             connect_timeout: Duration::from_secs(10),
             media_timeout: Duration::from_secs(10),
+            max_remote_candidates: 16,
+            candidate_networks: None,
         }
     }
 }
@@ -63,6 +81,15 @@ impl IceConfig {
                 "and ice.port_max must both be 0 or form a range min <= max",
             ));
         }
+        if !(1..=MAX_REMOTE_CANDIDATES).contains(&self.max_remote_candidates) {
+            return Err(invalid(
+                "ice.max_remote_candidates",
+                "must be from 1 to 1000",
+            ));
+        }
         Ok(())
     }
 }
+
+/// The highest `ice.max_remote_candidates`: beyond it the cap would not bound anything.
+const MAX_REMOTE_CANDIDATES: usize = 1000;

@@ -151,6 +151,8 @@ mod tests {
         assert_eq!(c.ice.udp_addrs, d.ice.udp_addrs);
         assert_eq!(c.ice.connect_timeout, d.ice.connect_timeout);
         assert_eq!(c.ice.media_timeout, d.ice.media_timeout);
+        assert_eq!(c.ice.max_remote_candidates, d.ice.max_remote_candidates);
+        assert_eq!(c.ice.candidate_networks, d.ice.candidate_networks);
         assert_eq!(c.hls.segment_duration, d.hls.segment_duration);
         assert_eq!(c.hls.window_segments, d.hls.window_segments);
         assert_eq!(c.hls.retain_segments, d.hls.retain_segments);
@@ -230,5 +232,21 @@ mod tests {
                 .to_string()
                 .contains("ice.port_min")
         );
+        let c = Config::parse("[ice]\nmax_remote_candidates = 0\n", "t").expect("parses");
+        assert!(
+            c.validate()
+                .expect_err("no candidate at all")
+                .to_string()
+                .contains("ice.max_remote_candidates")
+        );
+        let c = Config::parse(
+            "[ice]\ncandidate_networks = [\"10.0.0.0/8\", \"::1/128\"]\n",
+            "t",
+        )
+        .expect("CIDR list parses");
+        assert_eq!(c.ice.candidate_networks.map(|n| n.len()), Some(2));
+        let err = Config::parse("[ice]\ncandidate_networks = [\"10.0.0.0/33\"]\n", "t")
+            .expect_err("bad CIDR");
+        assert!(err.to_string().contains("candidate_networks"), "{err}");
     }
 }

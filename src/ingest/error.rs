@@ -45,6 +45,14 @@ pub enum IngestError {
     /// Offer larger than `server.max_sdp_bytes` (413).
     #[error("SDP offer too large (limit {0} bytes)")]
     SdpTooLarge(usize),
+    /// The request body broke off or is not valid HTTP framing, e.g. a bad chunk size
+    /// (RFC 9112 §7.1) (400). Carries the cause's text.
+    #[error("the request body could not be read: {0}")]
+    BadBody(String),
+    /// The request body did not arrive within `limits.body_timeout` (408, RFC 9110
+    /// §15.5.9).
+    #[error("the request body did not arrive in time (limits.body_timeout)")]
+    BodyTimedOut,
     /// The body is not valid UTF-8 SDP (400) or cannot be used (422); see [`SdpError`].
     #[error(transparent)]
     Sdp(#[from] SdpError),
@@ -81,6 +89,15 @@ pub enum IngestError {
     /// ICE restart is not supported (RFC 9725 §4.3.1: 422 for the unsupported kind).
     #[error("ICE restart is not supported; re-publish instead")]
     IceRestartUnsupported,
+    /// A PATCH whose `If-Match` names another entity tag than the session's (412, RFC 9725
+    /// §4.3.1, RFC 9110 §13.1.1).
+    #[error("If-Match does not match the session's ETag")]
+    PreconditionFailed,
+    /// A trickled candidate beyond `ice.max_remote_candidates` (400).
+    #[error(
+        "too many ICE candidates: at most {0} remote candidates per session (ice.max_remote_candidates)"
+    )]
+    TooManyCandidates(usize),
     /// The broadcast task is gone or not answering (503).
     #[error("session is busy or ending")]
     Busy,
@@ -114,6 +131,8 @@ impl IngestError {
             | IngestError::BadHeight(_)
             | IngestError::OfferRejected(_)
             | IngestError::BadCandidate(_)
+            | IngestError::TooManyCandidates(_)
+            | IngestError::BadBody(_)
             | IngestError::Sdp(SdpError::Malformed(_)) => 400,
             IngestError::Unauthorized
             | IngestError::InvalidToken(_)
@@ -122,7 +141,9 @@ impl IngestError {
             | IngestError::NotGranted
             | IngestError::CallbackForbidden => 403,
             IngestError::SessionNotFound => 404,
+            IngestError::BodyTimedOut => 408,
             IngestError::StreamInUse(_) => 409,
+            IngestError::PreconditionFailed => 412,
             IngestError::SdpTooLarge(_) => 413,
             IngestError::BadContentType | IngestError::BadPatchContentType => 415,
             // RFC 9725 §4.4.2 / §4.4.3: unsupported tracks reject the whole offer with 422;
@@ -146,6 +167,7 @@ impl From<PeerError> for IngestError {
             PeerError::BadOffer(m) => IngestError::OfferRejected(m),
             PeerError::BadCandidate(m) => IngestError::BadCandidate(m),
             PeerError::Setup(m) => IngestError::Internal(m),
+            PeerError::TooManyCandidates(limit) => IngestError::TooManyCandidates(limit),
         }
     }
 }

@@ -13,11 +13,13 @@
 //! - `error`: [`IngestError`] and its one mapping to an HTTP status;
 //! - `options`: the publish options of a URL query (`record`, `height`);
 //! - `admit`: the checks that may wait on the network ([`crate::auth`]: JWT, callback);
+//! - `patch`: what a WHIP PATCH is checked against (ETag, `If-Match`, ICE credentials);
 //! - `whip`, `ws`, `routes`: the HTTP and WebSocket edges.
 
 mod admit;
 mod error;
 mod options;
+mod patch;
 mod publish;
 mod registry;
 mod routes;

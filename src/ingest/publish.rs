@@ -163,6 +163,13 @@ impl Ingest {
                 .record_override
                 .unwrap_or_else(|| self.inner.outputs.records(req.options.record)),
         };
+        self.record_remote_ice(
+            &session_id,
+            super::patch::RemoteIce {
+                ufrag: summary.ice_ufrag.clone(),
+                pwd: summary.ice_pwd.clone(),
+            },
+        );
         let this = self.clone();
         let sid = session_id.clone();
         let span = info_span!(
@@ -205,7 +212,7 @@ impl Ingest {
         info!(stream = %key, signaling = req.signaling.name(), codecs = ?summary.video_codecs, "answered; waiting for media");
         Ok(Published {
             stream: key,
-            etag: format!("\"{}\"", &session_id[..16]),
+            etag: super::patch::session_etag(&session_id),
             session_id,
             answer,
             ended: ended_rx,

@@ -36,6 +36,8 @@ pub(super) struct Registry {
     /// Pending sessions, in all and per client.
     pending: usize,
     pending_by_client: HashMap<ClientId, usize>,
+    /// Each published session's ICE credentials, for PATCH (`patch`).
+    pub(super) remote_ice: HashMap<String, super::patch::RemoteIce>,
 }
 
 impl Registry {
@@ -151,6 +153,7 @@ impl Ingest {
 
     pub(super) fn release(&self, session_id: &str) {
         let mut reg = self.registry();
+        reg.remote_ice.remove(session_id);
         let Some(s) = reg.sessions.remove(session_id) else {
             return;
         };

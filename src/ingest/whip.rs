@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::{error, info, warn};
 
 use super::options::publish_options;
+use super::patch::{IfMatch, fragment_credentials, session_etag};
 use super::{Admission, Candidate, Ingest, IngestError, PublishRequest, Signaling, SignalingState};
 use crate::client::ClientId;
 
@@ -43,6 +44,10 @@ impl IntoResponse for IngestError {
         // The cause chain names what failed (a JWT's fault, the callback's timeout); no
         // part of it carries a token.
         let why = crate::error_chain(&self);
+        let body_unread = matches!(
+            self,
+            IngestError::SdpTooLarge(_) | IngestError::BadBody(_) | IngestError::BodyTimedOut
+        );
         if status.is_server_error() {
             error!(error = %why, "request failed");
         } else {
@@ -74,6 +79,13 @@ impl IntoResponse for IngestError {
             }
             _ => {}
         }
+        // A body not read to its end (over the limit; late, RFC 9110 §15.5.9) or badly
+        // framed (RFC 9112 §6.3) leaves the connection unusable: say it closes (RFC 9112
+        // §9.6), so that a client does not send its next request on it. HTTP/2 has no such
+        // header; hyper leaves it out there.
+        if body_unread {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }
@@ -99,9 +111,29 @@ fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
 async fn read_body(body: Body, limit: usize) -> Result<String, IngestError> {
     let bytes = axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| IngestError::SdpTooLarge(limit))?;
+        .map_err(|e| body_error(&e, limit))?;
     String::from_utf8(bytes.to_vec())
         .map_err(|_| IngestError::Sdp(super::SdpError::Malformed("not UTF-8".into())))
+}
+
+/// Why a body could not be read, by its cause: over the limit (413), not there within
+/// `limits.body_timeout` (the `RequestBodyTimeoutLayer` in front of signalling: 408), or
+/// broken off or badly framed, such as a chunk size that is not hex (RFC 9112 §7.1: 400).
+fn body_error(e: &axum::Error, limit: usize) -> IngestError {
+    let mut cause: &(dyn std::error::Error + 'static) = e;
+    loop {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return IngestError::SdpTooLarge(limit);
+        }
+        if cause.is::<tower_http::timeout::TimeoutError>() {
+            return IngestError::BodyTimedOut;
+        }
+        match cause.source() {
+            Some(next) => cause = next,
+            // The wrappers each repeat "error reading a body"; the root cause says what.
+            None => return IngestError::BadBody(cause.to_string()),
+        }
+    }
 }
 
 /// The absolute base URL for `Location` headers: RFC 9725 §4.2 allows a relative one, but
@@ -292,8 +324,10 @@ pub async fn delete(
     Ok(StatusCode::OK)
 }
 
-/// `PATCH /whip/{stream}/{session}`: trickle ICE (RFC 8840 fragment). ICE restart is
-/// refused with 422 (RFC 9725 §4.3.1) without touching the running session.
+/// `PATCH /whip/{stream}/{session}`: trickle ICE (RFC 8840 fragment). RFC 9725 §4.3.1:
+/// an `If-Match` other than the session's ETag (or `*`) gets 412; an ICE restart
+/// (`If-Match: *`, or credentials other than the offer's) is refused with 422 without
+/// touching the running session; candidates beyond `ice.max_remote_candidates` get 400.
 pub async fn patch(
     State(state): State<SignalingState>,
     Path((stream, session)): Path<(String, String)>,
@@ -304,11 +338,19 @@ pub async fn patch(
     if !content_type_is(&headers, SDPFRAG) {
         return Err(IngestError::BadPatchContentType);
     }
+    // RFC 9110 §13.2.2: the precondition before the body is used.
+    let if_match = IfMatch::from_headers(&headers);
+    if !if_match.allows(&session_etag(&session)) {
+        return Err(IngestError::PreconditionFailed);
+    }
     let frag = read_body(body, state.ingest.max_sdp_bytes()).await?;
-    let restart = headers
-        .get(header::IF_MATCH)
-        .is_some_and(|v| v.as_bytes() == b"*");
     let parsed = parse_sdpfrag(&frag)?;
+    let (ufrag, pwd) = fragment_credentials(&frag);
+    let restart = if_match == IfMatch::Any
+        || state
+            .ingest
+            .remote_ice(&session)
+            .is_some_and(|ice| ice.is_restart(ufrag, pwd));
     if restart {
         return Err(IngestError::IceRestartUnsupported);
     }

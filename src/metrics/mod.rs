@@ -26,7 +26,8 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::ingest::Signaling;
 
 /// HTTP statuses a publish attempt can be refused with ([`crate::ingest::IngestError`]).
-pub const REFUSAL_STATUSES: [u16; 11] = [400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503];
+pub const REFUSAL_STATUSES: [u16; 12] =
+    [400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 500, 503];
 
 /// The media type of the exposition (OpenMetrics 1.0, "Overall Structure").
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -14,7 +14,9 @@
 //! - `track`: reading a remote track into [`RtpPacket`]s, and the PLI sender;
 //! - `rtcp_tap`: the publisher's RTCP sender reports, handed to the broadcast;
 //! - `offer`: reading an offer with the stack's SDP parser; `sdp` holds the pure rules
-//!   over what it read.
+//!   over what it read, `sdp_numbers` the ranges of its numbers;
+//! - `candidates`: which remote ICE candidates are checked, and how many, with `addresses`
+//!   classifying where they point (pure).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -23,11 +25,14 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+mod addresses;
+mod candidates;
 mod codecs;
 mod ice;
 mod offer;
 mod rtcp_tap;
 mod sdp;
+mod sdp_numbers;
 mod session;
 mod track;
 
@@ -49,6 +54,11 @@ pub enum PeerError {
     /// Local failure (socket, DTLS setup, gathering).
     #[error("WebRTC setup failed: {0}")]
     Setup(String),
+    /// A trickled candidate would exceed `ice.max_remote_candidates`.
+    #[error(
+        "too many ICE candidates: at most {0} remote candidates per session (ice.max_remote_candidates)"
+    )]
+    TooManyCandidates(usize),
 }
 
 /// A trickle-ICE candidate in the browser's JSON shape (`RTCIceCandidateInit`).

@@ -2,6 +2,7 @@
 //! that [`sdp`] judges. Pure: text in, summary out; runs before any connection exists.
 
 use super::sdp::{self, Direction, OfferSection, OfferSummary, SdpError};
+use super::{candidates, sdp_numbers};
 
 /// Reads an offer with the WebRTC stack's own SDP parser (the one `set_remote_description`
 /// uses, so what we inspect is what will be negotiated) and applies [`sdp`]'s rules.
@@ -15,6 +16,17 @@ pub fn inspect_offer(text: &str) -> Result<OfferSummary, SdpError> {
         .attributes
         .iter()
         .find_map(|a| Direction::from_attribute(&a.key));
+    // Candidates anywhere must be RFC 8839 candidates: the session filters them by what
+    // they name (peer::candidates), and the stack refuses the offer for one it cannot read.
+    let all_attributes = desc.attributes.iter().chain(
+        desc.media_descriptions
+            .iter()
+            .flat_map(|m| m.attributes.iter()),
+    );
+    for a in all_attributes.filter(|a| a.key == "candidate") {
+        candidates::parse(a.value.as_deref().unwrap_or(""))
+            .map_err(|e| SdpError::Malformed(e.to_string()))?;
+    }
     let sections = desc
         .media_descriptions
         .iter()
@@ -22,6 +34,14 @@ pub fn inspect_offer(text: &str) -> Result<OfferSummary, SdpError> {
             let port = u16::try_from(m.media_name.port.value).map_err(|_| {
                 SdpError::Malformed(format!("m={} port out of range", m.media_name.media))
             })?;
+            if m.media_name.protos.iter().any(|p| p == "RTP") {
+                for f in &m.media_name.formats {
+                    sdp_numbers::check_rtp_format(&m.media_name.media, f)?;
+                }
+                for a in &m.attributes {
+                    sdp_numbers::check_rtp_attribute(&a.key, a.value.as_deref())?;
+                }
+            }
             let mut codecs: Vec<(u8, String)> = m
                 .codecs()
                 .into_values()
@@ -50,5 +70,22 @@ pub fn inspect_offer(text: &str) -> Result<OfferSummary, SdpError> {
             })
         })
         .collect::<Result<Vec<_>, SdpError>>()?;
-    sdp::summarize(&sections)
+    let mut summary = sdp::summarize(&sections)?;
+    // Where the stack reads the ICE credentials (RFC 8839 §5.4): session level, else the
+    // first section that is not inactive.
+    let media_attr = |key: &str| {
+        desc.media_descriptions
+            .iter()
+            .filter(|m| !m.has_attribute("inactive"))
+            .find_map(|m| m.attribute(key).flatten().map(str::to_string))
+    };
+    summary.ice_ufrag = desc
+        .attribute("ice-ufrag")
+        .map(|s| s.to_string())
+        .or_else(|| media_attr("ice-ufrag"));
+    summary.ice_pwd = desc
+        .attribute("ice-pwd")
+        .map(|s| s.to_string())
+        .or_else(|| media_attr("ice-pwd"));
+    Ok(summary)
 }

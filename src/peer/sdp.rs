@@ -12,6 +12,9 @@
 //!   rejected; port 0 means rejected only without `bundle-only` (RFC 3264 §6);
 //! - codec names in any case (`OPUS`, `opus`, `h264`);
 //! - `a=inactive` sections carry nothing and are ignored like rejected ones.
+//!
+//! Strict where the stack is not: numbers out of their RFC's range are malformed
+//! (`sdp_numbers`).
 
 /// One `m=` section of an offer, as the peer module read it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -78,6 +81,11 @@ pub struct OfferSummary {
     pub video_codecs: Vec<String>,
     /// RTP payload type of Opus in a sending audio section, if there is one.
     pub audio_payload_type: Option<u8>,
+    /// The offer's `a=ice-ufrag` (RFC 8839 §5.4): at session level, else in the first
+    /// section that is not inactive (where the stack reads it).
+    pub ice_ufrag: Option<String>,
+    /// The offer's `a=ice-pwd`, found the same way.
+    pub ice_pwd: Option<String>,
 }
 
 /// Why an offer is refused.
@@ -159,6 +167,8 @@ pub fn summarize(sections: &[OfferSection]) -> Result<OfferSummary, SdpError> {
     Ok(OfferSummary {
         video_codecs,
         audio_payload_type,
+        ice_ufrag: None,
+        ice_pwd: None,
     })
 }
 
@@ -254,6 +264,16 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn ice_credentials_are_read() {
+        let s = inspect_offer(OBS).expect("OBS");
+        assert_eq!(s.ice_ufrag.as_deref(), Some("Ns8c"));
+        assert_eq!(s.ice_pwd.as_deref(), Some("2ERC5NAYh9I0hNO1X0qjhC"));
+        // Media level, from the first active section (webrtcbin's shape).
+        let s = inspect_offer(WEBRTCBIN).expect("webrtcbin");
+        assert_eq!(s.ice_ufrag.as_deref(), Some("abcd"));
     }
 
     #[test]

@@ -1,21 +1,23 @@
 //! The connection and its driver: answers an offer (recvonly, every candidate gathered
 //! before the answer), applies trickled candidates, closes. The stack's callbacks become
 //! [`PeerEvent`] sends on a bounded channel at once; none of them waits on a reader, so
-//! a slow broadcast task never stalls the WebRTC stack.
+//! a slow broadcast task never stalls the WebRTC stack. Remote candidates, the offer's and
+//! trickled ones, reach the stack only through [`candidates`](super::candidates)' policy.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit, RTCIceGatheringState,
     RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
 };
 
+use super::candidates::{Admission, CandidatePolicy, RemoteCandidates, Skip, filter_offer};
 use super::ice::build;
 use super::track::pump_track;
 use super::{Candidate, PeerError, PeerEvent};
@@ -31,6 +33,9 @@ const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connected (or connecting) publisher.
 pub struct PeerSession {
     pc: Arc<dyn PeerConnection>,
+    /// The remote candidates admitted so far (offer and trickle); locked for a count,
+    /// never across an `.await`.
+    remote: Mutex<RemoteCandidates>,
 }
 
 /// The stack's callbacks, each turned into a channel send.
@@ -77,14 +82,26 @@ impl PeerConnectionEventHandler for Handler {
 }
 
 impl PeerSession {
-    /// Answers `offer`: builds the connection on the configured addresses, gathers every
-    /// candidate (RFC 9725 §4.3.2: WHIP cannot send server candidates later) and returns
-    /// the answer SDP with the event stream.
+    /// Answers `offer`: drops the remote candidates that are not to be checked (outside
+    /// `ice.candidate_networks`, beyond `ice.max_remote_candidates`), builds the connection
+    /// on the configured addresses, gathers every candidate (RFC 9725 §4.3.2: WHIP cannot
+    /// send server candidates later) and returns the answer SDP with the event stream.
     pub async fn answer(
         ice: &IceConfig,
         offer: &str,
         audio: bool,
     ) -> Result<(PeerSession, String, mpsc::Receiver<PeerEvent>), PeerError> {
+        let mut remote = RemoteCandidates::new(CandidatePolicy::from_config(ice));
+        let filtered =
+            filter_offer(offer, &mut remote).map_err(|e| PeerError::BadOffer(e.to_string()))?;
+        if filtered.dropped_total() > 0 {
+            let dropped = filtered.dropped_summary();
+            if filtered.dropped.contains_key(&Skip::OverCap) {
+                warn!(kept = filtered.kept, %dropped, limit = remote.limit(), "offer candidates dropped");
+            } else {
+                info!(kept = filtered.kept, %dropped, "offer candidates dropped");
+            }
+        }
         let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
         let (gathered_tx, mut gathered_rx) = mpsc::channel(1);
         let handler = Arc::new(Handler {
@@ -92,8 +109,14 @@ impl PeerSession {
             gathered: gathered_tx,
         });
         let pc = build(ice, handler).await?;
-        let session = PeerSession { pc };
-        match session.negotiate(offer, audio, &mut gathered_rx).await {
+        let session = PeerSession {
+            pc,
+            remote: Mutex::new(remote),
+        };
+        match session
+            .negotiate(&filtered.sdp, audio, &mut gathered_rx)
+            .await
+        {
             Ok(answer) => Ok((session, answer, events_rx)),
             Err(e) => {
                 session.close().await;
@@ -140,7 +163,7 @@ impl PeerSession {
         self.pc
             .set_local_description(answer)
             .await
-            .map_err(|e| PeerError::Setup(e.to_string()))?;
+            .map_err(local_description_error)?;
         if tokio::time::timeout(GATHER_TIMEOUT, gathered.recv())
             .await
             .is_err()
@@ -156,10 +179,24 @@ impl PeerSession {
     }
 
     /// Adds a trickled remote candidate (RFC 8838). An empty candidate means "end of
-    /// candidates" and is accepted silently.
+    /// candidates" and is accepted silently, and so is one the policy does not check (a
+    /// browser trickles its link-local or mDNS candidates too) or one naming a target
+    /// already checked. One beyond `ice.max_remote_candidates` is refused.
     pub async fn add_candidate(&self, c: Candidate) -> Result<(), PeerError> {
         if c.candidate.trim().is_empty() {
             return Ok(());
+        }
+        let (admission, limit) = {
+            let mut remote = self.remote.lock().unwrap_or_else(PoisonError::into_inner);
+            (remote.admit(c.candidate.trim()), remote.limit())
+        };
+        match admission.map_err(|e| PeerError::BadCandidate(e.to_string()))? {
+            Admission::Check(_) => {}
+            Admission::Skipped(Skip::OverCap) => return Err(PeerError::TooManyCandidates(limit)),
+            Admission::Skipped(why) => {
+                debug!(candidate = %c.candidate, reason = %why, "trickled candidate not checked");
+                return Ok(());
+            }
         }
         let init = RTCIceCandidateInit {
             candidate: c.candidate,
@@ -178,5 +215,26 @@ impl PeerSession {
         if let Err(e) = self.pc.close().await {
             debug!(error = %e, "peer close");
         }
+    }
+}
+
+/// Maps a failure to apply our answer. The answer mirrors the offer, so some failures are
+/// the offer's: a section with an `a=msid` (RFC 8830) but no usable `a=ssrc` (RFC 5576)
+/// or `a=rid` (RFC 8851) leaves this stack no way to map its RTP to a track once the offer
+/// has more than one section, and an offer without `a=mid` gives an answer without one.
+/// Those are client errors (4xx); anything else is ours (500).
+fn local_description_error(e: webrtc::error::Error) -> PeerError {
+    use webrtc::error::Error as E;
+    match e {
+        E::ErrRTPReceiverForSSRCTrackStreamNotFound
+        | E::ErrRTPReceiverForRIDTrackStreamNotFound => PeerError::BadOffer(format!(
+            "{e}: a media section with a=msid needs a valid a=ssrc (RFC 5576) or a=rid (RFC 8851)"
+        )),
+        E::ErrPeerConnLocalDescriptionWithoutMidValue | E::ErrPeerConnTransceiverMidNil => {
+            PeerError::BadOffer(format!(
+                "{e}: every media section needs an a=mid (RFC 8843)"
+            ))
+        }
+        e => PeerError::Setup(e.to_string()),
     }
 }
