@@ -8,8 +8,13 @@
 //! publisher ──WHIP POST/PATCH/DELETE──┐
 //!           ──WS offer/candidates─────┤
 //!                                     ▼
-//!       ingest::{whip, ws} (routes over their own state): check, translate, answer
-//!                                     │ Ingest (registry: one session per stream name)
+//!   origin::serve (accept loop: connection caps per client and in all, header / idle
+//!                                     │ timeouts, shutdown grace) → origin::router
+//!                                     ▼
+//!       ingest::{whip, ws} (routes over their own state): rate, auth (static token, JWT,
+//!       the operator's callback), check, translate, answer
+//!                                     │ Ingest registry: sessions pending until their first
+//!                                     │ video claims the name (one live session per name)
 //!                                     ▼
 //!   ┌──────────────── broadcast task (one per live stream; owns everything below) ─────────┐
 //!   │ peer (webrtc) ──RtpPacket{arrival} (bounded)─▶ media::Pipeline (GStreamer)           │
@@ -29,6 +34,7 @@
 //! player (hls.js, Safari, ffmpeg) ◀── GET *.m3u8 / init / part / seg ── origin::router
 //! old TV / set-top box ◀── GET *-ts.m3u8 / *.ts ── hls::remux (on request, blocking pool)
 //! Prometheus ◀── GET /metrics ── metrics (process-wide counters) + store summaries
+//! the operator's service ◀── signed lifecycle webhooks ── auth::webhook (bounded queue)
 //! ```
 //!
 //! Playlists: one hand-written writer, `hls::media_playlist`, writes every media playlist:
