@@ -204,6 +204,11 @@ listen = "127.0.0.1:$port"
 [hls]
 max_blocking_requests = $PARKED
 $2
+[limits]
+# Every load generator here is one client (127.0.0.1) holding up to $PARKED connections:
+# the per-client and global caps are raised above that (both are measured elsewhere).
+max_connections = $((PARKED + 1000))
+max_connections_per_client = $((PARKED + 1000))
 [media.ladder]
 rungs = []
 [media.ladder.video]
