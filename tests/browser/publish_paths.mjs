@@ -66,7 +66,7 @@ const check = (cond, msg) => {
   return cond;
 };
 
-const { streamSummary } = whipcastApi(base);
+const { streamSummary, liveSummary } = whipcastApi(base);
 
 /** Pages opened in `context`, with uncaught errors collected. */
 function opener(context, pageErrors) {
@@ -481,7 +481,7 @@ async function keyboardVp9BitrateCap(open) {
     st = await page.evaluate(() => window.whipcastState);
     res.sent = st.stats?.video?.codec;
     check(res.sent?.toLowerCase() === 'video/vp9', `browser sends ${res.sent}, expected video/VP9`);
-    const api = await streamSummary(name);
+    const api = await liveSummary(name);
     res.apiCodec = api?.ingest?.video_codec;
     check(/vp9/i.test(res.apiCodec || ''), `API video_codec ${res.apiCodec}, expected VP9`);
 
@@ -545,7 +545,7 @@ async function screenShare(open) {
     const st = await page.evaluate(() => window.whipcastState);
     res.track = st.videoTrack;
     check(st.source === 'screen' && st.videoTrack && st.videoTrack.displaySurface === 'monitor', `not a screen capture: ${JSON.stringify(st.videoTrack)}`);
-    const api = await streamSummary(name);
+    const api = await liveSummary(name);
     res.api = api && { state: api.state, signaling: api.ingest.signaling, codec: api.ingest.video_codec, audio: api.ingest.audio };
     check(api && api.state === 'live' && api.ingest.signaling === 'websocket', `API: ${JSON.stringify(res.api)}`);
     watch = await watchPlays(open, name, res);

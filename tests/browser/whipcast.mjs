@@ -33,5 +33,15 @@ export function whipcastApi(base) {
     const api = await getJson('/api/streams');
     return (api.streams || []).find((s) => s.name === name) || null;
   }
-  return { getJson, streamSummary };
+  // A stream is in /api/streams from its first video on (a session that has not sent any
+  // holds no name yet): a page that just went live may be a few packets early.
+  async function liveSummary(name, timeoutMs = 10_000) {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const s = await streamSummary(name);
+      if ((s && s.state === 'live') || Date.now() > end) return s;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return { getJson, streamSummary, liveSummary };
 }
