@@ -27,6 +27,7 @@ mod bus;
 mod describe;
 mod elements;
 mod fragments;
+mod gaps;
 mod graph;
 mod ingest;
 mod ladder;
@@ -37,6 +38,7 @@ mod pipeline;
 mod rtp;
 mod rung;
 mod sender_reports;
+mod stale;
 #[cfg(test)]
 mod test_support;
 
@@ -57,6 +59,7 @@ pub const DEFAULT_LADDER: &str = include_str!("../../pipelines/ladder.toml");
 pub fn init() -> Result<(), MediaError> {
     gstreamer::init().map_err(|e| MediaError::Init(e.to_string()))?;
     gstfmp4::plugin_register_static().map_err(|e| MediaError::Init(e.to_string()))?;
+    gstlivesync::plugin_register_static().map_err(|e| MediaError::Init(e.to_string()))?;
     for factory in elements::REQUIRED_ELEMENTS {
         if gstreamer::ElementFactory::find(factory).is_none() {
             return Err(MediaError::Init(format!(
@@ -268,6 +271,9 @@ pub enum MediaEvent {
         duration: Duration,
         /// Wall-clock time of the first sample, for `EXT-X-PROGRAM-DATE-TIME`.
         wallclock: SystemTime,
+        /// Part of a segment that is a gap in every rendition (the publisher's video
+        /// stalled; gaps.rs): its media is repeated frames or silence.
+        gap: bool,
         /// The bytes.
         data: Bytes,
     },

@@ -1,0 +1,398 @@
+//! A publisher whose network stalls or loses packets: the timeline of what whipcast
+//! publishes, per rendition, against the wall clock.
+//!
+//! Needs a loopback-only network namespace and nftables (`nft`), as `make test` runs:
+//! `bash deploy/netns-run.sh cargo test --test timeline -- --test-threads=1`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::ll::LlPlaylist;
+use common::publisher::{Publisher, PublisherOptions};
+use common::{TestGateway, resolve, test_config};
+
+/// Seconds since the Unix epoch.
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn parse_pdt(s: &str) -> f64 {
+    let t = chrono::DateTime::parse_from_rfc3339(s).unwrap();
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+// ---- nftables: loss and stalls of the UDP that reaches whipcast ----------------------------
+
+/// An nftables table of this test in the test's own network namespace, dropping UDP to
+/// whipcast's ICE port range (publisher → whipcast: RTP, RTCP, STUN, DTLS).
+struct Firewall {
+    ports: (u16, u16),
+}
+
+const NFT_TABLE: &str = "whipcast_timeline";
+
+fn nft(args: &[&str]) {
+    let out = Command::new("nft")
+        .args(args)
+        .output()
+        .expect("`nft` runs (Debian package nftables: deploy/install-test-deps.sh)");
+    assert!(
+        out.status.success(),
+        "nft {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Firewall {
+    fn new(ports: (u16, u16)) -> Firewall {
+        // Never touch the firewall of a real network namespace.
+        let interfaces: Vec<String> = std::fs::read_to_string("/proc/net/dev")
+            .unwrap()
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next().map(|n| n.trim().to_string()))
+            .collect();
+        assert_eq!(
+            interfaces,
+            ["lo"],
+            "run this test in a loopback-only network namespace: \
+             `bash deploy/netns-run.sh cargo test --test timeline`"
+        );
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", NFT_TABLE])
+            .output();
+        nft(&["add", "table", "inet", NFT_TABLE]);
+        nft(&[
+            "add",
+            "chain",
+            "inet",
+            NFT_TABLE,
+            "input",
+            "{ type filter hook input priority 0; policy accept; }",
+        ]);
+        Firewall { ports }
+    }
+
+    fn range(&self) -> String {
+        format!("{}-{}", self.ports.0, self.ports.1)
+    }
+
+    /// Drops every packet to whipcast's media ports.
+    fn stall(&self) {
+        nft(&[
+            "add",
+            "rule",
+            "inet",
+            NFT_TABLE,
+            "input",
+            "udp",
+            "dport",
+            &self.range(),
+            "drop",
+        ]);
+    }
+
+    /// Drops `percent` % of the packets to whipcast's media ports, at random.
+    fn loss(&self, percent: u32) {
+        nft(&[
+            "add",
+            "rule",
+            "inet",
+            NFT_TABLE,
+            "input",
+            "udp",
+            "dport",
+            &self.range(),
+            "numgen",
+            "random",
+            "mod",
+            "100",
+            "<",
+            &percent.to_string(),
+            "drop",
+        ]);
+    }
+
+    /// Lets everything through again.
+    fn clear(&self) {
+        nft(&["flush", "chain", "inet", NFT_TABLE, "input"]);
+    }
+}
+
+impl Drop for Firewall {
+    fn drop(&mut self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", NFT_TABLE])
+            .output();
+    }
+}
+
+/// A free-looking range of 10 UDP ports for whipcast's peers.
+fn port_range() -> (u16, u16) {
+    let min = 40_000 + (rand::random::<u16>() % 2_000) * 10;
+    (min, min + 9)
+}
+
+// ---- what every rendition's playlist lists, seen over time --------------------------------
+
+/// One part (or, `part: None`, one complete segment) as first seen in a playlist.
+#[derive(Debug, Clone)]
+struct Seen {
+    gap: bool,
+    /// `EXT-X-PROGRAM-DATE-TIME` of its first sample (Unix seconds).
+    pdt: f64,
+    duration: f64,
+    /// When it was first listed (Unix seconds).
+    at: f64,
+}
+
+#[derive(Default)]
+struct Timeline {
+    /// (rendition, msn, part) → first sighting.
+    items: BTreeMap<(String, u64, Option<usize>), Seen>,
+    /// The furthest a listed part or segment ended after the moment it was served, and
+    /// where (seconds, rendition, msn, part).
+    ahead: Option<(f64, String, u64, Option<usize>)>,
+    polls: u64,
+}
+
+/// Polls every rendition's (full) playlist every 100 ms until `stop`.
+fn record(
+    gw: &TestGateway,
+    urls: Vec<(String, String)>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Timeline>>) {
+    let timeline = Arc::new(Mutex::new(Timeline::default()));
+    let t = Arc::clone(&timeline);
+    let http = gw.http.clone();
+    let task = tokio::spawn(async move {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            for (name, url) in &urls {
+                let Ok(r) = http.get(url).send().await else {
+                    continue;
+                };
+                let Ok(text) = r.text().await else { continue };
+                let served = unix(SystemTime::now());
+                if !text.starts_with("#EXTM3U") {
+                    continue;
+                }
+                let pl = LlPlaylist::parse(&text);
+                let mut tl = t.lock().unwrap();
+                tl.polls += 1;
+                let mut note = |key: (String, u64, Option<usize>), seen: Seen| {
+                    let end = seen.pdt + seen.duration;
+                    if tl.ahead.as_ref().is_none_or(|a| end - served > a.0) {
+                        tl.ahead = Some((end - served, key.0.clone(), key.1, key.2));
+                    }
+                    tl.items.entry(key).or_insert(seen);
+                };
+                // PDTs of the open segment and of complete ones: parts follow them.
+                let mut pdt_of: BTreeMap<u64, f64> = BTreeMap::new();
+                for s in &pl.segments {
+                    if let Some(p) = &s.pdt {
+                        pdt_of.insert(s.msn, parse_pdt(p));
+                    }
+                }
+                // The open segment's PDT precedes its first part; the parser keeps only
+                // complete segments' PDTs, so read it from the text.
+                if let Some(open) = open_segment_pdt(&text, &pl) {
+                    pdt_of.insert(open.0, open.1);
+                }
+                for s in &pl.segments {
+                    let Some(&pdt) = pdt_of.get(&s.msn) else {
+                        continue;
+                    };
+                    note(
+                        (name.clone(), s.msn, None),
+                        Seen {
+                            gap: s.gap,
+                            pdt,
+                            duration: s.duration,
+                            at: served,
+                        },
+                    );
+                }
+                let mut offset: BTreeMap<u64, (usize, f64)> = BTreeMap::new();
+                for p in &pl.parts {
+                    let Some(&pdt) = pdt_of.get(&p.msn) else {
+                        continue;
+                    };
+                    let o = offset.entry(p.msn).or_insert((0, 0.0));
+                    let (idx, start) = *o;
+                    o.0 += 1;
+                    o.1 += p.duration;
+                    note(
+                        (name.clone(), p.msn, Some(idx)),
+                        Seen {
+                            gap: p.gap,
+                            pdt: pdt + start,
+                            duration: p.duration,
+                            at: served,
+                        },
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    (task, timeline)
+}
+
+/// `(msn, pdt)` of the open segment (parts after the last `EXTINF`), if any.
+fn open_segment_pdt(text: &str, pl: &LlPlaylist) -> Option<(u64, f64)> {
+    let last_complete = pl.segments.last().map(|s| s.msn);
+    let open_msn = pl.parts.last().map(|p| p.msn)?;
+    if Some(open_msn) == last_complete {
+        return None;
+    }
+    let tail = match text.rfind("#EXTINF:") {
+        Some(i) => &text[i..],
+        None => text,
+    };
+    let pdt = tail
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))?;
+    Some((open_msn, parse_pdt(pdt)))
+}
+
+/// Prints every rendition's segments: sequence number, GAP, duration, media start and end
+/// (PDT) and when it was first listed whole, relative to `t0`.
+fn print_timeline(tl: &Timeline, t0: f64) {
+    let mut current = String::new();
+    for ((name, msn, part), s) in &tl.items {
+        if let Some(i) = part {
+            if std::env::var("EXP_PARTS").is_ok() {
+                println!(
+                    "   {name} {msn}.{i} {:>4} {:5.3} [{:7.3}, {:7.3})  {:7.3}",
+                    if s.gap { "GAP" } else { "" },
+                    s.duration,
+                    s.pdt - t0,
+                    s.pdt + s.duration - t0,
+                    s.at - t0
+                );
+            }
+            continue;
+        }
+        if *name != current {
+            current = name.clone();
+            println!("-- {name}: msn  gap  dur   media[start, end)   listed  (listed − end)");
+        }
+        println!(
+            "   {msn:>4} {:>4} {:5.3} [{:7.3}, {:7.3})  {:7.3}  {:+6.3}",
+            if s.gap { "GAP" } else { "" },
+            s.duration,
+            s.pdt - t0,
+            s.pdt + s.duration - t0,
+            s.at - t0,
+            s.at - (s.pdt + s.duration),
+        );
+    }
+    if let Some((ahead, name, msn, part)) = &tl.ahead {
+        println!(
+            "furthest ahead of the wall clock when served: {ahead:+.3} s ({name} {msn}.{part:?}); {} polls",
+            tl.polls
+        );
+    }
+}
+
+/// Every rendition's media playlist URL, by name, from the multivariant playlist.
+async fn rendition_urls(gw: &TestGateway, stream: &str) -> Vec<(String, String)> {
+    let master = gw
+        .wait_master(stream, 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut urls: Vec<(String, String)> = master
+        .variants
+        .iter()
+        .map(|v| v.uri.clone())
+        .chain(master.alternatives.iter().filter_map(|a| a.uri.clone()))
+        .map(|uri| {
+            let name = uri.split('/').next().unwrap().to_string();
+            (name, resolve(&gw.master_url(stream), &uri))
+        })
+        .collect();
+    urls.sort();
+    urls.dedup();
+    urls
+}
+
+/// How the publisher's media stops for a while.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stall {
+    /// Every packet to whipcast is dropped (nftables): RTP resumes with the live edge.
+    Drop,
+    /// Nothing reaches whipcast, and what the publisher sent meanwhile arrives in one burst
+    /// at the end, with its original timestamps (a stopped and continued publisher process,
+    /// a link that buffered through the outage).
+    Burst,
+}
+
+/// The configuration of these tests: the test ladder with the passthrough rung, ICE on
+/// `ports`.
+fn config(ports: (u16, u16), extra: &str) -> whipcast::Config {
+    let mut cfg = test_config(&format!(
+        "[ice]\nport_min = {}\nport_max = {}\n{extra}",
+        ports.0, ports.1
+    ));
+    if let Some(l) = cfg.media.ladder.as_mut() {
+        l.source.enabled = true;
+    }
+    cfg
+}
+
+async fn stall_run(kind: Stall, stall_for: Duration) {
+    let ports = port_range();
+    let fw = Firewall::new(ports);
+    let gw = TestGateway::start(config(ports, "")).await;
+    let p =
+        Publisher::start(PublisherOptions::whip(&gw.whip_url("stall")).with_format(640, 360, 30))
+            .await
+            .unwrap();
+    let urls = rendition_urls(&gw, "stall").await;
+    println!(
+        "renditions: {:?}",
+        urls.iter().map(|u| &u.0).collect::<Vec<_>>()
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (task, tl) = record(&gw, urls, Arc::clone(&stop));
+    let t0 = unix(SystemTime::now());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let stall = Instant::now();
+    fw.stall();
+    if kind == Stall::Burst {
+        p.hold_media(true);
+    }
+    println!("{kind:?} stall at {:.3}", unix(SystemTime::now()) - t0);
+    tokio::time::sleep(stall_for).await;
+    fw.clear();
+    p.hold_media(false);
+    println!(
+        "resume at {:.3} ({:.1} s)",
+        unix(SystemTime::now()) - t0,
+        stall.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    task.await.unwrap();
+    print_timeline(&tl.lock().unwrap(), t0);
+    let _ = p.stop().await;
+    gw.shutdown().await;
+    drop(fw);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stall_timeline() {
+    stall_run(Stall::Drop, Duration::from_secs(7)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_timeline() {
+    stall_run(Stall::Burst, Duration::from_secs(7)).await;
+}
