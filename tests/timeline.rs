@@ -267,17 +267,7 @@ fn open_segment_pdt(text: &str, pl: &LlPlaylist) -> Option<(u64, f64)> {
 fn print_timeline(tl: &Timeline, t0: f64) {
     let mut current = String::new();
     for ((name, msn, part), s) in &tl.items {
-        if let Some(i) = part {
-            if std::env::var("EXP_PARTS").is_ok() {
-                println!(
-                    "   {name} {msn}.{i} {:>4} {:5.3} [{:7.3}, {:7.3})  {:7.3}",
-                    if s.gap { "GAP" } else { "" },
-                    s.duration,
-                    s.pdt - t0,
-                    s.pdt + s.duration - t0,
-                    s.at - t0
-                );
-            }
+        if part.is_some() {
             continue;
         }
         if *name != current {
@@ -347,6 +337,108 @@ fn config(ports: (u16, u16), extra: &str) -> whipcast::Config {
     cfg
 }
 
+/// Downloads init + segments `seqs` of a rendition and decodes them with ffmpeg; returns
+/// what ffmpeg printed at level `error` (nothing when they decode cleanly).
+async fn decode_errors(gw: &TestGateway, url: &str, seqs: &[u64]) -> String {
+    let text = gw.get_text(url).await.unwrap().1;
+    let pl = LlPlaylist::parse(&text);
+    let mut data = gw
+        .get_bytes(&resolve(url, pl.map_uri.as_ref().unwrap()))
+        .await
+        .unwrap();
+    // Segments stay downloadable for a while after they leave the window: by name
+    // (`seg-EPOCH-N.m4s`, the epoch of `init-EPOCH.mp4`).
+    let map = pl.map_uri.as_ref().unwrap();
+    let epoch = map
+        .trim_start_matches("init-")
+        .trim_end_matches(".mp4")
+        .to_string();
+    for seq in seqs {
+        let uri = format!("seg-{epoch}-{seq}.m4s");
+        data.extend(gw.get_bytes(&resolve(url, &uri)).await.unwrap());
+    }
+    let path = std::env::temp_dir().join(format!(
+        "whipcast-timeline-{:016x}.mp4",
+        rand::random::<u64>()
+    ));
+    std::fs::write(&path, &data).unwrap();
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(&path)
+        .args(["-map", "0", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    let mut errors = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if !out.status.success() && errors.is_empty() {
+        errors = format!("ffmpeg exit {:?}", out.status);
+    }
+    errors
+}
+
+/// What the timeline must show after a stall of `stall_for` that began at `from` (Unix
+/// seconds): checked per rendition, then across renditions.
+fn check_timeline(tl: &Timeline, from: f64, stall_for: Duration) -> Vec<u64> {
+    // 1. Nothing listed before its media ended (PDT never ahead of the wall clock): a part
+    //    or segment is listed once complete, a few ms of clock and rounding allowed.
+    let (ahead, name, msn, part) = tl.ahead.clone().unwrap();
+    assert!(
+        ahead <= 0.05,
+        "{name} {msn}.{part:?} was listed {ahead:.3} s before its media ended"
+    );
+    let mut renditions: BTreeMap<&str, Vec<(u64, &Seen)>> = BTreeMap::new();
+    for ((name, msn, part), seen) in &tl.items {
+        if part.is_none() {
+            renditions.entry(name).or_default().push((*msn, seen));
+        }
+    }
+    let mut gap_sets = Vec::new();
+    for (name, segs) in &renditions {
+        // 2. No burst: from the stall on, at most 2 segments completed within any 0.5 s
+        //    (one per segment duration is the cadence; one more while catching up).
+        let times: Vec<f64> = segs
+            .iter()
+            .map(|(_, s)| s.at)
+            .filter(|&t| t >= from)
+            .collect();
+        for (i, t) in times.iter().enumerate() {
+            let within = times[i..].iter().take_while(|&&u| u - t < 0.5).count();
+            assert!(
+                within <= 2,
+                "{name}: {within} segments listed within 0.5 s from {:.3}",
+                t - from
+            );
+        }
+        // 3. The gap is shown: contiguous gap segments...
+        let gaps: Vec<u64> = segs.iter().filter(|(_, s)| s.gap).map(|(m, _)| *m).collect();
+        assert!(!gaps.is_empty(), "{name}: no EXT-X-GAP");
+        assert_eq!(
+            gaps.len() as u64,
+            gaps[gaps.len() - 1] - gaps[0] + 1,
+            "{name}: gaps {gaps:?}"
+        );
+        // ...covering the stall but the first MIN_SILENCE (2 s) and a segment at each end,
+        let covered: f64 = segs
+            .iter()
+            .filter(|(_, s)| s.gap)
+            .map(|(_, s)| s.duration)
+            .sum();
+        assert!(
+            covered >= stall_for.as_secs_f64() - 4.0,
+            "{name}: gaps cover {covered:.3} s of a {stall_for:?} stall"
+        );
+        // ...and real media again after it.
+        let after = segs.iter().filter(|(m, _)| *m > gaps[gaps.len() - 1]).count();
+        assert!(after >= 5, "{name}: {after} segments after the gap");
+        gap_sets.push((name.to_string(), gaps));
+    }
+    // 4. The same gap at the same media sequence numbers in every rendition.
+    for (name, gaps) in &gap_sets {
+        assert_eq!(gaps, &gap_sets[0].1, "{name} vs {}", gap_sets[0].0);
+    }
+    gap_sets[0].1.clone()
+}
+
 async fn stall_run(kind: Stall, stall_for: Duration) {
     let ports = port_range();
     let fw = Firewall::new(ports);
@@ -361,7 +453,8 @@ async fn stall_run(kind: Stall, stall_for: Duration) {
         urls.iter().map(|u| &u.0).collect::<Vec<_>>()
     );
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (task, tl) = record(&gw, urls, Arc::clone(&stop));
+    assert_eq!(urls.len(), 5, "3 rungs, source and audio: {urls:?}");
+    let (task, tl) = record(&gw, urls.clone(), Arc::clone(&stop));
     let t0 = unix(SystemTime::now());
     tokio::time::sleep(Duration::from_secs(5)).await;
     let stall = Instant::now();
@@ -378,11 +471,21 @@ async fn stall_run(kind: Stall, stall_for: Duration) {
         unix(SystemTime::now()) - t0,
         stall.elapsed().as_secs_f64()
     );
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     task.await.unwrap();
-    print_timeline(&tl.lock().unwrap(), t0);
-    let _ = p.stop().await;
+    let tl = std::mem::take(&mut *tl.lock().unwrap());
+    print_timeline(&tl, t0);
+    let gaps = check_timeline(&tl, t0 + 5.0, stall_for);
+    // 5. Every rendition's first segments after the gap decode without an error line.
+    let after: Vec<u64> = (1..=3).map(|i| gaps[gaps.len() - 1] + i).collect();
+    for (name, url) in &urls {
+        let errors = decode_errors(&gw, url, &after).await;
+        assert!(errors.is_empty(), "{name} {after:?}: {errors}");
+    }
+    println!("gap segments {gaps:?} in every rendition; {after:?} decode cleanly");
+    assert!(p.media_error().is_none(), "{:?}", p.media_error());
+    assert_eq!(p.stop().await.unwrap(), 200);
     gw.shutdown().await;
     drop(fw);
 }
