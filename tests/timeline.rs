@@ -499,3 +499,120 @@ async fn stall_timeline() {
 async fn burst_timeline() {
     stall_run(Stall::Burst, Duration::from_secs(7)).await;
 }
+
+// ---- hls.js in headless Chromium --------------------------------------------------------
+
+/// Runs tests/browser/llhls_play.mjs (hls.js, low-latency mode) on `stream` for
+/// `watch_seconds`, stalls allowed; returns its summary after checking what must hold
+/// whatever the network did: no fatal hls.js error, currentTime never going back.
+async fn play(
+    chromium: &str,
+    gw: &TestGateway,
+    stream: &str,
+    watch_seconds: u64,
+) -> serde_json::Value {
+    let watch = watch_seconds.to_string();
+    let (code, summary) = common::run_browser_script(
+        chromium,
+        "llhls_play.mjs",
+        &[&gw.base, stream],
+        &[
+            ("WATCH_SECONDS", std::ffi::OsStr::new(&watch)),
+            ("TOLERATE_STALLS", std::ffi::OsStr::new("1")),
+        ],
+        Duration::from_secs(watch_seconds + 120),
+    )
+    .await;
+    assert_eq!(
+        code,
+        Some(0),
+        "browser script failed: {}",
+        common::script_failures(&summary)
+    );
+    assert_eq!(summary["engine"], "hls.js");
+    assert_eq!(summary["fatalErrors"], 0, "{summary}");
+    let back = summary["playback"]["backwardsS"].as_f64().unwrap();
+    assert!(back <= 0.01, "currentTime went back {back} s");
+    summary
+}
+
+/// hls.js through a 7 s stall: it skips the gap (never loading a GAP part or segment) and
+/// plays on, without a fatal error and without seeking back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hlsjs_plays_through_a_stall() {
+    let chromium = common::browser_preconditions("timeline");
+    let ports = port_range();
+    let fw = Firewall::new(ports);
+    let gw = TestGateway::start(config(ports, "")).await;
+    let p = Publisher::start(PublisherOptions::whip(&gw.whip_url("hjs")).with_format(640, 360, 30))
+        .await
+        .unwrap();
+    gw.wait_master("hjs", 3, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let stall = async {
+        // Playback starts within ~10 s of the script; the stall is well inside the watch.
+        tokio::time::sleep(Duration::from_secs(18)).await;
+        fw.stall();
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        fw.clear();
+    };
+    let (summary, ()) = tokio::join!(play(&chromium, &gw, "hjs", 35), stall);
+    let during = &summary["during"];
+    let advanced = summary["playback"]["advancedS"].as_f64().unwrap();
+    let wall = summary["playback"]["wallS"].as_f64().unwrap();
+    println!(
+        "hls.js through a 7 s stall: {} stall(s), {} BUFFER_STALLED_ERROR, currentTime advanced {advanced} s in {wall} s, max freeze {} s, errors {}",
+        during["stalls"],
+        during["stallErrors"],
+        summary["playback"]["maxFreezeS"],
+        during["errors"]
+    );
+    // Playing again after the stall: the gap is skipped forward, not waited out.
+    assert!(advanced >= wall - 8.0, "advanced {advanced} s in {wall} s");
+    assert!(p.media_error().is_none(), "{:?}", p.media_error());
+    let _ = p.stop().await;
+    gw.shutdown().await;
+    drop(fw);
+}
+
+/// 5 % of the packets to whipcast lost for a minute (NACK recovers most): ffmpeg decodes
+/// every rendition without an error line and hls.js plays without a fatal error; its
+/// stalls are counted and printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_percent_loss_for_a_minute() {
+    let chromium = common::browser_preconditions("timeline");
+    let ports = port_range();
+    let fw = Firewall::new(ports);
+    let gw = TestGateway::start(config(ports, "")).await;
+    let p =
+        Publisher::start(PublisherOptions::whip(&gw.whip_url("lossy")).with_format(640, 360, 30))
+            .await
+            .unwrap();
+    let urls = rendition_urls(&gw, "lossy").await;
+    fw.loss(5);
+    let summary = play(&chromium, &gw, "lossy", 60).await;
+    let during = &summary["during"];
+    println!(
+        "hls.js under 5 % loss for 60 s: {} stall(s), {} BUFFER_STALLED_ERROR, max freeze {} s, currentTime advanced {} s in {} s, errors {}",
+        during["stalls"],
+        during["stallErrors"],
+        summary["playback"]["maxFreezeS"],
+        summary["playback"]["advancedS"],
+        summary["playback"]["wallS"],
+        during["errors"]
+    );
+    // Every rendition's listed segments, decoded while the loss goes on.
+    for (name, url) in &urls {
+        let pl = LlPlaylist::parse(&gw.get_text(url).await.unwrap().1);
+        let seqs: Vec<u64> = pl.segments.iter().map(|s| s.msn).collect();
+        assert!(seqs.len() >= 5, "{name}: {seqs:?}");
+        let errors = decode_errors(&gw, url, &seqs).await;
+        assert!(errors.is_empty(), "{name} {seqs:?}: {errors}");
+    }
+    fw.clear();
+    assert!(p.media_error().is_none(), "{:?}", p.media_error());
+    let _ = p.stop().await;
+    gw.shutdown().await;
+    drop(fw);
+}
