@@ -410,7 +410,11 @@ fn check_timeline(tl: &Timeline, from: f64, stall_for: Duration) -> Vec<u64> {
             );
         }
         // 3. The gap is shown: contiguous gap segments...
-        let gaps: Vec<u64> = segs.iter().filter(|(_, s)| s.gap).map(|(m, _)| *m).collect();
+        let gaps: Vec<u64> = segs
+            .iter()
+            .filter(|(_, s)| s.gap)
+            .map(|(m, _)| *m)
+            .collect();
         assert!(!gaps.is_empty(), "{name}: no EXT-X-GAP");
         assert_eq!(
             gaps.len() as u64,
@@ -428,7 +432,10 @@ fn check_timeline(tl: &Timeline, from: f64, stall_for: Duration) -> Vec<u64> {
             "{name}: gaps cover {covered:.3} s of a {stall_for:?} stall"
         );
         // ...and real media again after it.
-        let after = segs.iter().filter(|(m, _)| *m > gaps[gaps.len() - 1]).count();
+        let after = segs
+            .iter()
+            .filter(|(m, _)| *m > gaps[gaps.len() - 1])
+            .count();
         assert!(after >= 5, "{name}: {after} segments after the gap");
         gap_sets.push((name.to_string(), gaps));
     }
@@ -613,6 +620,47 @@ async fn five_percent_loss_for_a_minute() {
     fw.clear();
     assert!(p.media_error().is_none(), "{:?}", p.media_error());
     let _ = p.stop().await;
+    gw.shutdown().await;
+    drop(fw);
+}
+
+/// A stall longer than `ice.media_timeout` ends the stream the ordinary way: gaps while
+/// it lasts, then `EXT-X-ENDLIST` in every rendition once the timeout is reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_past_the_media_timeout_ends_with_endlist() {
+    let ports = port_range();
+    let fw = Firewall::new(ports);
+    let gw = TestGateway::start(config(ports, "media_timeout = \"5s\"\n")).await;
+    let p =
+        Publisher::start(PublisherOptions::whip(&gw.whip_url("gone")).with_format(320, 180, 30))
+            .await
+            .unwrap();
+    let urls = rendition_urls(&gw, "gone").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    fw.stall();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (name, url) in &urls {
+        let pl = loop {
+            let pl = LlPlaylist::parse(&gw.get_text(url).await.unwrap().1);
+            if pl.ended {
+                break pl;
+            }
+            assert!(Instant::now() < deadline, "{name}: no ENDLIST");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let gaps: Vec<u64> = pl
+            .segments
+            .iter()
+            .filter(|s| s.gap)
+            .map(|s| s.msn)
+            .collect();
+        println!("{name}: ended, gap segments {gaps:?}");
+        assert!(!gaps.is_empty(), "{name}: no gap before the end");
+        // ffmpeg (5.1) does not know EXT-X-GAP: it reads the gap segments too, which hold
+        // repeated frames or silence, and decodes the whole playlist without an error line.
+        common::decode_all(url);
+    }
+    drop(p);
     gw.shutdown().await;
     drop(fw);
 }
