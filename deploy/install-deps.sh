@@ -16,8 +16,9 @@ PKGS=(
   gstreamer1.0-plugins-base-apps
   # tests and benchmarks: ffprobe decodes what we serve, /usr/bin/time measures CPU and RSS
   ffmpeg time curl ca-certificates openssl jq
-  # tests run in a loopback-only network namespace (deploy/netns-run.sh)
-  iproute2 util-linux
+  # tests run in a loopback-only network namespace (deploy/netns-run.sh); tests/timeline.rs
+  # drops packets there with nftables (`nft`: this kernel has nf_tables but no sch_netem)
+  iproute2 util-linux nftables
   # tests/cdn_shield.rs runs deploy/nginx/whipcast-shield.conf (Debian 12's `nginx` 1.22 has
   # the proxy cache module built in; nginx-light is only that plus the echo module)
   nginx

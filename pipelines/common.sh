@@ -118,6 +118,19 @@ wc_setup_mux() {
     fi
     gst-inspect-1.0 cmafmux >/dev/null 2>&1 ||
         wc_die "no cmafmux plugin for gst-launch-1.0: run cargo build --release (or set WHIPCAST_FMP4_SO)"
+    # livesync (gst-plugin-livesync 0.14.5) is linked the same way and is not in Debian either.
+    local ls_so
+    ls_so=$(ls -t "$WC_ROOT"/target/release/deps/libgstlivesync-*.so \
+        "$WC_ROOT"/target/debug/deps/libgstlivesync-*.so 2>/dev/null | head -n1 || true)
+    if [[ -n $ls_so && -r $ls_so ]]; then
+        local dir=${TMPDIR:-/tmp}/whipcast-gst-plugins-$(id -u)
+        mkdir -p "$dir"
+        ln -sfn "$ls_so" "$dir/libgstlivesync.so"
+        [[ :${GST_PLUGIN_PATH:-}: == *:$dir:* ]] ||
+            export GST_PLUGIN_PATH="$dir${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}"
+    fi
+    gst-inspect-1.0 livesync >/dev/null 2>&1 ||
+        wc_die "no livesync plugin for gst-launch-1.0: run cargo build --release"
 }
 
 # ---- running --------------------------------------------------------------------------------

@@ -381,6 +381,7 @@ fn store_event(
             origin,
             duration,
             wallclock,
+            gap,
             starts_segment,
             next_starts_segment,
             lag,
@@ -392,6 +393,7 @@ fn store_event(
                 next_starts_segment,
                 duration,
                 wallclock,
+                gap,
                 lag,
                 data: data.clone(),
             };

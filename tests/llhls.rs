@@ -358,7 +358,12 @@ async fn ll_hls_playlists_blocking_reload_hints_and_deltas() {
         "skipped too much: {skipped} of {total}"
     );
 
-    // 8. 503 after blocking 3 × target duration: the publisher stops sending media.
+    // 8. The publisher stops sending media: the playlists keep their cadence on the clock
+    //    (repeated frames, then EXT-X-GAP: tests/timeline.rs), so a blocking request for
+    //    the next segment is answered within a segment or two, not after 3 × target
+    //    duration. (Until the stall fix this step asserted the 503 that a request then got
+    //    after 3 × target duration; that answer, for a request nothing satisfies, is
+    //    covered by src/origin/tests.rs with paused time.)
     publisher.pause_media(true);
     tokio::time::sleep(Duration::from_millis(800)).await;
     let (_, p, _) = get_pl(&gw, &base).await;
@@ -369,13 +374,9 @@ async fn ll_hls_playlists_blocking_reload_hints_and_deltas() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 503);
-    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.status(), 200);
     let el = t.elapsed();
-    assert!(
-        el >= Duration::from_millis(2900) && el < Duration::from_secs(5),
-        "503 after {el:?}"
-    );
+    assert!(el < Duration::from_millis(2900), "answered after {el:?}");
     publisher.pause_media(false);
 
     // 9. After ENDLIST the directives are ignored.

@@ -36,24 +36,27 @@ fn free_ports() -> [u16; 4] {
 /// gst-launch-1.0 has no cmafmux (Debian 12 has none); cargo builds gst-plugin-fmp4 as a
 /// plugin next to whipcast. GStreamer derives the entry point from the file name, so it is
 /// linked as `libgstfmp4.so` into a directory for GST_PLUGIN_PATH (as pipelines/common.sh).
+/// livesync (gst-plugin-livesync) likewise, as `libgstlivesync.so` in the same directory.
 fn cmafmux_plugin_dir(dir: &Path) -> PathBuf {
     let deps = Path::new(env!("CARGO_BIN_EXE_whipcast"))
         .parent()
         .unwrap()
         .join("deps");
-    let so = std::fs::read_dir(&deps)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            name.starts_with("libgstfmp4-") && name.ends_with(".so")
-        })
-        .max_by_key(|p| p.metadata().unwrap().modified().unwrap())
-        .unwrap_or_else(|| panic!("no libgstfmp4-*.so in {}", deps.display()));
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    std::os::unix::fs::symlink(so, plugins.join("libgstfmp4.so")).unwrap();
+    for plugin in ["libgstfmp4", "libgstlivesync"] {
+        let so = std::fs::read_dir(&deps)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.starts_with(&format!("{plugin}-")) && name.ends_with(".so")
+            })
+            .max_by_key(|p| p.metadata().unwrap().modified().unwrap())
+            .unwrap_or_else(|| panic!("no {plugin}-*.so in {}", deps.display()));
+        std::os::unix::fs::symlink(so, plugins.join(format!("{plugin}.so"))).unwrap();
+    }
     plugins
 }
 

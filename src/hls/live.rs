@@ -138,6 +138,7 @@ pub(super) fn render(view: &LiveView<'_>) -> Bytes {
                 duration: p.duration,
                 uri: (ll.part_uri)(seg.seq, i),
                 independent: p.independent,
+                gap: p.gap,
             })
             .collect()
     };
@@ -159,6 +160,7 @@ pub(super) fn render(view: &LiveView<'_>) -> Bytes {
         };
         segments.push(MediaSegment {
             wallclock: s.wallclock,
+            gap: s.gap,
             parts,
             duration: s.duration,
             uri: Cow::Owned((view.segment_uri)(s.seq)),
@@ -171,6 +173,7 @@ pub(super) fn render(view: &LiveView<'_>) -> Bytes {
             .iter()
             .map(|s| MediaSegment {
                 wallclock: s.wallclock,
+                gap: s.gap,
                 parts: Vec::new(),
                 duration: s.duration,
                 uri: Cow::Owned((p.segment_uri)(s.seq)),

@@ -130,6 +130,7 @@ fn part(independent: bool) -> Part {
     Part {
         duration: Duration::from_millis(200),
         independent,
+        gap: false,
         data: Bytes::from_static(b"x"),
     }
 }

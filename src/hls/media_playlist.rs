@@ -85,6 +85,8 @@ pub(super) struct Run<'a> {
 pub(super) struct MediaSegment<'a> {
     /// `EXT-X-PROGRAM-DATE-TIME` (HLS2 §4.4.4.6): wall-clock time of its first sample.
     pub(super) wallclock: SystemTime,
+    /// `EXT-X-GAP` (HLS2 §4.4.4.7): the segment is missing; clients do not load it.
+    pub(super) gap: bool,
     /// Its parts listed before its `EXTINF` (HLS2 §4.4.4.9); empty when none are listed.
     pub(super) parts: Vec<PartTag>,
     /// `EXTINF` (HLS2 §4.4.4.1).
@@ -198,6 +200,9 @@ impl MediaPlaylist<'_> {
                 for p in &s.parts {
                     out.line(p);
                 }
+                if s.gap {
+                    out.line("#EXT-X-GAP");
+                }
                 out.line(format_args!("#EXTINF:{},", extinf(s.duration)));
                 out.line(&s.uri);
             }
@@ -288,6 +293,7 @@ pub fn segment_list(view: &SegmentList<'_>) -> Bytes {
                 .iter()
                 .map(|s| MediaSegment {
                     wallclock: s.wallclock,
+                    gap: false,
                     parts: Vec::new(),
                     duration: s.duration,
                     uri: Cow::Borrowed(&s.uri),

@@ -135,3 +135,49 @@ fn ll_parts_reports_readiness_and_hints() {
     assert!(pl.contains(&segment_name(&epoch, 1)) && pl.contains("#EXT-X-ENDLIST"));
     assert!(!pl.contains("PRELOAD-HINT") && !pl.contains("EXT-X-SKIP"));
 }
+
+/// A stalled publisher: the media layer's gap parts are listed `GAP=YES` (HLS2 §4.4.4.9)
+/// and a segment made only of them gets `EXT-X-GAP` (§4.4.4.7) before its `EXTINF`; the
+/// segment around them keeps its number, duration and program date-time, in the LL-HLS,
+/// the plain and the MPEG-TS playlist alike.
+#[test]
+fn gap_parts_and_segments_are_listed_as_gaps() {
+    let t0 = start();
+    let cfg = HlsConfig {
+        segment_duration: Duration::from_secs(1),
+        part_duration: Duration::from_millis(200),
+        window_segments: 10,
+        ..HlsConfig::default()
+    };
+    let s = HlsStore::new(cfg);
+    s.begin("cam", ingest(), at(t0));
+    s.expect("cam", vec!["360p".into()]);
+    s.init("cam", info("360p", true), Bytes::from_static(b"i"), at(t0))
+        .expect("init");
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    // Segment 0 real, 1 a gap, 2 real (open).
+    for i in 0..13u64 {
+        let mut c = chunk(i % 5 == 0, 200, b"v");
+        c.gap = (5..10).contains(&i);
+        c.wallclock = wall + Duration::from_millis(200 * i);
+        s.publish("cam", "360p", c, at(t0)).expect("part");
+    }
+    let text = text(s.media_playlist("cam", "360p", false));
+    let gap_parts = text.matches(",GAP=YES").count();
+    assert_eq!(gap_parts, 5, "{text}");
+    assert_eq!(text.matches("#EXT-X-GAP\n").count(), 1, "{text}");
+    // The tag belongs to segment 1: after its parts and date, right before its EXTINF.
+    let gap_at = text.find("#EXT-X-GAP\n").expect("gap tag");
+    let rest = &text[gap_at..];
+    assert!(rest.starts_with("#EXT-X-GAP\n#EXTINF:1,\n"), "{text}");
+    assert!(rest.contains("seg-") && rest.lines().nth(2).is_some_and(|l| l.ends_with("-1.m4s")));
+    assert!(
+        text.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:21.000Z\n"),
+        "{text}"
+    );
+    // The open segment's parts are not gaps.
+    let last_parts: Vec<&str> = text.lines().filter(|l| l.contains("-2.")).collect();
+    assert!(last_parts.iter().all(|l| !l.contains("GAP")), "{text}");
+    // m3u8-rs reads it (the gap tag is one it does not model).
+    m3u8_rs::parse_media_playlist_res(text.as_bytes()).expect("parses");
+}

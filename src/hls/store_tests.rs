@@ -66,6 +66,7 @@ pub(super) fn chunk(starts: bool, ms: u64, data: &'static [u8]) -> Chunk {
         next_starts_segment: None,
         duration: Duration::from_millis(ms),
         wallclock: SystemTime::UNIX_EPOCH,
+        gap: false,
         lag: Some(Duration::from_millis(ms / 4)),
         data: Bytes::from_static(data),
     }

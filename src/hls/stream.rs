@@ -70,6 +70,9 @@ pub struct Chunk {
     pub duration: Duration,
     /// Wall-clock time of its first sample.
     pub wallclock: SystemTime,
+    /// Part of a gap (HLS2 §4.4.4.7, §4.4.4.9): the publisher's media is missing here and
+    /// the bytes are what the media layer filled in (repeated frames, silence).
+    pub gap: bool,
     /// Server lag of this chunk (video), for the lag percentiles.
     pub lag: Option<Duration>,
     /// The bytes.
@@ -257,6 +260,7 @@ impl StreamState {
             let part = Part {
                 duration: chunk.duration,
                 independent,
+                gap: chunk.gap,
                 data: chunk.data,
             };
             let before = r.window.next_seq();
@@ -268,7 +272,9 @@ impl StreamState {
             }
             pos.msn
         } else {
-            let seq = r.window.push(chunk.duration, chunk.wallclock, chunk.data);
+            let seq = r
+                .window
+                .push_segment(chunk.duration, chunk.wallclock, chunk.gap, chunk.data);
             r.note_segment(seq, td);
             seq
         };

@@ -82,6 +82,8 @@ pub(super) struct PartTag {
     pub(super) uri: String,
     /// `INDEPENDENT=YES` when the part contains an independent frame.
     pub(super) independent: bool,
+    /// `GAP=YES`: the part is not available (HLS2 §4.4.4.9).
+    pub(super) gap: bool,
 }
 
 impl Display for PartTag {
@@ -94,6 +96,9 @@ impl Display for PartTag {
         )?;
         if self.independent {
             f.write_str(",INDEPENDENT=YES")?;
+        }
+        if self.gap {
+            f.write_str(",GAP=YES")?;
         }
         Ok(())
     }
@@ -178,6 +183,7 @@ mod tests {
             duration: Duration::from_millis(200),
             uri: "part-e-3.0.m4s".into(),
             independent: true,
+            gap: false,
         };
         assert_eq!(
             p.to_string(),
@@ -190,6 +196,11 @@ mod tests {
         assert_eq!(
             p.to_string(),
             "#EXT-X-PART:DURATION=0.2,URI=\"part-e-3.0.m4s\""
+        );
+        let p = PartTag { gap: true, ..p };
+        assert_eq!(
+            p.to_string(),
+            "#EXT-X-PART:DURATION=0.2,URI=\"part-e-3.0.m4s\",GAP=YES"
         );
         assert_eq!(
             PreloadHint {

@@ -16,6 +16,8 @@ pub(super) struct Part {
     pub(super) duration: Duration,
     /// Contains an independent frame (HLS2 §4.4.4.9 `INDEPENDENT=YES`).
     pub(super) independent: bool,
+    /// A gap: listed `GAP=YES` (HLS2 §4.4.4.9), its bytes are repeated frames or silence.
+    pub(super) gap: bool,
     /// The chunk (`moof` + `mdat`, the first one of a segment with `styp`).
     pub(super) data: Bytes,
 }
@@ -29,6 +31,8 @@ pub(super) struct Segment {
     pub(super) duration: Duration,
     /// Wall-clock time of its first sample (`EXT-X-PROGRAM-DATE-TIME`).
     pub(super) wallclock: SystemTime,
+    /// A gap (HLS2 §4.4.4.7 `EXT-X-GAP`): every part of it is one.
+    pub(super) gap: bool,
     /// The whole CMAF fragment; empty while the segment is open.
     pub(super) data: Bytes,
     /// Its parts, in order (empty when produced without parts).
@@ -109,13 +113,26 @@ impl Window {
     }
 
     /// Appends a whole segment (no parts); returns its sequence number.
+    #[cfg(test)]
     pub(super) fn push(&mut self, duration: Duration, wallclock: SystemTime, data: Bytes) -> u64 {
+        self.push_segment(duration, wallclock, false, data)
+    }
+
+    /// Appends a whole segment (no parts), a gap or not; returns its sequence number.
+    pub(super) fn push_segment(
+        &mut self,
+        duration: Duration,
+        wallclock: SystemTime,
+        gap: bool,
+        data: Bytes,
+    ) -> u64 {
         self.close();
         let seq = self.take_seq();
         self.complete(Segment {
             seq,
             duration,
             wallclock,
+            gap,
             data,
             parts: Vec::new(),
             spill: Spill::Memory,
@@ -138,6 +155,7 @@ impl Window {
                 seq,
                 duration: Duration::ZERO,
                 wallclock,
+                gap: part.gap,
                 data: Bytes::new(),
                 parts: Vec::new(),
                 spill: Spill::Memory,
@@ -145,6 +163,7 @@ impl Window {
         }
         let open = self.open.as_mut().expect("opened above");
         open.duration += part.duration;
+        open.gap &= part.gap;
         open.parts.push(part);
         Position {
             msn: open.seq,

@@ -16,6 +16,7 @@ fn part(ms: u64, byte: u8) -> Part {
     Part {
         duration: Duration::from_millis(ms),
         independent: byte == 0,
+        gap: false,
         data: Bytes::from(vec![byte; 3]),
     }
 }

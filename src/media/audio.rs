@@ -6,7 +6,10 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::MediaError;
-use super::elements::{add, caps_filter, jitterbuffer, link, make, queue, rtcp_input, rtp_appsrc};
+use super::elements::{
+    add, caps_filter, jitterbuffer, link, livesync, make, queue, rtcp_input, rtp_appsrc,
+    unflag_repeats,
+};
 use super::ladder::Ladder;
 use super::mux::{Branch, MuxTiming, appsink, cmafmux};
 
@@ -53,6 +56,12 @@ pub(crate) fn audio(
             // Packet-loss concealment instead of gaps.
             dec.set_property("plc", true);
             head.push(dec);
+            // Silence on the clock through a stall; the concealment of a whole stall,
+            // which arrives at once when packets come back, is behind it and dropped
+            // (elements.rs `livesync`).
+            let sync = livesync("audio_livesync")?;
+            unflag_repeats(&sync, |_, _| gst::PadProbeReturn::Ok);
+            head.push(sync);
             Some(src)
         }
         None => {

@@ -33,6 +33,7 @@ pub(crate) const REQUIRED_ELEMENTS: &[&str] = &[
     "cmafmux",
     "tee",
     "queue",
+    "livesync",
 ];
 
 /// Jitter-buffer latency: enough to reorder and recover a NACKed packet on a decent link,
@@ -131,6 +132,55 @@ pub(crate) fn jitterbuffer(name: &str) -> Result<gst::Element, MediaError> {
             what: "rtpjitterbuffer".into(),
             source,
         })
+}
+
+/// How late a decoded frame (or audio buffer) may be before `livesync` repeats the previous
+/// one in its place. Above the decode time of a loaded 2-core machine, so a slow frame is
+/// not replaced; a stall of the publisher is filled within this.
+const LIVESYNC_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(400);
+
+/// `livesync` (gst-plugins-rs): passes buffers on as they come and, when the next one is
+/// more than [`LIVESYNC_LATENCY`] late on the clock, repeats the last one (silence for raw
+/// audio) with the GAP flag, one buffer duration at a time, for as long as nothing comes;
+/// what then arrives behind the timeline it kept is dropped. So a stream that stalls keeps
+/// its running time tied to the clock and its cadence, instead of a hole that videorate
+/// (or audiorate, or the decoder's loss concealment) fills all at once when media comes
+/// back: measured before (tests/timeline.rs, 7 s without packets), every rung published
+/// 7 one-second segments of repeated frames within 0.4 s, and the audio 7 segments at once.
+/// `sync=false`: no buffer waits for the clock, so it adds no latency; only a repeat does.
+pub(crate) fn livesync(name: &str) -> Result<gst::Element, MediaError> {
+    gst::ElementFactory::make("livesync")
+        .name(name)
+        .property("latency", LIVESYNC_LATENCY.nseconds())
+        .property("sync", false)
+        .build()
+        .map_err(|source| MediaError::Build {
+            what: format!("livesync {name}"),
+            source,
+        })
+}
+
+/// Clears the GAP flag `livesync` puts on the buffers it repeats, on `element`'s source
+/// pad, after `on_repeat` had a look at each of them (`true`: it was a repeat). The repeats
+/// are ordinary media for the encoders and muxers downstream; which segments they make
+/// gaps of is decided from the packet arrivals (gaps.rs).
+pub(crate) fn unflag_repeats(
+    element: &gst::Element,
+    on_repeat: impl Fn(&mut gst::Buffer, bool) -> gst::PadProbeReturn + Send + Sync + 'static,
+) {
+    let Some(pad) = element.static_pad("src") else {
+        return;
+    };
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_pad, info| {
+        let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let repeat = buffer.flags().contains(gst::BufferFlags::GAP);
+        if repeat {
+            buffer.make_mut().unset_flags(gst::BufferFlags::GAP);
+        }
+        on_repeat(buffer, repeat)
+    });
 }
 
 pub(crate) fn queue(name: &str) -> Result<gst::Element, MediaError> {

@@ -80,6 +80,10 @@ pub(super) fn connect_appsink(branch: &Branch, name: &str, origin: Origin, share
     };
     let split_first = shared.timing.part.is_some() && origin == Origin::Rung;
     let mut seen_chunk = false;
+    // This rendition's segment number (from 0) and whether that segment is a gap, decided
+    // at its first part from the segment number alone (gaps.rs), so every rendition agrees.
+    let mut segment_no: Option<u64> = None;
+    let mut in_gap = false;
     branch.appsink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -163,6 +167,16 @@ pub(super) fn connect_appsink(branch: &Branch, name: &str, origin: Origin, share
                         (starts, first.then_some(true))
                     }
                 };
+                if let Ok(mut gaps) = shared.gaps.lock() {
+                    if origin.is_video() {
+                        gaps.set_origin(Duration::from_nanos(running.nseconds()));
+                    }
+                    if starts_segment || segment_no.is_none() {
+                        let n = segment_no.map_or(0, |n| n + 1);
+                        segment_no = Some(n);
+                        in_gap = gaps.is_gap(n);
+                    }
+                }
                 let bufs: Vec<&gst::BufferRef> =
                     (idx..list.len()).filter_map(|i| list.get(i)).collect();
                 send(MediaEvent::Fragment {
@@ -171,6 +185,7 @@ pub(super) fn connect_appsink(branch: &Branch, name: &str, origin: Origin, share
                     pts: Duration::from_nanos(running.nseconds()),
                     duration: Duration::from_nanos(duration.nseconds()),
                     wallclock,
+                    gap: in_gap,
                     starts_segment,
                     next_starts_segment,
                     lag,

@@ -1,6 +1,6 @@
 //! The video ingest bin: RTP `appsrc` → jitter buffer → depayloader → (H.264: parse → tee
-//! for the passthrough rung) → decoder → constant-rate I420 → the tee the ladder rungs hang
-//! off, with the frame-grid snap that keeps every rung's timestamps exact.
+//! for the passthrough rung) → decoder → livesync → constant-rate I420 → the tee the ladder
+//! rungs hang off, with the frame-grid snap that keeps every rung's timestamps exact.
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -8,7 +8,10 @@ use gstreamer_app as gst_app;
 #[cfg(test)]
 use gstreamer_video as gst_video;
 
-use super::elements::{add, caps_filter, jitterbuffer, link, make, queue, rtcp_input, rtp_appsrc};
+use super::elements::{
+    add, caps_filter, jitterbuffer, link, livesync, make, queue, rtcp_input, rtp_appsrc,
+    unflag_repeats,
+};
 use super::ladder::Ladder;
 use super::{MediaError, VideoCodec, VideoInput};
 
@@ -60,6 +63,12 @@ pub(crate) fn video_ingest(
     if depay.has_property("request-keyframe") {
         depay.set_property("request-keyframe", true);
     }
+    // After a loss, nothing until that keyframe: frames referencing lost ones decode to
+    // garbage, and the passthrough rung would hand them to players (after a stall, its
+    // first segment began with them). livesync repeats the last good frame meanwhile.
+    if depay.has_property("wait-for-keyframe") {
+        depay.set_property("wait-for-keyframe", true);
+    }
     add(pipeline, &[appsrc.upcast_ref(), &jbuf, &depay])?;
     link(&[appsrc.upcast_ref(), &jbuf, &depay])?;
     let rtcp = rtcp_input(pipeline, &jbuf, VIDEO_RTCP)?;
@@ -106,6 +115,10 @@ pub(crate) fn video_ingest(
     if decoder.has_property("max-errors") {
         decoder.set_property("max-errors", -1i32);
     }
+    // On the clock through a stall: the last frame repeated, not a hole that videorate
+    // fills in one burst when frames come back (elements.rs `livesync`).
+    let sync = livesync("video_livesync")?;
+    unflag_repeats(&sync, |_, _| gst::PadProbeReturn::Ok);
     let convert = make("videoconvert", "video_convert")?;
     let rate = make("videorate", "video_rate")?;
     // WebRTC frame rates vary; every rung gets the same constant rate so keyframe
@@ -128,7 +141,10 @@ pub(crate) fn video_ingest(
     if let Some(pad) = rate_caps.static_pad("src") {
         snap_to_frame_grid(&pad, ladder.video.fps);
     }
-    add(pipeline, &[&decoder, &convert, &rate, &rate_caps, &raw_tee])?;
+    add(
+        pipeline,
+        &[&decoder, &sync, &convert, &rate, &rate_caps, &raw_tee],
+    )?;
     match &h264_tee {
         Some(tee) => {
             let q = queue("video_decode_queue")?;
@@ -137,7 +153,7 @@ pub(crate) fn video_ingest(
         }
         None => link(&[&depay, &decoder])?,
     }
-    link(&[&decoder, &convert, &rate, &rate_caps, &raw_tee])?;
+    link(&[&decoder, &sync, &convert, &rate, &rate_caps, &raw_tee])?;
     Ok(VideoIngest {
         appsrc,
         rtcp,

@@ -19,7 +19,28 @@
 //!   alignment applied to the jitter buffers).
 //! * `print-pipelines`: `describe.rs` (walks the built graph) and `launch_text.rs` (one
 //!   element as gst-launch text).
-//! * Pure parts: `ladder.rs`, `lipsync.rs`, `audio_cut.rs`, `rtp.rs`.
+//! * Pure parts: `ladder.rs`, `lipsync.rs`, `audio_cut.rs`, `rtp.rs`, `stale.rs` (RTP that
+//!   arrives too late to be live), `gaps.rs` (which segments a publisher's stall makes gaps).
+//!
+//! # A stalled publisher
+//!
+//! Time stays the wall clock's: running time is packet arrival, RTP held back and delivered
+//! late is dropped before the jitter buffer (`stale.rs`), and `livesync` repeats the last
+//! frame or silence on the clock while nothing comes (`elements.rs`), so every rendition
+//! keeps its cadence and its segment numbers in step. The segments of a stall are published
+//! as gaps (`gaps.rs`; HLS2 §4.4.4.7 `EXT-X-GAP`, §4.4.4.9 `GAP=YES`), not followed by an
+//! `EXT-X-DISCONTINUITY` (§4.4.4.3): with gaps the playlists keep advancing by a part per
+//! part target and a segment per segment duration through the stall (§6.2.1), so blocking
+//! reloads are answered instead of timing out into 503s, program date-times and media
+//! timestamps stay one timeline (no re-sync), and the numbering is identical in every
+//! rendition by construction. hls.js (1.5 on, measured with 1.7.4 in tests/timeline.rs)
+//! does not load GAP segments or parts (non-fatal `fragGap`), stalls when its buffer reaches
+//! the gap, and jumps over it once media after it is buffered: forward, never back. A
+//! discontinuity would have frozen the playlists for the whole stall and made hls.js
+//! re-sync timestamps at the next segment. Safari honours `EXT-X-GAP` (Apple's LL-HLS
+//! spec defines it). Clients that do not know the tag (ffmpeg 5.1 is one) load gap
+//! segments like any other: they hold the repeated frames and silence, so they decode.
+//! A stall longer than `ice.media_timeout` ends the broadcast with `EXT-X-ENDLIST`.
 
 mod audio;
 mod audio_cut;
@@ -27,6 +48,7 @@ mod bus;
 mod describe;
 mod elements;
 mod fragments;
+mod gaps;
 mod graph;
 mod ingest;
 mod ladder;
@@ -37,6 +59,7 @@ mod pipeline;
 mod rtp;
 mod rung;
 mod sender_reports;
+mod stale;
 #[cfg(test)]
 mod test_support;
 
@@ -57,6 +80,7 @@ pub const DEFAULT_LADDER: &str = include_str!("../../pipelines/ladder.toml");
 pub fn init() -> Result<(), MediaError> {
     gstreamer::init().map_err(|e| MediaError::Init(e.to_string()))?;
     gstfmp4::plugin_register_static().map_err(|e| MediaError::Init(e.to_string()))?;
+    gstlivesync::plugin_register_static().map_err(|e| MediaError::Init(e.to_string()))?;
     for factory in elements::REQUIRED_ELEMENTS {
         if gstreamer::ElementFactory::find(factory).is_none() {
             return Err(MediaError::Init(format!(
@@ -268,6 +292,9 @@ pub enum MediaEvent {
         duration: Duration,
         /// Wall-clock time of the first sample, for `EXT-X-PROGRAM-DATE-TIME`.
         wallclock: SystemTime,
+        /// Part of a segment that is a gap in every rendition (the publisher's video
+        /// stalled; gaps.rs): its media is repeated frames or silence.
+        gap: bool,
         /// The bytes.
         data: Bytes,
     },

@@ -13,10 +13,12 @@ use tracing::{debug, info, warn};
 
 use super::bus::{watch_bus, watch_keyframe_requests};
 use super::fragments::{ClockAnchor, connect_appsink};
+use super::gaps::Gaps;
 use super::graph;
 use super::lipsync;
 use super::mux::MuxTiming;
 use super::sender_reports::align_by_sender_reports;
+use super::stale::StaleFilter;
 use super::{
     AUDIO_RENDITION, MediaError, MediaEvent, MediaSpec, Origin, RtpPacket, SOURCE_RENDITION,
     SenderReport, StateError,
@@ -51,6 +53,11 @@ pub struct Pipeline {
     audio_rtcp: Option<gst_app::AppSrc>,
     /// Running time 0 ([`MediaSpec::epoch`]).
     epoch: Instant,
+    /// Held-back RTP that arrives too late to be live is dropped (stale.rs).
+    video_stale: Mutex<StaleFilter>,
+    audio_stale: Mutex<StaleFilter>,
+    /// The broadcast's video silences (gaps.rs), shared with the appsink callbacks.
+    gaps: Arc<Mutex<Gaps>>,
     events: mpsc::Receiver<MediaEvent>,
     bus_task: tokio::task::JoinHandle<()>,
     stopped: bool,
@@ -64,6 +71,8 @@ pub(super) struct Shared {
     pub(super) frame_interval: Option<gst::ClockTime>,
     pub(super) events: mpsc::Sender<MediaEvent>,
     pub(super) anchor: OnceLock<ClockAnchor>,
+    /// Video silences and the segment grid: which segments are gaps (gaps.rs).
+    pub(super) gaps: Arc<Mutex<Gaps>>,
     rungs_built: Mutex<bool>,
 }
 
@@ -78,9 +87,14 @@ impl Pipeline {
             source,
         } = graph::build(&spec)?;
         let frame_interval = Some(gst::ClockTime::SECOND / u64::from(spec.ladder.video.fps.max(1)));
+        let timing = graph::timing(&spec);
         let shared = Arc::new(Shared {
             frame_interval,
-            timing: graph::timing(&spec),
+            gaps: Arc::new(Mutex::new(Gaps::new(
+                timing.segment,
+                timing.part.unwrap_or(timing.segment),
+            ))),
+            timing,
             spec,
             events: tx,
             anchor: OnceLock::new(),
@@ -183,6 +197,9 @@ impl Pipeline {
             video_rtcp: ingest.rtcp,
             audio_rtcp,
             epoch: shared.spec.epoch,
+            video_stale: Mutex::new(StaleFilter::new(90_000)),
+            audio_stale: Mutex::new(StaleFilter::new(48_000)),
+            gaps: Arc::clone(&shared.gaps),
             events: rx,
             bus_task,
             stopped: false,
@@ -195,14 +212,28 @@ impl Pipeline {
         if self.codec == super::VideoCodec::H264 && !super::rtp::h264_plausible(&packet.payload) {
             return Ok(false);
         }
+        let Some(since) = packet.arrival.checked_duration_since(self.epoch) else {
+            return Ok(true);
+        };
+        if !admit(&self.video_stale, &packet, since, "video") {
+            return Ok(true);
+        }
+        if let Ok(mut gaps) = self.gaps.lock() {
+            gaps.packet(since);
+        }
         push(&self.video_src, self.epoch, packet).map(|()| true)
     }
 
     /// Pushes one Opus RTP packet; ignored if the stream has no audio input.
     pub fn push_audio(&self, packet: RtpPacket) -> Result<(), MediaError> {
-        match &self.audio_src {
-            Some(src) => push(src, self.epoch, packet),
-            None => Ok(()),
+        let Some(src) = &self.audio_src else {
+            return Ok(());
+        };
+        match packet.arrival.checked_duration_since(self.epoch) {
+            Some(since) if admit(&self.audio_stale, &packet, since, "audio") => {
+                push(src, self.epoch, packet)
+            }
+            _ => Ok(()),
         }
     }
 
@@ -283,6 +314,23 @@ impl Drop for Pipeline {
             self.bus_task.abort();
         }
     }
+}
+
+/// Whether `packet`, which arrived `since` running time 0, is live (stale.rs); logs the
+/// first drop of each run of 2ⁿ.
+fn admit(filter: &Mutex<StaleFilter>, packet: &RtpPacket, since: Duration, kind: &str) -> bool {
+    let Ok(mut f) = filter.lock() else {
+        return true;
+    };
+    let ok = f.admit(packet.timestamp, since);
+    if !ok && f.dropped().is_power_of_two() {
+        info!(
+            kind,
+            dropped = f.dropped(),
+            "dropping RTP that arrived too late to be live"
+        );
+    }
+    ok
 }
 
 /// Pushes a packet stamped with its arrival (running time since `epoch`): the jitter buffer

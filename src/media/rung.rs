@@ -5,7 +5,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 
 use super::MediaError;
-use super::elements::{add, caps_filter, link, make, queue};
+use super::elements::{add, caps_filter, link, livesync, make, queue, unflag_repeats};
 use super::ladder::{Ladder, PlannedRung};
 use super::mux::{Branch, MuxTiming, appsink, cmafmux, split_first_fragment};
 
@@ -107,6 +107,8 @@ pub(crate) fn source_rung(
             gst::PadProbeReturn::Ok
         });
     }
+    let sync = livesync("source_livesync")?;
+    repeat_keyframes(&sync);
     let mux = cmafmux("source_mux", timing, false)?;
     // The first segment ends at the publisher's first keyframe one part or more after its
     // first one; broadcast.rs asks for that keyframe (keyframes.rs with_first_segment).
@@ -114,11 +116,45 @@ pub(crate) fn source_rung(
         split_first_fragment(&mux, &pad, part);
     }
     let sink = appsink("source_sink");
-    branch_from_tee(pipeline, tee, &[&q, &mux, sink.upcast_ref()])?;
+    branch_from_tee(pipeline, tee, &[&sync, &q, &mux, sink.upcast_ref()])?;
     Ok(Branch {
         appsink: sink,
         caps_source: q,
     })
+}
+
+/// Through a stall the passthrough rung is kept on the clock like the decoded video
+/// (elements.rs `livesync`), but a repeated H.264 access unit is only valid, and the muxer
+/// can only cut a segment at it, if it is a keyframe: each repeat becomes a copy of the
+/// publisher's last keyframe (with the repeat's timestamps). Until the first keyframe,
+/// repeats are dropped. Players skip what these make (gaps.rs); a client that does not
+/// know `EXT-X-GAP` decodes a still picture.
+fn repeat_keyframes(sync: &gst::Element) {
+    let last_key: std::sync::Mutex<Option<gst::Buffer>> = std::sync::Mutex::new(None);
+    unflag_repeats(sync, move |buffer, repeat| {
+        let Ok(mut last_key) = last_key.lock() else {
+            return gst::PadProbeReturn::Drop;
+        };
+        if !repeat {
+            if !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+                *last_key = Some(buffer.clone());
+            }
+            return gst::PadProbeReturn::Ok;
+        }
+        let Some(key) = last_key.as_ref() else {
+            return gst::PadProbeReturn::Drop;
+        };
+        let mut copy = key.copy();
+        {
+            let b = copy.make_mut();
+            b.set_pts(buffer.pts());
+            b.set_dts(buffer.dts());
+            b.set_duration(buffer.duration());
+            b.unset_flags(gst::BufferFlags::DELTA_UNIT | gst::BufferFlags::DISCONT);
+        }
+        *buffer = copy;
+        gst::PadProbeReturn::Ok
+    });
 }
 
 /// Adds `chain` to the pipeline, links it in order, brings it to the pipeline's state (it

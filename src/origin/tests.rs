@@ -84,6 +84,7 @@ fn chunk(starts: bool, ms: u64, data: &'static [u8]) -> Chunk {
         next_starts_segment: None,
         duration: Duration::from_millis(ms),
         wallclock: SystemTime::now(),
+        gap: false,
         lag: None,
         data: Bytes::from_static(data),
     }

@@ -43,6 +43,10 @@ const MIN_DECODE_RATE = Number(process.env.MIN_DECODE_RATE || 0.8);
 const CATCHUP_RATE = process.env.CATCHUP_RATE ? Number(process.env.CATCHUP_RATE) : null;
 const CATCHUP_TIMEOUT_MS = 20_000;
 const RESYNC = process.env.RESYNC === '1';
+// TOLERATE_STALLS=1: the stream is expected to stall (tests/timeline.rs stalls or drops the
+// publisher's packets): stalls, freezes and fewer part loads are reported, not failures;
+// currentTime must still never go backwards and hls.js must have no fatal error.
+const TOLERATE_STALLS = process.env.TOLERATE_STALLS === '1';
 const PLAY_TIMEOUT_MS = 30_000;
 const PIN_TIMEOUT_MS = 15_000;
 const SCRIPT_TIMEOUT_MS = (WATCH_SECONDS + 90) * 1000;
@@ -378,6 +382,9 @@ async function main() {
       else maxFreeze = Math.max(maxFreeze, (s[i].at - freezeStart) / 1000);
     }
     const advanced = s.length ? s[s.length - 1].t - s[0].t : 0;
+    // The largest step back of currentTime between two samples (a seek back).
+    let backwardsS = 0;
+    for (let i = 1; i < s.length; i++) backwardsS = Math.max(backwardsS, s[i - 1].t - s[i].t);
     const wall = s.length ? (s[s.length - 1].at - s[0].at) / 1000 : 0;
     const latencies = s.map((x) => x.latency).filter((x) => Number.isFinite(x));
     const during = {
@@ -399,6 +406,7 @@ async function main() {
         advancedS: round(advanced, 2),
         wallS: round(wall, 2),
         maxFreezeS: round(maxFreeze, 2),
+        backwardsS: round(backwardsS, 3),
         decodedFrames: c.video.decodedFrames,
         droppedFrames: c.video.droppedFrames,
       },
@@ -421,16 +429,19 @@ async function main() {
     check(c.state.engine === 'hls.js', `engine ${c.state.engine}`);
     check(c.hls && c.hls.lowLatencyMode === true, 'hls.js lowLatencyMode is not on');
     check(c.state.fatalErrors === 0, `fatal hls.js errors: ${JSON.stringify(c.state.errors.filter((e) => e.fatal))}`);
-    check(during.stalls === 0, `${during.stalls} 'waiting' event(s) after startup`);
-    check(during.stallErrors === 0, `${during.stallErrors} BUFFER_STALLED_ERROR(s) after startup`);
-    check(maxFreeze <= MAX_FREEZE_S, `currentTime stood still for ${maxFreeze.toFixed(2)} s`);
-    check(advanced >= wall - 1.0, `currentTime advanced ${advanced.toFixed(2)} s in ${wall.toFixed(2)} s`);
+    check(backwardsS <= 0.01, `currentTime went back ${backwardsS.toFixed(3)} s`);
+    if (!TOLERATE_STALLS) {
+      check(during.stalls === 0, `${during.stalls} 'waiting' event(s) after startup`);
+      check(during.stallErrors === 0, `${during.stallErrors} BUFFER_STALLED_ERROR(s) after startup`);
+      check(maxFreeze <= MAX_FREEZE_S, `currentTime stood still for ${maxFreeze.toFixed(2)} s`);
+      check(advanced >= wall - 1.0, `currentTime advanced ${advanced.toFixed(2)} s in ${wall.toFixed(2)} s`);
+    }
     check(wall >= WATCH_SECONDS - 2, `observed only ${wall.toFixed(1)} s`);
     const cur = c.hls && c.hls.current;
     check(cur && cur.partListLength > 0, `the playing level's playlist has no parts: ${JSON.stringify(cur)}`);
     check(cur && cur.canBlockReload === true, 'playlist without CAN-BLOCK-RELOAD');
     // 200 ms parts: ~5 per second per track; require a good share of the loads to be parts.
-    check(during.partLoads >= WATCH_SECONDS * 2, `only ${during.partLoads} parts loaded in ${WATCH_SECONDS}s`);
+    check(TOLERATE_STALLS || during.partLoads >= WATCH_SECONDS * 2, `only ${during.partLoads} parts loaded in ${WATCH_SECONDS}s`);
     check(latencies.length > 0, 'no hls.latency samples');
 
     // ---- glass-to-glass ----

@@ -11,6 +11,8 @@ pub struct LlPart {
     pub duration: f64,
     pub uri: String,
     pub independent: bool,
+    /// `GAP=YES` (HLS2 §4.4.4.9): the part is missing.
+    pub gap: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +21,10 @@ pub struct LlSegment {
     pub duration: f64,
     pub uri: String,
     pub pdt: Option<String>,
+    /// Tagged `EXT-X-GAP` (HLS2 §4.4.4.7): the segment is missing.
+    pub gap: bool,
+    /// After an `EXT-X-DISCONTINUITY` (HLS2 §4.4.4.3).
+    pub discontinuity: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +87,8 @@ impl LlPlaylist {
         let mut msn = None::<u64>;
         let mut pending_dur = None::<f64>;
         let mut pending_pdt = None::<String>;
+        let mut pending_gap = false;
+        let mut pending_discontinuity = false;
         for line in text.lines() {
             if let Some(v) = line.strip_prefix("#EXT-X-VERSION:") {
                 p.version = v.parse().unwrap();
@@ -103,6 +111,9 @@ impl LlPlaylist {
                 p.discontinuity_sequence = v.parse().unwrap();
             } else if line == "#EXT-X-DISCONTINUITY" {
                 p.discontinuity_at = msn;
+                pending_discontinuity = true;
+            } else if line == "#EXT-X-GAP" {
+                pending_gap = true;
             } else if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
                 pending_pdt = Some(v.to_string());
             } else if let Some(v) = line.strip_prefix("#EXT-X-PART:") {
@@ -112,6 +123,7 @@ impl LlPlaylist {
                     duration: a["DURATION"].parse().unwrap(),
                     uri: a["URI"].clone(),
                     independent: a.get("INDEPENDENT").is_some_and(|v| v == "YES"),
+                    gap: a.get("GAP").is_some_and(|v| v == "YES"),
                 });
             } else if let Some(v) = line.strip_prefix("#EXTINF:") {
                 pending_dur = Some(
@@ -144,6 +156,8 @@ impl LlPlaylist {
                     duration: pending_dur.take().expect("EXTINF before URI"),
                     uri: line.to_string(),
                     pdt: pending_pdt.take(),
+                    gap: std::mem::take(&mut pending_gap),
+                    discontinuity: std::mem::take(&mut pending_discontinuity),
                 });
                 msn = Some(m + 1);
             }

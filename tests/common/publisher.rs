@@ -255,6 +255,10 @@ struct Stats {
     media_error: Mutex<Option<String>>,
     /// While set, generated packets are dropped instead of sent (RTP "stops").
     paused: AtomicBool,
+    /// While set, generated packets queue instead of being sent, and all go at once when it
+    /// is cleared: what a publisher process that was stopped (SIGSTOP) and continued
+    /// sends, or a link that buffered through an outage, with their original timestamps.
+    held: AtomicBool,
     /// This many upcoming video packets get a random payload (RTP "goes wild").
     corrupt: AtomicU64,
     /// Video packets before this instant are not sent (audio flows first).
@@ -361,6 +365,12 @@ impl Publisher {
     /// Stops (true) or resumes (false) sending media without closing anything.
     pub fn pause_media(&self, paused: bool) {
         self.stats.paused.store(paused, Ordering::Relaxed);
+    }
+
+    /// Holds (true) or releases (false) media: held packets are sent in one burst on release
+    /// ([`Stats::held`]).
+    pub fn hold_media(&self, held: bool) {
+        self.stats.held.store(held, Ordering::Relaxed);
     }
 
     /// Replaces the payload of the next `n` video packets with random bytes.
@@ -1417,6 +1427,8 @@ fn spawn_forwarder(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut reported = false;
+        let mut held: std::collections::VecDeque<rtc::rtp::packet::Packet> =
+            std::collections::VecDeque::new();
         while let Some(bytes) = rx.recv().await {
             let mut buf = bytes.clone();
             let mut packet = match rtc::rtp::packet::Packet::unmarshal(&mut buf) {
@@ -1455,20 +1467,30 @@ fn spawn_forwarder(
             // Only negotiated header extensions may be sent; GStreamer adds none here.
             packet.header.extension = false;
             packet.header.extensions.clear();
-            match send.track.write_rtp(packet).await {
-                Ok(()) => {
-                    stats.packets_sent.fetch_add(1, Ordering::Relaxed);
-                    if is_video {
-                        stats.video_packets_sent.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        stats.audio_packets_sent.fetch_add(1, Ordering::Relaxed);
-                    }
+            if stats.held.load(Ordering::Relaxed) {
+                // Bounded: about a minute of 1.5 Mbit/s video.
+                if held.len() < 8192 {
+                    held.push_back(packet);
                 }
-                Err(e) => {
-                    stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                    if !reported {
-                        reported = true;
-                        eprintln!("publisher: write_rtp failed: {e}");
+                continue;
+            }
+            held.push_back(packet);
+            while let Some(packet) = held.pop_front() {
+                match send.track.write_rtp(packet).await {
+                    Ok(()) => {
+                        stats.packets_sent.fetch_add(1, Ordering::Relaxed);
+                        if is_video {
+                            stats.video_packets_sent.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            stats.audio_packets_sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                        if !reported {
+                            reported = true;
+                            eprintln!("publisher: write_rtp failed: {e}");
+                        }
                     }
                 }
             }
