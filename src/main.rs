@@ -38,25 +38,16 @@ struct Args {
 enum Command {
     /// Print the rungs planned for a source, one `NAME WIDTH HEIGHT KBPS` line each, from the
     /// configured ladder (`media.ladder_file`, or the embedded pipelines/ladder.toml).
-    PlanLadder {
-        /// Width of the source's first frame.
-        #[arg(long)]
-        width: u32,
-        /// Height of the source's first frame.
-        #[arg(long)]
-        height: u32,
-        /// The publisher's declared capture height (`?height=`); default `video.plan_height`.
-        #[arg(long)]
-        hint: Option<u32>,
-    },
+    PlanLadder(SourceArgs),
     /// Print the gst-launch-1.0 description of the pipeline whipcast would build for a
     /// source, read back from the elements its builders make (`#` lines: what stands in for
     /// appsrc/appsink and what has no gst-launch form). Uses `media.*` and `hls.*` settings.
     PrintPipelines(PrintArgs),
 }
 
+/// The source a ladder is planned for.
 #[derive(clap::Args, Debug)]
-struct PrintArgs {
+struct SourceArgs {
     /// Width of the source's first frame.
     #[arg(long)]
     width: u32,
@@ -66,6 +57,12 @@ struct PrintArgs {
     /// The publisher's declared capture height (`?height=`); default `video.plan_height`.
     #[arg(long)]
     hint: Option<u32>,
+}
+
+#[derive(clap::Args, Debug)]
+struct PrintArgs {
+    #[command(flatten)]
+    source: SourceArgs,
     /// Video codec the publisher sends: H264, VP8 or VP9.
     #[arg(long, default_value = "H264")]
     codec: whipcast::media::VideoCodec,
@@ -100,14 +97,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     whipcast::logging::init(args.log_format);
     let mut cfg = whipcast::Config::load(args.config.as_deref())?;
-    if let Some(Command::PlanLadder {
-        width,
-        height,
-        hint,
-    }) = args.command
-    {
+    if let Some(Command::PlanLadder(src)) = args.command {
         let ladder = cfg.media.resolve_ladder()?;
-        for r in ladder.plan(width, height, hint) {
+        for r in ladder.plan(src.width, src.height, src.hint) {
             println!("{} {} {} {}", r.name, r.width, r.height, r.bitrate_kbps);
         }
         return Ok(());
@@ -117,9 +109,9 @@ async fn main() -> anyhow::Result<()> {
         whipcast::media::init()?;
         let ladder = cfg.media.resolve_ladder()?;
         let opts = PrintOptions {
-            width: p.width,
-            height: p.height,
-            height_hint: p.hint,
+            width: p.source.width,
+            height: p.source.height,
+            height_hint: p.source.hint,
             video: VideoInput {
                 codec: p.codec,
                 payload_type: p.video_pt,
