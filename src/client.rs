@@ -1,6 +1,8 @@
-//! Who a client is, for per-client limits: its address, an IPv6 client by its /64 (one
-//! subscriber's prefix: a host that owns a /64 could otherwise take a cap's worth per
-//! address). Used by the connection caps and the publish limits alike.
+//! Who a client is and how it came in: its address for per-client limits (an IPv6 client
+//! by its /64: a subscriber's prefix, so a host that owns a /64 cannot take a cap's worth
+//! per address), used by the connection caps and the publish limits alike; and how a
+//! publisher signals, which the API, the metrics and the webhooks all name. A leaf: it
+//! imports nothing of ours.
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -27,6 +29,25 @@ impl ClientId {
 impl std::fmt::Display for ClientId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+/// How the publisher signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signaling {
+    /// RFC 9725 WHIP.
+    Whip,
+    /// Our WebSocket JSON protocol.
+    WebSocket,
+}
+
+impl Signaling {
+    /// `whip` or `websocket`: the name in `/api/streams` and `/metrics` labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signaling::Whip => "whip",
+            Signaling::WebSocket => "websocket",
+        }
     }
 }
 

@@ -98,8 +98,10 @@ impl LimitsConfig {
         if self.body_timeout < Duration::from_secs(1) {
             return Err(invalid("limits.body_timeout", "must be at least 1s"));
         }
-        // A parked blocking reload answers within 3 × target duration (HLS2 §6.2.5.2).
-        let blocking = Duration::from_secs(3 * crate::hls::target_duration(segment_duration));
+        // A parked blocking reload answers within 3 × target duration (HLS2 §6.2.5.2); the
+        // target duration is the segment duration rounded up to whole seconds (§4.4.3.1).
+        let target = segment_duration.as_secs_f64().ceil().max(1.0);
+        let blocking = Duration::from_secs_f64(3.0 * target);
         if self.idle_timeout <= blocking + Duration::from_secs(1) {
             return Err(invalid(
                 "limits.idle_timeout",

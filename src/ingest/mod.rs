@@ -35,6 +35,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::StreamKey;
 use crate::auth::Authorizer;
 use crate::client::ClientId;
+pub use crate::client::Signaling;
 use crate::config::{IceConfig, LimitsConfig};
 use crate::hls::HlsStore;
 use crate::media::Ladder;
@@ -43,7 +44,7 @@ pub use crate::peer::{Candidate, PeerError, SdpError};
 pub use admit::Admission;
 pub use error::IngestError;
 pub use options::PublishOptions;
-pub use publish::{PublishRequest, Published, Signaling};
+pub use publish::{PublishRequest, Published};
 use registry::Registry;
 pub use routes::{SignalingState, router};
 

@@ -11,7 +11,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::{Candidate, Ingest, IngestError, PublishOptions};
 use crate::StreamKey;
 use crate::broadcast::{self, BroadcastParams, Command};
-use crate::client::ClientId;
+use crate::client::{ClientId, Signaling};
 use crate::hls::IngestSummary;
 use crate::peer::{self, PeerSession};
 
@@ -22,25 +22,6 @@ const COMMAND_CHANNEL_CAPACITY: usize = 16;
 /// How long DELETE waits for the broadcast to flush its last segment and write ENDLIST:
 /// the longest its exit path can take.
 const STOP_TIMEOUT: Duration = broadcast::STOP_TIMEOUT;
-
-/// How the publisher signals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Signaling {
-    /// RFC 9725 WHIP.
-    Whip,
-    /// Our WebSocket JSON protocol.
-    WebSocket,
-}
-
-impl Signaling {
-    /// `whip` or `websocket`: the name in `/api/streams` and `/metrics` labels.
-    pub fn name(self) -> &'static str {
-        match self {
-            Signaling::Whip => "whip",
-            Signaling::WebSocket => "websocket",
-        }
-    }
-}
 
 /// A publish request, already stripped of its transport.
 pub struct PublishRequest {

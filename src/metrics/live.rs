@@ -10,13 +10,47 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use crate::hls::{RenditionSummary, StreamSummary};
-use crate::keyframes::Mode;
+/// One stream's live figures, as the collector writes them; the origin fills them from the
+/// store's summaries, so this module knows no other module's types.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamFigures {
+    /// The stream name (label `stream`).
+    pub name: String,
+    /// Published now (not ended, in its grace period).
+    pub live: bool,
+    /// Seconds since the broadcast started.
+    pub uptime_s: f64,
+    /// Media bytes held in memory.
+    pub memory_bytes: u64,
+    /// Seconds from publish to the first playable multivariant playlist, once it was.
+    pub first_playable_s: Option<f64>,
+    /// Observed keyframe interval, when known (H.264 sources).
+    pub gop_s: Option<f64>,
+    /// Whether whipcast steers the publisher's keyframes, when it tracks them.
+    pub steering: Option<bool>,
+    /// Keyframe requests sent in this broadcast, when it tracks them.
+    pub keyframe_requests: Option<u64>,
+    /// Median and 99th percentile server lag, seconds, once there are samples.
+    pub lag_s: Option<(f64, f64)>,
+    /// Its renditions.
+    pub renditions: Vec<RenditionFigures>,
+}
+
+/// One rendition's live figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RenditionFigures {
+    /// The rendition name (label `rendition`).
+    pub name: String,
+    /// Segments published (its next media sequence number).
+    pub segments: u64,
+    /// Average measured bitrate, bit/s.
+    pub average_bps: u64,
+}
 
 /// Where the live figures come from; called once per scrape.
 pub trait Live: Send + Sync + 'static {
     /// The streams in the store now.
-    fn streams(&self) -> Vec<StreamSummary>;
+    fn streams(&self) -> Vec<StreamFigures>;
     /// Blocking playlist / preload-hint requests parked now.
     fn blocking_requests(&self) -> usize;
 }
@@ -63,7 +97,7 @@ type PerStream = (
     &'static str,
     Option<Unit>,
     &'static str,
-    fn(&StreamSummary) -> Option<Value>,
+    fn(&StreamFigures) -> Option<Value>,
 );
 
 fn per_stream() -> [PerStream; 9] {
@@ -72,7 +106,7 @@ fn per_stream() -> [PerStream; 9] {
             "whipcast_stream_live",
             None,
             "1 while the stream is published, 0 once it ended (kept for the grace period).",
-            |s| Some(Value::flag(s.state == "live")),
+            |s| Some(Value::flag(s.live)),
         ),
         (
             "whipcast_stream_uptime",
@@ -84,7 +118,7 @@ fn per_stream() -> [PerStream; 9] {
             "whipcast_stream_memory",
             Some(Unit::Bytes),
             "Media bytes held in memory for the stream.",
-            |s| Some(Value::Int(s.memory_bytes as u64)),
+            |s| Some(Value::Int(s.memory_bytes)),
         ),
         (
             "whipcast_stream_first_playable",
@@ -96,28 +130,19 @@ fn per_stream() -> [PerStream; 9] {
             "whipcast_stream_gop",
             Some(Unit::Seconds),
             "Observed interval between the publisher's keyframes (median of the recent ones).",
-            |s| {
-                let k = s.keyframes.as_ref()?;
-                k.observed_gop_s.map(Value::Real)
-            },
+            |s| s.gop_s.map(Value::Real),
         ),
         (
             "whipcast_stream_keyframe_steering",
             None,
             "1 while whipcast steers the publisher's keyframes with PLI, 0 when it follows the publisher's GOP.",
-            |s| {
-                let k = s.keyframes.as_ref()?;
-                Some(Value::flag(k.mode == Mode::Steering))
-            },
+            |s| s.steering.map(Value::flag),
         ),
         (
             "whipcast_stream_keyframe_requests",
             None,
             "Keyframe requests (PLI) sent to the publisher in this broadcast.",
-            |s| {
-                let k = s.keyframes.as_ref()?;
-                Some(Value::Int(u64::from(k.requests)))
-            },
+            |s| s.keyframe_requests.map(Value::Int),
         ),
         // Percentiles as plain gauges: a `quantile` label belongs to the summary type,
         // which would also need _sum and _count (OpenMetrics 1.0, "Summary").
@@ -125,19 +150,19 @@ fn per_stream() -> [PerStream; 9] {
             "whipcast_stream_server_lag_p50",
             Some(Unit::Seconds),
             "Median server lag of recent video parts: arrival of their last frame to published.",
-            |s| (s.lag_ms.samples > 0).then_some(Value::Real(s.lag_ms.p50 / 1000.0)),
+            |s| s.lag_s.map(|(p50, _)| Value::Real(p50)),
         ),
         (
             "whipcast_stream_server_lag_p99",
             Some(Unit::Seconds),
             "99th percentile server lag of recent video parts.",
-            |s| (s.lag_ms.samples > 0).then_some(Value::Real(s.lag_ms.p99 / 1000.0)),
+            |s| s.lag_s.map(|(_, p99)| Value::Real(p99)),
         ),
     ]
 }
 
 /// A per-rendition family: name, help, value.
-type PerRendition = (&'static str, &'static str, fn(&RenditionSummary) -> u64);
+type PerRendition = (&'static str, &'static str, fn(&RenditionFigures) -> u64);
 
 const PER_RENDITION: [PerRendition; 2] = [
     (
@@ -199,16 +224,14 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::hls::{IngestSummary, LagSummary};
-    use crate::keyframes::KeyframeStats;
     use crate::metrics::{Exposition, Metrics};
 
     /// A store stand-in whose streams the test sets.
     #[derive(Clone, Default)]
-    struct Streams(Arc<Mutex<Vec<StreamSummary>>>);
+    struct Streams(Arc<Mutex<Vec<StreamFigures>>>);
 
     impl Live for Streams {
-        fn streams(&self) -> Vec<StreamSummary> {
+        fn streams(&self) -> Vec<StreamFigures> {
             self.0.lock().expect("test lock").clone()
         }
         fn blocking_requests(&self) -> usize {
@@ -216,42 +239,22 @@ mod tests {
         }
     }
 
-    fn stream(name: &str) -> StreamSummary {
-        StreamSummary {
+    fn stream(name: &str) -> StreamFigures {
+        StreamFigures {
             name: name.into(),
-            state: "live",
-            epoch: "e1".into(),
+            live: true,
             uptime_s: 12.5,
-            ingest: IngestSummary {
-                signaling: "whip",
-                video_codec: "H264".into(),
-                audio: true,
-            },
-            renditions: vec![RenditionSummary {
+            memory_bytes: 4096,
+            first_playable_s: None,
+            gop_s: Some(1.0),
+            steering: Some(true),
+            keyframe_requests: Some(3),
+            lag_s: Some((0.04, 0.12)),
+            renditions: vec![RenditionFigures {
                 name: "360p".into(),
-                codecs: "avc1.42c01e".into(),
-                width: Some(640),
-                height: Some(360),
                 segments: 7,
                 average_bps: 800_000,
             }],
-            master: format!("/hls/{name}/master.m3u8"),
-            lag_ms: LagSummary {
-                p50: 40.0,
-                p99: 120.0,
-                samples: 10,
-            },
-            first_playable_s: None,
-            keyframes: Some(KeyframeStats {
-                mode: Mode::Steering,
-                observed_gop_s: Some(1.0),
-                requests: 3,
-                answered: 3,
-                response_ms: None,
-            }),
-            memory_bytes: 4096,
-            trimmed_segments: 0,
-            spilled_segments: 0,
         }
     }
 

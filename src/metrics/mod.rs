@@ -14,7 +14,7 @@ mod live;
 
 pub use auth::{AuthAction, AuthCheck, AuthCounters, AuthResult, Delivery, HookEvent};
 pub use http::{ClosedFor, HttpCounters, RefusedBy};
-pub use live::Live;
+pub use live::{Live, RenditionFigures, StreamFigures};
 
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::ingest::Signaling;
+use crate::client::Signaling;
 
 /// HTTP statuses a publish attempt can be refused with ([`crate::ingest::IngestError`]).
 pub const REFUSAL_STATUSES: [u16; 12] =
@@ -353,7 +353,7 @@ mod tests {
     struct Parked;
 
     impl Live for Parked {
-        fn streams(&self) -> Vec<crate::hls::StreamSummary> {
+        fn streams(&self) -> Vec<StreamFigures> {
             Vec::new()
         }
         fn blocking_requests(&self) -> usize {

@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::{AppState, Parked};
 use crate::hls::{HlsStore, StreamSummary};
-use crate::metrics::{CONTENT_TYPE, Exposition, Live};
+use crate::keyframes::Mode;
+use crate::metrics::{CONTENT_TYPE, Exposition, Live, RenditionFigures, StreamFigures};
 
 /// What the live gauges read: the store's streams and the origin's parked requests.
 struct Origin {
@@ -22,12 +23,41 @@ struct Origin {
 }
 
 impl Live for Origin {
-    fn streams(&self) -> Vec<StreamSummary> {
-        self.store.summaries(Instant::now())
+    fn streams(&self) -> Vec<StreamFigures> {
+        self.store
+            .summaries(Instant::now())
+            .iter()
+            .map(figures)
+            .collect()
     }
 
     fn blocking_requests(&self) -> usize {
         self.parked.count()
+    }
+}
+
+/// The gauges' view of a stream: the same numbers as `/api/streams`.
+fn figures(s: &StreamSummary) -> StreamFigures {
+    let k = s.keyframes.as_ref();
+    StreamFigures {
+        name: s.name.clone(),
+        live: s.state == "live",
+        uptime_s: s.uptime_s,
+        memory_bytes: s.memory_bytes as u64,
+        first_playable_s: s.first_playable_s,
+        gop_s: k.and_then(|k| k.observed_gop_s),
+        steering: k.map(|k| k.mode == Mode::Steering),
+        keyframe_requests: k.map(|k| u64::from(k.requests)),
+        lag_s: (s.lag_ms.samples > 0).then(|| (s.lag_ms.p50 / 1000.0, s.lag_ms.p99 / 1000.0)),
+        renditions: s
+            .renditions
+            .iter()
+            .map(|r| RenditionFigures {
+                name: r.name.clone(),
+                segments: r.segments,
+                average_bps: r.average_bps,
+            })
+            .collect(),
     }
 }
 
