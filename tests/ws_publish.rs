@@ -72,8 +72,16 @@ async fn graceful_shutdown_ends_every_playlist() {
         Publisher::start(PublisherOptions::whip(&gw.whip_url("sd")).with_format(320, 180, 30))
             .await
             .unwrap();
+    // And one over the WebSocket: shutdown tells it with an `ended` message.
+    let ws_publisher =
+        Publisher::start(PublisherOptions::ws(&gw.ws_url("sdws")).with_format(320, 180, 30))
+            .await
+            .unwrap();
     let master = gw
         .wait_master("sd", 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    gw.wait_master("sdws", 1, Duration::from_secs(30))
         .await
         .unwrap();
     let url = resolve(&gw.master_url("sd"), &master.variants[0].uri);
@@ -98,6 +106,15 @@ async fn graceful_shutdown_ends_every_playlist() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(ended, "no ENDLIST during graceful shutdown");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ws_publisher.server_ended().is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        ws_publisher.server_ended().as_deref(),
+        Some("unpublished"),
+        "the WebSocket publisher is told its broadcast ended"
+    );
     // New publishers are refused while shutting down.
     if let Ok(r) = http
         .post(format!("{base}/whip/late"))

@@ -24,8 +24,9 @@ pub struct LimitsConfig {
     /// that takes longer is closed (slowloris, idle keep-alive).
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
-    /// A connection that moves no byte either way for this long is closed, whatever it
-    /// is doing. Must exceed a blocking playlist request's wait (3 × target duration).
+    /// A connection that moves no byte either way between two checks this far apart is
+    /// closed, whatever it is doing (after one to two of these of silence). Must exceed a
+    /// blocking playlist request's wait (3 × target duration).
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// A request body (an SDP offer, a trickle fragment) must arrive within this time.

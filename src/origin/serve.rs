@@ -133,23 +133,19 @@ impl Drop for Slot {
     }
 }
 
-/// A socket that records when it last moved a byte, and carries its [`Slot`].
+/// A socket that counts the reads and writes that moved bytes (the idle watch compares
+/// counts, so the hot path reads no clock), and carries its [`Slot`].
 struct Tracked<T> {
     io: T,
-    base: Instant,
-    /// Milliseconds since `base` of the last byte read or written, plus one: 0 until the
-    /// first byte moved (a server writes only after it read: a TLS ServerHello, HTTP/2's
-    /// SETTINGS, a response).
-    last: Arc<AtomicU64>,
+    /// I/O calls that moved at least one byte; 0 until the first did (a server writes only
+    /// after it read: a TLS ServerHello, HTTP/2's SETTINGS, a response).
+    moved: Arc<AtomicU64>,
     _slot: Slot,
 }
 
 impl<T> Tracked<T> {
     fn touch(&self) {
-        let ms = u64::try_from(self.base.elapsed().as_millis())
-            .unwrap_or(u64::MAX)
-            .saturating_add(1);
-        self.last.store(ms, Ordering::Relaxed);
+        self.moved.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -297,11 +293,10 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let last = Arc::new(AtomicU64::new(0));
+        let moved = Arc::new(AtomicU64::new(0));
         let io = Tracked {
             io: tcp,
-            base: Instant::now(),
-            last: Arc::clone(&last),
+            moved: Arc::clone(&moved),
             _slot: slot,
         };
         let conn = Conn {
@@ -313,8 +308,7 @@ pub async fn serve(
             stats: stats.clone(),
             idle_timeout: limits.idle_timeout,
             header_timeout: limits.header_timeout,
-            last,
-            base: io.base,
+            moved,
         };
         match &acceptor {
             None => {
@@ -362,8 +356,7 @@ struct Conn {
     stats: HttpCounters,
     idle_timeout: Duration,
     header_timeout: Duration,
-    last: Arc<AtomicU64>,
-    base: Instant,
+    moved: Arc<AtomicU64>,
 }
 
 /// Sleeps until `at`, or forever when `None`.
@@ -388,12 +381,15 @@ impl Conn {
             stats,
             idle_timeout,
             header_timeout,
-            last,
-            base,
+            moved,
         } = self;
-        // Handlers see the client's address as axum's `ConnectInfo` (per-client limits).
+        // Signalling handlers see the client's address as axum's `ConnectInfo` (per-client
+        // limits, the auth callback). HLS requests, the hot path, never read it: they are
+        // spared the extension map's allocation.
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
+            if !req.uri().path().starts_with("/hls/") {
+                req.extensions_mut().insert(ConnectInfo(peer));
+            }
             let mut app = app.clone();
             async move { app.call(req).await }
         });
@@ -405,9 +401,14 @@ impl Conn {
         // Until the first byte arrives, hyper is still choosing HTTP/1 or HTTP/2 and its
         // header timer has not started: a client that sends nothing is closed here.
         let mut first_byte = Some(tokio::time::Instant::now() + header_timeout);
-        let mut deadline = tokio::time::Instant::now() + idle_timeout;
+        // Idle: no I/O between two checks one idle_timeout apart (so a connection is closed
+        // after one to two idle_timeouts of silence).
+        let mut idle_check =
+            tokio::time::interval_at(tokio::time::Instant::now() + idle_timeout, idle_timeout);
+        let mut seen = 0;
         loop {
             tokio::select! {
+                biased;
                 r = &mut conn => {
                     if let Err(e) = r {
                         if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout) {
@@ -417,19 +418,18 @@ impl Conn {
                     }
                     return;
                 }
-                () = tokio::time::sleep_until(deadline) => {
-                    let moved = base + Duration::from_millis(last.load(Ordering::Relaxed).saturating_sub(1));
-                    let idle_until = tokio::time::Instant::from_std(moved) + idle_timeout;
-                    if idle_until <= tokio::time::Instant::now() {
+                _ = idle_check.tick() => {
+                    let now = moved.load(Ordering::Relaxed);
+                    if now == seen {
                         stats.closed(ClosedFor::idle, 1);
                         debug!(%peer, "connection idle; closing");
                         return;
                     }
-                    deadline = idle_until;
+                    seen = now;
                 }
                 () = sleep_until_some(first_byte) => {
                     first_byte = None;
-                    if last.load(Ordering::Relaxed) == 0 {
+                    if moved.load(Ordering::Relaxed) == 0 {
                         stats.closed(ClosedFor::header_timeout, 1);
                         debug!(%peer, "no request within the header timeout; closing");
                         return;

@@ -263,6 +263,8 @@ struct Stats {
     corrupt: AtomicU64,
     /// Video packets before this instant are not sent (audio flows first).
     video_from: Mutex<Option<std::time::Instant>>,
+    /// The reason of the server's `ended` message (WebSocket signalling), once received.
+    server_ended: Mutex<Option<String>>,
 }
 
 impl Publisher {
@@ -324,6 +326,7 @@ impl Publisher {
             .context("building the peer connection")?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
 
+        let stats = Arc::new(Stats::default());
         match negotiate(
             &pc,
             &opts,
@@ -332,6 +335,7 @@ impl Publisher {
             cand_rx,
             video_codec,
             audio_codec,
+            stats.clone(),
         )
         .await
         {
@@ -345,7 +349,7 @@ impl Publisher {
                     pipeline: None,
                     bus_stop: Arc::new(AtomicBool::new(false)),
                     tasks: n.tasks,
-                    stats: Arc::new(Stats::default()),
+                    stats,
                     state_rx,
                     video_payload_type: n.video.payload_type,
                     audio_payload_type: n.audio.as_ref().map(|a| a.payload_type),
@@ -391,6 +395,11 @@ impl Publisher {
     }
 
     /// When the offer went out (WHIP `POST` / WebSocket `offer` message).
+    /// The reason the server gave in its WebSocket `ended` message, if one came.
+    pub fn server_ended(&self) -> Option<String> {
+        self.stats.server_ended.lock().expect("stats lock").clone()
+    }
+
     pub fn offer_sent_at(&self) -> std::time::Instant {
         self.offer_sent_at
     }
@@ -710,6 +719,7 @@ async fn negotiated_payload_type(sender: &Arc<dyn RtpSender>, mime: &str) -> any
         .ok_or_else(|| anyhow!("no codec negotiated for {mime}"))
 }
 
+#[allow(clippy::too_many_arguments)] // one call site; each is a different part of the set-up
 async fn negotiate(
     pc: &Arc<dyn PeerConnection>,
     opts: &PublisherOptions,
@@ -718,6 +728,7 @@ async fn negotiate(
     cand_rx: mpsc::UnboundedReceiver<RTCIceCandidateInit>,
     video_codec: RTCRtpCodec,
     audio_codec: RTCRtpCodec,
+    stats: Arc<Stats>,
 ) -> anyhow::Result<Negotiated> {
     let video_mime = video_codec.mime_type.clone();
     // OBS puts the audio section first.
@@ -852,6 +863,7 @@ async fn negotiate(
                         Some(WsIn::Answer(sdp)) => return Ok(sdp),
                         Some(WsIn::Candidate(c)) => early_candidates.push(c),
                         Some(WsIn::Error(m)) => bail!("WebSocket signaling error: {m}"),
+                        Some(WsIn::Ended(why)) => bail!("ended before the answer: {why}"),
                         Some(WsIn::Closed(why)) => {
                             bail!("WebSocket closed before the answer: {why}")
                         }
@@ -871,12 +883,16 @@ async fn negotiate(
             }
             // Remote candidates that trickle in later.
             let pc2 = pc.clone();
+            let stats2 = stats.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(msg) = in_rx.recv().await {
                     match msg {
                         WsIn::Candidate(c) => apply_remote_candidate(&pc2, c).await,
                         WsIn::Error(m) => eprintln!("publisher: WebSocket error message: {m}"),
                         WsIn::Answer(_) => eprintln!("publisher: unexpected second answer"),
+                        WsIn::Ended(reason) => {
+                            *stats2.server_ended.lock().expect("stats lock") = Some(reason);
+                        }
                         WsIn::Closed(_) => break,
                     }
                 }
@@ -1035,6 +1051,8 @@ enum WsIn {
     Answer(String),
     Candidate(RTCIceCandidateInit),
     Error(String),
+    /// The server's `{"type":"ended","reason":…}`.
+    Ended(String),
     Closed(String),
 }
 
@@ -1128,6 +1146,12 @@ fn parse_ws_message(text: &str) -> Option<WsIn> {
             };
             Some(WsIn::Candidate(init))
         }
+        "ended" => Some(WsIn::Ended(
+            v.get("reason")
+                .and_then(|m| m.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+        )),
         "error" => Some(WsIn::Error(
             v.get("message")
                 .and_then(|m| m.as_str())
