@@ -37,7 +37,7 @@ pub use playlist::{
     AUDIO_GROUP, ListType, ListedSegment, MasterEntry, SegmentList, master, segment_list,
     target_duration,
 };
-pub use remux::{Fmp4Error, TsSources, remux};
+pub use remux::{Codec, Fmp4Error, Sample, Track, TsSources, read_init, read_samples, remux};
 pub use settings::LlSettings;
 pub use store::HlsStore;
 pub use stream::{At, Chunk, Readiness, SegmentBody, StoreError};

@@ -6,6 +6,6 @@ mod fmp4;
 mod sources;
 mod ts;
 
-pub use fmp4::Fmp4Error;
+pub use fmp4::{Codec, Fmp4Error, Sample, Track, read_init, read_samples};
 pub use sources::TsSources;
 pub use ts::remux;
