@@ -28,7 +28,9 @@ pub fn inspect_offer(text: &str) -> Result<OfferSummary, SdpError> {
                 .filter(|c| !c.name.is_empty())
                 .map(|c| (c.payload_type, c.name))
                 .collect();
-            // Offer order is the order of the m= line's format list (RFC 4566 §5.14).
+            // Offer order is the order of the m= line's format list (RFC 8866 §5.14). The
+            // stack hands the codecs over in a HashMap's order, so payload types the list
+            // lacks are ordered by number: the same offer always gives the same summary.
             let order = |pt: &u8| {
                 m.media_name
                     .formats
@@ -36,7 +38,7 @@ pub fn inspect_offer(text: &str) -> Result<OfferSummary, SdpError> {
                     .position(|f| f.parse::<u8>().ok() == Some(*pt))
                     .unwrap_or(usize::MAX)
             };
-            codecs.sort_by_key(|(pt, _)| order(pt));
+            codecs.sort_by_key(|(pt, _)| (order(pt), *pt));
             Ok(OfferSection {
                 media: m.media_name.media.clone(),
                 port,

@@ -239,6 +239,29 @@ mod tests {
     }
 
     #[test]
+    fn codecs_missing_from_the_format_list_come_last_by_payload_type() {
+        // Found by tests/fuzz (offer): rtpmaps for payload types the m= line does not list
+        // came out in a HashMap's order, so one offer gave different summaries and errors.
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:98 VP9/90000\r\n\
+            a=rtpmap:97 VP8/90000\r\na=rtpmap:96 H264/90000\r\n";
+        for _ in 0..8 {
+            let s = inspect_offer(sdp).expect("ok");
+            assert_eq!(s.video_codecs, ["H264", "VP8", "VP9"]);
+        }
+        let unsupported = sdp
+            .replace("VP9", "AV1")
+            .replace("VP8", "rtx")
+            .replace("H264", "x");
+        for _ in 0..8 {
+            assert_eq!(
+                inspect_offer(&unsupported),
+                Err(SdpError::UnsupportedCodec("video x, rtx, AV1".into()))
+            );
+        }
+    }
+
+    #[test]
     fn garbage_is_malformed() {
         for bad in [
             "hello",
