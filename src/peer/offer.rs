@@ -31,14 +31,15 @@ pub fn inspect_offer(text: &str) -> Result<OfferSummary, SdpError> {
             // Offer order is the order of the m= line's format list (RFC 8866 §5.14). The
             // stack hands the codecs over in a HashMap's order, so payload types the list
             // lacks are ordered by number: the same offer always gives the same summary.
-            let order = |pt: &u8| {
-                m.media_name
-                    .formats
-                    .iter()
-                    .position(|f| f.parse::<u8>().ok() == Some(*pt))
-                    .unwrap_or(usize::MAX)
-            };
-            codecs.sort_by_key(|(pt, _)| (order(pt), *pt));
+            // Each payload type's first position, found in one pass over the list: the
+            // list is as long as the offer allows, so it is not searched once per codec.
+            let mut first = [usize::MAX; 256];
+            for (i, f) in m.media_name.formats.iter().enumerate().rev() {
+                if let Ok(pt) = f.parse::<u8>() {
+                    first[usize::from(pt)] = i;
+                }
+            }
+            codecs.sort_by_key(|(pt, _)| (first[usize::from(*pt)], *pt));
             Ok(OfferSection {
                 media: m.media_name.media.clone(),
                 port,
