@@ -3,10 +3,19 @@
 
 use super::sdp::{self, Direction, OfferSection, OfferSummary, SdpError};
 
+/// The text of an offer as it is inspected and negotiated: without a leading byte-order
+/// mark or white space, which some clients send and the stack's parser refuses (RFC 8866
+/// §5: a description starts with `v=`). [`inspect_offer`] and
+/// [`PeerSession::answer`](super::PeerSession::answer) both read this text, so an offer
+/// that passes inspection is one the stack parses.
+pub fn offer_text(text: &str) -> &str {
+    text.trim_start_matches('\u{feff}').trim_start()
+}
+
 /// Reads an offer with the WebRTC stack's own SDP parser (the one `set_remote_description`
 /// uses, so what we inspect is what will be negotiated) and applies [`sdp`]'s rules.
 pub fn inspect_offer(text: &str) -> Result<OfferSummary, SdpError> {
-    let text = text.trim_start_matches('\u{feff}').trim_start();
+    let text = offer_text(text);
     let desc = rtc::sdp::SessionDescription::unmarshal(&mut std::io::Cursor::new(text))
         .map_err(|e| SdpError::Malformed(e.to_string()))?;
     // RFC 4566 §6: a direction attribute at session level applies to every section that

@@ -173,7 +173,7 @@ fn names(codecs: &[(u8, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peer::inspect_offer;
+    use crate::peer::{inspect_offer, offer_text};
 
     /// What OBS 30.2+ sends (tinywhip #2 capture, trimmed): session-level ICE/DTLS, group:LS,
     /// no candidates, 42e01f whatever the encoder does, lower-case opus.
@@ -257,6 +257,22 @@ mod tests {
             assert_eq!(
                 inspect_offer(&unsupported),
                 Err(SdpError::UnsupportedCodec("video x, rtx, AV1".into()))
+            );
+        }
+    }
+
+    #[test]
+    fn a_leading_bom_or_blank_is_inspected_and_negotiated_alike() {
+        // Found with tests/fuzz (offer): inspection skipped a leading byte-order mark or
+        // white space, the stack's parser (PeerSession::answer) did not, so such an offer
+        // passed inspection and was then refused by negotiation.
+        for prefix in ["\u{feff}", " ", "\t\r\n", "\u{feff}\r\n "] {
+            let body = format!("{prefix}{OBS}");
+            assert!(inspect_offer(&body).is_ok(), "{prefix:?}");
+            let negotiated = offer_text(&body).to_string();
+            assert!(
+                rtc::peer_connection::sdp::RTCSessionDescription::offer(negotiated).is_ok(),
+                "{prefix:?}"
             );
         }
     }

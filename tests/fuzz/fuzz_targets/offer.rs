@@ -4,9 +4,10 @@
 //! Asserts, beyond "returns":
 //! - its heap is linear in the offer (an offer is admitted up to `server.max_sdp_bytes`);
 //! - the verdict is deterministic and maps to 400 (malformed) or 422 (unusable) only;
-//! - an accepted offer is accepted by what runs next on the same text: the stack's
-//!   `RTCSessionDescription::offer`, which `PeerSession::answer` calls before
-//!   `set_remote_description` — inspection must never accept what negotiation refuses;
+//! - an accepted offer is accepted by what runs next on the same body: the stack's
+//!   `RTCSessionDescription::offer` on `peer::offer_text(body)`, as `PeerSession::answer`
+//!   calls it before `set_remote_description` — inspection must never accept what
+//!   negotiation refuses;
 //! - an accepted summary is consistent: 1–3 distinct codecs out of H264, VP8, VP9, and an
 //!   audio payload type only when the text has an audio section with an Opus `rtpmap`;
 //! - CRLF or LF line endings (RFC 8866 §5 asks for CRLF, many clients send LF) never change
@@ -45,10 +46,9 @@ fuzz_target!(|data: &[u8]| {
 
     match &verdict {
         Ok(summary) => {
-            // What PeerSession::answer does next with the same text.
-            if let Err(e) =
-                rtc::peer_connection::sdp::RTCSessionDescription::offer(text.to_string())
-            {
+            // What PeerSession::answer does next with the same request body.
+            let negotiated = whipcast::peer::offer_text(text).to_string();
+            if let Err(e) = rtc::peer_connection::sdp::RTCSessionDescription::offer(negotiated) {
                 panic!("inspect_offer accepted an offer that negotiation refuses: {e}");
             }
             let v = &summary.video_codecs;
