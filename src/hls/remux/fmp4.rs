@@ -398,9 +398,11 @@ fn read_traf<'a>(
         let mut r = Reader::new(b.body, "trun");
         let (version, tf) = r.version_flags()?;
         let count = r.u32()?;
-        // Every sample is at least a byte of the segment: a larger count is garbage (and
-        // would otherwise allocate billions of empty samples).
-        if count as usize > segment.len() {
+        // Every sample is at least a byte of the segment: more samples than bytes, counted
+        // over all of the track's `trun`s (a 16-byte `trun` can claim a whole segment's
+        // worth of empty samples, and a segment can hold many), is garbage that would
+        // otherwise allocate without bound.
+        if (count as usize).saturating_add(out.len()) > segment.len() {
             return Err(Fmp4Error::Truncated("trun sample count"));
         }
         let mut offset = next;
@@ -495,6 +497,43 @@ mod tests {
             read_samples(&seg, &track),
             Err(Fmp4Error::Truncated("sample data"))
         );
+    }
+
+    #[test]
+    fn samples_are_bounded_by_the_segment_over_all_truns() {
+        // Found with tests/fuzz (fmp4): 250 `trun`s of 16 bytes, each claiming as many
+        // empty samples as the segment has bytes, made 1 M samples (42 MB) of 4 KB.
+        let track = Track {
+            id: 1,
+            timescale: 48_000,
+            codec: Codec::Aac {
+                object_type: 2,
+                frequency_index: 3,
+                channels: 2,
+            },
+            defaults: (1024, 0, 0),
+        };
+        let seg = |count: u32, truns: usize| {
+            let mut tfhd = vec![0, 0x02, 0, 0]; // default-base-is-moof
+            tfhd.extend_from_slice(&1u32.to_be_bytes());
+            let mut trun = vec![0, 0, 0, 0]; // nothing per sample
+            trun.extend_from_slice(&count.to_be_bytes());
+            let mut traf = [bx(b"tfhd", &tfhd), bx(b"tfdt", &[0; 8])].concat();
+            for _ in 0..truns {
+                traf.extend_from_slice(&bx(b"trun", &trun));
+            }
+            bx(b"moof", &bx(b"traf", &traf))
+        };
+        let len = seg(0, 250).len() as u32;
+        assert_eq!(
+            read_samples(&seg(len, 250), &track),
+            Err(Fmp4Error::Truncated("trun sample count"))
+        );
+        // Up to one sample per byte, whichever trun they are in, still reads.
+        let two = seg(0, 2).len() as u32;
+        let full = seg(two / 2, 2);
+        let s = read_samples(&full, &track).expect("samples");
+        assert_eq!(s.len(), two as usize / 2 * 2);
     }
 
     #[test]
