@@ -231,6 +231,9 @@ pub async fn patch(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The longest `a=mid` a trickle fragment may carry.
+const MAX_MID_BYTES: usize = 255;
+
 /// Extracts the candidates of an `application/trickle-ice-sdpfrag` body.
 pub fn parse_sdpfrag(frag: &str) -> Result<Vec<Candidate>, IngestError> {
     // The candidate keeps the section it was sent for: the `a=mid` of its `m=` line and
@@ -254,6 +257,15 @@ pub fn parse_sdpfrag(frag: &str) -> Result<Vec<Candidate>, IngestError> {
             mline = Some(mline.map_or(0, |i| i.saturating_add(1)));
             mid = None;
         } else if let Some(m) = line.strip_prefix("a=mid:") {
+            // Every candidate below carries a copy of the mid: an unbounded one would make
+            // a body of n bytes cost O(n²) (64 KiB of mid and 5 000 candidates: 300 MB).
+            // A mid is also sent as an RTCP SDES item (RFC 8843 defines the MID item), and
+            // an SDES item is at most 255 bytes (RFC 3550 §6.5: a one-octet length).
+            if m.len() > MAX_MID_BYTES {
+                return Err(IngestError::Sdp(super::SdpError::Malformed(format!(
+                    "trickle fragment mid longer than {MAX_MID_BYTES} bytes"
+                ))));
+            }
             mid = Some(m.to_string());
         } else if let Some(c) = line.strip_prefix("a=")
             && c.starts_with("candidate:")
@@ -309,6 +321,26 @@ mod tests {
             (c[1].sdp_mid.as_deref(), c[1].sdp_mline_index),
             (Some("v"), Some(1))
         );
+    }
+
+    #[test]
+    fn sdpfrag_mid_is_bounded() {
+        // Found with tests/fuzz (sdpfrag): every candidate copies its section's mid, so a
+        // long mid over many candidates made the heap quadratic in the body.
+        let frag = |mid: &str| {
+            format!(
+                "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:{mid}\r\n{}",
+                "a=candidate:\r\n".repeat(150)
+            )
+        };
+        assert_eq!(
+            parse_sdpfrag(&frag(&"m".repeat(255)))
+                .expect("parses")
+                .len(),
+            150
+        );
+        let long = parse_sdpfrag(&frag(&"m".repeat(256))).expect_err("refused");
+        assert_eq!(long.status(), 400);
     }
 
     #[test]

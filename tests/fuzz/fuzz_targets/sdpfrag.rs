@@ -5,7 +5,7 @@
 //! Asserts, beyond "returns":
 //! - its heap is linear in the body (a PATCH is admitted up to `server.max_sdp_bytes`);
 //! - it refuses exactly the bodies with a non-empty line that is not `<type>=<value>`
-//!   (RFC 8866 §5 grammar, as RFC 8840 §9 reuses it);
+//!   (RFC 8866 §5 grammar, as RFC 8840 §9 reuses it) or an `a=mid` over 255 bytes;
 //! - it returns one candidate per `a=candidate:` line, in order, each the line's value;
 //! - each candidate keeps the section it was sent for (RFC 8840 §4.4): the `a=mid` of the
 //!   `m=` line above it (none if that section has none) and that line's index (0 before
@@ -34,9 +34,13 @@ fuzz_target!(|data: &[u8]| {
         .map(|l| l.trim_end_matches('\r'))
         .filter(|l| !l.is_empty())
         .collect();
-    let well_formed = lines
-        .iter()
-        .all(|l| l.len() >= 2 && l.as_bytes()[1] == b'=');
+    // Every line `<type>=<value>`, and every `a=mid` at most 255 bytes (an RTCP SDES item,
+    // RFC 3550 §6.5; each candidate copies it).
+    let well_formed = lines.iter().all(|l| {
+        l.len() >= 2
+            && l.as_bytes()[1] == b'='
+            && l.strip_prefix("a=mid:").is_none_or(|m| m.len() <= 255)
+    });
     let candidates = match parsed {
         Ok(c) => {
             assert!(well_formed, "accepted a malformed fragment");
