@@ -6,7 +6,8 @@ CARGO ?= cargo
 CARGO_INCREMENTAL ?= 0
 export CARGO_INCREMENTAL
 
-.PHONY: run test deps browser-deps test-deps build bench fmt lint bench-latency bench-origin
+.PHONY: run test deps browser-deps test-deps build bench fmt lint bench-latency bench-origin \
+	fuzz fuzz-deps fuzz-smoke
 
 deps:
 	@bash deploy/install-deps.sh
@@ -27,11 +28,43 @@ build: deps
 run: build
 	./target/release/whipcast $(ARGS)
 
-## Install what is missing, then run every test (unit, integration, end to end).
+## Install what is missing, then run every test (unit, integration, end to end), with a
+## short fuzz run (fuzz-smoke) between the build and the tests.
 ## Tests run in a network namespace that has only loopback (deploy/netns-run.sh).
 test: deps browser-deps test-deps lint
 	$(CARGO) test --locked --all-targets --no-run
+	bash tests/fuzz/run.sh smoke $(FUZZ_SMOKE_SECONDS)
 	bash deploy/netns-run.sh $(CARGO) test --locked --offline --all-targets -- --test-threads=1
+
+## Fuzzing (tests/fuzz): libFuzzer targets over every parser that reads network input —
+## offer, sdpfrag, ws_message, hls_request, fmp4, ts_remux. Any finding fails the run.
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 15
+
+fuzz-deps: deps
+	@bash deploy/install-fuzz-deps.sh
+
+## Long run: `cargo fuzz run`, FUZZ_SECONDS per target (release, debug assertions,
+## AddressSanitizer; nice 19). Corpora grow in tests/fuzz/corpus/ (not committed).
+fuzz: fuzz-deps
+	bash tests/fuzz/run.sh long $(FUZZ_SECONDS)
+
+## Short run, part of `make test`: FUZZ_SMOKE_SECONDS (15) per target from the committed
+## seeds, right after the `cargo test` build; a finding fails `make test`. Not through
+## `cargo fuzz`: that instruments and rebuilds all ~470 crates of whipcast's graph in a
+## target directory of its own (release, ASan, one codegen unit per crate) — about 19 min
+## of build on this 2-core machine, plus 2.5 min to install cargo-fuzz. Instead the same
+## fuzz crate and targets are built by plain cargo, in the dev profile, into target/, so
+## every dependency `cargo test` just compiled is reused. Compiled anew: whipcast and the
+## stack's SDP and ICE candidate parsers (rtc-sdp, rtc-ice), at opt-level 1 and with
+## libFuzzer's coverage flags (tests/fuzz/rustc-coverage.sh, which leaves every other
+## crate as `cargo test` built it); libFuzzer itself; and the ring → rustls → rtc chain,
+## whose build scripts share the `cc` that libfuzzer-sys builds with one more feature.
+## Measured (BENCHMARKS.md "Fuzzing"): 1 min 30 s of build + 6 × 16 s of fuzzing = 3 min 7 s.
+## No sanitizer: the code under test has no `unsafe` (whipcast forbids it).
+fuzz-smoke: deps
+	$(CARGO) test --locked --all-targets --no-run
+	bash tests/fuzz/run.sh smoke $(FUZZ_SMOKE_SECONDS)
 
 ## The origin benchmark (bench-origin), then CPU/RSS against bare gst-launch-1.0 (BENCHMARKS.md).
 bench: build bench-origin

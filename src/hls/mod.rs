@@ -48,9 +48,9 @@ pub use media_playlist::{ListType, ListedSegment, SegmentList, segment_list, tar
 pub use multivariant::{MasterEntry, master};
 pub use names::{
     TS_PLAYLIST, init_name, parse_init_name, parse_part_name, parse_segment_name,
-    parse_ts_segment_name, part_name, segment_name,
+    parse_ts_segment_name, part_name, segment_name, ts_segment_name,
 };
-pub use remux::{Fmp4Error, TsSources, remux};
+pub use remux::{Codec, Fmp4Error, Sample, Track, TsSources, read_init, read_samples, remux};
 pub use serve::{Readiness, SegmentBody};
 pub use settings::LlSettings;
 pub use store::HlsStore;

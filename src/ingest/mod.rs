@@ -14,6 +14,7 @@
 //! - `options`: the publish options of a URL query (`record`, `height`);
 //! - `admit`: the checks that may wait on the network ([`crate::auth`]: JWT, callback);
 //! - `patch`: what a WHIP PATCH is checked against (ETag, `If-Match`, ICE credentials);
+//! - `sdpfrag`: the candidates of a WHIP PATCH body;
 //! - `whip`, `ws`, `routes`: the HTTP and WebSocket edges.
 
 mod admit;
@@ -23,6 +24,7 @@ mod patch;
 mod publish;
 mod registry;
 mod routes;
+pub mod sdpfrag;
 pub mod whip;
 pub mod ws;
 

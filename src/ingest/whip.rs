@@ -14,7 +14,8 @@ use tracing::{error, info, warn};
 
 use super::options::publish_options;
 use super::patch::{IfMatch, fragment_credentials, session_etag};
-use super::{Admission, Candidate, Ingest, IngestError, PublishRequest, Signaling, SignalingState};
+use super::sdpfrag::parse_sdpfrag;
+use super::{Admission, Ingest, IngestError, PublishRequest, Signaling, SignalingState};
 use crate::client::ClientId;
 
 /// The client's address and port, as the server loop recorded it in the request (absent when the
@@ -361,43 +362,6 @@ pub async fn patch(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Extracts the candidates of an `application/trickle-ice-sdpfrag` body.
-pub fn parse_sdpfrag(frag: &str) -> Result<Vec<Candidate>, IngestError> {
-    // The candidate keeps the section it was sent for: the `a=mid` of its `m=` line and
-    // that line's position (RFC 8840 §4.4; with max-bundle, RFC 9725 §4.3.2, it is the
-    // first section, but a client may say otherwise).
-    let mut mid: Option<String> = None;
-    let mut mline: Option<u16> = None;
-    let mut out = Vec::new();
-    for line in frag
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .filter(|l| !l.is_empty())
-    {
-        let b = line.as_bytes();
-        if b.len() < 2 || b[1] != b'=' {
-            return Err(IngestError::Sdp(super::SdpError::Malformed(
-                "trickle fragment line is not `<type>=<value>`".into(),
-            )));
-        }
-        if line.starts_with("m=") {
-            mline = Some(mline.map_or(0, |i| i.saturating_add(1)));
-            mid = None;
-        } else if let Some(m) = line.strip_prefix("a=mid:") {
-            mid = Some(m.to_string());
-        } else if let Some(c) = line.strip_prefix("a=")
-            && c.starts_with("candidate:")
-        {
-            out.push(Candidate {
-                candidate: c.to_string(),
-                sdp_mid: mid.clone(),
-                sdp_mline_index: Some(mline.unwrap_or(0)),
-            });
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,27 +382,6 @@ mod tests {
         assert_eq!(bearer(&h).as_deref(), Some("x"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer(&h), None);
-    }
-
-    #[test]
-    fn sdpfrag_candidates() {
-        let frag = "a=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=candidate:1387637174 1 udp 2122260223 127.0.0.1 61764 typ host generation 0\r\na=end-of-candidates\r\n";
-        let c = parse_sdpfrag(frag).expect("parses");
-        assert_eq!(c.len(), 1);
-        assert_eq!(c[0].sdp_mid.as_deref(), Some("0"));
-        assert_eq!(c[0].sdp_mline_index, Some(0));
-        assert!(c[0].candidate.starts_with("candidate:1387637174"));
-        assert!(parse_sdpfrag("garbage").is_err());
-        // A candidate for the second section keeps its mid and index.
-        let two = format!(
-            "{frag}m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:v\r\na=candidate:2 1 udp 1 127.0.0.1 9 typ host\r\n"
-        );
-        let c = parse_sdpfrag(&two).expect("parses");
-        assert_eq!(c.len(), 2);
-        assert_eq!(
-            (c[1].sdp_mid.as_deref(), c[1].sdp_mline_index),
-            (Some("v"), Some(1))
-        );
     }
 
     #[test]

@@ -197,16 +197,19 @@ async fn ts_segment(
 
 /// Delivery directives of a playlist request (HLS2 §6.2.5).
 #[derive(Debug, PartialEq)]
-struct Directives {
-    msn: Option<u64>,
-    part: Option<usize>,
-    skip: bool,
+pub struct Directives {
+    /// `_HLS_msn`: the media sequence number the response must contain.
+    pub msn: Option<u64>,
+    /// `_HLS_part`: the part of segment `msn` the response must contain.
+    pub part: Option<usize>,
+    /// `_HLS_skip=YES` or `v2`: a delta update is asked for.
+    pub skip: bool,
 }
 
 /// Reads the `_HLS_` directives from a raw query string. Other parameters (a CDN's cache
 /// busters, tokens) are ignored; the values are plain digits or `YES`/`v2`, so no
 /// percent-decoding is needed, and a playlist request without a query allocates nothing.
-fn directives(query: Option<&str>) -> Result<Directives, &'static str> {
+pub fn directives(query: Option<&str>) -> Result<Directives, &'static str> {
     let value = |k: &str| -> Option<&str> {
         query?
             .split('&')

@@ -13,7 +13,7 @@ mod tests;
 pub mod tls;
 
 pub use error::OriginError;
-pub use hls::{HlsOrigin, Parked};
+pub use hls::{Directives, HlsOrigin, Parked, directives};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -37,7 +37,7 @@ mod session;
 mod track;
 
 use crate::media::{RtpPacket, SenderReport, VideoCodec};
-pub use offer::inspect_offer;
+pub use offer::{inspect_offer, offer_text};
 pub use sdp::{OfferSummary, SdpError};
 pub use session::PeerSession;
 pub use track::RTP_CHANNEL_CAPACITY;

@@ -4,10 +4,19 @@
 use super::sdp::{self, Direction, OfferSection, OfferSummary, SdpError};
 use super::{candidates, sdp_numbers};
 
+/// The text of an offer as it is inspected and negotiated: without a leading byte-order
+/// mark or white space, which some clients send and the stack's parser refuses (RFC 8866
+/// §5: a description starts with `v=`). [`inspect_offer`] and
+/// [`PeerSession::answer`](super::PeerSession::answer) both read this text, so an offer
+/// that passes inspection is one the stack parses.
+pub fn offer_text(text: &str) -> &str {
+    text.trim_start_matches('\u{feff}').trim_start()
+}
+
 /// Reads an offer with the WebRTC stack's own SDP parser (the one `set_remote_description`
 /// uses, so what we inspect is what will be negotiated) and applies [`sdp`]'s rules.
 pub fn inspect_offer(text: &str) -> Result<OfferSummary, SdpError> {
-    let text = text.trim_start_matches('\u{feff}').trim_start();
+    let text = offer_text(text);
     let desc = rtc::sdp::SessionDescription::unmarshal(&mut std::io::Cursor::new(text))
         .map_err(|e| SdpError::Malformed(e.to_string()))?;
     // RFC 4566 §6: a direction attribute at session level applies to every section that
@@ -48,15 +57,18 @@ pub fn inspect_offer(text: &str) -> Result<OfferSummary, SdpError> {
                 .filter(|c| !c.name.is_empty())
                 .map(|c| (c.payload_type, c.name))
                 .collect();
-            // Offer order is the order of the m= line's format list (RFC 4566 §5.14).
-            let order = |pt: &u8| {
-                m.media_name
-                    .formats
-                    .iter()
-                    .position(|f| f.parse::<u8>().ok() == Some(*pt))
-                    .unwrap_or(usize::MAX)
-            };
-            codecs.sort_by_key(|(pt, _)| order(pt));
+            // Offer order is the order of the m= line's format list (RFC 8866 §5.14). The
+            // stack hands the codecs over in a HashMap's order, so payload types the list
+            // lacks are ordered by number: the same offer always gives the same summary.
+            // Each payload type's first position, found in one pass over the list: the
+            // list is as long as the offer allows, so it is not searched once per codec.
+            let mut first = [usize::MAX; 256];
+            for (i, f) in m.media_name.formats.iter().enumerate().rev() {
+                if let Ok(pt) = f.parse::<u8>() {
+                    first[usize::from(pt)] = i;
+                }
+            }
+            codecs.sort_by_key(|(pt, _)| (first[usize::from(*pt)], *pt));
             Ok(OfferSection {
                 media: m.media_name.media.clone(),
                 port,

@@ -183,7 +183,7 @@ fn names(codecs: &[(u8, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peer::inspect_offer;
+    use crate::peer::{inspect_offer, offer_text};
 
     /// What OBS 30.2+ sends (tinywhip #2 capture, trimmed): session-level ICE/DTLS, group:LS,
     /// no candidates, 42e01f whatever the encoder does, lower-case opus.
@@ -246,6 +246,45 @@ mod tests {
         let s = inspect_offer(sdp).expect("ok");
         assert_eq!(s.video_codecs, ["VP8", "VP9"]);
         assert_eq!(s.audio_payload_type, None);
+    }
+
+    #[test]
+    fn codecs_missing_from_the_format_list_come_last_by_payload_type() {
+        // Found by tests/fuzz (offer): rtpmaps for payload types the m= line does not list
+        // came out in a HashMap's order, so one offer gave different summaries and errors.
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:98 VP9/90000\r\n\
+            a=rtpmap:97 VP8/90000\r\na=rtpmap:96 H264/90000\r\n";
+        for _ in 0..8 {
+            let s = inspect_offer(sdp).expect("ok");
+            assert_eq!(s.video_codecs, ["H264", "VP8", "VP9"]);
+        }
+        let unsupported = sdp
+            .replace("VP9", "AV1")
+            .replace("VP8", "rtx")
+            .replace("H264", "x");
+        for _ in 0..8 {
+            assert_eq!(
+                inspect_offer(&unsupported),
+                Err(SdpError::UnsupportedCodec("video x, rtx, AV1".into()))
+            );
+        }
+    }
+
+    #[test]
+    fn a_leading_bom_or_blank_is_inspected_and_negotiated_alike() {
+        // Found with tests/fuzz (offer): inspection skipped a leading byte-order mark or
+        // white space, the stack's parser (PeerSession::answer) did not, so such an offer
+        // passed inspection and was then refused by negotiation.
+        for prefix in ["\u{feff}", " ", "\t\r\n", "\u{feff}\r\n "] {
+            let body = format!("{prefix}{OBS}");
+            assert!(inspect_offer(&body).is_ok(), "{prefix:?}");
+            let negotiated = offer_text(&body).to_string();
+            assert!(
+                rtc::peer_connection::sdp::RTCSessionDescription::offer(negotiated).is_ok(),
+                "{prefix:?}"
+            );
+        }
     }
 
     #[test]

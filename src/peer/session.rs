@@ -149,7 +149,7 @@ impl PeerSession {
                 .await
                 .map_err(|e| PeerError::Setup(e.to_string()))?;
         }
-        let desc = RTCSessionDescription::offer(offer.to_string())
+        let desc = RTCSessionDescription::offer(super::offer_text(offer).to_string())
             .map_err(|e| PeerError::BadOffer(e.to_string()))?;
         self.pc
             .set_remote_description(desc)

@@ -24,7 +24,7 @@ pub enum Fmp4Error {
 
 /// The codec of a track, with what a TS stream needs from its sample entry.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Codec {
+pub enum Codec {
     /// H.264: NAL length size and the parameter sets from `avcC` (ISO/IEC 14496-15 §5.3.3).
     H264 {
         /// Bytes of each NAL unit's length prefix (1, 2 or 4).
@@ -47,34 +47,34 @@ pub(super) enum Codec {
 
 /// One track of an init section.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct Track {
+pub struct Track {
     /// `track_ID`.
-    pub(super) id: u32,
+    pub id: u32,
     /// Media timescale (ticks per second).
-    pub(super) timescale: u32,
+    pub timescale: u32,
     /// The codec.
-    pub(super) codec: Codec,
+    pub codec: Codec,
     /// `trex` defaults: sample duration, size, flags.
-    pub(super) defaults: (u32, u32, u32),
+    pub defaults: (u32, u32, u32),
 }
 
 /// One sample of a segment.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct Sample<'a> {
+pub struct Sample<'a> {
     /// Decode time, in the track's timescale.
-    pub(super) dts: u64,
+    pub dts: u64,
     /// Presentation offset (`pts - dts`), in the track's timescale.
-    pub(super) cts: i64,
+    pub cts: i64,
     /// Sample duration, in the track's timescale.
-    pub(super) duration: u32,
+    pub duration: u32,
     /// A sync sample (keyframe).
-    pub(super) sync: bool,
+    pub sync: bool,
     /// The sample's bytes in the `mdat`.
-    pub(super) data: &'a [u8],
+    pub data: &'a [u8],
 }
 
 /// The tracks of an init section (`moov`).
-pub(super) fn read_init(init: &[u8]) -> Result<Vec<Track>, Fmp4Error> {
+pub fn read_init(init: &[u8]) -> Result<Vec<Track>, Fmp4Error> {
     let moov = find(init, &[b"moov"], "moov")?;
     let mut defaults = std::collections::HashMap::new();
     if let Some(mvex) = child(moov, b"mvex")? {
@@ -219,10 +219,7 @@ fn read_mp4a(entry: &[u8]) -> Result<Codec, Fmp4Error> {
 }
 
 /// The samples of `track` in a segment, in decode order.
-pub(super) fn read_samples<'a>(
-    segment: &'a [u8],
-    track: &Track,
-) -> Result<Vec<Sample<'a>>, Fmp4Error> {
+pub fn read_samples<'a>(segment: &'a [u8], track: &Track) -> Result<Vec<Sample<'a>>, Fmp4Error> {
     let mut out = Vec::new();
     for b in boxes(segment) {
         let b = b?;
@@ -290,9 +287,11 @@ fn read_traf<'a>(
         let mut r = Reader::new(b.body, "trun");
         let (version, tf) = r.version_flags()?;
         let count = r.u32()?;
-        // Every sample is at least a byte of the segment: a larger count is garbage (and
-        // would otherwise allocate billions of empty samples).
-        if count as usize > segment.len() {
+        // Every sample is at least a byte of the segment: more samples than bytes, counted
+        // over all of the track's `trun`s (a 16-byte `trun` can claim a whole segment's
+        // worth of empty samples, and a segment can hold many), is garbage that would
+        // otherwise allocate without bound.
+        if (count as usize).saturating_add(out.len()) > segment.len() {
             return Err(Fmp4Error::Truncated("trun sample count"));
         }
         let mut offset = next;
@@ -387,6 +386,43 @@ mod tests {
             read_samples(&seg, &track),
             Err(Fmp4Error::Truncated("sample data"))
         );
+    }
+
+    #[test]
+    fn samples_are_bounded_by_the_segment_over_all_truns() {
+        // Found with tests/fuzz (fmp4): 250 `trun`s of 16 bytes, each claiming as many
+        // empty samples as the segment has bytes, made 1 M samples (42 MB) of 4 KB.
+        let track = Track {
+            id: 1,
+            timescale: 48_000,
+            codec: Codec::Aac {
+                object_type: 2,
+                frequency_index: 3,
+                channels: 2,
+            },
+            defaults: (1024, 0, 0),
+        };
+        let seg = |count: u32, truns: usize| {
+            let mut tfhd = vec![0, 0x02, 0, 0]; // default-base-is-moof
+            tfhd.extend_from_slice(&1u32.to_be_bytes());
+            let mut trun = vec![0, 0, 0, 0]; // nothing per sample
+            trun.extend_from_slice(&count.to_be_bytes());
+            let mut traf = [bx(b"tfhd", &tfhd), bx(b"tfdt", &[0; 8])].concat();
+            for _ in 0..truns {
+                traf.extend_from_slice(&bx(b"trun", &trun));
+            }
+            bx(b"moof", &bx(b"traf", &traf))
+        };
+        let len = seg(0, 250).len() as u32;
+        assert_eq!(
+            read_samples(&seg(len, 250), &track),
+            Err(Fmp4Error::Truncated("trun sample count"))
+        );
+        // Up to one sample per byte, whichever trun they are in, still reads.
+        let two = seg(0, 2).len() as u32;
+        let full = seg(two / 2, 2);
+        let s = read_samples(&full, &track).expect("samples");
+        assert_eq!(s.len(), two as usize / 2 * 2);
     }
 
     #[test]

@@ -9,6 +9,6 @@ mod pes;
 mod sources;
 mod ts;
 
-pub use fmp4::Fmp4Error;
+pub use fmp4::{Codec, Fmp4Error, Sample, Track, read_init, read_samples};
 pub use sources::TsSources;
 pub use ts::remux;

@@ -1,0 +1,9 @@
+a=ice-ufrag:Ns8c
+a=ice-pwd:2ERC5NAYh9I0hNO1X0qjhC
+m=audio 9 UDP/TLS/RTP/SAVPF 111
+a=mid:0
+a=candidate:1 1 UDP 2015363327 192.0.2.10 54321 typ host
+m=video 9 UDP/TLS/RTP/SAVPF 96
+a=mid:1
+a=candidate:2 1 UDP 1015021823 2001:db8::1 54322 typ relay raddr 0.0.0.0 rport 0
+a=candidate:3 1 udp 2122262783 a1b2c3d4-0000-4000-8000-0123456789ab.local 50000 typ host
