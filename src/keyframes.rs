@@ -186,6 +186,7 @@ impl Steering {
     }
 
     /// The current mode.
+    #[cfg(test)]
     pub fn mode(&self) -> Mode {
         self.mode
     }

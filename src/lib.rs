@@ -50,19 +50,23 @@
 //! One task owns each live stream; channels are bounded; GStreamer state changes run on
 //! the blocking pool; a failure ends its own stream only.
 
+// Public: what `main`, the integration tests and the fuzz targets (tests/fuzz) call —
+// the configuration, logging, the media builders (`print-pipelines`, `plan-ladder`), and
+// the parsers that read network input (offers, trickle fragments, WebSocket messages, HLS
+// names and directives, the fMP4 reader). The rest is private to the crate.
 mod atomic_file;
-pub mod auth;
-pub mod broadcast;
-pub mod client;
+mod auth;
+mod broadcast;
+mod client;
 pub mod config;
 pub mod hls;
 pub mod ingest;
-pub mod keyframes;
+mod keyframes;
 pub mod logging;
 pub mod media;
-pub mod metrics;
+mod metrics;
 pub mod origin;
-pub mod output;
+mod output;
 pub mod peer;
 
 use std::fmt;

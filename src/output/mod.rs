@@ -34,7 +34,7 @@ use crate::media::RenditionInfo;
 use crate::metrics::{Metrics, OutputKind};
 pub use object::{Object, ObjectKind};
 pub use package::{ChunkIn, Listing, Packager};
-pub use status::{OutputSnapshot, OutputState, OutputStatus, WriterGuard};
+pub use status::{OutputSnapshot, OutputStatus, WriterGuard};
 
 /// Objects waiting for the disk writer. Objects come a few per segment (segment, playlist,
 /// sometimes the master), so this is tens of seconds of media; when full the disk is far
@@ -300,6 +300,7 @@ impl BroadcastOutputs {
 
 #[cfg(test)]
 mod tests {
+    use super::status::OutputState;
     use super::*;
 
     #[test]
