@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs what the object-storage test (tests/s3_upload.rs) needs beyond install-deps.sh:
-# a real S3-compatible server, `moto` in server mode (PyPI), in a virtualenv under
-# target/test-venv. Idempotent: does nothing when the server is already there.
+# Installs the servers the tests start beyond install-deps.sh: `redis-server` (Debian) for
+# the cluster tests (tests/cluster.rs), and a real S3-compatible server for the
+# object-storage test (tests/s3_upload.rs), `moto` in server mode (PyPI), in a virtualenv
+# under target/test-venv. Idempotent: does nothing when both are there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+bash deploy/apt-ensure.sh install-test-deps redis-server
 
 VENV="${WHIPCAST_TEST_VENV:-target/test-venv}"
 MOTO_VERSION="5.1.22"

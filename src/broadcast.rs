@@ -85,6 +85,10 @@ pub enum EndReason {
     /// shutting down.
     #[error("not published: {0}")]
     NotClaimed(String),
+    /// Another node of the cluster holds the stream name now (this node's claim expired
+    /// or Redis lost it, and the other's fencing token is higher).
+    #[error("the cluster gave the stream name to another node")]
+    ClaimLost,
     /// The broadcast task panicked (a bug); its name was released and ENDLIST written.
     #[error("broadcast task failed: {0}")]
     Panicked(String),
@@ -97,6 +101,8 @@ pub enum Command {
     Stop(oneshot::Sender<()>),
     /// Add a trickled remote candidate.
     AddCandidate(Candidate, oneshot::Sender<Result<(), PeerError>>),
+    /// The cluster gave the stream name to another node: end here.
+    ClaimLost,
 }
 
 /// Everything a broadcast owns.
@@ -134,7 +140,8 @@ pub struct BroadcastParams {
 }
 
 /// Claims the stream name for this session, or says why not.
-pub type Claim = Box<dyn FnOnce() -> Result<(), String> + Send>;
+pub type Claim =
+    Box<dyn FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send>;
 
 /// Runs a broadcast to its end; returns why it ended.
 pub async fn run(mut p: BroadcastParams) -> EndReason {
@@ -171,6 +178,7 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
                 Some(Command::AddCandidate(c, reply)) => {
                     let _ = reply.send(p.peer.add_candidate(c).await);
                 }
+                Some(Command::ClaimLost) => break EndReason::ClaimLost,
                 None => break EndReason::IngestGone,
             },
             ev = p.events.recv() => match ev {
@@ -192,7 +200,7 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
                 Some(PeerEvent::Track(t)) => match t.kind {
                     TrackKind::Video(codec) if video.is_none() => {
                         if let Some(claim) = claim.take()
-                            && let Err(why) = claim()
+                            && let Err(why) = claim().await
                         {
                             break EndReason::NotClaimed(why);
                         }

@@ -35,6 +35,8 @@
 //! old TV / set-top box ◀── GET *-ts.m3u8 / *.ts ── hls::remux (on request, blocking pool)
 //! Prometheus ◀── GET /metrics ── metrics (process-wide counters) + store summaries
 //! the operator's service ◀── signed lifecycle webhooks ── auth::webhook (bounded queue)
+//! Redis ◀── claims (at first video; released at the end), node registration, renewals ──
+//!           cluster (`[cluster]`, off by default; its heartbeat task, not the broadcasts)
 //! ```
 //!
 //! Playlists: one hand-written writer, `hls::media_playlist`, writes every media playlist:
@@ -46,7 +48,7 @@
 //!
 //! Rules the layout enforces: only `peer` names `webrtc`; only `media` names GStreamer;
 //! only `hls::multivariant` names `m3u8_rs` (tests parse with it too); only `origin` and
-//! the ingest routes name `axum`.
+//! the ingest routes name `axum`; only `cluster` names `redis`.
 //! One task owns each live stream; channels are bounded; GStreamer state changes run on
 //! the blocking pool; a failure ends its own stream only.
 
@@ -58,6 +60,7 @@ mod atomic_file;
 mod auth;
 mod broadcast;
 mod client;
+mod cluster;
 pub mod config;
 pub mod hls;
 pub mod ingest;
@@ -142,6 +145,9 @@ pub enum RunError {
     /// The authorization checks or webhooks cannot be set up.
     #[error(transparent)]
     Auth(#[from] auth::SetupError),
+    /// `[cluster]` cannot be joined (an unusable `cluster.redis_url`).
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
 }
 
 /// On shutdown, how long the recordings and uploads get to write their final playlists
@@ -179,6 +185,22 @@ pub async fn run(
     let outputs = output::Outputs::new(&cfg.record, &cfg.s3, &cfg.hls, store.metrics().clone())?
         .with_hooks(authorizer.hooks().clone());
     let hooks = authorizer.hooks().clone();
+    // In a cluster, the node registers the URL other nodes and clients reach it at.
+    let cluster = if cfg.cluster.enabled() {
+        let url = if cfg.server.public_url.is_empty() {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{}", listener.local_addr()?)
+        } else {
+            cfg.server.public_url.clone()
+        };
+        Some(cluster::Cluster::new(
+            &cfg.cluster,
+            &url,
+            cfg.server.max_streams,
+        )?)
+    } else {
+        None
+    };
     let ingest = ingest::Ingest::new(
         ingest::IngestSettings {
             auth: authorizer,
@@ -187,10 +209,19 @@ pub async fn run(
             max_sdp_bytes: cfg.server.max_sdp_bytes,
             max_streams: cfg.server.max_streams,
             limits: cfg.limits.clone(),
+            cluster: cluster.as_ref().map(|(c, _)| c.clone()),
         },
         store.clone(),
         outputs.clone(),
     );
+    let (cluster, heartbeat) = match cluster {
+        Some((c, lost)) => {
+            ingest.end_lost_claims(lost);
+            let beat = c.spawn_heartbeat();
+            (Some(c), Some(beat))
+        }
+        None => (None, None),
+    };
     let limits = fit_to_descriptors(cfg.limits.clone(), cfg.server.max_streams);
     let state = origin::AppState {
         signaling: ingest::SignalingState {
@@ -244,6 +275,12 @@ pub async fn run(
     )
     .await;
     expiry.abort();
+    if let Some(beat) = heartbeat {
+        beat.abort();
+    }
+    if let Some(c) = cluster {
+        c.leave().await;
+    }
     result.map_err(RunError::from)
 }
 

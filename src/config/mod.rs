@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 mod auth;
+mod cluster;
 mod hls;
 mod ice;
 mod limits;
@@ -22,6 +23,7 @@ mod output;
 mod server;
 
 pub use auth::{AuthConfig, CallbackConfig, JwtConfig, WebhookConfig};
+pub use cluster::{ClusterConfig, RedisDown};
 pub use hls::{DvrOverflow, HlsConfig};
 pub use ice::IceConfig;
 pub use limits::LimitsConfig;
@@ -78,6 +80,8 @@ pub struct Config {
     pub s3: S3Config,
     /// What one client, and all of them together, may hold.
     pub limits: LimitsConfig,
+    /// Several nodes as one service, through Redis (off by default).
+    pub cluster: ClusterConfig,
 }
 
 impl Config {
@@ -114,6 +118,7 @@ impl Config {
         self.record.validate()?;
         self.s3.validate()?;
         self.limits.validate(self.hls.segment_duration)?;
+        self.cluster.validate()?;
         // Last: resolving the ladder may read a file.
         self.media.validate()
     }

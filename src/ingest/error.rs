@@ -5,6 +5,7 @@
 
 use super::{PeerError, SdpError};
 use crate::auth::{Refusal, TokenError, Unavailable};
+use crate::cluster::ClusterError;
 
 /// Why a publish request (or a session request) failed. One `IntoResponse` in
 /// [`whip`](super::whip) maps each to an HTTP status; [`ws`](super::ws) maps them to
@@ -74,6 +75,10 @@ pub enum IngestError {
     /// This client exceeded `limits.publish_per_minute` (429).
     #[error("too many publish attempts; slow down")]
     RateLimited,
+    /// This node is in a cluster and its Redis is unavailable, and
+    /// `cluster.when_redis_down` is `refuse` (503).
+    #[error("the cluster is unavailable; try again later")]
+    ClusterUnavailable(String),
     /// The server is shutting down (503).
     #[error("server is shutting down")]
     ShuttingDown,
@@ -155,7 +160,8 @@ impl IngestError {
             | IngestError::ShuttingDown
             | IngestError::Busy
             | IngestError::StopTimedOut
-            | IngestError::AuthUnavailable(_) => 503,
+            | IngestError::AuthUnavailable(_)
+            | IngestError::ClusterUnavailable(_) => 503,
             IngestError::Internal(_) => 500,
         }
     }
@@ -168,6 +174,16 @@ impl From<PeerError> for IngestError {
             PeerError::BadCandidate(m) => IngestError::BadCandidate(m),
             PeerError::Setup(m) => IngestError::Internal(m),
             PeerError::TooManyCandidates(limit) => IngestError::TooManyCandidates(limit),
+        }
+    }
+}
+
+impl From<ClusterError> for IngestError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            // Another node has the name: the same answer as a second publisher here.
+            ClusterError::Taken(_) => IngestError::StreamInUse(e.to_string()),
+            ClusterError::Unavailable(why) => IngestError::ClusterUnavailable(why),
         }
     }
 }

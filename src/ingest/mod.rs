@@ -38,6 +38,7 @@ use crate::StreamKey;
 use crate::auth::Authorizer;
 use crate::client::ClientId;
 pub use crate::client::Signaling;
+use crate::cluster::Cluster;
 use crate::config::{IceConfig, LimitsConfig};
 use crate::hls::HlsStore;
 use crate::media::Ladder;
@@ -64,6 +65,8 @@ struct Inner {
     limits: LimitsConfig,
     /// Publish attempts per client (GCRA, `limits.publish_per_minute`); `None`: off.
     attempts: Option<DefaultKeyedRateLimiter<ClientId>>,
+    /// The cluster this node belongs to (`[cluster]`), which owns names cluster-wide.
+    cluster: Option<Cluster>,
 }
 
 /// Clients tracked by the rate limiter before idle ones are dropped from its table.
@@ -83,6 +86,8 @@ pub struct IngestSettings {
     pub max_streams: usize,
     /// `[limits]` (pending sessions, publish rate).
     pub limits: LimitsConfig,
+    /// `[cluster]`, when on.
+    pub cluster: Option<Cluster>,
 }
 
 /// The ingest service; cheap to clone.
@@ -101,6 +106,7 @@ impl Ingest {
             max_sdp_bytes,
             max_streams,
             limits,
+            cluster,
         } = settings;
         let attempts = NonZeroU32::new(limits.publish_per_minute).map(|per_minute| {
             let burst = NonZeroU32::new(limits.publish_burst).unwrap_or(per_minute);
@@ -119,6 +125,7 @@ impl Ingest {
                 closing: std::sync::atomic::AtomicBool::new(false),
                 limits,
                 attempts,
+                cluster,
             }),
         }
     }
@@ -166,6 +173,26 @@ impl Ingest {
     /// The external checks and the lifecycle webhooks.
     pub fn authorizer(&self) -> &Authorizer {
         &self.inner.auth
+    }
+
+    /// The cluster this node belongs to, if any.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// Ends the broadcasts whose names the cluster says this node lost (another node
+    /// holds them now, with a higher fencing token). Runs until the cluster is gone; holds
+    /// the ingest weakly, so it ends with it too.
+    pub fn end_lost_claims(&self, mut lost: tokio::sync::mpsc::Receiver<String>) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            while let Some(stream) = lost.recv().await {
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                Ingest { inner }.fence(&stream);
+            }
+        });
     }
 
     /// Refuses new publishers once shutdown began.

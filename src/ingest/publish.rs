@@ -88,6 +88,11 @@ impl Ingest {
             return Err(IngestError::RecordingNotAllowed);
         }
         let summary = peer::inspect_offer(&req.offer)?;
+        // In a cluster: is the name live on another node? (Claimed, cluster-wide, only
+        // when media flows, as it is here.)
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.check_free(key.as_str()).await?;
+        }
         let session_id = format!("{:032x}", rand::random::<u128>());
         let reservation = self.reserve(&key, &session_id, req.client)?;
         let (peer, answer, events) = PeerSession::answer(
@@ -121,16 +126,30 @@ impl Ingest {
             media_timeout: self.inner.ice.media_timeout,
             candidates: req.candidates,
             claim: Box::new(move || {
-                claimer.claim(&claim_sid).map_err(|e| e.to_string())?;
-                // Published for real: the operator hears of it now, not at the answer.
-                if let Some(stream) = claimer.session_stream(&claim_sid) {
+                Box::pin(async move {
+                    let stream = claimer
+                        .session_stream(&claim_sid)
+                        .ok_or_else(|| IngestError::SessionNotFound.to_string())?;
+                    // Cluster-wide first (another node may have it), then here; a name
+                    // claimed in the cluster but refused here is given back at once.
+                    let cluster = claimer.inner.cluster.clone();
+                    if let Some(c) = &cluster {
+                        c.claim(&stream).await.map_err(|e| e.to_string())?;
+                    }
+                    if let Err(e) = claimer.claim(&claim_sid) {
+                        if let Some(c) = &cluster {
+                            c.release(&stream).await;
+                        }
+                        return Err(e.to_string());
+                    }
+                    // Published for real: the operator hears of it now, not at the answer.
                     claimer.authorizer().hooks().publish_started(
                         &stream,
                         &claim_sid,
                         signaling.name(),
                     );
-                }
-                Ok(())
+                    Ok(())
+                })
             }),
             ingest: IngestSummary {
                 signaling: req.signaling.name(),
@@ -179,6 +198,9 @@ impl Ingest {
                 };
                 let was_live = this.is_live(&sid);
                 this.release(&sid);
+                if was_live && let Some(c) = this.cluster() {
+                    c.release(name.as_str()).await;
+                }
                 let reason = crate::error_chain(&reason);
                 info!(%reason, "broadcast ended");
                 if was_live {
@@ -239,6 +261,9 @@ impl Ingest {
             self.inner
                 .closing
                 .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        if let Some(c) = &self.inner.cluster {
+            c.set_draining();
         }
         let sessions = self.registry().session_ids();
         let stops = sessions.iter().map(|s| self.unpublish(s));

@@ -143,6 +143,22 @@ impl Ingest {
         Ok(())
     }
 
+    /// Tells the live session of `stream`, if any, that its name is another node's now.
+    pub(super) fn fence(&self, stream: &str) {
+        let tx = {
+            let reg = self.registry();
+            reg.streams
+                .get(stream)
+                .and_then(|sid| reg.sessions.get(sid))
+                .and_then(|s| s.commands.clone())
+        };
+        if let Some(tx) = tx
+            && tx.try_send(Command::ClaimLost).is_err()
+        {
+            tracing::warn!(stream, "could not tell the broadcast its claim is lost");
+        }
+    }
+
     /// Whether `session_id` holds its stream name.
     pub(super) fn is_live(&self, session_id: &str) -> bool {
         self.registry()

@@ -88,6 +88,7 @@ pub fn router(state: AppState) -> Router {
     // sits outside CORS so preflights get it too).
     let api = Router::new()
         .route("/api/streams", get(api_streams))
+        .route("/api/cluster", get(api_cluster))
         .route(
             "/metrics",
             get(metrics::handler).with_state(metrics::exposition(&state)),
@@ -188,6 +189,35 @@ async fn api_streams(
         [(header::CACHE_CONTROL, "no-store")],
         Json(serde_json::json!({ "streams": streams })),
     )
+}
+
+/// `GET /api/cluster`: this node's id and the nodes registered in the cluster (404 when
+/// the node is not in one, 503 when Redis does not answer).
+async fn api_cluster(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    let no_store = [(header::CACHE_CONTROL, "no-store")];
+    let Some(cluster) = state.signaling.ingest.cluster() else {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            no_store,
+            Json(serde_json::json!({ "error": "this node is not in a cluster ([cluster])" })),
+        )
+            .into_response();
+    };
+    match cluster.nodes().await {
+        Ok(nodes) => (
+            no_store,
+            Json(serde_json::json!({ "node": cluster.node_id(), "nodes": nodes })),
+        )
+            .into_response(),
+        Err(e) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            no_store,
+            Json(serde_json::json!({ "error": e.to_string() })),
+        )
+            .into_response(),
+    }
 }
 
 async fn healthz() -> impl IntoResponse {

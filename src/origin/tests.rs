@@ -30,6 +30,7 @@ fn app(store: &HlsStore) -> axum::Router {
             max_sdp_bytes: cfg.server.max_sdp_bytes,
             max_streams: cfg.server.max_streams,
             limits: cfg.limits.clone(),
+            cluster: None,
         },
         store.clone(),
         outputs.clone(),

@@ -1,0 +1,323 @@
+//! Several nodes, one service (`[cluster]`), on a real `redis-server` started by the test
+//! on a loopback port: a stream name is live on one node cluster-wide (409 elsewhere), a
+//! node killed with SIGKILL frees its names within the claim TTL and the stream goes live
+//! on another node, and Redis stopped under a live stream neither stops it nor loses its
+//! claim once Redis is back.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::publisher::{Publisher, PublisherOptions};
+use common::{TEST_LADDER, TestGateway, get_from, test_config};
+
+/// The claim TTL of the tests' clusters: a dead node's names are free within it.
+const TTL: Duration = Duration::from_secs(3);
+
+/// A `redis-server` (Debian's) on a loopback port, without persistence; killed on drop.
+struct RedisServer {
+    child: Option<tokio::process::Child>,
+    port: u16,
+}
+
+impl RedisServer {
+    async fn start_on(port: u16) -> RedisServer {
+        let child = tokio::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server (deploy/install-test-deps.sh installs it)");
+        let server = RedisServer {
+            child: Some(child),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if server.get("ping-probe").await.is_ok() {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not come up on port {port}");
+    }
+
+    async fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port).await
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    async fn get(&self, key: &str) -> redis::RedisResult<Option<String>> {
+        let client = redis::Client::open(self.url())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("GET").arg(key).query_async(&mut conn).await
+    }
+
+    /// SIGKILL, as a crash would.
+    async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await.unwrap();
+        }
+    }
+}
+
+fn cluster_section(redis: &RedisServer, node: &str) -> String {
+    format!(
+        "[cluster]\nredis_url = \"{}\"\nnode_id = \"{node}\"\nclaim_ttl = \"{}s\"\nredis_timeout = \"500ms\"\n",
+        redis.url(),
+        TTL.as_secs()
+    )
+}
+
+async fn node(redis: &RedisServer, id: &str) -> TestGateway {
+    TestGateway::start(test_config(&cluster_section(redis, id))).await
+}
+
+fn publisher(url: &str) -> PublisherOptions {
+    PublisherOptions::whip(url).with_format(320, 180, 30)
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes; the time it took.
+async fn until<F: AsyncFnMut() -> bool>(timeout: Duration, mut cond: F) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if cond().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_name_is_live_on_one_node_cluster_wide() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis, "node-a").await;
+    let b = node(&redis, "node-b").await;
+
+    let first = Publisher::start(publisher(&a.whip_url("cam")))
+        .await
+        .expect("publish on node a");
+    a.wait_master("cam", 1, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let claim = redis.get("whipcast:claim:cam").await.unwrap();
+    assert!(
+        claim.as_deref().is_some_and(|c| c.starts_with("node-a ")),
+        "the claim names node a: {claim:?}"
+    );
+
+    // Node b refuses the name with the same 409 as a second publisher on one node.
+    let err = Publisher::start(publisher(&b.whip_url("cam")))
+        .await
+        .err()
+        .expect("node b refuses a name live on node a");
+    assert!(err.to_string().contains("409"), "{err:#}");
+    // Another name is b's to take.
+    let other = Publisher::start(publisher(&b.whip_url("other")))
+        .await
+        .expect("another name on node b");
+    b.wait_master("other", 1, Duration::from_secs(20))
+        .await
+        .unwrap();
+
+    // Every node sees both registrations.
+    let (code, body) = b.get_text(&b.url("/api/cluster")).await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["node"], "node-b");
+    let ids: Vec<&str> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["node-a", "node-b"], "{body}");
+
+    // Unpublished on a: the claim goes with it, and b may publish the name.
+    assert_eq!(first.stop().await.unwrap(), 200);
+    assert!(
+        until(Duration::from_secs(5), async || redis
+            .get("whipcast:claim:cam")
+            .await
+            .unwrap()
+            .is_none())
+        .await
+        .is_some(),
+        "the claim is released with its broadcast"
+    );
+    let second = Publisher::start(publisher(&b.whip_url("cam")))
+        .await
+        .expect("node b publishes the name once a released it");
+    b.wait_master("cam", 1, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let claim = redis.get("whipcast:claim:cam").await.unwrap();
+    assert!(
+        claim.as_deref().is_some_and(|c| c.starts_with("node-b ")),
+        "{claim:?}"
+    );
+    second.stop().await.unwrap();
+    other.stop().await.unwrap();
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// The configuration text of a node run as a process of its own.
+fn process_config(redis: &RedisServer, id: &str) -> String {
+    let ladder = TEST_LADDER
+        .replace("[video]", "[media.ladder.video]")
+        .replace("[audio]", "[media.ladder.audio]")
+        .replace("[[rungs]]", "[[media.ladder.rungs]]");
+    format!(
+        "[hls]\nsegment_duration = \"1s\"\n{}{ladder}",
+        cluster_section(redis, id)
+    )
+}
+
+async fn serves(addr: SocketAddr, path: &str) -> bool {
+    get_from("127.0.0.1", addr, path)
+        .await
+        .is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_frees_its_names_within_the_claim_ttl() {
+    let redis = RedisServer::start().await;
+    let log = std::env::temp_dir().join(format!("whipcast-cluster-{}.log", std::process::id()));
+    let mut a = common::process::spawn(&process_config(&redis, "node-a"), &[], Some(&log)).await;
+    let b = node(&redis, "node-b").await;
+
+    let on_a = Publisher::start(publisher(&format!("http://{}/whip/cam", a.addr)))
+        .await
+        .expect("publish on node a");
+    assert!(
+        until(Duration::from_secs(20), async || serves(
+            a.addr,
+            "/hls/cam/master.m3u8"
+        )
+        .await)
+        .await
+        .is_some(),
+        "live on node a"
+    );
+    let err = Publisher::start(publisher(&b.whip_url("cam")))
+        .await
+        .err()
+        .expect("node b refuses the name while node a lives");
+    assert!(err.to_string().contains("409"), "{err:#}");
+
+    // Node a dies without a word.
+    let killed = Instant::now();
+    a.child.kill().await.unwrap();
+    let freed = until(TTL * 3, async || {
+        redis.get("whipcast:claim:cam").await.unwrap().is_none()
+    })
+    .await
+    .expect("the dead node's claim expires");
+    // The claim was last renewed at most a third of the TTL before the kill.
+    assert!(freed <= TTL + Duration::from_millis(500), "{freed:?}");
+
+    // The publisher comes back through node b.
+    drop(on_a);
+    let republished = Instant::now();
+    let on_b = Publisher::start(publisher(&b.whip_url("cam")))
+        .await
+        .expect("node b takes the name");
+    b.wait_master("cam", 1, Duration::from_secs(20))
+        .await
+        .unwrap();
+    eprintln!(
+        "failover timeline: claim expired {:.2} s after SIGKILL; re-published at {:.2} s, first \
+         multivariant playlist on node b at {:.2} s",
+        freed.as_secs_f64(),
+        (republished - killed).as_secs_f64(),
+        killed.elapsed().as_secs_f64()
+    );
+    on_b.stop().await.unwrap();
+    b.shutdown().await;
+    let _ = std::fs::remove_file(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_keeps_live_streams_and_their_claims_come_back() {
+    let mut redis = RedisServer::start().await;
+    let port = redis.port;
+    let a = node(&redis, "node-a").await;
+    let live = Publisher::start(publisher(&a.whip_url("cam")))
+        .await
+        .expect("publish");
+    let master = a
+        .wait_master("cam", 1, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let token = redis.get("whipcast:claim:cam").await.unwrap().unwrap();
+    let playlist = common::resolve(&a.master_url("cam"), &master.variants[0].uri);
+
+    redis.kill().await;
+    // The stream goes on: segments keep coming for two claim TTLs without Redis.
+    let before = a.wait_segments(&playlist, 1, Duration::from_secs(5)).await;
+    let first_seq = before.unwrap().media_sequence;
+    tokio::time::sleep(TTL * 2).await;
+    let (code, text) = a.get_text(&playlist).await.unwrap();
+    assert_eq!(code, 200);
+    let p = common::parse_media(&text).unwrap();
+    assert!(
+        p.media_sequence + p.segments.len() as u64 >= first_seq + 5,
+        "segments kept coming without Redis:\n{text}"
+    );
+    // A new publish is refused with 503 (cluster.when_redis_down = "refuse").
+    let err = Publisher::start(publisher(&a.whip_url("new")))
+        .await
+        .err()
+        .expect("no new name while Redis is down");
+    assert!(err.to_string().contains("503"), "{err:#}");
+
+    // Redis comes back empty (no persistence): the live stream's claim is put back, with
+    // the token it had, by the next heartbeat.
+    let redis = RedisServer::start_on(port).await;
+    let back = until(TTL * 2, async || {
+        redis.get("whipcast:claim:cam").await.unwrap().as_deref() == Some(token.as_str())
+    })
+    .await;
+    assert!(back.is_some(), "the claim is back after Redis restarted");
+    let fence: u64 = redis
+        .get("whipcast:fence")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let held: u64 = token.split_once(' ').unwrap().1.parse().unwrap();
+    assert!(fence >= held, "the fence counter is above every live token");
+    // And publishing works again.
+    let new = Publisher::start(publisher(&a.whip_url("new")))
+        .await
+        .expect("publish once Redis is back");
+    a.wait_master("new", 1, Duration::from_secs(20))
+        .await
+        .unwrap();
+    new.stop().await.unwrap();
+    live.stop().await.unwrap();
+    a.shutdown().await;
+}
