@@ -60,9 +60,15 @@ fuzz_target!(|data: &[u8]| {
             assert!(text.contains("m=video"), "accepted without a video section");
             if let Some(pt) = summary.audio_payload_type {
                 assert!(text.contains("m=audio"), "audio without an audio section");
-                // The payload type as a number: the parser reads `a=rtpmap:055` as 55.
+                // The payload type as a number: the parser reads `a=rtpmap:055` as 55, and
+                // `a=   rtpmap:111 opus/48000/2` as an rtpmap (it trims the attribute; the
+                // stack that negotiates reads it the same way, so both agree on Opus).
                 let has_opus = text.lines().any(|l| {
-                    let Some(v) = l.trim().strip_prefix("a=rtpmap:") else {
+                    let Some(v) = l
+                        .trim()
+                        .strip_prefix("a=")
+                        .and_then(|a| a.trim_start().strip_prefix("rtpmap:"))
+                    else {
                         return false;
                     };
                     let number = v
