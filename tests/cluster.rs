@@ -1,8 +1,11 @@
 //! Several nodes, one service (`[cluster]`), on a real `redis-server` started by the test
 //! on a loopback port: a stream name is live on one node cluster-wide (409 elsewhere), a
-//! node killed with SIGKILL frees its names within the claim TTL and the stream goes live
-//! on another node, and Redis stopped under a live stream neither stops it nor loses its
-//! claim once Redis is back.
+//! full node sends publishers to the node with room (WHIP 307 followed by our publisher,
+//! an OBS-shaped one and the bundled page in Chromium; the page's WebSocket follows the
+//! `redirect` message), a node killed with SIGKILL frees its names within the claim TTL
+//! and the stream goes live on another node, and Redis stopped under a live stream neither
+//! stops it nor loses its claim once Redis is back. Run in a loopback-only namespace
+//! (`deploy/netns-run.sh`), as `make test` does.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -181,6 +184,89 @@ async fn one_name_is_live_on_one_node_cluster_wide() {
     other.stop().await.unwrap();
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_sends_publishers_to_the_node_with_room() {
+    let chromium = common::browser_preconditions("cluster");
+    let redis = RedisServer::start().await;
+    let full = TestGateway::start(test_config(&format!(
+        "[server]\nmax_streams = 1\n{}",
+        cluster_section(&redis, "node-a")
+    )))
+    .await;
+    let room = node(&redis, "node-b").await;
+    // Both registered (each node's first heartbeat runs at its start).
+    let registered = until(Duration::from_secs(5), async || {
+        let (_, body) = full.get_text(&full.url("/api/cluster")).await.unwrap();
+        body.contains("node-a") && body.contains("node-b")
+    })
+    .await;
+    assert!(registered.is_some(), "both nodes registered");
+
+    let one = Publisher::start(publisher(&full.whip_url("one")))
+        .await
+        .expect("the full node's one stream");
+    full.wait_master("one", 1, Duration::from_secs(20))
+        .await
+        .unwrap();
+
+    // Node a is full: a WHIP POST there is answered 307 to node b, which our publisher and
+    // an OBS-shaped one (OBS follows redirects through libcurl) follow.
+    let raw = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(full.whip_url("two?height=180"))
+        .header("content-type", "application/sdp")
+        .body("v=0\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 307);
+    assert_eq!(
+        raw.headers()["location"].to_str().unwrap(),
+        room.url("/whip/two?height=180")
+    );
+    for (stream, opts) in [
+        ("two", publisher(&full.whip_url("two"))),
+        ("three", publisher(&full.whip_url("three")).like_obs()),
+    ] {
+        let p = Publisher::start(opts)
+            .await
+            .unwrap_or_else(|e| panic!("{stream}: {e:#}"));
+        assert!(
+            p.session_url()
+                .is_some_and(|u| u.starts_with(&room.url("/whip/"))),
+            "{stream}: the session is node b's: {:?}",
+            p.session_url()
+        );
+        room.wait_master(stream, 1, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(p.stop().await.unwrap(), 200, "{stream}: DELETE on node b");
+    }
+
+    // The bundled page over WHIP (fetch follows the 307) and WebSocket (the page follows
+    // the `redirect` message).
+    let (code, summary) = common::run_browser_script(
+        &chromium,
+        "cluster_redirect.mjs",
+        &[&full.url(""), &room.url("")],
+        &[],
+        Duration::from_secs(150),
+    )
+    .await;
+    assert_eq!(
+        code,
+        Some(0),
+        "the page did not follow the redirects: {}",
+        common::script_failures(&summary)
+    );
+    one.stop().await.unwrap();
+    full.shutdown().await;
+    room.shutdown().await;
 }
 
 /// The configuration text of a node run as a process of its own.

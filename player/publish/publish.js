@@ -40,6 +40,7 @@
     connectionState: null,
     localCandidates: [],
     remoteCandidates: [],
+    redirects: [], // where the publish was sent on (WHIP 307, WebSocket `redirect`)
     warnings: [],
     stats: null,
     live: null, // { bitrateKbps, fps, width, height, packetLoss, rttMs } from the last two getStats()
@@ -284,13 +285,16 @@
       throw err;
     }
     state.httpStatus = resp.status;
+    // A 307 from a full node of a cluster (RFC 9725 §4.5) was followed by fetch itself.
+    if (resp.redirected) state.redirects.push(resp.url);
     const body = await resp.text();
     if (resp.status !== 201) {
       throw new PublishError(`HTTP ${resp.status}: ${body.trim() || resp.statusText}`, resp.status);
     }
     const location_ = resp.headers.get('Location');
     if (!location_) throw new PublishError('HTTP 201 without a Location header', resp.status);
-    state.resource = new URL(location_, endpoint).href;
+    // Relative to where the POST ended up (after any redirect).
+    state.resource = new URL(location_, resp.url || endpoint).href;
     log(`WHIP session ${state.resource}`);
     await pc.setRemoteDescription({ type: 'answer', sdp: body });
   }
@@ -308,17 +312,22 @@
 
   // ---- WebSocket ---------------------------------------------------------------------
 
+  // A node of a cluster that has no room sends a `redirect` message with the WebSocket URL
+  // of another node (browsers do not follow HTTP redirects on a WebSocket upgrade); the
+  // page reconnects there with the same offer, a few hops at most.
+  const MAX_WS_REDIRECTS = 3;
+
   function publishWs(stream) {
     return new Promise((resolve, reject) => {
-      const url = new URL(`/ws/${encodeURIComponent(stream)}`, location.href);
-      url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-      if (token) url.searchParams.set('token', token);
-      addCaptureHeight(url);
+      const first = new URL(`/ws/${encodeURIComponent(stream)}`, location.href);
+      first.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+      if (token) first.searchParams.set('token', token);
+      addCaptureHeight(first);
       let answered = false;
+      let hops = 0;
       const send = (msg) => {
         if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
       };
-      ws = new WebSocket(url);
       pc.addEventListener('icecandidate', (ev) => {
         // Trickle: every candidate as it comes; `null` ends the list.
         const c = ev.candidate && ev.candidate.candidate
@@ -326,76 +335,98 @@
           : null;
         send({ type: 'candidate', candidate: c });
       });
-      ws.onopen = async () => {
-        try {
-          await pc.setLocalDescription(await pc.createOffer());
-          send({ type: 'offer', sdp: pc.localDescription.sdp });
-        } catch (e) {
-          reject(e);
-        }
-      };
-      ws.onmessage = async (ev) => {
-        let msg;
-        try {
-          msg = JSON.parse(ev.data);
-        } catch {
-          state.warnings.push(`non-JSON message: ${String(ev.data).slice(0, 80)}`);
-          return;
-        }
-        try {
-          switch (msg.type) {
-            case 'answer':
-              await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
-              answered = true;
-              resolve();
-              break;
-            case 'candidate':
-              if (msg.candidate) {
-                state.remoteCandidates.push(msg.candidate.candidate);
-                await pc.addIceCandidate(msg.candidate);
-              }
-              break;
-            case 'error': {
-              const err = new PublishError(`HTTP ${msg.status}: ${msg.message}`, msg.status);
-              if (!answered) reject(err);
-              else state.warnings.push(err.message);
-              break;
-            }
-            case 'ended':
-              if (!stopping) {
-                setStatus('ended', `ended: ${msg.reason}`);
-                teardown();
-              }
-              break;
-            default:
-              state.warnings.push(`unknown message type ${msg.type}`);
+      const connect = (url) => {
+        ws = new WebSocket(url);
+        ws.onopen = async () => {
+          try {
+            // After a redirect the offer is the one made already (with the candidates
+            // gathered since).
+            if (!pc.localDescription) await pc.setLocalDescription(await pc.createOffer());
+            send({ type: 'offer', sdp: pc.localDescription.sdp });
+          } catch (e) {
+            reject(e);
           }
-        } catch (e) {
-          if (!answered) reject(e);
-          else state.warnings.push(e.message);
-        }
+        };
+        ws.onmessage = async (ev) => {
+          let msg;
+          try {
+            msg = JSON.parse(ev.data);
+          } catch {
+            state.warnings.push(`non-JSON message: ${String(ev.data).slice(0, 80)}`);
+            return;
+          }
+          try {
+            switch (msg.type) {
+              case 'answer':
+                await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+                answered = true;
+                resolve();
+                break;
+              case 'candidate':
+                if (msg.candidate) {
+                  state.remoteCandidates.push(msg.candidate.candidate);
+                  await pc.addIceCandidate(msg.candidate);
+                }
+                break;
+              case 'error': {
+                const err = new PublishError(`HTTP ${msg.status}: ${msg.message}`, msg.status);
+                if (!answered) reject(err);
+                else state.warnings.push(err.message);
+                break;
+              }
+              case 'ended':
+                if (!stopping) {
+                  setStatus('ended', `ended: ${msg.reason}`);
+                  teardown();
+                }
+                break;
+              case 'redirect': {
+                const to = new URL(msg.url);
+                if (answered || hops >= MAX_WS_REDIRECTS || !['ws:', 'wss:'].includes(to.protocol)) {
+                  state.warnings.push(`redirect to ${msg.url} not followed`);
+                  break;
+                }
+                hops += 1;
+                state.redirects.push(msg.url);
+                log(`redirected to ${msg.url}`);
+                const old = ws;
+                old.onclose = null;
+                old.onmessage = null;
+                old.close();
+                connect(to);
+                break;
+              }
+              default:
+                state.warnings.push(`unknown message type ${msg.type}`);
+            }
+          } catch (e) {
+            if (!answered) reject(e);
+            else state.warnings.push(e.message);
+          }
+        };
+        ws.onclose = (ev) => {
+          if (stopping) return;
+          const why = `socket closed (${ev.code}${ev.reason ? ` ${ev.reason}` : ''})`;
+          if (!answered) {
+            // 4000 + HTTP status: the server refused before any offer (name or token).
+            const status = ev.code >= 4000 && ev.code < 5000 ? ev.code - 4000 : null;
+            const err = new PublishError(status ? `HTTP ${status}: ${ev.reason || why}` : why, status);
+            if (!status && ev.code === 1006) err.network = true; // closed before it opened
+            reject(err);
+          } else if (ev.code === 1006) {
+            // No close frame: the server went away or the network dropped. Either way the
+            // server has ended the broadcast (a closed socket ends it).
+            const err = new PublishError(why);
+            err.network = true;
+            err.lost = true;
+            fail(err);
+          } else if (state.phase !== 'ended') {
+            setStatus('ended', `ended: ${why}`);
+            teardown();
+          }
+        };
       };
-      ws.onclose = (ev) => {
-        if (stopping) return;
-        const why = `socket closed (${ev.code}${ev.reason ? ` ${ev.reason}` : ''})`;
-        if (!answered) {
-          // 4000 + HTTP status: the server refused before any offer (name or token).
-          const status = ev.code >= 4000 && ev.code < 5000 ? ev.code - 4000 : null;
-          const err = new PublishError(status ? `HTTP ${status}: ${ev.reason || why}` : why, status);
-          if (!status && ev.code === 1006) err.network = true; // closed before it opened
-          reject(err);
-        } else if (ev.code === 1006) {
-          // No close frame: the server went away or the network dropped. Either way the
-          // server has ended the broadcast (a closed socket ends it).
-          const err = new PublishError(why);
-          err.network = true;
-          err.lost = true;
-          fail(err);
-        } else if (state.phase !== 'ended') {
-          setStatus('ended', `ended: ${why}`);
-          teardown();
-        }
-      };
+      connect(first);
     });
   }
 
@@ -410,7 +441,7 @@
     token = $('token').value;
     Object.assign(state, {
       stream, signaling, codec, resource: null, httpStatus: null, deleteStatus: null, error: null,
-      localCandidates: [], remoteCandidates: [], warnings: [], stats: null, live: null,
+      localCandidates: [], remoteCandidates: [], redirects: [], warnings: [], stats: null, live: null,
       source, maxBitrateKbps: maxKbps, videoTrack: null,
     });
     lastSample = null;

@@ -70,6 +70,18 @@ pub struct NodeInfo {
     pub draining: bool,
 }
 
+/// Placement: of `nodes`, the other node with the most room.
+fn pick(me: &str, nodes: Vec<NodeInfo>) -> Option<NodeInfo> {
+    nodes
+        .into_iter()
+        .filter(|n| n.id != me && !n.draining && n.streams < n.capacity)
+        .max_by(|a, b| {
+            (a.capacity - a.streams)
+                .cmp(&(b.capacity - b.streams))
+                .then_with(|| b.id.cmp(&a.id))
+        })
+}
+
 /// What this node holds of a name.
 #[derive(Debug, Clone, PartialEq)]
 enum Held {
@@ -337,6 +349,14 @@ impl Cluster {
         Ok(nodes)
     }
 
+    /// The node a publish refused here (full, or draining) should go to: of the other
+    /// nodes that are not draining and below their capacity, the one with the most room
+    /// (ties: the lowest id). `None` when there is none, or Redis does not answer.
+    pub async fn best_node(&self) -> Option<NodeInfo> {
+        let nodes = self.nodes().await.ok()?;
+        pick(&self.inner.node, nodes)
+    }
+
     /// Leaves the cluster (shutdown): the registration goes at once, and the claims went
     /// with their broadcasts.
     pub async fn leave(&self) {
@@ -356,5 +376,36 @@ impl Cluster {
             })
             .await;
         info!(node = %self.inner.node, "cluster: left");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, streams: usize, capacity: usize, draining: bool) -> NodeInfo {
+        NodeInfo {
+            id: id.into(),
+            url: format!("http://{id}"),
+            streams,
+            capacity,
+            draining,
+        }
+    }
+
+    #[test]
+    fn placement_takes_the_other_node_with_most_room() {
+        let nodes = vec![
+            node("a", 0, 16, false),
+            node("b", 4, 16, false),
+            node("c", 2, 16, false),
+            node("d", 0, 16, true),
+            node("e", 8, 8, false),
+            node("f", 2, 16, false),
+        ];
+        // "a" is this node; "d" drains; "e" is full; "c" and "f" tie: the lower id.
+        assert_eq!(pick("a", nodes.clone()).map(|n| n.id), Some("c".into()));
+        assert_eq!(pick("a", vec![node("a", 0, 4, false)]), None);
+        assert_eq!(pick("x", vec![node("e", 8, 8, false)]), None);
     }
 }

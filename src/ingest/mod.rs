@@ -195,6 +195,23 @@ impl Ingest {
         });
     }
 
+    /// In a cluster, where a publish should go instead of this node: another node's URL
+    /// when this one is draining or has no room for one more stream (live and
+    /// connecting), and another has (RFC 9725 §4.5: redirects for load balancing).
+    /// `None` when this node takes it (or refuses it as a single node would).
+    pub async fn elsewhere(&self) -> Option<String> {
+        let cluster = self.inner.cluster.as_ref()?;
+        let full = {
+            let reg = self.registry();
+            self.inner.closing.load(std::sync::atomic::Ordering::SeqCst)
+                || reg.load() >= self.inner.max_streams
+        };
+        if !full {
+            return None;
+        }
+        cluster.best_node().await.map(|n| n.url)
+    }
+
     /// Refuses new publishers once shutdown began.
     pub fn ensure_open(&self) -> Result<(), IngestError> {
         if self.inner.closing.load(std::sync::atomic::Ordering::SeqCst) {

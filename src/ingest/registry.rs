@@ -53,6 +53,11 @@ impl Registry {
         }
     }
 
+    /// Sessions live and connecting: what a new one would add to.
+    pub(super) fn load(&self) -> usize {
+        self.streams.len() + self.pending
+    }
+
     /// Every session id, pending ones included.
     pub(super) fn session_ids(&self) -> Vec<String> {
         self.sessions.keys().cloned().collect()

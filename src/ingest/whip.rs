@@ -251,6 +251,27 @@ pub async fn post(
     body: Body,
 ) -> Result<Response, IngestError> {
     let ingest: &Ingest = &state.ingest;
+    // In a cluster, a full or draining node sends the publisher to the node with the most
+    // room, before reading the offer: 307 keeps the method and body (RFC 9110 §15.4.8),
+    // and RFC 9725 §4.5 prefers it to 301/302. WHIP clients follow it (OBS through libcurl
+    // with the token kept, browsers' fetch).
+    // Only a valid name is sent on (the others get their 400 here).
+    if let Some(key) = crate::StreamKey::parse(&stream)
+        && let Some(node) = ingest.elsewhere().await
+    {
+        let target = match uri.query() {
+            Some(q) => format!("{node}/whip/{key}?{q}"),
+            None => format!("{node}/whip/{key}"),
+        };
+        info!(stream = %key, %target, "publish redirected to another node");
+        let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+        if let Ok(v) = HeaderValue::from_str(&target) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(resp);
+    }
     // Before anything is published: a request whose Location cannot be built is refused.
     let checked = match offer_request(ingest, stream, client, &uri, &headers, body).await {
         Ok(req) => base_url(&state, &headers, &uri).map(|base| (req, base)),

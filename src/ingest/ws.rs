@@ -72,6 +72,13 @@ pub enum ServerMessage {
         /// Why.
         reason: String,
     },
+    /// Publish on this WebSocket URL instead (a node of the cluster with room); the
+    /// server closes this socket. Browsers do not follow HTTP redirects on a WebSocket
+    /// upgrade, so the bundled page follows this message.
+    Redirect {
+        /// `ws://` or `wss://` URL, query included.
+        url: String,
+    },
 }
 
 /// `GET /ws/{stream}`
@@ -147,6 +154,24 @@ async fn session(
     client: Option<SocketAddr>,
     query: Option<String>,
 ) {
+    // In a cluster, a full or draining node sends the publisher to the node with the most
+    // room (the target checks the name and the token).
+    if let Some(key) = crate::StreamKey::parse(&stream)
+        && let Some(node) = ingest.elsewhere().await
+    {
+        let base = match node.strip_prefix("https://") {
+            Some(rest) => format!("wss://{rest}"),
+            None => format!("ws://{}", node.trim_start_matches("http://")),
+        };
+        let url = match &query {
+            Some(q) => format!("{base}/ws/{key}?{q}"),
+            None => format!("{base}/ws/{key}"),
+        };
+        info!(stream = %key, node = %node, "publish redirected to another node");
+        send(&mut socket, &ServerMessage::Redirect { url }).await;
+        close(&mut socket, 1000, "redirected").await;
+        return;
+    }
     // Refuse early when the name or token is wrong, or the operator's checks (JWT,
     // callback) refuse: nothing else could succeed.
     let who = Admission {
