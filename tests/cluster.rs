@@ -269,6 +269,108 @@ async fn a_full_node_sends_publishers_to_the_node_with_room() {
     room.shutdown().await;
 }
 
+/// GET through a node: status, the headers a cache keys on, the body.
+async fn fetch(url: &str) -> (u16, [Option<String>; 4], Vec<u8>) {
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .await
+        .unwrap();
+    let h = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string());
+    let heads = [
+        h("cache-control"),
+        h("content-type"),
+        h("etag"),
+        h("last-modified"),
+    ];
+    (
+        r.status().as_u16(),
+        heads,
+        r.bytes().await.unwrap().to_vec(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_serves_every_stream() {
+    let redis = RedisServer::start().await;
+    let a = node(&redis, "node-a").await;
+    let b = node(&redis, "node-b").await;
+    let c = node(&redis, "node-c").await;
+    let live = Publisher::start(publisher(&a.whip_url("cam")))
+        .await
+        .expect("publish on node a");
+    let master = a
+        .wait_master("cam", 1, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let rendition = &master.variants[0].uri;
+    let playlist = |gw: &TestGateway| common::resolve(&gw.master_url("cam"), rendition);
+    a.wait_segments(&playlist(&a), 2, Duration::from_secs(20))
+        .await
+        .unwrap();
+
+    // The multivariant playlist, and a segment and its init section: the same bytes and
+    // cache headers through every node.
+    let (_, text) = a.get_text(&playlist(&a)).await.unwrap();
+    let p = common::ll::LlPlaylist::parse(&text);
+    let seg = common::resolve(&playlist(&a), &p.segments[0].uri);
+    let init = common::resolve(&playlist(&a), p.map_uri.as_deref().unwrap());
+    for path in [a.master_url("cam"), seg.clone(), init.clone()] {
+        let from_a = fetch(&path).await;
+        assert_eq!(from_a.0, 200, "{path}");
+        for other in [&b, &c] {
+            let through = fetch(&path.replace(&a.url(""), &other.url(""))).await;
+            assert_eq!(through.0, 200, "{path} through another node");
+            assert_eq!(
+                through.1, from_a.1,
+                "{path}: headers differ through another node"
+            );
+            assert!(
+                through.2 == from_a.2,
+                "{path}: bytes differ through another node"
+            );
+        }
+    }
+    // The media playlist: the same segments (fetched a moment apart: the window moves).
+    let (code, through_b) = b.get_text(&playlist(&b)).await.unwrap();
+    assert_eq!(code, 200);
+    let pb = common::ll::LlPlaylist::parse(&through_b);
+    assert!(
+        pb.segments
+            .iter()
+            .any(|s| s.uri == p.segments[0].uri || s.msn > p.segments[0].msn),
+        "node b's copy of the playlist is node a's:\n{through_b}"
+    );
+    assert_eq!(pb.target_duration, p.target_duration);
+
+    // A blocking reload through node c waits at node a for the next part, and gets it.
+    let (msn, part) = pb.last_part().unwrap();
+    let url = format!("{}?_HLS_msn={msn}&_HLS_part={}", playlist(&c), part + 1);
+    let asked = Instant::now();
+    let (code, text) = c.get_text(&url).await.unwrap();
+    assert_eq!(code, 200, "{url}: {text}");
+    let got = common::ll::LlPlaylist::parse(&text).last_part().unwrap();
+    assert!(
+        got > (msn, part),
+        "the blocking reload returned the next part: {got:?}"
+    );
+    eprintln!(
+        "blocking reload through node c answered after {} ms",
+        asked.elapsed().as_millis()
+    );
+
+    // A stream nobody publishes is not found anywhere.
+    let (code, _) = b.get_text(&b.master_url("nobody")).await.unwrap();
+    assert_eq!(code, 404);
+    live.stop().await.unwrap();
+    for gw in [a, b, c] {
+        gw.shutdown().await;
+    }
+}
+
 /// The configuration text of a node run as a process of its own.
 fn process_config(redis: &RedisServer, id: &str) -> String {
     let ladder = TEST_LADDER

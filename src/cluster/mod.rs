@@ -27,7 +27,7 @@ mod scripts;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,14 @@ use crate::config::{ClusterConfig, RedisDown};
 use keys::Keys;
 pub use keys::Owner;
 use scripts::{ClaimResult, Scripts};
+
+/// How long a stream's owner, once looked up, is taken as known (the origin asks on every
+/// request for a stream it does not have; an owner changes only when a stream moves).
+const OWNER_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Owners remembered at most; past it the table starts again (requests for made-up names
+/// cannot grow it without bound).
+const OWNER_CACHE_ENTRIES: usize = 4096;
 
 /// Names whose claim was lost, waiting for the ingest to end their broadcasts. Losses are
 /// rare (a Redis restart, a partition); a full channel delays the next heartbeat, no more.
@@ -103,6 +111,8 @@ struct Inner {
     conn: ConnectionManager,
     scripts: Scripts,
     held: Mutex<HashMap<String, Held>>,
+    /// Stream name → (looked up at, the owner's URL if another node owns it).
+    owners: Mutex<HashMap<String, (Instant, Option<String>)>>,
     lost: mpsc::Sender<String>,
     /// The last command reached Redis (for the log lines on each change).
     redis_up: AtomicBool,
@@ -157,6 +167,7 @@ impl Cluster {
                 conn,
                 scripts: Scripts::new(),
                 held: Mutex::new(HashMap::new()),
+                owners: Mutex::new(HashMap::new()),
                 lost,
                 redis_up: AtomicBool::new(true),
                 draining: AtomicBool::new(false),
@@ -294,6 +305,54 @@ impl Cluster {
             // It expires by itself within one TTL.
             Err(e) => warn!(stream, error = %e, "cluster: release failed; the claim will expire"),
         }
+    }
+
+    /// The URL of the node that owns `stream`, when that is another node (for the
+    /// origin, which proxies requests for streams it does not have). Remembered for
+    /// [`OWNER_CACHE_TTL`]; `None` also when Redis does not answer.
+    pub async fn owner_url(&self, stream: &str, now: Instant) -> Option<String> {
+        {
+            let owners = self.inner.owners.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, url)) = owners.get(stream)
+                && now.saturating_duration_since(*at) < OWNER_CACHE_TTL
+            {
+                return url.clone();
+            }
+        }
+        let url = self.look_up_owner(stream).await.ok()?;
+        let mut owners = self.inner.owners.lock().unwrap_or_else(|p| p.into_inner());
+        if owners.len() >= OWNER_CACHE_ENTRIES {
+            owners.clear();
+        }
+        owners.insert(stream.to_string(), (now, url.clone()));
+        url
+    }
+
+    async fn look_up_owner(&self, stream: &str) -> Result<Option<String>, String> {
+        let mut conn = self.inner.conn.clone();
+        let keys = self.inner.keys.clone();
+        let stream = stream.to_string();
+        let me = self.inner.node.clone();
+        self.call("owner", async move {
+            let claim: Option<String> = redis::cmd("GET")
+                .arg(keys.claim(&stream))
+                .query_async(&mut conn)
+                .await?;
+            let Some(owner) = claim.as_deref().and_then(Owner::parse) else {
+                return Ok(None);
+            };
+            if owner.node == me {
+                return Ok(None);
+            }
+            let node: Option<String> = redis::cmd("GET")
+                .arg(keys.node(&owner.node))
+                .query_async(&mut conn)
+                .await?;
+            Ok(node
+                .and_then(|n| serde_json::from_str::<NodeInfo>(&n).ok())
+                .map(|n| n.url))
+        })
+        .await
     }
 
     /// Marks the node as draining in its registration (it takes no new publish).

@@ -6,6 +6,7 @@ mod error;
 mod hls;
 mod metrics;
 mod play_auth;
+mod proxy;
 mod respond;
 pub mod serve;
 #[cfg(test)]
@@ -116,6 +117,13 @@ pub fn router(state: AppState) -> Router {
             auth.clone(),
             play_auth::guard,
         ));
+    }
+    // In a cluster, a stream another node owns is served through it (outside the play
+    // checks: the owner makes them).
+    if let Some(cluster) = state.signaling.ingest.cluster()
+        && let Some(p) = proxy::Proxy::new(cluster.clone(), state.store.clone())
+    {
+        hls = hls.layer(axum::middleware::from_fn_with_state(p, proxy::guard));
     }
     let hls = hls.layer(cors());
     let player_dir = state.player_dir.clone();
