@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::StreamKey;
-use crate::hls::{At, Chunk, HlsStore, IngestSummary};
+use crate::hls::{At, Chunk, Continuity, HlsStore, IngestSummary};
 use crate::keyframes::Steering;
 use crate::media::MediaError;
 use crate::media::{
@@ -139,9 +139,13 @@ pub struct BroadcastParams {
     pub record: bool,
 }
 
-/// Claims the stream name for this session, or says why not.
-pub type Claim =
-    Box<dyn FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send>;
+/// Claims the stream name for this session, or says why not. Claimed, it may say where
+/// the stream's numbering stood on another node of the cluster, to continue it.
+pub type Claim = Box<dyn FnOnce() -> ClaimFuture + Send>;
+
+/// What [`Claim`] returns.
+pub type ClaimFuture =
+    std::pin::Pin<Box<dyn Future<Output = Result<Option<Continuity>, String>> + Send>>;
 
 /// Runs a broadcast to its end; returns why it ended.
 pub async fn run(mut p: BroadcastParams) -> EndReason {
@@ -199,12 +203,14 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
                 }
                 Some(PeerEvent::Track(t)) => match t.kind {
                     TrackKind::Video(codec) if video.is_none() => {
-                        if let Some(claim) = claim.take()
-                            && let Err(why) = claim().await
-                        {
-                            break EndReason::NotClaimed(why);
-                        }
-                        let epoch = p.store.begin(p.stream.as_str(), p.ingest.clone(), now());
+                        let elsewhere = match claim.take() {
+                            Some(claim) => match claim().await {
+                                Ok(e) => e,
+                                Err(why) => break EndReason::NotClaimed(why),
+                            },
+                            None => None,
+                        };
+                        let epoch = p.store.begin_after(p.stream.as_str(), p.ingest.clone(), now(), elsewhere);
                         tracing::Span::current().record("epoch", epoch.as_str());
                         outputs = Some(p.outputs.start(
                             &p.stream,

@@ -193,10 +193,14 @@ pub async fn run(
         } else {
             cfg.server.public_url.clone()
         };
+        let numbering = store.clone();
+        let progress: cluster::ProgressSource =
+            std::sync::Arc::new(move |s: &str| numbering.progress(s));
         Some(cluster::Cluster::new(
             &cfg.cluster,
             &url,
             cfg.server.max_streams,
+            progress,
         )?)
     } else {
         None

@@ -157,7 +157,20 @@ async fn one_name_is_live_on_one_node_cluster_wide() {
         .collect();
     assert_eq!(ids, ["node-a", "node-b"], "{body}");
 
-    // Unpublished on a: the claim goes with it, and b may publish the name.
+    // Unpublished on a: the claim goes with it, and b may publish the name, continuing
+    // its numbering: a higher media sequence number, one more discontinuity.
+    let rendition = a
+        .wait_master("cam", 1, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .variants[0]
+        .uri
+        .clone();
+    let (_, text) = a
+        .get_text(&common::resolve(&a.master_url("cam"), &rendition))
+        .await
+        .unwrap();
+    let on_a = common::ll::LlPlaylist::parse(&text);
     assert_eq!(first.stop().await.unwrap(), 200);
     assert!(
         until(Duration::from_secs(5), async || redis
@@ -179,6 +192,21 @@ async fn one_name_is_live_on_one_node_cluster_wide() {
     assert!(
         claim.as_deref().is_some_and(|c| c.starts_with("node-b ")),
         "{claim:?}"
+    );
+    let (_, text) = b
+        .get_text(&common::resolve(&b.master_url("cam"), &rendition))
+        .await
+        .unwrap();
+    let on_b = common::ll::LlPlaylist::parse(&text);
+    assert!(
+        on_b.media_sequence > on_a.last_msn(),
+        "node b continues above node a's last sequence number {}:\n{text}",
+        on_a.last_msn()
+    );
+    assert_eq!(
+        on_b.discontinuity_sequence,
+        on_a.discontinuity_sequence + 1,
+        "one discontinuity more:\n{text}"
     );
     second.stop().await.unwrap();
     other.stop().await.unwrap();

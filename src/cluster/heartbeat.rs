@@ -34,10 +34,14 @@ impl Cluster {
             match was {
                 Held::Claimed(owner) => {
                     let mut conn = self.inner.conn.clone();
-                    let inv =
-                        self.inner
-                            .scripts
-                            .renew(&self.inner.keys, &stream, &owner, self.inner.ttl);
+                    let progress = (self.inner.progress)(&stream);
+                    let inv = self.inner.scripts.renew(
+                        &self.inner.keys,
+                        &stream,
+                        &owner,
+                        self.inner.ttl,
+                        progress,
+                    );
                     // Redis down: keep streaming; the claim is renewed (or put back) when
                     // it answers again.
                     let Ok(reply) = self
@@ -63,7 +67,7 @@ impl Cluster {
                     }
                 }
                 Held::LocalOnly => match self.claim_in_redis(&stream).await {
-                    Ok(ClaimResult::Claimed(owner)) => {
+                    Ok(ClaimResult::Claimed(owner, _)) => {
                         info!(%stream, token = owner.token, "cluster: claimed after Redis came back");
                         let mut held = self.held();
                         if held.get(&stream) == Some(&Held::LocalOnly) {

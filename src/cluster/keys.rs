@@ -3,6 +3,7 @@
 //! ```text
 //! {prefix}:claim:{stream}  "{node} {token}"   PX claim_ttl   who owns a stream name
 //! {prefix}:fence           integer                            the last fencing token
+//! {prefix}:hls:{stream}    "{next_seq} {disc_seq}" PX 1 h      where its numbering stands
 //! {prefix}:node:{node}     JSON NodeInfo      PX claim_ttl   a live node and its load
 //! {prefix}:nodes           set of node ids                    nodes that registered
 //! ```
@@ -25,6 +26,10 @@ impl Keys {
 
     pub(super) fn claim(&self, stream: &str) -> String {
         format!("{}:claim:{stream}", self.prefix)
+    }
+
+    pub(super) fn progress(&self, stream: &str) -> String {
+        format!("{}:hls:{stream}", self.prefix)
     }
 
     pub(super) fn fence(&self) -> String {
@@ -70,6 +75,35 @@ impl Owner {
     }
 }
 
+/// Where a stream's HLS numbering stood when its owner last reported it: the next media
+/// sequence number, the discontinuity sequence, and how long ago.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// The next media sequence number the owner would have published.
+    pub next_seq: u64,
+    /// The owner's `EXT-X-DISCONTINUITY-SEQUENCE`.
+    pub discontinuity_seq: u64,
+    /// Since the report (Redis' clock: the key's TTL run down).
+    pub age: std::time::Duration,
+}
+
+impl Progress {
+    /// The text kept in Redis.
+    pub(super) fn value(next_seq: u64, discontinuity_seq: u64) -> String {
+        format!("{next_seq} {discontinuity_seq}")
+    }
+
+    /// Reads it back; `None` for anything this code did not write.
+    pub(super) fn parse(value: &str, age: std::time::Duration) -> Option<Progress> {
+        let (a, b) = value.split_once(' ')?;
+        Some(Progress {
+            next_seq: a.parse().ok()?,
+            discontinuity_seq: b.parse().ok()?,
+            age,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +119,9 @@ mod tests {
         for bad in ["", "node-a", " 1", "node-a x", "node-a -1"] {
             assert_eq!(Owner::parse(bad), None, "{bad}");
         }
+        let p = Progress::parse(&Progress::value(120, 3), std::time::Duration::ZERO);
+        assert_eq!(p.map(|p| (p.next_seq, p.discontinuity_seq)), Some((120, 3)));
+        assert_eq!(Progress::parse("x 3", std::time::Duration::ZERO), None);
         let k = Keys::new("wc");
         assert_eq!(k.claim("cam"), "wc:claim:cam");
         assert_eq!(k.node("n1"), "wc:node:n1");

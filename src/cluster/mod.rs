@@ -36,7 +36,7 @@ use tracing::{info, warn};
 
 use crate::config::{ClusterConfig, RedisDown};
 use keys::Keys;
-pub use keys::Owner;
+pub use keys::{Owner, Progress};
 use scripts::{ClaimResult, Scripts};
 
 /// How long a stream's owner, once looked up, is taken as known (the origin asks on every
@@ -50,6 +50,10 @@ const OWNER_CACHE_ENTRIES: usize = 4096;
 /// Names whose claim was lost, waiting for the ingest to end their broadcasts. Losses are
 /// rare (a Redis restart, a partition); a full channel delays the next heartbeat, no more.
 const LOST_CHANNEL_CAPACITY: usize = 64;
+
+/// Where a stream's HLS numbering stands on this node (next media sequence number,
+/// discontinuity sequence), for the stream's next owner; the origin's store answers.
+pub type ProgressSource = Arc<dyn Fn(&str) -> Option<(u64, u64)> + Send + Sync>;
 
 /// Why the cluster refused a publish.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +114,7 @@ struct Inner {
     when_down: RedisDown,
     conn: ConnectionManager,
     scripts: Scripts,
+    progress: ProgressSource,
     held: Mutex<HashMap<String, Held>>,
     /// Stream name → (looked up at, the owner's URL if another node owns it).
     owners: Mutex<HashMap<String, (Instant, Option<String>)>>,
@@ -134,6 +139,7 @@ impl Cluster {
         cfg: &ClusterConfig,
         url: &str,
         capacity: usize,
+        progress: ProgressSource,
     ) -> Result<(Cluster, mpsc::Receiver<String>), ClusterError> {
         let redis_url = cfg
             .redis_url
@@ -166,6 +172,7 @@ impl Cluster {
                 when_down: cfg.when_redis_down,
                 conn,
                 scripts: Scripts::new(),
+                progress,
                 held: Mutex::new(HashMap::new()),
                 owners: Mutex::new(HashMap::new()),
                 lost,
@@ -243,18 +250,20 @@ impl Cluster {
     }
 
     /// Claims `stream` for this node, cluster-wide: refused when another node holds it.
-    pub async fn claim(&self, stream: &str) -> Result<(), ClusterError> {
+    /// Returns where the stream's numbering stood when a node (this one or another) last
+    /// reported it, for the new broadcast to continue.
+    pub async fn claim(&self, stream: &str) -> Result<Option<Progress>, ClusterError> {
         match self.claim_in_redis(stream).await {
-            Ok(ClaimResult::Claimed(owner)) => {
-                info!(stream, token = owner.token, "cluster: claimed");
+            Ok(ClaimResult::Claimed(owner, progress)) => {
+                info!(stream, token = owner.token, ?progress, "cluster: claimed");
                 self.held().insert(stream.to_string(), Held::Claimed(owner));
-                Ok(())
+                Ok(progress)
             }
             Ok(ClaimResult::Taken(owner)) if owner.node == self.inner.node => {
                 // Ours already (a claim this node made and has not released yet: a
                 // re-publish right after the previous session ended). Keep it.
                 self.held().insert(stream.to_string(), Held::Claimed(owner));
-                Ok(())
+                Ok(None)
             }
             Ok(ClaimResult::Taken(owner)) => Err(ClusterError::Taken(owner)),
             Err(why) => match self.when_down(why) {
@@ -265,7 +274,7 @@ impl Cluster {
                         "cluster: Redis unavailable; live on this node only until it answers"
                     );
                     self.held().insert(stream.to_string(), Held::LocalOnly);
-                    Ok(())
+                    Ok(None)
                 }
             },
         }
@@ -294,7 +303,11 @@ impl Cluster {
             return;
         };
         let mut conn = self.inner.conn.clone();
-        let invocation = self.inner.scripts.release(&self.inner.keys, stream, &owner);
+        let progress = (self.inner.progress)(stream);
+        let invocation = self
+            .inner
+            .scripts
+            .release(&self.inner.keys, stream, &owner, progress);
         match self
             .call("release", async move {
                 invocation.invoke_async::<i64>(&mut conn).await

@@ -54,5 +54,5 @@ pub use remux::{Codec, Fmp4Error, Sample, Track, TsSources, read_init, read_samp
 pub use serve::{Readiness, SegmentBody};
 pub use settings::LlSettings;
 pub use store::HlsStore;
-pub use stream::{At, Chunk, StoreError};
+pub use stream::{At, Chunk, Continuity, StoreError};
 pub use summary::{IngestSummary, LagSummary, RenditionSummary, StreamSummary};

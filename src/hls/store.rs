@@ -142,17 +142,30 @@ impl HlsStore {
     /// Starts a broadcast of `stream`, replacing an ended one of the same name. Returns the
     /// new epoch.
     pub fn begin(&self, stream: &str, ingest: IngestSummary, at: At) -> String {
+        self.begin_after(stream, ingest, at, None)
+    }
+
+    /// [`HlsStore::begin`], numbered after `elsewhere` too (where the stream stood on
+    /// another node of the cluster) when that is later than what this node knows.
+    pub fn begin_after(
+        &self,
+        stream: &str,
+        ingest: IngestSummary,
+        at: At,
+        elsewhere: Option<Continuity>,
+    ) -> String {
         let epoch = format!("{:08x}", rand::random::<u32>());
         let mut map = lock(&self.streams);
         let old = map.get(stream).cloned();
         let old = old.as_ref().map(|slot| lock(slot));
-        let cont = match &old {
+        let here = match &old {
             Some(old) => old.continuity(),
             None => lock(&self.continuity)
                 .get(stream)
                 .copied()
                 .unwrap_or_default(),
         };
+        let cont = elsewhere.map_or(here, |e| here.later(e));
         let state = StreamState::new(
             epoch.clone(),
             ingest,
@@ -356,6 +369,14 @@ impl HlsStore {
         self.read(stream, |st| {
             st.media_segment(&self.shared.cfg, rendition, epoch, seq)
         })?
+    }
+
+    /// Where `stream`'s numbering stands: its next media sequence number and its
+    /// discontinuity sequence (what the cluster keeps for the node it may move to).
+    pub fn progress(&self, stream: &str) -> Option<(u64, u64)> {
+        self.read(stream, |st| {
+            (st.continuity().next_seq, st.discontinuity_seq)
+        })
     }
 
     /// Whether `stream` is live (published and not ended).

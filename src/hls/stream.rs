@@ -52,11 +52,43 @@ pub(super) struct Shared {
 
 /// Where the next broadcast of a stream name continues.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(super) struct Continuity {
+pub struct Continuity {
     /// First media sequence number of the next broadcast.
-    pub(super) next_seq: u64,
+    pub next_seq: u64,
     /// `EXT-X-DISCONTINUITY-SEQUENCE` of the next broadcast.
-    pub(super) discontinuity_seq: u64,
+    pub discontinuity_seq: u64,
+}
+
+impl Continuity {
+    /// Where a broadcast continues another node's, from what that node last reported:
+    /// its next media sequence number and its discontinuity sequence, `age` ago. The other
+    /// node may have published segments since (it reports every few seconds, and may have
+    /// died right before its next report); it cannot have published more than one per
+    /// `segment_duration` of wall clock plus the one it was cutting (segments are cut on
+    /// the wall clock, even through a stall), so the new broadcast starts above all of
+    /// them: a player never sees a sequence number twice (HLS2 §6.2.1), and sees one
+    /// discontinuity (§4.4.3.3: the sequence counts the discontinuities before the window).
+    pub fn resumed(
+        next_seq: u64,
+        discontinuity_seq: u64,
+        age: std::time::Duration,
+        segment_duration: std::time::Duration,
+    ) -> Continuity {
+        let segment_ms = segment_duration.as_millis().max(1);
+        let since = u64::try_from(age.as_millis().div_ceil(segment_ms)).unwrap_or(u64::MAX);
+        Continuity {
+            next_seq: next_seq.saturating_add(since).saturating_add(1),
+            discontinuity_seq: discontinuity_seq.saturating_add(1),
+        }
+    }
+
+    /// The later of two: each number the higher (a broadcast must come after both).
+    pub fn later(self, other: Continuity) -> Continuity {
+        Continuity {
+            next_seq: self.next_seq.max(other.next_seq),
+            discontinuity_seq: self.discontinuity_seq.max(other.discontinuity_seq),
+        }
+    }
 }
 
 /// One fragment or part as the muxer produced it.
@@ -329,5 +361,39 @@ impl StreamState {
         self.version += 1;
         self.changed_at = at.wall;
         self.refresh_master();
+    }
+}
+
+#[cfg(test)]
+mod continuity_tests {
+    use std::time::Duration;
+
+    use super::Continuity;
+
+    #[test]
+    fn a_moved_stream_starts_above_what_its_last_node_could_have_published() {
+        // Reported 2.5 s ago at 100 with 1 s segments: 101, 102 and 103 may exist since.
+        let c = Continuity::resumed(100, 2, Duration::from_millis(2500), Duration::from_secs(1));
+        assert_eq!(
+            c,
+            Continuity {
+                next_seq: 104,
+                discontinuity_seq: 3
+            }
+        );
+        // Reported just now: the segment being cut.
+        let c = Continuity::resumed(100, 2, Duration::ZERO, Duration::from_secs(1));
+        assert_eq!(c.next_seq, 101);
+        let here = Continuity {
+            next_seq: 50,
+            discontinuity_seq: 7,
+        };
+        assert_eq!(
+            here.later(c),
+            Continuity {
+                next_seq: 101,
+                discontinuity_seq: 7
+            }
+        );
     }
 }

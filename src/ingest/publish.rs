@@ -12,7 +12,7 @@ use super::{Candidate, Ingest, IngestError, PublishOptions};
 use crate::StreamKey;
 use crate::broadcast::{self, BroadcastParams, Command};
 use crate::client::{ClientId, Signaling};
-use crate::hls::IngestSummary;
+use crate::hls::{Continuity, IngestSummary};
 use crate::peer::{self, PeerSession};
 
 /// Commands waiting for a broadcast task. Commands are rare (DELETE, PATCH, a WebSocket
@@ -133,8 +133,17 @@ impl Ingest {
                     // Cluster-wide first (another node may have it), then here; a name
                     // claimed in the cluster but refused here is given back at once.
                     let cluster = claimer.inner.cluster.clone();
-                    if let Some(c) = &cluster {
-                        c.claim(&stream).await.map_err(|e| e.to_string())?;
+                    let mut elsewhere = None;
+                    if let Some(c) = &cluster
+                        && let Some(p) = c.claim(&stream).await.map_err(|e| e.to_string())?
+                    {
+                        // The numbering continues where the stream stood on its last node.
+                        elsewhere = Some(Continuity::resumed(
+                            p.next_seq,
+                            p.discontinuity_seq,
+                            p.age,
+                            claimer.inner.store.config().segment_duration,
+                        ));
                     }
                     if let Err(e) = claimer.claim(&claim_sid) {
                         if let Some(c) = &cluster {
@@ -148,7 +157,7 @@ impl Ingest {
                         &claim_sid,
                         signaling.name(),
                     );
-                    Ok(())
+                    Ok(elsewhere)
                 })
             }),
             ingest: IngestSummary {
