@@ -417,8 +417,28 @@ async fn serves(addr: SocketAddr, path: &str) -> bool {
         .is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
 }
 
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The media playlist of the first rendition of `stream`, through `base`.
+async fn first_playlist(gw: &TestGateway, stream: &str) -> common::ll::LlPlaylist {
+    let master = gw
+        .wait_master(stream, 1, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let url = common::resolve(&gw.master_url(stream), &master.variants[0].uri);
+    let (code, text) = gw.get_text(&url).await.unwrap();
+    assert_eq!(code, 200, "{url}: {text}");
+    common::ll::LlPlaylist::parse(&text)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_node_frees_its_names_within_the_claim_ttl() {
+async fn a_killed_node_frees_its_names_and_viewers_keep_watching() {
+    let chromium = common::browser_preconditions("cluster");
     let redis = RedisServer::start().await;
     let log = std::env::temp_dir().join(format!("whipcast-cluster-{}.log", std::process::id()));
     let mut a = common::process::spawn(&process_config(&redis, "node-a"), &[], Some(&log)).await;
@@ -443,7 +463,23 @@ async fn a_killed_node_frees_its_names_within_the_claim_ttl() {
         .expect("node b refuses the name while node a lives");
     assert!(err.to_string().contains("409"), "{err:#}");
 
+    // A viewer watches through node b (which proxies to node a) with the bundled page.
+    let base = b.url("");
+    let watcher = tokio::spawn(async move {
+        common::run_browser_script(
+            &chromium,
+            "failover_watch.mjs",
+            &[&base, "cam", "40"],
+            &[],
+            Duration::from_secs(90),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let before = first_playlist(&b, "cam").await;
+
     // Node a dies without a word.
+    let killed_ms = unix_ms();
     let killed = Instant::now();
     a.child.kill().await.unwrap();
     let freed = until(TTL * 3, async || {
@@ -454,21 +490,66 @@ async fn a_killed_node_frees_its_names_within_the_claim_ttl() {
     // The claim was last renewed at most a third of the TTL before the kill.
     assert!(freed <= TTL + Duration::from_millis(500), "{freed:?}");
 
-    // The publisher comes back through node b.
+    // The publisher comes back through node b, which continues the numbering.
     drop(on_a);
-    let republished = Instant::now();
+    let republished = killed.elapsed();
     let on_b = Publisher::start(publisher(&b.whip_url("cam")))
         .await
         .expect("node b takes the name");
-    b.wait_master("cam", 1, Duration::from_secs(20))
-        .await
-        .unwrap();
+    let after = first_playlist(&b, "cam").await;
+    let first_playlist_at = killed.elapsed();
+    assert!(
+        after.media_sequence > before.last_msn(),
+        "node b continues above {}: {}",
+        before.last_msn(),
+        after.media_sequence
+    );
+    assert_eq!(
+        after.discontinuity_sequence,
+        before.discontinuity_sequence + 1
+    );
+
+    // The page played before the kill, stopped, and plays again without a reload.
+    let (code, summary) = watcher.await.unwrap();
+    assert_eq!(code, Some(0), "{}", common::script_failures(&summary));
+    let samples: Vec<(u64, f64, String)> = summary["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s[0].as_u64().unwrap(),
+                s[1].as_f64().unwrap(),
+                s[2].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let played_before = samples
+        .iter()
+        .filter(|s| s.0 < killed_ms)
+        .map(|s| s.1)
+        .fold(0.0, f64::max);
+    assert!(played_before > 1.0, "playing before the kill: {samples:?}");
+    // Playing again: from this sample on, the position advances for 2 s in a row.
+    let resumed = samples.windows(9).find_map(|w| {
+        (w[0].0 > killed_ms + first_playlist_at.as_millis() as u64 - 1000
+            && w.windows(2).all(|p| p[1].1 > p[0].1))
+        .then_some(w[0].0)
+    });
+    let resumed = resumed.unwrap_or_else(|| {
+        panic!(
+            "the page did not play again after the failover: {:?} {samples:?}",
+            summary["state"]
+        )
+    });
     eprintln!(
-        "failover timeline: claim expired {:.2} s after SIGKILL; re-published at {:.2} s, first \
-         multivariant playlist on node b at {:.2} s",
+        "failover timeline: SIGKILL at 0; claim expired at {:.2} s; re-published at {:.2} s; \
+         first playlist on node b at {:.2} s; hls.js playing again at {:.2} s (page state {})",
         freed.as_secs_f64(),
-        (republished - killed).as_secs_f64(),
-        killed.elapsed().as_secs_f64()
+        republished.as_secs_f64(),
+        first_playlist_at.as_secs_f64(),
+        (resumed - killed_ms) as f64 / 1000.0,
+        summary["state"]
     );
     on_b.stop().await.unwrap();
     b.shutdown().await;
