@@ -254,8 +254,22 @@ pub async fn run(
     info!(addr = %listener.local_addr()?, tls = tls.is_some(), "whipcast listening");
     let app = origin::router(state);
     let linger = cfg.server.shutdown_linger;
+    let drain_timeout = cfg.cluster.drain_timeout;
+    let in_cluster = cluster.is_some();
     let shutdown = async move {
-        shutdown.await;
+        // In a cluster, `POST /api/drain` ends the node too (after its drain).
+        tokio::select! {
+            () = shutdown => {}
+            () = ingest.drain_asked(), if in_cluster => {}
+        }
+        if in_cluster {
+            // Drain: new publishes go to other nodes; the live streams go on until they
+            // end or cluster.drain_timeout passes.
+            ingest.drain();
+            if !ingest.drained(drain_timeout).await {
+                warn!("drain: streams still live after {drain_timeout:?}; ending them");
+            }
+        }
         info!("shutting down: ending every broadcast");
         ingest.shutdown().await;
         if !outputs.drain(OUTPUT_DRAIN_TIMEOUT).await {

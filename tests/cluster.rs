@@ -297,6 +297,74 @@ async fn a_full_node_sends_publishers_to_the_node_with_room() {
     room.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_sends_publishers_on_and_keeps_its_streams_until_they_end() {
+    let redis = RedisServer::start().await;
+    let token = "drain-secret-0123456789";
+    let a = TestGateway::start(test_config(&format!(
+        "{}drain_timeout = \"60s\"\nadmin_token = \"{token}\"\n",
+        cluster_section(&redis, "node-a")
+    )))
+    .await;
+    let b = node(&redis, "node-b").await;
+    let live = Publisher::start(publisher(&a.whip_url("cam")))
+        .await
+        .expect("publish on node a");
+    let before = first_playlist(&a, "cam").await;
+
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let drain = |auth: Option<&str>| {
+        let mut r = http.post(a.url("/api/drain"));
+        if let Some(t) = auth {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(drain(None).await.unwrap().status().as_u16(), 401);
+    assert_eq!(
+        drain(Some("wrong-token-0123456789"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(b.get_text(&b.url("/api/drain")).await.unwrap().0, 405);
+    assert_eq!(drain(Some(token)).await.unwrap().status().as_u16(), 202);
+    assert_eq!(a.get_text(&a.url("/readyz")).await.unwrap().0, 503);
+    assert_eq!(a.get_text(&a.url("/healthz")).await.unwrap().0, 200);
+    assert_eq!(b.get_text(&b.url("/readyz")).await.unwrap().0, 200);
+
+    // New publishes go to node b.
+    let moved = Publisher::start(publisher(&a.whip_url("new")))
+        .await
+        .expect("a publish to the draining node lands elsewhere");
+    assert!(
+        moved
+            .session_url()
+            .is_some_and(|u| u.starts_with(&b.url("/whip/"))),
+        "{:?}",
+        moved.session_url()
+    );
+    // The live stream goes on at node a for a while.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = first_playlist(&a, "cam").await;
+    assert!(
+        later.last_msn() >= before.last_msn() + 2,
+        "still publishing"
+    );
+    assert!(!later.ended);
+    // Its end ends the drain, and node a exits.
+    live.stop().await.unwrap();
+    let gone = until(Duration::from_secs(20), async || {
+        a.get_text(&a.url("/healthz")).await.is_err()
+    })
+    .await;
+    assert!(gone.is_some(), "node a exited after its last stream ended");
+    moved.stop().await.unwrap();
+    b.shutdown().await;
+}
+
 /// GET through a node: status, the headers a cache keys on, the body.
 async fn fetch(url: &str) -> (u16, [Option<String>; 4], Vec<u8>) {
     let r = reqwest::Client::builder()

@@ -112,6 +112,7 @@ struct Inner {
     ttl: Duration,
     timeout: Duration,
     when_down: RedisDown,
+    admin_token: Option<String>,
     conn: ConnectionManager,
     scripts: Scripts,
     progress: ProgressSource,
@@ -170,6 +171,7 @@ impl Cluster {
                 ttl: cfg.claim_ttl,
                 timeout: cfg.redis_timeout,
                 when_down: cfg.when_redis_down,
+                admin_token: cfg.admin_token.clone(),
                 conn,
                 scripts: Scripts::new(),
                 progress,
@@ -182,6 +184,11 @@ impl Cluster {
         };
         info!(node = %cluster.inner.node, url, "cluster: joining");
         Ok((cluster, lost_rx))
+    }
+
+    /// The bearer token of `POST /api/drain`, if set.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.inner.admin_token.as_deref()
     }
 
     /// This node's id.

@@ -40,6 +40,12 @@ pub struct ClusterConfig {
     pub redis_timeout: Duration,
     /// What a new publish gets while Redis is down.
     pub when_redis_down: RedisDown,
+    /// On `SIGTERM` or `POST /api/drain`, how long the node keeps its live streams (new
+    /// publishes go to other nodes) before it ends them and exits.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Bearer token of `POST /api/drain`; unset: the endpoint is off (404).
+    pub admin_token: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -51,6 +57,8 @@ impl Default for ClusterConfig {
             claim_ttl: Duration::from_secs(10),
             redis_timeout: Duration::from_millis(500),
             when_redis_down: RedisDown::Refuse,
+            drain_timeout: Duration::from_secs(30),
+            admin_token: None,
         }
     }
 }
@@ -99,6 +107,15 @@ impl ClusterConfig {
             return Err(invalid(
                 "cluster.redis_timeout",
                 "must be above zero and at most a third of cluster.claim_ttl",
+            ));
+        }
+        if self.drain_timeout > Duration::from_secs(3600) {
+            return Err(invalid("cluster.drain_timeout", "must be at most 1 h"));
+        }
+        if self.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(invalid(
+                "cluster.admin_token",
+                "must be at least 16 characters",
             ));
         }
         Ok(())

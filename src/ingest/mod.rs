@@ -67,6 +67,10 @@ struct Inner {
     attempts: Option<DefaultKeyedRateLimiter<ClientId>>,
     /// The cluster this node belongs to (`[cluster]`), which owns names cluster-wide.
     cluster: Option<Cluster>,
+    /// Draining: new publishes go to other nodes, live ones go on (`cluster.drain_timeout`).
+    draining: std::sync::atomic::AtomicBool,
+    /// Wakes whoever waits for a drain to be asked (`POST /api/drain`).
+    drain_asked: tokio::sync::Notify,
 }
 
 /// Clients tracked by the rate limiter before idle ones are dropped from its table.
@@ -126,6 +130,8 @@ impl Ingest {
                 limits,
                 attempts,
                 cluster,
+                draining: std::sync::atomic::AtomicBool::new(false),
+                drain_asked: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -204,6 +210,7 @@ impl Ingest {
         let full = {
             let reg = self.registry();
             self.inner.closing.load(std::sync::atomic::Ordering::SeqCst)
+                || self.is_draining()
                 || reg.load() >= self.inner.max_streams
         };
         if !full {
@@ -212,13 +219,62 @@ impl Ingest {
         cluster.best_node().await.map(|n| n.url)
     }
 
+    /// Starts draining (`SIGTERM` or `POST /api/drain` in a cluster): new publishes are
+    /// sent to other nodes (or refused with 503 when none has room), the node's
+    /// registration says so, and the live streams go on.
+    pub fn drain(&self) {
+        if !self
+            .inner
+            .draining
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            tracing::info!("draining: new publishes go to other nodes");
+            if let Some(c) = &self.inner.cluster {
+                c.set_draining();
+            }
+        }
+        self.inner.drain_asked.notify_one();
+    }
+
+    /// Whether the node is draining.
+    pub fn is_draining(&self) -> bool {
+        self.inner
+            .draining
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Resolves when a drain is asked for (`POST /api/drain`).
+    pub async fn drain_asked(&self) {
+        self.inner.drain_asked.notified().await;
+    }
+
+    /// Waits until no session is left (live or connecting), or `deadline` passes; says
+    /// whether none is left.
+    pub async fn drained(&self, deadline: std::time::Duration) -> bool {
+        let end = tokio::time::Instant::now() + deadline;
+        loop {
+            if self.registry().load() == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= end {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     /// Refuses new publishers once shutdown began.
     pub fn ensure_open(&self) -> Result<(), IngestError> {
-        if self.inner.closing.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.inner.closing.load(std::sync::atomic::Ordering::SeqCst) || self.is_draining() {
             return Err(IngestError::ShuttingDown);
         }
         Ok(())
     }
+}
+
+/// Whether a presented token is the required one, in constant time.
+pub fn tokens_match(given: &str, required: &str) -> bool {
+    constant_time_eq(given.as_bytes(), required.as_bytes())
 }
 
 /// Token comparison that does not stop at the first differing byte (the length is not

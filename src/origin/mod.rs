@@ -90,6 +90,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/streams", get(api_streams))
         .route("/api/cluster", get(api_cluster))
+        .route("/api/drain", axum::routing::post(api_drain))
         .route(
             "/metrics",
             get(metrics::handler).with_state(metrics::exposition(&state)),
@@ -109,7 +110,8 @@ pub fn router(state: AppState) -> Router {
         .route("/hls/{stream}/master.m3u8", get(hls::master))
         .route("/hls/{stream}/master-ts.m3u8", get(hls::ts_master))
         .route("/hls/{stream}/{rendition}/{file}", get(hls::rendition_file))
-        .route("/healthz", get(healthz));
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
     // Play authorization only when configured: the middleware costs the hot path.
     let auth = state.signaling.ingest.authorizer();
     if auth.checks_play() {
@@ -225,6 +227,48 @@ async fn api_cluster(
             Json(serde_json::json!({ "error": e.to_string() })),
         )
             .into_response(),
+    }
+}
+
+/// `POST /api/drain` (cluster, `cluster.admin_token` as a bearer token): the node stops
+/// taking publishes, keeps its live streams until they end (or `cluster.drain_timeout`),
+/// then exits. 202 once asked.
+async fn api_drain(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    let ingest = &state.signaling.ingest;
+    let Some(required) = ingest.cluster().and_then(|c| c.admin_token()) else {
+        return OriginError::NotFound.into_response();
+    };
+    let given = crate::ingest::whip::bearer(&headers);
+    if !given.is_some_and(|t| crate::ingest::tokens_match(&t, required)) {
+        return OriginError::Unauthorized.into_response();
+    }
+    ingest.drain();
+    (
+        StatusCode::ACCEPTED,
+        [(header::CACHE_CONTROL, "no-store")],
+        "draining\n",
+    )
+        .into_response()
+}
+
+/// `GET /readyz`: 200 while the node takes publishes, 503 while it drains (a load
+/// balancer's or Kubernetes' readiness check; `/healthz` stays 200: the node is alive).
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    if state.signaling.ingest.is_draining() {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CACHE_CONTROL, "no-store")],
+            "draining\n",
+        )
+            .into_response()
+    } else {
+        ([(header::CACHE_CONTROL, "no-store")], "ready\n").into_response()
     }
 }
 
