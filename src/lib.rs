@@ -201,6 +201,7 @@ pub async fn run(
             &url,
             cfg.server.max_streams,
             progress,
+            store.metrics().cluster.clone(),
         )?)
     } else {
         None

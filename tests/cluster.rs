@@ -276,6 +276,11 @@ async fn a_full_node_sends_publishers_to_the_node_with_room() {
         assert_eq!(p.stop().await.unwrap(), 200, "{stream}: DELETE on node b");
     }
 
+    let m = common::metrics(&full).await;
+    assert_eq!(
+        m["whipcast_cluster_redirects_total{signaling=\"whip\"}"],
+        3.0
+    );
     // The bundled page over WHIP (fetch follows the 307) and WebSocket (the page follows
     // the `redirect` message).
     let (code, summary) = common::run_browser_script(
@@ -291,6 +296,15 @@ async fn a_full_node_sends_publishers_to_the_node_with_room() {
         Some(0),
         "the page did not follow the redirects: {}",
         common::script_failures(&summary)
+    );
+    let m = common::metrics(&full).await;
+    assert_eq!(
+        m["whipcast_cluster_redirects_total{signaling=\"whip\"}"],
+        4.0
+    );
+    assert_eq!(
+        m["whipcast_cluster_redirects_total{signaling=\"websocket\"}"],
+        1.0
     );
     one.stop().await.unwrap();
     full.shutdown().await;
@@ -461,6 +475,20 @@ async fn every_node_serves_every_stream() {
     // A stream nobody publishes is not found anywhere.
     let (code, _) = b.get_text(&b.master_url("nobody")).await.unwrap();
     assert_eq!(code, 404);
+    // What each node says of it in /metrics.
+    let (ma, mb) = (common::metrics(&a).await, common::metrics(&b).await);
+    assert_eq!(
+        ma["whipcast_cluster_proxied_total"], 0.0,
+        "the owner proxies nothing"
+    );
+    assert!(mb["whipcast_cluster_proxied_total"] >= 4.0, "{mb:?}");
+    assert_eq!(mb["whipcast_cluster_proxy_errors_total"], 0.0);
+    let nodes = until(Duration::from_secs(5), async || {
+        let m = common::metrics(&a).await;
+        m["whipcast_cluster_nodes"] == 3.0 && m["whipcast_cluster_claims"] == 1.0
+    })
+    .await;
+    assert!(nodes.is_some(), "node a sees 3 nodes and holds 1 claim");
     live.stop().await.unwrap();
     for gw in [a, b, c] {
         gw.shutdown().await;
@@ -675,6 +703,7 @@ async fn redis_down_keeps_live_streams_and_their_claims_come_back() {
         .unwrap();
     let held: u64 = token.split_once(' ').unwrap().1.parse().unwrap();
     assert!(fence >= held, "the fence counter is above every live token");
+    assert!(common::metrics(&a).await["whipcast_cluster_redis_errors_total"] >= 1.0);
     // And publishing works again.
     let new = Publisher::start(publisher(&a.whip_url("new")))
         .await

@@ -25,6 +25,9 @@ impl Cluster {
 
     async fn beat(&self) {
         self.register().await;
+        if let Ok(nodes) = self.nodes().await {
+            self.inner.metrics.nodes.set(nodes.len() as i64);
+        }
         let held: Vec<(String, Held)> = self
             .held()
             .iter()
@@ -85,6 +88,8 @@ impl Cluster {
                 },
             }
         }
+        let held = self.held().len();
+        self.inner.metrics.claims.set(held as i64);
     }
 
     /// Another node holds `stream`: forget it and tell the ingest, which ends that

@@ -35,6 +35,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::config::{ClusterConfig, RedisDown};
+use crate::metrics::ClusterCounters;
 use keys::Keys;
 pub use keys::{Owner, Progress};
 use scripts::{ClaimResult, Scripts};
@@ -116,6 +117,7 @@ struct Inner {
     conn: ConnectionManager,
     scripts: Scripts,
     progress: ProgressSource,
+    metrics: ClusterCounters,
     held: Mutex<HashMap<String, Held>>,
     /// Stream name → (looked up at, the owner's URL if another node owns it).
     owners: Mutex<HashMap<String, (Instant, Option<String>)>>,
@@ -141,6 +143,7 @@ impl Cluster {
         url: &str,
         capacity: usize,
         progress: ProgressSource,
+        metrics: ClusterCounters,
     ) -> Result<(Cluster, mpsc::Receiver<String>), ClusterError> {
         let redis_url = cfg
             .redis_url
@@ -175,6 +178,7 @@ impl Cluster {
                 conn,
                 scripts: Scripts::new(),
                 progress,
+                metrics,
                 held: Mutex::new(HashMap::new()),
                 owners: Mutex::new(HashMap::new()),
                 lost,
@@ -212,6 +216,9 @@ impl Cluster {
             Err(_) => Err(format!("no answer within {:?}", self.inner.timeout)),
         };
         let up = r.is_ok();
+        if !up {
+            self.inner.metrics.redis_errors.inc();
+        }
         if self.inner.redis_up.swap(up, Ordering::Relaxed) != up {
             match &r {
                 Ok(_) => info!(node = %self.inner.node, "cluster: Redis answers again"),

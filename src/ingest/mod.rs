@@ -219,6 +219,11 @@ impl Ingest {
         cluster.best_node().await.map(|n| n.url)
     }
 
+    /// Counts a publish sent to another node (`/metrics`).
+    pub fn redirected(&self, signaling: Signaling) {
+        self.inner.store.metrics().cluster.redirected(signaling);
+    }
+
     /// Starts draining (`SIGTERM` or `POST /api/drain` in a cluster): new publishes are
     /// sent to other nodes (or refused with 503 when none has room), the node's
     /// registration says so, and the live streams go on.

@@ -264,6 +264,7 @@ pub async fn post(
             None => format!("{node}/whip/{key}"),
         };
         info!(stream = %key, %target, "publish redirected to another node");
+        ingest.redirected(Signaling::Whip);
         let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
         if let Ok(v) = HeaderValue::from_str(&target) {
             resp.headers_mut().insert(header::LOCATION, v);

@@ -168,6 +168,7 @@ async fn session(
             None => format!("{base}/ws/{key}"),
         };
         info!(stream = %key, node = %node, "publish redirected to another node");
+        ingest.redirected(Signaling::WebSocket);
         send(&mut socket, &ServerMessage::Redirect { url }).await;
         close(&mut socket, 1000, "redirected").await;
         return;

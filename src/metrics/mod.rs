@@ -9,10 +9,12 @@
 //! scrape time. Only this module names `prometheus_client`: the HTTP handler gets text.
 
 mod auth;
+mod cluster;
 mod http;
 mod live;
 
 pub use auth::{AuthAction, AuthCheck, AuthCounters, AuthResult, Delivery, HookEvent};
+pub use cluster::ClusterCounters;
 pub use http::{ClosedFor, HttpCounters, RefusedBy};
 pub use live::{Live, RenditionFigures, StreamFigures};
 
@@ -139,6 +141,8 @@ pub struct Counters {
     pub http: HttpCounters,
     /// Authorization decisions and webhook deliveries.
     pub auth: AuthCounters,
+    /// The cluster's figures for this node.
+    pub cluster: ClusterCounters,
 }
 
 impl Default for Counters {
@@ -153,6 +157,7 @@ impl Default for Counters {
             outputs: OutputFamilies::default(),
             http: HttpCounters::default(),
             auth: AuthCounters::default(),
+            cluster: ClusterCounters::default(),
         };
         // Every series of these closed label sets exists from the start, at 0: a series
         // that appears only with its first event hides that event from rate() and alerts
@@ -224,6 +229,7 @@ impl Counters {
     fn register(&self, r: &mut Registry) {
         self.http.register(r);
         self.auth.register(r);
+        self.cluster.register(r);
         r.register(
             "whipcast_publishes",
             "Broadcasts started, by signalling",

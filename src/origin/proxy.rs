@@ -96,7 +96,10 @@ pub async fn guard(State(proxy): State<Proxy>, req: Request, next: Next) -> Resp
         return next.run(req).await;
     }
     match proxy.cluster.owner_url(stream, Instant::now()).await {
-        Some(owner) => forward(&proxy, &owner, req).await,
+        Some(owner) => {
+            proxy.store.metrics().cluster.proxied.inc();
+            forward(&proxy, &owner, req).await
+        }
         None => next.run(req).await,
     }
 }
@@ -121,6 +124,7 @@ async fn forward(proxy: &Proxy, owner: &str, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => {
             warn!(%url, error = %e, "cluster proxy: the owner did not answer");
+            proxy.store.metrics().cluster.proxy_errors.inc();
             // The owner is gone or unreachable: the client retries, as after any 502.
             return (
                 StatusCode::BAD_GATEWAY,
