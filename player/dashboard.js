@@ -69,9 +69,11 @@
       f.video = el('video', { muted: true, autoplay: true, playsInline: true });
       f.video.setAttribute('aria-label', `live preview of ${s.name}`);
       const dl = el('dl', {});
-      for (const [key, label] of [['uptime', 'Uptime'], ['ingest', 'Ingest'], ['rends', 'Renditions'], ['lag', 'Server lag p50'], ['hls', 'HLS URL'], ['watch', 'Watch URL']]) {
+      // `node`: in a cluster, the node that has the stream (README "Cluster (Redis)").
+      for (const [key, label] of [['uptime', 'Uptime'], ['ingest', 'Ingest'], ['rends', 'Renditions'], ['lag', 'Server lag p50'], ['node', 'Node'], ['hls', 'HLS URL'], ['watch', 'Watch URL']]) {
         f[key] = el('dd', {});
-        dl.append(el('dt', { textContent: label }), f[key]);
+        f[`${key}Label`] = el('dt', { textContent: label });
+        dl.append(f[`${key}Label`], f[key]);
       }
       f.hlsLink = el('a', { className: 'url' });
       f.hls.append(f.hlsLink);
@@ -97,6 +99,8 @@
     set(f.ingest, `${ing.video_codec || '?'}${ing.audio ? ' + audio' : ''} over ${ing.signaling || '?'}`);
     set(f.rends, rends);
     set(f.lag, lag);
+    set(f.node, s.node || '');
+    f.node.hidden = f.nodeLabel.hidden = !s.node;
     if (f.hlsLink.href !== master) { f.hlsLink.href = master; f.hlsLink.textContent = master; }
     if (f.watchLink.href !== watchUrl) { f.watchLink.href = watchUrl; f.watchLink.textContent = watchUrl; }
     f.video.hidden = s.state !== 'live';

@@ -475,6 +475,27 @@ async fn every_node_serves_every_stream() {
     // A stream nobody publishes is not found anywhere.
     let (code, _) = b.get_text(&b.master_url("nobody")).await.unwrap();
     assert_eq!(code, 404);
+    // Every node lists it in /api/streams, with its node; `?local=1` only what it has.
+    let (_, api) = c.get_text(&c.url("/api/streams")).await.unwrap();
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    let listed: Vec<(&str, &str, &str)> = api["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap(),
+                s["node"].as_str().unwrap(),
+                s["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [("cam", "node-a", "live")], "{api}");
+    let (_, local) = c.get_text(&c.url("/api/streams?local=1")).await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&local).unwrap()["streams"],
+        serde_json::json!([])
+    );
     // What each node says of it in /metrics.
     let (ma, mb) = (common::metrics(&a).await, common::metrics(&b).await);
     assert_eq!(

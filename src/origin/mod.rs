@@ -2,6 +2,7 @@
 //! and the web pages. Built by [`router`] from an [`AppState`], so tests can serve it on
 //! any listener.
 
+mod api;
 mod error;
 mod hls;
 mod metrics;
@@ -18,20 +19,20 @@ pub use hls::{Directives, HlsOrigin, Parked, directives};
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, Method, header};
-use axum::response::{IntoResponse, Json};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::ServeDir;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::hls::{HlsStore, StreamSummary};
+use crate::hls::HlsStore;
 use crate::ingest::SignalingState;
-use crate::output::{OutputSnapshot, Outputs};
+use crate::output::Outputs;
 
 /// Shared state of every handler; cheap to clone (axum clones it for every request, so
 /// every field is a handle: no field's clone allocates).
@@ -87,15 +88,24 @@ fn cors() -> CorsLayer {
 pub fn router(state: AppState) -> Router {
     // Signalling: rare requests, traced, with Accept-Post on every OPTIONS (the middleware
     // sits outside CORS so preflights get it too).
-    let api = Router::new()
-        .route("/api/streams", get(api_streams))
-        .route("/api/cluster", get(api_cluster))
-        .route("/api/drain", axum::routing::post(api_drain))
+    // In a cluster: the proxy to the other nodes (HLS requests, their streams in the API).
+    let peers = state
+        .signaling
+        .ingest
+        .cluster()
+        .and_then(|c| proxy::Proxy::new(c.clone(), state.store.clone()));
+    let mut api = Router::new()
+        .route("/api/streams", get(api::api_streams))
+        .route("/api/cluster", get(api::api_cluster))
+        .route("/api/drain", axum::routing::post(api::api_drain))
         .route(
             "/metrics",
             get(metrics::handler).with_state(metrics::exposition(&state)),
         )
         .with_state(state.clone());
+    if let Some(p) = &peers {
+        api = api.layer(axum::Extension(p.clone()));
+    }
     let signalling = crate::ingest::router(state.signaling.clone())
         .merge(api)
         // A body that trickles in (an SDP offer sent a byte a second) ends with 408.
@@ -110,8 +120,8 @@ pub fn router(state: AppState) -> Router {
         .route("/hls/{stream}/master.m3u8", get(hls::master))
         .route("/hls/{stream}/master-ts.m3u8", get(hls::ts_master))
         .route("/hls/{stream}/{rendition}/{file}", get(hls::rendition_file))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz));
     // Play authorization only when configured: the middleware costs the hot path.
     let auth = state.signaling.ingest.authorizer();
     if auth.checks_play() {
@@ -122,9 +132,7 @@ pub fn router(state: AppState) -> Router {
     }
     // In a cluster, a stream another node owns is served through it (outside the play
     // checks: the owner makes them).
-    if let Some(cluster) = state.signaling.ingest.cluster()
-        && let Some(p) = proxy::Proxy::new(cluster.clone(), state.store.clone())
-    {
+    if let Some(p) = peers {
         hls = hls.layer(axum::middleware::from_fn_with_state(p, proxy::guard));
     }
     let hls = hls.layer(cors());
@@ -174,104 +182,4 @@ async fn accept_post(
         );
     }
     resp
-}
-
-async fn api_streams(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> impl IntoResponse {
-    /// A stream as `/api/streams` shows it: the store's view and its outputs.
-    #[derive(serde::Serialize)]
-    struct ApiStream {
-        #[serde(flatten)]
-        hls: StreamSummary,
-        outputs: Vec<OutputSnapshot>,
-    }
-    let streams: Vec<ApiStream> = state
-        .store
-        .summaries(Instant::now())
-        .into_iter()
-        .map(|hls| ApiStream {
-            outputs: state.outputs.snapshots(&hls.name),
-            hls,
-        })
-        .collect();
-    (
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(serde_json::json!({ "streams": streams })),
-    )
-}
-
-/// `GET /api/cluster`: this node's id and the nodes registered in the cluster (404 when
-/// the node is not in one, 503 when Redis does not answer).
-async fn api_cluster(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> axum::response::Response {
-    let no_store = [(header::CACHE_CONTROL, "no-store")];
-    let Some(cluster) = state.signaling.ingest.cluster() else {
-        return (
-            axum::http::StatusCode::NOT_FOUND,
-            no_store,
-            Json(serde_json::json!({ "error": "this node is not in a cluster ([cluster])" })),
-        )
-            .into_response();
-    };
-    match cluster.nodes().await {
-        Ok(nodes) => (
-            no_store,
-            Json(serde_json::json!({ "node": cluster.node_id(), "nodes": nodes })),
-        )
-            .into_response(),
-        Err(e) => (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            no_store,
-            Json(serde_json::json!({ "error": e.to_string() })),
-        )
-            .into_response(),
-    }
-}
-
-/// `POST /api/drain` (cluster, `cluster.admin_token` as a bearer token): the node stops
-/// taking publishes, keeps its live streams until they end (or `cluster.drain_timeout`),
-/// then exits. 202 once asked.
-async fn api_drain(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    headers: axum::http::HeaderMap,
-) -> axum::response::Response {
-    use axum::http::StatusCode;
-    let ingest = &state.signaling.ingest;
-    let Some(required) = ingest.cluster().and_then(|c| c.admin_token()) else {
-        return OriginError::NotFound.into_response();
-    };
-    let given = crate::ingest::whip::bearer(&headers);
-    if !given.is_some_and(|t| crate::ingest::tokens_match(&t, required)) {
-        return OriginError::Unauthorized.into_response();
-    }
-    ingest.drain();
-    (
-        StatusCode::ACCEPTED,
-        [(header::CACHE_CONTROL, "no-store")],
-        "draining\n",
-    )
-        .into_response()
-}
-
-/// `GET /readyz`: 200 while the node takes publishes, 503 while it drains (a load
-/// balancer's or Kubernetes' readiness check; `/healthz` stays 200: the node is alive).
-async fn readyz(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> axum::response::Response {
-    if state.signaling.ingest.is_draining() {
-        (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CACHE_CONTROL, "no-store")],
-            "draining\n",
-        )
-            .into_response()
-    } else {
-        ([(header::CACHE_CONTROL, "no-store")], "ready\n").into_response()
-    }
-}
-
-async fn healthz() -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-store")], "ok\n")
 }

@@ -28,6 +28,9 @@ const PROXIED: HeaderName = HeaderName::from_static("x-whipcast-proxied");
 /// duration at the owner (HLS2 §6.2.5.2), and a segment is a few MB on a fast link.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long `/api/streams` waits for another node's streams.
+const PEER_API_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Connecting to the owner: nodes of one cluster are near each other.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -77,6 +80,56 @@ impl Proxy {
             store,
             http,
         })
+    }
+}
+
+impl Proxy {
+    /// The streams of every other node (their `/api/streams?local=1`), each with its
+    /// `node`; a node that does not answer within [`PEER_API_TIMEOUT`] is left out.
+    pub async fn streams_elsewhere(&self) -> Vec<serde_json::Value> {
+        let Ok(nodes) = self.cluster.nodes().await else {
+            return Vec::new();
+        };
+        let me = self.cluster.node_id();
+        let asks = nodes
+            .into_iter()
+            .filter(|n| n.id != me)
+            .map(|n| async move {
+                let url = format!("{}/api/streams?local=1", n.url);
+                let answer = self
+                    .http
+                    .get(&url)
+                    .header(&PROXIED, me)
+                    .timeout(PEER_API_TIMEOUT)
+                    .send()
+                    .await;
+                let body: serde_json::Value = match answer {
+                    Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
+                    Ok(r) => {
+                        warn!(%url, status = r.status().as_u16(), "cluster: a node's streams");
+                        return Vec::new();
+                    }
+                    Err(e) => {
+                        warn!(%url, error = %e, "cluster: a node's streams");
+                        return Vec::new();
+                    }
+                };
+                let mut streams = match body.get("streams") {
+                    Some(serde_json::Value::Array(a)) => a.clone(),
+                    _ => Vec::new(),
+                };
+                for s in &mut streams {
+                    if let Some(o) = s.as_object_mut() {
+                        o.insert("node".into(), serde_json::Value::String(n.id.clone()));
+                    }
+                }
+                streams
+            });
+        futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }
 
