@@ -79,9 +79,13 @@ bench-origin: build
 fmt:
 	$(CARGO) fmt --all
 
+## The second clippy run lints the library and the binary as `make run` builds them: with
+## the dependencies' features of a normal build, not those the tests' dev-dependencies add
+## (reqwest's `json`, for one), so code that compiles only under `cargo test` fails here.
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --lib --bins -- -D warnings
 
 ## Latency: server lag, publish → first playable, glass-to-glass through hls.js in headless
 ## Chromium; default ladder and passthrough (BENCHMARKS.md "Latency").
