@@ -7,7 +7,7 @@ CARGO_INCREMENTAL ?= 0
 export CARGO_INCREMENTAL
 
 .PHONY: run test deps browser-deps test-deps build bench fmt lint bench-latency bench-origin \
-	fuzz fuzz-deps fuzz-smoke
+	bench-cluster fuzz fuzz-deps fuzz-smoke
 
 deps:
 	@bash deploy/install-deps.sh
@@ -67,8 +67,14 @@ fuzz-smoke: deps
 	bash tests/fuzz/run.sh smoke $(FUZZ_SMOKE_SECONDS)
 
 ## The origin benchmark (bench-origin), then CPU/RSS against bare gst-launch-1.0 (BENCHMARKS.md).
-bench: build bench-origin
+bench: build bench-origin bench-cluster
 	bash benches/cpu.sh
+
+## Cluster: Redis commands per node and per stream, and an LL-HLS part through a node that
+## does not own the stream vs from its owner (BENCHMARKS.md "Cluster").
+bench-cluster: build test-deps
+	@bash deploy/install-bench-deps.sh
+	bash deploy/netns-run.sh bash benches/cluster.sh
 
 ## Origin: req/s for playlists, parts and segments vs nginx (wrk), and the memory of 10 000
 ## parked LL-HLS blocking requests (BENCHMARKS.md "Origin throughput and parked requests").
