@@ -2,7 +2,8 @@
 //! on a loopback port: a stream name is live on one node cluster-wide (409 elsewhere), a
 //! full node sends publishers to the node with room (WHIP 307 followed by our publisher,
 //! an OBS-shaped one and the bundled page in Chromium; the page's WebSocket follows the
-//! `redirect` message), a node killed with SIGKILL frees its names within the claim TTL
+//! `redirect` message), a node drains on SIGTERM or `POST /api/drain`, the local policy
+//! publishes while Redis is down, a node killed with SIGKILL frees its names within the claim TTL
 //! and the stream goes live on another node, and Redis stopped under a live stream neither
 //! stops it nor loses its claim once Redis is back. Run in a loopback-only namespace
 //! (`deploy/netns-run.sh`), as `make test` does.
@@ -379,6 +380,101 @@ async fn a_draining_node_sends_publishers_on_and_keeps_its_streams_until_they_en
     b.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_node_process() {
+    let redis = RedisServer::start().await;
+    let log = std::env::temp_dir().join(format!("whipcast-drain-{}.log", std::process::id()));
+    let config = process_config(&redis, "node-a", "drain_timeout = \"60s\"\n");
+    let mut a = common::process::spawn(&config, &[], Some(&log)).await;
+    let b = node(&redis, "node-b").await;
+    let live = Publisher::start(publisher(&format!("http://{}/whip/cam", a.addr)))
+        .await
+        .expect("publish on node a");
+    assert!(
+        until(Duration::from_secs(20), async || serves(
+            a.addr,
+            "/hls/cam/master.m3u8"
+        )
+        .await)
+        .await
+        .is_some()
+    );
+    let pid = a.child.id().unwrap().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    // Draining: not ready, new publishes go to node b, the live stream goes on.
+    assert!(
+        until(Duration::from_secs(5), async || {
+            get_from("127.0.0.1", a.addr, "/readyz")
+                .await
+                .is_ok_and(|r| r.starts_with("HTTP/1.1 503"))
+        })
+        .await
+        .is_some(),
+        "/readyz turns 503"
+    );
+    let moved = Publisher::start(publisher(&format!("http://{}/whip/new", a.addr)))
+        .await
+        .expect("a publish to the draining node lands on node b");
+    assert!(
+        moved
+            .session_url()
+            .is_some_and(|u| u.starts_with(&b.url("/whip/"))),
+        "{:?}",
+        moved.session_url()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(a.child.try_wait().unwrap().is_none(), "still running");
+    assert!(
+        serves(a.addr, "/hls/cam/master.m3u8").await,
+        "still serving its stream"
+    );
+    // The end of its last stream ends the drain, and the process exits cleanly.
+    live.stop().await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), a.child.wait())
+        .await
+        .expect("node a exits after its last stream ended")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    moved.stop().await.unwrap();
+    b.shutdown().await;
+    let _ = std::fs::remove_file(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_local_policy_a_publish_goes_live_while_redis_is_down() {
+    let mut redis = RedisServer::start().await;
+    let port = redis.port;
+    let a = TestGateway::start(test_config(&format!(
+        "{}when_redis_down = \"local\"\n",
+        cluster_section(&redis, "node-a")
+    )))
+    .await;
+    redis.kill().await;
+    let live = Publisher::start(publisher(&a.whip_url("cam")))
+        .await
+        .expect("publish while Redis is down");
+    a.wait_master("cam", 1, Duration::from_secs(20))
+        .await
+        .unwrap();
+    // Redis back: the next heartbeat claims the name.
+    let redis = RedisServer::start_on(port).await;
+    let claimed = until(TTL * 2, async || {
+        redis
+            .get("whipcast:claim:cam")
+            .await
+            .unwrap()
+            .is_some_and(|c| c.starts_with("node-a "))
+    })
+    .await;
+    assert!(claimed.is_some(), "claimed once Redis answers");
+    live.stop().await.unwrap();
+    a.shutdown().await;
+}
+
 /// GET through a node: status, the headers a cache keys on, the body.
 async fn fetch(url: &str) -> (u16, [Option<String>; 4], Vec<u8>) {
     let r = reqwest::Client::builder()
@@ -516,14 +612,15 @@ async fn every_node_serves_every_stream() {
     }
 }
 
-/// The configuration text of a node run as a process of its own.
-fn process_config(redis: &RedisServer, id: &str) -> String {
+/// The configuration text of a node run as a process of its own; `extra` goes into its
+/// `[cluster]` section.
+fn process_config(redis: &RedisServer, id: &str, extra: &str) -> String {
     let ladder = TEST_LADDER
         .replace("[video]", "[media.ladder.video]")
         .replace("[audio]", "[media.ladder.audio]")
         .replace("[[rungs]]", "[[media.ladder.rungs]]");
     format!(
-        "[hls]\nsegment_duration = \"1s\"\n{}{ladder}",
+        "[hls]\nsegment_duration = \"1s\"\n{}{extra}{ladder}",
         cluster_section(redis, id)
     )
 }
@@ -558,7 +655,8 @@ async fn a_killed_node_frees_its_names_and_viewers_keep_watching() {
     let chromium = common::browser_preconditions("cluster");
     let redis = RedisServer::start().await;
     let log = std::env::temp_dir().join(format!("whipcast-cluster-{}.log", std::process::id()));
-    let mut a = common::process::spawn(&process_config(&redis, "node-a"), &[], Some(&log)).await;
+    let mut a =
+        common::process::spawn(&process_config(&redis, "node-a", ""), &[], Some(&log)).await;
     let b = node(&redis, "node-b").await;
 
     let on_a = Publisher::start(publisher(&format!("http://{}/whip/cam", a.addr)))
