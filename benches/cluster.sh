@@ -187,15 +187,20 @@ log "redis-benchmark: SET $SET_RPS/s, EVALSHA (renewal-sized) $EVAL_RPS/s"
 
 # ---- (b) a part through the owner and through another node ---------------------------------------
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u); if (u == "us") n /= 1000; else if (u == "s") n *= 1000; printf "%.3f", n }'; }
-PLAYLIST=$(curl -sf --noproxy '*' -m 2 "$A$MEDIA")
-SEG_URI=$(echo "$PLAYLIST" | grep -v '^#' | grep '\.m4s' | tail -n1)
-PART_URI=$(echo "$PLAYLIST" | grep '^#EXT-X-PART:' | grep -o 'URI="[^"]*"' | sed 's/URI="//; s/"//' | head -n5 | tail -n1)
-[[ -n $PART_URI ]] || fail "no part in $MEDIA"
-PART="$(dirname "$MEDIA")/$PART_URI"
-PART_BYTES=$(curl -sf --noproxy '*' -m 2 "$A$PART" | wc -c)
-log "part $PART ($PART_BYTES bytes)"
+# A fresh part per round: parts are kept only for the newest segments (HLS2 §6.2.2), so a
+# part picked once would be gone (404) a few segments later.
+pick_part() {
+    local playlist uri
+    playlist=$(curl -sf --noproxy '*' -m 2 "$A$MEDIA")
+    uri=$(echo "$playlist" | grep '^#EXT-X-PART:' | grep -o 'URI="[^"]*"' | sed 's/URI="//; s/"//' | tail -n8 | head -n1)
+    [[ -n $uri ]] || fail "no part in $MEDIA"
+    PART="$(dirname "$MEDIA")/$uri"
+    PART_BYTES=$(curl -sf --noproxy '*' -m 2 "$A$PART" | wc -c)
+    log "part $PART ($PART_BYTES bytes)"
+}
 ROWS=()
 for ((r = 1; r <= ROUNDS; r++)); do
+    pick_part
     for side in owner proxied; do
         url=$A$PART
         [[ $side == proxied ]] && url=$B$PART
@@ -234,7 +239,7 @@ REPORT=$OUT/report.md
     echo
     echo "redis-benchmark on the same Redis (50 clients): SET $SET_RPS/s, EVALSHA of a renewal-sized script $EVAL_RPS/s."
     echo
-    echo "### (b) an LL-HLS part ($PART_BYTES bytes) from its owner and through another node"
+    echo "### (b) an LL-HLS part (the last round's: $PART_BYTES bytes) from its owner and through another node"
     echo
     echo "wrk -t2 -c$CONNS -d${WRK_SECS}s --latency, the same part URL at node A (owner) and node B (proxies to A)."
     echo
