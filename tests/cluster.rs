@@ -101,6 +101,21 @@ fn publisher(url: &str) -> PublisherOptions {
     PublisherOptions::whip(url).with_format(320, 180, 30)
 }
 
+/// Publishes at `url` and checks that the session ended up on `node` (a redirect).
+async fn lands_on(url: &str, node: &TestGateway, what: &str) -> Publisher {
+    let p = Publisher::start(publisher(url))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    assert!(
+        p.session_url()
+            .is_some_and(|u| u.starts_with(&node.url("/whip/"))),
+        "{what}: the session is not {}'s: {:?}",
+        node.url(""),
+        p.session_url()
+    );
+    p
+}
+
 /// Polls `cond` every 50 ms until it holds or `timeout` passes; the time it took.
 async fn until<F: AsyncFnMut() -> bool>(timeout: Duration, mut cond: F) -> Option<Duration> {
     let start = Instant::now();
@@ -351,16 +366,7 @@ async fn a_draining_node_sends_publishers_on_and_keeps_its_streams_until_they_en
     assert_eq!(b.get_text(&b.url("/readyz")).await.unwrap().0, 200);
 
     // New publishes go to node b.
-    let moved = Publisher::start(publisher(&a.whip_url("new")))
-        .await
-        .expect("a publish to the draining node lands elsewhere");
-    assert!(
-        moved
-            .session_url()
-            .is_some_and(|u| u.starts_with(&b.url("/whip/"))),
-        "{:?}",
-        moved.session_url()
-    );
+    let moved = lands_on(&a.whip_url("new"), &b, "a publish to the draining node").await;
     // The live stream goes on at node a for a while.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let later = first_playlist(&a, "cam").await;
@@ -416,16 +422,12 @@ async fn sigterm_drains_a_node_process() {
         .is_some(),
         "/readyz turns 503"
     );
-    let moved = Publisher::start(publisher(&format!("http://{}/whip/new", a.addr)))
-        .await
-        .expect("a publish to the draining node lands on node b");
-    assert!(
-        moved
-            .session_url()
-            .is_some_and(|u| u.starts_with(&b.url("/whip/"))),
-        "{:?}",
-        moved.session_url()
-    );
+    let moved = lands_on(
+        &format!("http://{}/whip/new", a.addr),
+        &b,
+        "a publish to the draining process",
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(a.child.try_wait().unwrap().is_none(), "still running");
     assert!(

@@ -335,19 +335,23 @@
           : null;
         send({ type: 'candidate', candidate: c });
       });
+      // One offer for every socket: after a redirect the new socket gets the offer made
+      // already (with the candidates gathered since).
+      let offered = null;
       const connect = (url) => {
-        ws = new WebSocket(url);
-        ws.onopen = async () => {
+        const sock = new WebSocket(url);
+        ws = sock;
+        sock.onopen = async () => {
           try {
-            // After a redirect the offer is the one made already (with the candidates
-            // gathered since).
-            if (!pc.localDescription) await pc.setLocalDescription(await pc.createOffer());
-            send({ type: 'offer', sdp: pc.localDescription.sdp });
+            offered = offered || pc.createOffer().then((o) => pc.setLocalDescription(o));
+            await offered;
+            // A socket redirected away while the offer was being made sends nothing.
+            if (sock === ws) send({ type: 'offer', sdp: pc.localDescription.sdp });
           } catch (e) {
             reject(e);
           }
         };
-        ws.onmessage = async (ev) => {
+        sock.onmessage = async (ev) => {
           let msg;
           try {
             msg = JSON.parse(ev.data);
@@ -389,10 +393,9 @@
                 hops += 1;
                 state.redirects.push(msg.url);
                 log(`redirected to ${msg.url}`);
-                const old = ws;
-                old.onclose = null;
-                old.onmessage = null;
-                old.close();
+                sock.onclose = null;
+                sock.onmessage = null;
+                sock.close();
                 connect(to);
                 break;
               }
@@ -404,8 +407,8 @@
             else state.warnings.push(e.message);
           }
         };
-        ws.onclose = (ev) => {
-          if (stopping) return;
+        sock.onclose = (ev) => {
+          if (stopping || sock !== ws) return;
           const why = `socket closed (${ev.code}${ev.reason ? ` ${ev.reason}` : ''})`;
           if (!answered) {
             // 4000 + HTTP status: the server refused before any offer (name or token).
