@@ -219,6 +219,14 @@ impl Ingest {
         cluster.best_node().await.map(|n| n.url)
     }
 
+    /// In a cluster, the URL of the node that owns `stream` when that is another node.
+    pub async fn owner_elsewhere(&self, stream: &StreamKey) -> Option<String> {
+        let cluster = self.inner.cluster.as_ref()?;
+        cluster
+            .owner_url(stream.as_str(), std::time::Instant::now())
+            .await
+    }
+
     /// Counts a publish sent to another node (`/metrics`).
     pub fn redirected(&self, signaling: Signaling) {
         self.inner.store.metrics().cluster.redirected(signaling);

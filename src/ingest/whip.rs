@@ -265,13 +265,7 @@ pub async fn post(
         };
         info!(stream = %key, %target, "publish redirected to another node");
         ingest.redirected(Signaling::Whip);
-        let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
-        if let Ok(v) = HeaderValue::from_str(&target) {
-            resp.headers_mut().insert(header::LOCATION, v);
-        }
-        resp.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        return Ok(resp);
+        return Ok(temporary_redirect(&target));
     }
     // Before anything is published: a request whose Location cannot be built is refused.
     let checked = match offer_request(ingest, stream, client, &uri, &headers, body).await {
@@ -320,6 +314,36 @@ pub async fn get_empty() -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+/// `307 Temporary Redirect` to `target` (RFC 9110 §15.4.8: the method and body are kept).
+fn temporary_redirect(target: &str) -> Response {
+    let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+    if let Ok(v) = HeaderValue::from_str(target) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// In a cluster, a PATCH or DELETE for a session this node does not have, on a stream
+/// another node owns, goes to that node (the session URL a client was given is the owner's,
+/// but a load balancer in front may still send the request elsewhere).
+async fn session_elsewhere(
+    ingest: &Ingest,
+    stream: &str,
+    session: &str,
+    uri: &Uri,
+) -> Option<Response> {
+    if ingest.session_stream(session).is_some() {
+        return None;
+    }
+    let key = crate::StreamKey::parse(stream)?;
+    let owner = ingest.owner_elsewhere(&key).await?;
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    info!(stream = %key, %owner, "session request redirected to the stream's owner");
+    Some(temporary_redirect(&format!("{owner}{path}")))
+}
+
 fn check_session(
     ingest: &Ingest,
     stream: &str,
@@ -339,12 +363,16 @@ fn check_session(
 pub async fn delete(
     State(state): State<SignalingState>,
     Path((stream, session)): Path<(String, String)>,
+    uri: Uri,
     headers: HeaderMap,
-) -> Result<StatusCode, IngestError> {
+) -> Result<Response, IngestError> {
+    if let Some(r) = session_elsewhere(&state.ingest, &stream, &session, &uri).await {
+        return Ok(r);
+    }
     check_session(&state.ingest, &stream, &session, &headers)?;
     state.ingest.unpublish(&session).await?;
     info!(%stream, "WHIP session deleted");
-    Ok(StatusCode::OK)
+    Ok(StatusCode::OK.into_response())
 }
 
 /// `PATCH /whip/{stream}/{session}`: trickle ICE (RFC 8840 fragment). RFC 9725 §4.3.1:
@@ -354,9 +382,13 @@ pub async fn delete(
 pub async fn patch(
     State(state): State<SignalingState>,
     Path((stream, session)): Path<(String, String)>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Result<StatusCode, IngestError> {
+) -> Result<Response, IngestError> {
+    if let Some(r) = session_elsewhere(&state.ingest, &stream, &session, &uri).await {
+        return Ok(r);
+    }
     check_session(&state.ingest, &stream, &session, &headers)?;
     if !content_type_is(&headers, SDPFRAG) {
         return Err(IngestError::BadPatchContentType);
@@ -381,7 +413,7 @@ pub async fn patch(
         state.ingest.add_candidate(&session, c).await?;
     }
     // RFC 9725 §4.3.2: 204 without ETag.
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[cfg(test)]
