@@ -15,13 +15,14 @@ use crate::hls::{At, Chunk, Continuity, HlsStore, IngestSummary};
 use crate::keyframes::Steering;
 use crate::media::MediaError;
 use crate::media::{
-    AudioInput, Ladder, MediaEvent, MediaSpec, Pipeline, RtpPacket, VideoCodec, VideoInput,
-    h264_keyframe_start,
+    AudioInput, Ladder, LayerInput, MediaEvent, MediaSpec, Pipeline, RtpPacket, SimulcastInput,
+    VideoCodec, VideoInput, h264_keyframe_start, h264_sps_size,
 };
 use crate::output::{BroadcastOutputs, Outputs};
 use crate::peer::{
     Candidate, IncomingTrack, KeyframeRequester, PeerError, PeerEvent, PeerSession, TrackKind,
 };
+use crate::simulcast::Layers;
 
 /// Now, as the HLS store takes time (`hls::At`): the store never reads a clock, its
 /// writers do — the broadcast task for what it publishes, the ingest registry for a
@@ -117,6 +118,9 @@ pub struct BroadcastParams {
     pub commands: mpsc::Receiver<Command>,
     /// Opus payload type from the offer; `None` means the publisher sends no audio.
     pub audio_payload_type: Option<u8>,
+    /// The video's simulcast layers (`rid`s, RFC 8853) the offer named; empty without
+    /// simulcast.
+    pub simulcast: Vec<String>,
     /// Ladder in force.
     pub ladder: Ladder,
     /// The capture height the publisher declared, if any (plans the ladder).
@@ -129,8 +133,8 @@ pub struct BroadcastParams {
     pub media_timeout: Duration,
     /// Server candidates for a WebSocket client.
     pub candidates: Option<mpsc::Sender<Candidate>>,
-    /// Claims the stream name; called once, when the first video arrives.
-    pub claim: Claim,
+    /// Claims the stream name; taken and called once, when the first video arrives.
+    pub claim: Option<Claim>,
     /// How the publisher came in (`/api/streams`).
     pub ingest: IngestSummary,
     /// Where the recording / object-storage outputs of the broadcast start once claimed.
@@ -141,7 +145,7 @@ pub struct BroadcastParams {
 
 /// Claims the stream name for this session, or says why not. Claimed, it may say where
 /// the stream's numbering stood on another node of the cluster, to continue it.
-pub type Claim = Box<dyn FnOnce() -> ClaimFuture + Send>;
+pub type Claim = Box<dyn FnOnce() -> ClaimFuture + Send + Sync>;
 
 /// What [`Claim`] returns.
 pub type ClaimFuture =
@@ -153,7 +157,18 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
     let mut video: Option<IncomingTrack> = None;
     let mut audio: Option<IncomingTrack> = None;
     let mut pipeline: Option<Pipeline> = None;
-    let mut pli: Option<KeyframeRequester> = None;
+    // Every video layer's PLI sender: a keyframe is asked of all layers at once, so their
+    // keyframes, and with them their segments, stay aligned.
+    let mut pli = Plis::default();
+    // Simulcast: the layers until they are planned (simulcast.rs), then the layers besides
+    // the top one (`video`). Each layer, the top one too, starts at its first keyframe
+    // after `gate` (the plan, when every layer was asked for one): the same picture.
+    let mut waiting: Option<Layers> = None;
+    let mut pending: Vec<IncomingTrack> = Vec::new();
+    let mut layers: Vec<LiveLayer> = Vec::new();
+    let mut gate: Option<Instant> = None;
+    let mut top_started = false;
+    let (mut turn_pending, mut turn_layers) = (0usize, 0usize);
     let mut stop_reply: Option<oneshot::Sender<()>> = None;
     let mut last_video = Instant::now();
     let mut segments_out = 0u64;
@@ -167,7 +182,7 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
     // stall every branch without an error): end the stream rather than hang it.
     let stall_limit = p.store.config().segment_duration * 5 + Duration::from_secs(5);
     // The session holds its name, and the store and outputs know it, from its first video.
-    let mut claim = Some(p.claim);
+    let mut claim = p.claim.take();
     let mut outputs: Option<BroadcastOutputs> = None;
     let mut tick = tokio::time::interval(STARTUP_PLI_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -203,50 +218,44 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
                 }
                 Some(PeerEvent::Track(t)) => match t.kind {
                     TrackKind::Video(codec) if video.is_none() => {
-                        let elsewhere = match claim.take() {
-                            Some(claim) => match claim().await {
+                        // The name is claimed, and the store and outputs started, once: on
+                        // the first video (the first simulcast layer to come).
+                        if let Some(claim) = claim.take() {
+                            let elsewhere = match claim().await {
                                 Ok(e) => e,
                                 Err(why) => break EndReason::NotClaimed(why),
-                            },
-                            None => None,
-                        };
-                        let epoch = p.store.begin_after(p.stream.as_str(), p.ingest.clone(), now(), elsewhere);
-                        tracing::Span::current().record("epoch", epoch.as_str());
-                        outputs = Some(p.outputs.start(
-                            &p.stream,
-                            &epoch,
-                            p.store.discontinuity_sequence(p.stream.as_str()),
-                            p.record,
-                        ));
-                        let spec = MediaSpec {
-                            stream: p.stream.to_string(),
-                            epoch: t.first_arrival,
-                            video: VideoInput { codec, payload_type: t.payload_type },
-                            audio: p.audio_payload_type.map(|payload_type| AudioInput { payload_type }),
-                            ladder: p.ladder.clone(),
-                            height_hint: p.height_hint,
-                            segment_duration: p.store.config().segment_duration,
-                            part_duration: p.store.ll().map(|ll| ll.part_duration),
-                        };
-                        match Pipeline::start(spec).await {
-                            Ok(pl) => pipeline = Some(pl),
-                            Err(e) => break e.into(),
-                        }
-                        pli = t.keyframes.clone();
-                        last_fragment = Instant::now();
-                        if codec == VideoCodec::H264 {
-                            let steer = p.ladder.source.enabled;
-                            let mut steering = Steering::new(p.store.config().segment_duration, p.ladder.video.fps);
-                            // LL-HLS: the source rung's first segment is one part (media/mux.rs).
-                            if let Some(ll) = p.store.ll() {
-                                steering = steering.with_first_segment(ll.part_duration);
-                            }
-                            keyframes = Some((steering, steer));
-                        }
-                        if let Some(k) = &pli {
-                            k.request();
+                            };
+                            let epoch = p.store.begin_after(p.stream.as_str(), p.ingest.clone(), now(), elsewhere);
+                            tracing::Span::current().record("epoch", epoch.as_str());
+                            outputs = Some(p.outputs.start(
+                                &p.stream,
+                                &epoch,
+                                p.store.discontinuity_sequence(p.stream.as_str()),
+                                p.record,
+                            ));
                         }
                         last_video = Instant::now();
+                        // A simulcast layer waits for the plan (simulcast.rs).
+                        if let Some(rid) = t.rid.clone().filter(|_| !p.simulcast.is_empty()) {
+                            let layers = waiting.get_or_insert_with(|| Layers::new(&p.simulcast, codec == VideoCodec::H264));
+                            if !layers.offered(&rid) {
+                                warn!(rid, "ignoring a simulcast layer the offer did not name");
+                                continue;
+                            }
+                            info!(rid, ssrc = t.ssrc, "simulcast layer arrived");
+                            if let Some(k) = &t.keyframes {
+                                k.request();
+                            }
+                            pending.push(t);
+                            continue;
+                        }
+                        match start_pipeline(&p, &t, codec, None, t.first_arrival).await {
+                            Ok((pl, k)) => (pipeline, keyframes) = (Some(pl), k),
+                            Err(e) => break e,
+                        }
+                        pli = Plis(t.keyframes.iter().cloned().collect());
+                        last_fragment = Instant::now();
+                        pli.request();
                         video = Some(t);
                     }
                     TrackKind::Audio if audio.is_none() => audio = Some(t),
@@ -257,6 +266,12 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
             pkt = recv(&mut video) => match pkt {
                 Some(pkt) => {
                     last_video = Instant::now();
+                    if !top_started && let Some(g) = gate {
+                        if pkt.arrival < g || !h264_keyframe_start(&pkt.payload) {
+                            continue;
+                        }
+                        top_started = true;
+                    }
                     if let Some((steering, _)) = keyframes.as_mut()
                         && h264_keyframe_start(&pkt.payload)
                     {
@@ -275,14 +290,65 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
                             if malformed.is_power_of_two() {
                                 warn!(malformed, "dropping malformed video RTP");
                             }
-                            if let Some(k) = &pli {
-                                k.request();
-                            }
+                            pli.request();
                         }
                         _ => {}
                     }
                 }
                 None => break EndReason::VideoEnded,
+            },
+            (i, pkt) = recv_any(&mut pending, &mut turn_pending, |t| &mut t.packets) => match pkt {
+                Some(pkt) => {
+                    let at = Instant::now();
+                    last_video = at;
+                    if let (Some(w), Some(rid)) = (waiting.as_mut(), pending[i].rid.as_deref()) {
+                        let h264 = pending[i].kind == TrackKind::Video(VideoCodec::H264);
+                        let size = if h264 { h264_sps_size(&pkt.payload) } else { None };
+                        w.on_packet(rid, pkt.payload.len(), size, at);
+                    }
+                    if waiting.as_ref().is_some_and(|w| w.ready(at)) {
+                        match start_simulcast(&p, waiting.take(), &mut pending).await {
+                            Ok(Some(started)) => {
+                                pipeline = Some(started.pipeline);
+                                keyframes = started.keyframes;
+                                pli = Plis(std::iter::once(&started.top).chain(&started.layers).filter_map(|t| t.keyframes.clone()).collect());
+                                if started.aligned {
+                                    gate = Some(at);
+                                }
+                                layers = started.layers.into_iter().enumerate().map(|(index, track)| LiveLayer { index, track, started: false }).collect();
+                                video = Some(started.top);
+                                last_fragment = Instant::now();
+                                pli.request();
+                            }
+                            Ok(None) => {}
+                            Err(e) => break e,
+                        }
+                    }
+                }
+                None => {
+                    debug!(rid = pending[i].rid.as_deref().unwrap_or(""), "simulcast layer ended before the plan");
+                    pending.remove(i);
+                }
+            },
+            (i, pkt) = recv_any(&mut layers, &mut turn_layers, |l| &mut l.track.packets) => match pkt {
+                Some(pkt) => {
+                    let layer = &mut layers[i];
+                    if !layer.started {
+                        if gate.is_none_or(|g| pkt.arrival < g) || !h264_keyframe_start(&pkt.payload) {
+                            continue;
+                        }
+                        layer.started = true;
+                    }
+                    match pipeline.as_ref().map(|pl| pl.push_layer(layer.index, pkt)) {
+                        Some(Err(e)) => break e.into(),
+                        Some(Ok(false)) => pli.request(),
+                        _ => {}
+                    }
+                }
+                None => {
+                    info!(rid = layers[i].track.rid.as_deref().unwrap_or(""), "simulcast layer ended");
+                    layers.remove(i);
+                }
             },
             pkt = recv(&mut audio) => match pkt {
                 // Audio before the pipeline exists is dropped: its arrival timestamps
@@ -299,7 +365,7 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
                 Some(MediaEvent::Eos) | None => break EndReason::PipelineEnded,
                 Some(MediaEvent::KeyframeRequest) => {
                     debug!("pipeline asked for a keyframe");
-                    if let Some(k) = &pli { k.request(); }
+                    pli.request();
                 }
                 Some(ev) => {
                     let n = store_event(&p.store, &p.stream, &mut outputs, ev);
@@ -312,10 +378,9 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
             _ = wake(keyframes.as_ref()) => {
                 if let Some((steering, true)) = keyframes.as_mut()
                     && steering.poll(Instant::now())
-                    && let Some(k) = &pli
                 {
                     debug!("keyframe requested on the segment cadence");
-                    k.request();
+                    pli.request();
                 }
                 if let Some((steering, _)) = &keyframes {
                     p.store.set_keyframes(p.stream.as_str(), steering.stats());
@@ -325,14 +390,21 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
                 if pipeline.is_none() && started.elapsed() > p.connect_timeout {
                     break EndReason::NoVideo(p.connect_timeout);
                 }
+                // Layers waiting for the plan are asked for keyframes too: their SPS
+                // says their size.
+                for t in &pending {
+                    if let Some(k) = &t.keyframes {
+                        k.request();
+                    }
+                }
                 if pipeline.is_some() && last_video.elapsed() > p.media_timeout {
                     break EndReason::MediaTimeout(p.media_timeout);
                 }
                 if pipeline.is_some() && last_fragment.elapsed() > stall_limit {
                     break EndReason::Stalled(stall_limit);
                 }
-                if let Some(k) = pli.as_ref().filter(|_| segments_out == 0) {
-                    k.request();
+                if segments_out == 0 {
+                    pli.request();
                 }
             }
         }
@@ -425,6 +497,174 @@ fn store_event(
         }
         _ => 0,
     }
+}
+
+/// The PLI senders of every video layer: a keyframe request goes to all of them.
+#[derive(Debug, Default)]
+struct Plis(Vec<KeyframeRequester>);
+
+impl Plis {
+    fn request(&self) {
+        for k in &self.0 {
+            k.request();
+        }
+    }
+}
+
+/// A simulcast layer besides the top one, once planned.
+struct LiveLayer {
+    /// Its number for [`Pipeline::push_layer`].
+    index: usize,
+    track: IncomingTrack,
+    /// Whether its first keyframe after the plan came (nothing is pushed before).
+    started: bool,
+}
+
+/// What [`start_simulcast`] started.
+struct SimulcastStart {
+    pipeline: Pipeline,
+    keyframes: Option<(Steering, bool)>,
+    /// The top layer.
+    top: IncomingTrack,
+    /// The other layers, in [`SimulcastInput::layers`] order.
+    layers: Vec<IncomingTrack>,
+    /// Whether the layers are renditions (H.264) whose starts must be aligned.
+    aligned: bool,
+}
+
+/// Builds and starts the pipeline for video track `t` (for simulcast, the top layer; the
+/// others are `simulcast`'s), running time 0 at `epoch`; with the keyframe steering for
+/// H.264.
+async fn start_pipeline(
+    p: &BroadcastParams,
+    t: &IncomingTrack,
+    codec: VideoCodec,
+    simulcast: Option<SimulcastInput>,
+    epoch: Instant,
+) -> Result<(Pipeline, Option<(Steering, bool)>), EndReason> {
+    let mut ladder = p.ladder.clone();
+    if simulcast.is_some() {
+        // The layers are the ladder, the top one as its passthrough rung. The rungs they do
+        // not cover are not transcoded from the top layer (yet): an x264 rung cuts its
+        // segments on the configured grid, the layers on the publisher's keyframes, and
+        // their segment N would drift apart.
+        ladder.source.enabled = true;
+        ladder.rungs.clear();
+    }
+    let spec = MediaSpec {
+        stream: p.stream.to_string(),
+        epoch,
+        video: VideoInput {
+            codec,
+            payload_type: t.payload_type,
+        },
+        audio: p
+            .audio_payload_type
+            .map(|payload_type| AudioInput { payload_type }),
+        ladder: ladder.clone(),
+        height_hint: p.height_hint,
+        segment_duration: p.store.config().segment_duration,
+        part_duration: p.store.ll().map(|ll| ll.part_duration),
+        simulcast,
+    };
+    let pipeline = Pipeline::start(spec).await?;
+    // H.264 keyframes are tracked for the GOP metric; with the passthrough rung on, their
+    // cadence is also steered (PLI per segment, see keyframes.rs).
+    let keyframes = (codec == VideoCodec::H264).then(|| {
+        let mut steering = Steering::new(p.store.config().segment_duration, ladder.video.fps);
+        // LL-HLS: the source rung's first segment is one part (media/mux.rs).
+        if let Some(ll) = p.store.ll() {
+            steering = steering.with_first_segment(ll.part_duration);
+        }
+        (steering, ladder.source.enabled)
+    });
+    Ok((pipeline, keyframes))
+}
+
+/// Plans the simulcast layers seen (`waiting`, simulcast.rs) and starts the pipeline: the
+/// top layer as its video, the other planned H.264 layers as renditions of their own. The
+/// layers left out are dropped from `pending` (their queues close). `Ok(None)`: nothing to
+/// plan yet.
+async fn start_simulcast(
+    p: &BroadcastParams,
+    waiting: Option<Layers>,
+    pending: &mut Vec<IncomingTrack>,
+) -> Result<Option<SimulcastStart>, EndReason> {
+    let Some(plan) = waiting.as_ref().and_then(Layers::plan) else {
+        return Ok(None);
+    };
+    let mut planned = Vec::new();
+    for layer in &plan.layers {
+        if let Some(i) = pending
+            .iter()
+            .position(|t| t.rid.as_deref() == Some(layer.rid.as_str()))
+        {
+            planned.push((layer.clone(), pending.swap_remove(i)));
+        }
+    }
+    pending.clear();
+    let mut planned = planned.into_iter();
+    let Some((top_plan, top)) = planned.next() else {
+        return Ok(None);
+    };
+    let TrackKind::Video(codec) = top.kind else {
+        return Ok(None);
+    };
+    let (inputs, layers): (Vec<LayerInput>, Vec<IncomingTrack>) = planned
+        .map(|(l, t)| {
+            (
+                LayerInput {
+                    rendition: l.rendition,
+                    payload_type: t.payload_type,
+                },
+                t,
+            )
+        })
+        .unzip();
+    let aligned = codec == VideoCodec::H264;
+    info!(
+        top = top_plan.rid,
+        layers = ?plan.layers.iter().map(|l| format!("{}:{}", l.rid, l.rendition)).collect::<Vec<_>>(),
+        left_out = ?plan.left_out,
+        "simulcast planned"
+    );
+    p.store.set_simulcast(p.stream.as_str(), plan);
+    let simulcast = aligned.then(|| SimulcastInput {
+        top: top_plan.rendition.clone(),
+        layers: inputs,
+    });
+    let (pipeline, keyframes) = start_pipeline(p, &top, codec, simulcast, Instant::now()).await?;
+    Ok(Some(SimulcastStart {
+        pipeline,
+        keyframes,
+        top,
+        layers: if aligned { layers } else { Vec::new() },
+        aligned,
+    }))
+}
+
+/// The next packet of any of `items` (their queues, by `rx`), taking turns so that no
+/// layer starves the others; with the item's index. Pending forever when there are none.
+async fn recv_any<T>(
+    items: &mut [T],
+    turn: &mut usize,
+    rx: impl Fn(&mut T) -> &mut mpsc::Receiver<RtpPacket>,
+) -> (usize, Option<RtpPacket>) {
+    if items.is_empty() {
+        return std::future::pending().await;
+    }
+    std::future::poll_fn(|cx| {
+        let n = items.len();
+        for k in 0..n {
+            let i = (*turn + k) % n;
+            if let std::task::Poll::Ready(pkt) = rx(&mut items[i]).poll_recv(cx) {
+                *turn = i + 1;
+                return std::task::Poll::Ready((i, pkt));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 async fn recv(track: &mut Option<IncomingTrack>) -> Option<RtpPacket> {

@@ -147,6 +147,13 @@ impl Steering {
             if now.saturating_duration_since(asked) >= self.answer_timeout {
                 self.pending = None;
                 self.unanswered += 1;
+                // Ask again at once: a request can be lost, or dropped by the publisher
+                // (Chromium ignores a PLI within 300 ms of the previous one, and answers
+                // one PLI with a keyframe on every simulcast layer, measured); waiting for
+                // the publisher's own next keyframe instead made a 40 s segment.
+                if self.mode == Mode::Steering {
+                    self.due = Some(now);
+                }
                 if self.unanswered >= IGNORED_AFTER && self.mode == Mode::Steering {
                     self.mode = Mode::PublisherGop;
                     self.due = None;
@@ -261,6 +268,22 @@ mod tests {
         s.on_keyframe(t0 + Duration::from_millis(500));
         assert_eq!(s.next_wake(), Some(due));
         assert_eq!(s.observed_gop(), Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn an_unanswered_request_is_repeated_at_once() {
+        let t0 = Instant::now();
+        let mut s = Steering::new(SEG, 30);
+        s.on_keyframe(t0);
+        let due = s.next_wake().expect("due");
+        assert!(s.poll(due));
+        let deadline = s.next_wake().expect("answer deadline");
+        assert!(!s.poll(deadline), "the timeout itself sends nothing");
+        assert_eq!(s.next_wake(), Some(deadline), "the repeat is due at once");
+        assert!(s.poll(deadline));
+        s.on_keyframe(deadline + Duration::from_millis(40));
+        let st = s.stats();
+        assert_eq!((st.requests, st.answered, st.mode), (2, 1, Mode::Steering));
     }
 
     #[test]

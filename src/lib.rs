@@ -71,6 +71,7 @@ mod metrics;
 pub mod origin;
 mod output;
 pub mod peer;
+mod simulcast;
 
 use std::fmt;
 use std::future::Future;

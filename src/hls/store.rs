@@ -29,6 +29,7 @@ use crate::config::{DvrOverflow, HlsConfig};
 use crate::keyframes::KeyframeStats;
 use crate::media::RenditionInfo;
 use crate::metrics::Metrics;
+use crate::simulcast::Plan as SimulcastPlan;
 
 /// Names whose numbering is remembered after expiry (beyond it, arbitrary old names are
 /// forgotten and restart their numbers from 0 under a fresh epoch).
@@ -340,6 +341,11 @@ impl HlsStore {
     /// Records the publisher's keyframe figures.
     pub fn set_keyframes(&self, stream: &str, stats: KeyframeStats) {
         self.read(stream, |st| st.keyframes = Some(stats));
+    }
+
+    /// Records how `stream`'s simulcast layers were planned (`/api/streams`).
+    pub fn set_simulcast(&self, stream: &str, plan: SimulcastPlan) {
+        self.read(stream, |st| st.simulcast = Some(plan));
     }
 
     /// `EXT-X-DISCONTINUITY-SEQUENCE` of the current broadcast of `stream`.

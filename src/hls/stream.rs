@@ -28,6 +28,7 @@ use crate::config::HlsConfig;
 use crate::keyframes::KeyframeStats;
 use crate::media::RenditionInfo;
 use crate::metrics::Metrics;
+use crate::simulcast::Plan as SimulcastPlan;
 
 /// A moment, as both clocks read it: `instant` for durations, `wall` for what players see
 /// (`Last-Modified`, the API's start time). The callers read the clocks (the broadcast
@@ -151,6 +152,8 @@ pub(super) struct StreamState {
     pub(super) first_playable: Option<Instant>,
     /// The publisher's keyframes (H.264).
     pub(super) keyframes: Option<KeyframeStats>,
+    /// The publisher's simulcast layers, as planned.
+    pub(super) simulcast: Option<SimulcastPlan>,
     /// First media sequence number of this broadcast (continues the previous one's).
     pub(super) first_seq: u64,
     /// Broadcasts of this name before this one (`EXT-X-DISCONTINUITY-SEQUENCE`).
@@ -201,6 +204,7 @@ impl StreamState {
             lags: VecDeque::with_capacity(LAG_SAMPLES),
             first_playable: None,
             keyframes: None,
+            simulcast: None,
             trimmed_segments: 0,
             spilled_segments: 0,
             carried,

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::stream::StreamState;
 use crate::keyframes::KeyframeStats;
 use crate::media::RenditionKind;
+use crate::simulcast::Plan as SimulcastPlan;
 
 /// What the ingest side tells the store about a new broadcast.
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +44,10 @@ pub struct StreamSummary {
     pub first_playable_s: Option<f64>,
     /// The publisher's keyframes: observed GOP, steering requests and answers.
     pub keyframes: Option<KeyframeStats>,
+    /// The publisher's simulcast layers (RFC 8853): the rendition each became, and the
+    /// offered layers left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub simulcast: Option<SimulcastPlan>,
     /// Bytes of media held in memory for this stream (all renditions).
     pub memory_bytes: usize,
     /// Segments dropped early to stay within `hls.stream_memory_mib`.
@@ -131,6 +136,7 @@ impl StreamState {
             master: format!("/hls/{name}/master.m3u8"),
             lag_ms: lag_summary(&self.lags),
             keyframes: self.keyframes.clone(),
+            simulcast: self.simulcast.clone(),
             memory_bytes: self.renditions.values().map(|r| r.window.bytes()).sum(),
             trimmed_segments: self.trimmed_segments,
             spilled_segments: self.spilled_segments,

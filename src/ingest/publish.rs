@@ -119,13 +119,14 @@ impl Ingest {
             events,
             commands: cmd_rx,
             audio_payload_type: summary.audio_payload_type,
+            simulcast: summary.simulcast.clone(),
             ladder: self.inner.ladder.clone(),
             height_hint: req.options.height,
             store: self.inner.store.clone(),
             connect_timeout: self.inner.ice.connect_timeout,
             media_timeout: self.inner.ice.media_timeout,
             candidates: req.candidates,
-            claim: Box::new(move || {
+            claim: Some(Box::new(move || {
                 Box::pin(async move {
                     let stream = claimer
                         .session_stream(&claim_sid)
@@ -159,7 +160,7 @@ impl Ingest {
                     );
                     Ok(elsewhere)
                 })
-            }),
+            })),
             ingest: IngestSummary {
                 signaling: req.signaling.name(),
                 video_codec: summary.video_codecs.join("/"),

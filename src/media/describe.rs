@@ -112,6 +112,7 @@ pub fn print_pipelines(ladder: &Ladder, opts: &PrintOptions) -> Result<String, D
         height_hint: opts.height_hint,
         segment_duration: opts.segment_duration,
         part_duration: opts.part_duration,
+        simulcast: None,
     };
     let g = graph::build(&spec)?;
     let plan = match &g.ingest.raw_tee {

@@ -9,7 +9,7 @@ use super::ingest::{self, VideoIngest};
 use super::ladder::{Ladder, PlannedRung};
 use super::mux::{Branch, MuxTiming};
 use super::rung;
-use super::{AUDIO_RENDITION, MediaError, MediaSpec, SOURCE_RENDITION, VideoCodec};
+use super::{AUDIO_RENDITION, MediaError, MediaSpec, VideoCodec};
 
 /// A stream's pipeline before its ladder rungs: ingest, audio and the passthrough rung.
 pub(crate) struct Graph {
@@ -21,6 +21,9 @@ pub(crate) struct Graph {
     pub audio: AudioBranch,
     /// The passthrough rung, for H.264 when the ladder enables it.
     pub source: Option<Branch>,
+    /// The simulcast layers besides the top one, each with its passthrough rung, in
+    /// [`SimulcastInput::layers`](super::SimulcastInput) order.
+    pub layers: Vec<(ingest::LayerIngest, Branch)>,
 }
 
 /// The muxer timing of `spec`'s renditions.
@@ -43,14 +46,22 @@ pub(crate) fn build(spec: &MediaSpec) -> Result<Graph, MediaError> {
         timing,
     )?;
     let source = match &ingest.h264_tee {
-        Some(tee) => Some(rung::source_rung(&pipeline, tee, timing)?),
+        Some(tee) => Some(rung::source_rung(&pipeline, tee, timing, "source")?),
         None => None,
     };
+    let mut layers = Vec::new();
+    for (i, layer) in spec.simulcast.iter().flat_map(|s| &s.layers).enumerate() {
+        let prefix = format!("layer{}", i + 1);
+        let input = ingest::layer_ingest(&pipeline, &prefix, layer.payload_type)?;
+        let branch = rung::source_rung(&pipeline, &input.tee, timing, &prefix)?;
+        layers.push((input, branch));
+    }
     Ok(Graph {
         pipeline,
         ingest,
         audio,
         source,
+        layers,
     })
 }
 
@@ -68,12 +79,15 @@ pub(crate) fn add_rungs(
         .collect()
 }
 
-/// The renditions that do not depend on the source size: audio, and the passthrough rung
-/// for H.264 when it is on.
+/// The renditions that do not depend on the source size: audio, the passthrough rung for
+/// H.264 when it is on, and the other simulcast layers.
 pub(crate) fn fixed_renditions(spec: &MediaSpec) -> Vec<String> {
     let mut names = vec![AUDIO_RENDITION.to_string()];
     if spec.video.codec == VideoCodec::H264 && spec.ladder.source.enabled {
-        names.push(SOURCE_RENDITION.to_string());
+        names.push(spec.source_rendition().to_string());
+    }
+    if let Some(s) = &spec.simulcast {
+        names.extend(s.layers.iter().map(|l| l.rendition.clone()));
     }
     names
 }

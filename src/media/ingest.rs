@@ -163,6 +163,63 @@ pub(crate) fn video_ingest(
     })
 }
 
+/// A simulcast layer besides the top one (RFC 8853): its H.264 RTP, parsed, to a tee for
+/// its passthrough rung. Never decoded: the transcoded rungs come from the top layer.
+pub(crate) struct LayerIngest {
+    pub appsrc: gst_app::AppSrc,
+    /// The layer's jitter buffer: it takes the top layer's `ts-offset` (A/V alignment), so
+    /// every layer's frames keep the timestamps of the top layer's.
+    pub jitter: gst::Element,
+    /// Parsed H.264 (`stream-format=avc, alignment=au`).
+    pub tee: gst::Element,
+}
+
+/// `appsrc → rtpjitterbuffer → rtph264depay → h264parse → tee` for the simulcast layer
+/// whose elements are named `{prefix}_…`.
+pub(crate) fn layer_ingest(
+    pipeline: &gst::Pipeline,
+    prefix: &str,
+    payload_type: u8,
+) -> Result<LayerIngest, MediaError> {
+    let caps = gst::Caps::builder("application/x-rtp")
+        .field("media", "video")
+        .field("clock-rate", 90_000i32)
+        .field("encoding-name", "H264")
+        .field("payload", i32::from(payload_type))
+        .build();
+    let appsrc = rtp_appsrc(&format!("{prefix}_src"), &caps);
+    let jitter = jitterbuffer(&format!("{prefix}_jitter"))?;
+    let depay = make("rtph264depay", &format!("{prefix}_depay"))?;
+    // As for the top layer (video_ingest): a loss asks for a keyframe, and nothing passes
+    // until it comes.
+    depay.set_property("request-keyframe", true);
+    depay.set_property("wait-for-keyframe", true);
+    let parse = make("h264parse", &format!("{prefix}_parse"))?;
+    let parse_caps = caps_filter(
+        &format!("{prefix}_parse_caps"),
+        gst::Caps::builder("video/x-h264")
+            .field("stream-format", "avc")
+            .field("alignment", "au")
+            .build(),
+    )?;
+    let tee = make("tee", &format!("{prefix}_tee"))?;
+    let chain = [
+        appsrc.upcast_ref(),
+        &jitter,
+        &depay,
+        &parse,
+        &parse_caps,
+        &tee,
+    ];
+    add(pipeline, &chain)?;
+    link(&chain)?;
+    Ok(LayerIngest {
+        appsrc,
+        jitter,
+        tee,
+    })
+}
+
 /// Frame `n` of a constant `fps` stream starting at 0: its timestamp and duration in ns, as
 /// videorate computes them when it never re-bases (`n · 10⁹ / fps`, truncated).
 fn frame_slot(n: u64, fps: u32) -> (u64, u64) {

@@ -59,11 +59,13 @@ mod pipeline;
 mod rtp;
 mod rung;
 mod sender_reports;
+mod sps;
 mod stale;
 #[cfg(test)]
 mod test_support;
 
 pub use rtp::h264_keyframe_start;
+pub use sps::h264_sps_size;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -200,6 +202,37 @@ pub struct MediaSpec {
     pub segment_duration: Duration,
     /// LL-HLS part duration (= cmafmux chunk duration); `None`: whole fragments only.
     pub part_duration: Option<Duration>,
+    /// H.264 simulcast (RFC 8853): `video` is the top layer, remuxed as a rendition of this
+    /// name (the ladder's passthrough rung) and decoded for the ladder's transcoded rungs,
+    /// if any; each of `layers` is remuxed as a rendition of its own.
+    pub simulcast: Option<SimulcastInput>,
+}
+
+/// The simulcast layers of a [`MediaSpec`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulcastInput {
+    /// The rendition the top layer becomes.
+    pub top: String,
+    /// The other layers, in the order [`Pipeline::push_layer`] numbers them.
+    pub layers: Vec<LayerInput>,
+}
+
+/// One simulcast layer besides the top one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerInput {
+    /// The rendition it becomes.
+    pub rendition: String,
+    /// RTP payload type of its H.264.
+    pub payload_type: u8,
+}
+
+impl MediaSpec {
+    /// The name of the passthrough rendition: the top simulcast layer's, or `source`.
+    pub(crate) fn source_rendition(&self) -> &str {
+        self.simulcast
+            .as_ref()
+            .map_or(SOURCE_RENDITION, |s| s.top.as_str())
+    }
 }
 
 /// What kind of rendition.

@@ -20,8 +20,7 @@ use super::mux::MuxTiming;
 use super::sender_reports::align_by_sender_reports;
 use super::stale::StaleFilter;
 use super::{
-    AUDIO_RENDITION, MediaError, MediaEvent, MediaSpec, Origin, RtpPacket, SOURCE_RENDITION,
-    SenderReport, StateError,
+    AUDIO_RENDITION, MediaError, MediaEvent, MediaSpec, Origin, RtpPacket, SenderReport, StateError,
 };
 
 /// Fragments and events waiting for the broadcast task. When full, the appsink's streaming
@@ -45,6 +44,8 @@ pub struct Pipeline {
     codec: super::VideoCodec,
     failed: bool,
     video_src: gst_app::AppSrc,
+    /// The other simulcast layers' RTP inputs, each with its stale-RTP filter.
+    layer_srcs: Vec<(gst_app::AppSrc, Mutex<StaleFilter>)>,
     audio_src: Option<gst_app::AppSrc>,
     /// The silence source when the publisher sends no audio.
     audio_silence: Option<gst::Element>,
@@ -85,6 +86,7 @@ impl Pipeline {
             ingest,
             audio,
             source,
+            layers,
         } = graph::build(&spec)?;
         let frame_interval = Some(gst::ClockTime::SECOND / u64::from(spec.ladder.video.fps.max(1)));
         let timing = graph::timing(&spec);
@@ -102,15 +104,27 @@ impl Pipeline {
         });
         watch_keyframe_requests(&ingest.appsrc, &shared.events);
         connect_appsink(&audio.branch, AUDIO_RENDITION, Origin::Audio, &shared);
+        let layer_jitters: Vec<gst::Element> =
+            layers.iter().map(|(i, _)| i.jitter.clone()).collect();
         let audio_rtcp = match &audio.rtcp {
             Some((src, jitter)) => {
-                align_by_sender_reports(jitter, &ingest.jitter);
+                align_by_sender_reports(jitter, &ingest.jitter, &layer_jitters);
                 Some(src.clone())
             }
             None => None,
         };
         if let Some(branch) = &source {
-            connect_appsink(branch, SOURCE_RENDITION, Origin::Source, &shared);
+            connect_appsink(
+                branch,
+                shared.spec.source_rendition(),
+                Origin::Source,
+                &shared,
+            );
+        }
+        let layer_names = shared.spec.simulcast.iter().flat_map(|s| &s.layers);
+        for ((input, branch), layer) in layers.iter().zip(layer_names) {
+            connect_appsink(branch, &layer.rendition, Origin::Source, &shared);
+            watch_keyframe_requests(&input.appsrc, &shared.events);
         }
         if ingest.raw_tee.is_none() {
             // Nothing to plan: the rendition set is known now. The channel is new and
@@ -192,6 +206,10 @@ impl Pipeline {
             failed: false,
             pipeline,
             video_src: ingest.appsrc,
+            layer_srcs: layers
+                .into_iter()
+                .map(|(input, _)| (input.appsrc, Mutex::new(StaleFilter::new(90_000))))
+                .collect(),
             audio_src: audio.appsrc,
             audio_silence: audio.silence,
             video_rtcp: ingest.rtcp,
@@ -222,6 +240,23 @@ impl Pipeline {
             gaps.packet(since);
         }
         push(&self.video_src, self.epoch, packet).map(|()| true)
+    }
+
+    /// Pushes one RTP packet of simulcast layer `index` (of [`SimulcastInput::layers`](
+    /// super::SimulcastInput)). Never blocks. `Ok(false)` as for [`Pipeline::push_video`].
+    pub fn push_layer(&self, index: usize, packet: RtpPacket) -> Result<bool, MediaError> {
+        let Some((src, stale)) = self.layer_srcs.get(index) else {
+            return Ok(true);
+        };
+        if !super::rtp::h264_plausible(&packet.payload) {
+            return Ok(false);
+        }
+        match packet.arrival.checked_duration_since(self.epoch) {
+            Some(since) if admit(stale, &packet, since, "video layer") => {
+                push(src, self.epoch, packet).map(|()| true)
+            }
+            _ => Ok(true),
+        }
     }
 
     /// Pushes one Opus RTP packet; ignored if the stream has no audio input.
@@ -271,6 +306,9 @@ impl Pipeline {
             return;
         }
         let _ = self.video_src.end_of_stream();
+        for (src, _) in &self.layer_srcs {
+            let _ = src.end_of_stream();
+        }
         if let Some(a) = &self.audio_src {
             let _ = a.end_of_stream();
         } else {

@@ -82,12 +82,14 @@ pub(crate) fn video_rung(
 }
 
 /// The passthrough rung: the publisher's H.264, remuxed; segments cut on its keyframes.
+/// `prefix` names its elements (`source`, or a simulcast layer's `layer1`, …).
 pub(crate) fn source_rung(
     pipeline: &gst::Pipeline,
     tee: &gst::Element,
     timing: MuxTiming,
+    prefix: &str,
 ) -> Result<Branch, MediaError> {
-    let q = queue("source_queue")?;
+    let q = queue(&format!("{prefix}_queue"))?;
     // cmafmux requires DTS on video ("Require DTS for video streams"). The depayloaded stream has PTS only;
     // WebRTC H.264 has no B-frames (OBS forces bf=0, browsers never use them), so DTS = PTS.
     // A buffer with no PTS either (seen after the process stalled for 3 s: the jitter buffer
@@ -107,15 +109,15 @@ pub(crate) fn source_rung(
             gst::PadProbeReturn::Ok
         });
     }
-    let sync = livesync("source_livesync")?;
+    let sync = livesync(&format!("{prefix}_livesync"))?;
     repeat_keyframes(&sync);
-    let mux = cmafmux("source_mux", timing, false)?;
+    let mux = cmafmux(&format!("{prefix}_mux"), timing, false)?;
     // The first segment ends at the publisher's first keyframe one part or more after its
     // first one; broadcast.rs asks for that keyframe (keyframes.rs with_first_segment).
     if let (Some(part), Some(pad)) = (timing.part, q.static_pad("src")) {
         split_first_fragment(&mux, &pad, part);
     }
-    let sink = appsink("source_sink");
+    let sink = appsink(&format!("{prefix}_sink"));
     branch_from_tee(pipeline, tee, &[&sync, &q, &mux, sink.upcast_ref()])?;
     Ok(Branch {
         appsink: sink,

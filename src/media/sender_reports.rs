@@ -13,12 +13,18 @@ use super::lipsync::{self, Change, LipSync, Track};
 /// Aligns audio and video by the publisher's clock (lipsync.rs): each jitter buffer
 /// answers a sender report with `handle-sync`, which says what running time it gives the
 /// report's RTP timestamp; the stream that plays early gets a `ts-offset`.
-pub(super) fn align_by_sender_reports(audio: &gst::Element, video: &gst::Element) {
+pub(super) fn align_by_sender_reports(
+    audio: &gst::Element,
+    video: &gst::Element,
+    layers: &[gst::Element],
+) {
     let state = Arc::new(Mutex::new(LipSync::default()));
     let jitters = [audio.downgrade(), video.downgrade()];
+    let layers: Vec<_> = layers.iter().map(|j| j.downgrade()).collect();
     for (track, jitter) in [(Track::Audio, audio), (Track::Video, video)] {
         let state = Arc::clone(&state);
         let jitters = jitters.clone();
+        let layers = layers.clone();
         jitter.connect("handle-sync", false, move |values| {
             let s = values.get(1)?.get::<gst::Structure>().ok()?;
             let (running, sender) = report_times(&s)?;
@@ -34,6 +40,9 @@ pub(super) fn align_by_sender_reports(audio: &gst::Element, video: &gst::Element
                         if let Some(j) = jitter.upgrade() {
                             j.set_property("ts-offset", offset);
                         }
+                    }
+                    for j in layers.iter().filter_map(|j| j.upgrade()) {
+                        j.set_property("ts-offset", offsets[1]);
                     }
                 }
                 Some(Change::Implausible(delta)) => {

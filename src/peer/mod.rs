@@ -93,6 +93,9 @@ pub struct IncomingTrack {
     pub payload_type: u8,
     /// The stream's SSRC (its sender reports carry it).
     pub ssrc: u32,
+    /// The simulcast layer (`a=rid`, RFC 8851) this track is, if the publisher sends
+    /// simulcast.
+    pub rid: Option<String>,
     /// RTP packets with their arrival instants, in arrival order.
     pub packets: mpsc::Receiver<RtpPacket>,
     /// When the first packet arrived.
@@ -103,14 +106,19 @@ pub struct IncomingTrack {
     pub dropped: Arc<AtomicU64>,
 }
 
-/// Asks the publisher for a keyframe (RTCP PLI). Cheap to clone; never blocks.
+/// Asks the publisher for a keyframe of one video stream (RTCP PLI). Cheap to clone;
+/// never blocks.
 #[derive(Debug, Clone)]
-pub struct KeyframeRequester(mpsc::Sender<()>);
+pub struct KeyframeRequester {
+    tx: mpsc::Sender<u32>,
+    ssrc: u32,
+}
 
 impl KeyframeRequester {
-    /// Requests a keyframe; requests made while one is pending are merged.
+    /// Requests a keyframe; requests made while one is pending are merged, and requests
+    /// for the track's other SSRCs (simulcast layers) made together leave together.
     pub fn request(&self) {
-        let _ = self.0.try_send(());
+        let _ = self.tx.try_send(self.ssrc);
     }
 }
 

@@ -13,6 +13,28 @@ pub fn offer_text(text: &str) -> &str {
     text.trim_start_matches('\u{feff}').trim_start()
 }
 
+/// The id of an `a=rid` line that sends (RFC 8851 §10: `a=rid:<rid-id> send|recv
+/// [restrictions]`), `None` for a `recv` one. An id must be `1*(ALPHA / DIGIT / "-" /
+/// "_")` (RFC 8851 §10); it also has to fit the RtpStreamId header extension of a one-byte
+/// header (16 bytes, RFC 8285 §4.2), which carries it on every packet.
+fn send_rid(value: &str) -> Result<Option<String>, SdpError> {
+    let mut words = value.split_ascii_whitespace();
+    let (Some(id), Some(direction)) = (words.next(), words.next()) else {
+        return Err(SdpError::Malformed(format!("a=rid:{value}")));
+    };
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if id.len() > 16 || !id.chars().all(valid) {
+        return Err(SdpError::Malformed(format!("a=rid id {id:?}")));
+    }
+    match direction {
+        "send" => Ok(Some(id.to_string())),
+        "recv" => Ok(None),
+        _ => Err(SdpError::Malformed(format!(
+            "a=rid direction {direction:?}"
+        ))),
+    }
+}
+
 /// Reads an offer with the WebRTC stack's own SDP parser (the one `set_remote_description`
 /// uses, so what we inspect is what will be negotiated) and applies [`sdp`]'s rules.
 pub fn inspect_offer(text: &str) -> Result<OfferSummary, SdpError> {
@@ -69,8 +91,17 @@ pub fn inspect_offer(text: &str) -> Result<OfferSummary, SdpError> {
                 }
             }
             codecs.sort_by_key(|(pt, _)| (first[usize::from(*pt)], *pt));
+            let mut send_rids = Vec::new();
+            for a in m.attributes.iter().filter(|a| a.key == "rid") {
+                if let Some(rid) = send_rid(a.value.as_deref().unwrap_or(""))?
+                    && !send_rids.contains(&rid)
+                {
+                    send_rids.push(rid);
+                }
+            }
             Ok(OfferSection {
                 media: m.media_name.media.clone(),
+                send_rids,
                 port,
                 bundle_only: m.has_attribute("bundle-only"),
                 direction: m

@@ -29,6 +29,9 @@ pub struct OfferSection {
     pub direction: Option<Direction>,
     /// `(payload type, encoding name)` per `a=rtpmap`, in offer order.
     pub codecs: Vec<(u8, String)>,
+    /// The simulcast layers the section sends: the ids of its `a=rid:<id> send` lines
+    /// (RFC 8851 §4), in offer order.
+    pub send_rids: Vec<String>,
 }
 
 /// A media direction attribute (RFC 4566 §6, RFC 3264 §5.1).
@@ -81,6 +84,9 @@ pub struct OfferSummary {
     pub video_codecs: Vec<String>,
     /// RTP payload type of Opus in a sending audio section, if there is one.
     pub audio_payload_type: Option<u8>,
+    /// The video section's simulcast layers (RFC 8853), by `rid`, in offer order; empty
+    /// without simulcast.
+    pub simulcast: Vec<String>,
     /// The offer's `a=ice-ufrag` (RFC 8839 §5.4): at session level, else in the first
     /// section that is not inactive (where the stack reads it).
     pub ice_ufrag: Option<String>,
@@ -103,12 +109,20 @@ pub enum SdpError {
     /// More than one audio or video track (RFC 9725 §4.4.2; HTTP 422).
     #[error("the offer has {0}; WHIP allows one audio and one video track")]
     TooManyTracks(String),
+    /// More simulcast layers than we take (HTTP 422).
+    #[error("the offer has {0} simulcast layers; at most {MAX_LAYERS} are taken")]
+    TooManyLayers(usize),
     /// A section that would not send (RFC 9725 §4.2: clients must not offer recvonly).
     #[error("the {0} section is {1}; a publisher must offer sendonly or sendrecv")]
     BadDirection(String, &'static str),
 }
 
 const VIDEO_CODECS: &[&str] = &["H264", "VP8", "VP9"];
+
+/// The most simulcast layers a video section may send. Browsers send up to 3 and OBS up
+/// to 4 (its WHIP simulcast setting); each layer costs a queue, a jitter buffer and a
+/// rendition.
+pub const MAX_LAYERS: usize = 4;
 
 /// Applies the rules to the sections of a parsed offer.
 pub fn summarize(sections: &[OfferSection]) -> Result<OfferSummary, SdpError> {
@@ -164,9 +178,16 @@ pub fn summarize(sections: &[OfferSection]) -> Result<OfferSummary, SdpError> {
             }
         },
     };
+    // One layer is no simulcast: it is read like a plain track.
+    let simulcast = match video.send_rids.len() {
+        0 | 1 => Vec::new(),
+        n if n > MAX_LAYERS => return Err(SdpError::TooManyLayers(n)),
+        _ => video.send_rids.clone(),
+    };
     Ok(OfferSummary {
         video_codecs,
         audio_payload_type,
+        simulcast,
         ice_ufrag: None,
         ice_pwd: None,
     })
@@ -283,6 +304,51 @@ mod tests {
             assert!(
                 rtc::peer_connection::sdp::RTCSessionDescription::offer(negotiated).is_ok(),
                 "{prefix:?}"
+            );
+        }
+    }
+
+    /// Chromium's simulcast video section (trimmed): three `a=rid … send` and the
+    /// `a=simulcast` that orders them (RFC 8853 §5.1), no SSRCs.
+    fn simulcast(rids: &[&str]) -> String {
+        let mut sdp = String::from(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:1\r\na=sendonly\r\n\
+             a=rtpmap:102 H264/90000\r\n\
+             a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n",
+        );
+        for rid in rids {
+            sdp.push_str(&format!("a=rid:{rid} send\r\n"));
+        }
+        sdp.push_str(&format!("a=simulcast:send {}\r\n", rids.join(";")));
+        sdp
+    }
+
+    #[test]
+    fn simulcast_layers_are_read_in_offer_order() {
+        let s = inspect_offer(&simulcast(&["h", "m", "l"])).expect("simulcast offer");
+        assert_eq!(s.simulcast, ["h", "m", "l"]);
+        // A recv rid is not a layer we receive; one send rid is no simulcast.
+        let one = simulcast(&["q"]).replace("a=rid:q send", "a=rid:q send\r\na=rid:r recv");
+        assert!(inspect_offer(&one).expect("one layer").simulcast.is_empty());
+        // Without any, nothing changes (OBS, webrtcbin).
+        assert!(inspect_offer(OBS).expect("OBS").simulcast.is_empty());
+    }
+
+    #[test]
+    fn too_many_or_malformed_layers_are_refused() {
+        let five = simulcast(&["a", "b", "c", "d", "e"]);
+        assert_eq!(inspect_offer(&five), Err(SdpError::TooManyLayers(5)));
+        for bad in [
+            "a=rid:h sendrecv",
+            "a=rid:h",
+            "a=rid:h%20 send",
+            "a=rid:0123456789abcdefg send",
+        ] {
+            let sdp = simulcast(&["h", "m"]).replace("a=rid:h send", bad);
+            assert!(
+                matches!(inspect_offer(&sdp), Err(SdpError::Malformed(_))),
+                "{bad}"
             );
         }
     }

@@ -60,7 +60,13 @@ fn passthrough_h264_gets_dts_and_is_cut_on_its_keyframes() {
         segment: Duration::from_secs(1),
         part: None,
     };
-    let branch = source_rung(&pipeline, ingest.h264_tee.as_ref().unwrap(), timing).unwrap();
+    let branch = source_rung(
+        &pipeline,
+        ingest.h264_tee.as_ref().unwrap(),
+        timing,
+        "source",
+    )
+    .unwrap();
     let muxed = record_buffers(&branch.caps_source.static_pad("src").unwrap());
     pipeline.set_state(gst::State::Playing).unwrap();
     push_all(&ingest.appsrc, &h264_rtp(30, 3));

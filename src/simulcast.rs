@@ -1,0 +1,264 @@
+//! Simulcast layers (RFC 8853) as ladder rungs: when enough of a publisher's layers has
+//! been seen to plan, which layer is the top one, and what rendition each becomes. Pure:
+//! every call takes `now`.
+//!
+//! A simulcast publisher encodes the ladder itself: a browser sends up to three layers of
+//! one picture (`scaleResolutionDownBy` 1, 2, 4), OBS's WHIP simulcast up to four. With
+//! H.264, each layer is remuxed as a rendition of its own, with no transcoding. VP8 and VP9
+//! cannot be served to HLS players as they are: only the top layer is decoded and
+//! transcoded, as for a publisher without simulcast.
+//!
+//! Layers do not start together: a browser's bandwidth estimate starts low and turns the
+//! upper layers on as it grows (Chromium on loopback: see BENCHMARKS.md), and the
+//! rendition set cannot change once the multivariant playlist is served. So the broadcast
+//! waits until every offered layer has sent a sequence parameter set (its size), or for
+//! [`LAYER_WAIT`] after the first layer appeared; a layer still missing then is left out
+//! and named in `/api/streams`.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// The longest a broadcast waits for the offered layers after the first one appeared.
+pub const LAYER_WAIT: Duration = Duration::from_secs(6);
+
+/// Without a size to compare (VP8, VP9), how long after the last offered layer appeared
+/// their bytes are counted to tell the top one.
+const BYTES_WINDOW: Duration = Duration::from_secs(1);
+
+/// What has been seen of one offered layer.
+#[derive(Debug, Clone)]
+struct Seen {
+    rid: String,
+    /// When its first packet came.
+    since: Option<Instant>,
+    /// The size its last SPS declared (H.264).
+    size: Option<(u32, u32)>,
+    bytes: u64,
+}
+
+/// One layer of the plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedLayer {
+    /// Its `rid`.
+    pub rid: String,
+    /// The rendition it becomes.
+    pub rendition: String,
+    /// Its size, when known (H.264).
+    pub width: Option<u32>,
+    /// Its height, when known.
+    pub height: Option<u32>,
+}
+
+/// What the broadcast does with the layers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// The layers used, the top one first, then by height (H.264); for VP8/VP9 only the top
+    /// one.
+    pub layers: Vec<PlannedLayer>,
+    /// Offered layers not used: not seen (or without a size) when the plan was made, or
+    /// dropped because their codec is decoded from the top layer only.
+    pub left_out: Vec<String>,
+}
+
+/// The layers of one broadcast until they are planned.
+#[derive(Debug)]
+pub struct Layers {
+    seen: Vec<Seen>,
+    /// Renditions from layers are named by their size: H.264 only.
+    by_size: bool,
+    first: Option<Instant>,
+}
+
+impl Layers {
+    /// The layers `offered` (their `rid`s, offer order); `by_size` for H.264.
+    pub fn new(offered: &[String], by_size: bool) -> Self {
+        Self {
+            seen: offered
+                .iter()
+                .map(|rid| Seen {
+                    rid: rid.clone(),
+                    since: None,
+                    size: None,
+                    bytes: 0,
+                })
+                .collect(),
+            by_size,
+            first: None,
+        }
+    }
+
+    /// Whether `rid` is one of the offered layers.
+    pub fn offered(&self, rid: &str) -> bool {
+        self.seen.iter().any(|s| s.rid == rid)
+    }
+
+    /// A packet of layer `rid`: its payload size, and the picture size if it carries an SPS.
+    pub fn on_packet(&mut self, rid: &str, bytes: usize, size: Option<(u32, u32)>, now: Instant) {
+        let Some(s) = self.seen.iter_mut().find(|s| s.rid == rid) else {
+            return;
+        };
+        s.since.get_or_insert(now);
+        self.first.get_or_insert(now);
+        s.bytes += bytes as u64;
+        if size.is_some() {
+            s.size = size;
+        }
+    }
+
+    /// When the plan is due at the latest (`None` before any layer appeared).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.first.map(|f| f + LAYER_WAIT)
+    }
+
+    /// Whether enough is known to plan at `now`.
+    pub fn ready(&self, now: Instant) -> bool {
+        let Some(deadline) = self.deadline() else {
+            return false;
+        };
+        if self.by_size {
+            let all = self.seen.iter().all(|s| s.size.is_some());
+            return all || (now >= deadline && self.seen.iter().any(|s| s.size.is_some()));
+        }
+        let last = self
+            .seen
+            .iter()
+            .map(|s| s.since)
+            .collect::<Option<Vec<_>>>();
+        match last.and_then(|v| v.into_iter().max()) {
+            Some(last) => now >= last + BYTES_WINDOW || now >= deadline,
+            None => now >= deadline,
+        }
+    }
+
+    /// The plan: for H.264 every layer with a size, tallest first, each named
+    /// `{height}p` (`{height}p_{rid}` when two share a height); for VP8/VP9 the layer that
+    /// sent the most bytes. `None` when no layer qualifies.
+    pub fn plan(&self) -> Option<Plan> {
+        let mut used: Vec<&Seen> = if self.by_size {
+            let mut v: Vec<&Seen> = self.seen.iter().filter(|s| s.size.is_some()).collect();
+            // Tallest first; equal heights by bytes sent (the better-quality one on top).
+            v.sort_by_key(|s| {
+                let (w, h) = s.size.unwrap_or_default();
+                std::cmp::Reverse((h, w, s.bytes))
+            });
+            v
+        } else {
+            self.seen
+                .iter()
+                .filter(|s| s.bytes > 0)
+                .max_by_key(|s| s.bytes)
+                .into_iter()
+                .collect()
+        };
+        used.dedup_by(|a, b| a.rid == b.rid);
+        if used.is_empty() {
+            return None;
+        }
+        let height_count = |h: Option<u32>| {
+            used.iter()
+                .filter(|s| s.size.map(|(_, sh)| sh) == h)
+                .count()
+        };
+        let layers = used
+            .iter()
+            .map(|s| {
+                let height = s.size.map(|(_, h)| h);
+                let rendition = match height {
+                    Some(h) if height_count(height) == 1 => format!("{h}p"),
+                    Some(h) => format!("{h}p_{}", s.rid),
+                    None => format!("layer_{}", s.rid),
+                };
+                PlannedLayer {
+                    rid: s.rid.clone(),
+                    rendition,
+                    width: s.size.map(|(w, _)| w),
+                    height,
+                }
+            })
+            .collect();
+        let left_out = self
+            .seen
+            .iter()
+            .filter(|s| !used.iter().any(|u| u.rid == s.rid))
+            .map(|s| s.rid.clone())
+            .collect();
+        Some(Plan { layers, left_out })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rids(r: &[&str]) -> Vec<String> {
+        r.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn h264_waits_for_every_size_then_plans_tallest_first() {
+        let t0 = Instant::now();
+        let mut l = Layers::new(&rids(&["h", "m", "l"]), true);
+        assert!(!l.ready(t0));
+        l.on_packet("l", 900, Some((320, 180)), t0);
+        l.on_packet("m", 900, None, t0);
+        assert!(!l.ready(t0 + Duration::from_secs(1)));
+        l.on_packet("m", 900, Some((640, 360)), t0 + Duration::from_secs(1));
+        l.on_packet("h", 900, Some((1280, 720)), t0 + Duration::from_secs(2));
+        assert!(l.ready(t0 + Duration::from_secs(2)));
+        let plan = l.plan().expect("plan");
+        let names: Vec<_> = plan
+            .layers
+            .iter()
+            .map(|p| (p.rid.as_str(), p.rendition.as_str()))
+            .collect();
+        assert_eq!(names, [("h", "720p"), ("m", "360p"), ("l", "180p")]);
+        assert!(plan.left_out.is_empty());
+    }
+
+    #[test]
+    fn a_layer_that_never_comes_is_left_out_at_the_deadline() {
+        let t0 = Instant::now();
+        let mut l = Layers::new(&rids(&["f", "h", "q"]), true);
+        l.on_packet("q", 100, Some((320, 180)), t0);
+        l.on_packet("h", 100, Some((640, 360)), t0);
+        assert!(!l.ready(t0 + LAYER_WAIT - Duration::from_millis(1)));
+        assert!(l.ready(t0 + LAYER_WAIT));
+        let plan = l.plan().expect("plan");
+        assert_eq!(plan.layers[0].rendition, "360p");
+        assert_eq!(plan.left_out, ["f"]);
+        // Not even one size by the deadline: nothing to plan yet.
+        let mut none = Layers::new(&rids(&["a", "b"]), true);
+        none.on_packet("a", 100, None, t0);
+        assert!(!none.ready(t0 + LAYER_WAIT * 2));
+        assert_eq!(none.plan(), None);
+    }
+
+    #[test]
+    fn equal_heights_get_the_rid_in_their_names_and_unknown_rids_are_ignored() {
+        let t0 = Instant::now();
+        let mut l = Layers::new(&rids(&["a", "b"]), true);
+        l.on_packet("a", 100, Some((640, 360)), t0);
+        l.on_packet("b", 900, Some((640, 360)), t0);
+        l.on_packet("zz", 900, Some((1920, 1080)), t0);
+        assert!(!l.offered("zz"));
+        let plan = l.plan().expect("plan");
+        let names: Vec<_> = plan.layers.iter().map(|p| p.rendition.as_str()).collect();
+        assert_eq!(names, ["360p_b", "360p_a"]);
+    }
+
+    #[test]
+    fn vp8_takes_the_layer_with_the_most_bytes() {
+        let t0 = Instant::now();
+        let mut l = Layers::new(&rids(&["h", "l"]), false);
+        l.on_packet("l", 300, None, t0);
+        assert!(!l.ready(t0 + Duration::from_secs(2)));
+        l.on_packet("h", 1200, None, t0 + Duration::from_secs(2));
+        assert!(!l.ready(t0 + Duration::from_secs(2)));
+        assert!(l.ready(t0 + Duration::from_secs(3)));
+        let plan = l.plan().expect("plan");
+        assert_eq!(plan.layers.len(), 1);
+        assert_eq!(plan.layers[0].rid, "h");
+        assert_eq!(plan.left_out, ["l"]);
+    }
+}

@@ -1,0 +1,283 @@
+#!/usr/bin/env node
+// Chromium publishes simulcast (RFC 8853) over WHIP: three H.264 layers of one 1280x720
+// canvas (`sendEncodings` rid h/m/l, `scaleResolutionDownBy` 1/2/4), encoded by Chromium's
+// own encoder under its own bandwidth estimation. Then hls.js (the bundled watch page)
+// plays the stream and is switched through every level with `nextLevel` (a smooth switch,
+// which needs the renditions' segments aligned), with no stall allowed.
+//
+//   node tests/browser/simulcast.mjs <base_url> <stream>
+//
+// Reports: the first master with three video variants (and when it came), the layers as
+// getStats() saw them once a second (rid, size, frames encoded, active), every level switch,
+// stalls and currentTime. The publisher keeps sending until the end of the script (DELETE);
+// tests/simulcast.rs then checks the renditions' segments themselves.
+//
+// Progress goes to stderr; the last stdout line is a JSON summary. Exit code 0 = every check
+// passed, 1 = a check failed, 2 = the browser could not be set up.
+// Environment: CHROMIUM (default /usr/bin/chromium), HOLD_SECONDS (each level is watched
+// this long after the switch, default 6).
+// Chromium is started by chromium.mjs (loopback only, fresh profile).
+
+import { launchChromium, MEDIA_ARGS } from './chromium.mjs';
+import { poll, sleep, whipcastApi } from './whipcast.mjs';
+
+const WIDTH = 1280;
+const HEIGHT = 720;
+const FPS = 30;
+const HOLD_SECONDS = Number(process.env.HOLD_SECONDS || 6);
+const GATHER_TIMEOUT_MS = 5_000;
+const MASTER_TIMEOUT_MS = 40_000;
+const PLAY_TIMEOUT_MS = 30_000;
+const SWITCH_TIMEOUT_MS = 15_000;
+/** Playback before the first switch: hls.js' own start-up (its first level, its buffer). */
+const SETTLE_SECONDS = 4;
+const SCRIPT_TIMEOUT_MS = 170_000;
+
+const t0 = Date.now();
+const log = (...a) => console.error(`[simulcast ${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+
+const base = (process.argv[2] || '').replace(/\/+$/, '');
+const stream = process.argv[3] || 'sim';
+if (!/^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?$/.test(base)) {
+  console.error('usage: node tests/browser/simulcast.mjs http://127.0.0.1:PORT [stream]');
+  process.exit(2);
+}
+
+// ---- in the publishing page --------------------------------------------------------------
+
+/** Publishes a WIDTH x HEIGHT canvas and a tone as simulcast H.264 over WHIP. */
+async function publish({ stream, width, height, fps, gatherTimeoutMs }) {
+  const canvas = document.createElement('canvas');
+  canvas.width = width;
+  canvas.height = height;
+  const g = canvas.getContext('2d', { alpha: false });
+  let n = 0;
+  const draw = () => {
+    n += 1;
+    const grad = g.createLinearGradient(0, 0, width, height);
+    grad.addColorStop(0, `hsl(${(n * 2) % 360} 70% 35%)`);
+    grad.addColorStop(1, `hsl(${(n * 2 + 180) % 360} 70% 55%)`);
+    g.fillStyle = grad;
+    g.fillRect(0, 0, width, height);
+    for (let i = 0; i < 8; i += 1) {
+      g.fillStyle = `hsl(${(i * 45 + n) % 360} 80% 60%)`;
+      const x = (n * (4 + i) + i * 150) % width;
+      const y = (n * (3 + i) + i * 90) % height;
+      g.fillRect(x, y, 120, 120);
+    }
+    g.fillStyle = '#000';
+    g.fillRect(20, 20, 520, 70);
+    g.fillStyle = '#ff0';
+    g.font = 'bold 48px monospace';
+    g.fillText(`frame ${n}`, 30, 72);
+  };
+  draw();
+  const timer = setInterval(draw, 1000 / fps);
+  const video = canvas.captureStream(fps).getVideoTracks()[0];
+  const ac = new AudioContext({ sampleRate: 48000 });
+  const osc = ac.createOscillator();
+  osc.frequency.value = 440;
+  const dest = ac.createMediaStreamDestination();
+  osc.connect(dest);
+  osc.start();
+  ac.resume().catch(() => {});
+  const audio = dest.stream.getAudioTracks()[0];
+  const media = new MediaStream([video, audio]);
+
+  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+  pc.addTransceiver(audio, { direction: 'sendonly', streams: [media] });
+  const vt = pc.addTransceiver(video, {
+    direction: 'sendonly',
+    streams: [media],
+    sendEncodings: [
+      { rid: 'h', maxBitrate: 2_500_000 },
+      { rid: 'm', scaleResolutionDownBy: 2, maxBitrate: 800_000 },
+      { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 250_000 },
+    ],
+  });
+  const h264 = (RTCRtpSender.getCapabilities('video')?.codecs || [])
+    .filter((c) => c.mimeType.toLowerCase() === 'video/h264' && /packetization-mode=1/.test(c.sdpFmtpLine || ''));
+  if (!h264.length) throw new Error('this Chromium cannot send H.264');
+  vt.setCodecPreferences(h264);
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {
+    if (pc.iceGatheringState === 'complete') return resolve();
+    const timer = setTimeout(resolve, gatherTimeoutMs);
+    pc.addEventListener('icegatheringstatechange', () => {
+      if (pc.iceGatheringState === 'complete') {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  const offer = pc.localDescription.sdp;
+  const r = await fetch(`/whip/${stream}`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: offer });
+  const body = await r.text();
+  if (r.status !== 201) return { status: r.status, error: body.slice(0, 300) };
+  await pc.setRemoteDescription({ type: 'answer', sdp: body });
+  window.__sim = { pc, media, timer, ac, resource: new URL(r.headers.get('Location'), location.href).href };
+  return {
+    status: r.status,
+    offerRids: [...offer.matchAll(/a=rid:(\S+) send/g)].map((m) => m[1]),
+    offerSimulcast: (offer.match(/a=simulcast:[^\r\n]*/) || [null])[0],
+    answerSimulcast: (body.match(/a=simulcast:[^\r\n]*/) || [null])[0],
+    answerExtensions: [...body.matchAll(/a=extmap:\d+ (\S+)/g)].map((m) => m[1]),
+  };
+}
+
+/** getStats() of the simulcast sender: one entry per layer. */
+async function layerStats() {
+  const s = window.__sim;
+  if (!s) return null;
+  const out = [];
+  (await s.pc.getStats()).forEach((x) => {
+    if (x.type === 'outbound-rtp' && x.kind === 'video') {
+      out.push({ rid: x.rid ?? null, width: x.frameWidth ?? null, height: x.frameHeight ?? null, framesEncoded: x.framesEncoded ?? 0, keyFrames: x.keyFramesEncoded ?? null, plis: x.pliCount ?? null, active: x.active ?? null, encoder: x.encoderImplementation ?? null, limitation: x.qualityLimitationReason ?? null });
+    }
+  });
+  return out.sort((a, b) => String(a.rid).localeCompare(String(b.rid)));
+}
+
+async function unpublish() {
+  const s = window.__sim;
+  const status = (await fetch(s.resource, { method: 'DELETE' })).status;
+  s.pc.close();
+  clearInterval(s.timer);
+  s.media.getTracks().forEach((t) => t.stop());
+  s.ac.close().catch(() => {});
+  return status;
+}
+
+// ---- the run -----------------------------------------------------------------------------
+
+function videoVariants(master) {
+  const lines = master.split('\n');
+  const out = [];
+  lines.forEach((l, i) => {
+    if (!l.startsWith('#EXT-X-STREAM-INF:')) return;
+    const res = /RESOLUTION=(\d+)x(\d+)/.exec(l);
+    out.push({ width: res ? +res[1] : null, height: res ? +res[2] : null, codecs: (/CODECS="([^"]*)"/.exec(l) || [])[1] ?? null, uri: lines[i + 1] ?? null });
+  });
+  return out;
+}
+
+async function main() {
+  const summary = { ok: false, stream, failures: [] };
+  const check = (cond, msg) => {
+    if (!cond) {
+      summary.failures.push(msg);
+      log(`FAIL: ${msg}`);
+    }
+    return cond;
+  };
+  const watchdog = setTimeout(() => {
+    summary.failures.push(`script timeout after ${SCRIPT_TIMEOUT_MS / 1000}s`);
+    console.log(JSON.stringify(summary));
+    process.exit(1);
+  }, SCRIPT_TIMEOUT_MS);
+  // MEDIA_ARGS grant media permission, without which Chromium hides its host candidates
+  // behind mDNS names (which whipcast does not resolve).
+  const chrome = await launchChromium({ args: MEDIA_ARGS, summary });
+  summary.chromium = chrome.version;
+  try {
+    const pub = await chrome.context.newPage();
+    pub.on('pageerror', (e) => check(false, `publish page: ${e.message}`));
+    await pub.goto(`${base}/healthz`);
+    const published = Date.now();
+    summary.publish = await pub.evaluate(publish, { stream, width: WIDTH, height: HEIGHT, fps: FPS, gatherTimeoutMs: GATHER_TIMEOUT_MS });
+    log('publish', JSON.stringify(summary.publish));
+    if (!check(summary.publish.status === 201, `WHIP POST answered ${summary.publish.status}: ${summary.publish.error}`)) return summary;
+    check(summary.publish.offerRids.length === 3, `the offer names rids ${summary.publish.offerRids}`);
+
+    summary.layers = [];
+    const sampler = setInterval(() => {
+      pub.evaluate(layerStats).then((s) => s && summary.layers.push({ t: +((Date.now() - published) / 1000).toFixed(1), layers: s }), () => {});
+    }, 1000);
+
+    // The first master with three video variants.
+    let master = null;
+    try {
+      master = await poll('a master playlist with three video variants', MASTER_TIMEOUT_MS, async () => {
+        const r = await fetch(`${base}/hls/${stream}/master.m3u8`, { cache: 'no-store' });
+        if (r.status !== 200) return null;
+        const text = await r.text();
+        if (!summary.firstMaster) {
+          summary.firstMaster = text;
+          summary.firstMasterAfterMs = Date.now() - published;
+          log(`first master after ${summary.firstMasterAfterMs} ms: ${videoVariants(text).map((v) => `${v.width}x${v.height}`).join(' ')}`);
+        }
+        return videoVariants(text).length >= 3 ? text : null;
+      });
+    } catch (e) {
+      check(false, e.message);
+    }
+    summary.master = master;
+    summary.variants = master ? videoVariants(master) : [];
+
+    if (master) {
+      const watch = await chrome.context.newPage();
+      watch.on('pageerror', (e) => check(false, `watch page: ${e.message}`));
+      await watch.goto(`${base}/watch/?stream=${stream}`);
+      const playing = await watch
+        .waitForFunction(() => window.whipcastState?.phase === 'playing' && document.getElementById('video').currentTime > 0, null, { timeout: PLAY_TIMEOUT_MS })
+        .then(() => true, () => false);
+      if (check(playing, `hls.js not playing after ${PLAY_TIMEOUT_MS / 1000}s`)) {
+        const state = () => watch.evaluate(() => {
+          const h = window.whipcastHls;
+          const s = window.whipcastState;
+          const v = document.getElementById('video');
+          return {
+            t: v.currentTime,
+            level: h.currentLevel,
+            levels: h.levels.map((l) => `${l.width}x${l.height}`),
+            size: `${v.videoWidth}x${v.videoHeight}`,
+            stalls: s.stallErrors,
+            waiting: s.waiting ?? null,
+            fatalErrors: s.fatalErrors,
+          };
+        });
+        await sleep(SETTLE_SECONDS * 1000);
+        const start = await state();
+        summary.levels = start.levels;
+        check(start.levels.length >= 3, `hls.js sees levels ${start.levels}`);
+        // Top, bottom, middle, top: every level, up and down, each switch at a segment
+        // boundary of the level switched to.
+        const byHeight = start.levels.map((l, i) => [+l.split('x')[1], i]).sort((a, b) => b[0] - a[0]).map((x) => x[1]);
+        const order = [byHeight[0], byHeight[byHeight.length - 1], byHeight[Math.floor(byHeight.length / 2)], byHeight[0]];
+        summary.switches = [];
+        for (const index of order) {
+          const before = await state();
+          await watch.evaluate((i) => { window.whipcastHls.nextLevel = i; }, index);
+          const switched = await watch
+            .waitForFunction((i) => window.whipcastHls.currentLevel === i, index, { timeout: SWITCH_TIMEOUT_MS })
+            .then(() => true, () => false);
+          await sleep(HOLD_SECONDS * 1000);
+          const after = await state();
+          summary.switches.push({ to: start.levels[index], switched, size: after.size, advanced: +(after.t - before.t).toFixed(2), stalls: after.stalls - before.stalls });
+          log(`level ${start.levels[index]}: switched ${switched}, showing ${after.size}, advanced ${(after.t - before.t).toFixed(2)} s, stalls ${after.stalls - before.stalls}`);
+          check(switched, `hls.js did not switch to level ${start.levels[index]} within ${SWITCH_TIMEOUT_MS / 1000}s`);
+        }
+        const end = await state();
+        summary.watch = { advanced: +(end.t - start.t).toFixed(2), stalls: end.stalls - start.stalls, fatalErrors: end.fatalErrors };
+        check(end.stalls - start.stalls === 0, `hls.js stalled ${end.stalls - start.stalls} time(s) while switching`);
+        check(end.fatalErrors === 0, `hls.js fatal errors: ${end.fatalErrors}`);
+      }
+      await watch.close().catch(() => {});
+    }
+    clearInterval(sampler);
+    summary.api = await whipcastApi(base).streamSummary(stream).catch((e) => ({ error: e.message }));
+    summary.deleted = await pub.evaluate(unpublish);
+    check(summary.deleted === 200, `DELETE answered ${summary.deleted}`);
+  } catch (e) {
+    check(false, `script error: ${e.stack || e.message}`);
+  } finally {
+    clearTimeout(watchdog);
+    await chrome.close();
+  }
+  summary.ok = summary.failures.length === 0;
+  return summary;
+}
+
+const summary = await main();
+console.log(JSON.stringify(summary));
+process.exit(summary.ok ? 0 : 1);
