@@ -242,10 +242,11 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
                                 warn!(rid, "ignoring a simulcast layer the offer did not name");
                                 continue;
                             }
+                            // No keyframe request of its own: a layer starts with a keyframe
+                            // (its SPS says its size), and one asked of this layer alone
+                            // would make the publisher drop the request asked of every
+                            // layer at the plan (Chromium: one per 300 ms per layer).
                             info!(rid, ssrc = t.ssrc, "simulcast layer arrived");
-                            if let Some(k) = &t.keyframes {
-                                k.request();
-                            }
                             pending.push(t);
                             continue;
                         }
@@ -271,6 +272,9 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
                             continue;
                         }
                         top_started = true;
+                    }
+                    if let Some((steering, _)) = keyframes.as_mut() {
+                        steering.on_media(last_video);
                     }
                     if let Some((steering, _)) = keyframes.as_mut()
                         && h264_keyframe_start(&pkt.payload)

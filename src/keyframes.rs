@@ -56,6 +56,8 @@ pub struct Steering {
     answer_timeout: Duration,
     mode: Mode,
     last_keyframe: Option<Instant>,
+    /// When the publisher's last video packet came.
+    last_media: Option<Instant>,
     last_cut: Option<Instant>,
     due: Option<Instant>,
     pending: Option<Instant>,
@@ -79,6 +81,7 @@ impl Steering {
             answer_timeout: (segment / 2).max(Duration::from_millis(500)),
             mode: Mode::Steering,
             last_keyframe: None,
+            last_media: None,
             last_cut: None,
             due: None,
             pending: None,
@@ -96,6 +99,12 @@ impl Steering {
     pub fn with_first_segment(mut self, first: Duration) -> Self {
         self.first_segment = first.min(self.segment);
         self
+    }
+
+    /// A video packet arrived at `now` (a request is only unanswered if media came
+    /// meanwhile: a publisher that sends nothing ignores nothing).
+    pub fn on_media(&mut self, now: Instant) {
+        self.last_media = Some(now);
     }
 
     /// A keyframe (a new one: call once per frame) arrived at `now`.
@@ -146,7 +155,10 @@ impl Steering {
         if let Some(asked) = self.pending {
             if now.saturating_duration_since(asked) >= self.answer_timeout {
                 self.pending = None;
-                self.unanswered += 1;
+                // Through a stall of the publisher nothing is ignored: not counted.
+                if self.last_media.is_some_and(|m| m > asked) {
+                    self.unanswered += 1;
+                }
                 // Ask again at once: a request can be lost, or dropped by the publisher
                 // (Chromium ignores a PLI within 300 ms of the previous one, and answers
                 // one PLI with a keyframe on every simulcast layer, measured); waiting for
@@ -287,6 +299,26 @@ mod tests {
     }
 
     #[test]
+    fn requests_unanswered_through_a_stall_are_not_ignored_ones() {
+        let t0 = Instant::now();
+        let mut s = Steering::new(SEG, 30);
+        s.on_keyframe(t0);
+        let mut now = s.next_wake().expect("due");
+        // The publisher stalls: nothing arrives, the request is repeated every timeout.
+        for _ in 0..IGNORED_AFTER * 3 {
+            assert!(s.poll(now));
+            now = s.next_wake().expect("answer deadline");
+            assert!(!s.poll(now));
+        }
+        assert_eq!(s.mode(), Mode::Steering);
+        // Media again, and the keyframe answering the next request.
+        s.on_media(now);
+        assert!(s.poll(now));
+        s.on_keyframe(now + Duration::from_millis(30));
+        assert_eq!(s.stats().answered, 1);
+    }
+
+    #[test]
     fn unanswered_requests_flip_to_publisher_gop() {
         let t0 = Instant::now();
         let mut s = Steering::new(SEG, 30);
@@ -294,6 +326,8 @@ mod tests {
         let mut now = s.next_wake().expect("due");
         for i in 0..IGNORED_AFTER {
             assert!(s.poll(now), "request {i}");
+            // The publisher keeps sending (delta frames).
+            s.on_media(now + Duration::from_millis(10));
             now = s.next_wake().expect("answer deadline");
             assert!(!s.poll(now));
             // The publisher's own keyframe arrives later (GOP 4 s), re-arming the cadence.

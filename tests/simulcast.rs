@@ -1,6 +1,7 @@
 //! Simulcast publishing (RFC 8853) from Chromium: three H.264 layers of one 1280x720 source
 //! (rid h/m/l, `scaleResolutionDownBy` 1/2/4), encoded by Chromium's own encoder, become
-//! three renditions without transcoding, with segments aligned across them.
+//! three renditions without transcoding, with segments aligned across them; over WHIP from
+//! a plain client, and over WebSocket from the bundled publisher page.
 //!
 //! `tests/browser/simulcast.mjs` publishes over WHIP, waits for a master with three video
 //! variants, then has hls.js (the bundled watch page) switch up and down through every
@@ -68,6 +69,15 @@ async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding
     assert_eq!(layers, [("h", "720p"), ("m", "360p"), ("l", "180p")]);
     assert_eq!(plan["left_out"].as_array().map(Vec::len), Some(0), "{plan}");
 
+    // The bundled publisher page, over WebSocket, simulcast by default: three layers, each
+    // a rendition.
+    let page = &summary["page"];
+    let page_layers = page["api"]["simulcast"]["layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the page's stream has no simulcast plan: {page}"));
+    assert_eq!(page_layers.len(), 3, "{page}");
+    assert_eq!(page["variants"].as_array().map(Vec::len), Some(3), "{page}");
+
     // The master: the three layers' sizes.
     let master_text = summary["master"].as_str().expect("a master in the summary");
     let master = m3u8_rs::parse_master_playlist_res(master_text.as_bytes())
@@ -104,7 +114,9 @@ async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding
                 seg.uri
             );
         }
-        let probes = probe_rendition(&gw, &url, &playlist, true).await.unwrap();
+        let probes = probe_rendition(&gw, &url, &playlist, true)
+            .await
+            .unwrap_or_else(|e| panic!("{rendition}: {e:#}"));
         let firsts = probes
             .into_iter()
             .map(|(seq, p)| {

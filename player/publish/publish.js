@@ -2,7 +2,12 @@
 // or the WebSocket signalling channel.
 //
 // Query: ?stream=NAME&signaling=whip|ws&codec=h264|vp8|vp9&token=TOKEN&height=720
-//        &source=camera|screen&bitrate=KBITS
+//        &source=camera|screen&bitrate=KBITS&simulcast=1|0
+// Simulcast (on by default, H.264 only): the browser encodes three layers of the picture
+// (full, half and quarter size, RFC 8853) and whipcast serves each as a rendition without
+// transcoding them. VP8/VP9 cannot be served to HLS players as they are, so whipcast would
+// decode one layer only: the page sends one. A browser that refuses three encodings sends
+// one (state.simulcast says which).
 // The page can also share the screen (getDisplayMedia), pick devices, cap the bitrate
 // (RTCRtpSender.setParameters) and shows getStats() figures every second.
 // The query only fills the form: publishing always waits for the Start button, so a link
@@ -48,6 +53,7 @@
     maxBitrateKbps: null,
     videoTrack: null, // { label, displaySurface, width, height } of the track being sent
     senderMaxBitrate: null, // encodings[0].maxBitrate of the video sender, bit/s, as applied
+    simulcast: null, // the rids of the video sender's layers when it sends simulcast
     log: [],
   };
   window.whipcastState = state;
@@ -460,12 +466,15 @@
       for (const track of media.getTracks()) {
         const init = { direction: 'sendonly', streams: [media] };
         if (track.kind === 'video' && maxKbps) init.sendEncodings = [{ maxBitrate: maxKbps * 1000 }];
-        const t = pc.addTransceiver(track, init);
+        const layered = track.kind === 'video' && codec === 'h264' && $('simulcast').checked;
+        const t = layered ? addSimulcast(track, init, maxKbps) : pc.addTransceiver(track, init);
         if (track.kind === 'video') {
           const set = track.getSettings();
           state.videoTrack = { label: track.label, displaySurface: set.displaySurface ?? null, width: set.width ?? null, height: set.height ?? null };
           preferCodec(t, codec);
           videoSender = t.sender;
+          const encodings = t.sender.getParameters().encodings || [];
+          state.simulcast = encodings.length > 1 ? encodings.map((e) => e.rid) : null;
           state.senderMaxBitrate = t.sender.getParameters().encodings?.[0]?.maxBitrate ?? null;
           // Screen share: the user can end it from the browser's own UI.
           track.addEventListener('ended', () => { if (!stopping && pc) stop(); });
@@ -477,6 +486,24 @@
       else await publishWhip(stream);
     } catch (e) {
       fail(e);
+    }
+  }
+
+  /** The top layer first: its maxBitrate is the one the bitrate field caps. */
+  const LAYERS = [
+    { rid: 'h' },
+    { rid: 'm', scaleResolutionDownBy: 2 },
+    { rid: 'l', scaleResolutionDownBy: 4 },
+  ];
+
+  /** A sendonly video transceiver with three simulcast layers, or one if refused. */
+  function addSimulcast(track, init, maxKbps) {
+    const sendEncodings = LAYERS.map((l, i) => (i === 0 && maxKbps ? { ...l, maxBitrate: maxKbps * 1000 } : { ...l }));
+    try {
+      return pc.addTransceiver(track, { ...init, sendEncodings });
+    } catch (e) {
+      state.warnings.push(`no simulcast: ${e.message}`);
+      return pc.addTransceiver(track, init);
     }
   }
 
@@ -583,11 +610,21 @@
       const out = { video: null, audio: null, pair: null, remote: {} };
       report.forEach((s) => {
         if (s.type === 'outbound-rtp' && (s.kind === 'video' || s.kind === 'audio')) {
+          // Simulcast: one entry per layer. Bytes and packets add up; the largest layer
+          // gives the size, rate and codec shown.
+          const prev = out[s.kind];
+          if (prev && (prev.frameWidth ?? 0) > (s.frameWidth ?? 0)) {
+            prev.bytesSent += s.bytesSent ?? 0;
+            prev.packetsSent += s.packetsSent ?? 0;
+            prev.layers += 1;
+            return;
+          }
           out[s.kind] = {
+            layers: (prev?.layers ?? 0) + 1,
             codec: byId.get(s.codecId)?.mimeType ?? null,
             sdpFmtpLine: byId.get(s.codecId)?.sdpFmtpLine ?? null,
-            bytesSent: s.bytesSent,
-            packetsSent: s.packetsSent,
+            bytesSent: (s.bytesSent ?? 0) + (prev?.bytesSent ?? 0),
+            packetsSent: (s.packetsSent ?? 0) + (prev?.packetsSent ?? 0),
             framesEncoded: s.framesEncoded,
             frameWidth: s.frameWidth,
             frameHeight: s.frameHeight,
@@ -692,6 +729,7 @@
     const v = params.get(name);
     if (v !== null) $(name).value = v;
   }
+  if (params.get('simulcast') !== null) $('simulcast').checked = params.get('simulcast') !== '0';
   $('form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     // Enter in a field while publishing must not start a second session: it applies the

@@ -2,14 +2,21 @@
 //! `Pipeline::start` builds it and adds the rungs once the decoder knows the source size;
 //! `print-pipelines` builds the very same, with the rungs planned for a given size.
 
+use std::time::Duration;
+
 use gstreamer as gst;
 
+use super::align::Align;
 use super::audio::{self, AudioBranch};
 use super::ingest::{self, VideoIngest};
 use super::ladder::{Ladder, PlannedRung};
 use super::mux::{Branch, MuxTiming};
 use super::rung;
 use super::{AUDIO_RENDITION, MediaError, MediaSpec, VideoCodec};
+
+/// The longest a simulcast layer's keyframe waits for the other layers' (align.rs): a
+/// layer the publisher paused shows frames again within livesync's 400 ms (its repeats).
+const ALIGN_WAIT: Duration = Duration::from_millis(500);
 
 /// A stream's pipeline before its ladder rungs: ingest, audio and the passthrough rung.
 pub(crate) struct Graph {
@@ -45,15 +52,37 @@ pub(crate) fn build(spec: &MediaSpec) -> Result<Graph, MediaError> {
         &spec.ladder,
         timing,
     )?;
+    // Simulcast: the layers' segments are cut only where every layer has a keyframe.
+    let align = spec.simulcast.as_ref().map(|s| {
+        let mut names = vec![s.top.clone()];
+        names.extend(s.layers.iter().map(|l| l.rendition.clone()));
+        // Most of a frame: the same picture's keyframes are milliseconds apart on an idle
+        // machine (measured: at most 4 ms) and more under load, the next picture's a whole
+        // frame later.
+        let frame = Duration::from_secs(1) / spec.ladder.video.fps.max(1);
+        Align::new(names, frame * 3 / 4, ALIGN_WAIT)
+    });
     let source = match &ingest.h264_tee {
-        Some(tee) => Some(rung::source_rung(&pipeline, tee, timing, "source")?),
+        Some(tee) => Some(rung::source_rung(
+            &pipeline,
+            tee,
+            timing,
+            "source",
+            align.as_ref().map(|a| (a, 0)),
+        )?),
         None => None,
     };
     let mut layers = Vec::new();
     for (i, layer) in spec.simulcast.iter().flat_map(|s| &s.layers).enumerate() {
         let prefix = format!("layer{}", i + 1);
         let input = ingest::layer_ingest(&pipeline, &prefix, layer.payload_type)?;
-        let branch = rung::source_rung(&pipeline, &input.tee, timing, &prefix)?;
+        let branch = rung::source_rung(
+            &pipeline,
+            &input.tee,
+            timing,
+            &prefix,
+            align.as_ref().map(|a| (a, i + 1)),
+        )?;
         layers.push((input, branch));
     }
     Ok(Graph {

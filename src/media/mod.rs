@@ -42,6 +42,7 @@
 //! segments like any other: they hold the repeated frames and silence, so they decode.
 //! A stall longer than `ice.media_timeout` ends the broadcast with `EXT-X-ENDLIST`.
 
+mod align;
 mod audio;
 mod audio_cut;
 mod bus;

@@ -4,7 +4,10 @@
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
+use std::sync::Arc;
+
 use super::MediaError;
+use super::align::Align;
 use super::elements::{add, caps_filter, link, livesync, make, queue, unflag_repeats};
 use super::ladder::{Ladder, PlannedRung};
 use super::mux::{Branch, MuxTiming, appsink, cmafmux, split_first_fragment};
@@ -82,12 +85,14 @@ pub(crate) fn video_rung(
 }
 
 /// The passthrough rung: the publisher's H.264, remuxed; segments cut on its keyframes.
-/// `prefix` names its elements (`source`, or a simulcast layer's `layer1`, …).
+/// `prefix` names its elements (`source`, or a simulcast layer's `layer1`, …); `align`,
+/// for a simulcast layer, leaves it only the keyframes every layer has (align.rs).
 pub(crate) fn source_rung(
     pipeline: &gst::Pipeline,
     tee: &gst::Element,
     timing: MuxTiming,
     prefix: &str,
+    align: Option<(&Arc<Align>, usize)>,
 ) -> Result<Branch, MediaError> {
     let q = queue(&format!("{prefix}_queue"))?;
     // cmafmux requires DTS on video ("Require DTS for video streams"). The depayloaded stream has PTS only;
@@ -112,6 +117,10 @@ pub(crate) fn source_rung(
     let sync = livesync(&format!("{prefix}_livesync"))?;
     repeat_keyframes(&sync);
     let mux = cmafmux(&format!("{prefix}_mux"), timing, false)?;
+    // Before the first-fragment split below, which looks for the first keyframe.
+    if let (Some((align, index)), Some(pad)) = (align, q.static_pad("src")) {
+        align.install(&pad, index);
+    }
     // The first segment ends at the publisher's first keyframe one part or more after its
     // first one; broadcast.rs asks for that keyframe (keyframes.rs with_first_segment).
     if let (Some(part), Some(pad)) = (timing.part, q.static_pad("src")) {

@@ -7,6 +7,10 @@
 //
 //   node tests/browser/simulcast.mjs <base_url> <stream>
 //
+// Then the bundled publisher page /publish/ (its Simulcast box on by default for H.264)
+// publishes `<stream>-ws` over the WebSocket signalling channel from the fake camera
+// (1280x720 asked): its stream must also become three renditions, planned from three layers.
+//
 // Reports: the first master with three video variants (and when it came), the layers as
 // getStats() saw them once a second (rid, size, frames encoded, active), every level switch,
 // stalls and currentTime. The publisher keeps sending until the end of the script (DELETE);
@@ -161,6 +165,38 @@ function videoVariants(master) {
   return out;
 }
 
+/** The bundled publisher page over WebSocket, simulcast left at its default. */
+async function publishPage(chrome, name, check) {
+  const out = {};
+  const page = await chrome.context.newPage();
+  page.on('pageerror', (e) => check(false, `publisher page: ${e.message}`));
+  try {
+    await page.goto(`${base}/publish/?stream=${name}&signaling=ws&codec=h264&height=720`);
+    out.checkbox = await page.isChecked('#simulcast');
+    check(out.checkbox, 'the Simulcast box is not checked by default');
+    await page.click('#start');
+    await page.waitForFunction(() => ['live', 'error', 'ended'].includes(window.whipcastState?.phase), null, { timeout: 20_000 }).catch(() => {});
+    const st = await page.evaluate(() => window.whipcastState);
+    out.phase = st.phase;
+    out.layers = st.simulcast;
+    check(st.phase === 'live', `publisher page: ${st.phase} ${st.error ?? ''}`);
+    check(JSON.stringify(st.simulcast) === '["h","m","l"]', `publisher page layers ${JSON.stringify(st.simulcast)}`);
+    const master = await poll(`${name}: a master with three video variants`, MASTER_TIMEOUT_MS, async () => {
+      const r = await fetch(`${base}/hls/${name}/master.m3u8`, { cache: 'no-store' });
+      const text = r.status === 200 ? await r.text() : '';
+      return videoVariants(text).length >= 3 ? text : null;
+    }).catch((e) => { check(false, e.message); return null; });
+    out.variants = master ? videoVariants(master).map((v) => `${v.width}x${v.height}`) : [];
+    out.api = await whipcastApi(base).streamSummary(name).catch((e) => ({ error: e.message }));
+    log(`${name}: page over WebSocket, layers ${JSON.stringify(st.simulcast)}, variants ${out.variants.join(' ')}`);
+    await page.click('#stop');
+    await page.waitForFunction(() => window.whipcastState.phase === 'stopped', null, { timeout: 15_000 }).catch(() => {});
+  } finally {
+    await page.close().catch(() => {});
+  }
+  return out;
+}
+
 async function main() {
   const summary = { ok: false, stream, failures: [] };
   const check = (cond, msg) => {
@@ -234,6 +270,7 @@ async function main() {
             stalls: s.stallErrors,
             waiting: s.waiting ?? null,
             fatalErrors: s.fatalErrors,
+            errors: s.errors.slice(-5),
           };
         });
         await sleep(SETTLE_SECONDS * 1000);
@@ -260,7 +297,7 @@ async function main() {
         const end = await state();
         summary.watch = { advanced: +(end.t - start.t).toFixed(2), stalls: end.stalls - start.stalls, fatalErrors: end.fatalErrors };
         check(end.stalls - start.stalls === 0, `hls.js stalled ${end.stalls - start.stalls} time(s) while switching`);
-        check(end.fatalErrors === 0, `hls.js fatal errors: ${end.fatalErrors}`);
+        check(end.fatalErrors === 0, `hls.js fatal errors: ${end.fatalErrors} ${JSON.stringify(end.errors)}`);
       }
       await watch.close().catch(() => {});
     }
@@ -268,6 +305,7 @@ async function main() {
     summary.api = await whipcastApi(base).streamSummary(stream).catch((e) => ({ error: e.message }));
     summary.deleted = await pub.evaluate(unpublish);
     check(summary.deleted === 200, `DELETE answered ${summary.deleted}`);
+    summary.page = await publishPage(chrome, `${stream}-ws`, check);
   } catch (e) {
     check(false, `script error: ${e.stack || e.message}`);
   } finally {

@@ -65,6 +65,7 @@ fn passthrough_h264_gets_dts_and_is_cut_on_its_keyframes() {
         ingest.h264_tee.as_ref().unwrap(),
         timing,
         "source",
+        None,
     )
     .unwrap();
     let muxed = record_buffers(&branch.caps_source.static_pad("src").unwrap());

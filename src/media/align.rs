@@ -1,0 +1,404 @@
+//! Segment boundaries common to every simulcast layer: a layer's keyframe is a place to cut
+//! a segment only if every other layer has a keyframe at the same instant.
+//!
+//! Why: each layer's muxer cuts a segment at its first keyframe one segment duration after
+//! the last cut, and an ABR switch needs segment N to start at the same instant in every
+//! rendition (HLS2 §6.2.4). Keyframes are asked of all layers at once, and usually come on
+//! the same picture, but not always: Chromium drops a PLI that comes within 300 ms of the
+//! previous one for that layer, and asks its encoder for a keyframe on one layer only when
+//! that layer alone lost packets (measured: segment 25 of one rendition started 0.19 s
+//! before the other two's). A keyframe the others lack is handed to its muxer as a delta
+//! frame (the picture is still an IDR, which any decoder decodes), so no muxer can cut
+//! there; the next keyframe common to all is the boundary in every rendition.
+//!
+//! The layers' frames pass on different streaming threads, a few milliseconds apart. A
+//! keyframe is held (its thread waits) until every other layer has shown either a keyframe
+//! within the tolerance of it or a frame past it, or until the wait has passed (a layer
+//! that shows nothing that long counts as absent until it shows a frame again). Only
+//! keyframes wait; about one frame interval.
+//!
+//! The layers' timestamps come from their own jitter buffers (each maps its RTP clock onto
+//! its first packets' arrival), so the same picture's frames differ by the layers' arrival
+//! skew: a few milliseconds on an idle machine (measured: 3.8 ms at most), tens of
+//! milliseconds on a loaded one (a 720p keyframe is paced out over longer than a 180p
+//! one). So the layers' timelines are first put together: every layer starts at the
+//! keyframe answering the same request (broadcast.rs), each layer's first keyframe waits
+//! for the others' first, and every later timestamp of a layer is moved by the distance
+//! between its first keyframe and the top layer's. A layer whose keyframes are judged alone
+//! [`MAX_ALONE`] times in a row keeps its next one (a segment cut there may be misaligned,
+//! but a layer whose timeline drifted past the tolerance would otherwise never be cut
+//! again); it is logged.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use tracing::{info, warn};
+
+/// Keyframes remembered per layer (a few seconds' worth of requested keyframes).
+const KEYS_KEPT: usize = 16;
+
+/// Keyframes of one layer judged alone in a row before the next one is kept anyway.
+const MAX_ALONE: u32 = 4;
+
+/// What one layer has shown, in running time (ns).
+#[derive(Debug, Default)]
+struct Layer {
+    latest: Option<u64>,
+    keys: VecDeque<u64>,
+    absent: bool,
+    /// Its keyframes judged alone in a row.
+    alone: u32,
+    /// Running time of its first keyframe, as its jitter buffer stamped it.
+    first: Option<u64>,
+    /// What is taken off every timestamp of the layer (ns): its first keyframe's distance
+    /// from the top layer's.
+    shift: i64,
+}
+
+/// The layers' state; pure.
+#[derive(Debug)]
+struct Layers {
+    layers: Vec<Layer>,
+    tolerance: u64,
+    /// Whether the shifts are set (once, when every layer's first keyframe came or the
+    /// wait for them ended).
+    calibrated: bool,
+}
+
+impl Layers {
+    /// Sets every layer's shift from the first keyframes seen: the distance to the top
+    /// layer's (layer 0), or to the earliest when the top one has not come.
+    fn calibrate(&mut self) -> Vec<i64> {
+        let reference = self
+            .layers
+            .first()
+            .and_then(|l| l.first)
+            .or_else(|| self.layers.iter().filter_map(|l| l.first).min());
+        for l in &mut self.layers {
+            l.shift = match (l.first, reference) {
+                (Some(f), Some(r)) => f as i64 - r as i64,
+                _ => 0,
+            };
+        }
+        self.calibrated = true;
+        self.layers.iter().map(|l| l.shift).collect()
+    }
+
+    /// Records a frame; `true` when it is the layer's first (a muxer starts at a keyframe,
+    /// so a layer's first keyframe is always kept: the layers start on the keyframes asked
+    /// of them together, broadcast.rs).
+    fn record(&mut self, index: usize, running: u64, key: bool) -> bool {
+        let Some(l) = self.layers.get_mut(index) else {
+            return false;
+        };
+        let first = l.latest.is_none();
+        l.latest = Some(l.latest.map_or(running, |t| t.max(running)));
+        l.absent = false;
+        if key {
+            if l.keys.len() == KEYS_KEPT {
+                l.keys.pop_front();
+            }
+            l.keys.push_back(running);
+        }
+        first
+    }
+
+    /// Whether layer `index`'s keyframe at `running` is common to every layer present:
+    /// `None` while some layer has shown neither a keyframe near it nor a frame past it.
+    fn verdict(&self, index: usize, running: u64) -> Option<bool> {
+        let mut undecided = false;
+        for (j, l) in self.layers.iter().enumerate() {
+            if j == index || l.absent {
+                continue;
+            }
+            if l.keys
+                .iter()
+                .any(|&k| k.abs_diff(running) <= self.tolerance)
+            {
+                continue;
+            }
+            if l.latest
+                .is_some_and(|t| t > running.saturating_add(self.tolerance))
+            {
+                return Some(false);
+            }
+            undecided = true;
+        }
+        (!undecided).then_some(true)
+    }
+
+    /// Whether layer `index` keeps a keyframe judged `common` or not ([`MAX_ALONE`]).
+    fn keep(&mut self, index: usize, common: bool, names: &[String]) -> bool {
+        let Some(l) = self.layers.get_mut(index) else {
+            return true;
+        };
+        if common {
+            l.alone = 0;
+            return true;
+        }
+        l.alone += 1;
+        if l.alone > MAX_ALONE {
+            l.alone = 0;
+            warn!(
+                rendition = names.get(index).map(String::as_str).unwrap_or(""),
+                "simulcast layer's keyframes never match the others' (timelines apart?): cutting here anyway"
+            );
+            return true;
+        }
+        false
+    }
+
+    /// The layers that have not shown a keyframe near `running` nor a frame past it.
+    fn mark_undecided_absent(&mut self, index: usize, running: u64) -> Vec<usize> {
+        let tolerance = self.tolerance;
+        let mut marked = Vec::new();
+        for (j, l) in self.layers.iter_mut().enumerate() {
+            let near = l.keys.iter().any(|&k| k.abs_diff(running) <= tolerance);
+            let past = l
+                .latest
+                .is_some_and(|t| t > running.saturating_add(tolerance));
+            if j != index && !l.absent && !near && !past {
+                l.absent = true;
+                marked.push(j);
+            }
+        }
+        marked
+    }
+}
+
+/// The keyframe alignment of one broadcast's simulcast layers.
+pub(crate) struct Align {
+    state: Mutex<Layers>,
+    changed: Condvar,
+    /// The longest a keyframe waits for the other layers.
+    wait: Duration,
+    names: Vec<String>,
+}
+
+impl Align {
+    /// Aligns the layers named `names` (their renditions, for logs); keyframes closer than
+    /// `tolerance` are the same instant.
+    pub(crate) fn new(names: Vec<String>, tolerance: Duration, wait: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(Layers {
+                layers: names.iter().map(|_| Layer::default()).collect(),
+                tolerance: tolerance.as_nanos() as u64,
+                calibrated: false,
+            }),
+            changed: Condvar::new(),
+            wait,
+            names,
+        })
+    }
+
+    /// Judges every buffer leaving `pad` (layer `index`'s way into its muxer): a keyframe
+    /// that is not common to every layer leaves flagged as a delta unit.
+    pub(crate) fn install(self: &Arc<Self>, pad: &gst::Pad, index: usize) {
+        let align = Arc::clone(self);
+        let suppressed = AtomicU64::new(0);
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let running = pad.sticky_event::<gst::event::Segment>(0).and_then(|ev| {
+                ev.segment()
+                    .downcast_ref::<gst::format::Time>()
+                    .and_then(|seg| seg.to_running_time(buffer.pts()))
+            });
+            let Some(running) = running else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+            let (keep, shift) = align.judge(index, running.nseconds(), key);
+            if shift != 0 {
+                let b = buffer.make_mut();
+                let moved = |t: Option<gst::ClockTime>| {
+                    t.map(|t| {
+                        let ns = t.nseconds() as i64 - shift;
+                        gst::ClockTime::from_nseconds(ns.max(0) as u64)
+                    })
+                };
+                b.set_pts(moved(b.pts()));
+                b.set_dts(moved(b.dts()));
+            }
+            if !keep {
+                buffer.make_mut().set_flags(gst::BufferFlags::DELTA_UNIT);
+                let suppressed = suppressed.fetch_add(1, Ordering::Relaxed) + 1;
+                if suppressed.is_power_of_two() {
+                    info!(
+                        rendition = align.names.get(index).map(String::as_str).unwrap_or(""),
+                        suppressed, "keyframe on this simulcast layer only: not a segment boundary"
+                    );
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+
+    /// Records a frame of layer `index` at `raw` running time (as its jitter buffer
+    /// stamped it): whether it stays a keyframe, and the shift to take off its timestamps.
+    fn judge(&self, index: usize, raw: u64, key: bool) -> (bool, i64) {
+        let Ok(mut state) = self.state.lock() else {
+            return (true, 0);
+        };
+        if !state.calibrated {
+            if let Some(l) = state.layers.get_mut(index)
+                && l.first.is_none()
+            {
+                l.first = Some(raw);
+            }
+            self.changed.notify_all();
+            let deadline = Instant::now() + self.wait;
+            while !state.calibrated && state.layers.iter().any(|l| l.first.is_none()) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                state = match self.changed.wait_timeout(state, left) {
+                    Ok((s, _)) => s,
+                    Err(_) => return (true, 0),
+                };
+            }
+            if !state.calibrated {
+                let shifts = state.calibrate();
+                info!(?shifts, renditions = ?self.names, "simulcast layers' timelines put together (ns taken off)");
+                self.changed.notify_all();
+            }
+        }
+        let shift = state.layers.get(index).map_or(0, |l| l.shift);
+        let running = (raw as i64 - shift).max(0) as u64;
+        let first = state.record(index, running, key);
+        self.changed.notify_all();
+        if !key || first {
+            return (true, shift);
+        }
+        let deadline = Instant::now() + self.wait;
+        loop {
+            if let Some(verdict) = state.verdict(index, running) {
+                return (state.keep(index, verdict, &self.names), shift);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                for j in state.mark_undecided_absent(index, running) {
+                    warn!(
+                        rendition = self.names.get(j).map(String::as_str).unwrap_or(""),
+                        "simulcast layer shows no frames; segments are cut without it"
+                    );
+                }
+                let verdict = state.verdict(index, running).unwrap_or(true);
+                return (state.keep(index, verdict, &self.names), shift);
+            }
+            state = match self.changed.wait_timeout(state, left) {
+                Ok((s, _)) => s,
+                Err(_) => return (true, shift),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn layers(n: usize) -> Layers {
+        Layers {
+            layers: (0..n).map(|_| Layer::default()).collect(),
+            tolerance: 16 * MS,
+            calibrated: true,
+        }
+    }
+
+    #[test]
+    fn a_keyframe_every_layer_has_is_common() {
+        let mut l = layers(3);
+        l.record(0, 1000 * MS, true);
+        assert_eq!(
+            l.verdict(0, 1000 * MS),
+            None,
+            "the others have shown nothing yet"
+        );
+        l.record(1, 1003 * MS, true);
+        assert_eq!(l.verdict(0, 1000 * MS), None);
+        l.record(2, 998 * MS, true);
+        assert_eq!(l.verdict(0, 1000 * MS), Some(true));
+        assert_eq!(l.verdict(1, 1003 * MS), Some(true));
+    }
+
+    #[test]
+    fn a_keyframe_one_layer_lacks_is_not() {
+        let mut l = layers(3);
+        l.record(0, 1000 * MS, true);
+        l.record(1, 1001 * MS, true);
+        // Layer 2's frame at that instant is a delta: once it is past, the verdict is in.
+        l.record(2, 1001 * MS, false);
+        assert_eq!(l.verdict(0, 1000 * MS), None, "still within the tolerance");
+        l.record(2, 1034 * MS, false);
+        assert_eq!(l.verdict(0, 1000 * MS), Some(false));
+        // One frame later is not the same instant either.
+        l.record(2, 1067 * MS, true);
+        assert_eq!(
+            l.verdict(2, 1067 * MS),
+            None,
+            "the others are not past it yet"
+        );
+        l.record(0, 1100 * MS, false);
+        assert_eq!(l.verdict(2, 1067 * MS), Some(false));
+    }
+
+    #[test]
+    fn a_layer_always_alone_is_cut_again_after_a_few() {
+        let mut l = layers(2);
+        let names = vec!["a".to_string(), "b".to_string()];
+        for _ in 0..MAX_ALONE {
+            assert!(!l.keep(0, false, &names));
+        }
+        assert!(
+            l.keep(0, false, &names),
+            "kept after {MAX_ALONE} alone in a row"
+        );
+        assert!(!l.keep(0, false, &names), "and counted afresh");
+        assert!(l.keep(0, true, &names));
+    }
+
+    #[test]
+    fn an_absent_layer_is_left_out_until_it_shows_frames() {
+        let mut l = layers(2);
+        l.record(0, 1000 * MS, true);
+        assert_eq!(l.verdict(0, 1000 * MS), None);
+        assert_eq!(l.mark_undecided_absent(0, 1000 * MS), vec![1]);
+        assert_eq!(l.verdict(0, 1000 * MS), Some(true));
+        l.record(0, 2000 * MS, true);
+        assert_eq!(l.verdict(0, 2000 * MS), Some(true), "still absent");
+        l.record(1, 2001 * MS, false);
+        l.record(1, 2034 * MS, false);
+        l.record(0, 2040 * MS, true);
+        assert_eq!(l.verdict(0, 2040 * MS), None, "back: waited for again");
+    }
+
+    #[test]
+    fn threads_meeting_at_a_common_keyframe_do_not_wait_for_the_timeout() {
+        let align = Align::new(
+            vec!["a".into(), "b".into()],
+            Duration::from_millis(16),
+            Duration::from_secs(5),
+        );
+        let other = Arc::clone(&align);
+        let started = Instant::now();
+        // First keyframes: layer 1's timeline is 40 ms late; it is moved onto layer 0's.
+        let t = std::thread::spawn(move || other.judge(1, 1040 * MS, true));
+        assert_eq!(align.judge(0, 1000 * MS, true), (true, 0));
+        assert_eq!(t.join().expect("thread"), (true, 40 * MS as i64));
+        // The next common keyframe: 2040 on layer 1's own timeline is 2000 on layer 0's.
+        let other = Arc::clone(&align);
+        let t = std::thread::spawn(move || other.judge(1, 2041 * MS, true));
+        assert_eq!(align.judge(0, 2000 * MS, true), (true, 0));
+        assert_eq!(t.join().expect("thread"), (true, 40 * MS as i64));
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+}
