@@ -146,8 +146,8 @@ pub(super) struct StreamState {
     /// Bumped on every change of any rendition: cached playlists carry rendition reports
     /// of the others, so any change invalidates them.
     pub(super) version: u64,
-    /// Recent server lags (ring buffer), in microseconds.
-    pub(super) lags: VecDeque<u32>,
+    /// Recent server lags (ring buffer): when published, and the lag in microseconds.
+    pub(super) lags: VecDeque<(Instant, u32)>,
     /// When the first complete playable state (master playlist) existed.
     pub(super) first_playable: Option<Instant>,
     /// The publisher's keyframes (H.264).
@@ -337,7 +337,7 @@ impl StreamState {
                 self.lags.pop_front();
             }
             self.lags
-                .push_back(lag.as_micros().min(u128::from(u32::MAX)) as u32);
+                .push_back((at.instant, lag.as_micros().min(u128::from(u32::MAX)) as u32));
         }
         self.refresh_master();
         if self.master.is_some() && self.first_playable.is_none() {

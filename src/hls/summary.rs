@@ -1,7 +1,7 @@
 //! What `/api/streams` shows of a stream's HLS state (the origin adds the outputs).
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -56,22 +56,32 @@ pub struct StreamSummary {
     pub spilled_segments: u64,
 }
 
-/// Percentiles of the recent server lags.
+/// How far back the lag percentiles look: a stream's steady state, not its start-up (the
+/// first parts wait for the pipeline to start; a whole run's percentile kept them for as
+/// long as the ring held them, ~70 s of a 3-rung LL-HLS ladder, longer with fewer rungs).
+const LAG_WINDOW: Duration = Duration::from_secs(30);
+
+/// Percentiles of the recent server lags (the last [`LAG_WINDOW`]).
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct LagSummary {
     /// Median, ms.
     pub p50: f64,
     /// 99th percentile, ms.
     pub p99: f64,
-    /// Samples (most recent, up to 1024).
+    /// Samples (from the last 30 s, up to 1024).
     pub samples: usize,
 }
 
-fn lag_summary(lags: &VecDeque<u32>) -> LagSummary {
-    if lags.is_empty() {
+fn lag_summary(lags: &VecDeque<(Instant, u32)>, now: Instant) -> LagSummary {
+    let since = now.checked_sub(LAG_WINDOW);
+    let mut v: Vec<u32> = lags
+        .iter()
+        .filter(|(at, _)| since.is_none_or(|s| *at >= s))
+        .map(|(_, lag)| *lag)
+        .collect();
+    if v.is_empty() {
         return LagSummary::default();
     }
-    let mut v: Vec<u32> = lags.iter().copied().collect();
     v.sort_unstable();
     let pct = |p: f64| f64::from(v[((v.len() - 1) as f64 * p).round() as usize]) / 1000.0;
     LagSummary {
@@ -134,7 +144,7 @@ impl StreamState {
                 })
                 .collect(),
             master: format!("/hls/{name}/master.m3u8"),
-            lag_ms: lag_summary(&self.lags),
+            lag_ms: lag_summary(&self.lags, now),
             keyframes: self.keyframes.clone(),
             simulcast: self.simulcast.clone(),
             memory_bytes: self.renditions.values().map(|r| r.window.bytes()).sum(),
@@ -144,5 +154,28 @@ impl StreamState {
                 .first_playable
                 .map(|t| t.duration_since(self.started_at).as_secs_f64()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_percentiles_look_at_the_last_window_only() {
+        let t0 = Instant::now();
+        // A slow start-up (2 s lags), then 40 s of 50 ms.
+        let mut lags: VecDeque<(Instant, u32)> = (0..10)
+            .map(|i| (t0 + Duration::from_millis(i * 100), 2_000_000))
+            .collect();
+        lags.extend((0..400).map(|i| (t0 + Duration::from_millis(2_000 + i * 100), 50_000)));
+        let now = t0 + Duration::from_secs(42);
+        let s = lag_summary(&lags, now);
+        assert_eq!((s.p50, s.p99), (50.0, 50.0));
+        assert_eq!(s.samples, 300);
+        // Early on, the start-up is all there is.
+        let early = lag_summary(&lags, t0 + Duration::from_secs(1));
+        assert_eq!(early.p99, 2000.0);
+        assert_eq!(lag_summary(&VecDeque::new(), now).samples, 0);
     }
 }

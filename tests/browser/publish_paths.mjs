@@ -469,7 +469,7 @@ async function keyboardVp9BitrateCap(open) {
     }
     res.tabOrder = order;
     check(order.at(-1) === 'start', `Tab from the stream field never reached Start: ${order.join(' → ')}`);
-    check(JSON.stringify(order) === JSON.stringify(['stream', 'source', 'videoDevice', 'audioDevice', 'signaling', 'codec', 'bitrate', 'token', 'start']),
+    check(JSON.stringify(order) === JSON.stringify(['stream', 'source', 'videoDevice', 'audioDevice', 'signaling', 'codec', 'simulcast', 'bitrate', 'token', 'start']),
       `tab order of the form: ${order.join(' → ')}`);
     await page.keyboard.press('Enter');
     if (!(await waitLive(page, name, res))) return;
