@@ -7,7 +7,7 @@ CARGO_INCREMENTAL ?= 0
 export CARGO_INCREMENTAL
 
 .PHONY: run test deps browser-deps test-deps build bench fmt lint bench-latency bench-origin \
-	bench-cluster fuzz fuzz-deps fuzz-smoke
+	bench-cluster bench-density fuzz fuzz-deps fuzz-smoke
 
 deps:
 	@bash deploy/install-deps.sh
@@ -97,3 +97,10 @@ lint: deps
 ## Chromium; default ladder and passthrough (BENCHMARKS.md "Latency").
 bench-latency: build browser-deps
 	bash benches/latency.sh
+
+## Density: how many concurrent 720p30 publishers (one publisher process, one encode fanned
+## out to N WebRTC peers) whipcast sustains with the default ladder and passthrough-only,
+## against N bare gst-launch-1.0 pipelines (BENCHMARKS.md "Density"). Not part of `make
+## bench`: a default run steps N up for 60 s per step and side, about 45-60 min.
+bench-density: build
+	bash deploy/netns-run.sh bash benches/density.sh

@@ -33,7 +33,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -144,6 +144,21 @@ pub struct PublisherOptions {
     /// over a High profile stream, PLI ignored, and audio flowing for a while before the
     /// first video packet (OBS loses its first RTP packets, obs-studio#9614).
     pub obs_like: bool,
+    /// Media from a shared encoder instead of a pipeline of this publisher's own: RTP
+    /// packets as GStreamer's payloaders made them, one broadcast per kind, fanned out to
+    /// any number of publishers (benches/cpu.rs `publish-many`: one encode, N peers). Each
+    /// publisher rewrites PT/SSRC as with its own pipeline; keyframe requests are counted,
+    /// never honoured (one stream's request must not put keyframes in all of them).
+    pub feed: Option<Feed>,
+}
+
+/// The shared media of [`PublisherOptions::feed`].
+#[derive(Debug, Clone)]
+pub struct Feed {
+    /// Video RTP packets.
+    pub video: broadcast::Sender<Bytes>,
+    /// Opus RTP packets (used when [`PublisherOptions::audio`] is set).
+    pub audio: broadcast::Sender<Bytes>,
 }
 
 impl PublisherOptions {
@@ -176,6 +191,7 @@ impl PublisherOptions {
             ignore_keyframe_requests: false,
             av_marks: false,
             obs_like: false,
+            feed: None,
         }
     }
 
@@ -514,6 +530,9 @@ impl Publisher {
     ) -> anyhow::Result<()> {
         let (vtx, vrx) = mpsc::channel::<Bytes>(1024);
         let (atx, arx) = mpsc::channel::<Bytes>(1024);
+        if let Some(feed) = &opts.feed {
+            return self.start_fed_media(feed, video, audio, (vtx, vrx), (atx, arx));
+        }
         let launch = pipeline_description(opts);
         let stats = self.stats.clone();
         let with_audio = audio.is_some();
@@ -602,6 +621,61 @@ impl Publisher {
         tokio::task::spawn_blocking(move || p.set_state(gst::State::Playing))
             .await?
             .map_err(|e| anyhow!("pipeline -> Playing: {e}"))?;
+        Ok(())
+    }
+
+    /// [`PublisherOptions::feed`]: the shared broadcasts into this publisher's forwarders
+    /// (a bridge task per kind, dropping and counting what the forwarder cannot take, as the
+    /// appsink callbacks do), keyframe requests counted only.
+    fn start_fed_media(
+        &mut self,
+        feed: &Feed,
+        video: SendTrack,
+        audio: Option<SendTrack>,
+        (vtx, vrx): (mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>),
+        (atx, arx): (mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>),
+    ) -> anyhow::Result<()> {
+        let bridge =
+            |mut rx: broadcast::Receiver<Bytes>, tx: mpsc::Sender<Bytes>, stats: Arc<Stats>| {
+                tokio::spawn(async move {
+                    loop {
+                        match rx.recv().await {
+                            Ok(b) => match tx.try_send(b) {
+                                Ok(()) => {}
+                                Err(mpsc::error::TrySendError::Full(_)) => {
+                                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(mpsc::error::TrySendError::Closed(_)) => break,
+                            },
+                            Err(broadcast::error::RecvError::Lagged(n)) => {
+                                stats.dropped.fetch_add(n, Ordering::Relaxed);
+                            }
+                            Err(broadcast::error::RecvError::Closed) => break,
+                        }
+                    }
+                })
+            };
+        let stats = self.stats.clone();
+        let vtrack = video.track.clone();
+        self.tasks.push(tokio::spawn(async move {
+            while let Some(event) = vtrack.poll().await {
+                if let TrackLocalEvent::OnRtcpPacket(packets) = event
+                    && packets.iter().any(is_keyframe_request)
+                {
+                    stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+        self.tasks
+            .push(bridge(feed.video.subscribe(), vtx, self.stats.clone()));
+        self.tasks
+            .push(spawn_forwarder(vrx, video, self.stats.clone(), true));
+        if let Some(audio) = audio {
+            self.tasks
+                .push(bridge(feed.audio.subscribe(), atx, self.stats.clone()));
+            self.tasks
+                .push(spawn_forwarder(arx, audio, self.stats.clone(), false));
+        }
         Ok(())
     }
 
