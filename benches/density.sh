@@ -30,7 +30,7 @@
 # UDP receive drops on the measured processes' sockets. A step is sustained when:
 #   whipcast: no loss (no UDP socket drop; no "rtp queue full" / "too late to be live" /
 #             "malformed" log line; the publisher dropped nothing locally), server lag p99
-#             (/api/streams lag_ms.p99, all samples of the broadcast) <= DENSITY_LAG_MS on
+#             (/api/streams lag_ms.p99, over the last 30 s) <= DENSITY_LAG_MS on
 #             every stream, and every rendition of every stream published at least
 #             floor(window / 2 s) - 2 segments during the window (real time; the window
 #             is DENSITY_SECONDS - 2 s: measuring starts 2 s after all peers are up);

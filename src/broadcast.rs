@@ -391,7 +391,9 @@ pub async fn run(mut p: BroadcastParams) -> EndReason {
                 }
             }
             _ = tick.tick() => {
-                if pipeline.is_none() && started.elapsed() > p.connect_timeout {
+                // Simulcast layers waiting for their plan are video (simulcast.rs bounds
+                // the wait).
+                if pipeline.is_none() && pending.is_empty() && started.elapsed() > p.connect_timeout {
                     break EndReason::NoVideo(p.connect_timeout);
                 }
                 // Layers waiting for the plan are asked for keyframes too: their SPS
