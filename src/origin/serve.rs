@@ -535,8 +535,10 @@ impl Conn {
                 // with it).
                 detach(&mut req);
             }
-            let mut app = app.clone();
-            async move { app.call(req).await }
+            // The router's own future, not an `async` block around it (which would hold the
+            // router and the request beside it): hyper keeps this future in a box it
+            // allocates per connection, 320 bytes instead of 600.
+            app.clone().call(req)
         });
         let builders = Arc::clone(&self.builders);
         match proto {
