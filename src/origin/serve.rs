@@ -10,6 +10,11 @@
 //! h2c preface that never completes, a stalled transfer). HTTP/2 gets a cap on concurrent
 //! streams and hyper's reset-flood guards.
 //!
+//! The protocol is picked before hyper reads: a peek at a plain connection's first bytes
+//! (not the HTTP/2 preface: HTTP/1), or TLS ALPN. HTTP/1 then goes to hyper's HTTP/1
+//! server directly, which costs less memory per connection than hyper-util's detecting
+//! builder; the rest (h2c, TLS with `h2`, too few bytes to tell) goes through that builder.
+//!
 //! On shutdown the loop stops accepting, lets open connections finish for
 //! `shutdown_grace`, then closes what is left, so a half-open client cannot keep the
 //! process alive.
@@ -28,12 +33,13 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::connect_info::ConnectInfo;
+use axum::http::{HeaderValue, Uri, Version};
+use bytes::BytesMut;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
@@ -219,9 +225,29 @@ impl Throttle {
     }
 }
 
-/// The hyper connection builder with the configured bounds.
-fn builder(limits: &LimitsConfig) -> Builder<TokioExecutor> {
-    let mut b = Builder::new(TokioExecutor::new());
+/// The first bytes of an HTTP/2 connection with prior knowledge (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// hyper's connection builders with the configured bounds: HTTP/1 on its own, and
+/// hyper-util's auto-detecting one for the rest.
+///
+/// HTTP/1 goes straight to hyper's HTTP/1 server when the protocol is known before hyper
+/// reads (a peek at the first bytes, or TLS ALPN), because of what the auto builder costs
+/// per connection: it reads up to 24 bytes to look for the HTTP/2 preface and hands them
+/// back as the first read of hyper's 8 KiB buffer; hyper then finds less than 8 KiB free
+/// for its next read and reallocates the buffer to 16 KiB, copying all 8 KiB. That was
+/// most of the 24.6 kB each parked HTTP/1.1 blocking reload cost (BENCHMARKS.md
+/// "Parked HTTP/1.1 requests").
+struct Builders {
+    h1: hyper::server::conn::http1::Builder,
+    auto: auto::Builder<TokioExecutor>,
+}
+
+fn builders(limits: &LimitsConfig) -> Builders {
+    let mut h1 = hyper::server::conn::http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
@@ -237,7 +263,81 @@ fn builder(limits: &LimitsConfig) -> Builder<TokioExecutor> {
         // streams, where no header timeout applies).
         .keep_alive_interval(Some(limits.idle_timeout / 2))
         .keep_alive_timeout(limits.header_timeout);
-    b
+    Builders { h1, auto: b }
+}
+
+/// How a connection is served, decided before hyper reads from it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Proto {
+    /// HTTP/1.x, by hyper's HTTP/1 server.
+    Http1,
+    /// hyper-util's auto builder: HTTP/2 with prior knowledge, TLS with ALPN `h2` or
+    /// none, or too few bytes yet to tell.
+    Auto,
+}
+
+impl Proto {
+    /// The protocol the first bytes a client sent (at least one) announce.
+    fn of_first_bytes(first: &[u8]) -> Proto {
+        if first.is_empty() || H2_PREFACE.starts_with(first) {
+            Proto::Auto
+        } else {
+            Proto::Http1
+        }
+    }
+
+    /// The protocol a TLS connection negotiated.
+    fn of_alpn(alpn: Option<&[u8]>) -> Proto {
+        match alpn {
+            Some(b"http/1.1") => Proto::Http1,
+            _ => Proto::Auto,
+        }
+    }
+}
+
+/// Copies the URI and the header values of a request into one allocation of its own.
+///
+/// Over HTTP/1.1 hyper parses them as views into the connection's 8 KiB read buffer. hyper
+/// reads again as soon as it has handed the request over (to notice a client that hangs
+/// up), and while a view holds the buffer it cannot reuse it: it allocates another 8 KiB.
+/// A blocking reload holds its request for seconds; detached, it holds ~200 bytes.
+fn detach<B>(req: &mut hyper::Request<B>) {
+    use std::fmt::Write as _;
+    let values: usize = req.headers().values().map(HeaderValue::len).sum();
+    let mut buf = BytesMut::with_capacity(values + req.uri().path().len() + 64);
+    if write!(buf, "{}", req.uri()).is_err() {
+        return;
+    }
+    let uri_len = buf.len();
+    for v in req.headers().values() {
+        buf.extend_from_slice(v.as_bytes());
+    }
+    let buf = buf.freeze();
+    // Both parse what they parsed before; on the impossible failure the view is kept.
+    if let Ok(uri) = Uri::from_maybe_shared(buf.slice(..uri_len)) {
+        *req.uri_mut() = uri;
+    }
+    let mut at = uri_len;
+    for v in req.headers_mut().values_mut() {
+        let end = at + v.len();
+        if let Ok(mut copy) = HeaderValue::from_maybe_shared(buf.slice(at..end)) {
+            copy.set_sensitive(v.is_sensitive());
+            *v = copy;
+        }
+        at = end;
+    }
+}
+
+/// Whether an HLS request may park: a blocking playlist reload (`_HLS_msn`) or a part,
+/// which parks when it is the hinted next one (HLS2 §6.2.5.2, §6.2.6).
+fn may_park<B>(req: &hyper::Request<B>) -> bool {
+    req.uri().query().is_some_and(|q| q.contains("_HLS_msn="))
+        || req
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .is_some_and(|f| f.starts_with("part-"))
 }
 
 /// Serves `app` on `listener` (TLS when `tls` is set) until `shutdown` resolves, then
@@ -256,8 +356,13 @@ pub async fn serve(
         stats.clone(),
     );
     let acceptor = tls.map(TlsAcceptor::from);
-    let builder = Arc::new(builder(&limits));
-    let graceful = GracefulShutdown::new();
+    let builders = Arc::new(builders(&limits));
+    // Shutdown in two steps: `stop` asks every connection to finish gracefully (hyper
+    // answers what is in flight, then closes; hyper-util's `GracefulShutdown` does the
+    // same, but cannot watch an HTTP/1 connection with upgrades); every connection task
+    // holds a receiver, so the sender sees them all gone. `close` ends what is left after
+    // the grace period.
+    let (stop_tx, stop_rx) = watch::channel(false);
     let (close_tx, close_rx) = watch::channel(false);
     let throttle = Throttle::default();
     tokio::pin!(shutdown);
@@ -302,8 +407,8 @@ pub async fn serve(
         let conn = Conn {
             peer,
             app: app.clone(),
-            builder: Arc::clone(&builder),
-            watcher: graceful.watcher(),
+            builders: Arc::clone(&builders),
+            stop: stop_rx.clone(),
             close: close_rx.clone(),
             stats: stats.clone(),
             idle_timeout: limits.idle_timeout,
@@ -312,14 +417,17 @@ pub async fn serve(
         };
         match &acceptor {
             None => {
-                tokio::spawn(conn.run(io));
+                tokio::spawn(conn.serve_plain(io));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let handshake = limits.header_timeout;
                 tokio::spawn(async move {
                     match tokio::time::timeout(handshake, acceptor.accept(io)).await {
-                        Ok(Ok(s)) => conn.run(s).await,
+                        Ok(Ok(s)) => {
+                            let proto = Proto::of_alpn(s.get_ref().1.alpn_protocol());
+                            conn.run(s, proto).await;
+                        }
                         Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => debug!(%peer, "TLS handshake timed out"),
                     }
@@ -328,7 +436,9 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+    drop(stop_rx);
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(limits.shutdown_grace, stop_tx.closed())
         .await
         .is_err()
     {
@@ -350,8 +460,10 @@ pub async fn serve(
 struct Conn {
     peer: SocketAddr,
     app: Router,
-    builder: Arc<Builder<TokioExecutor>>,
-    watcher: hyper_util::server::graceful::Watcher,
+    builders: Arc<Builders>,
+    /// Becomes true when the server stops accepting: finish gracefully.
+    stop: watch::Receiver<bool>,
+    /// Becomes true when the shutdown grace period is over: close now.
     close: watch::Receiver<bool>,
     stats: HttpCounters,
     idle_timeout: Duration,
@@ -359,48 +471,119 @@ struct Conn {
     moved: Arc<AtomicU64>,
 }
 
-/// Sleeps until `at`, or forever when `None`.
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Conn {
-    async fn run<I>(self, io: I)
+    /// Waits for the client's first bytes and peeks at them (they stay in the socket for
+    /// hyper) to pick the protocol. `None`: close the connection (nothing within the header
+    /// timeout, end of stream, shutdown).
+    async fn sniff(&mut self, tcp: &TcpStream) -> Option<Proto> {
+        let mut first = [0u8; H2_PREFACE.len()];
+        let peer = self.peer;
+        let r = tokio::select! {
+            biased;
+            r = tcp.peek(&mut first) => r,
+            () = tokio::time::sleep(self.header_timeout) => {
+                self.stats.closed(ClosedFor::header_timeout, 1);
+                debug!(%peer, "no request within the header timeout; closing");
+                return None;
+            }
+            () = tokio::time::sleep(self.idle_timeout) => {
+                self.stats.closed(ClosedFor::idle, 1);
+                debug!(%peer, "connection idle; closing");
+                return None;
+            }
+            _ = self.stop.changed() => return None,
+            _ = self.close.changed() => return None,
+        };
+        match r {
+            Ok(0) => None,
+            Ok(n) => Some(Proto::of_first_bytes(&first[..n])),
+            Err(e) => {
+                debug!(%peer, error = %e, "connection failed before its first request");
+                None
+            }
+        }
+    }
+
+    /// A plain-TCP connection: sniffed, then served.
+    async fn serve_plain(mut self, io: Tracked<TcpStream>) {
+        let Some(proto) = self.sniff(&io.io).await else {
+            return;
+        };
+        // Boxed, as the hyper connection in `run`: tokio copies a task's whole future when
+        // it is spawned, and every byte of it stays resident while the connection lives.
+        // Inline, this task was 6.3 kB; boxed, 1.3 kB until the client's first bytes
+        // (an idle connection cost 5.3 kB of RSS inline, 1.8 kB boxed).
+        Box::pin(self.run(io, proto)).await;
+    }
+
+    async fn run<I>(self, io: I, proto: Proto)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Conn {
-            peer,
-            app,
-            builder,
-            watcher,
-            mut close,
-            stats,
-            idle_timeout,
-            header_timeout,
-            moved,
-        } = self;
+        let peer = self.peer;
+        let app = self.app.clone();
         // Signalling handlers see the client's address as axum's `ConnectInfo` (per-client
         // limits, the auth callback). HLS requests, the hot path, never read it: they are
         // spared the extension map's allocation.
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             if !req.uri().path().starts_with("/hls/") {
                 req.extensions_mut().insert(ConnectInfo(peer));
+            } else if req.version() <= Version::HTTP_11 && may_park(&req) {
+                // Here, synchronously in hyper's `call`: before hyper's next read. Not over
+                // HTTP/2, where the request is not a view of a per-connection read buffer
+                // the same way (10 000 parked h2c streams: 65.3 MB without it, 67.6 MB
+                // with it).
+                detach(&mut req);
             }
-            let mut app = app.clone();
-            async move { app.call(req).await }
+            // The router's own future, not an `async` block around it (which would hold the
+            // router and the request beside it): hyper keeps this future in a box it
+            // allocates per connection, 320 bytes instead of 600.
+            app.clone().call(req)
         });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service)
-            .into_owned();
-        let conn = watcher.watch(conn);
+        let builders = Arc::clone(&self.builders);
+        match proto {
+            Proto::Http1 => {
+                let conn = Box::pin(
+                    builders
+                        .h1
+                        .serve_connection(TokioIo::new(io), service)
+                        .with_upgrades(),
+                );
+                self.drive(conn, |c| c.get_mut().as_mut().graceful_shutdown())
+                    .await;
+            }
+            Proto::Auto => {
+                let conn = Box::pin(
+                    builders
+                        .auto
+                        .serve_connection_with_upgrades(TokioIo::new(io), service),
+                );
+                self.drive(conn, |c| c.get_mut().as_mut().graceful_shutdown())
+                    .await;
+            }
+        }
+    }
+
+    /// Runs a connection until it ends, is idle for too long, or the server shuts down.
+    async fn drive<C, E>(self, conn: C, graceful: fn(Pin<&mut C>))
+    where
+        C: Future<Output = Result<(), E>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Conn {
+            peer,
+            mut stop,
+            mut close,
+            stats,
+            idle_timeout,
+            moved,
+            ..
+        } = self;
         tokio::pin!(conn);
-        // Until the first byte arrives, hyper is still choosing HTTP/1 or HTTP/2 and its
-        // header timer has not started: a client that sends nothing is closed here.
-        let mut first_byte = Some(tokio::time::Instant::now() + header_timeout);
+        let mut stopping = *stop.borrow();
+        if stopping {
+            graceful(conn.as_mut());
+        }
         // Idle: no I/O between two checks one idle_timeout apart (so a connection is closed
         // after one to two idle_timeouts of silence).
         let mut idle_check =
@@ -411,6 +594,7 @@ impl Conn {
                 biased;
                 r = &mut conn => {
                     if let Err(e) = r {
+                        let e: Box<dyn std::error::Error + Send + Sync> = e.into();
                         if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout) {
                             stats.closed(ClosedFor::header_timeout, 1);
                         }
@@ -427,13 +611,9 @@ impl Conn {
                     }
                     seen = now;
                 }
-                () = sleep_until_some(first_byte) => {
-                    first_byte = None;
-                    if moved.load(Ordering::Relaxed) == 0 {
-                        stats.closed(ClosedFor::header_timeout, 1);
-                        debug!(%peer, "no request within the header timeout; closing");
-                        return;
-                    }
+                _ = stop.changed(), if !stopping => {
+                    stopping = true;
+                    graceful(conn.as_mut());
                 }
                 r = close.changed() => {
                     if r.is_err() || *close.borrow() {
@@ -448,6 +628,63 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn protocol_from_first_bytes_and_alpn() {
+        assert_eq!(Proto::of_first_bytes(b"GET / HTTP/1.1\r\n"), Proto::Http1);
+        // POST shares its first letter with the preface's PRI.
+        assert_eq!(Proto::of_first_bytes(b"POST /whip/a"), Proto::Http1);
+        assert_eq!(Proto::of_first_bytes(b"P"), Proto::Auto);
+        assert_eq!(Proto::of_first_bytes(b"PRI * HT"), Proto::Auto);
+        assert_eq!(Proto::of_first_bytes(H2_PREFACE), Proto::Auto);
+        assert_eq!(Proto::of_alpn(Some(b"http/1.1")), Proto::Http1);
+        assert_eq!(Proto::of_alpn(Some(b"h2")), Proto::Auto);
+        assert_eq!(Proto::of_alpn(None), Proto::Auto);
+    }
+
+    #[test]
+    fn detach_copies_uri_and_headers_out_of_the_read_buffer() {
+        // A stand-in for hyper's read buffer: the URI and values are views into it.
+        let wire =
+            bytes::Bytes::from_static(b"/hls/a/v/index.m3u8?_HLS_msn=7&_HLS_part=1gzip\"e\"");
+        let mut req = hyper::Request::new(());
+        *req.uri_mut() = Uri::from_maybe_shared(wire.slice(..42)).expect("uri");
+        req.headers_mut().insert(
+            axum::http::header::ACCEPT_ENCODING,
+            HeaderValue::from_maybe_shared(wire.slice(42..46)).expect("value"),
+        );
+        let mut sensitive = HeaderValue::from_maybe_shared(wire.slice(46..)).expect("value");
+        sensitive.set_sensitive(true);
+        req.headers_mut()
+            .append(axum::http::header::IF_NONE_MATCH, sensitive);
+        assert!(may_park(&req));
+        let before = req.clone();
+        detach(&mut req);
+        assert_eq!(req.uri(), before.uri());
+        assert_eq!(req.headers(), before.headers());
+        assert!(req.headers()[axum::http::header::IF_NONE_MATCH].is_sensitive());
+        // Nothing left pointing into the old buffer.
+        let range = wire.as_ptr() as usize..wire.as_ptr() as usize + wire.len();
+        let uri_at = req.uri().path().as_ptr() as usize;
+        assert!(!range.contains(&uri_at));
+        for v in req.headers().values() {
+            assert!(!range.contains(&(v.as_bytes().as_ptr() as usize)));
+        }
+    }
+
+    #[test]
+    fn which_requests_may_park() {
+        let req = |uri: &str| {
+            let mut r = hyper::Request::new(());
+            *r.uri_mut() = uri.parse().expect("uri");
+            r
+        };
+        assert!(may_park(&req("/hls/a/v/index.m3u8?_HLS_msn=3")));
+        assert!(may_park(&req("/hls/a/v/part-e-3.1.m4s")));
+        assert!(!may_park(&req("/hls/a/v/index.m3u8")));
+        assert!(!may_park(&req("/hls/a/v/seg-e-3.m4s")));
+        assert!(!may_park(&req("/hls/a/master.m3u8?x=_HLS_msn")));
+    }
 
     #[test]
     fn caps_per_client_and_global_release_on_drop() {
