@@ -39,6 +39,13 @@
 //!           cluster (`[cluster]`, off by default; its heartbeat task, not the broadcasts)
 //! ```
 //!
+//! Simulcast (RFC 8853): each H.264 layer of a publisher is its own `IncomingTrack` (rid,
+//! queue, PLI); the broadcast waits for the layers, plans them (`simulcast`: the tallest is
+//! the top layer, each a rendition named by its height), and the pipeline remuxes each
+//! layer as a passthrough rung (`media::ingest::layer_ingest`), no decoding; keyframes are
+//! asked of every layer at once and `media::align` lets the muxers cut only where every
+//! layer has one, on timelines put together at their first keyframes.
+//!
 //! Playlists: one hand-written writer, `hls::media_playlist`, writes every media playlist:
 //! the origin's live windows, plain and LL-HLS, full and delta updates, with a re-published
 //! stream's previous segments before a discontinuity, and their MPEG-TS twins (what they
