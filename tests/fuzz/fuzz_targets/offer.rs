@@ -8,8 +8,9 @@
 //!   `RTCSessionDescription::offer` on `peer::offer_text(body)`, as `PeerSession::answer`
 //!   calls it before `set_remote_description` — inspection must never accept what
 //!   negotiation refuses;
-//! - an accepted summary is consistent: 1–3 distinct codecs out of H264, VP8, VP9, and an
-//!   audio payload type only when the text has an audio section with an Opus `rtpmap`;
+//! - an accepted summary is consistent: 1–3 distinct codecs out of H264, VP8, VP9, an
+//!   audio payload type only when the text has an audio section with an Opus `rtpmap`, and
+//!   no simulcast or 2–4 distinct rids from the text;
 //! - CRLF or LF line endings (RFC 8866 §5 asks for CRLF, many clients send LF) never change
 //!   the verdict.
 #![no_main]
@@ -31,6 +32,7 @@ fn kind(v: &Result<whipcast::peer::OfferSummary, SdpError>) -> &'static str {
         Err(SdpError::UnsupportedCodec(_)) => "unsupported codec",
         Err(SdpError::TooManyTracks(_)) => "too many tracks",
         Err(SdpError::BadDirection(..)) => "bad direction",
+        Err(SdpError::TooManyLayers(_)) => "too many simulcast layers",
     }
 }
 
@@ -58,6 +60,13 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!v[..i].contains(c), "{c} listed twice");
             }
             assert!(text.contains("m=video"), "accepted without a video section");
+            // Simulcast: none, or 2..=MAX_LAYERS distinct rids, each carried by the text.
+            let s = &summary.simulcast;
+            assert!(s.is_empty() || (2..=4).contains(&s.len()), "{s:?}");
+            for (i, rid) in s.iter().enumerate() {
+                assert!(!s[..i].contains(rid), "rid {rid} listed twice");
+                assert!(text.contains(rid.as_str()), "rid {rid} not in the offer");
+            }
             if let Some(pt) = summary.audio_payload_type {
                 assert!(text.contains("m=audio"), "audio without an audio section");
                 // The payload type as a number: the parser reads `a=rtpmap:055` as 55, and
