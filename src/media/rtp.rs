@@ -22,23 +22,28 @@ pub fn h264_plausible(p: &[u8]) -> bool {
     }
 }
 
+/// The NAL units of a STAP-A payload (RFC 6184 §5.7.1), after its own header byte: each
+/// as far as the payload holds it (the last may be cut short), never empty.
+pub(crate) fn stap_a_units(mut rest: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        if rest.len() <= 2 {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        let unit = &rest[2..(2 + len).min(rest.len())];
+        rest = rest.get(2 + len..).unwrap_or(&[]);
+        Some(unit)
+    })
+    .filter(|u| !u.is_empty())
+}
+
 /// Whether an H.264 RTP payload starts a keyframe: an IDR slice (type 5) or an SPS (7),
 /// alone, first in an FU-A, or inside a STAP-A (RFC 6184 §5.7.1, §5.8).
 pub fn h264_keyframe_start(p: &[u8]) -> bool {
     let key = |t: u8| t == 5 || t == 7;
     match p.first().map(|b| b & 0x1f) {
         Some(t @ 1..=23) => key(t),
-        Some(24) => {
-            let mut rest = &p[1..];
-            while rest.len() > 2 {
-                let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-                if key(rest[2] & 0x1f) {
-                    return true;
-                }
-                rest = rest.get(2 + len..).unwrap_or(&[]);
-            }
-            false
-        }
+        Some(24) => stap_a_units(&p[1..]).any(|u| key(u[0] & 0x1f)),
         Some(28) => p.get(1).is_some_and(|fu| fu & 0x80 != 0 && key(fu & 0x1f)),
         _ => false,
     }

@@ -12,18 +12,9 @@
 pub fn h264_sps_size(payload: &[u8]) -> Option<(u32, u32)> {
     match payload.first().map(|b| b & 0x1f)? {
         7 => sps_size(payload),
-        24 => {
-            let mut rest = payload.get(1..)?;
-            while rest.len() > 2 {
-                let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-                let nal = rest.get(2..2 + len)?;
-                if nal.first().map(|b| b & 0x1f) == Some(7) {
-                    return sps_size(nal);
-                }
-                rest = rest.get(2 + len..)?;
-            }
-            None
-        }
+        24 => super::rtp::stap_a_units(payload.get(1..)?)
+            .find(|nal| nal[0] & 0x1f == 7)
+            .and_then(sps_size),
         _ => None,
     }
 }
