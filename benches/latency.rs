@@ -35,7 +35,7 @@ use anyhow::{Context as _, anyhow, bail};
 use publisher::{Publisher, PublisherOptions, VideoCodec, timecode_reference_luma, unix_ms};
 use serde_json::{Value, json};
 
-const USAGE: &str = "usage: latency run --whipcast BIN --case default|passthrough [--seconds N] [--width W --height H --fps F --bitrate KBPS] [--catchup-rate R] [--hls-toml 'key = value; …'] [--variants as-shipped,catchup,resync]
+const USAGE: &str = "usage: latency run --whipcast BIN --case default|passthrough [--seconds N] [--width W --height H --fps F --bitrate KBPS] [--catchup-rate R] [--hls-toml 'key = value; …'] [--variants as-shipped,catchup,resync,stock]
 (normally run by benches/latency.sh: `make bench-latency`)";
 
 const STREAM: &str = "lat";
@@ -68,9 +68,7 @@ fn parse(rest: &[String]) -> anyhow::Result<Args> {
         bitrate_kbps: 2500,
         catchup_rate: 1.5,
         hls_toml: String::new(),
-        variants: ["as-shipped", "catchup", "resync"]
-            .map(String::from)
-            .to_vec(),
+        variants: ["stock", "as-shipped"].map(String::from).to_vec(),
     };
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
@@ -94,7 +92,7 @@ fn parse(rest: &[String]) -> anyhow::Result<Args> {
                 if let Some(bad) = a
                     .variants
                     .iter()
-                    .find(|x| !["as-shipped", "catchup", "resync"].contains(&x.as_str()))
+                    .find(|x| !["as-shipped", "catchup", "resync", "stock"].contains(&x.as_str()))
                 {
                     bail!("unknown variant {bad}");
                 }
@@ -422,10 +420,20 @@ async fn run(a: &Args) -> anyhow::Result<Value> {
         let env: &[(&str, &str)] = match v.as_str() {
             "catchup" => &[("CATCHUP_RATE", rate.as_str())],
             "resync" => &[("RESYNC", "1")],
+            // hls.js as its README shows it, at the level its ABR picks.
+            "stock" => &[("STOCK", "1"), ("PIN_LEVEL", "")],
             _ => &[],
         };
-        let r = run_browser(root, &base, &work, a.seconds, env, v).await?;
-        runs.insert(v.clone(), r);
+        // A variant named again is another join: "stock", "stock#2", …
+        let mut key = v.clone();
+        for n in 2.. {
+            if !runs.contains_key(&key) {
+                break;
+            }
+            key = format!("{v}#{n}");
+        }
+        let r = run_browser(root, &base, &work, a.seconds, env, &key).await?;
+        runs.insert(key, r);
     }
     if a.variants.is_empty() {
         // No browser: keep the stream up for the lag window.

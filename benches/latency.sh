@@ -11,15 +11,17 @@
 #   200 ms parts, default ladder; passthrough = same, ladder with only the [source] rung);
 #   the test publisher (tests/common/publisher.rs: videotestsrc + capture-time barcode →
 #   x264 ultrafast zerolatency → WHIP) at LAT_WIDTH x LAT_HEIGHT @ 30, LAT_BITRATE kbit/s;
-#   tests/browser/llhls_play.mjs three times, joining 6 s after the publish: the page as
-#   shipped; hls.js allowed to catch up (maxLiveSyncPlaybackRate LAT_CATCHUP_RATE); and
-#   re-synced once to hls.liveSyncPosition (hls.js' start-up taking no time).
+#   tests/browser/llhls_play.mjs once per variant, each joining 6 s after the publish: stock
+#   (hls.js as its README shows it, `new Hls({ lowLatencyMode: true })`, ABR), as-shipped
+#   (the bundled /watch/ page, pinned to the top level); on request catchup (hls.js allowed
+#   to catch up, maxLiveSyncPlaybackRate LAT_CATCHUP_RATE) and resync (re-synced once to
+#   hls.liveSyncPosition: hls.js' start-up taking no time).
 #
 # Env: LAT_SECONDS (40), LAT_CASES ("default passthrough"), LAT_WIDTH (1280), LAT_HEIGHT (720),
 # LAT_BITRATE (2500), LAT_CATCHUP_RATE (1.5), LAT_MAX_LOAD (1.0: wait until the 1-minute load
 # average is below this), LAT_LOAD_TRIES (60 × 10 s), LAT_OUT (target/bench-latency),
 # LAT_HLS_TOML ('key = value; …' added under [hls], e.g. 'part_duration = "100ms"'),
-# LAT_VARIANTS (as-shipped,catchup,resync; empty = no browser), WHIPCAST_BIN.
+# LAT_VARIANTS (stock,as-shipped; also catchup, resync; empty = no browser), WHIPCAST_BIN.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,7 +34,7 @@ BITRATE=${LAT_BITRATE:-2500}
 CATCHUP=${LAT_CATCHUP_RATE:-1.5}
 MAX_LOAD=${LAT_MAX_LOAD:-1.0}
 LOAD_TRIES=${LAT_LOAD_TRIES:-60}
-VARIANTS=${LAT_VARIANTS-as-shipped,catchup,resync}
+VARIANTS=${LAT_VARIANTS-stock,as-shipped}
 OUT=${LAT_OUT:-$ROOT/target/bench-latency}
 WHIPCAST=${WHIPCAST_BIN:-$ROOT/target/release/whipcast}
 log() { echo "bench-latency: $*" >&2; }

@@ -1,9 +1,12 @@
 //! LL-HLS in a real browser: the Rust WebRTC publisher (640x360 @ 30, with its capture-time
 //! barcode) publishes over WHIP to an in-process whipcast (`test_config`: 1 s segments,
 //! 200 ms parts, 360p/240p/180p); ffmpeg reads the master playlist; then hls.js in headless
-//! Chromium plays `/watch/` in low-latency mode for 60 s, which must go without a stall.
-//! The browser side is `tests/browser/llhls_play.mjs`; it also measures glass-to-glass
-//! latency from the barcode (reported, not asserted: 2 shared cores make it noisy).
+//! Chromium plays `/watch/` in low-latency mode for 60 s, which must go without a stall; then
+//! a stock hls.js (`tests/browser/stock_player.html`: `new Hls({ lowLatencyMode: true })`,
+//! nothing else, starting where the playlists' `EXT-X-START` says) plays the same stream for
+//! 30 s, also without a stall. The browser side is `tests/browser/llhls_play.mjs`; it also
+//! measures glass-to-glass latency from the barcode (reported, not asserted: 2 shared cores
+//! make it noisy).
 //!
 //! Needs `deploy/install-browser-deps.sh` (chromium, `player/node_modules`) and a
 //! loopback-only network namespace: `bash deploy/netns-run.sh cargo test --test browser_llhls`.
@@ -21,6 +24,8 @@ use serde_json::Value;
 const STREAM: &str = "ll1";
 /// Observation time in the browser, after playback started.
 const WATCH_SECONDS: u64 = 60;
+/// Observation time of the stock hls.js.
+const STOCK_WATCH_SECONDS: u64 = 30;
 /// The script stops itself after WATCH_SECONDS + 90 s; this is the backstop.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(WATCH_SECONDS + 120);
 
@@ -92,9 +97,23 @@ async fn hlsjs_plays_llhls_in_low_latency_mode_without_stalls() {
         SCRIPT_TIMEOUT,
     )
     .await;
+    // A player nobody here configured, joining the running stream.
+    let stock_watch = STOCK_WATCH_SECONDS.to_string();
+    let (stock_code, stock) = common::run_browser_script(
+        &chromium,
+        "llhls_play.mjs",
+        &[&gw.base, STREAM],
+        &[
+            ("WATCH_SECONDS", std::ffi::OsStr::new(&stock_watch)),
+            ("TIMECODE_REF", reference.as_os_str()),
+            ("STOCK", std::ffi::OsStr::new("1")),
+        ],
+        SCRIPT_TIMEOUT,
+    )
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
 
-    // Server side, after a minute of playback.
+    // Server side, after a minute and a half of playback.
     let (_, api) = gw.get_text(&gw.url("/api/streams")).await.unwrap();
     let api: Value = serde_json::from_str(&api).unwrap();
     let s = api["streams"]
@@ -171,5 +190,48 @@ async fn hlsjs_plays_llhls_in_low_latency_mode_without_stalls() {
     println!(
         "hls.js latency median {latency} s (target {target} s); glass-to-glass median {} ms, p95 {} ms",
         g2g["medianMs"], g2g["p95Ms"]
+    );
+
+    // The stock player: the script's checks (no stall, no freeze, parts loaded, barcode
+    // decoded in order and agreeing with PROGRAM-DATE-TIME), re-checked here.
+    assert_eq!(
+        stock_code,
+        Some(0),
+        "stock hls.js failed: {}",
+        common::script_failures(&stock)
+    );
+    assert_eq!(
+        stock["player"],
+        "stock hls.js (tests/browser/stock_player.html)"
+    );
+    assert_eq!(stock["lowLatencyMode"], true);
+    assert_eq!(stock["fatalErrors"], 0);
+    assert_eq!(stock["during"]["stalls"], 0, "stock hls.js: waiting events");
+    assert!(stock["playback"]["maxFreezeS"].as_f64().unwrap() <= 0.75);
+    // It started where EXT-X-START put it: 0.2 s before the edge of the playlist it read
+    // (hls.js' startPosition, traced at its first part request), not PART-HOLD-BACK.
+    let first_part = stock["startupTrace"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["ev"] == "part" && e["type"] == "main")
+        .cloned()
+        .expect("stock hls.js loaded a part");
+    let start = first_part["startPosition"].as_f64().unwrap();
+    let edge = stock["startupTrace"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["ev"] == "level")
+        .and_then(|e| e["edge"].as_f64())
+        .expect("a level playlist in the trace");
+    assert!(
+        (edge - start - 0.2).abs() < 0.05,
+        "stock hls.js started at {start}, edge {edge}: {first_part}"
+    );
+    println!(
+        "stock hls.js: glass-to-glass median {} ms; started {:.3} s behind the edge",
+        stock["glassToGlass"]["medianMs"],
+        edge - start
     );
 }

@@ -230,6 +230,21 @@ mod tests {
                 .to_string()
                 .contains("hls.part_duration")
         );
+        for bad in [
+            "part_hold_back_factor = 1.5",
+            "part_hold_back_factor = 11",
+            "start_offset = \"7s\"",
+        ] {
+            let c = Config::parse(&format!("[hls]\n{bad}\n"), "t").expect("parses");
+            let key = bad.split(' ').next().expect("key");
+            assert!(
+                c.validate()
+                    .expect_err(bad)
+                    .to_string()
+                    .contains(&format!("hls.{key}")),
+                "{bad}"
+            );
+        }
         let c = Config::parse("[ice]\nport_min = 5000\n", "t").expect("parses");
         assert!(
             c.validate()

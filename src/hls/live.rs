@@ -207,6 +207,7 @@ pub(super) fn render(view: &LiveView<'_>) -> Bytes {
             part_inf: PartInf {
                 part_target: ll.settings.part_target,
             },
+            start_offset: ll.settings.start_offset,
         }),
         skipped,
         previous,

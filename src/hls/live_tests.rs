@@ -156,6 +156,7 @@ fn settings() -> LlSettings {
         part_target,
         parts_per_segment: 5,
         server_control: ServerControl::recommended(1, part_target),
+        start_offset: None,
     }
 }
 
@@ -234,6 +235,39 @@ fn full_playlist_golden_structure() {
     // m3u8-rs still parses it as an ordinary media playlist (non-LL players ignore the
     // LL tags).
     let pl = m3u8_rs::parse_media_playlist_res(text.as_bytes()).expect("parses");
+    assert_eq!(pl.segments.len(), 10);
+}
+
+#[test]
+fn part_hold_back_and_start_offset_from_the_settings() {
+    let w = ll_window(10);
+    let r = audio_report();
+    let seg = |m: u64| format!("seg-e-{m}.m4s");
+    let prt = |m: u64, i: usize| format!("part-e-{m}.{i}.m4s");
+    let hls = |toml: &str| {
+        let cfg: crate::config::HlsConfig = toml::from_str(toml).expect("hls table");
+        LlSettings::from_config(&cfg).expect("LL on")
+    };
+    // Defaults: 3 × PART-TARGET (200 ms + one AAC frame = 222 ms), start 200 ms from the
+    // end, after EXT-X-PART-INF.
+    let s = hls("");
+    let shipped = text(render(&ll_view(&w, &s, &r, false, false, &seg, &prt)));
+    assert!(shipped.contains(",PART-HOLD-BACK=0.666\n"), "{shipped}");
+    assert_eq!(
+        shipped.lines().nth(5),
+        Some("#EXT-X-START:TIME-OFFSET=-0.2")
+    );
+    let s = hls("start_offset = \"0s\"");
+    let bare = text(render(&ll_view(&w, &s, &r, false, false, &seg, &prt)));
+    assert!(!bare.contains("EXT-X-START"), "{bare}");
+    // Twice the part target (HLS2 §4.4.3.8's minimum) and a start 300 ms from the end.
+    let s = hls("part_hold_back_factor = 2.0\nstart_offset = \"300ms\"");
+    let tuned = text(render(&ll_view(&w, &s, &r, false, false, &seg, &prt)));
+    assert!(tuned.contains(",PART-HOLD-BACK=0.444\n"), "{tuned}");
+    let lines: Vec<&str> = tuned.lines().collect();
+    assert_eq!(lines[4], "#EXT-X-PART-INF:PART-TARGET=0.222");
+    assert_eq!(lines[5], "#EXT-X-START:TIME-OFFSET=-0.3");
+    let pl = m3u8_rs::parse_media_playlist_res(tuned.as_bytes()).expect("parses");
     assert_eq!(pl.segments.len(), 10);
 }
 

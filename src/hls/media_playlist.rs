@@ -71,6 +71,8 @@ pub(super) struct LowLatency {
     pub(super) server_control: ServerControl,
     /// `EXT-X-PART-INF`.
     pub(super) part_inf: PartInf,
+    /// `EXT-X-START:TIME-OFFSET=-<this>` (HLS2 §4.4.2.2), from the end of the playlist.
+    pub(super) start_offset: Option<Duration>,
 }
 
 /// Segments of one broadcast, under one init section.
@@ -154,6 +156,9 @@ impl MediaPlaylist<'_> {
         if let Some(ll) = ll {
             out.line(ll.server_control);
             out.line(ll.part_inf);
+            if let Some(back) = ll.start_offset {
+                out.line(format_args!("#EXT-X-START:TIME-OFFSET=-{}", secs(back)));
+            }
         }
         if ll.is_some() || self.media_sequence != 0 {
             out.line(format_args!(

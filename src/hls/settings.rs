@@ -18,6 +18,8 @@ pub struct LlSettings {
     pub(super) parts_per_segment: usize,
     /// `EXT-X-SERVER-CONTROL` values.
     pub(super) server_control: ServerControl,
+    /// `EXT-X-START:TIME-OFFSET`, negative: from the end (`None`: no tag).
+    pub(super) start_offset: Option<Duration>,
 }
 
 /// One AAC-LC frame at 48 kHz: 1024 samples.
@@ -41,7 +43,9 @@ impl LlSettings {
             part_target,
             parts_per_segment: (cfg.segment_duration.as_nanos() / cfg.part_duration.as_nanos())
                 as usize,
-            server_control: ServerControl::recommended(td, part_target),
+            server_control: ServerControl::recommended(td, part_target)
+                .with_part_hold_back(part_target.mul_f64(cfg.part_hold_back_factor)),
+            start_offset: (!cfg.start_offset.is_zero()).then_some(cfg.start_offset),
         })
     }
 

@@ -46,6 +46,15 @@ impl ServerControl {
             part_hold_back: part_target * 3,
         }
     }
+
+    /// The same with another `PART-HOLD-BACK`, rounded to the millisecond.
+    pub(super) fn with_part_hold_back(self, d: Duration) -> Self {
+        let ms = (d.as_secs_f64() * 1000.0).round() as u64;
+        Self {
+            part_hold_back: Duration::from_millis(ms),
+            ..self
+        }
+    }
 }
 
 impl Display for ServerControl {

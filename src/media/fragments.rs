@@ -3,6 +3,7 @@
 //! handed to the broadcast task over the bounded event channel.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -134,11 +135,23 @@ pub(super) fn connect_appsink(branch: &Branch, name: &str, origin: Origin, share
                 let duration = head.duration().unwrap_or(gst::ClockTime::ZERO);
                 // Server lag: from the arrival of the part's last frame (appsrc stamps
                 // arrival running time; the last frame starts one frame interval before
-                // the part ends) to now, when the part is handed to the store.
+                // the part ends; the jitter buffers' ts-offset, if sender reports moved
+                // video, is taken back out) to now, when the part is handed to the store.
                 let lag = match (sink.clock(), sink.base_time(), &shared.frame_interval) {
                     (Some(clock), Some(base), Some(frame)) if origin.is_video() => {
                         let now_rt = clock.time().checked_sub(base);
-                        let last_frame = (running + duration).checked_sub(*frame);
+                        let offset = shared.video_offset.load(Ordering::Relaxed);
+                        let arrived = if offset >= 0 {
+                            (running + duration)
+                                .checked_sub(gst::ClockTime::from_nseconds(offset.unsigned_abs()))
+                        } else {
+                            Some(
+                                running
+                                    + duration
+                                    + gst::ClockTime::from_nseconds(offset.unsigned_abs()),
+                            )
+                        };
+                        let last_frame = arrived.and_then(|t| t.checked_sub(*frame));
                         match (now_rt, last_frame) {
                             (Some(n), Some(l)) => {
                                 n.checked_sub(l).map(|d| Duration::from_nanos(d.nseconds()))

@@ -2,6 +2,7 @@
 //! lifecycle (build, play, push RTP, drain, stop) and the ladder rungs it adds once the
 //! decoder has told it the source size.
 
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,9 @@ pub(super) struct Shared {
     pub(super) timing: MuxTiming,
     /// One output frame interval of the video rungs.
     pub(super) frame_interval: Option<gst::ClockTime>,
+    /// The video jitter buffers' `ts-offset` in force (ns; sender_reports.rs): video running
+    /// time is arrival time plus this.
+    pub(super) video_offset: Arc<AtomicI64>,
     pub(super) events: mpsc::Sender<MediaEvent>,
     pub(super) anchor: OnceLock<ClockAnchor>,
     /// Video silences and the segment grid: which segments are gaps (gaps.rs).
@@ -92,6 +96,7 @@ impl Pipeline {
         let timing = graph::timing(&spec);
         let shared = Arc::new(Shared {
             frame_interval,
+            video_offset: Arc::new(AtomicI64::new(0)),
             gaps: Arc::new(Mutex::new(Gaps::new(
                 timing.segment,
                 timing.part.unwrap_or(timing.segment),
@@ -108,7 +113,12 @@ impl Pipeline {
             layers.iter().map(|(i, _)| i.jitter.clone()).collect();
         let audio_rtcp = match &audio.rtcp {
             Some((src, jitter)) => {
-                align_by_sender_reports(jitter, &ingest.jitter, &layer_jitters);
+                align_by_sender_reports(
+                    jitter,
+                    &ingest.jitter,
+                    &layer_jitters,
+                    &shared.video_offset,
+                );
                 Some(src.clone())
             }
             None => None,

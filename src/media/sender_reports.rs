@@ -2,6 +2,7 @@
 //! answer to an RTCP sender report is read, fed to [`LipSync`], and the offsets it returns
 //! are applied as the jitter buffers' `ts-offset`.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gstreamer as gst;
@@ -12,11 +13,14 @@ use super::lipsync::{self, Change, LipSync, Track};
 
 /// Aligns audio and video by the publisher's clock (lipsync.rs): each jitter buffer
 /// answers a sender report with `handle-sync`, which says what running time it gives the
-/// report's RTP timestamp; the stream that plays early gets a `ts-offset`.
+/// report's RTP timestamp; the stream that plays early gets a `ts-offset`. The video offset
+/// in force is kept in `video_offset` (ns): the server lag subtracts it, since it moves video
+/// timestamps away from their arrival.
 pub(super) fn align_by_sender_reports(
     audio: &gst::Element,
     video: &gst::Element,
     layers: &[gst::Element],
+    video_offset: &Arc<AtomicI64>,
 ) {
     let state = Arc::new(Mutex::new(LipSync::default()));
     let jitters = [audio.downgrade(), video.downgrade()];
@@ -25,6 +29,7 @@ pub(super) fn align_by_sender_reports(
         let state = Arc::clone(&state);
         let jitters = jitters.clone();
         let layers = layers.clone();
+        let video_offset = Arc::clone(video_offset);
         jitter.connect("handle-sync", false, move |values| {
             let s = values.get(1)?.get::<gst::Structure>().ok()?;
             let (running, sender) = report_times(&s)?;
@@ -44,6 +49,7 @@ pub(super) fn align_by_sender_reports(
                     for j in layers.iter().filter_map(|j| j.upgrade()) {
                         j.set_property("ts-offset", offsets[1]);
                     }
+                    video_offset.store(offsets[1], Ordering::Relaxed);
                 }
                 Some(Change::Implausible(delta)) => {
                     warn!(

@@ -31,9 +31,17 @@
 //                   speed up) and let it reach its target latency before observing
 //   RESYNC=1        once playing, seek to hls.liveSyncPosition (edge − target latency), i.e.
 //                   play where hls.js would if its start-up took no time
+//   STOCK=1         play with tests/browser/stock_player.html instead of /watch/: hls.js as
+//                   its README shows it (`new Hls({ lowLatencyMode: true })`, nothing else),
+//                   served by Playwright at BASE/__stock/ (same origin as the playlists); its
+//                   start-up trace (playlists, parts, start position, first frame) is reported
+//   HLS_DEBUG=1     with STOCK=1: hls.js' debug log (?debug=1), every console line to stderr
+//                   with ms since the page opened (a diagnostic run, not a measurement)
 // Chromium is started by chromium.mjs (loopback only, fresh profile).
 
 import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { launchChromium } from './chromium.mjs';
 import { decodeTimecode, selfCheck } from './timecode.mjs';
 
@@ -43,6 +51,8 @@ const MIN_DECODE_RATE = Number(process.env.MIN_DECODE_RATE || 0.8);
 const CATCHUP_RATE = process.env.CATCHUP_RATE ? Number(process.env.CATCHUP_RATE) : null;
 const CATCHUP_TIMEOUT_MS = 20_000;
 const RESYNC = process.env.RESYNC === '1';
+const STOCK = process.env.STOCK === '1';
+const HLS_DEBUG = STOCK && process.env.HLS_DEBUG === '1';
 // TOLERATE_STALLS=1: the stream is expected to stall (tests/timeline.rs stalls or drops the
 // publisher's packets): stalls, freezes and fewer part loads are reported, not failures;
 // currentTime must still never go backwards and hls.js must have no fatal error.
@@ -275,12 +285,21 @@ async function main() {
     page.on('pageerror', (e) => pageErrors.push(e.message));
     const consoleLines = [];
     summary.console = consoleLines;
+    let openedAt = Date.now();
+    if (HLS_DEBUG) page.on('console', (m) => console.error(`[page +${Date.now() - openedAt} ms] ${m.text().slice(0, 400)}`));
     page.on('console', (m) => {
       if ((m.type() === 'error' || m.type() === 'warning') && consoleLines.length < 30) consoleLines.push(`${m.type()}: ${m.text().slice(0, 500)}`);
     });
-    const url = `${base}/watch/?stream=${stream}`;
+    let url = `${base}/watch/?stream=${stream}`;
+    if (STOCK) {
+      const html = readFileSync(join(dirname(fileURLToPath(import.meta.url)), 'stock_player.html'));
+      await page.route(`${base}/__stock/**`, (route) => route.fulfill({ status: 200, contentType: 'text/html; charset=utf-8', body: html }));
+      url = `${base}/__stock/?stream=${stream}${HLS_DEBUG ? '&debug=1' : ''}`;
+      summary.player = 'stock hls.js (tests/browser/stock_player.html)';
+    }
     log(`watching ${url}`);
     const opened = Date.now();
+    openedAt = opened;
     await page.goto(url);
     const playing = await page
       .waitForFunction(() => {
@@ -372,6 +391,7 @@ async function main() {
     }
     const observedS = (Date.now() - observedFrom) / 1000;
     const c = await page.evaluate(pageCollect);
+    if (STOCK) summary.startupTrace = await page.evaluate(() => window.whipcastTrace);
 
     // ---- playback continuity, stalls, errors ----
     const s = c.samples;
