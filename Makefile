@@ -93,8 +93,9 @@ lint: deps
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --lib --bins -- -D warnings
 
-## Latency: server lag, publish → first playable, glass-to-glass through hls.js in headless
-## Chromium; default ladder and passthrough (BENCHMARKS.md "Latency").
+## Latency: server lag, publish → first playable, glass-to-glass through a stock hls.js and
+## the bundled page in headless Chromium; default ladder and passthrough (BENCHMARKS.md
+## "Latency", "Latency in a stock hls.js").
 bench-latency: build browser-deps
 	bash benches/latency.sh
 

@@ -35,7 +35,7 @@ pub struct HlsConfig {
     /// audio, load and append every part from the independent one, decode up to the start),
     /// and never catches up by default (`maxLiveSyncPlaybackRate` 1). So it plays that much
     /// behind where it started, with that much buffer ahead. Measured with a stock hls.js:
-    /// glass-to-glass median 1.63 s without the tag, 1.02 s with 200 ms, no stall
+    /// glass-to-glass median 1.48 s without the tag, 1.04 s with 200 ms, no stall
     /// (BENCHMARKS.md "Latency in a stock hls.js").
     #[serde(with = "humantime_serde")]
     pub start_offset: Duration,
