@@ -1,6 +1,7 @@
 //! The JSON API and the health checks: `/api/streams` (this node's streams, and in a
 //! cluster every node's), `/api/cluster`, `POST /api/drain`, `/readyz`, `/healthz`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Extension;
@@ -131,7 +132,7 @@ pub(super) async fn api_drain(
 
 /// `GET /readyz`: 200 while the node takes publishes, 503 while it drains (a load
 /// balancer's or Kubernetes' readiness check; `/healthz` stays 200: the node is alive).
-pub(super) async fn readyz(State(state): State<AppState>) -> axum::response::Response {
+pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> axum::response::Response {
     if state.signaling.ingest.is_draining() {
         (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

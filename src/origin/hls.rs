@@ -97,7 +97,7 @@ fn playlist_cache(state: &AppState, stream: &str, blocking: bool) -> HeaderValue
 
 /// `GET /hls/{stream}/master.m3u8`
 pub async fn master(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(stream): Path<String>,
     req: Request,
 ) -> Result<Response, OriginError> {
@@ -121,7 +121,7 @@ fn master_response(
 /// `GET /hls/{stream}/master-ts.m3u8`: the MPEG-TS variants (one per video rung, audio
 /// muxed in), for players that cannot read fMP4.
 pub async fn ts_master(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(stream): Path<String>,
     req: Request,
 ) -> Result<Response, OriginError> {
@@ -305,7 +305,7 @@ async fn wait_until(
 /// `GET /hls/{stream}/{rendition}/{file}`: `index.m3u8`, `init-{epoch}.mp4`,
 /// `seg-{epoch}-{msn}.m4s`, `part-{epoch}-{msn}.{index}.m4s`.
 pub async fn rendition_file(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path((stream, rendition, file)): Path<(String, String, String)>,
     // The request itself, not the `HeaderMap` and `Query` extractors: those copy the
     // headers and build a map for every request (BENCHMARKS.md "Origin throughput").

@@ -137,7 +137,10 @@ pub fn router(state: AppState) -> Router {
     }
     let hls = hls.layer(cors());
     let player_dir = state.player_dir.clone();
-    let mut app = signalling.merge(hls.with_state(state));
+    // The HLS handlers' state behind one Arc: axum clones the state for every request, and
+    // cloning AppState field by field was the hottest whipcast function serving playlists
+    // (1.6 % of the process in `perf`, BENCHMARKS.md "Origin throughput").
+    let mut app = signalling.merge(hls.with_state(Arc::new(state)));
     if let Some(dir) = &player_dir {
         app = app.fallback_service(
             tower::ServiceBuilder::new()
