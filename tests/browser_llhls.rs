@@ -3,8 +3,7 @@
 //! 200 ms parts, 360p/240p/180p); ffmpeg reads the master playlist; then hls.js in headless
 //! Chromium plays `/watch/` in low-latency mode for 60 s, which must go without a stall; then
 //! a stock hls.js (`tests/browser/stock_player.html`: `new Hls({ lowLatencyMode: true })`,
-//! nothing else, starting where the playlists' `EXT-X-START` says) plays the same stream for
-//! 30 s, also without a stall. The browser side is `tests/browser/llhls_play.mjs`; it also
+//! nothing else) plays the same stream for 30 s, also without a stall. The browser side is `tests/browser/llhls_play.mjs`; it also
 //! measures glass-to-glass latency from the barcode (reported, not asserted: 2 shared cores
 //! make it noisy).
 //!
@@ -208,8 +207,8 @@ async fn hlsjs_plays_llhls_in_low_latency_mode_without_stalls() {
     assert_eq!(stock["fatalErrors"], 0);
     assert_eq!(stock["during"]["stalls"], 0, "stock hls.js: waiting events");
     assert!(stock["playback"]["maxFreezeS"].as_f64().unwrap() <= 0.75);
-    // It started where EXT-X-START put it: 0.2 s before the edge of the playlist it read
-    // (hls.js' startPosition, traced at its first part request), not PART-HOLD-BACK.
+    // It started PART-HOLD-BACK (3 × 0.222 s) before the edge of the playlist it read, plus
+    // that playlist's age (hls.js' startPosition, traced at its first part request).
     let first_part = stock["startupTrace"]["events"]
         .as_array()
         .unwrap()
@@ -226,7 +225,7 @@ async fn hlsjs_plays_llhls_in_low_latency_mode_without_stalls() {
         .and_then(|e| e["edge"].as_f64())
         .expect("a level playlist in the trace");
     assert!(
-        (edge - start - 0.2).abs() < 0.05,
+        (edge - start - 0.666).abs() < 0.1,
         "stock hls.js started at {start}, edge {edge}: {first_part}"
     );
     println!(

@@ -29,14 +29,15 @@ pub struct HlsConfig {
     /// joining player starts, back from the end of the playlist; `0s`: no tag, players start
     /// `PART-HOLD-BACK` from the end.
     ///
-    /// Default 200 ms, closer than `PART-HOLD-BACK` (0.666 s), on purpose: a player picks
+    /// E.g. 200 ms, closer than `PART-HOLD-BACK` (0.666 s), on purpose: a player picks
     /// its start position when the first media playlist arrives and plays its first frame
     /// 0.5–1.1 s later (hls.js 1.7: start its transmux worker, wait for video before loading
     /// audio, load and append every part from the independent one, decode up to the start),
     /// and never catches up by default (`maxLiveSyncPlaybackRate` 1). So it plays that much
     /// behind where it started, with that much buffer ahead. Measured with a stock hls.js:
-    /// glass-to-glass median 1.48 s without the tag, 1.04 s with 200 ms, no stall
-    /// (BENCHMARKS.md "Latency in a stock hls.js").
+    /// glass-to-glass median 1.48 s without the tag, 1.04 s with 200 ms, no stall in 17
+    /// joins. Default off all the same: with 200 ms the bundled page stalled once at its
+    /// start in a CI run under load (BENCHMARKS.md "Latency in a stock hls.js").
     #[serde(with = "humantime_serde")]
     pub start_offset: Duration,
     /// Most blocking playlist / preload-hint requests parked at once; beyond it: 503 with
@@ -161,7 +162,7 @@ impl Default for HlsConfig {
             segment_duration: Duration::from_secs(2),
             part_duration: Duration::from_millis(200),
             part_hold_back_factor: 3.0,
-            start_offset: Duration::from_millis(200),
+            start_offset: Duration::ZERO,
             max_blocking_requests: 10_000,
             window_segments: 6,
             retain_segments: 6,

@@ -248,18 +248,15 @@ fn part_hold_back_and_start_offset_from_the_settings() {
         let cfg: crate::config::HlsConfig = toml::from_str(toml).expect("hls table");
         LlSettings::from_config(&cfg).expect("LL on")
     };
-    // Defaults: 3 × PART-TARGET (200 ms + one AAC frame = 222 ms), start 200 ms from the
-    // end, after EXT-X-PART-INF.
+    // Defaults: 3 × PART-TARGET (200 ms + one AAC frame = 222 ms), no EXT-X-START.
     let s = hls("");
     let shipped = text(render(&ll_view(&w, &s, &r, false, false, &seg, &prt)));
     assert!(shipped.contains(",PART-HOLD-BACK=0.666\n"), "{shipped}");
-    assert_eq!(
-        shipped.lines().nth(5),
-        Some("#EXT-X-START:TIME-OFFSET=-0.2")
-    );
-    let s = hls("start_offset = \"0s\"");
-    let bare = text(render(&ll_view(&w, &s, &r, false, false, &seg, &prt)));
-    assert!(!bare.contains("EXT-X-START"), "{bare}");
+    assert!(!shipped.contains("EXT-X-START"), "{shipped}");
+    // A start 200 ms from the end, after EXT-X-PART-INF.
+    let s = hls("start_offset = \"200ms\"");
+    let start = text(render(&ll_view(&w, &s, &r, false, false, &seg, &prt)));
+    assert_eq!(start.lines().nth(5), Some("#EXT-X-START:TIME-OFFSET=-0.2"));
     // Twice the part target (HLS2 §4.4.3.8's minimum) and a start 300 ms from the end.
     let s = hls("part_hold_back_factor = 2.0\nstart_offset = \"300ms\"");
     let tuned = text(render(&ll_view(&w, &s, &r, false, false, &seg, &prt)));
