@@ -140,24 +140,16 @@ pub(super) fn connect_appsink(branch: &Branch, name: &str, origin: Origin, share
                 let lag = match (sink.clock(), sink.base_time(), &shared.frame_interval) {
                     (Some(clock), Some(base), Some(frame)) if origin.is_video() => {
                         let now_rt = clock.time().checked_sub(base);
-                        let offset = shared.video_offset.load(Ordering::Relaxed);
-                        let arrived = if offset >= 0 {
-                            (running + duration)
-                                .checked_sub(gst::ClockTime::from_nseconds(offset.unsigned_abs()))
-                        } else {
-                            Some(
-                                running
-                                    + duration
-                                    + gst::ClockTime::from_nseconds(offset.unsigned_abs()),
-                            )
-                        };
-                        let last_frame = arrived.and_then(|t| t.checked_sub(*frame));
-                        match (now_rt, last_frame) {
-                            (Some(n), Some(l)) => {
-                                n.checked_sub(l).map(|d| Duration::from_nanos(d.nseconds()))
-                            }
-                            _ => None,
-                        }
+                        // Signed: the offset may move video either way.
+                        let offset = i128::from(shared.video_offset.load(Ordering::Relaxed));
+                        let last_frame = i128::from((running + duration).nseconds())
+                            - offset
+                            - i128::from(frame.nseconds());
+                        now_rt
+                            .map(|n| i128::from(n.nseconds()) - last_frame)
+                            .filter(|_| last_frame >= 0)
+                            .and_then(|lag| u64::try_from(lag).ok())
+                            .map(Duration::from_nanos)
                     }
                     _ => None,
                 };
