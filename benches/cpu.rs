@@ -18,6 +18,11 @@
 //! * `cpu feed-udp-many --video-ports V1,V2,… --audio-ports A1,A2,… --seconds S`: the same
 //!   single pipeline, each RTP packet sent by a multiudpsink to every port of the list
 //!   (the bare gst-launch-1.0 baselines' input); prints `ready`, `end` and its line.
+//! * `--layers 3` (publish-many, feed-udp-many; issue 12 §2 (c)): H.264 simulcast, the
+//!   picture encoded three times (full, ½ and ¼ size at 1, ¼ and 1/16 of the bitrate:
+//!   `publisher::simulcast_pipeline_description`). publish-many sends them as one video
+//!   track with three rid encodings (h, m, l; RFC 8853); feed-udp-many takes three video
+//!   ports per stream, `--video-ports H0,M0,L0,H1,M1,L1,…`.
 //! * `cpu info`: the payload types the pipeline uses.
 //!
 //! Both media commands take `--width --height --fps --bitrate` (kbit/s) and print one
@@ -38,8 +43,8 @@ use webrtc::peer_connection::RTCPeerConnectionState;
 
 const USAGE: &str = "usage: cpu publish --url URL --seconds N [--width W --height H --fps F --bitrate KBPS]
        cpu feed-udp --video-port V --audio-port A --seconds N [--width W --height H --fps F --bitrate KBPS]
-       cpu publish-many --url-base URL --streams N --seconds S [--concurrency C --width W --height H --fps F --bitrate KBPS]
-       cpu feed-udp-many --video-ports V1,V2,.. --audio-ports A1,A2,.. --seconds S [--width W --height H --fps F --bitrate KBPS]
+       cpu publish-many --url-base URL --streams N --seconds S [--layers 1|3 --concurrency C --width W --height H --fps F --bitrate KBPS]
+       cpu feed-udp-many --video-ports V1,V2,.. --audio-ports A1,A2,.. --seconds S [--layers 1|3 --width W --height H --fps F --bitrate KBPS]
        cpu info
 (normally run by benches/cpu.sh: `make bench`, and benches/density.sh: `make bench-density`)";
 
@@ -60,6 +65,8 @@ struct Args {
     height: u32,
     fps: u32,
     bitrate_kbps: u32,
+    /// 1, or 3 for simulcast (see the module docs).
+    layers: usize,
 }
 
 fn parse(rest: &[String]) -> anyhow::Result<Args> {
@@ -77,6 +84,7 @@ fn parse(rest: &[String]) -> anyhow::Result<Args> {
         height: 720,
         fps: 30,
         bitrate_kbps: 2500,
+        layers: 1,
     };
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
@@ -98,11 +106,15 @@ fn parse(rest: &[String]) -> anyhow::Result<Args> {
             "--height" => a.height = value.parse().map_err(|_| bad())?,
             "--fps" => a.fps = value.parse().map_err(|_| bad())?,
             "--bitrate" => a.bitrate_kbps = value.parse().map_err(|_| bad())?,
+            "--layers" => a.layers = value.parse().map_err(|_| bad())?,
             _ => bail!("unknown flag {flag}\n{USAGE}"),
         }
     }
     if !(a.seconds > 0.0 && a.seconds <= MAX_SECONDS) {
         bail!("--seconds must be in (0, {MAX_SECONDS}]");
+    }
+    if a.layers != 1 && a.layers != 3 {
+        bail!("--layers must be 1 or 3");
     }
     if !(1..=MAX_STREAMS).contains(&a.streams) || !(1..=64).contains(&a.concurrency) {
         bail!("--streams must be in 1..={MAX_STREAMS}, --concurrency in 1..=64");
@@ -209,14 +221,31 @@ fn feed_udp(a: &Args) -> anyhow::Result<String> {
     Ok(format!("media_seconds={media_seconds:.3}"))
 }
 
+/// The appsinks of the simulcast pipeline's lower layers, in `Feed::layers` order.
+const LAYER_SINKS: [&str; 2] = ["vsink_m", "vsink_l"];
+
+/// The publisher's pipeline: one layer, or three (`--layers 3`).
+fn description(a: &Args) -> String {
+    let o = options(a, "http://127.0.0.1/unused");
+    if a.layers == 3 {
+        publisher::simulcast_pipeline_description(&o)
+    } else {
+        publisher::pipeline_description(&o)
+    }
+}
+
 /// The publisher's pipeline with its appsinks feeding `feed` (not started).
 fn fed_pipeline(a: &Args, feed: &Feed) -> anyhow::Result<gst::Pipeline> {
-    let desc = publisher::pipeline_description(&options(a, "http://127.0.0.1/unused"));
+    let desc = description(a);
     let pipeline = gst::parse::launch(&desc)
         .with_context(|| format!("parse {desc}"))?
         .downcast::<gst::Pipeline>()
         .map_err(|_| anyhow!("not a pipeline"))?;
-    for (name, tx) in [("vsink", feed.video.clone()), ("asink", feed.audio.clone())] {
+    let sinks = [("vsink", &feed.video), ("asink", &feed.audio)]
+        .into_iter()
+        .chain(LAYER_SINKS.into_iter().zip(&feed.layers));
+    for (name, tx) in sinks {
+        let tx = tx.clone();
         let sink = pipeline
             .by_name(name)
             .with_context(|| format!("publisher pipeline has no {name}; update benches/cpu.rs"))?
@@ -269,6 +298,9 @@ async fn publish_many(a: &Args) -> anyhow::Result<String> {
     let feed = Feed {
         video: tokio::sync::broadcast::channel(4096).0,
         audio: tokio::sync::broadcast::channel(1024).0,
+        layers: (1..a.layers)
+            .map(|_| tokio::sync::broadcast::channel(2048).0)
+            .collect(),
     };
     let pipeline = fed_pipeline(a, &feed)?;
     let bus = pipeline.bus().context("no bus")?;
@@ -370,12 +402,27 @@ async fn publish_many(a: &Args) -> anyhow::Result<String> {
 
 /// One encode, its RTP to every port of the lists (see the module docs).
 fn feed_udp_many(a: &Args) -> anyhow::Result<String> {
-    if a.video_ports.is_empty() || a.video_ports.len() != a.audio_ports.len() {
-        bail!("feed-udp-many needs --video-ports and --audio-ports of the same length");
+    if a.audio_ports.is_empty() || a.video_ports.len() != a.audio_ports.len() * a.layers {
+        bail!(
+            "feed-udp-many needs --audio-ports and --layers video ports per audio port in --video-ports"
+        );
     }
     gst::init().context("gst::init")?;
-    let mut desc = publisher::pipeline_description(&options(a, "http://127.0.0.1/unused"));
-    for (name, ports) in [("vsink", &a.video_ports), ("asink", &a.audio_ports)] {
+    let mut desc = description(a);
+    // Layer k of stream i is video port i * layers + k.
+    let layer_ports = |k: usize| -> Vec<u16> {
+        a.video_ports
+            .iter()
+            .skip(k)
+            .step_by(a.layers)
+            .copied()
+            .collect()
+    };
+    let mut sinks = vec![("vsink", layer_ports(0)), ("asink", a.audio_ports.clone())];
+    for (k, name) in LAYER_SINKS.into_iter().enumerate().take(a.layers - 1) {
+        sinks.push((name, layer_ports(k + 1)));
+    }
+    for (name, ports) in &sinks {
         let from = format!("appsink name={name} sync=false");
         let clients: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let to = format!(
@@ -395,7 +442,7 @@ fn feed_udp_many(a: &Args) -> anyhow::Result<String> {
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|e| anyhow!("feeder -> Playing: {e}"))?;
-    mark(&format!("ready streams={}", a.video_ports.len()));
+    mark(&format!("ready streams={}", a.audio_ports.len()));
     let started = Instant::now();
     let end = started + Duration::from_secs_f64(a.seconds);
     let mut failure = None;
@@ -416,7 +463,7 @@ fn feed_udp_many(a: &Args) -> anyhow::Result<String> {
     }
     Ok(format!(
         "media_seconds={media_seconds:.3} streams={}",
-        a.video_ports.len()
+        a.audio_ports.len()
     ))
 }
 

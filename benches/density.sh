@@ -10,8 +10,12 @@
 # Modes (DENSITY_MODES, default "transcode passthrough"):
 #   transcode    (a) the default ladder (pipelines/ladder.toml, embedded) at its default preset
 #   passthrough  (b) the passthrough-only ladder ([source] enabled, no rungs; Opus → AAC stays)
-#   simulcast    (c) NOT IMPLEMENTED: the fan-out publisher sends one layer only (see
-#                BENCHMARKS.md "Density" for what is missing); asking for it is an error.
+#   simulcast    (c) simulcast layers as rungs: the publisher encodes the picture three
+#                times (1280x720, 640x360, 320x180 at 1, 1/4 and 1/16 of BENCH_BITRATE) and
+#                sends them as one video track with three rid encodings (RFC 8853); whipcast
+#                remuxes each layer as a rendition (no transcoding). Baseline: per stream the
+#                passthrough gst-launch-1.0 plus two more `udpsrc → depay → parse →
+#                h264timestamper → cmafmux` chains, one per lower layer.
 #
 # Publishers: ONE process with N peers (benches/cpu.rs `publish-many`): one GStreamer
 # pipeline encodes 1280x720@30 H.264 (x264 ultrafast, constrained baseline, BENCH_BITRATE
@@ -74,12 +78,8 @@ NCPU=$(nproc)
     { echo "DENSITY_SECONDS must be an integer in 5..3600" >&2; exit 2; }
 for m in $MODES; do
     case $m in
-        transcode | passthrough) ;;
-        simulcast)
-            echo "density: mode simulcast is not implemented (the fan-out publisher sends no rid layers; BENCHMARKS.md \"Density\")" >&2
-            exit 2
-            ;;
-        *) echo "density: unknown mode $m (transcode | passthrough)" >&2; exit 2 ;;
+        transcode | passthrough | simulcast) ;;
+        *) echo "density: unknown mode $m (transcode | passthrough | simulcast)" >&2; exit 2 ;;
     esac
 done
 for tool in curl jq ffprobe gst-launch-1.0 /usr/bin/time; do
@@ -222,7 +222,9 @@ language = "und"
 [source]
 enabled = true
 EOF
-ladder_file() { if [[ $1 == passthrough ]]; then echo "$PASS_LADDER"; else echo "$ROOT/pipelines/ladder.toml"; fi; }
+ladder_file() { if [[ $1 == transcode ]]; then echo "$ROOT/pipelines/ladder.toml"; else echo "$PASS_LADDER"; fi; }
+# Video layers per stream: simulcast's three, else one.
+layers_of() { if [[ $1 == simulcast ]]; then echo 3; else echo 1; fi; }
 
 # ---- one whipcast step ---------------------------------------------------------------------
 # Sets STEP: "ok|FAIL|INVALID cores per_stream_cores rss_mb per_stream_mb lag_p99_max loss
@@ -236,7 +238,8 @@ step_whipcast() { # mode n tag
         # One client (127.0.0.1) publishes every stream: its caps are raised.
         printf '[limits]\nmax_pending_sessions = 64\nmax_pending_sessions_per_client = 64\n'
         printf 'publish_per_minute = 0\nmax_connections_per_client = %d\n' $((n * 4 + 256))
-        if [[ $mode == passthrough ]]; then
+        if [[ $mode != transcode ]]; then
+            # (Simulcast: the layers are the ladder, the top one its passthrough rung.)
             # The fan-out publisher ignores PLI and sends a keyframe every 2 s: with the
             # default 2 s segments the muxer cuts at the first keyframe at or after 2 s,
             # which a keyframe arriving a hair early misses (2 s and 4 s segments, measured:
@@ -257,7 +260,7 @@ step_whipcast() { # mode n tag
     rss_idle=$(status_kb "$pid" VmRSS)
     "$HELPER" publish-many --url-base "http://127.0.0.1:$port/whip/" --streams "$n" \
         --concurrency "$CONC" --seconds "$SECS" --width $WIDTH --height $HEIGHT --fps $FPS \
-        --bitrate "$BITRATE" >"$WORK/$tag.pub.out" 2>"$WORK/$tag.pub.err" &
+        --bitrate "$BITRATE" --layers "$(layers_of "$mode")" >"$WORK/$tag.pub.out" 2>"$WORK/$tag.pub.err" &
     local hpid=$!
     PIDS+=("$hpid")
     if ! wait_mark ready "$WORK/$tag.pub.out" "$hpid" $((30 + n)); then
@@ -299,6 +302,11 @@ step_whipcast() { # mode n tag
     local lagmax minadv need streams
     need=$(awk -v w="$win" -v s=$SEGMENT_S 'BEGIN {print int(w / s) - 2}')
     streams=$(jq '[.streams[] | select(.state == "live")] | length' "$WORK/$tag.api1.json")
+    # Simulcast: every stream made a rendition of each of its three layers.
+    local planned=$n
+    if [[ $mode == simulcast ]]; then
+        planned=$(jq '[.streams[] | select((.simulcast.layers // []) | length == 3)] | length' "$WORK/$tag.api1.json")
+    fi
     lagmax=$(jq -r '[.streams[] | .lag_ms.p99] | max // 0' "$WORK/$tag.api1.json")
     minadv=$(jq -rn --slurpfile a "$WORK/$tag.api0.json" --slurpfile b "$WORK/$tag.api1.json" '
         def rs(x): [x.streams[]
@@ -308,6 +316,7 @@ step_whipcast() { # mode n tag
     local why="" verdict=ok
     ((hrc == 0)) || why+="publisher-failed:$(tail -1 "$WORK/$tag.pub.err" | tr ' ' '_' | cut -c1-80),"
     ((streams == n)) || why+="live-streams=$streams,"
+    ((planned == n)) || why+="streams-with-3-layer-renditions=$planned,"
     ((udp == 0 && qfull == 0 && stale == 0 && malformed == 0 && ${lost:-0} == 0)) ||
         why+="loss(udp=$udp,queue-full-logs=$qfull,stale-logs=$stale,malformed-logs=$malformed,publisher-local=${lost:-?}),"
     awk "BEGIN {exit !($lagmax <= $LAG_MAX)}" || why+="lag-p99=${lagmax}ms,"
@@ -331,9 +340,14 @@ step_gst() { # mode n tag
     (($(df -Pk "${MEMDIR:-$WORK}" | awk 'NR == 2 {print $4}') > need_kb * 2 + 500000)) || files=0
     wait_idle
     for ((i = 0; i < n; i++)); do
-        local v vr a ar
+        local v vr a ar k lp
         v=$(free_port) vr=$(free_port) a=$(free_port) ar=$(free_port)
         vports+=("$v") aports+=("$a")
+        local lports=()
+        for ((k = 1; k < $(layers_of "$mode"); k++)); do
+            lp=$(free_port)
+            lports+=("$lp") vports+=("$lp")
+        done
         # What pipelines/ladder.sh runs (PRINT_ONLY=1 prints its gst-launch-1.0 line).
         local desc
         desc=$(VIDEO_PORT=$v VIDEO_RTCP_PORT=$vr AUDIO_PORT=$a AUDIO_RTCP_PORT=$ar VIDEO_PT=$VPT \
@@ -341,13 +355,25 @@ step_gst() { # mode n tag
             OUT_DIR=$([[ $files == 1 ]] && echo "$out/d$i") PRINT_ONLY=1 WHIPCAST_BIN="$WHIPCAST" \
             bash pipelines/ladder.sh 2>&1 >/dev/null | sed -n 's/^gst-launch-1.0 -e //p')
         [[ -n $desc ]] || fail "pipelines/ladder.sh printed no pipeline"
-        if [[ $mode == passthrough ]]; then
+        if [[ $mode != transcode ]]; then
             # whipcast sets DTS = PTS in a pad probe before the passthrough muxer (print-pipelines
             # lists it as not expressible); cmafmux refuses video without DTS, so the baseline
             # gets h264timestamper (GStreamer 1.22) there instead.
             [[ $desc == *"alignment=au ! tee name=h264_tee"* ]] || fail "unexpected passthrough chain: $desc"
             desc=${desc/alignment=au ! tee name=h264_tee/alignment=au ! h264timestamper ! tee name=h264_tee}
         fi
+        # Simulcast: the passthrough video chain (up to its RTCP source) once more per lower
+        # layer, on the layer's port, with its elements and file renamed.
+        local vchain=${desc%%udpsrc name=video_rtcp*} layer
+        [[ $mode != simulcast || $vchain != "$desc" ]] || fail "no video_rtcp source in: $desc"
+        for ((k = 1; k < $(layers_of "$mode"); k++)); do
+            layer=${vchain//video_/l${k}_}
+            layer=${layer//source_/l${k}s_}
+            layer=${layer//h264_tee/l${k}_tee}
+            layer=${layer//source.mp4/layer$k.mp4}
+            layer=${layer/ port=$v / port=${lports[$((k - 1))]} }
+            desc+=" $layer"
+        done
         [[ $files == 1 ]] && mkdir -p "$out/d$i"
         echo "$desc" >"$WORK/$tag.d$i.desc"
         (
@@ -372,7 +398,7 @@ step_gst() { # mode n tag
         IFS=,
         echo "${aports[*]}"
     )" --seconds "$SECS" --width $WIDTH --height $HEIGHT --fps $FPS --bitrate "$BITRATE" \
-        >"$WORK/$tag.feed.out" 2>"$WORK/$tag.feed.err" &
+        --layers "$(layers_of "$mode")" >"$WORK/$tag.feed.out" 2>"$WORK/$tag.feed.err" &
     local hpid=$!
     PIDS+=("$hpid")
     wait_mark ready "$WORK/$tag.feed.out" "$hpid" 30 || fail "feeder did not start: $(tail -3 "$WORK/$tag.feed.err")"
@@ -449,6 +475,7 @@ for mode in $MODES; do
     case $mode in
         transcode) steps=${!var:-1 2 3 4 5 6} ;;
         passthrough) steps=${!var:-1 2 4 8 16 32 64 100 128 160 200} ;;
+        simulcast) steps=${!var:-1 2 4 8 16 24 32 48 64} ;;
     esac
     declare -A DONE=()
     for n in $steps; do
@@ -523,7 +550,24 @@ for mode in $MODES; do
     case $mode in
         transcode) echo "  goal (a): ratio of sustained streams >= 0.95" ;;
         passthrough) echo "  goal (b): >= 100 passthrough streams on 2 cores: whipcast $( ((w >= 100)) && echo MET || echo 'not met') ($w)" ;;
+        simulcast)
+            # Goal (c): whipcast's CPU per simulcast stream against its CPU per passthrough
+            # stream, at the largest N both modes sustained in this run.
+            nn=0
+            for row in "${ROWS[@]}"; do
+                read -r m s n v _ <<<"$row"
+                [[ $m == simulcast && $s == whipcast && $v == ok ]] || continue
+                printf '%s\n' "${ROWS[@]}" | grep -q "^passthrough whipcast $n ok " && ((n > nn)) && nn=$n
+            done
+            if ((nn > 0)); then
+                sc=$(printf '%s\n' "${ROWS[@]}" | awk -v n="$nn" '$1 == "simulcast" && $2 == "whipcast" && $3 == n && $4 == "ok" {print $6; exit}')
+                pc=$(printf '%s\n' "${ROWS[@]}" | awk -v n="$nn" '$1 == "passthrough" && $2 == "whipcast" && $3 == n && $4 == "ok" {print $6; exit}')
+                r=$(calc "$sc / $pc")
+                echo "  goal (c): 3-layer simulcast stream <= 2x a passthrough stream's CPU: at N=$nn $sc / $pc = $r: $(awk "BEGIN {exit !($r <= 2)}" && echo MET || echo 'not met')"
+            else
+                echo "  goal (c): no N both simulcast and passthrough sustained in this run (add passthrough to DENSITY_MODES)"
+            fi
+            ;;
     esac
 done
-echo "goal (c), simulcast 3-rung ladder <= 2x a passthrough stream's CPU: not measured (mode simulcast not implemented)"
 echo "memory available at the end: $(awk '/MemAvailable/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"

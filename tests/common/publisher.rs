@@ -47,7 +47,7 @@ use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
@@ -60,7 +60,7 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
     register_default_interceptors,
 };
-use webrtc::rtp_transceiver::RtpSender;
+use webrtc::rtp_transceiver::{RtpSender, RtpTransceiver};
 
 /// How long [`Publisher::start`] waits for the peer connection to become `Connected`
 /// (and, separately, for ICE gathering and for the signaling answer).
@@ -159,7 +159,15 @@ pub struct Feed {
     pub video: broadcast::Sender<Bytes>,
     /// Opus RTP packets (used when [`PublisherOptions::audio`] is set).
     pub audio: broadcast::Sender<Bytes>,
+    /// Simulcast (RFC 8853): the lower layers' H.264 RTP, in [`SIMULCAST_RIDS`] order after
+    /// the top one (`video`). Empty: one layer, no simulcast. With layers, the video
+    /// transceiver has one encoding per rid (its own SSRC) and every packet carries the MID
+    /// and RtpStreamId header extensions (RFC 8852 §3.1), as a browser's first packets do.
+    pub layers: Vec<broadcast::Sender<Bytes>>,
 }
+
+/// The `rid`s of a simulcast [`Feed`]'s layers: the top one (`video`), then `layers`.
+pub static SIMULCAST_RIDS: [&str; 3] = ["h", "m", "l"];
 
 impl PublisherOptions {
     /// WHIP publisher with defaults: H.264 640x360@30, Opus audio, 1500 kbps, no token.
@@ -241,7 +249,20 @@ impl PublisherOptions {
         self.av_marks = true;
         self
     }
+
+    /// The video's simulcast `rid`s (a [`Feed`] with layers), or none.
+    fn simulcast_rids(&self) -> &'static [&'static str] {
+        match &self.feed {
+            Some(f) if !f.layers.is_empty() => &SIMULCAST_RIDS[..(1 + f.layers.len()).min(3)],
+            _ => &[],
+        }
+    }
 }
+
+/// The MID header extension (RFC 8843 §15.1).
+const SDES_MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+/// The RtpStreamId header extension (RFC 8852 §3.1).
+const SDES_RTP_STREAM_ID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
 
 /// A connected publisher. Media flows until [`Publisher::stop`] (or drop).
 pub struct Publisher {
@@ -320,6 +341,16 @@ impl Publisher {
                 },
                 RtpCodecKind::Audio,
             )?;
+        }
+        let rids = opts.simulcast_rids();
+        if !rids.is_empty() {
+            for uri in [SDES_MID_URI, SDES_RTP_STREAM_ID_URI] {
+                media_engine.register_header_extension(
+                    RTCRtpHeaderExtensionCapability { uri: uri.into() },
+                    RtpCodecKind::Video,
+                    None,
+                )?;
+            }
         }
         // NACK generator/responder, RTCP reports, TWCC; then, application-most, a forwarder
         // that hands inbound PLI/FIR to the local track (otherwise interceptors swallow them).
@@ -531,7 +562,9 @@ impl Publisher {
         let (vtx, vrx) = mpsc::channel::<Bytes>(1024);
         let (atx, arx) = mpsc::channel::<Bytes>(1024);
         if let Some(feed) = &opts.feed {
-            return self.start_fed_media(feed, video, audio, (vtx, vrx), (atx, arx));
+            return self
+                .start_fed_media(feed, video, audio, (vtx, vrx), (atx, arx))
+                .await;
         }
         let launch = pipeline_description(opts);
         let stats = self.stats.clone();
@@ -627,7 +660,7 @@ impl Publisher {
     /// [`PublisherOptions::feed`]: the shared broadcasts into this publisher's forwarders
     /// (a bridge task per kind, dropping and counting what the forwarder cannot take, as the
     /// appsink callbacks do), keyframe requests counted only.
-    fn start_fed_media(
+    async fn start_fed_media(
         &mut self,
         feed: &Feed,
         video: SendTrack,
@@ -666,10 +699,24 @@ impl Publisher {
                 }
             }
         }));
-        self.tasks
-            .push(bridge(feed.video.subscribe(), vtx, self.stats.clone()));
-        self.tasks
-            .push(spawn_forwarder(vrx, video, self.stats.clone(), true));
+        if feed.layers.is_empty() {
+            self.tasks
+                .push(bridge(feed.video.subscribe(), vtx, self.stats.clone()));
+            self.tasks
+                .push(spawn_forwarder(vrx, video, self.stats.clone(), true));
+        } else {
+            // Simulcast: each layer its own channel and forwarder (its SSRC, its rid).
+            let layers = video.simulcast_layers().await?;
+            let sources = std::iter::once(&feed.video).chain(&feed.layers);
+            for (layer, source) in layers.into_iter().zip(sources) {
+                let (tx, rx) = mpsc::channel::<Bytes>(1024);
+                self.tasks
+                    .push(bridge(source.subscribe(), tx, self.stats.clone()));
+                self.tasks
+                    .push(spawn_forwarder(rx, layer, self.stats.clone(), true));
+            }
+            drop((vtx, vrx));
+        }
         if let Some(audio) = audio {
             self.tasks
                 .push(bridge(feed.audio.subscribe(), atx, self.stats.clone()));
@@ -717,11 +764,18 @@ impl Drop for Publisher {
 // ---------------------------------------------------------------------------------------------
 // Negotiation
 
+#[derive(Clone)]
 struct SendTrack {
     track: Arc<TrackLocalStaticRTP>,
     sender: Arc<dyn RtpSender>,
+    transceiver: Arc<dyn RtpTransceiver>,
     ssrc: u32,
+    /// Simulcast: the lower layers' SSRCs, in [`SIMULCAST_RIDS`] order after `ssrc`'s.
+    layer_ssrcs: Vec<u32>,
     payload_type: u8,
+    /// Header extensions (negotiated id, value) every packet carries: simulcast's MID and
+    /// RtpStreamId, set per layer by [`SendTrack::simulcast_layers`].
+    extensions: Vec<(u8, Bytes)>,
 }
 
 struct Negotiated {
@@ -734,29 +788,40 @@ struct Negotiated {
     offer_sent_at: std::time::Instant,
 }
 
+/// A send-only transceiver for one track; with `rids`, one encoding (and SSRC) per simulcast
+/// layer, which makes webrtc-rs offer `a=rid:<rid> send` and `a=simulcast:send h;m;l`.
 async fn add_send_track(
     pc: &Arc<dyn PeerConnection>,
     kind: RtpCodecKind,
     codec: RTCRtpCodec,
+    rids: &[&str],
 ) -> anyhow::Result<SendTrack> {
-    let ssrc = rand::random::<u32>();
     let name = match kind {
         RtpCodecKind::Audio => "audio",
         _ => "video",
     };
+    let ssrcs: Vec<u32> = (0..rids.len().max(1))
+        .map(|_| rand::random::<u32>())
+        .collect();
+    let codings = ssrcs
+        .iter()
+        .enumerate()
+        .map(|(i, ssrc)| RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(*ssrc),
+                rid: rids.get(i).map(|r| (*r).to_owned()).unwrap_or_default(),
+                ..Default::default()
+            },
+            codec: codec.clone(),
+            ..Default::default()
+        })
+        .collect();
     let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
         "whipcast-publisher".to_owned(),
         format!("publisher-{name}"),
         name.to_owned(),
         kind,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec,
-            ..Default::default()
-        }],
+        codings,
     )));
     let transceiver = pc
         .add_transceiver_from_track(
@@ -776,9 +841,48 @@ async fn add_send_track(
     Ok(SendTrack {
         track,
         sender,
-        ssrc,
+        transceiver,
+        ssrc: ssrcs[0],
+        layer_ssrcs: ssrcs[1..].to_vec(),
         payload_type: 0,
+        extensions: Vec::new(),
     })
+}
+
+impl SendTrack {
+    /// Simulcast, once negotiated: one track per layer in [`SIMULCAST_RIDS`] order, each
+    /// with its SSRC and its MID and RtpStreamId header extensions (the ids the answer gave).
+    async fn simulcast_layers(&self) -> anyhow::Result<Vec<SendTrack>> {
+        let params = self.sender.get_parameters().await?;
+        let id = |uri: &str| {
+            params
+                .rtp_parameters
+                .header_extensions
+                .iter()
+                .find(|e| e.uri == uri)
+                .and_then(|e| u8::try_from(e.id).ok())
+                .ok_or_else(|| anyhow!("the answer did not accept the header extension {uri}"))
+        };
+        let (mid_id, rid_id) = (id(SDES_MID_URI)?, id(SDES_RTP_STREAM_ID_URI)?);
+        let mid = self
+            .transceiver
+            .mid()
+            .await?
+            .ok_or_else(|| anyhow!("the video transceiver has no mid"))?;
+        Ok(std::iter::once(self.ssrc)
+            .chain(self.layer_ssrcs.iter().copied())
+            .zip(SIMULCAST_RIDS)
+            .map(|(ssrc, rid)| SendTrack {
+                ssrc,
+                layer_ssrcs: Vec::new(),
+                extensions: vec![
+                    (mid_id, Bytes::from(mid.clone().into_bytes())),
+                    (rid_id, Bytes::from_static(rid.as_bytes())),
+                ],
+                ..self.clone()
+            })
+            .collect())
+    }
 }
 
 /// Payload type the answer negotiated for this sender's codec.
@@ -807,13 +911,14 @@ async fn negotiate(
     let video_mime = video_codec.mime_type.clone();
     // OBS puts the audio section first.
     let mut audio = if opts.audio && opts.obs_like {
-        Some(add_send_track(pc, RtpCodecKind::Audio, audio_codec.clone()).await?)
+        Some(add_send_track(pc, RtpCodecKind::Audio, audio_codec.clone(), &[]).await?)
     } else {
         None
     };
-    let mut video = add_send_track(pc, RtpCodecKind::Video, video_codec).await?;
+    let mut video =
+        add_send_track(pc, RtpCodecKind::Video, video_codec, opts.simulcast_rids()).await?;
     if opts.audio && !opts.obs_like {
-        audio = Some(add_send_track(pc, RtpCodecKind::Audio, audio_codec).await?);
+        audio = Some(add_send_track(pc, RtpCodecKind::Audio, audio_codec, &[]).await?);
     }
 
     let offer = pc.create_offer(None).await.context("create_offer")?;
@@ -1435,11 +1540,8 @@ pub fn pipeline_description(opts: &PublisherOptions) -> String {
     );
     let video = match opts.video {
         VideoCodec::H264 => format!(
-            "{source} ! x264enc name=venc tune=zerolatency speed-preset=ultrafast \
-             bitrate={bitrate_kbps} key-int-max={gop} bframes=0 \
-             ! video/x-h264,profile={profile} \
-             ! rtph264pay pt={H264_PT} mtu=1200 config-interval=-1 aggregate-mode=zero-latency \
-             ! appsink name=vsink sync=false"
+            "{source} ! {}",
+            h264_chain("venc", bitrate_kbps, gop, profile, "vsink")
         ),
         VideoCodec::Vp8 => format!(
             "{source} ! vp8enc name=venc deadline=1 cpu-used=8 lag-in-frames=0 end-usage=cbr \
@@ -1458,6 +1560,47 @@ pub fn pipeline_description(opts: &PublisherOptions) -> String {
     } else {
         video
     }
+}
+
+/// x264 (zerolatency, ultrafast, no B-frames, a keyframe every `gop` frames), RTP, appsink.
+fn h264_chain(encoder: &str, bitrate_kbps: u32, gop: u32, profile: &str, sink: &str) -> String {
+    format!(
+        "x264enc name={encoder} tune=zerolatency speed-preset=ultrafast \
+         bitrate={bitrate_kbps} key-int-max={gop} bframes=0 \
+         ! video/x-h264,profile={profile} \
+         ! rtph264pay pt={H264_PT} mtu=1200 config-interval=-1 aggregate-mode=zero-latency \
+         ! appsink name={sink} sync=false"
+    )
+}
+
+/// [`pipeline_description`] with H.264 simulcast: the picture is encoded three times, as a
+/// browser does with `scaleResolutionDownBy` 1, 2 and 4 — full size to `vsink`, half size at
+/// a quarter of the bitrate to `vsink_m`, quarter size at a sixteenth to `vsink_l` (the
+/// lower layers' appsinks, [`SIMULCAST_RIDS`] order). The three encoders get the same frames
+/// and the same GOP length, so their keyframes are the same pictures.
+pub fn simulcast_pipeline_description(opts: &PublisherOptions) -> String {
+    let single = pipeline_description(&PublisherOptions {
+        video: VideoCodec::H264,
+        ..opts.clone()
+    });
+    let gop = opts.fps.max(1) * 2;
+    let profile = "constrained-baseline";
+    let mut layers = String::new();
+    for (scale, sink) in [(2, "vsink_m"), (4, "vsink_l")] {
+        // Even sizes (4:2:0).
+        let (w, h) = ((opts.width / scale) & !1, (opts.height / scale) & !1);
+        let bitrate = (opts.bitrate_kbps / (scale * scale)).max(50);
+        layers.push_str(&format!(
+            "  vt. ! queue ! videoscale ! video/x-raw,width={w},height={h} ! {}",
+            h264_chain(&format!("venc_{sink}"), bitrate, gop, profile, sink)
+        ));
+    }
+    // The top layer's encoder gets its frames through a tee like the others.
+    single.replacen(
+        " ! x264enc name=venc ",
+        " ! tee name=vt  vt. ! queue ! x264enc name=venc ",
+        1,
+    ) + &layers
 }
 
 /// Builds the pipeline (not started) and wires the appsinks to the channels.
@@ -1565,6 +1708,11 @@ fn spawn_forwarder(
             // Only negotiated header extensions may be sent; GStreamer adds none here.
             packet.header.extension = false;
             packet.header.extensions.clear();
+            for (id, value) in &send.extensions {
+                if let Err(e) = packet.header.set_extension(*id, value.clone()) {
+                    eprintln!("publisher: header extension {id}: {e}");
+                }
+            }
             if stats.held.load(Ordering::Relaxed) {
                 // Bounded: about a minute of 1.5 Mbit/s video.
                 if held.len() < 8192 {
