@@ -497,6 +497,11 @@ done
 ELAPSED=$(($(date +%s) - START))
 
 # ---- report --------------------------------------------------------------------------------
+LAYERS_LINE=""
+if [[ " $MODES " == *" simulcast "* ]]; then
+    LAYERS_LINE="simulcast  : the same picture also at $((WIDTH / 2))x$((HEIGHT / 2)) $((BITRATE / 4)) and $((WIDTH / 4))x$((HEIGHT / 4)) $((BITRATE / 16)) kbit/s: rid h/m/l of one video track (3 encodes, fanned out)
+"
+fi
 cat <<EOF
 
 whipcast density benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ) ($((ELAPSED / 60)) min $((ELAPSED % 60)) s)
@@ -504,8 +509,7 @@ machine    : $NCPU cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cp
 input      : N × ${WIDTH}x${HEIGHT}@${FPS} H.264 constrained-baseline ${BITRATE} kbit/s (2 s GOP) + Opus 64 kbit/s;
              ONE publisher process, one encode fanned out to N WebRTC peers (whipcast) /
              to N UDP port pairs (baseline: one gst-launch-1.0 per stream, pipelines/ladder.sh)
-$([[ " $MODES " == *" simulcast "* ]] && echo "simulcast  : the same picture also at $((WIDTH / 2))x$((HEIGHT / 2)) $((BITRATE / 4)) and $((WIDTH / 4))x$((HEIGHT / 4)) $((BITRATE / 16)) kbit/s: rid h/m/l of one video track (3 encodes, fanned out)")
-window     : ${SECS} s per step once all N are connected; lag limit p99 <= ${LAG_MAX} ms
+${LAYERS_LINE}window     : ${SECS} s per step once all N are connected; lag limit p99 <= ${LAG_MAX} ms
 idle check : other processes used ${IDLE_SEEN[*]} cores before each step (limit ${IDLE_CORES})
 
 mode        side      N  verdict  cores  cores/N  RSS MB  MB/N(>idle)  lag p99 ms  loss  advancing  publisher cores  machine cores  why
