@@ -100,8 +100,9 @@ bench-latency: build browser-deps
 	bash benches/latency.sh
 
 ## Density: how many concurrent 720p30 publishers (one publisher process, one encode fanned
-## out to N WebRTC peers) whipcast sustains with the default ladder and passthrough-only,
-## against N bare gst-launch-1.0 pipelines (BENCHMARKS.md "Density"). Not part of `make
-## bench`: a default run steps N up for 60 s per step and side, about 45-60 min.
+## out to N WebRTC peers) whipcast sustains with the default ladder, passthrough-only and
+## three simulcast layers as rungs, against N bare gst-launch-1.0 pipelines (BENCHMARKS.md
+## "Density"). Not part of `make bench`: a default run steps N up for 60 s per step and
+## side, about 60-80 min.
 bench-density: build
 	bash deploy/netns-run.sh bash benches/density.sh

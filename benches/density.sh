@@ -7,7 +7,7 @@
 #   DENSITY_SECONDS=10 DENSITY_STEPS_TRANSCODE="1 2" DENSITY_STEPS_PASSTHROUGH="1 4" \
 #       DENSITY_REFINE=0 bash benches/density.sh         # smoke test
 #
-# Modes (DENSITY_MODES, default "transcode passthrough"):
+# Modes (DENSITY_MODES, default "transcode passthrough simulcast"):
 #   transcode    (a) the default ladder (pipelines/ladder.toml, embedded) at its default preset
 #   passthrough  (b) the passthrough-only ladder ([source] enabled, no rungs; Opus → AAC stays)
 #   simulcast    (c) simulcast layers as rungs: the publisher encodes the picture three
@@ -50,7 +50,8 @@
 # failure); then DENSITY_REFINE bisection steps between its last pass and first failure.
 #
 # Env: DENSITY_MODES, DENSITY_STEPS_TRANSCODE ("1 2 3 4 5 6"), DENSITY_STEPS_PASSTHROUGH
-# ("1 2 4 8 16 32 64 100 128 160 200"), DENSITY_SECONDS (60), DENSITY_REFINE (2),
+# ("1 2 4 8 16 32 64 100 128 160 200"), DENSITY_STEPS_SIMULCAST ("1 2 4 8 16 24 32 48"),
+# DENSITY_SECONDS (60), DENSITY_REFINE (2),
 # DENSITY_LAG_MS (250), DENSITY_SIDES ("whipcast gst"), DENSITY_PUBLISHER_MAX (0.9 cores),
 # DENSITY_CONCURRENCY (4 peers connecting at once), DENSITY_BUILD (1: cargo build first),
 # BENCH_BITRATE (2500), BENCH_IDLE_CORES (0.3), BENCH_IDLE_TRIES (15 × 2 s), BENCH_KEEP,
@@ -59,7 +60,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-MODES=${DENSITY_MODES:-transcode passthrough}
+MODES=${DENSITY_MODES:-transcode passthrough simulcast}
 SECS=${DENSITY_SECONDS:-60}
 REFINE=${DENSITY_REFINE:-2}
 LAG_MAX=${DENSITY_LAG_MS:-250}
@@ -475,7 +476,7 @@ for mode in $MODES; do
     case $mode in
         transcode) steps=${!var:-1 2 3 4 5 6} ;;
         passthrough) steps=${!var:-1 2 4 8 16 32 64 100 128 160 200} ;;
-        simulcast) steps=${!var:-1 2 4 8 16 24 32 48 64} ;;
+        simulcast) steps=${!var:-1 2 4 8 16 24 32 48} ;;
     esac
     declare -A DONE=()
     for n in $steps; do
