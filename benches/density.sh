@@ -54,6 +54,7 @@
 # DENSITY_SECONDS (60), DENSITY_REFINE (2),
 # DENSITY_LAG_MS (250), DENSITY_SIDES ("whipcast gst"), DENSITY_PUBLISHER_MAX (0.9 cores),
 # DENSITY_CONCURRENCY (4 peers connecting at once), DENSITY_BUILD (1: cargo build first),
+# DENSITY_AAC_CODER (twoloop; or fast, for the passthrough and simulcast ladders of both sides),
 # BENCH_BITRATE (2500), BENCH_IDLE_CORES (0.3), BENCH_IDLE_TRIES (15 × 2 s), BENCH_KEEP,
 # WHIPCAST_BIN. Everything talks to 127.0.0.1 only (make runs it in deploy/netns-run.sh).
 set -euo pipefail
@@ -69,6 +70,9 @@ PUB_MAX=${DENSITY_PUBLISHER_MAX:-0.9}
 CONC=${DENSITY_CONCURRENCY:-4}
 BITRATE=${BENCH_BITRATE:-2500}
 IDLE_CORES=${BENCH_IDLE_CORES:-0.3}
+# The passthrough and simulcast ladders' AAC quantizer search (pipelines/ladder.toml).
+AAC_CODER=${DENSITY_AAC_CODER:-twoloop}
+[[ $AAC_CODER == twoloop || $AAC_CODER == fast ]] || { echo "DENSITY_AAC_CODER must be twoloop or fast" >&2; exit 2; }
 IDLE_TRIES=${BENCH_IDLE_TRIES:-15}
 WIDTH=1280 HEIGHT=720 FPS=30 SEGMENT_S=2
 WHIPCAST=${WHIPCAST_BIN:-$ROOT/target/release/whipcast}
@@ -211,7 +215,7 @@ export GST_PLUGIN_PATH
 
 # The passthrough-only ladder, for whipcast (inline) and for pipelines/ladder.sh (a file).
 PASS_LADDER="$WORK/passthrough.toml"
-cat >"$PASS_LADDER" <<'EOF'
+cat >"$PASS_LADDER" <<EOF
 rungs = []
 [video]
 fps = 30
@@ -220,6 +224,7 @@ profile = "high"
 [audio]
 bitrate_kbps = 128
 language = "und"
+aac_coder = "$AAC_CODER"
 [source]
 enabled = true
 EOF
@@ -510,7 +515,8 @@ machine    : $NCPU cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cp
 input      : N × ${WIDTH}x${HEIGHT}@${FPS} H.264 constrained-baseline ${BITRATE} kbit/s (2 s GOP) + Opus 64 kbit/s;
              ONE publisher process, one encode fanned out to N WebRTC peers (whipcast) /
              to N UDP port pairs (baseline: one gst-launch-1.0 per stream, pipelines/ladder.sh)
-${LAYERS_LINE}window     : ${SECS} s per step once all N are connected; lag limit p99 <= ${LAG_MAX} ms
+${LAYERS_LINE}audio      : Opus → AAC ${AAC_CODER} (passthrough, simulcast)
+window     : ${SECS} s per step once all N are connected; lag limit p99 <= ${LAG_MAX} ms
 idle check : other processes used ${IDLE_SEEN[*]} cores before each step (limit ${IDLE_CORES})
 
 mode        side      N  verdict  cores  cores/N  RSS MB  MB/N(>idle)  lag p99 ms  loss  advancing  publisher cores  machine cores  why

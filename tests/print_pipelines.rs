@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const LADDER: &str = "[video]\nfps = 30\npreset = \"ultrafast\"\nprofile = \"main\"\n\
-    plan_height = 0\n[audio]\nbitrate_kbps = 96\nlanguage = \"und\"\n\
+    plan_height = 0\n[audio]\nbitrate_kbps = 96\nlanguage = \"und\"\naac_coder = \"fast\"\n\
     [[rungs]]\nname = \"lo\"\nheight = 180\nbitrate_kbps = 300\n";
 
 struct Dir(PathBuf);
@@ -135,7 +135,8 @@ fn the_printed_pipeline_runs_in_gst_launch() {
          speed-preset=ultrafast tune=zerolatency ! video/x-h264,profile=main"
             .into(),
         "cmafmux name=lo_mux fragment-duration=1000000000 chunk-duration=250000000 !".into(),
-        "avenc_aac name=audio_aacenc perfect-timestamp=true bitrate=96000".into(),
+        // The ladder's `aac_coder` reaches the encoder (and so the bare baseline).
+        "avenc_aac name=audio_aacenc perfect-timestamp=true aac-coder=fast bitrate=96000".into(),
         format!("filesink name=lo_sink location={}/lo.mp4", out.display()),
     ] {
         assert!(all.contains(&expected), "no {expected:?} in\n{text}");

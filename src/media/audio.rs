@@ -107,6 +107,7 @@ pub(crate) fn audio(
         // Output timestamps counted in samples from the first, not re-derived per frame from
         // the input's (which carry the network's jitter).
         .property("perfect-timestamp", true)
+        .property_from_str("aac-coder", ladder.audio.aac_coder.nick())
         .build()
         .map_err(|source| MediaError::Build {
             what: "avenc_aac".into(),

@@ -46,6 +46,37 @@ pub struct AudioSettings {
     pub bitrate_kbps: u32,
     /// BCP 47 tag for `EXT-X-MEDIA LANGUAGE` (AUTH 8.9 requires one).
     pub language: String,
+    /// The AAC encoder's quantizer search.
+    #[serde(default)]
+    pub aac_coder: AacCoder,
+}
+
+/// `[audio] aac_coder`: the quantizer search of FFmpeg's AAC encoder (`avenc_aac`
+/// `aac-coder`). AAC encoding is most of what a passthrough stream costs: Opus from
+/// WebRTC must become AAC for HLS players (measured with perf at 24 passthrough streams:
+/// 35 % of whipcast's CPU in libavcodec; BENCHMARKS.md "Where a passthrough stream's CPU
+/// goes").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AacCoder {
+    /// FFmpeg's default: better rate control and quality.
+    #[default]
+    Twoloop,
+    /// About 45 % less CPU per stream (measured: 60 s of 48 kHz stereo at 128 kbit/s in
+    /// 0.58 CPU-s instead of 1.06 on pink noise, 0.55 instead of 0.91 on a sine). FFmpeg
+    /// made it its default in 2018 for sounding as good at 128 kbit/s and up, then went
+    /// back to twoloop for its rate control: an option for density, not the default.
+    Fast,
+}
+
+impl AacCoder {
+    /// The `aac-coder` enum nick of `avenc_aac`.
+    pub fn nick(self) -> &'static str {
+        match self {
+            AacCoder::Twoloop => "twoloop",
+            AacCoder::Fast => "fast",
+        }
+    }
 }
 
 /// `[source]`
@@ -326,5 +357,19 @@ mod tests {
         let mut l = ladder();
         l.rungs[2].height = 5000;
         assert!(l.validate().expect_err("height").contains("480p"));
+    }
+
+    #[test]
+    fn aac_coder_is_twoloop_unless_set() {
+        assert_eq!(ladder().audio.aac_coder, AacCoder::Twoloop);
+        let audio = |extra: &str| {
+            toml::from_str::<AudioSettings>(&format!(
+                "bitrate_kbps = 128\nlanguage = \"en\"\n{extra}"
+            ))
+        };
+        let fast = audio("aac_coder = \"fast\"").expect("fast parses");
+        assert_eq!(fast.aac_coder.nick(), "fast");
+        let err = audio("aac_coder = \"anmr\"").expect_err("unknown coder");
+        assert!(err.to_string().contains("twoloop"), "{err}");
     }
 }
