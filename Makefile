@@ -7,7 +7,7 @@ CARGO_INCREMENTAL ?= 0
 export CARGO_INCREMENTAL
 
 .PHONY: run test deps browser-deps test-deps build bench fmt lint bench-latency bench-origin \
-	bench-cluster bench-density fuzz fuzz-deps fuzz-smoke
+	bench-cluster bench-density bench-profile fuzz fuzz-deps fuzz-smoke
 
 deps:
 	@bash deploy/install-deps.sh
@@ -106,3 +106,10 @@ bench-latency: build browser-deps
 ## side, about 60-80 min.
 bench-density: build
 	bash deploy/netns-run.sh bash benches/density.sh
+
+## Profile: where whipcast's CPU goes with PROFILE_STREAMS (24) passthrough publishers, by
+## thread kind and, with perf, by shared object and symbol (BENCHMARKS.md "Where a
+## passthrough stream's CPU goes").
+bench-profile: build
+	@bash deploy/install-bench-deps.sh
+	bash deploy/netns-run.sh bash benches/profile.sh

@@ -155,7 +155,7 @@ fn settings() -> LlSettings {
         part_duration: Duration::from_millis(200),
         part_target,
         parts_per_segment: 5,
-        server_control: ServerControl::recommended(1, part_target),
+        server_control: ServerControl::new(1, part_target, 3.0),
         start_offset: None,
     }
 }

@@ -43,8 +43,7 @@ impl LlSettings {
             part_target,
             parts_per_segment: (cfg.segment_duration.as_nanos() / cfg.part_duration.as_nanos())
                 as usize,
-            server_control: ServerControl::recommended(td, part_target)
-                .with_part_hold_back(part_target.mul_f64(cfg.part_hold_back_factor)),
+            server_control: ServerControl::new(td, part_target, cfg.part_hold_back_factor),
             start_offset: (!cfg.start_offset.is_zero()).then_some(cfg.start_offset),
         })
     }

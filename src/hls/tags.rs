@@ -37,22 +37,20 @@ pub(super) struct ServerControl {
 }
 
 impl ServerControl {
-    /// The values the draft recommends for a target duration and part target.
-    pub(super) fn recommended(target_duration: u64, part_target: Duration) -> Self {
+    /// The draft's recommended skip boundary and hold-back for a target duration, and
+    /// `PART-HOLD-BACK` = `part_hold_back_factor` × part target (HLS2 §4.4.3.8 recommends
+    /// 3, requires at least 2), rounded to the millisecond.
+    pub(super) fn new(
+        target_duration: u64,
+        part_target: Duration,
+        part_hold_back_factor: f64,
+    ) -> Self {
         let td = Duration::from_secs(target_duration);
+        let ms = (part_target.as_secs_f64() * part_hold_back_factor * 1000.0).round() as u64;
         Self {
             can_skip_until: td * 6,
             hold_back: td * 3,
-            part_hold_back: part_target * 3,
-        }
-    }
-
-    /// The same with another `PART-HOLD-BACK`, rounded to the millisecond.
-    pub(super) fn with_part_hold_back(self, d: Duration) -> Self {
-        let ms = (d.as_secs_f64() * 1000.0).round() as u64;
-        Self {
             part_hold_back: Duration::from_millis(ms),
-            ..self
         }
     }
 }
@@ -176,7 +174,7 @@ mod tests {
         assert_eq!(secs(Duration::ZERO), "0");
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         assert_eq!(pdt(t), "2023-11-14T22:13:20.123Z");
-        let sc = ServerControl::recommended(1, Duration::from_millis(222));
+        let sc = ServerControl::new(1, Duration::from_millis(222), 3.0);
         assert_eq!(
             sc.to_string(),
             "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=6,HOLD-BACK=3,PART-HOLD-BACK=0.666"
