@@ -96,8 +96,8 @@ awk -v tck="$TCK" -v win="$WINDOW" -v n="$N" 'NR == FNR {t0[$1] = $3; next}
     ($1 in t0) {k = $2; sub(/[0-9]+$/, "", k); d[k] += $3 - t0[$1]; c[k]++}
     END {for (k in d) printf "%-24s %4d threads  %6.3f cores  %7.4f cores/stream\n", k, c[k], d[k] / tck / win, d[k] / tck / win / n}' \
     "$OUT/threads.0" "$OUT/threads.1" | sort -k4 -rn >"$OUT/threads.txt"
-perf report -i "$OUT/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -20 >"$OUT/dso.txt"
-perf report -i "$OUT/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60 >"$OUT/symbols.txt"
+perf report -i "$OUT/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | sed -n '1,20p' >"$OUT/dso.txt"
+perf report -i "$OUT/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | sed -n '1,60p' >"$OUT/symbols.txt"
 echo "whipcast, $N streams × $LAYERS layer(s), AAC $CODER: $(awk -v a="$w0" -v b="$w1" -v t="$TCK" -v w="$WINDOW" -v n="$N" 'BEGIN {printf "%.3f cores, %.4f per stream", (b - a) / t / w, (b - a) / t / w / n}') over ${WINDOW} s (perf sampling at 499 Hz included)"
 echo "--- by thread kind ($OUT/threads.txt)"
 cat "$OUT/threads.txt"
