@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail};
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use publisher::{Feed, Publisher, PublisherOptions, VideoCodec};
+use publisher::{FeedSource, Publisher, PublisherOptions, VideoCodec};
 use webrtc::peer_connection::RTCPeerConnectionState;
 
 const USAGE: &str = "usage: cpu publish --url URL --seconds N [--width W --height H --fps F --bitrate KBPS]
@@ -221,9 +221,6 @@ fn feed_udp(a: &Args) -> anyhow::Result<String> {
     Ok(format!("media_seconds={media_seconds:.3}"))
 }
 
-/// The appsinks of the simulcast pipeline's lower layers, in `Feed::layers` order.
-const LAYER_SINKS: [&str; 2] = ["vsink_m", "vsink_l"];
-
 /// The publisher's pipeline: one layer, or three (`--layers 3`).
 fn description(a: &Args) -> String {
     let o = options(a, "http://127.0.0.1/unused");
@@ -232,40 +229,6 @@ fn description(a: &Args) -> String {
     } else {
         publisher::pipeline_description(&o)
     }
-}
-
-/// The publisher's pipeline with its appsinks feeding `feed` (not started).
-fn fed_pipeline(a: &Args, feed: &Feed) -> anyhow::Result<gst::Pipeline> {
-    let desc = description(a);
-    let pipeline = gst::parse::launch(&desc)
-        .with_context(|| format!("parse {desc}"))?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| anyhow!("not a pipeline"))?;
-    let sinks = [("vsink", &feed.video), ("asink", &feed.audio)]
-        .into_iter()
-        .chain(LAYER_SINKS.into_iter().zip(&feed.layers));
-    for (name, tx) in sinks {
-        let tx = tx.clone();
-        let sink = pipeline
-            .by_name(name)
-            .with_context(|| format!("publisher pipeline has no {name}; update benches/cpu.rs"))?
-            .downcast::<gstreamer_app::AppSink>()
-            .map_err(|_| anyhow!("{name} is not an appsink"))?;
-        sink.set_callbacks(
-            gstreamer_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    if let Some(buffer) = sample.buffer() {
-                        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                        // No subscriber yet (or none left) is not an error.
-                        let _ = tx.send(bytes::Bytes::copy_from_slice(map.as_slice()));
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-    }
-    Ok(pipeline)
 }
 
 /// This process's utime + stime in clock ticks (/proc/self/stat), 0 if unreadable.
@@ -293,16 +256,8 @@ async fn publish_many(a: &Args) -> anyhow::Result<String> {
         .url_base
         .as_deref()
         .context("publish-many needs --url-base")?;
-    gst::init().context("gst::init")?;
-    // ~4 s of 2.5 Mbit/s video in 1200-byte packets: a peer further behind than this drops.
-    let feed = Feed {
-        video: tokio::sync::broadcast::channel(4096).0,
-        audio: tokio::sync::broadcast::channel(1024).0,
-        layers: (1..a.layers)
-            .map(|_| tokio::sync::broadcast::channel(2048).0)
-            .collect(),
-    };
-    let pipeline = fed_pipeline(a, &feed)?;
+    let FeedSource { pipeline, feed, .. } =
+        FeedSource::new(&options(a, "http://127.0.0.1/unused"), a.layers)?;
     let bus = pipeline.bus().context("no bus")?;
     pipeline
         .set_state(gst::State::Playing)
@@ -419,7 +374,11 @@ fn feed_udp_many(a: &Args) -> anyhow::Result<String> {
             .collect()
     };
     let mut sinks = vec![("vsink", layer_ports(0)), ("asink", a.audio_ports.clone())];
-    for (k, name) in LAYER_SINKS.into_iter().enumerate().take(a.layers - 1) {
+    for (k, name) in publisher::LAYER_SINKS
+        .into_iter()
+        .enumerate()
+        .take(a.layers - 1)
+    {
         sinks.push((name, layer_ports(k + 1)));
     }
     for (name, ports) in &sinks {

@@ -31,6 +31,14 @@
 //! [`MAX_ALONE`] times in a row keeps its next one (a segment cut there may be misaligned,
 //! but a layer whose timeline drifted past the tolerance would otherwise never be cut
 //! again); it is logged.
+//!
+//! A layer the publisher paused (a browser's encoder drops a layer under congestion) keeps
+//! its rendition on the clock with repeats of its last keyframe (rung.rs
+//! `repeat_keyframes`), one per frame interval, each marked as a repeat ([`REPEAT`]).
+//! Those are keyframes on every frame: a repeat is kept as a keyframe only at an instant
+//! common to every layer, and never counts towards [`MAX_ALONE`] (measured before: four
+//! repeats in 133 ms were "alone", the fifth was cut anyway, and the paused layer's
+//! segment 6 started 0.665 s before the others'; tests/simulcast_layer_pause.rs).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +54,13 @@ const KEYS_KEPT: usize = 16;
 
 /// Keyframes of one layer judged alone in a row before the next one is kept anyway.
 const MAX_ALONE: u32 = 4;
+
+/// How a livesync repeat of a keyframe is marked on its way to the muxer (rung.rs
+/// `repeat_keyframes`): `DROPPABLE` on a buffer without `DELTA_UNIT`. No encoder marks a
+/// keyframe droppable (an IDR is always a reference picture), and fmp4mux only reads the
+/// flag together with `GAP`, which the repeats no longer carry (elements.rs
+/// `unflag_repeats`).
+pub(crate) const REPEAT: gst::BufferFlags = gst::BufferFlags::DROPPABLE;
 
 /// What one layer has shown, in running time (ns).
 #[derive(Debug, Default)]
@@ -138,8 +153,12 @@ impl Layers {
         (!undecided).then_some(true)
     }
 
-    /// Whether layer `index` keeps a keyframe judged `common` or not ([`MAX_ALONE`]).
-    fn keep(&mut self, index: usize, common: bool, names: &[String]) -> bool {
+    /// Whether layer `index` keeps a keyframe judged `common` or not ([`MAX_ALONE`]); a
+    /// `repeat` only when common.
+    fn keep(&mut self, index: usize, common: bool, repeat: bool, names: &[String]) -> bool {
+        if repeat {
+            return common;
+        }
         let Some(l) = self.layers.get_mut(index) else {
             return true;
         };
@@ -220,7 +239,11 @@ impl Align {
                 return gst::PadProbeReturn::Ok;
             };
             let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-            let (keep, shift) = align.judge(index, running.nseconds(), key);
+            let repeat = key && buffer.flags().contains(REPEAT);
+            if repeat {
+                buffer.make_mut().unset_flags(REPEAT);
+            }
+            let (keep, shift) = align.judge(index, running.nseconds(), key, repeat);
             if shift != 0 {
                 let b = buffer.make_mut();
                 let moved = |t: Option<gst::ClockTime>| {
@@ -247,8 +270,9 @@ impl Align {
     }
 
     /// Records a frame of layer `index` at `raw` running time (as its jitter buffer
-    /// stamped it): whether it stays a keyframe, and the shift to take off its timestamps.
-    fn judge(&self, index: usize, raw: u64, key: bool) -> (bool, i64) {
+    /// stamped it; `repeat`: a livesync repeat of its last keyframe): whether it stays a
+    /// keyframe, and the shift to take off its timestamps.
+    fn judge(&self, index: usize, raw: u64, key: bool, repeat: bool) -> (bool, i64) {
         let Ok(mut state) = self.state.lock() else {
             return (true, 0);
         };
@@ -286,7 +310,7 @@ impl Align {
         let deadline = Instant::now() + self.wait;
         loop {
             if let Some(verdict) = state.verdict(index, running) {
-                return (state.keep(index, verdict, &self.names), shift);
+                return (state.keep(index, verdict, repeat, &self.names), shift);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -297,7 +321,7 @@ impl Align {
                     );
                 }
                 let verdict = state.verdict(index, running).unwrap_or(true);
-                return (state.keep(index, verdict, &self.names), shift);
+                return (state.keep(index, verdict, repeat, &self.names), shift);
             }
             state = match self.changed.wait_timeout(state, left) {
                 Ok((s, _)) => s,
@@ -373,14 +397,29 @@ mod tests {
         let mut l = layers(2);
         let names = vec!["a".to_string(), "b".to_string()];
         for _ in 0..MAX_ALONE {
-            assert!(!l.keep(0, false, &names));
+            assert!(!l.keep(0, false, false, &names));
         }
         assert!(
-            l.keep(0, false, &names),
+            l.keep(0, false, false, &names),
             "kept after {MAX_ALONE} alone in a row"
         );
-        assert!(!l.keep(0, false, &names), "and counted afresh");
-        assert!(l.keep(0, true, &names));
+        assert!(!l.keep(0, false, false, &names), "and counted afresh");
+        assert!(l.keep(0, true, false, &names));
+    }
+
+    #[test]
+    fn a_paused_layers_repeats_are_kept_only_where_common() {
+        let mut l = layers(2);
+        let names = vec!["a".to_string(), "b".to_string()];
+        // A paused layer repeats its keyframe every frame: never "alone too long".
+        for _ in 0..10 * MAX_ALONE {
+            assert!(!l.keep(1, false, true, &names));
+        }
+        assert!(l.keep(1, true, true, &names), "at a common instant");
+        // And its repeats left its count of real keyframes alone.
+        for _ in 0..MAX_ALONE {
+            assert!(!l.keep(1, false, false, &names));
+        }
     }
 
     #[test]
@@ -408,13 +447,13 @@ mod tests {
         let other = Arc::clone(&align);
         let started = Instant::now();
         // First keyframes: layer 1's timeline is 10 ms late; it is moved onto layer 0's.
-        let t = std::thread::spawn(move || other.judge(1, 1010 * MS, true));
-        assert_eq!(align.judge(0, 1000 * MS, true), (true, 0));
+        let t = std::thread::spawn(move || other.judge(1, 1010 * MS, true, false));
+        assert_eq!(align.judge(0, 1000 * MS, true, false), (true, 0));
         assert_eq!(t.join().expect("thread"), (true, 10 * MS as i64));
         // The next common keyframe: 2011 on layer 1's own timeline is 2001 on layer 0's.
         let other = Arc::clone(&align);
-        let t = std::thread::spawn(move || other.judge(1, 2011 * MS, true));
-        assert_eq!(align.judge(0, 2000 * MS, true), (true, 0));
+        let t = std::thread::spawn(move || other.judge(1, 2011 * MS, true, false));
+        assert_eq!(align.judge(0, 2000 * MS, true, false), (true, 0));
         assert_eq!(t.join().expect("thread"), (true, 10 * MS as i64));
         assert!(started.elapsed() < Duration::from_secs(1));
     }

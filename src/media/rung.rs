@@ -162,6 +162,8 @@ fn repeat_keyframes(sync: &gst::Element) {
             b.set_dts(buffer.dts());
             b.set_duration(buffer.duration());
             b.unset_flags(gst::BufferFlags::DELTA_UNIT | gst::BufferFlags::DISCONT);
+            // A simulcast layer's alignment tells repeats from keyframes (align.rs).
+            b.set_flags(super::align::REPEAT);
         }
         *buffer = copy;
         gst::PadProbeReturn::Ok

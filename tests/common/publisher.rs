@@ -169,6 +169,95 @@ pub struct Feed {
 /// The `rid`s of a simulcast [`Feed`]'s layers: the top one (`video`), then `layers`.
 pub static SIMULCAST_RIDS: [&str; 3] = ["h", "m", "l"];
 
+/// The appsinks of [`simulcast_pipeline_description`]'s lower layers, in `Feed::layers`
+/// order.
+pub const LAYER_SINKS: [&str; 2] = ["vsink_m", "vsink_l"];
+
+/// One encoder for any number of publishers ([`PublisherOptions::feed`]): the publisher's
+/// pipeline, one layer or three (simulcast), its appsinks sending into a [`Feed`]. Built
+/// stopped; `pipeline` is the caller's to start and stop.
+pub struct FeedSource {
+    /// The encoding pipeline (not started).
+    pub pipeline: gst::Pipeline,
+    /// What its appsinks send, to give to publishers.
+    pub feed: Feed,
+    /// Per video layer (top first): while set, that layer's packets are dropped, as a
+    /// browser's encoder drops a layer under congestion (`active: false`).
+    paused: Arc<[AtomicBool; 3]>,
+}
+
+impl FeedSource {
+    /// `layers`: 1, or 3 for simulcast ([`simulcast_pipeline_description`]).
+    pub fn new(opts: &PublisherOptions, layers: usize) -> anyhow::Result<FeedSource> {
+        gst::init().context("gst::init")?;
+        let desc = match layers {
+            1 => pipeline_description(opts),
+            3 => simulcast_pipeline_description(opts),
+            n => bail!("a feed has 1 or 3 video layers, not {n}"),
+        };
+        let pipeline = gst::parse::launch(&desc)
+            .with_context(|| format!("parse {desc}"))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| anyhow!("not a pipeline"))?;
+        // ~4 s of 2.5 Mbit/s video in 1200-byte packets: a peer further behind drops.
+        let feed = Feed {
+            video: broadcast::channel(4096).0,
+            audio: broadcast::channel(1024).0,
+            layers: (1..layers).map(|_| broadcast::channel(2048).0).collect(),
+        };
+        let paused: Arc<[AtomicBool; 3]> = Arc::new(Default::default());
+        let sinks = [
+            ("vsink", &feed.video, Some(0)),
+            ("asink", &feed.audio, None),
+        ]
+        .into_iter()
+        .chain(
+            LAYER_SINKS
+                .iter()
+                .zip(&feed.layers)
+                .enumerate()
+                .map(|(i, (name, tx))| (*name, tx, Some(i + 1))),
+        );
+        for (name, tx, layer) in sinks {
+            let tx = tx.clone();
+            let paused = paused.clone();
+            let sink = pipeline
+                .by_name(name)
+                .with_context(|| format!("the feed pipeline has no {name}"))?
+                .downcast::<gst_app::AppSink>()
+                .map_err(|_| anyhow!("{name} is not an appsink"))?;
+            sink.set_callbacks(
+                gst_app::AppSinkCallbacks::builder()
+                    .new_sample(move |sink| {
+                        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        if layer.is_some_and(|i| paused[i].load(Ordering::Relaxed)) {
+                            return Ok(gst::FlowSuccess::Ok);
+                        }
+                        if let Some(buffer) = sample.buffer() {
+                            let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                            // No subscriber yet (or none left) is not an error.
+                            let _ = tx.send(Bytes::copy_from_slice(map.as_slice()));
+                        }
+                        Ok(gst::FlowSuccess::Ok)
+                    })
+                    .build(),
+            );
+        }
+        Ok(FeedSource {
+            pipeline,
+            feed,
+            paused,
+        })
+    }
+
+    /// Stops (true) or resumes (false) sending video layer `index` (0: the top one).
+    pub fn pause_layer(&self, index: usize, paused: bool) {
+        if let Some(p) = self.paused.get(index) {
+            p.store(paused, Ordering::Relaxed);
+        }
+    }
+}
+
 impl PublisherOptions {
     /// WHIP publisher with defaults: H.264 640x360@30, Opus audio, 1500 kbps, no token.
     pub fn whip(url: &str) -> Self {
