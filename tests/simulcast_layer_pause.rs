@@ -3,9 +3,10 @@
 //! meanwhile, the paused one stays on the clock (a still picture: repeats of its last
 //! keyframe) so its segment numbers stay in step, and when it comes back its segments start
 //! where the others' segments of the same number start (ABR switching needs segment N to
-//! begin at the same instant in every rendition). Found by this test: the repeats counted
-//! as keyframes "alone" and the paused layer's segment was cut 0.665 s early (align.rs).
-//! Not yet: the paused layer's segments listed as `EXT-X-GAP` in its playlist only.
+//! begin at the same instant in every rendition), and its playlist alone lists the pause as
+//! `EXT-X-GAP` segments (gaps.rs), which players take from another rendition. Found by
+//! this test: the repeats counted as keyframes "alone" and the paused layer's segment was
+//! cut 0.665 s early (align.rs).
 //!
 //! Our own publisher, because a browser cannot be told to pause one layer at a chosen
 //! instant and for a chosen time: one encoder (`publisher::FeedSource`) encodes a 1280x720
@@ -23,6 +24,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use common::ll::LlPlaylist;
 use common::publisher::{FeedSource, Publisher, PublisherOptions};
 use common::{TestGateway, parse_media, probe_rendition, stream_summary, test_config};
 use gstreamer as gst;
@@ -109,6 +111,26 @@ async fn a_paused_layer_stalls_no_other_and_comes_back_aligned() {
         during["180p"] >= before["180p"] + 3,
         "180p's segments stopped with its layer: {before:?} → {during:?}"
     );
+
+    // Its rendition alone shows the pause as gaps (players take those segments from
+    // another rendition); the others show none.
+    for r in RENDITIONS {
+        let url = gw.url(&format!("/hls/sc/{r}/index.m3u8"));
+        let (_, text) = gw.get_text(&url).await.unwrap();
+        let pl = LlPlaylist::parse(&text);
+        let mut gaps: Vec<u64> = pl
+            .segments
+            .iter()
+            .filter(|s| s.gap)
+            .map(|s| s.msn)
+            .collect();
+        gaps.extend(pl.parts.iter().filter(|p| p.gap).map(|p| p.msn));
+        if r == "180p" {
+            assert!(!gaps.is_empty(), "180p lists no gap for its pause:\n{text}");
+        } else {
+            assert!(gaps.is_empty(), "{r} lists gaps {gaps:?}:\n{text}");
+        }
+    }
 
     // It comes back.
     source.pause_layer(2, false);

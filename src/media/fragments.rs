@@ -2,8 +2,8 @@
 //! chunk) split into init segment and fragments, timed (running time, wall clock, lag) and
 //! handed to the broadcast task over the bounded event channel.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -13,6 +13,7 @@ use gstreamer_app as gst_app;
 use tracing::{debug, warn};
 
 use super::audio_cut::AudioCutter;
+use super::gaps::Gaps;
 use super::mux::Branch;
 use super::pipeline::Shared;
 use super::{MediaEvent, Origin, RenditionInfo, RenditionKind};
@@ -68,7 +69,15 @@ fn rendition_info(name: &str, caps: &gst::Caps, shared: &Shared) -> RenditionInf
 
 /// The appsink callback: split cmafmux output into init segment and fragments, and hand
 /// them to the broadcast task. Runs on a streaming thread (blocking send is allowed there).
-pub(super) fn connect_appsink(branch: &Branch, name: &str, origin: Origin, shared: &Arc<Shared>) {
+/// `own_gaps`: a simulcast layer's own silences (gaps.rs), which make gaps in its rendition
+/// only.
+pub(super) fn connect_appsink(
+    branch: &Branch,
+    name: &str,
+    origin: Origin,
+    shared: &Arc<Shared>,
+    own_gaps: Option<Arc<Mutex<Gaps>>>,
+) {
     let shared = Arc::clone(shared);
     let name = name.to_string();
     let caps_pad = branch.caps_source.static_pad("src");
@@ -180,6 +189,14 @@ pub(super) fn connect_appsink(branch: &Branch, name: &str, origin: Origin, share
                         let n = segment_no.map_or(0, |n| n + 1);
                         segment_no = Some(n);
                         in_gap = gaps.is_gap(n);
+                        // The same slot on the layer's own silences (lock order: the
+                        // broadcast's, then the layer's; push_layer takes only the latter).
+                        if let (Some(own), Some(at)) = (&own_gaps, gaps.origin())
+                            && let Ok(mut own) = own.lock()
+                        {
+                            own.set_origin(at);
+                            in_gap |= own.is_gap(n);
+                        }
                     }
                 }
                 let bufs: Vec<&gst::BufferRef> =

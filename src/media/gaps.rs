@@ -18,6 +18,11 @@
 //! latency, so the decision is already final when a segment's first part goes out, in
 //! whichever rendition. A segment whose slot holds the first media after the stall stays a
 //! gap to its end: the rungs' next segment starts with a keyframe at the next slot boundary.
+//!
+//! A simulcast layer the publisher pauses (a browser drops a layer under congestion) has
+//! silences of its own: its rendition alone shows them as gaps, from a [`Gaps`] fed by its
+//! packets on the broadcast's segment grid (the same origin); players take those segments
+//! from another rendition (HLS2 §6.3.3: a client SHOULD try another variant for a gap).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -58,6 +63,11 @@ impl Gaps {
     /// The first video frame reached a muxer at running time `at` (the first call counts).
     pub(crate) fn set_origin(&mut self, at: Duration) {
         self.origin.get_or_insert(at);
+    }
+
+    /// Where segment 0 begins, once known.
+    pub(crate) fn origin(&self) -> Option<Duration> {
+        self.origin
     }
 
     /// A video packet arrived at running time `at`.

@@ -60,6 +60,8 @@ pub struct Pipeline {
     audio_stale: Mutex<StaleFilter>,
     /// The broadcast's video silences (gaps.rs), shared with the appsink callbacks.
     gaps: Arc<Mutex<Gaps>>,
+    /// Each simulcast layer's own silences (in `layer_srcs` order), shared likewise.
+    layer_gaps: Vec<Arc<Mutex<Gaps>>>,
     events: mpsc::Receiver<MediaEvent>,
     bus_task: tokio::task::JoinHandle<()>,
     stopped: bool,
@@ -94,13 +96,17 @@ impl Pipeline {
         } = graph::build(&spec)?;
         let frame_interval = Some(gst::ClockTime::SECOND / u64::from(spec.ladder.video.fps.max(1)));
         let timing = graph::timing(&spec);
+        let new_gaps = || {
+            Arc::new(Mutex::new(Gaps::new(
+                timing.segment,
+                timing.part.unwrap_or(timing.segment),
+            )))
+        };
+        let layer_gaps: Vec<Arc<Mutex<Gaps>>> = layers.iter().map(|_| new_gaps()).collect();
         let shared = Arc::new(Shared {
             frame_interval,
             video_offset: Arc::new(AtomicI64::new(0)),
-            gaps: Arc::new(Mutex::new(Gaps::new(
-                timing.segment,
-                timing.part.unwrap_or(timing.segment),
-            ))),
+            gaps: new_gaps(),
             timing,
             spec,
             events: tx,
@@ -108,7 +114,7 @@ impl Pipeline {
             rungs_built: Mutex::new(false),
         });
         watch_keyframe_requests(&ingest.appsrc, &shared.events);
-        connect_appsink(&audio.branch, AUDIO_RENDITION, Origin::Audio, &shared);
+        connect_appsink(&audio.branch, AUDIO_RENDITION, Origin::Audio, &shared, None);
         let layer_jitters: Vec<gst::Element> =
             layers.iter().map(|(i, _)| i.jitter.clone()).collect();
         let audio_rtcp = match &audio.rtcp {
@@ -129,11 +135,18 @@ impl Pipeline {
                 shared.spec.source_rendition(),
                 Origin::Source,
                 &shared,
+                None,
             );
         }
         let layer_names = shared.spec.simulcast.iter().flat_map(|s| &s.layers);
-        for ((input, branch), layer) in layers.iter().zip(layer_names) {
-            connect_appsink(branch, &layer.rendition, Origin::Source, &shared);
+        for (((input, branch), layer), gaps) in layers.iter().zip(layer_names).zip(&layer_gaps) {
+            connect_appsink(
+                branch,
+                &layer.rendition,
+                Origin::Source,
+                &shared,
+                Some(Arc::clone(gaps)),
+            );
             watch_keyframe_requests(&input.appsrc, &shared.events);
         }
         if ingest.raw_tee.is_none() {
@@ -228,6 +241,7 @@ impl Pipeline {
             video_stale: Mutex::new(StaleFilter::new(90_000)),
             audio_stale: Mutex::new(StaleFilter::new(48_000)),
             gaps: Arc::clone(&shared.gaps),
+            layer_gaps,
             events: rx,
             bus_task,
             stopped: false,
@@ -263,6 +277,9 @@ impl Pipeline {
         }
         match packet.arrival.checked_duration_since(self.epoch) {
             Some(since) if admit(stale, &packet, since, "video layer") => {
+                if let Some(Ok(mut gaps)) = self.layer_gaps.get(index).map(|g| g.lock()) {
+                    gaps.packet(since);
+                }
                 push(src, self.epoch, packet).map(|()| true)
             }
             _ => Ok(true),
@@ -464,7 +481,7 @@ fn build_rungs(
     // new branch before its appsink callback is set.
     let branches = graph::add_rungs(pipeline, tee, &plan, &shared.spec.ladder, shared.timing)?;
     for (rung, branch) in plan.iter().zip(&branches) {
-        connect_appsink(branch, &rung.name, Origin::Rung, shared);
+        connect_appsink(branch, &rung.name, Origin::Rung, shared, None);
     }
     *built = true;
     let mut names = graph::fixed_renditions(&shared.spec);
