@@ -549,13 +549,15 @@ async fn start_pipeline(
     epoch: Instant,
 ) -> Result<(Pipeline, Option<(Steering, bool)>), EndReason> {
     let mut ladder = p.ladder.clone();
-    if simulcast.is_some() {
-        // The layers are the ladder, the top one as its passthrough rung. The rungs they do
-        // not cover are not transcoded from the top layer (yet): an x264 rung cuts its
-        // segments on the configured grid, the layers on the publisher's keyframes, and
-        // their segment N would drift apart.
+    let mut height_hint = p.height_hint;
+    if let Some(s) = &simulcast {
+        // The layers are the ladder, the top one as its passthrough rung, and only the
+        // rungs no layer covers are transcoded, from the top layer (simulcast.rs
+        // `uncovered`): planned for their own heights, none of which is above the top
+        // layer's.
         ladder.source.enabled = true;
-        ladder.rungs.clear();
+        ladder.rungs = s.transcoded.clone();
+        height_hint = s.transcoded.iter().map(|r| r.height).max().or(height_hint);
     }
     let spec = MediaSpec {
         stream: p.stream.to_string(),
@@ -568,7 +570,7 @@ async fn start_pipeline(
             .audio_payload_type
             .map(|payload_type| AudioInput { payload_type }),
         ladder: ladder.clone(),
-        height_hint: p.height_hint,
+        height_hint,
         segment_duration: p.store.config().segment_duration,
         part_duration: p.store.ll().map(|ll| ll.part_duration),
         simulcast,
@@ -628,16 +630,27 @@ async fn start_simulcast(
         })
         .unzip();
     let aligned = codec == VideoCodec::H264;
+    let mut plan = plan;
+    // VP8/VP9: the top layer is decoded and the whole ladder transcoded, as without
+    // simulcast.
+    let transcoded = if aligned {
+        crate::simulcast::uncovered(&p.ladder.rungs, &plan)
+    } else {
+        Vec::new()
+    };
+    plan.transcoded = transcoded.iter().map(|r| r.name.clone()).collect();
     info!(
         top = top_plan.rid,
         layers = ?plan.layers.iter().map(|l| format!("{}:{}", l.rid, l.rendition)).collect::<Vec<_>>(),
         left_out = ?plan.left_out,
+        transcoded = ?plan.transcoded,
         "simulcast planned"
     );
     p.store.set_simulcast(p.stream.as_str(), plan);
     let simulcast = aligned.then(|| SimulcastInput {
         top: top_plan.rendition.clone(),
         layers: inputs,
+        transcoded,
     });
     let (pipeline, keyframes) = start_pipeline(p, &top, codec, simulcast, Instant::now()).await?;
     Ok(Some(SimulcastStart {

@@ -4,8 +4,9 @@
 //!
 //! A simulcast publisher encodes the ladder itself: a browser sends up to three layers of
 //! one picture (`scaleResolutionDownBy` 1, 2, 4), OBS's WHIP simulcast up to four. With
-//! H.264, each layer is remuxed as a rendition of its own, with no transcoding. VP8 and VP9
-//! cannot be served to HLS players as they are: only the top layer is decoded and
+//! H.264, each layer is remuxed as a rendition of its own, with no transcoding, and the
+//! ladder's rungs no layer covers ([`uncovered`]) are transcoded from the top layer. VP8 and
+//! VP9 cannot be served to HLS players as they are: only the top layer is decoded and
 //! transcoded, as for a publisher without simulcast.
 //!
 //! Layers do not start together: a browser's bandwidth estimate starts low and turns the
@@ -18,6 +19,8 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+use crate::media::Rung;
 
 /// The longest a broadcast waits for the offered layers after the first one appeared.
 pub const LAYER_WAIT: Duration = Duration::from_secs(6);
@@ -59,6 +62,37 @@ pub struct Plan {
     /// Offered layers not used: not seen (or without a size) when the plan was made, or
     /// dropped because their codec is decoded from the top layer only.
     pub left_out: Vec<String>,
+    /// The ladder's rungs no layer covers, transcoded from the top layer ([`uncovered`]).
+    pub transcoded: Vec<String>,
+}
+
+/// How far a layer's height may be from a rung's for the layer to stand for that rung: a
+/// rung of 480 lines is covered by a 540-line layer (12.5 %), not by a 360-line one (25 %),
+/// and Apple's 234-line rung not by a browser's 180-line layer (23 %).
+const COVER_TOLERANCE_PERCENT: u32 = 15;
+
+/// The rungs of `rungs` (highest first) to transcode from the top layer of `plan`: those not
+/// above the top layer (scaling up adds no picture) that no layer covers (a layer within
+/// [`COVER_TOLERANCE_PERCENT`] of its height). A rung whose name a layer's rendition
+/// already has is left out too (a custom ladder's "360p" may be 400 lines high).
+pub fn uncovered(rungs: &[Rung], plan: &Plan) -> Vec<Rung> {
+    let heights: Vec<u32> = plan.layers.iter().filter_map(|l| l.height).collect();
+    let Some(top) = heights.iter().copied().max() else {
+        return Vec::new();
+    };
+    let covered = |h: u32| {
+        heights
+            .iter()
+            .any(|&l| l.abs_diff(h) * 100 <= h * COVER_TOLERANCE_PERCENT)
+    };
+    let named = |n: &str| plan.layers.iter().any(|l| l.rendition == n);
+    let mut out: Vec<Rung> = rungs
+        .iter()
+        .filter(|r| r.height <= top && !covered(r.height) && !named(&r.name))
+        .cloned()
+        .collect();
+    out.sort_by_key(|r| std::cmp::Reverse(r.height));
+    out
 }
 
 /// The layers of one broadcast until they are planned.
@@ -183,7 +217,11 @@ impl Layers {
             .filter(|s| !used.iter().any(|u| u.rid == s.rid))
             .map(|s| s.rid.clone())
             .collect();
-        Some(Plan { layers, left_out })
+        Some(Plan {
+            layers,
+            left_out,
+            transcoded: Vec::new(),
+        })
     }
 }
 
@@ -245,6 +283,65 @@ mod tests {
         let plan = l.plan().expect("plan");
         let names: Vec<_> = plan.layers.iter().map(|p| p.rendition.as_str()).collect();
         assert_eq!(names, ["360p_b", "360p_a"]);
+    }
+
+    fn rung(name: &str, height: u32) -> Rung {
+        Rung {
+            name: name.into(),
+            height,
+            bitrate_kbps: 500,
+        }
+    }
+
+    fn plan_of(layers: &[(&str, Option<u32>)]) -> Plan {
+        Plan {
+            layers: layers
+                .iter()
+                .map(|(rendition, height)| PlannedLayer {
+                    rid: rendition.to_string(),
+                    rendition: rendition.to_string(),
+                    width: height.map(|h| h * 16 / 9),
+                    height: *height,
+                })
+                .collect(),
+            left_out: Vec::new(),
+            transcoded: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn rungs_no_layer_covers_are_transcoded_none_above_the_top_layer() {
+        let ladder = [
+            rung("1080p", 1080),
+            rung("720p", 720),
+            rung("480p", 480),
+            rung("360p", 360),
+            rung("234p", 234),
+        ];
+        // A browser's three layers: 720p and 360p are covered, 1080p is above the top.
+        let browser = plan_of(&[
+            ("720p", Some(720)),
+            ("360p", Some(360)),
+            ("180p", Some(180)),
+        ]);
+        let names = |v: Vec<Rung>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(uncovered(&ladder, &browser)), ["480p", "234p"]);
+        // Four layers, one of them 540 lines: it stands for the 480-line rung.
+        let obs = plan_of(&[
+            ("1080p", Some(1080)),
+            ("720p", Some(720)),
+            ("540p", Some(540)),
+            ("360p", Some(360)),
+        ]);
+        assert_eq!(names(uncovered(&ladder, &obs)), ["234p"]);
+        // Only the top layer came: every rung up to its height.
+        let one = plan_of(&[("720p", Some(720))]);
+        assert_eq!(names(uncovered(&ladder, &one)), ["480p", "360p", "234p"]);
+        // A rung named like a layer's rendition is not made twice.
+        let odd = [rung("360p", 480), rung("260p", 260)];
+        assert_eq!(names(uncovered(&odd, &browser)), ["260p"]);
+        // No sizes known (VP8): nothing.
+        assert!(uncovered(&ladder, &plan_of(&[("layer_h", None)])).is_empty());
     }
 
     #[test]

@@ -1,20 +1,21 @@
 //! Simulcast publishing (RFC 8853) from Chromium: three H.264 layers of one 1280x720 source
 //! (rid h/m/l, `scaleResolutionDownBy` 1/2/4), encoded by Chromium's own encoder, become
-//! three renditions without transcoding, with segments aligned across them; over WHIP from
+//! three renditions without transcoding, and the test ladder's rung no layer covers (240p)
+//! is transcoded from the top layer, with segments aligned across all four; over WHIP from
 //! a plain client, and over WebSocket from the bundled publisher page.
 //!
-//! `tests/browser/simulcast.mjs` publishes over WHIP, waits for a master with three video
-//! variants, then has hls.js (the bundled watch page) switch up and down through every
-//! level with `nextLevel` (a switch at a segment boundary of the new level, which only
-//! plays through when segment N starts at the same instant in every rendition), with no
-//! stall. This test then reads what the gateway published, with readers nobody here wrote
-//! (m3u8-rs, ffprobe):
-//! - the master lists 1280x720, 640x360 and 320x180, and `/api/streams` says each layer
-//!   became a rendition and none was left out;
-//! - no segment holds x264's SEI (every transcoded rung's IDR carries "x264 - core"): the
-//!   publisher's own H.264 is served;
+//! `tests/browser/simulcast.mjs` publishes over WHIP, waits for a master with the video
+//! variants, then has hls.js (the bundled watch page) switch through the levels with
+//! `nextLevel` (top, bottom, middle — the transcoded 240p —, top; a switch at a segment
+//! boundary of the new level, which only plays through when segment N starts at the same
+//! instant in every rendition), with no stall. This test then reads what the gateway
+//! published, with readers nobody here wrote (m3u8-rs, ffprobe):
+//! - the master lists 1280x720, 640x360, 426x240 and 320x180, and `/api/streams` says each
+//!   layer became a rendition, none was left out and 240p is transcoded;
+//! - no layer's segment 0 holds x264's SEI (x264 writes "x264 - core" into its first
+//!   IDR): the publisher's own H.264 is served; 240p's segment 0 holds it;
 //! - segment N of every rendition starts at the same time, within one frame (1/30 s), for
-//!   every N the three playlists share, and every segment decodes.
+//!   every N the four playlists share, and every segment decodes.
 //!
 //! Needs `deploy/install-browser-deps.sh` (chromium, `player/node_modules`), ffprobe and a
 //! loopback-only network namespace (`deploy/netns-run.sh`).
@@ -22,10 +23,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{TestGateway, parse_media, probe_rendition, resolve, test_config};
+use common::{
+    TestGateway, assert_segments_aligned, parse_media, resolve, segment_starts, test_config,
+};
 
 /// The script stops itself before this (170 s); this is the backstop.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(220);
@@ -33,10 +35,17 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(220);
 /// One frame at the publisher's 30 fps, plus a millisecond for the muxers' rounding.
 const ONE_FRAME_S: f64 = 1.0 / 30.0 + 0.001;
 
+/// The test ladder's rung no layer covers (360p and 180p are layers; 240 lines are 25 %
+/// from either), transcoded from the top layer.
+const TRANSCODED: &str = "240p";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding() {
     let chromium = common::browser_preconditions("simulcast");
-    let gw = TestGateway::start(test_config("")).await;
+    let mut cfg = test_config("");
+    // Segment 0 stays downloadable to the end (it holds x264's SEI if a rung is encoded).
+    cfg.hls.retain_segments = 60;
+    let gw = TestGateway::start(cfg).await;
     let (code, summary) = common::run_browser_script(
         &chromium,
         "simulcast.mjs",
@@ -68,6 +77,11 @@ async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding
         .collect();
     assert_eq!(layers, [("h", "720p"), ("m", "360p"), ("l", "180p")]);
     assert_eq!(plan["left_out"].as_array().map(Vec::len), Some(0), "{plan}");
+    assert_eq!(
+        plan["transcoded"],
+        serde_json::json!([TRANSCODED]),
+        "{plan}"
+    );
 
     // The bundled publisher page, over WebSocket, simulcast by default: three layers, each
     // a rendition.
@@ -76,9 +90,10 @@ async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding
         .as_array()
         .unwrap_or_else(|| panic!("the page's stream has no simulcast plan: {page}"));
     assert_eq!(page_layers.len(), 3, "{page}");
-    assert_eq!(page["variants"].as_array().map(Vec::len), Some(3), "{page}");
+    assert_eq!(page["variants"].as_array().map(Vec::len), Some(4), "{page}");
 
-    // The master: the three layers' sizes.
+    // The master: the three layers' sizes and the transcoded rung's (240 lines at the top
+    // layer's aspect ratio).
     let master_text = summary["master"].as_str().expect("a master in the summary");
     let master = m3u8_rs::parse_master_playlist_res(master_text.as_bytes())
         .unwrap_or_else(|e| panic!("master does not parse: {e:?}\n{master_text}"));
@@ -90,13 +105,14 @@ async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding
     sizes.sort_unstable();
     assert_eq!(
         sizes,
-        [(320, 180), (640, 360), (1280, 720)],
+        [(320, 180), (426, 240), (640, 360), (1280, 720)],
         "{master_text}"
     );
 
-    // Every rendition's segments: decodable, the publisher's own H.264, aligned.
-    let mut starts: BTreeMap<&str, BTreeMap<u64, f64>> = BTreeMap::new();
-    for (_, rendition) in &layers {
+    // Every layer's segments: the publisher's own H.264.
+    let mut renditions: Vec<&str> = layers.iter().map(|(_, r)| *r).collect();
+    renditions.push(TRANSCODED);
+    for rendition in &renditions {
         let url = gw.url(&format!("/hls/sim/{rendition}/index.m3u8"));
         let (status, text) = gw.get_text(&url).await.unwrap();
         assert_eq!(status, 200, "{url}");
@@ -106,54 +122,30 @@ async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding
             "{rendition}: only {} segments\n{text}",
             playlist.segments.len()
         );
-        for seg in &playlist.segments {
-            let data = gw.get_bytes(&resolve(&url, &seg.uri)).await.unwrap();
+        // x264 writes its SEI ("x264 - core …") into its first IDR only: segment 0, out of
+        // the playlist by now but still served (retain_segments).
+        let first = &playlist.segments[0].uri;
+        let dash = first.rfind('-').expect("seg-<epoch>-<n>.m4s");
+        let seg0 = format!("{}0.m4s", &first[..=dash]);
+        let data = gw.get_bytes(&resolve(&url, &seg0)).await.unwrap();
+        let x264 = data.windows(4).any(|w| w == b"x264");
+        if *rendition == TRANSCODED {
             assert!(
-                !data.windows(4).any(|w| w == b"x264"),
-                "{rendition} segment {} was encoded by x264, not passed through",
-                seg.uri
+                x264,
+                "{rendition} {seg0} holds no x264 SEI: not encoded here?"
+            );
+        } else {
+            assert!(
+                !x264,
+                "{rendition} {seg0} was encoded by x264, not passed through"
             );
         }
-        let probes = probe_rendition(&gw, &url, &playlist, true)
-            .await
-            .unwrap_or_else(|e| panic!("{rendition}: {e:#}"));
-        let firsts = probes
-            .into_iter()
-            .map(|(seq, p)| {
-                let (pts, key) = p.frames.first().copied().unwrap_or((f64::NAN, false));
-                assert!(
-                    key,
-                    "{rendition} segment {seq} does not start with a keyframe"
-                );
-                (seq, pts)
-            })
-            .collect();
-        starts.insert(rendition, firsts);
     }
-    let mut compared = 0;
-    let mut worst = 0.0f64;
+    // Decodable, each segment starting with a keyframe, segment N at the same instant in
+    // every rendition.
+    let starts = segment_starts(&gw, "sim", &renditions).await;
     let seqs: Vec<u64> = starts["720p"].keys().copied().collect();
-    for seq in seqs {
-        let at: Vec<f64> = starts
-            .values()
-            .filter_map(|m| m.get(&seq).copied())
-            .collect();
-        if at.len() < starts.len() {
-            continue;
-        }
-        let spread = at.iter().copied().fold(f64::MIN, f64::max)
-            - at.iter().copied().fold(f64::MAX, f64::min);
-        worst = worst.max(spread);
-        assert!(
-            spread <= ONE_FRAME_S,
-            "segment {seq} starts {spread:.3} s apart across renditions: {:?}",
-            starts
-                .iter()
-                .map(|(r, m)| (r, m.get(&seq)))
-                .collect::<Vec<_>>()
-        );
-        compared += 1;
-    }
+    let (compared, worst) = assert_segments_aligned(&starts, seqs, ONE_FRAME_S);
     assert!(
         compared >= 4,
         "only {compared} segment numbers in common: {starts:?}"

@@ -6,7 +6,9 @@
 //! begin at the same instant in every rendition), and its playlist alone lists the pause as
 //! `EXT-X-GAP` segments (gaps.rs), which players take from another rendition. Found by
 //! this test: the repeats counted as keyframes "alone" and the paused layer's segment was
-//! cut 0.665 s early (align.rs).
+//! cut 0.665 s early (align.rs). The test ladder's 240p rung, which no layer covers, is
+//! transcoded from the top layer: it goes on too, and its segments start where the
+//! layers' do, its keyframes forced where theirs are.
 //!
 //! Our own publisher, because a browser cannot be told to pause one layer at a chosen
 //! instant and for a chosen time: one encoder (`publisher::FeedSource`) encodes a 1280x720
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use common::ll::LlPlaylist;
 use common::publisher::{FeedSource, Publisher, PublisherOptions};
-use common::{TestGateway, parse_media, probe_rendition, stream_summary, test_config};
+use common::{TestGateway, assert_segments_aligned, segment_starts, stream_summary, test_config};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
@@ -35,6 +37,10 @@ const ONE_FRAME_S: f64 = 1.0 / 30.0 + 0.001;
 
 /// The renditions the three layers become.
 const RENDITIONS: [&str; 3] = ["720p", "360p", "180p"];
+
+/// The test ladder's rung no layer covers (360p and 180p are layers; 240 lines are 25 %
+/// from either), transcoded from the top layer.
+const TRANSCODED: &str = "240p";
 
 /// Segments published so far per rendition (`/api/streams`).
 async fn published(gw: &TestGateway) -> BTreeMap<String, u64> {
@@ -78,6 +84,11 @@ async fn a_paused_layer_stalls_no_other_and_comes_back_aligned() {
         .map(|l| l["rendition"].as_str().unwrap())
         .collect();
     assert_eq!(planned, RENDITIONS, "{plan}");
+    assert_eq!(
+        plan["transcoded"],
+        serde_json::json!([TRANSCODED]),
+        "{plan}"
+    );
 
     // Every layer under way.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -98,7 +109,7 @@ async fn a_paused_layer_stalls_no_other_and_comes_back_aligned() {
     let before = published(&gw).await;
     tokio::time::sleep(Duration::from_secs(8)).await;
     let during = published(&gw).await;
-    for r in ["720p", "360p"] {
+    for r in ["720p", "360p", TRANSCODED] {
         assert!(
             during[r] >= before[r] + 3,
             "{r} did not go on while 180p was paused: {before:?} → {during:?}"
@@ -114,7 +125,7 @@ async fn a_paused_layer_stalls_no_other_and_comes_back_aligned() {
 
     // Its rendition alone shows the pause as gaps (players take those segments from
     // another rendition); the others show none.
-    for r in RENDITIONS {
+    for r in RENDITIONS.into_iter().chain([TRANSCODED]) {
         let url = gw.url(&format!("/hls/sc/{r}/index.m3u8"));
         let (_, text) = gw.get_text(&url).await.unwrap();
         let pl = LlPlaylist::parse(&text);
@@ -149,52 +160,17 @@ async fn a_paused_layer_stalls_no_other_and_comes_back_aligned() {
     // Two more segments everywhere, then what every playlist lists.
     tokio::time::sleep(Duration::from_secs(4)).await;
 
-    let mut starts: BTreeMap<&str, BTreeMap<u64, f64>> = BTreeMap::new();
-    for r in RENDITIONS {
-        let url = gw.url(&format!("/hls/sc/{r}/index.m3u8"));
-        let (status, text) = gw.get_text(&url).await.unwrap();
-        assert_eq!(status, 200, "{url}");
-        let playlist = parse_media(&text).unwrap();
-        let probes = probe_rendition(&gw, &url, &playlist, true)
-            .await
-            .unwrap_or_else(|e| panic!("{r}: {e:#}\n{text}"));
-        let firsts = probes
-            .into_iter()
-            .map(|(seq, p)| {
-                let (pts, key) = p.frames.first().copied().unwrap_or((f64::NAN, false));
-                assert!(key, "{r} segment {seq} does not start with a keyframe");
-                (seq, pts)
-            })
-            .collect();
-        starts.insert(r, firsts);
-    }
+    // Every rendition, the one transcoded from the top layer too.
+    let mut all = RENDITIONS.to_vec();
+    all.push(TRANSCODED);
+    let starts = segment_starts(&gw, "sc", &all).await;
     // The segments 180p published after the pause, compared by number with the others'.
     let resumed: Vec<u64> = starts["180p"]
         .keys()
         .copied()
         .filter(|seq| *seq >= during["180p"])
         .collect();
-    let mut compared = 0;
-    for seq in &resumed {
-        let at: Vec<f64> = starts
-            .values()
-            .filter_map(|m| m.get(seq).copied())
-            .collect();
-        if at.len() < RENDITIONS.len() {
-            continue;
-        }
-        let spread = at.iter().copied().fold(f64::MIN, f64::max)
-            - at.iter().copied().fold(f64::MAX, f64::min);
-        assert!(
-            spread <= ONE_FRAME_S,
-            "after the pause, segment {seq} starts {spread:.3} s apart across renditions: {:?}",
-            starts
-                .iter()
-                .map(|(r, m)| (r, m.get(seq)))
-                .collect::<Vec<_>>()
-        );
-        compared += 1;
-    }
+    let (compared, _) = assert_segments_aligned(&starts, resumed, ONE_FRAME_S);
     assert!(
         compared >= 2,
         "only {compared} segments of 180p after the pause share a number with the others: \

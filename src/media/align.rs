@@ -39,6 +39,18 @@
 //! common to every layer, and never counts towards [`MAX_ALONE`] (measured before: four
 //! repeats in 133 ms were "alone", the fifth was cut anyway, and the paused layer's
 //! segment 6 started 0.665 s before the others'; tests/simulcast_layer_pause.rs).
+//!
+//! The ladder's rungs no layer covers are transcoded from the top layer (simulcast.rs
+//! `uncovered`) and take part as *derived* participants: their encoder's keyframes are put
+//! where the layers' are ([`Align::force_keys`]: the decoded frame nearest a layer's
+//! keyframe is forced to be one), and are kept only where common to every participant. A
+//! derived rung's timeline is the top layer's (it is decoded from it, on the frame grid,
+//! at most half a frame from the layers' instants), so it is never shifted, and since its
+//! keyframes follow the layers' it is never cut alone either ([`MAX_ALONE`] is for
+//! publisher timelines that drifted apart). The layers' keyframes are recorded before the
+//! decoded frame of the same picture reaches the forcing (the decoder path holds a frame or
+//! more: the decoder, videorate), so none is missed on an idle machine; a keyframe missed
+//! on a loaded one is a boundary none of the renditions cuts.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,7 +59,7 @@ use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Keyframes remembered per layer (a few seconds' worth of requested keyframes).
 const KEYS_KEPT: usize = 16;
@@ -75,6 +87,10 @@ struct Layer {
     /// What is taken off every timestamp of the layer (ns): its first keyframe's distance
     /// from the top layer's.
     shift: i64,
+    /// A rung transcoded from the top layer, not a publisher's layer.
+    derived: bool,
+    /// Its latest keyframe that was not a repeat (a publisher's layer only).
+    last_real: Option<u64>,
 }
 
 /// The layers' state; pure.
@@ -85,6 +101,8 @@ struct Layers {
     /// Whether the shifts are set (once, when every layer's first keyframe came or the
     /// wait for them ended).
     calibrated: bool,
+    /// The latest layer keyframe the derived rungs were given a keyframe for.
+    forced: Option<u64>,
 }
 
 impl Layers {
@@ -102,7 +120,9 @@ impl Layers {
             .or_else(|| self.layers.iter().filter_map(|l| l.first).min());
         for l in &mut self.layers {
             l.shift = match (l.first, reference) {
-                (Some(f), Some(r)) if f.abs_diff(r) <= tolerance => f as i64 - r as i64,
+                (Some(f), Some(r)) if f.abs_diff(r) <= tolerance && !l.derived => {
+                    f as i64 - r as i64
+                }
                 _ => 0,
             };
         }
@@ -153,8 +173,36 @@ impl Layers {
         (!undecided).then_some(true)
     }
 
-    /// Whether layer `index` keeps a keyframe judged `common` or not ([`MAX_ALONE`]); a
-    /// `repeat` only when common.
+    /// Notes a publisher's layer's keyframe at `running` that is not a repeat: one the
+    /// derived rungs get a keyframe for.
+    fn note_real_key(&mut self, index: usize, running: u64) {
+        if let Some(l) = self.layers.get_mut(index)
+            && !l.derived
+        {
+            l.last_real = Some(running);
+        }
+    }
+
+    /// Whether the derived rungs' frame at `running` is to be a keyframe: the first frame
+    /// at most `half` a frame before a layer's keyframe not yet given one, and not farther
+    /// than the tolerance past it.
+    fn wants_key(&mut self, running: u64, half: u64) -> bool {
+        let (forced, tolerance) = (self.forced, self.tolerance);
+        let due = self
+            .layers
+            .iter()
+            .filter(|l| !l.derived)
+            .filter_map(|l| l.last_real)
+            .filter(|&k| forced.is_none_or(|f| k > f.saturating_add(tolerance)))
+            .find(|&k| running.saturating_add(half) >= k && running <= k.saturating_add(tolerance));
+        if let Some(k) = due {
+            self.forced = Some(k);
+        }
+        due.is_some()
+    }
+
+    /// Whether participant `index` keeps a keyframe judged `common` or not
+    /// ([`MAX_ALONE`]); a `repeat`, or a derived rung's keyframe, only when common.
     fn keep(&mut self, index: usize, common: bool, repeat: bool, names: &[String]) -> bool {
         if repeat {
             return common;
@@ -162,6 +210,9 @@ impl Layers {
         let Some(l) = self.layers.get_mut(index) else {
             return true;
         };
+        if l.derived {
+            return common;
+        }
         if common {
             l.alone = 0;
             return true;
@@ -206,19 +257,85 @@ pub(crate) struct Align {
 }
 
 impl Align {
-    /// Aligns the layers named `names` (their renditions, for logs); keyframes closer than
-    /// `tolerance` are the same instant.
-    pub(crate) fn new(names: Vec<String>, tolerance: Duration, wait: Duration) -> Arc<Self> {
+    /// Aligns the layers named `layers` (their renditions, the top one first) and the rungs
+    /// `derived` from the top layer (in that order: participant indices); keyframes closer
+    /// than `tolerance` are the same instant.
+    pub(crate) fn new(
+        layers: Vec<String>,
+        derived: Vec<String>,
+        tolerance: Duration,
+        wait: Duration,
+    ) -> Arc<Self> {
+        let count = layers.len();
+        let mut names = layers;
+        names.extend(derived);
         Arc::new(Self {
             state: Mutex::new(Layers {
-                layers: names.iter().map(|_| Layer::default()).collect(),
+                layers: (0..names.len())
+                    .map(|i| Layer {
+                        derived: i >= count,
+                        ..Layer::default()
+                    })
+                    .collect(),
                 tolerance: tolerance.as_nanos() as u64,
                 calibrated: false,
+                forced: None,
             }),
             changed: Condvar::new(),
             wait,
             names,
         })
+    }
+
+    /// The participant index of rendition `name`.
+    pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// Gives the derived rungs their keyframes: on `pad` (the decoded top layer on the
+    /// frame grid, before the tee the rungs hang off), a force-key-unit event goes before
+    /// every frame [`Layers::wants_key`] names; `frame` is one frame interval. The encoders
+    /// (GstVideoEncoder) make the first frame at or after the event's running time an IDR.
+    pub(crate) fn force_keys(self: &Arc<Self>, pad: &gst::Pad, frame: Duration) {
+        let align = Arc::clone(self);
+        let half = frame.as_nanos() as u64 / 2;
+        let forced = AtomicU64::new(0);
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let pts = buffer.pts();
+            let running = pad.sticky_event::<gst::event::Segment>(0).and_then(|ev| {
+                ev.segment()
+                    .downcast_ref::<gst::format::Time>()
+                    .and_then(|seg| seg.to_running_time(pts))
+            });
+            let Some(running) = running else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let due = match align.state.lock() {
+                Ok(mut state) => state.wants_key(running.nseconds(), half),
+                Err(_) => false,
+            };
+            if due {
+                let event = gstreamer_video::DownstreamForceKeyUnitEvent::builder()
+                    .timestamp(pts)
+                    .running_time(running)
+                    .all_headers(true)
+                    .build();
+                if !pad.push_event(event) {
+                    debug!("a derived rung's keyframe request was not taken");
+                }
+                let n = forced.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    debug!(
+                        forced = n,
+                        "keyframes put where the simulcast layers have theirs"
+                    );
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
     }
 
     /// Judges every buffer leaving `pad` (layer `index`'s way into its muxer): a keyframe
@@ -303,6 +420,9 @@ impl Align {
         let shift = state.layers.get(index).map_or(0, |l| l.shift);
         let running = (raw as i64 - shift).max(0) as u64;
         let first = state.record(index, running, key);
+        if key && !repeat {
+            state.note_real_key(index, running);
+        }
         self.changed.notify_all();
         if !key || first {
             return (true, shift);
@@ -342,7 +462,54 @@ mod tests {
             layers: (0..n).map(|_| Layer::default()).collect(),
             tolerance: 16 * MS,
             calibrated: true,
+            forced: None,
         }
+    }
+
+    #[test]
+    fn a_derived_rung_gets_a_keyframe_nearest_each_layer_keyframe_once() {
+        // Two layers and a rung transcoded from the top one (30 fps: half a frame 16.7 ms).
+        let mut l = layers(3);
+        l.layers[2].derived = true;
+        let half = 16_666_666;
+        l.note_real_key(0, 1000 * MS);
+        l.note_real_key(1, 1002 * MS);
+        // The frame grid: 966.7, 1000, 1033.3 ms.
+        assert!(
+            !l.wants_key(966 * MS, half),
+            "more than half a frame before"
+        );
+        assert!(l.wants_key(1000 * MS, half));
+        assert!(
+            !l.wants_key(1033 * MS, half),
+            "once per instant, not per layer"
+        );
+        // A derived rung's own keyframes are no source.
+        l.note_real_key(2, 1500 * MS);
+        assert!(!l.wants_key(1500 * MS, half));
+        // The next keyframe of the layers, seen only after its frame passed within the
+        // tolerance: still given; one seen later than that is missed.
+        l.note_real_key(0, 2000 * MS);
+        assert!(l.wants_key(2010 * MS, half));
+        l.note_real_key(1, 3000 * MS);
+        assert!(!l.wants_key(3033 * MS, half));
+        // A derived rung's keyframes are kept only where common, never "alone too long".
+        let names: Vec<String> = ["a", "b", "c"].map(String::from).into();
+        for _ in 0..3 * MAX_ALONE {
+            assert!(!l.keep(2, false, false, &names));
+        }
+        assert!(l.keep(2, true, false, &names));
+    }
+
+    #[test]
+    fn a_derived_rung_is_never_shifted() {
+        let mut l = layers(3);
+        l.calibrated = false;
+        l.layers[2].derived = true;
+        l.layers[0].first = Some(1000 * MS);
+        l.layers[1].first = Some(1004 * MS);
+        l.layers[2].first = Some(1012 * MS);
+        assert_eq!(l.calibrate(), vec![0, 4 * MS as i64, 0]);
     }
 
     #[test]
@@ -441,6 +608,7 @@ mod tests {
     fn threads_meeting_at_a_common_keyframe_do_not_wait_for_the_timeout() {
         let align = Align::new(
             vec!["a".into(), "b".into()],
+            Vec::new(),
             Duration::from_millis(16),
             Duration::from_secs(5),
         );

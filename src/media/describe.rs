@@ -118,7 +118,7 @@ pub fn print_pipelines(ladder: &Ladder, opts: &PrintOptions) -> Result<String, D
     let plan = match &g.ingest.raw_tee {
         Some(tee) => {
             let plan = ladder.plan(opts.width, opts.height, opts.height_hint);
-            graph::add_rungs(&g.pipeline, tee, &plan, ladder, graph::timing(&spec))?;
+            graph::add_rungs(&g.pipeline, tee, &plan, ladder, graph::timing(&spec), None)?;
             plan
         }
         None => Vec::new(),

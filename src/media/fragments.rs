@@ -88,7 +88,14 @@ pub(super) fn connect_appsink(
         }
         _ => None,
     };
-    let split_first = shared.timing.part.is_some() && origin == Origin::Rung;
+    // A rung transcoded for a simulcast publisher has its keyframes where the layers have
+    // theirs (align.rs), not one part after its first: its segments start where its
+    // chunks say, as the layers' do.
+    let aligned = shared
+        .align
+        .as_ref()
+        .is_some_and(|a| a.index_of(&name).is_some());
+    let split_first = shared.timing.part.is_some() && origin == Origin::Rung && !aligned;
     let mut seen_chunk = false;
     // This rendition's segment number (from 0) and whether that segment is a gap, decided
     // at its first part from the segment number alone (gaps.rs), so every rendition agrees.

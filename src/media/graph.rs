@@ -2,6 +2,7 @@
 //! `Pipeline::start` builds it and adds the rungs once the decoder knows the source size;
 //! `print-pipelines` builds the very same, with the rungs planned for a given size.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use gstreamer as gst;
@@ -31,6 +32,9 @@ pub(crate) struct Graph {
     /// The simulcast layers besides the top one, each with its passthrough rung, in
     /// [`SimulcastInput::layers`](super::SimulcastInput) order.
     pub layers: Vec<(ingest::LayerIngest, Branch)>,
+    /// Simulcast (H.264): the keyframe alignment of the layers and the rungs transcoded
+    /// from the top one.
+    pub align: Option<Arc<Align>>,
 }
 
 /// The muxer timing of `spec`'s renditions.
@@ -45,7 +49,12 @@ pub(crate) fn timing(spec: &MediaSpec) -> MuxTiming {
 pub(crate) fn build(spec: &MediaSpec) -> Result<Graph, MediaError> {
     let timing = timing(spec);
     let pipeline = gst::Pipeline::with_name(&format!("stream-{}", spec.stream));
-    let ingest = ingest::video_ingest(&pipeline, spec.video, &spec.ladder)?;
+    let ingest = ingest::video_ingest(
+        &pipeline,
+        spec.video,
+        &spec.ladder,
+        spec.simulcast.is_some(),
+    )?;
     let audio = audio::audio(
         &pipeline,
         spec.audio.map(|a| a.payload_type),
@@ -60,7 +69,8 @@ pub(crate) fn build(spec: &MediaSpec) -> Result<Graph, MediaError> {
         // machine (measured: at most 4 ms) and more under load, the next picture's a whole
         // frame later.
         let frame = Duration::from_secs(1) / spec.ladder.video.fps.max(1);
-        Align::new(names, frame * 3 / 4, ALIGN_WAIT)
+        let derived = s.transcoded.iter().map(|r| r.name.clone()).collect();
+        Align::new(names, derived, frame * 3 / 4, ALIGN_WAIT)
     });
     let source = match &ingest.h264_tee {
         Some(tee) => Some(rung::source_rung(
@@ -91,20 +101,26 @@ pub(crate) fn build(spec: &MediaSpec) -> Result<Graph, MediaError> {
         audio,
         source,
         layers,
+        align,
     })
 }
 
 /// Adds one transcoded rung per planned rendition, each from a new request pad of the raw
-/// video `tee`; the branches come back in `plan` order.
+/// video `tee`; the branches come back in `plan` order. With `align` (simulcast), a rung
+/// it knows cuts its segments where the layers cut theirs.
 pub(crate) fn add_rungs(
     pipeline: &gst::Pipeline,
     tee: &gst::Element,
     plan: &[PlannedRung],
     ladder: &Ladder,
     timing: MuxTiming,
+    align: Option<&Arc<Align>>,
 ) -> Result<Vec<Branch>, MediaError> {
     plan.iter()
-        .map(|r| rung::video_rung(pipeline, tee, r, ladder, timing))
+        .map(|r| {
+            let aligned = align.and_then(|a| a.index_of(&r.name).map(|i| (a, i)));
+            rung::video_rung(pipeline, tee, r, ladder, timing, aligned)
+        })
         .collect()
 }
 

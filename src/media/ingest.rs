@@ -35,10 +35,13 @@ pub(crate) struct VideoIngest {
     pub raw_tee: Option<gst::Element>,
 }
 
+/// `from_first_frame`: the decoded video starts at the first decoded frame rather than at
+/// running time 0 (simulcast: see below).
 pub(crate) fn video_ingest(
     pipeline: &gst::Pipeline,
     input: VideoInput,
     ladder: &Ladder,
+    from_first_frame: bool,
 ) -> Result<VideoIngest, MediaError> {
     let encoding = match input.codec {
         VideoCodec::H264 => "H264",
@@ -121,6 +124,15 @@ pub(crate) fn video_ingest(
     unflag_repeats(&sync, |_, _| gst::PadProbeReturn::Ok);
     let convert = make("videoconvert", "video_convert")?;
     let rate = make("videorate", "video_rate")?;
+    // videorate fills from the segment start (running time 0) up to the first frame with
+    // copies of it. Without simulcast the first frame is the first packet's, at 0. A
+    // simulcast pipeline starts once its layers are planned, and its first keyframe may be
+    // a whole GOP later (measured: 2 s with a publisher that ignores keyframe requests):
+    // the transcoded rungs' first IDR would be at 0, two seconds before the layers' first
+    // frame, and their segments out of step with the layers'.
+    if from_first_frame {
+        rate.set_property("skip-to-first", true);
+    }
     // WebRTC frame rates vary; every rung gets the same constant rate so keyframe
     // intervals are exact and identical in every rendition.
     let rate_caps = caps_filter(

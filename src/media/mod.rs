@@ -205,7 +205,7 @@ pub struct MediaSpec {
     pub part_duration: Option<Duration>,
     /// H.264 simulcast (RFC 8853): `video` is the top layer, remuxed as a rendition of this
     /// name (the ladder's passthrough rung) and decoded for the ladder's transcoded rungs,
-    /// if any; each of `layers` is remuxed as a rendition of its own.
+    /// if any (the `transcoded` ones); each of `layers` is remuxed as a rendition of its own.
     pub simulcast: Option<SimulcastInput>,
 }
 
@@ -216,6 +216,9 @@ pub struct SimulcastInput {
     pub top: String,
     /// The other layers, in the order [`Pipeline::push_layer`] numbers them.
     pub layers: Vec<LayerInput>,
+    /// The ladder's rungs no layer covers, transcoded from the top layer: their segments
+    /// are cut where the layers' are (align.rs), their keyframes put there.
+    pub transcoded: Vec<Rung>,
 }
 
 /// One simulcast layer besides the top one.

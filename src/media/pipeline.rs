@@ -80,6 +80,8 @@ pub(super) struct Shared {
     pub(super) anchor: OnceLock<ClockAnchor>,
     /// Video silences and the segment grid: which segments are gaps (gaps.rs).
     pub(super) gaps: Arc<Mutex<Gaps>>,
+    /// Simulcast: the keyframe alignment the transcoded rungs join (align.rs).
+    pub(super) align: Option<Arc<super::align::Align>>,
     rungs_built: Mutex<bool>,
 }
 
@@ -93,6 +95,7 @@ impl Pipeline {
             audio,
             source,
             layers,
+            align,
         } = graph::build(&spec)?;
         let frame_interval = Some(gst::ClockTime::SECOND / u64::from(spec.ladder.video.fps.max(1)));
         let timing = graph::timing(&spec);
@@ -111,6 +114,7 @@ impl Pipeline {
             spec,
             events: tx,
             anchor: OnceLock::new(),
+            align,
             rungs_built: Mutex::new(false),
         });
         watch_keyframe_requests(&ingest.appsrc, &shared.events);
@@ -165,6 +169,13 @@ impl Pipeline {
             let tee_sink = raw_tee
                 .static_pad("sink")
                 .ok_or(MediaError::Missing("the tee's sink pad"))?;
+            // Simulcast: the rungs transcoded from the top layer get their keyframes where
+            // the layers have theirs.
+            if let (Some(align), Some(raw), Some(frame)) =
+                (&shared.align, tee_sink.peer(), shared.frame_interval)
+            {
+                align.force_keys(&raw, Duration::from_nanos(frame.nseconds()));
+            }
             let shared = Arc::clone(&shared);
             let pipeline_weak = pipeline.downgrade();
             let tee = raw_tee.clone();
@@ -479,7 +490,14 @@ fn build_rungs(
     info!(width = w, height = h, hint = ?shared.spec.height_hint, rungs = ?plan.iter().map(|r| format!("{}:{}x{}", r.name, r.width, r.height)).collect::<Vec<_>>(), "building ladder");
     // Runs on the tee's streaming thread, which holds the caps event: no frame reaches a
     // new branch before its appsink callback is set.
-    let branches = graph::add_rungs(pipeline, tee, &plan, &shared.spec.ladder, shared.timing)?;
+    let branches = graph::add_rungs(
+        pipeline,
+        tee,
+        &plan,
+        &shared.spec.ladder,
+        shared.timing,
+        shared.align.as_ref(),
+    )?;
     for (rung, branch) in plan.iter().zip(&branches) {
         connect_appsink(branch, &rung.name, Origin::Rung, shared, None);
     }

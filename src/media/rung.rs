@@ -14,12 +14,19 @@ use super::mux::{Branch, MuxTiming, appsink, cmafmux, split_first_fragment};
 
 /// One transcoded rung: `queue ! videoscale ! capsfilter ! x264enc ! capsfilter ! h264parse !
 /// cmafmux ! appsink`, linked from a new request pad of `tee`.
+///
+/// Its keyframes: without `align`, cmafmux asks x264enc for one at each fragment boundary
+/// of its own grid. With `align` (a rung transcoded from a simulcast publisher's top layer,
+/// participant `index`), the keyframes are forced where the layers have theirs
+/// ([`Align::force_keys`]) and the muxer cuts only at those common to every rendition, as
+/// the layers' muxers do.
 pub(crate) fn video_rung(
     pipeline: &gst::Pipeline,
     tee: &gst::Element,
     rung: &PlannedRung,
     ladder: &Ladder,
     timing: MuxTiming,
+    align: Option<(&Arc<Align>, usize)>,
 ) -> Result<Branch, MediaError> {
     let n = &rung.name;
     let q = queue(&format!("{n}_queue"))?;
@@ -36,7 +43,13 @@ pub(crate) fn video_rung(
             .build(),
     )?;
     let fps = ladder.video.fps;
-    let keyint = fps * (timing.segment.as_millis() as u32).div_ceil(1000).max(1);
+    let mut keyint = fps * (timing.segment.as_millis() as u32).div_ceil(1000).max(1);
+    if align.is_some() {
+        // The forced keyframes come once per segment (the publisher's, steered by PLI);
+        // x264's own would fall between them and cost bits for nothing. Some still come,
+        // should the publisher's keyframes stop for long.
+        keyint *= 4;
+    }
     let enc = gst::ElementFactory::make("x264enc")
         .name(format!("{n}_x264enc"))
         .property("bitrate", rung.bitrate_kbps)
@@ -59,7 +72,11 @@ pub(crate) fn video_rung(
             .build(),
     )?;
     let parse = make("h264parse", &format!("{n}_parse"))?;
-    let mux = cmafmux(&format!("{n}_mux"), timing, true)?;
+    let mux = cmafmux(&format!("{n}_mux"), timing, align.is_none())?;
+    // Before the first-fragment split below, which looks for the first keyframe.
+    if let (Some((align, index)), Some(pad)) = (align, parse.static_pad("src")) {
+        align.install(&pad, index);
+    }
     if let (Some(part), Some(pad)) = (timing.part, parse.static_pad("src")) {
         split_first_fragment(&mux, &pad, part);
     }

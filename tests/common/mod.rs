@@ -581,6 +581,69 @@ pub async fn probe_rendition(
     Ok(out)
 }
 
+/// Where each segment of each of `renditions` of `stream` starts: the first frame's PTS (s),
+/// by media sequence number, read by ffprobe. Panics unless every segment decodes and starts
+/// with a keyframe.
+pub async fn segment_starts(
+    gw: &TestGateway,
+    stream: &str,
+    renditions: &[&str],
+) -> BTreeMap<String, BTreeMap<u64, f64>> {
+    let mut starts = BTreeMap::new();
+    for r in renditions {
+        let url = gw.url(&format!("/hls/{stream}/{r}/index.m3u8"));
+        let (status, text) = gw.get_text(&url).await.unwrap();
+        assert_eq!(status, 200, "{url}");
+        let playlist = parse_media(&text).unwrap();
+        let probes = probe_rendition(gw, &url, &playlist, true)
+            .await
+            .unwrap_or_else(|e| panic!("{r}: {e:#}\n{text}"));
+        let firsts = probes
+            .into_iter()
+            .map(|(seq, p)| {
+                let (pts, key) = p.frames.first().copied().unwrap_or((f64::NAN, false));
+                assert!(key, "{r} segment {seq} does not start with a keyframe");
+                (seq, pts)
+            })
+            .collect();
+        starts.insert(r.to_string(), firsts);
+    }
+    starts
+}
+
+/// Checks that segment N starts within `limit` seconds in every rendition of `starts`, for
+/// each N of `seqs` that every rendition lists (HLS2 §6.2.4: ABR switching needs it).
+/// Returns how many were compared and the largest spread.
+pub fn assert_segments_aligned(
+    starts: &BTreeMap<String, BTreeMap<u64, f64>>,
+    seqs: impl IntoIterator<Item = u64>,
+    limit: f64,
+) -> (usize, f64) {
+    let (mut compared, mut worst) = (0, 0.0f64);
+    for seq in seqs {
+        let at: Vec<f64> = starts
+            .values()
+            .filter_map(|m| m.get(&seq).copied())
+            .collect();
+        if at.len() < starts.len() {
+            continue;
+        }
+        let spread = at.iter().copied().fold(f64::MIN, f64::max)
+            - at.iter().copied().fold(f64::MAX, f64::min);
+        worst = worst.max(spread);
+        assert!(
+            spread <= limit,
+            "segment {seq} starts {spread:.3} s apart across renditions: {:?}",
+            starts
+                .iter()
+                .map(|(r, m)| (r, m.get(&seq)))
+                .collect::<Vec<_>>()
+        );
+        compared += 1;
+    }
+    (compared, worst)
+}
+
 /// `GET /metrics`, parsed: each sample (`name{labels}` exactly as written) → value. Checks
 /// the exposition's shape on the way: content type, the closing `# EOF`, and every
 /// sample's family declared by `# TYPE` before it (a counter's samples carry the family

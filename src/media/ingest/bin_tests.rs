@@ -51,7 +51,7 @@ fn passthrough_h264_gets_dts_and_is_cut_on_its_keyframes() {
     test_support::init();
     let ladder = test_support::ladder(&[], true);
     let pipeline = gst::Pipeline::new();
-    let ingest = video_ingest(&pipeline, INPUT, &ladder).unwrap();
+    let ingest = video_ingest(&pipeline, INPUT, &ladder, false).unwrap();
     assert!(
         ingest.raw_tee.is_none(),
         "passthrough only: nothing decoded"
@@ -120,7 +120,7 @@ fn h264_rtp_is_decoded_to_constant_rate_i420_on_the_frame_grid() {
     test_support::init();
     let ladder = test_support::ladder(&[("x", 90, 100)], false);
     let pipeline = gst::Pipeline::new();
-    let ingest = video_ingest(&pipeline, INPUT, &ladder).unwrap();
+    let ingest = video_ingest(&pipeline, INPUT, &ladder, false).unwrap();
     assert!(ingest.h264_tee.is_none());
     let tee = ingest.raw_tee.unwrap();
     let sink = gst_app::AppSink::builder().sync(false).build();

@@ -49,7 +49,7 @@ fn rung_outputs_playable_h264_on_the_segment_grid_in_cmaf_chunks() {
     let tee = gst::ElementFactory::make("tee").build().unwrap();
     pipeline.add_many([src.upcast_ref(), &tee]).unwrap();
     src.link(&tee).unwrap();
-    let branch = video_rung(&pipeline, &tee, &rung, &ladder, timing).unwrap();
+    let branch = video_rung(&pipeline, &tee, &rung, &ladder, timing, None).unwrap();
     let encoded = record_buffers(&branch.caps_source.static_pad("src").unwrap());
 
     pipeline.set_state(gst::State::Playing).unwrap();
