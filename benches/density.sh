@@ -16,6 +16,11 @@
 #                remuxes each layer as a rendition (no transcoding). Baseline: per stream the
 #                passthrough gst-launch-1.0 plus two more `udpsrc → depay → parse →
 #                h264timestamper → cmafmux` chains, one per lower layer.
+#   simulcast_ladder  the same simulcast publishers with the default ladder: the layers are
+#                remuxed (720p, 360p, 180p) and the rungs no layer covers (480p, 234p) are
+#                transcoded from the decoded top layer, their keyframes put where the layers'
+#                are. whipcast only (not in the default modes): no bare gst-launch-1.0
+#                pipeline forces keyframes where another stream has them.
 #
 # Publishers: ONE process with N peers (benches/cpu.rs `publish-many`): one GStreamer
 # pipeline encodes 1280x720@30 H.264 (x264 ultrafast, constrained baseline, BENCH_BITRATE
@@ -83,8 +88,8 @@ NCPU=$(nproc)
     { echo "DENSITY_SECONDS must be an integer in 5..3600" >&2; exit 2; }
 for m in $MODES; do
     case $m in
-        transcode | passthrough | simulcast) ;;
-        *) echo "density: unknown mode $m (transcode | passthrough | simulcast)" >&2; exit 2 ;;
+        transcode | passthrough | simulcast | simulcast_ladder) ;;
+        *) echo "density: unknown mode $m (transcode | passthrough | simulcast | simulcast_ladder)" >&2; exit 2 ;;
     esac
 done
 for tool in curl jq ffprobe gst-launch-1.0 /usr/bin/time; do
@@ -228,9 +233,9 @@ aac_coder = "$AAC_CODER"
 [source]
 enabled = true
 EOF
-ladder_file() { if [[ $1 == transcode ]]; then echo "$ROOT/pipelines/ladder.toml"; else echo "$PASS_LADDER"; fi; }
+ladder_file() { if [[ $1 == transcode || $1 == simulcast_ladder ]]; then echo "$ROOT/pipelines/ladder.toml"; else echo "$PASS_LADDER"; fi; }
 # Video layers per stream: simulcast's three, else one.
-layers_of() { if [[ $1 == simulcast ]]; then echo 3; else echo 1; fi; }
+layers_of() { if [[ $1 == simulcast* ]]; then echo 3; else echo 1; fi; }
 
 # ---- one whipcast step ---------------------------------------------------------------------
 # Sets STEP: "ok|FAIL|INVALID cores per_stream_cores rss_mb per_stream_mb lag_p99_max loss
@@ -245,12 +250,14 @@ step_whipcast() { # mode n tag
         printf '[limits]\nmax_pending_sessions = 64\nmax_pending_sessions_per_client = 64\n'
         printf 'publish_per_minute = 0\nmax_connections_per_client = %d\n' $((n * 4 + 256))
         if [[ $mode != transcode ]]; then
-            # (Simulcast: the layers are the ladder, the top one its passthrough rung.)
             # The fan-out publisher ignores PLI and sends a keyframe every 2 s: with the
             # default 2 s segments the muxer cuts at the first keyframe at or after 2 s,
             # which a keyframe arriving a hair early misses (2 s and 4 s segments, measured:
             # 19 segments in 58 s). 1.8 s segments cut at every keyframe: 2 s segments.
             printf '[hls]\nsegment_duration = "1800ms"\n'
+        fi
+        if [[ $mode == passthrough || $mode == simulcast ]]; then
+            # (Simulcast: the layers are the ladder, the top one its passthrough rung.)
             echo "[media.ladder]"
             sed -n '1p' "$PASS_LADDER"
             sed -n '2,$p' "$PASS_LADDER" | sed 's/^\[\(.*\)\]$/[media.ladder.\1]/'
@@ -310,7 +317,7 @@ step_whipcast() { # mode n tag
     streams=$(jq '[.streams[] | select(.state == "live")] | length' "$WORK/$tag.api1.json")
     # Simulcast: every stream made a rendition of each of its three layers.
     local planned=$n
-    if [[ $mode == simulcast ]]; then
+    if [[ $mode == simulcast* ]]; then
         planned=$(jq '[.streams[] | select((.simulcast.layers // []) | length == 3)] | length' "$WORK/$tag.api1.json")
     fi
     lagmax=$(jq -r '[.streams[] | .lag_ms.p99] | max // 0' "$WORK/$tag.api1.json")
@@ -482,11 +489,13 @@ for mode in $MODES; do
         transcode) steps=${!var:-1 2 3 4 5 6} ;;
         passthrough) steps=${!var:-1 2 4 8 16 32 64 100 128 160 200} ;;
         simulcast) steps=${!var:-1 2 4 8 16 24 32 48} ;;
+        simulcast_ladder) steps=${!var:-1 2 3 4 6 8} ;;
     esac
     declare -A DONE=()
     for n in $steps; do
         for side in $SIDES; do
             [[ -z ${DONE[$side]:-} ]] || continue
+            [[ $mode != simulcast_ladder || $side == whipcast ]] || continue
             run_step "$mode" "$side" "$n" || DONE[$side]=1
         done
     done
@@ -504,7 +513,7 @@ ELAPSED=$(($(date +%s) - START))
 
 # ---- report --------------------------------------------------------------------------------
 LAYERS_LINE=""
-if [[ " $MODES " == *" simulcast "* ]]; then
+if [[ " $MODES " == *" simulcast"* ]]; then
     LAYERS_LINE="simulcast  : the same picture also at $((WIDTH / 2))x$((HEIGHT / 2)) $((BITRATE / 4)) and $((WIDTH / 4))x$((HEIGHT / 4)) $((BITRATE / 16)) kbit/s: rid h/m/l of one video track (3 encodes, fanned out)
 "
 fi
@@ -519,11 +528,11 @@ ${LAYERS_LINE}audio      : Opus → AAC ${AAC_CODER} (passthrough, simulcast)
 window     : ${SECS} s per step once all N are connected; lag limit p99 <= ${LAG_MAX} ms
 idle check : other processes used ${IDLE_SEEN[*]} cores before each step (limit ${IDLE_CORES})
 
-mode        side      N  verdict  cores  cores/N  RSS MB  MB/N(>idle)  lag p99 ms  loss  advancing  publisher cores  machine cores  why
+mode             side      N  verdict  cores  cores/N  RSS MB  MB/N(>idle)  lag p99 ms  loss  advancing  publisher cores  machine cores  why
 EOF
 for row in "${ROWS[@]}"; do
     read -r m s n v c cn r rn l lo a p mc why <<<"$row"
-    printf '%-11s %-8s %3d  %-7s  %5s  %7s  %6s  %11s  %10s  %4s  %-9s  %15s  %13s  %s\n' \
+    printf '%-16s %-8s %3d  %-7s  %5s  %7s  %6s  %11s  %10s  %4s  %-9s  %15s  %13s  %s\n' \
         "$m" "$s" "$n" "$v" "$c" "$cn" "$r" "$rn" "$l" "$lo" "$a" "$p" "$mc" "$why"
 done
 echo

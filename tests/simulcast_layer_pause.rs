@@ -138,6 +138,7 @@ async fn a_paused_layer_stalls_no_other_and_comes_back_aligned() {
         gaps.extend(pl.parts.iter().filter(|p| p.gap).map(|p| p.msn));
         if r == "180p" {
             assert!(!gaps.is_empty(), "180p lists no gap for its pause:\n{text}");
+            println!("180p lists gaps at segments {gaps:?} (parts counted per part)");
         } else {
             assert!(gaps.is_empty(), "{r} lists gaps {gaps:?}:\n{text}");
         }

@@ -196,13 +196,13 @@ pub(super) fn connect_appsink(
                         let n = segment_no.map_or(0, |n| n + 1);
                         segment_no = Some(n);
                         in_gap = gaps.is_gap(n);
-                        // The same slot on the layer's own silences (lock order: the
-                        // broadcast's, then the layer's; push_layer takes only the latter).
-                        if let (Some(own), Some(at)) = (&own_gaps, gaps.origin())
-                            && let Ok(mut own) = own.lock()
+                        // A simulcast layer's own silences, at this segment's start (gaps.rs
+                        // `silent_at`; lock order: the broadcast's, then the layer's;
+                        // push_layer takes only the latter).
+                        if let Some(own) = &own_gaps
+                            && let Ok(own) = own.lock()
                         {
-                            own.set_origin(at);
-                            in_gap |= own.is_gap(n);
+                            in_gap |= own.silent_at(Duration::from_nanos(running.nseconds()));
                         }
                     }
                 }

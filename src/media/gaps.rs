@@ -21,8 +21,13 @@
 //!
 //! A simulcast layer the publisher pauses (a browser drops a layer under congestion) has
 //! silences of its own: its rendition alone shows them as gaps, from a [`Gaps`] fed by its
-//! packets on the broadcast's segment grid (the same origin); players take those segments
-//! from another rendition (HLS2 §6.3.3: a client SHOULD try another variant for a gap).
+//! packets; players take those segments from another rendition (HLS2 §6.3.3: a client
+//! SHOULD try another variant for a gap). No other rendition has to agree, so a layer's
+//! segment is a gap when it *begins* inside the layer's silence ([`Gaps::silent_at`]), by
+//! its own start rather than by a slot of the nominal grid: a layer's segments follow the
+//! publisher's keyframes, which can be farther apart than the segment duration (measured:
+//! a 2 s GOP against 1.8 s slots put the pause's slots 2–3 s before the segments that
+//! showed it, and at the end of an 8 s pause no segment of the layer was marked).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -65,11 +70,6 @@ impl Gaps {
         self.origin.get_or_insert(at);
     }
 
-    /// Where segment 0 begins, once known.
-    pub(crate) fn origin(&self) -> Option<Duration> {
-        self.origin
-    }
-
     /// A video packet arrived at running time `at`.
     pub(crate) fn packet(&mut self, at: Duration) {
         if let Some(last) = self.last {
@@ -107,6 +107,17 @@ impl Gaps {
         }
         let n = (t - one).as_nanos().div_ceil(self.segment.as_nanos());
         Some(one + self.segment * n as u32)
+    }
+
+    /// Whether running time `t` is inside a silence, at least [`MIN_SILENCE`] after its
+    /// last packet (a simulcast layer's segment that begins there is a gap).
+    pub(crate) fn silent_at(&self, t: Duration) -> bool {
+        if self.last.is_some_and(|last| t >= last + MIN_SILENCE) {
+            return true;
+        }
+        self.ended
+            .iter()
+            .any(|&(before, after)| t >= before + MIN_SILENCE && t < after)
     }
 
     /// Whether segment `n` (counted from 0 in every rendition) is a gap. Call it once
@@ -181,6 +192,20 @@ mod tests {
         feed(&mut g, 0, 5_000);
         feed(&mut g, 6_900, 10_000);
         assert!((0..10).all(|n| !g.is_gap(n)));
+    }
+
+    #[test]
+    fn a_layer_is_silent_from_two_seconds_after_its_last_packet_until_the_next() {
+        let mut g = Gaps::new(ms(1000), ms(200));
+        feed(&mut g, 0, 5_000);
+        // Last packet at 4.983 s.
+        assert!(!g.silent_at(ms(6_900)));
+        assert!(g.silent_at(ms(7_000)));
+        assert!(g.silent_at(ms(11_000)), "still going on");
+        feed(&mut g, 12_000, 20_000);
+        assert!(g.silent_at(ms(11_999)));
+        assert!(!g.silent_at(ms(12_000)), "over at the first packet after");
+        assert!(!g.silent_at(ms(4_000)));
     }
 
     #[test]

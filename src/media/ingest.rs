@@ -33,6 +33,8 @@ pub(crate) struct VideoIngest {
     /// Raw I420 video at the ladder frame rate; request pads from it per rung. `None` for a
     /// passthrough-only ladder: nothing to transcode, so nothing is decoded.
     pub raw_tee: Option<gst::Element>,
+    /// The decoder (with `raw_tee`): its sink pad sees the publisher's keyframes.
+    pub decoder: Option<gst::Element>,
 }
 
 /// `from_first_frame`: the decoded video starts at the first decoded frame rather than at
@@ -105,6 +107,7 @@ pub(crate) fn video_ingest(
             jitter: jbuf,
             h264_tee: Some(tee),
             raw_tee: None,
+            decoder: None,
         });
     }
 
@@ -172,6 +175,7 @@ pub(crate) fn video_ingest(
         jitter: jbuf,
         h264_tee,
         raw_tee: Some(raw_tee),
+        decoder: Some(decoder),
     })
 }
 

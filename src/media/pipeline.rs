@@ -174,7 +174,8 @@ impl Pipeline {
             if let (Some(align), Some(raw), Some(frame)) =
                 (&shared.align, tee_sink.peer(), shared.frame_interval)
             {
-                align.force_keys(&raw, Duration::from_nanos(frame.nseconds()));
+                let top = ingest.decoder.as_ref().and_then(|d| d.static_pad("sink"));
+                align.force_keys(&raw, top.as_ref(), Duration::from_nanos(frame.nseconds()));
             }
             let shared = Arc::clone(&shared);
             let pipeline_weak = pipeline.downgrade();
