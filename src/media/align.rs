@@ -61,6 +61,8 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use tracing::{debug, info, warn};
 
+use super::elements::running_time;
+
 /// Keyframes remembered per layer (a few seconds' worth of requested keyframes).
 const KEYS_KEPT: usize = 16;
 
@@ -324,11 +326,7 @@ impl Align {
                 if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
                     return gst::PadProbeReturn::Ok;
                 }
-                let running = pad.sticky_event::<gst::event::Segment>(0).and_then(|ev| {
-                    ev.segment()
-                        .downcast_ref::<gst::format::Time>()
-                        .and_then(|seg| seg.to_running_time(buffer.pts()))
-                });
+                let running = running_time(pad, buffer.pts());
                 if let (Some(running), Ok(mut state)) = (running, align.state.lock()) {
                     state.note_real_key(0, running.nseconds());
                 }
@@ -343,11 +341,7 @@ impl Align {
                 return gst::PadProbeReturn::Ok;
             };
             let pts = buffer.pts();
-            let running = pad.sticky_event::<gst::event::Segment>(0).and_then(|ev| {
-                ev.segment()
-                    .downcast_ref::<gst::format::Time>()
-                    .and_then(|seg| seg.to_running_time(pts))
-            });
+            let running = running_time(pad, pts);
             let Some(running) = running else {
                 return gst::PadProbeReturn::Ok;
             };
@@ -385,11 +379,7 @@ impl Align {
             let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data else {
                 return gst::PadProbeReturn::Ok;
             };
-            let running = pad.sticky_event::<gst::event::Segment>(0).and_then(|ev| {
-                ev.segment()
-                    .downcast_ref::<gst::format::Time>()
-                    .and_then(|seg| seg.to_running_time(buffer.pts()))
-            });
+            let running = running_time(pad, buffer.pts());
             let Some(running) = running else {
                 return gst::PadProbeReturn::Ok;
             };

@@ -196,3 +196,13 @@ pub(crate) fn queue(name: &str) -> Result<gst::Element, MediaError> {
             source,
         })
 }
+
+/// The running time of a buffer timestamped `pts` on `pad`, by the pad's segment (`None`
+/// without a time segment or outside it).
+pub(crate) fn running_time(pad: &gst::Pad, pts: Option<gst::ClockTime>) -> Option<gst::ClockTime> {
+    pad.sticky_event::<gst::event::Segment>(0).and_then(|ev| {
+        ev.segment()
+            .downcast_ref::<gst::format::Time>()
+            .and_then(|seg| seg.to_running_time(pts))
+    })
+}

@@ -8,6 +8,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::MediaError;
+use super::elements::running_time;
 
 /// Muxer timing: fragment (= segment) duration and, for LL-HLS, chunk (= part) duration.
 #[derive(Debug, Clone, Copy)]
@@ -43,11 +44,7 @@ pub(crate) fn split_first_fragment(mux: &gst::Element, pad: &gst::Pad, after: Du
         if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
             return gst::PadProbeReturn::Ok;
         }
-        let running = pad.sticky_event::<gst::event::Segment>(0).and_then(|ev| {
-            ev.segment()
-                .downcast_ref::<gst::format::Time>()
-                .and_then(|seg| seg.to_running_time(buffer.pts()))
-        });
+        let running = running_time(pad, buffer.pts());
         if let (Some(mux), Some(running)) = (mux.upgrade(), running) {
             mux.emit_by_name::<()>("split-at-running-time", &[&(running + after)]);
         }
