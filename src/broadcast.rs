@@ -468,6 +468,12 @@ fn store_event(
             store.expect(stream.as_str(), names);
             0
         }
+        MediaEvent::Alignment(report) => {
+            // align.rs logs each event as it happens; this is the running count.
+            debug!(?report, "simulcast alignment trouble so far");
+            store.set_simulcast_alignment(stream.as_str(), report);
+            0
+        }
         MediaEvent::Fragment {
             rendition,
             origin,

@@ -64,6 +64,22 @@ pub struct Plan {
     pub left_out: Vec<String>,
     /// The ladder's rungs no layer covers, transcoded from the top layer ([`uncovered`]).
     pub transcoded: Vec<String>,
+    /// The renditions whose segment boundaries could not always be aligned, since the
+    /// broadcast began (empty while all is well).
+    pub alignment: Vec<Alignment>,
+}
+
+/// How one simulcast rendition kept to the common segment boundaries (media/align.rs).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alignment {
+    /// The rendition.
+    pub rendition: String,
+    /// Segments it cut at a keyframe no other rendition had (its keyframes matched none
+    /// several times in a row): its segment N may start elsewhere than the others'.
+    pub cut_alone: u64,
+    /// Times it showed no frames while the others waited at a boundary, which was then
+    /// cut without it (a paused layer; a publisher that stopped sending it).
+    pub absent: u64,
 }
 
 /// How far a layer's height may be from a rung's for the layer to stand for that rung: a
@@ -221,6 +237,7 @@ impl Layers {
             layers,
             left_out,
             transcoded: Vec::new(),
+            alignment: Vec::new(),
         })
     }
 }
@@ -306,6 +323,7 @@ mod tests {
                 .collect(),
             left_out: Vec::new(),
             transcoded: Vec::new(),
+            alignment: Vec::new(),
         }
     }
 

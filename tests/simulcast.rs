@@ -82,6 +82,10 @@ async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding
         serde_json::json!([TRANSCODED]),
         "{plan}"
     );
+    // Alignment trouble (cuts alone, absent layers) is reported, not asserted: a browser's
+    // encoder may answer a keyframe request on one layer only.
+    assert!(plan["alignment"].is_array(), "{plan}");
+    println!("alignment trouble: {}", plan["alignment"]);
 
     // The bundled publisher page, over WebSocket, simulcast by default: three layers, each
     // a rendition.

@@ -161,6 +161,21 @@ async fn a_paused_layer_stalls_no_other_and_comes_back_aligned() {
     // Two more segments everywhere, then what every playlist lists.
     tokio::time::sleep(Duration::from_secs(4)).await;
 
+    // `/api/streams` names the renditions whose boundaries were not always common: the
+    // paused layer at most (absent at some boundaries), never the others.
+    let plan = stream_summary(&gw, "sc").await["simulcast"].clone();
+    let troubled: Vec<&str> = plan["alignment"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no alignment in the plan: {plan}"))
+        .iter()
+        .map(|a| a["rendition"].as_str().unwrap())
+        .collect();
+    println!("alignment trouble: {}", plan["alignment"]);
+    assert!(
+        troubled.iter().all(|r| *r == "180p"),
+        "renditions other than the paused one lost alignment: {plan}"
+    );
+
     // Every rendition, the one transcoded from the top layer too.
     let mut all = RENDITIONS.to_vec();
     all.push(TRANSCODED);

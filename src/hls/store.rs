@@ -29,7 +29,7 @@ use crate::config::{DvrOverflow, HlsConfig};
 use crate::keyframes::KeyframeStats;
 use crate::media::RenditionInfo;
 use crate::metrics::Metrics;
-use crate::simulcast::Plan as SimulcastPlan;
+use crate::simulcast::{Alignment as SimulcastAlignment, Plan as SimulcastPlan};
 
 /// Names whose numbering is remembered after expiry (beyond it, arbitrary old names are
 /// forgotten and restart their numbers from 0 under a fresh epoch).
@@ -346,6 +346,15 @@ impl HlsStore {
     /// Records how `stream`'s simulcast layers were planned (`/api/streams`).
     pub fn set_simulcast(&self, stream: &str, plan: SimulcastPlan) {
         self.read(stream, |st| st.simulcast = Some(plan));
+    }
+
+    /// Records the simulcast renditions' alignment troubles so far (`/api/streams`).
+    pub fn set_simulcast_alignment(&self, stream: &str, report: Vec<SimulcastAlignment>) {
+        self.read(stream, |st| {
+            if let Some(plan) = st.simulcast.as_mut() {
+                plan.alignment = report;
+            }
+        });
     }
 
     /// `EXT-X-DISCONTINUITY-SEQUENCE` of the current broadcast of `stream`.

@@ -91,6 +91,10 @@ struct Layer {
     shift: i64,
     /// A rung transcoded from the top layer, not a publisher's layer.
     derived: bool,
+    /// Its keyframes kept although alone ([`MAX_ALONE`]).
+    cut_alone: u64,
+    /// Times it was marked absent.
+    absent_times: u64,
     /// Its latest keyframe that was not a repeat (a publisher's layer only).
     last_real: Option<u64>,
 }
@@ -105,6 +109,8 @@ struct Layers {
     calibrated: bool,
     /// The latest layer keyframe the derived rungs were given a keyframe for.
     forced: Option<u64>,
+    /// Bumped whenever a `cut_alone` or `absent_times` count changes.
+    generation: u64,
 }
 
 impl Layers {
@@ -229,6 +235,8 @@ impl Layers {
         l.alone += 1;
         if l.alone > MAX_ALONE {
             l.alone = 0;
+            l.cut_alone += 1;
+            self.generation += 1;
             warn!(
                 rendition = names.get(index).map(String::as_str).unwrap_or(""),
                 "simulcast layer's keyframes never match the others' (timelines apart?): cutting here anyway"
@@ -249,8 +257,12 @@ impl Layers {
                 .is_some_and(|t| t > running.saturating_add(tolerance));
             if j != index && !l.absent && !near && !past {
                 l.absent = true;
+                l.absent_times += 1;
                 marked.push(j);
             }
+        }
+        if !marked.is_empty() {
+            self.generation += 1;
         }
         marked
     }
@@ -263,6 +275,8 @@ pub(crate) struct Align {
     /// The longest a keyframe waits for the other layers.
     wait: Duration,
     names: Vec<String>,
+    /// The generation of the last [`Align::report`].
+    reported: AtomicU64,
 }
 
 impl Align {
@@ -289,11 +303,35 @@ impl Align {
                 tolerance: tolerance.as_nanos() as u64,
                 calibrated: false,
                 forced: None,
+                generation: 0,
             }),
             changed: Condvar::new(),
             wait,
             names,
+            reported: AtomicU64::new(0),
         })
+    }
+
+    /// The renditions that had alignment trouble, with their counts, when that changed
+    /// since the last call (`/api/streams`); `None` otherwise. Called at segment starts.
+    pub(crate) fn report(&self) -> Option<Vec<crate::simulcast::Alignment>> {
+        let state = self.state.lock().ok()?;
+        if self.reported.swap(state.generation, Ordering::Relaxed) == state.generation {
+            return None;
+        }
+        Some(
+            state
+                .layers
+                .iter()
+                .zip(&self.names)
+                .filter(|(l, _)| l.cut_alone > 0 || l.absent_times > 0)
+                .map(|(l, name)| crate::simulcast::Alignment {
+                    rendition: name.clone(),
+                    cut_alone: l.cut_alone,
+                    absent: l.absent_times,
+                })
+                .collect(),
+        )
     }
 
     /// The participant index of rendition `name`.
@@ -491,6 +529,7 @@ mod tests {
             tolerance: 16 * MS,
             calibrated: true,
             forced: None,
+            generation: 0,
         }
     }
 
@@ -603,6 +642,7 @@ mod tests {
             l.keep(0, false, false, &names),
             "kept after {MAX_ALONE} alone in a row"
         );
+        assert_eq!((l.layers[0].cut_alone, l.generation), (1, 1), "and counted");
         assert!(!l.keep(0, false, false, &names), "and counted afresh");
         assert!(l.keep(0, true, false, &names));
     }
@@ -628,6 +668,7 @@ mod tests {
         l.record(0, 1000 * MS, true);
         assert_eq!(l.verdict(0, 1000 * MS), None);
         assert_eq!(l.mark_undecided_absent(0, 1000 * MS), vec![1]);
+        assert_eq!((l.layers[1].absent_times, l.generation), (1, 1));
         assert_eq!(l.verdict(0, 1000 * MS), Some(true));
         l.record(0, 2000 * MS, true);
         assert_eq!(l.verdict(0, 2000 * MS), Some(true), "still absent");

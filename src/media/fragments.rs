@@ -206,6 +206,12 @@ pub(super) fn connect_appsink(
                         }
                     }
                 }
+                // Simulcast: alignment trouble, reported when it changed (align.rs).
+                if starts_segment
+                    && let Some(report) = shared.align.as_ref().and_then(|a| a.report())
+                {
+                    send(MediaEvent::Alignment(report))?;
+                }
                 let bufs: Vec<&gst::BufferRef> =
                     (idx..list.len()).filter_map(|i| list.get(i)).collect();
                 send(MediaEvent::Fragment {

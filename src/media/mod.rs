@@ -338,6 +338,8 @@ pub enum MediaEvent {
     /// Every rendition this broadcast will have, known once the ladder is planned (before
     /// any of their init segments): the multivariant playlist lists all of them or none.
     Renditions(Vec<String>),
+    /// Simulcast: the renditions' alignment troubles so far, when they changed (align.rs).
+    Alignment(Vec<crate::simulcast::Alignment>),
     /// The decoder or depayloader lost sync: ask the publisher for a keyframe (PLI).
     KeyframeRequest,
     /// Every branch drained after end-of-stream.
