@@ -8,7 +8,11 @@
 //! variants, then has hls.js (the bundled watch page) switch through the levels with
 //! `nextLevel` (top, bottom, middle — the transcoded 240p —, top; a switch at a segment
 //! boundary of the new level, which only plays through when segment N starts at the same
-//! instant in every rendition), with no stall. This test then reads what the gateway
+//! instant in every rendition), with no stall; then pins hls.js to the lowest level and
+//! has Chromium pause that layer for 8 s (`setParameters`, encoding `l` inactive, as its
+//! encoder does under congestion): the 180p playlist goes on as a still picture (no
+//! `EXT-X-GAP`), and hls.js must keep playing through it (at least 70 % of wall time) and
+//! after it, with no fatal error. This test then reads what the gateway
 //! published, with readers nobody here wrote (m3u8-rs, ffprobe):
 //! - the master lists 1280x720, 640x360, 426x240 and 320x180, and `/api/streams` says each
 //!   layer became a rendition, none was left out and 240p is transcoded;
@@ -66,6 +70,8 @@ async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding
         "the browser's checks failed: {}",
         common::script_failures(&summary)
     );
+
+    println!("the paused layer, as hls.js saw it: {}", summary["pause"]);
 
     // The layers as planned: each a rendition, none left out.
     let plan = &summary["api"]["simulcast"];

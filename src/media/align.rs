@@ -80,7 +80,9 @@ pub(crate) const REPEAT: gst::BufferFlags = gst::BufferFlags::DROPPABLE;
 #[derive(Debug, Default)]
 struct Layer {
     latest: Option<u64>,
-    keys: VecDeque<u64>,
+    /// Its keyframes: running time and, for a repeat, the frame interval it fills (it
+    /// stands for every instant since the previous repeat: see [`near`]).
+    keys: VecDeque<(u64, u64)>,
     absent: bool,
     /// Its keyframes judged alone in a row.
     alone: u32,
@@ -141,7 +143,13 @@ impl Layers {
     /// Records a frame; `true` when it is the layer's first (a muxer starts at a keyframe,
     /// so a layer's first keyframe is always kept: the layers start on the keyframes asked
     /// of them together, broadcast.rs).
+    #[cfg(test)]
     fn record(&mut self, index: usize, running: u64, key: bool) -> bool {
+        self.record_filling(index, running, key, 0)
+    }
+
+    /// Records a frame (as `record` does); a keyframe fills `window` ns before it (a repeat).
+    fn record_filling(&mut self, index: usize, running: u64, key: bool, window: u64) -> bool {
         let Some(l) = self.layers.get_mut(index) else {
             return false;
         };
@@ -152,23 +160,27 @@ impl Layers {
             if l.keys.len() == KEYS_KEPT {
                 l.keys.pop_front();
             }
-            l.keys.push_back(running);
+            l.keys.push_back((running, window));
         }
         first
     }
 
     /// Whether layer `index`'s keyframe at `running` is common to every layer present:
     /// `None` while some layer has shown neither a keyframe near it nor a frame past it.
+    #[cfg(test)]
     fn verdict(&self, index: usize, running: u64) -> Option<bool> {
+        self.verdict_filling(index, (running, 0))
+    }
+
+    /// The verdict (as `verdict`) for a keyframe `(running, window)` ([`near`]).
+    fn verdict_filling(&self, index: usize, own: (u64, u64)) -> Option<bool> {
+        let (running, _) = own;
         let mut undecided = false;
         for (j, l) in self.layers.iter().enumerate() {
             if j == index || l.absent {
                 continue;
             }
-            if l.keys
-                .iter()
-                .any(|&k| k.abs_diff(running) <= self.tolerance)
-            {
+            if l.keys.iter().any(|&k| near(k, own, self.tolerance)) {
                 continue;
             }
             if l.latest
@@ -247,11 +259,12 @@ impl Layers {
     }
 
     /// The layers that have not shown a keyframe near `running` nor a frame past it.
-    fn mark_undecided_absent(&mut self, index: usize, running: u64) -> Vec<usize> {
+    fn mark_undecided_absent(&mut self, index: usize, own: (u64, u64)) -> Vec<usize> {
+        let (running, _) = own;
         let tolerance = self.tolerance;
         let mut marked = Vec::new();
         for (j, l) in self.layers.iter_mut().enumerate() {
-            let near = l.keys.iter().any(|&k| k.abs_diff(running) <= tolerance);
+            let near = l.keys.iter().any(|&k| near(k, own, tolerance));
             let past = l
                 .latest
                 .is_some_and(|t| t > running.saturating_add(tolerance));
@@ -266,6 +279,18 @@ impl Layers {
         }
         marked
     }
+}
+
+/// Whether two keyframes `(running, window)` are the same instant: within `tolerance` of
+/// each other, or one of them a repeat that fills the instant of the other. A paused layer's
+/// repeats come at its own frame interval (Chromium's lowest layer: not every 33 ms), so
+/// the repeat nearest another layer's keyframe may be farther than the tolerance from it;
+/// the first repeat at or after that keyframe stands for it (measured before this: a paused
+/// 180p layer of Chromium's never met the others' boundaries, cut 2–3 s segments, and after
+/// the pause its segment 38 started 4.2 s after theirs).
+fn near(a: (u64, u64), b: (u64, u64), tolerance: u64) -> bool {
+    let fills = |(t, w): (u64, u64), k: u64| w > 0 && t.saturating_sub(w) < k && k <= t;
+    a.0.abs_diff(b.0) <= tolerance || fills(a, b.0) || fills(b, a.0)
 }
 
 /// The keyframe alignment of one broadcast's simulcast layers.
@@ -426,7 +451,13 @@ impl Align {
             if repeat {
                 buffer.make_mut().unset_flags(REPEAT);
             }
-            let (keep, shift) = align.judge(index, running.nseconds(), key, repeat);
+            // A repeat fills its frame interval before it.
+            let window = if repeat {
+                buffer.duration().map_or(0, |d| d.nseconds())
+            } else {
+                0
+            };
+            let (keep, shift) = align.judge(index, running.nseconds(), key, repeat, window);
             if shift != 0 {
                 let b = buffer.make_mut();
                 let moved = |t: Option<gst::ClockTime>| {
@@ -455,7 +486,7 @@ impl Align {
     /// Records a frame of layer `index` at `raw` running time (as its jitter buffer
     /// stamped it; `repeat`: a livesync repeat of its last keyframe): whether it stays a
     /// keyframe, and the shift to take off its timestamps.
-    fn judge(&self, index: usize, raw: u64, key: bool, repeat: bool) -> (bool, i64) {
+    fn judge(&self, index: usize, raw: u64, key: bool, repeat: bool, window: u64) -> (bool, i64) {
         let Ok(mut state) = self.state.lock() else {
             return (true, 0);
         };
@@ -485,7 +516,7 @@ impl Align {
         }
         let shift = state.layers.get(index).map_or(0, |l| l.shift);
         let running = (raw as i64 - shift).max(0) as u64;
-        let first = state.record(index, running, key);
+        let first = state.record_filling(index, running, key, window);
         if key && !repeat {
             state.note_real_key(index, running);
         }
@@ -495,18 +526,20 @@ impl Align {
         }
         let deadline = Instant::now() + self.wait;
         loop {
-            if let Some(verdict) = state.verdict(index, running) {
+            if let Some(verdict) = state.verdict_filling(index, (running, window)) {
                 return (state.keep(index, verdict, repeat, &self.names), shift);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                for j in state.mark_undecided_absent(index, running) {
+                for j in state.mark_undecided_absent(index, (running, window)) {
                     warn!(
                         rendition = self.names.get(j).map(String::as_str).unwrap_or(""),
                         "simulcast layer shows no frames; segments are cut without it"
                     );
                 }
-                let verdict = state.verdict(index, running).unwrap_or(true);
+                let verdict = state
+                    .verdict_filling(index, (running, window))
+                    .unwrap_or(true);
                 return (state.keep(index, verdict, repeat, &self.names), shift);
             }
             state = match self.changed.wait_timeout(state, left) {
@@ -571,6 +604,34 @@ mod tests {
             assert!(!l.keep(2, false, false, &names));
         }
         assert!(l.keep(2, true, false, &names));
+    }
+
+    #[test]
+    fn a_paused_layers_repeat_stands_for_the_instant_it_fills() {
+        // Layer 1 paused, repeating every 66.7 ms (15 fps): repeats at 967 and 1033 ms; the
+        // others' keyframe at 1000 ms is 33 ms from either (tolerance 16 ms here).
+        let mut l = layers(2);
+        l.record_filling(1, 966 * MS, true, 66 * MS);
+        l.record(0, 1000 * MS, true);
+        assert_eq!(
+            l.verdict(0, 1000 * MS),
+            None,
+            "the repeat before does not fill it"
+        );
+        l.record_filling(1, 1033 * MS, true, 66 * MS);
+        assert_eq!(
+            l.verdict(0, 1000 * MS),
+            Some(true),
+            "the first repeat after does"
+        );
+        assert_eq!(l.verdict_filling(1, (1033 * MS, 66 * MS)), Some(true));
+        assert_eq!(
+            l.verdict_filling(1, (966 * MS, 66 * MS)),
+            Some(false),
+            "the repeat before is no boundary"
+        );
+        assert!(near((1000 * MS, 0), (1010 * MS, 0), 16 * MS));
+        assert!(!near((1000 * MS, 0), (1100 * MS, 66 * MS), 16 * MS));
     }
 
     #[test]
@@ -667,7 +728,7 @@ mod tests {
         let mut l = layers(2);
         l.record(0, 1000 * MS, true);
         assert_eq!(l.verdict(0, 1000 * MS), None);
-        assert_eq!(l.mark_undecided_absent(0, 1000 * MS), vec![1]);
+        assert_eq!(l.mark_undecided_absent(0, (1000 * MS, 0)), vec![1]);
         assert_eq!((l.layers[1].absent_times, l.generation), (1, 1));
         assert_eq!(l.verdict(0, 1000 * MS), Some(true));
         l.record(0, 2000 * MS, true);
@@ -689,13 +750,13 @@ mod tests {
         let other = Arc::clone(&align);
         let started = Instant::now();
         // First keyframes: layer 1's timeline is 10 ms late; it is moved onto layer 0's.
-        let t = std::thread::spawn(move || other.judge(1, 1010 * MS, true, false));
-        assert_eq!(align.judge(0, 1000 * MS, true, false), (true, 0));
+        let t = std::thread::spawn(move || other.judge(1, 1010 * MS, true, false, 0));
+        assert_eq!(align.judge(0, 1000 * MS, true, false, 0), (true, 0));
         assert_eq!(t.join().expect("thread"), (true, 10 * MS as i64));
         // The next common keyframe: 2011 on layer 1's own timeline is 2001 on layer 0's.
         let other = Arc::clone(&align);
-        let t = std::thread::spawn(move || other.judge(1, 2011 * MS, true, false));
-        assert_eq!(align.judge(0, 2000 * MS, true, false), (true, 0));
+        let t = std::thread::spawn(move || other.judge(1, 2011 * MS, true, false, 0));
+        assert_eq!(align.judge(0, 2000 * MS, true, false, 0), (true, 0));
         assert_eq!(t.join().expect("thread"), (true, 10 * MS as i64));
         assert!(started.elapsed() < Duration::from_secs(1));
     }

@@ -2,8 +2,8 @@
 //! chunk) split into init segment and fragments, timed (running time, wall clock, lag) and
 //! handed to the broadcast task over the bounded event channel.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -13,7 +13,6 @@ use gstreamer_app as gst_app;
 use tracing::{debug, warn};
 
 use super::audio_cut::AudioCutter;
-use super::gaps::Gaps;
 use super::mux::Branch;
 use super::pipeline::Shared;
 use super::{MediaEvent, Origin, RenditionInfo, RenditionKind};
@@ -69,15 +68,7 @@ fn rendition_info(name: &str, caps: &gst::Caps, shared: &Shared) -> RenditionInf
 
 /// The appsink callback: split cmafmux output into init segment and fragments, and hand
 /// them to the broadcast task. Runs on a streaming thread (blocking send is allowed there).
-/// `own_gaps`: a simulcast layer's own silences (gaps.rs), which make gaps in its rendition
-/// only.
-pub(super) fn connect_appsink(
-    branch: &Branch,
-    name: &str,
-    origin: Origin,
-    shared: &Arc<Shared>,
-    own_gaps: Option<Arc<Mutex<Gaps>>>,
-) {
+pub(super) fn connect_appsink(branch: &Branch, name: &str, origin: Origin, shared: &Arc<Shared>) {
     let shared = Arc::clone(shared);
     let name = name.to_string();
     let caps_pad = branch.caps_source.static_pad("src");
@@ -196,14 +187,6 @@ pub(super) fn connect_appsink(
                         let n = segment_no.map_or(0, |n| n + 1);
                         segment_no = Some(n);
                         in_gap = gaps.is_gap(n);
-                        // A simulcast layer's own silences, at this segment's start (gaps.rs
-                        // `silent_at`; lock order: the broadcast's, then the layer's;
-                        // push_layer takes only the latter).
-                        if let Some(own) = &own_gaps
-                            && let Ok(own) = own.lock()
-                        {
-                            in_gap |= own.silent_at(Duration::from_nanos(running.nseconds()));
-                        }
                     }
                 }
                 // Simulcast: alignment trouble, reported when it changed (align.rs).

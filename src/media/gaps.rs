@@ -19,15 +19,10 @@
 //! whichever rendition. A segment whose slot holds the first media after the stall stays a
 //! gap to its end: the rungs' next segment starts with a keyframe at the next slot boundary.
 //!
-//! A simulcast layer the publisher pauses (a browser drops a layer under congestion) has
-//! silences of its own: its rendition alone shows them as gaps, from a [`Gaps`] fed by its
-//! packets; players take those segments from another rendition (HLS2 §6.3.3: a client
-//! SHOULD try another variant for a gap). No other rendition has to agree, so a layer's
-//! segment is a gap when it *begins* inside the layer's silence ([`Gaps::silent_at`]), by
-//! its own start rather than by a slot of the nominal grid: a layer's segments follow the
-//! publisher's keyframes, which can be farther apart than the segment duration (measured:
-//! a 2 s GOP against 1.8 s slots put the pause's slots 2–3 s before the segments that
-//! showed it, and at the end of an 8 s pause no segment of the layer was marked).
+//! A simulcast layer the publisher pauses (a browser drops a layer under congestion) is
+//! not a gap: the others go on, and its rendition shows its last keyframe repeated (a
+//! still picture) until it comes back. Marking that time as gaps in its playlist alone
+//! made hls.js stall (media/pipeline.rs says what was measured).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -109,17 +104,6 @@ impl Gaps {
         Some(one + self.segment * n as u32)
     }
 
-    /// Whether running time `t` is inside a silence, at least [`MIN_SILENCE`] after its
-    /// last packet (a simulcast layer's segment that begins there is a gap).
-    pub(crate) fn silent_at(&self, t: Duration) -> bool {
-        if self.last.is_some_and(|last| t >= last + MIN_SILENCE) {
-            return true;
-        }
-        self.ended
-            .iter()
-            .any(|&(before, after)| t >= before + MIN_SILENCE && t < after)
-    }
-
     /// Whether segment `n` (counted from 0 in every rendition) is a gap. Call it once
     /// slot `n` has begun (when the segment's first part is out).
     pub(crate) fn is_gap(&self, n: u64) -> bool {
@@ -192,20 +176,6 @@ mod tests {
         feed(&mut g, 0, 5_000);
         feed(&mut g, 6_900, 10_000);
         assert!((0..10).all(|n| !g.is_gap(n)));
-    }
-
-    #[test]
-    fn a_layer_is_silent_from_two_seconds_after_its_last_packet_until_the_next() {
-        let mut g = Gaps::new(ms(1000), ms(200));
-        feed(&mut g, 0, 5_000);
-        // Last packet at 4.983 s.
-        assert!(!g.silent_at(ms(6_900)));
-        assert!(g.silent_at(ms(7_000)));
-        assert!(g.silent_at(ms(11_000)), "still going on");
-        feed(&mut g, 12_000, 20_000);
-        assert!(g.silent_at(ms(11_999)));
-        assert!(!g.silent_at(ms(12_000)), "over at the first packet after");
-        assert!(!g.silent_at(ms(4_000)));
     }
 
     #[test]

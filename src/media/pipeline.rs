@@ -60,8 +60,6 @@ pub struct Pipeline {
     audio_stale: Mutex<StaleFilter>,
     /// The broadcast's video silences (gaps.rs), shared with the appsink callbacks.
     gaps: Arc<Mutex<Gaps>>,
-    /// Each simulcast layer's own silences (in `layer_srcs` order), shared likewise.
-    layer_gaps: Vec<Arc<Mutex<Gaps>>>,
     events: mpsc::Receiver<MediaEvent>,
     bus_task: tokio::task::JoinHandle<()>,
     stopped: bool,
@@ -105,7 +103,6 @@ impl Pipeline {
                 timing.part.unwrap_or(timing.segment),
             )))
         };
-        let layer_gaps: Vec<Arc<Mutex<Gaps>>> = layers.iter().map(|_| new_gaps()).collect();
         let shared = Arc::new(Shared {
             frame_interval,
             video_offset: Arc::new(AtomicI64::new(0)),
@@ -118,7 +115,7 @@ impl Pipeline {
             rungs_built: Mutex::new(false),
         });
         watch_keyframe_requests(&ingest.appsrc, &shared.events);
-        connect_appsink(&audio.branch, AUDIO_RENDITION, Origin::Audio, &shared, None);
+        connect_appsink(&audio.branch, AUDIO_RENDITION, Origin::Audio, &shared);
         let layer_jitters: Vec<gst::Element> =
             layers.iter().map(|(i, _)| i.jitter.clone()).collect();
         let audio_rtcp = match &audio.rtcp {
@@ -139,18 +136,16 @@ impl Pipeline {
                 shared.spec.source_rendition(),
                 Origin::Source,
                 &shared,
-                None,
             );
         }
         let layer_names = shared.spec.simulcast.iter().flat_map(|s| &s.layers);
-        for (((input, branch), layer), gaps) in layers.iter().zip(layer_names).zip(&layer_gaps) {
-            connect_appsink(
-                branch,
-                &layer.rendition,
-                Origin::Source,
-                &shared,
-                Some(Arc::clone(gaps)),
-            );
+        // A layer the publisher pauses is not marked as gaps in its own rendition: its
+        // playlist goes on with repeats of its last keyframe (a still picture). Measured with
+        // hls.js 1.7 playing the paused 180p layer for 8 s (tests/simulcast.rs): with that
+        // time listed as EXT-X-GAP in 180p only, it stalled twice, raised fragGap and
+        // switched level, 4.77 s of playback in 8 s; with the still picture, 7.91 s.
+        for ((input, branch), layer) in layers.iter().zip(layer_names) {
+            connect_appsink(branch, &layer.rendition, Origin::Source, &shared);
             watch_keyframe_requests(&input.appsrc, &shared.events);
         }
         if ingest.raw_tee.is_none() {
@@ -253,7 +248,6 @@ impl Pipeline {
             video_stale: Mutex::new(StaleFilter::new(90_000)),
             audio_stale: Mutex::new(StaleFilter::new(48_000)),
             gaps: Arc::clone(&shared.gaps),
-            layer_gaps,
             events: rx,
             bus_task,
             stopped: false,
@@ -289,9 +283,6 @@ impl Pipeline {
         }
         match packet.arrival.checked_duration_since(self.epoch) {
             Some(since) if admit(stale, &packet, since, "video layer") => {
-                if let Some(Ok(mut gaps)) = self.layer_gaps.get(index).map(|g| g.lock()) {
-                    gaps.packet(since);
-                }
                 push(src, self.epoch, packet).map(|()| true)
             }
             _ => Ok(true),
@@ -500,7 +491,7 @@ fn build_rungs(
         shared.align.as_ref(),
     )?;
     for (rung, branch) in plan.iter().zip(&branches) {
-        connect_appsink(branch, &rung.name, Origin::Rung, shared, None);
+        connect_appsink(branch, &rung.name, Origin::Rung, shared);
     }
     *built = true;
     let mut names = graph::fixed_renditions(&shared.spec);

@@ -29,6 +29,7 @@ const WIDTH = 1280;
 const HEIGHT = 720;
 const FPS = 30;
 const HOLD_SECONDS = Number(process.env.HOLD_SECONDS || 6);
+const PAUSE_SECONDS = Number(process.env.PAUSE_SECONDS || 8);
 const GATHER_TIMEOUT_MS = 5_000;
 const MASTER_TIMEOUT_MS = 40_000;
 const PLAY_TIMEOUT_MS = 30_000;
@@ -120,6 +121,16 @@ async function publish({ stream, width, height, fps, gatherTimeoutMs }) {
   if (r.status !== 201) return { status: r.status, error: body.slice(0, 300) };
   await pc.setRemoteDescription({ type: 'answer', sdp: body });
   window.__sim = { pc, media, timer, ac, resource: new URL(r.headers.get('Location'), location.href).href };
+  // Pauses or resumes one layer, as the encoder does under congestion.
+  window.__simLayer = async (rid, active) => {
+    const sender = pc.getSenders().find((x) => x.track?.kind === 'video');
+    const params = sender.getParameters();
+    const enc = params.encodings.find((e) => e.rid === rid);
+    if (!enc) return `no encoding ${rid}`;
+    enc.active = active;
+    await sender.setParameters(params);
+    return true;
+  };
   return {
     status: r.status,
     offerRids: [...offer.matchAll(/a=rid:(\S+) send/g)].map((m) => m[1]),
@@ -297,6 +308,44 @@ async function main() {
         const end = await state();
         summary.watch = { advanced: +(end.t - start.t).toFixed(2), stalls: end.stalls - start.stalls, fatalErrors: end.fatalErrors };
         check(end.stalls - start.stalls === 0, `hls.js stalled ${end.stalls - start.stalls} time(s) while switching`);
+
+        // The lowest layer paused by the publisher (what Chromium's encoder does under
+        // congestion, here by `setParameters`, encoding l inactive) while hls.js plays its
+        // level: its playlist goes on (a still picture, no EXT-X-GAP), the player plays on,
+        // and the layer comes back.
+        const lowest = byHeight[byHeight.length - 1];
+        await watch.evaluate((i) => { window.whipcastHls.nextLevel = i; }, lowest);
+        const onLowest = await watch
+          .waitForFunction((i) => window.whipcastHls.currentLevel === i, lowest, { timeout: SWITCH_TIMEOUT_MS })
+          .then(() => true, () => false);
+        check(onLowest, `hls.js did not switch back to ${start.levels[lowest]} before the pause`);
+        const before = await state();
+        const paused = await pub.evaluate((active) => window.__simLayer('l', active), false);
+        check(paused === true, `could not pause layer l: ${paused}`);
+        await sleep(PAUSE_SECONDS * 1000);
+        const lowUri = summary.variants.find((v) => v.height === Math.min(...summary.variants.map((x) => x.height)))?.uri;
+        const lowPlaylist = lowUri ? await (await fetch(new URL(lowUri, `${base}/hls/${stream}/master.m3u8`), { cache: 'no-store' })).text() : '';
+        const during = await state();
+        await pub.evaluate((active) => window.__simLayer('l', active), true);
+        await sleep(HOLD_SECONDS * 1000);
+        const after = await state();
+        summary.pause = {
+          seconds: PAUSE_SECONDS,
+          gapInPlaylist: /#EXT-X-GAP|GAP=YES/.test(lowPlaylist),
+          advancedDuring: +(during.t - before.t).toFixed(2),
+          advancedAfter: +(after.t - during.t).toFixed(2),
+          levelDuring: during.level,
+          sizeAfter: after.size,
+          stalls: after.stalls - before.stalls,
+          fatalErrors: after.fatalErrors,
+          errors: after.errors,
+        };
+        log(`layer l paused ${PAUSE_SECONDS} s: ${JSON.stringify(summary.pause)}`);
+        check(!summary.pause.gapInPlaylist, 'the paused layer\'s playlist lists a gap');
+        // Live playback advances with the wall clock; a player stuck on the gap would not.
+        check(summary.pause.advancedDuring >= PAUSE_SECONDS * 0.7, `hls.js advanced ${summary.pause.advancedDuring} s during the ${PAUSE_SECONDS} s pause`);
+        check(summary.pause.advancedAfter >= HOLD_SECONDS * 0.7, `hls.js advanced ${summary.pause.advancedAfter} s after the layer came back`);
+        check(after.fatalErrors === 0, `hls.js fatal errors around the pause: ${JSON.stringify(after.errors)}`);
         check(end.fatalErrors === 0, `hls.js fatal errors: ${end.fatalErrors} ${JSON.stringify(end.errors)}`);
       }
       await watch.close().catch(() => {});
