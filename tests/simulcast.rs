@@ -11,7 +11,7 @@
 //! instant in every rendition), with no stall; then pins hls.js to the lowest level and
 //! has Chromium pause that layer for 8 s (`setParameters`, encoding `l` inactive, as its
 //! encoder does under congestion): the 180p playlist goes on as a still picture (no
-//! `EXT-X-GAP`), and hls.js must keep playing through it (at least 70 % of wall time) and
+//! `EXT-X-GAP`), and hls.js must keep playing through it (at least half the wall time) and
 //! after it, with no fatal error. This test then reads what the gateway
 //! published, with readers nobody here wrote (m3u8-rs, ffprobe):
 //! - the master lists 1280x720, 640x360, 426x240 and 320x180, and `/api/streams` says each
