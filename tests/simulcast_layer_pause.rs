@@ -43,6 +43,35 @@ const RENDITIONS: [&str; 3] = ["720p", "360p", "180p"];
 /// from either), transcoded from the top layer.
 const TRANSCODED: &str = "240p";
 
+/// Follows a rendition's playlist as an LL-HLS player does, with blocking reloads for the
+/// next part (HLS2 §6.2.5.2), until `until`; returns the longest time between two new
+/// parts and when (seconds since the follower started) that wait ended.
+async fn follow_parts(gw: &TestGateway, rendition: &str, until: Instant) -> (Duration, f64) {
+    let base = gw.url(&format!("/hls/sc/{rendition}/index.m3u8"));
+    let started = Instant::now();
+    let (mut last_new, mut longest) = (Instant::now(), (Duration::ZERO, 0.0));
+    let mut next: Option<(u64, usize)> = None;
+    while Instant::now() < until {
+        let url = match next {
+            Some((msn, part)) => format!("{base}?_HLS_msn={msn}&_HLS_part={part}"),
+            None => base.clone(),
+        };
+        let (status, text) = gw.get_text(&url).await.unwrap();
+        assert_eq!(status, 200, "{url}: {text}");
+        let at = Some(LlPlaylist::parse(&text).last_part())
+            .flatten()
+            .map(|(msn, part)| (msn, part + 1));
+        if at != next {
+            let now = Instant::now();
+            if next.is_some() && now - last_new > longest.0 {
+                longest = (now - last_new, (now - started).as_secs_f64());
+            }
+            (last_new, next) = (now, at);
+        }
+    }
+    longest
+}
+
 /// Segments published so far per rendition (`/api/streams`).
 async fn published(gw: &TestGateway) -> BTreeMap<String, u64> {
     let s = stream_summary(gw, "sc").await;
@@ -105,11 +134,31 @@ async fn a_paused_layer_stalls_no_other_and_comes_back_aligned() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // The lowest layer stops for 8 s: four keyframes of the others.
-    source.pause_layer(2, true);
-    let before = published(&gw).await;
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    let during = published(&gw).await;
+    // The lowest layer stops for 8 s: four keyframes of the others. Meanwhile a player
+    // follows the paused layer's rendition: how long does it wait for a part?
+    let follower = follow_parts(&gw, "180p", Instant::now() + Duration::from_secs(9));
+    let pause = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        source.pause_layer(2, true);
+        let before = published(&gw).await;
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        (before, published(&gw).await)
+    };
+    let ((longest, when), (before, during)) = tokio::join!(follower, pause);
+    println!(
+        "180p: longest wait for a part {} ms, ending {when:.2} s into the follow (paused at 1 s)",
+        longest.as_millis()
+    );
+    // While `livesync` waits before repeating the last keyframe, the rendition publishes no
+    // part. hls.js gives a blocking playlist reload max(3 × PART-TARGET, 0.8 ×
+    // TARGETDURATION) before a `levelLoadTimeOut`: 0.8 s with 1 s segments (the other
+    // tests' and tests/simulcast.rs' setting), where it stalled once as Chromium's layer
+    // stopped. Measured: 748 ms with `livesync` waiting 400 ms, 501–532 ms with 150 ms.
+    assert!(
+        longest < Duration::from_millis(800),
+        "a player on 180p waited {} ms for a part as the layer stopped",
+        longest.as_millis()
+    );
     for r in ["720p", "360p", TRANSCODED] {
         assert!(
             during[r] >= before[r] + 3,

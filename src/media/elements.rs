@@ -137,10 +137,20 @@ pub(crate) fn jitterbuffer(name: &str) -> Result<gst::Element, MediaError> {
 /// How late a decoded frame (or audio buffer) may be before `livesync` repeats the previous
 /// one in its place. Above the decode time of a loaded 2-core machine, so a slow frame is
 /// not replaced; a stall of the publisher is filled within this.
-const LIVESYNC_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(400);
+pub(crate) const DECODED_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(400);
+
+/// The same for a remuxed branch (the passthrough rung, a simulcast layer): nothing is
+/// decoded before it, and the jitter buffer's wait for a lost packet is already in the
+/// upstream latency `livesync` adds this to. A rendition's parts stop while `livesync`
+/// waits: measured on a simulcast layer that stopped (tests/simulcast_layer_pause.rs), a
+/// player's blocking reload for the next part waited 748 ms with 400 ms here — within a
+/// frame of what hls.js allows a blocking playlist reload with 1 s segments
+/// (max(3 × PART-TARGET, 0.8 × TARGETDURATION) = 0.8 s, then `levelLoadTimeOut`).
+pub(crate) const REMUXED_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(150);
 
 /// `livesync` (gst-plugins-rs): passes buffers on as they come and, when the next one is
-/// more than [`LIVESYNC_LATENCY`] late on the clock, repeats the last one (silence for raw
+/// more than `latency` late on the clock (on top of the upstream latency), repeats the
+/// last one (silence for raw
 /// audio) with the GAP flag, one buffer duration at a time, for as long as nothing comes;
 /// what then arrives behind the timeline it kept is dropped. So a stream that stalls keeps
 /// its running time tied to the clock and its cadence, instead of a hole that videorate
@@ -148,10 +158,10 @@ const LIVESYNC_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(400);
 /// back: measured before (tests/timeline.rs, 7 s without packets), every rung published
 /// 7 one-second segments of repeated frames within 0.4 s, and the audio 7 segments at once.
 /// `sync=false`: no buffer waits for the clock, so it adds no latency; only a repeat does.
-pub(crate) fn livesync(name: &str) -> Result<gst::Element, MediaError> {
+pub(crate) fn livesync(name: &str, latency: gst::ClockTime) -> Result<gst::Element, MediaError> {
     gst::ElementFactory::make("livesync")
         .name(name)
-        .property("latency", LIVESYNC_LATENCY.nseconds())
+        .property("latency", latency.nseconds())
         .property("sync", false)
         .build()
         .map_err(|source| MediaError::Build {
