@@ -3,6 +3,8 @@
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
+use gstreamer_video as gst_video;
+use tracing::debug;
 
 use std::sync::Arc;
 
@@ -159,19 +161,45 @@ pub(crate) fn source_rung(
 /// publisher's last keyframe (with the repeat's timestamps). Until the first keyframe,
 /// repeats are dropped. Players skip what these make (gaps.rs); a client that does not
 /// know `EXT-X-GAP` decodes a still picture.
+///
+/// A repeat resets a decoder's references to that keyframe, so the publisher's frames
+/// after the stall, when they are predicted from frames before it (a network stall, not
+/// an encoder that paused and restarts with a keyframe), or from one `livesync` dropped
+/// for arriving behind its repeats, decode wrong until the next keyframe. The first such
+/// frame asks the publisher for one (an upstream force-key-unit event: the appsrc turns it
+/// into a PLI, bus.rs `watch_keyframe_requests`).
 fn repeat_keyframes(sync: &gst::Element) {
-    let last_key: std::sync::Mutex<Option<gst::Buffer>> = std::sync::Mutex::new(None);
+    struct Last {
+        key: Option<gst::Buffer>,
+        repeated: bool,
+    }
+    let last: std::sync::Mutex<Last> = std::sync::Mutex::new(Last {
+        key: None,
+        repeated: false,
+    });
+    let sink = sync.static_pad("sink");
     unflag_repeats(sync, move |buffer, repeat| {
-        let Ok(mut last_key) = last_key.lock() else {
+        let Ok(mut last) = last.lock() else {
             return gst::PadProbeReturn::Drop;
         };
         if !repeat {
-            if !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
-                *last_key = Some(buffer.clone());
+            let delta = buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+            if !delta {
+                last.key = Some(buffer.clone());
+            } else if last.repeated
+                && let Some(sink) = &sink
+            {
+                debug!("predicted frames after repeated keyframes: asking for a keyframe");
+                sink.push_event(
+                    gst_video::UpstreamForceKeyUnitEvent::builder()
+                        .all_headers(true)
+                        .build(),
+                );
             }
+            last.repeated = false;
             return gst::PadProbeReturn::Ok;
         }
-        let Some(key) = last_key.as_ref() else {
+        let Some(key) = last.key.as_ref() else {
             return gst::PadProbeReturn::Drop;
         };
         let mut copy = key.copy();
@@ -185,6 +213,7 @@ fn repeat_keyframes(sync: &gst::Element) {
             b.set_flags(super::align::REPEAT);
         }
         *buffer = copy;
+        last.repeated = true;
         gst::PadProbeReturn::Ok
     });
 }

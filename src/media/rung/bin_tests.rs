@@ -1,6 +1,8 @@
 //! The transcoded rung, fed raw I420 frames through a tee as the ingest bin feeds it.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use gstreamer as gst;
@@ -130,4 +132,95 @@ fn rung_outputs_playable_h264_on_the_segment_grid_in_cmaf_chunks() {
         assert_eq!(pair[0].pts + pair[0].duration, pair[1].pts, "{pair:?}");
         assert_eq!(pair[0].duration.mseconds(), 200, "{pair:?}");
     }
+}
+
+/// A network stall on the passthrough rung: `livesync` fills it with copies of the last
+/// keyframe, and the publisher's first predicted frame after it, which a decoder can no
+/// longer decode right (its references were replaced by the copies), asks upstream for a
+/// keyframe: an upstream force-key-unit event, which the ingest's appsrc turns into a PLI.
+#[test]
+fn the_first_predicted_frame_after_repeats_asks_for_a_keyframe() {
+    test_support::init();
+    // One keyframe, then predicted frames only.
+    let frames = test_support::generate(
+        "videotestsrc num-buffers=40 pattern=ball \
+         ! video/x-raw,format=I420,width=160,height=90,framerate=30/1 \
+         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=1000 \
+         ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=out",
+    );
+    assert_eq!(frames.len(), 40);
+    assert!(!frames[0].flags().contains(gst::BufferFlags::DELTA_UNIT));
+    assert!(
+        frames[1..]
+            .iter()
+            .all(|f| f.flags().contains(gst::BufferFlags::DELTA_UNIT))
+    );
+
+    let pipeline = gst::Pipeline::new();
+    let src = gst_app::AppSrc::builder()
+        .caps(
+            &gst::Caps::builder("video/x-h264")
+                .field("stream-format", "byte-stream")
+                .field("alignment", "au")
+                .build(),
+        )
+        .format(gst::Format::Time)
+        .is_live(true)
+        .do_timestamp(true)
+        .build();
+    let parse = gst::ElementFactory::make("h264parse").build().unwrap();
+    let tee = gst::ElementFactory::make("tee").build().unwrap();
+    pipeline.add_many([src.upcast_ref(), &parse, &tee]).unwrap();
+    gst::Element::link_many([src.upcast_ref(), &parse, &tee]).unwrap();
+    let timing = MuxTiming {
+        segment: Duration::from_secs(1),
+        part: Some(Duration::from_millis(200)),
+    };
+    let branch = super::source_rung(&pipeline, &tee, timing, "source", None).unwrap();
+    branch.appsink.set_drop(true);
+    branch.appsink.set_max_buffers(1);
+    let requests = Arc::new(AtomicUsize::new(0));
+    let seen = requests.clone();
+    src.static_pad("src").unwrap().add_probe(
+        gst::PadProbeType::EVENT_UPSTREAM,
+        move |_pad, info| {
+            if let Some(gst::PadProbeData::Event(ev)) = &info.data
+                && gst_video::UpstreamForceKeyUnitEvent::parse(ev).is_ok()
+            {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let send = |frames: &[gst::Buffer]| {
+        for f in frames {
+            // Stamped on arrival (`do-timestamp`), as the ingest's jitter buffer does.
+            let mut f = f.copy();
+            let b = f.get_mut().unwrap();
+            b.set_pts(gst::ClockTime::NONE);
+            b.set_dts(gst::ClockTime::NONE);
+            src.push_buffer(f).unwrap();
+            std::thread::sleep(Duration::from_millis(33));
+        }
+    };
+    send(&frames[..20]);
+    let before = requests.load(Ordering::SeqCst);
+    // The stall: longer than livesync's wait, so the last keyframe is repeated.
+    std::thread::sleep(Duration::from_millis(700));
+    send(&frames[20..]);
+    std::thread::sleep(Duration::from_millis(100));
+    let sync = pipeline.by_name("source_livesync").unwrap();
+    let duplicated = sync.property::<u64>("duplicate");
+    let after = requests.load(Ordering::SeqCst);
+    test_support::stop(&pipeline);
+    assert!(
+        duplicated > 5,
+        "livesync repeated {duplicated} frames in the stall"
+    );
+    assert_eq!(before, 0, "no keyframe asked for before the stall");
+    assert_eq!(
+        after, 1,
+        "one keyframe asked for after it, at the first predicted frame"
+    );
 }
