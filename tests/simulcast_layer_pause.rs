@@ -29,7 +29,10 @@ use std::time::{Duration, Instant};
 
 use common::ll::LlPlaylist;
 use common::publisher::{FeedSource, Publisher, PublisherOptions};
-use common::{TestGateway, assert_segments_aligned, segment_starts, stream_summary, test_config};
+use common::{
+    TestGateway, assert_segments_aligned, plan_renditions, segment_starts, stream_summary,
+    test_config,
+};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
@@ -107,13 +110,7 @@ async fn a_paused_layer_stalls_no_other_and_comes_back_aligned() {
         .await
         .unwrap();
     let plan = stream_summary(&gw, "sc").await["simulcast"].clone();
-    let planned: Vec<&str> = plan["layers"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no simulcast plan: {plan}"))
-        .iter()
-        .map(|l| l["rendition"].as_str().unwrap())
-        .collect();
-    assert_eq!(planned, RENDITIONS, "{plan}");
+    assert_eq!(plan_renditions(&plan, "layers"), RENDITIONS, "{plan}");
     assert_eq!(
         plan["transcoded"],
         serde_json::json!([TRANSCODED]),
@@ -208,12 +205,7 @@ async fn a_paused_layer_stalls_no_other_and_comes_back_aligned() {
     // `/api/streams` names the renditions whose boundaries were not always common: the
     // paused layer at most (absent at some boundaries), never the others.
     let plan = stream_summary(&gw, "sc").await["simulcast"].clone();
-    let troubled: Vec<&str> = plan["alignment"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no alignment in the plan: {plan}"))
-        .iter()
-        .map(|a| a["rendition"].as_str().unwrap())
-        .collect();
+    let troubled = plan_renditions(&plan, "alignment");
     println!("alignment trouble: {}", plan["alignment"]);
     assert!(
         troubled.iter().all(|r| *r == "180p"),

@@ -682,6 +682,17 @@ pub async fn metrics(gw: &TestGateway) -> HashMap<String, f64> {
     out
 }
 
+/// The `rendition` of every entry of `plan[key]` (a simulcast plan of `/api/streams`:
+/// `layers`, `alignment`).
+pub fn plan_renditions<'a>(plan: &'a serde_json::Value, key: &str) -> Vec<&'a str> {
+    plan[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} in the simulcast plan: {plan}"))
+        .iter()
+        .map(|l| l["rendition"].as_str().expect("a rendition name"))
+        .collect()
+}
+
 /// `stream` as /api/streams shows it.
 pub async fn stream_summary(gw: &TestGateway, stream: &str) -> serde_json::Value {
     let (_, text) = gw.get_text(&gw.url("/api/streams")).await.unwrap();

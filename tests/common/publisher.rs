@@ -221,27 +221,13 @@ impl FeedSource {
         for (name, tx, layer) in sinks {
             let tx = tx.clone();
             let paused = paused.clone();
-            let sink = pipeline
-                .by_name(name)
-                .with_context(|| format!("the feed pipeline has no {name}"))?
-                .downcast::<gst_app::AppSink>()
-                .map_err(|_| anyhow!("{name} is not an appsink"))?;
-            sink.set_callbacks(
-                gst_app::AppSinkCallbacks::builder()
-                    .new_sample(move |sink| {
-                        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                        if layer.is_some_and(|i| paused[i].load(Ordering::Relaxed)) {
-                            return Ok(gst::FlowSuccess::Ok);
-                        }
-                        if let Some(buffer) = sample.buffer() {
-                            let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                            // No subscriber yet (or none left) is not an error.
-                            let _ = tx.send(Bytes::copy_from_slice(map.as_slice()));
-                        }
-                        Ok(gst::FlowSuccess::Ok)
-                    })
-                    .build(),
-            );
+            on_appsink_packets(&pipeline, name, move |packet| {
+                if !layer.is_some_and(|i| paused[i].load(Ordering::Relaxed)) {
+                    // No subscriber yet (or none left) is not an error.
+                    let _ = tx.send(packet);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })?;
         }
         Ok(FeedSource {
             pipeline,
@@ -1720,6 +1706,26 @@ fn connect_appsink(
     tx: mpsc::Sender<Bytes>,
     stats: Arc<Stats>,
 ) -> anyhow::Result<()> {
+    on_appsink_packets(pipeline, name, move |packet| {
+        // Never block the streaming thread: drop (and count) when the channel is full.
+        match tx.try_send(packet) {
+            Ok(()) => Ok(gst::FlowSuccess::Ok),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+                Ok(gst::FlowSuccess::Ok)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(gst::FlowError::Flushing),
+        }
+    })
+}
+
+/// Hands every buffer appsink `name` of `pipeline` receives (an RTP packet) to `each`, on
+/// the streaming thread.
+fn on_appsink_packets(
+    pipeline: &gst::Pipeline,
+    name: &str,
+    each: impl Fn(Bytes) -> Result<gst::FlowSuccess, gst::FlowError> + Send + 'static,
+) -> anyhow::Result<()> {
     let sink = pipeline
         .by_name(name)
         .ok_or_else(|| anyhow!("no {name} element"))?
@@ -1733,15 +1739,7 @@ fn connect_appsink(
                     return Ok(gst::FlowSuccess::Ok);
                 };
                 let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                // Never block the streaming thread: drop (and count) when the channel is full.
-                match tx.try_send(Bytes::copy_from_slice(map.as_slice())) {
-                    Ok(()) => Ok(gst::FlowSuccess::Ok),
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        stats.dropped.fetch_add(1, Ordering::Relaxed);
-                        Ok(gst::FlowSuccess::Ok)
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => Err(gst::FlowError::Flushing),
-                }
+                each(Bytes::copy_from_slice(map.as_slice()))
             })
             .build(),
     );
