@@ -28,6 +28,10 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$ROOT/benches/lib.sh"
+# shellcheck disable=SC2034 # read by benches/lib.sh
+LOG_PREFIX=bench-cluster KEPT_WHAT="work files"
 SECS=${CLUSTER_SECONDS:-30}
 ROUNDS=${CLUSTER_ROUNDS:-2}
 WRK_SECS=${CLUSTER_WRK_SECONDS:-10}
@@ -36,7 +40,6 @@ OUT=${CLUSTER_OUT:-$ROOT/target/bench-cluster}
 WHIPCAST=${WHIPCAST_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/whipcast}
 TCK=$(getconf CLK_TCK)
 
-log() { echo "bench-cluster: $*" >&2; }
 for tool in wrk curl jq redis-server redis-cli redis-benchmark; do
     command -v "$tool" >/dev/null || { log "missing $tool (deploy/install-test-deps.sh, deploy/install-bench-deps.sh)"; exit 2; }
 done
@@ -45,46 +48,11 @@ done
 mkdir -p "$OUT"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/whipcast-cluster.XXXXXX")
 PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    sleep 1
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    [[ -n ${FAILED:-} ]] || rm -rf "$WORK"
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-fail() {
-    FAILED=1
-    log "$*"
-    log "work files kept in $WORK"
-    exit 1
-}
-wait_until() { # seconds, command...
-    local deadline=$(($(date +%s) + $1))
-    shift
-    until "$@"; do
-        (($(date +%s) < deadline)) || return 1
-        sleep 0.2
-    done
-}
-free_port() {
-    local i port
-    for ((i = 0; i < 100; i++)); do
-        port=$((20000 + RANDOM % 30000))
-        if ! grep -qi ":$(printf '%04X' "$port") " /proc/net/tcp /proc/net/udp /proc/net/tcp6 /proc/net/udp6 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    fail "no free port found"
-}
-calc() { awk "BEGIN {printf \"%.3f\", $1}"; }
-proc_ticks() { [[ -r /proc/$1/stat ]] && sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}' || echo 0; }
 
 log "building the publisher (benches/cpu.rs)"
-PUBLISHER=$(cargo bench --locked --bench cpu --no-run --message-format=json 2>"$WORK/build.log" |
-    jq -r 'select(.executable != null and .target.name == "cpu") | .executable' | tail -n1)
+PUBLISHER=$(bench_exe cpu 2>"$WORK/build.log")
 [[ -x $PUBLISHER ]] || fail "publisher not built: $(tail -20 "$WORK/build.log")"
 
 # ---- Redis and two nodes -----------------------------------------------------------------------
@@ -97,7 +65,8 @@ wait_until 10 rcli ping >/dev/null 2>&1 || fail "redis-server did not start"
 start_node() { # id → sets NODE_PID, NODE_BASE
     local id=$1 port
     port=$(free_port)
-    cat >"$WORK/$id.toml" <<EOF
+    {
+        cat <<EOF
 [server]
 listen = "127.0.0.1:$port"
 [cluster]
@@ -106,24 +75,14 @@ node_id = "$id"
 [limits]
 max_connections_per_client = 4096
 publish_per_minute = 0
-[media.ladder]
-rungs = []
-[media.ladder.video]
-fps = 30
-preset = "superfast"
-profile = "high"
-[media.ladder.audio]
-bitrate_kbps = 128
-language = "und"
-[media.ladder.source]
-enabled = true
 EOF
+        passthrough_ladder media.ladder
+    } >"$WORK/$id.toml"
     "$WHIPCAST" --config "$WORK/$id.toml" >"$WORK/$id.log" 2>&1 &
     NODE_PID=$!
     PIDS+=("$NODE_PID")
     NODE_BASE="http://127.0.0.1:$port"
-    wait_until 20 curl -sf --noproxy '*' -m 2 -o /dev/null "$NODE_BASE/healthz" ||
-        fail "node $id did not come up: $(tail -5 "$WORK/$id.log")"
+    wait_healthz "$NODE_BASE" "$WORK/$id.log" "node $id"
 }
 start_node node-a
 A_PID=$NODE_PID A=$NODE_BASE
@@ -186,7 +145,6 @@ EVAL_RPS=$(redis-benchmark -p "$RPORT" -q -n 100000 -c 50 evalsha "$SHA" 1 bench
 log "redis-benchmark: SET $SET_RPS/s, EVALSHA (renewal-sized) $EVAL_RPS/s"
 
 # ---- (b) a part through the owner and through another node ---------------------------------------
-to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u); if (u == "us") n /= 1000; else if (u == "s") n *= 1000; printf "%.3f", n }'; }
 # A fresh part per round: parts are kept only for the newest segments (HLS2 §6.2.2), so a
 # part picked once would be gone (404) a few segments later.
 pick_part() {

@@ -25,12 +25,18 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$ROOT/benches/lib.sh"
+# shellcheck disable=SC2034 # read by benches/lib.sh
+LOG_PREFIX=bench KEEP_WORK=${BENCH_KEEP:-0}
 SECONDS_PER_SIDE=${BENCH_SECONDS:-60}
 ROUNDS=${BENCH_ROUNDS:-1}
 BITRATE=${BENCH_BITRATE:-2500}
 SETTLE=${BENCH_SETTLE:-3}
 IDLE_CORES=${BENCH_IDLE_CORES:-0.3}
-IDLE_TRIES=${BENCH_IDLE_TRIES:-30}
+# shellcheck disable=SC2034 # read by wait_idle (benches/lib.sh), which also logs the busy
+# cores it found low enough (LOG_IDLE_OK)
+IDLE_TRIES=${BENCH_IDLE_TRIES:-30} LOG_IDLE_OK=1
 RETRIES=${BENCH_RETRIES:-2}
 WIDTH=1280 HEIGHT=720 FPS=30
 WHIPCAST=${WHIPCAST_BIN:-$ROOT/target/release/whipcast}
@@ -55,22 +61,7 @@ if [[ -d /dev/shm && -w /dev/shm ]] &&
 fi
 OUTBASE=${MEMDIR:-$WORK}
 PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        alive "$p" && kill -TERM "$p" 2>/dev/null || true
-    done
-    if [[ -n $MEMDIR ]]; then rm -rf "$MEMDIR"; fi
-    if [[ ${BENCH_KEEP:-0} != 1 && -z ${FAILED:-} ]]; then rm -rf "$WORK"; fi
-}
 trap cleanup EXIT
-fail() {
-    FAILED=1
-    echo "bench: $*" >&2
-    echo "bench: logs kept in $WORK" >&2
-    exit 1
-}
-log() { echo "bench: $*" >&2; }
 
 # ---- build ---------------------------------------------------------------------------------
 log "building whipcast (release) and the bench helper (benches/cpu.rs)"
@@ -81,8 +72,7 @@ cargo bench --locked --bench cpu --no-run 2>>"$WORK/build.log" ||
     fail "cargo bench --bench cpu --no-run failed:
 $(grep -E -A12 '^error' "$WORK/build.log" | head -40)"
 # Same build again (a no-op) to read the helper's path from cargo's JSON messages.
-HELPER=$(cargo bench --locked --bench cpu --no-run --message-format=json 2>>"$WORK/build.log" |
-    grep -o '"executable":"[^"]*/cpu-[0-9a-f]*"' | tail -n1 | sed 's/^"executable":"\(.*\)"$/\1/' || true)
+HELPER=$(bench_exe cpu 2>>"$WORK/build.log")
 [[ -x $HELPER ]] || fail "bench helper not built: $(tail -5 "$WORK/build.log")"
 [[ -x $WHIPCAST ]] || fail "no $WHIPCAST"
 read -r VPT APT < <("$HELPER" info | sed 's/[a-z_]*=//g')
@@ -91,12 +81,9 @@ RUNGS=$("$WHIPCAST" plan-ladder --width $WIDTH --height $HEIGHT | awk '{print $1
 [[ -n $RUNGS ]] || fail "whipcast plan-ladder planned nothing"
 read -ra RUNG_NAMES <<<"$RUNGS"
 
-# ---- /proc helpers -------------------------------------------------------------------------
-# utime + stime (ticks) of a process, all its threads, live and exited.
-proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-# Busy ticks of the whole machine (user nice system irq softirq), and steal ticks (time the
-# hypervisor gave our vCPUs to someone else: a VM-noise indicator).
-sys_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat; }
+# ---- /proc helpers (the others: benches/lib.sh) --------------------------------------------
+# Steal ticks of the whole machine (time the hypervisor gave our vCPUs to someone else: a
+# VM-noise indicator).
 steal_ticks() { awk '/^cpu / {print $9; exit}' /proc/stat; }
 # Per-thread "tid ticks name" lines (thread names: GStreamer names streaming threads after
 # their element/pad, tokio "tokio-runtime-w", ...).
@@ -117,68 +104,7 @@ thread_report() { # before after
         END {for (n in d) if (d[n] > 0) printf "%8.2f  %s\n", d[n] / tck, n}
     ' "$1" "$2" | sort -rn | head -n 12
 }
-status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 now() { date +%s.%N; }
-# Running (not gone, not a zombie waiting to be reaped).
-alive() { [[ -r /proc/$1/stat ]] && [[ $(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]; }
-gone() { ! alive "$1"; }
-# Stops a process we started: signal, bounded wait, then SIGKILL; reaps it.
-stop_pid() { # pid signal seconds
-    kill "-$2" "$1" 2>/dev/null || true
-    if ! wait_until "$3" gone "$1"; then
-        log "PID $1 did not stop on SIG$2 within $3 s; killing it"
-        kill -KILL "$1" 2>/dev/null || true
-    fi
-    wait "$1" 2>/dev/null || true
-    forget "$1"
-}
-# Drops a reaped PID from the cleanup list.
-forget() {
-    local p keep=()
-    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-calc() { awk "BEGIN {printf \"%.3f\", $1}"; }
-# A loopback port nobody uses (TCP or UDP, v4 or v6), from the /proc/net tables.
-free_port() {
-    local i port
-    for ((i = 0; i < 100; i++)); do
-        port=$((20000 + RANDOM % 30000))
-        if ! grep -qi ":$(printf '%04X' "$port") " /proc/net/tcp /proc/net/udp /proc/net/tcp6 /proc/net/udp6 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    fail "no free port found"
-}
-
-# Waits (bounded) until the rest of the machine is quiet: busy cores over 2 s < IDLE_CORES.
-wait_idle() {
-    local i a b busy
-    for ((i = 1; i <= IDLE_TRIES; i++)); do
-        a=$(sys_ticks)
-        sleep 2
-        b=$(sys_ticks)
-        busy=$(calc "($b - $a) / $TCK / 2")
-        if awk "BEGIN {exit !($busy < $IDLE_CORES)}"; then
-            log "machine idle enough: ${busy} cores busy (load $(cut -d' ' -f1-3 /proc/loadavg))"
-            IDLE_SEEN+=("$busy")
-            return 0
-        fi
-        log "machine busy: ${busy} cores used by other processes; waiting ($i/$IDLE_TRIES)"
-    done
-    log "WARNING: machine still busy (${busy} cores); measuring anyway"
-    IDLE_SEEN+=("$busy!")
-}
-
-wait_until() { # seconds, command...
-    local deadline=$(($(date +%s) + $1))
-    shift
-    until "$@"; do
-        (($(date +%s) < deadline)) || return 1
-        sleep 0.1
-    done
-}
 
 # Runs the helper under /usr/bin/time; sets HELP_OUT (its key=value line) and HELP_CPU.
 # One second before media ends, snapshots the threads of PID $2 into $3 (the measured
@@ -200,7 +126,6 @@ run_helper() {
     HELP_OUT=$(tail -n1 "$WORK/$tag.out")
     HELP_CPU=$(awk 'END {printf "%.3f", $1 + $2}' "$WORK/$tag.time")
 }
-kv() { tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k {print $2}'; }
 
 # ---- one side each -------------------------------------------------------------------------
 # RESULTS: side round cpu_s media_s window_s others_cores vmhwm_kb helper_cpu_s steal_cores
@@ -213,8 +138,7 @@ side_whipcast() {
     WHIPCAST_LOG=whipcast=info "$WHIPCAST" --listen "127.0.0.1:$port" >"$WORK/whipcast.$r.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
-    wait_until 20 curl -sf --noproxy '*' -m 2 -o /dev/null "http://127.0.0.1:$port/healthz" ||
-        fail "whipcast did not come up: $(tail -5 "$WORK/whipcast.$r.log")"
+    wait_healthz "http://127.0.0.1:$port" "$WORK/whipcast.$r.log"
     sleep 1
     thread_ticks "$pid" >"$WORK/whipcast.$r.threads0"
     c0=$(proc_ticks "$pid") s0=$(sys_ticks) st0=$(steal_ticks) t0=$(now)

@@ -66,6 +66,10 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$ROOT/benches/lib.sh"
+# shellcheck disable=SC2034 # read by benches/lib.sh
+LOG_PREFIX=density KEEP_WORK=${BENCH_KEEP:-0}
 MODES=${DENSITY_MODES:-transcode passthrough simulcast}
 SECS=${DENSITY_SECONDS:-60}
 REFINE=${DENSITY_REFINE:-2}
@@ -78,6 +82,7 @@ IDLE_CORES=${BENCH_IDLE_CORES:-0.3}
 # The passthrough and simulcast ladders' AAC quantizer search (pipelines/ladder.toml).
 AAC_CODER=${DENSITY_AAC_CODER:-twoloop}
 [[ $AAC_CODER == twoloop || $AAC_CODER == fast ]] || { echo "DENSITY_AAC_CODER must be twoloop or fast" >&2; exit 2; }
+# shellcheck disable=SC2034 # read by wait_idle (benches/lib.sh)
 IDLE_TRIES=${BENCH_IDLE_TRIES:-15}
 WIDTH=1280 HEIGHT=720 FPS=30 SEGMENT_S=2
 WHIPCAST=${WHIPCAST_BIN:-$ROOT/target/release/whipcast}
@@ -100,69 +105,11 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/whipcast-density.XXXXXX")
 MEMDIR=""
 if [[ -d /dev/shm && -w /dev/shm ]]; then MEMDIR=$(mktemp -d /dev/shm/whipcast-density.XXXXXX); fi
 PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        alive "$p" && kill -TERM "$p" 2>/dev/null || true
-    done
-    if [[ -n $MEMDIR ]]; then rm -rf "$MEMDIR"; fi
-    if [[ ${BENCH_KEEP:-0} != 1 && -z ${FAILED:-} ]]; then rm -rf "$WORK"; fi
-}
 trap cleanup EXIT
-fail() {
-    FAILED=1
-    echo "density: $*" >&2
-    echo "density: logs kept in $WORK" >&2
-    exit 1
-}
-log() { echo "density: $*" >&2; }
 
-# ---- helpers (as benches/cpu.sh's) ---------------------------------------------------------
-proc_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}'; }
+# ---- helpers (the shared ones: benches/lib.sh) ---------------------------------------------
 sum_ticks() { local p t=0 x; for p in "$@"; do x=$(proc_ticks "$p"); t=$((t + ${x:-0})); done; echo "$t"; }
-sys_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat; }
-status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null; }
 sum_kb() { local p t=0 x; for p in "${@:2}"; do x=$(status_kb "$p" "$1"); t=$((t + ${x:-0})); done; echo "$t"; }
-alive() { [[ -r /proc/$1/stat ]] && [[ $(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]; }
-gone() { ! alive "$1"; }
-calc() { awk "BEGIN {printf \"%.3f\", $1}"; }
-wait_until() { # seconds, command...
-    local deadline=$(($(date +%s) + $1))
-    shift
-    until "$@"; do
-        (($(date +%s) < deadline)) || return 1
-        sleep 0.2
-    done
-}
-forget() {
-    local p keep=()
-    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-stop_pid() { # pid signal seconds
-    kill "-$2" "$1" 2>/dev/null || true
-    if ! wait_until "$3" gone "$1"; then
-        log "PID $1 did not stop on SIG$2 within $3 s; killing it"
-        kill -KILL "$1" 2>/dev/null || true
-    fi
-    wait "$1" 2>/dev/null || true
-    forget "$1"
-}
-# Loopback ports nobody uses, none handed out before in this run.
-declare -A USED_PORTS=()
-free_port() {
-    local i port
-    for ((i = 0; i < 200; i++)); do
-        port=$((20000 + RANDOM % 30000))
-        [[ -z ${USED_PORTS[$port]:-} ]] || continue
-        if ! grep -qi ":$(printf '%04X' "$port") " /proc/net/tcp /proc/net/udp /proc/net/tcp6 /proc/net/udp6 2>/dev/null; then
-            USED_PORTS[$port]=1
-            echo "$port"
-            return 0
-        fi
-    done
-    fail "no free port found"
-}
 # The kernel's receive drops (buffer full) on the UDP sockets of these PIDs.
 udp_drops() {
     local inodes
@@ -171,22 +118,6 @@ udp_drops() {
         FNR > 1 && ($10 in want) {d += $13} END {print d + 0}' /proc/net/udp /proc/net/udp6
 }
 IDLE_SEEN=()
-wait_idle() {
-    local i a b busy
-    for ((i = 1; i <= IDLE_TRIES; i++)); do
-        a=$(sys_ticks)
-        sleep 2
-        b=$(sys_ticks)
-        busy=$(calc "($b - $a) / $TCK / 2")
-        if awk "BEGIN {exit !($busy < $IDLE_CORES)}"; then
-            IDLE_SEEN+=("$busy")
-            return 0
-        fi
-        log "machine busy: ${busy} cores used by other processes; waiting ($i/$IDLE_TRIES)"
-    done
-    log "WARNING: machine still busy (${busy} cores); measuring anyway"
-    IDLE_SEEN+=("$busy!")
-}
 # Waits for a marker line ("ready" / "end") from the helper whose stdout is $2; fails when
 # the helper ($3) exits first.
 # The publisher's CPU ticks at its marker line $1 (it prints them: it may be gone by now).
@@ -208,8 +139,7 @@ if [[ ${DENSITY_BUILD:-1} == 1 ]]; then
     nice -n 10 cargo bench --locked --bench cpu --no-run 2>>"$WORK/build.log" ||
         fail "cargo bench --bench cpu --no-run failed: $(grep -E -A12 '^error' "$WORK/build.log" | head -40)"
 fi
-HELPER=$(cargo bench --locked --bench cpu --no-run --message-format=json 2>>"$WORK/build.log" |
-    grep -o '"executable":"[^"]*/cpu-[0-9a-f]*"' | tail -n1 | sed 's/^"executable":"\(.*\)"$/\1/' || true)
+HELPER=$(bench_exe cpu 2>>"$WORK/build.log")
 [[ -x $HELPER ]] || fail "bench helper not built: $(tail -5 "$WORK/build.log")"
 [[ -x $WHIPCAST ]] || fail "no $WHIPCAST"
 read -r VPT APT < <("$HELPER" info | sed 's/[a-z_]*=//g')
@@ -220,19 +150,7 @@ export GST_PLUGIN_PATH
 
 # The passthrough-only ladder, for whipcast (inline) and for pipelines/ladder.sh (a file).
 PASS_LADDER="$WORK/passthrough.toml"
-cat >"$PASS_LADDER" <<EOF
-rungs = []
-[video]
-fps = 30
-preset = "superfast"
-profile = "high"
-[audio]
-bitrate_kbps = 128
-language = "und"
-aac_coder = "$AAC_CODER"
-[source]
-enabled = true
-EOF
+passthrough_ladder "" "$AAC_CODER" >"$PASS_LADDER"
 ladder_file() { if [[ $1 == transcode || $1 == simulcast_ladder ]]; then echo "$ROOT/pipelines/ladder.toml"; else echo "$PASS_LADDER"; fi; }
 # Video layers per stream: simulcast's three, else one.
 layers_of() { if [[ $1 == simulcast* ]]; then echo 3; else echo 1; fi; }
@@ -258,17 +176,14 @@ step_whipcast() { # mode n tag
         fi
         if [[ $mode == passthrough || $mode == simulcast ]]; then
             # (Simulcast: the layers are the ladder, the top one its passthrough rung.)
-            echo "[media.ladder]"
-            sed -n '1p' "$PASS_LADDER"
-            sed -n '2,$p' "$PASS_LADDER" | sed 's/^\[\(.*\)\]$/[media.ladder.\1]/'
+            passthrough_ladder media.ladder "$AAC_CODER"
         fi
     } >"$cfg"
     wait_idle
     WHIPCAST_LOG=whipcast=info "$WHIPCAST" --config "$cfg" >"$WORK/$tag.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
-    wait_until 20 curl -sf --noproxy '*' -m 2 -o /dev/null "http://127.0.0.1:$port/healthz" ||
-        fail "whipcast did not come up: $(tail -5 "$WORK/$tag.log")"
+    wait_healthz "http://127.0.0.1:$port" "$WORK/$tag.log"
     local rss_idle
     rss_idle=$(status_kb "$pid" VmRSS)
     "$HELPER" publish-many --url-base "http://127.0.0.1:$port/whip/" --streams "$n" \
@@ -309,7 +224,7 @@ step_whipcast() { # mode n tag
     qfull=$(grep -c 'rtp queue full' "$WORK/$tag.log" || true)
     stale=$(grep -c 'too late to be live' "$WORK/$tag.log" || true)
     malformed=$(grep -c 'dropping malformed video RTP' "$WORK/$tag.log" || true)
-    lost=$(tr ' ' '\n' <<<"$out" | awk -F= '$1 == "lost_locally" {print $2}')
+    lost=$(kv lost_locally "$out")
     udp=$((d1 - d0))
     # Lag and real-time progress, per stream and rendition.
     local lagmax minadv need streams
@@ -339,7 +254,7 @@ step_whipcast() { # mode n tag
     local loss=$((udp + qfull + stale + malformed + ${lost:-0}))
     STEP="$verdict $cores $(calc "$cores / $n") $((rss / 1024)) $(calc "($rss - $rss_idle) / 1024 / $n") $lagmax $loss $([[ $minadv -ge $need ]] && echo yes || echo no) $pub $mach ${why:--}"
     log "whipcast $tag: $out"
-    log "whipcast $tag: ${STEP}; peak RSS $((hwm / 1024)) MB; keyframe requests at the publisher: $(tr ' ' '\n' <<<"$out" | awk -F= '$1 == "keyframe_requests" {print $2}')"
+    log "whipcast $tag: ${STEP}; peak RSS $((hwm / 1024)) MB; keyframe requests at the publisher: $(kv keyframe_requests "$out")"
 }
 
 # ---- one baseline step ---------------------------------------------------------------------

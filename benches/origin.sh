@@ -50,6 +50,10 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$ROOT/benches/lib.sh"
+# shellcheck disable=SC2034 # read by benches/lib.sh
+LOG_PREFIX=bench-origin KEEP_WORK=${ORIGIN_KEEP:-0} KEPT_WHAT="work files"
 SECS=${ORIGIN_SECONDS:-10}
 ROUNDS=${ORIGIN_ROUNDS:-2}
 THREADS=${ORIGIN_THREADS:-2}
@@ -70,7 +74,6 @@ STREAM=bench
 TCK=$(getconf CLK_TCK)
 CORES=$(nproc)
 
-log() { echo "bench-origin: $*" >&2; }
 [[ $SECS =~ ^[0-9]+$ ]] && ((SECS >= 2 && SECS <= 600)) || { log "ORIGIN_SECONDS must be 2..600"; exit 2; }
 [[ $ROUNDS =~ ^[0-9]+$ ]] && ((ROUNDS >= 1 && ROUNDS <= 10)) || { log "ORIGIN_ROUNDS must be 1..10"; exit 2; }
 for tool in wrk nginx curl jq; do
@@ -83,59 +86,8 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/whipcast-origin.XXXXXX")
 # nginx workers may run as another user: let them reach the snapshot.
 chmod 755 "$WORK"
 PIDS=()
-alive() { [[ -r /proc/$1/stat ]] && [[ $(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]; }
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        alive "$p" && kill -TERM "$p" 2>/dev/null || true
-    done
-    if [[ ${ORIGIN_KEEP:-0} != 1 && -z ${FAILED:-} ]]; then rm -rf "$WORK"; fi
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-fail() {
-    FAILED=1
-    log "$*"
-    log "work files kept in $WORK"
-    exit 1
-}
-wait_until() { # seconds, command...
-    local deadline=$(($(date +%s) + $1))
-    shift
-    until "$@"; do
-        (($(date +%s) < deadline)) || return 1
-        sleep 0.2
-    done
-}
-gone() { ! alive "$1"; }
-forget() {
-    local p keep=()
-    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-stop_pid() { # pid signal seconds
-    kill "-$2" "$1" 2>/dev/null || true
-    if ! wait_until "$3" gone "$1"; then
-        log "PID $1 did not stop on SIG$2 within $3 s; killing it"
-        kill -KILL "$1" 2>/dev/null || true
-    fi
-    wait "$1" 2>/dev/null || true
-    forget "$1"
-}
-free_port() {
-    local i port
-    for ((i = 0; i < 100; i++)); do
-        port=$((20000 + RANDOM % 30000))
-        if ! grep -qi ":$(printf '%04X' "$port") " /proc/net/tcp /proc/net/udp /proc/net/tcp6 /proc/net/udp6 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    fail "no free port found"
-}
-calc() { awk "BEGIN {printf \"%.3f\", $1}"; }
-proc_ticks() { [[ -r /proc/$1/stat ]] && sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}' || echo 0; }
-sys_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat; }
 load1() { cut -d' ' -f1 /proc/loadavg; }
 # CPU ticks of the processes this script keeps running in the background (whipcast, the
 # publisher, nginx and its workers): they are not "other" load.
@@ -175,12 +127,8 @@ if [[ -z ${WHIPCAST_BIN:-} ]]; then
     cargo build --release --locked --bin whipcast >"$WORK/build.log" 2>&1 ||
         fail "cargo build --release failed: $(grep -E -A12 '^error' "$WORK/build.log" | head -40)"
 fi
-bench_exe() {
-    cargo bench --locked --bench "$1" --no-run --message-format=json 2>>"$WORK/build.log" |
-        jq -r --arg n "$1" 'select(.executable != null and .target.name == $n) | .executable' | tail -n1
-}
-PUBLISHER=$(bench_exe cpu)
-PARKER=$(bench_exe origin)
+PUBLISHER=$(bench_exe cpu 2>>"$WORK/build.log")
+PARKER=$(bench_exe origin 2>>"$WORK/build.log")
 [[ -x $PUBLISHER && -x $PARKER ]] || fail "bench helpers not built: $(tail -20 "$WORK/build.log")"
 [[ -x $WHIPCAST ]] || fail "no $WHIPCAST"
 
@@ -197,7 +145,8 @@ ulimit -n "$NOFILE"
 start_whipcast() { # tag extra-hls-toml
     local tag=$1 port
     port=$(free_port)
-    cat >"$WORK/$tag.toml" <<EOF
+    {
+        cat <<EOF
 # whipcast origin benchmark ($tag): embedded defaults (2 s segments, 200 ms parts) except
 [server]
 listen = "127.0.0.1:$port"
@@ -209,24 +158,14 @@ $2
 # the per-client and global caps are raised above that (both are measured elsewhere).
 max_connections = $((PARKED + 1000))
 max_connections_per_client = $((PARKED + 1000))
-[media.ladder]
-rungs = []
-[media.ladder.video]
-fps = 30
-preset = "superfast"
-profile = "high"
-[media.ladder.audio]
-bitrate_kbps = 128
-language = "und"
-[media.ladder.source]
-enabled = true
 EOF
+        passthrough_ladder media.ladder
+    } >"$WORK/$tag.toml"
     "$WHIPCAST" --config "$WORK/$tag.toml" >"$WORK/$tag.whipcast.log" 2>&1 &
     WPID=$!
     PIDS+=("$WPID")
     BASE="http://127.0.0.1:$port"
-    wait_until 20 curl -sf --noproxy '*' -m 2 -o /dev/null "$BASE/healthz" ||
-        fail "whipcast did not come up: $(tail -5 "$WORK/$tag.whipcast.log")"
+    wait_healthz "$BASE" "$WORK/$tag.whipcast.log"
     "$PUBLISHER" publish --url "$BASE/whip/$STREAM" --seconds 3600 --width 1280 --height 720 \
         --fps 30 --bitrate 2500 >"$WORK/$tag.publisher.out" 2>"$WORK/$tag.publisher.err" &
     PUBPID=$!
@@ -249,12 +188,6 @@ stop_whipcast() {
 
 # ---- (a) throughput --------------------------------------------------------------------------
 RESULTS=() # object round side rps p50_ms p99_ms non2xx sockerr bytes load others transfer others_during
-to_ms() { # wrk latency value (us/ms/s) → ms
-    awk -v v="$1" 'BEGIN {
-        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
-        printf "%.3f", n }'
-}
 run_wrk() { # object round side url bytes
     local obj=$1 r=$2 side=$3 url=$4 bytes=$5 f rps p50 p99 non2xx sockerr transfer
     local attempt a b oa ob t0 t1 wcpu during

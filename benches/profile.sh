@@ -17,6 +17,10 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$ROOT/benches/lib.sh"
+# shellcheck disable=SC2034 # read by benches/lib.sh
+LOG_PREFIX=profile
 N=${PROFILE_STREAMS:-24}
 LAYERS=${PROFILE_LAYERS:-1}
 CODER=${PROFILE_AAC_CODER:-twoloop}
@@ -24,18 +28,17 @@ OUT=${PROFILE_OUT:-$ROOT/target/bench-profile}
 WHIPCAST=${WHIPCAST_BIN:-$ROOT/target/release/whipcast}
 WINDOW=20
 TCK=$(getconf CLK_TCK)
-command -v perf >/dev/null || { echo "profile: no perf (apt-get install linux-perf)" >&2; exit 2; }
-[[ -x $WHIPCAST ]] || { echo "profile: no $WHIPCAST (cargo build --release)" >&2; exit 2; }
-HELPER=$(cargo bench --locked --bench cpu --no-run --message-format=json 2>/dev/null |
-    grep -o '"executable":"[^"]*/cpu-[0-9a-f]*"' | tail -n1 | sed 's/^"executable":"\(.*\)"$/\1/' || true)
-[[ -x $HELPER ]] || { echo "profile: bench helper not built (cargo bench --bench cpu --no-run)" >&2; exit 2; }
+command -v perf >/dev/null || { log "no perf (apt-get install linux-perf)"; exit 2; }
+[[ -x $WHIPCAST ]] || { log "no $WHIPCAST (cargo build --release)"; exit 2; }
+HELPER=$(bench_exe cpu 2>/dev/null)
+[[ -x $HELPER ]] || { log "bench helper not built (cargo bench --bench cpu --no-run)"; exit 2; }
 mkdir -p "$OUT"
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$OUT/whipcast.toml" <<EOF
+{
+    cat <<EOF
 [server]
 listen = "127.0.0.1:$PORT"
 max_streams = $((N + 16))
@@ -46,19 +49,9 @@ publish_per_minute = 0
 max_connections_per_client = $((N * 4 + 256))
 [hls]
 segment_duration = "1800ms"
-[media.ladder]
-rungs = []
-[media.ladder.video]
-fps = 30
-preset = "superfast"
-profile = "high"
-[media.ladder.audio]
-bitrate_kbps = 128
-language = "und"
-aac_coder = "$CODER"
-[media.ladder.source]
-enabled = true
 EOF
+    passthrough_ladder media.ladder "$CODER"
+} >"$OUT/whipcast.toml"
 WHIPCAST_LOG=whipcast=info "$WHIPCAST" --config "$OUT/whipcast.toml" >"$OUT/whipcast.log" 2>&1 &
 WPID=$!
 PIDS+=("$WPID")
@@ -71,7 +64,7 @@ done
 HPID=$!
 PIDS+=("$HPID")
 until grep -q '^ready' "$OUT/publisher.out" 2>/dev/null; do
-    kill -0 "$HPID" 2>/dev/null || { echo "profile: publisher failed: $(tail -3 "$OUT/publisher.err")" >&2; exit 1; }
+    kill -0 "$HPID" 2>/dev/null || { log "publisher failed: $(tail -3 "$OUT/publisher.err")"; exit 1; }
     sleep 0.5
 done
 sleep 8 # past the streams' start-up
