@@ -193,6 +193,45 @@ impl Layers {
         (!undecided).then_some(true)
     }
 
+    /// The earliest keyframe of another layer that a repeat `(running, window)` of layer
+    /// `index` stands for by filling its instant ([`near`]), when it is not already within
+    /// the tolerance of one: where that repeat goes when it is kept as a keyframe.
+    fn filled_instant(&self, index: usize, own: (u64, u64)) -> Option<u64> {
+        let (running, window) = own;
+        let instants = self
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|&(j, l)| j != index && !l.absent)
+            .flat_map(|(_, l)| l.keys.iter().map(|&(t, _)| t));
+        if window == 0
+            || instants
+                .clone()
+                .any(|t| t.abs_diff(running) <= self.tolerance)
+        {
+            return None;
+        }
+        instants
+            .filter(|&t| running.saturating_sub(window) < t && t <= running)
+            .min()
+    }
+
+    /// How far (ns) a kept repeat at `running` is moved back onto the instant it stands
+    /// for ([`Layers::filled_instant`]): its muxer then cuts there, with the others'. Left
+    /// where it was (up to its frame interval late: a paused Chromium layer's repeats come
+    /// at its own, 66 ms at 15 fps), its segment starts late, and since a muxer cuts at the
+    /// first keyframe a segment duration after its last cut, the rendition then missed a
+    /// later boundary the others cut at (tests/simulcast.rs, 2 runs in 10: segment 42 of
+    /// 180p started 1.058 s after the others', its cut before that one 65 ms late). It
+    /// stays after the frame before it, which is at most `window` before it.
+    fn moved_back(&self, index: usize, running: u64, window: u64, kept: bool) -> i64 {
+        if !kept || window == 0 {
+            return 0;
+        }
+        self.filled_instant(index, (running, window))
+            .map_or(0, |t| (running - t) as i64)
+    }
+
     /// Notes a publisher's layer's keyframe at `running` that is not a repeat: one the
     /// derived rungs get a keyframe for.
     fn note_real_key(&mut self, index: usize, running: u64) {
@@ -483,9 +522,25 @@ impl Align {
         });
     }
 
+    /// Logs a keyframe's verdict (debug): a publisher's keyframe always, a repeat only
+    /// when kept (a paused layer's repeats come on every frame).
+    fn trace(&self, index: usize, running: u64, repeat: bool, common: bool, kept: bool) {
+        if !repeat || kept {
+            debug!(
+                rendition = self.names.get(index).map(String::as_str).unwrap_or(""),
+                running_ms = running / 1_000_000,
+                repeat,
+                common,
+                kept,
+                "keyframe judged"
+            );
+        }
+    }
+
     /// Records a frame of layer `index` at `raw` running time (as its jitter buffer
     /// stamped it; `repeat`: a livesync repeat of its last keyframe): whether it stays a
-    /// keyframe, and the shift to take off its timestamps.
+    /// keyframe, and the shift to take off its timestamps (for a kept repeat, with the
+    /// distance back to the instant it stands for: [`Layers::moved_back`]).
     fn judge(&self, index: usize, raw: u64, key: bool, repeat: bool, window: u64) -> (bool, i64) {
         let Ok(mut state) = self.state.lock() else {
             return (true, 0);
@@ -527,7 +582,9 @@ impl Align {
         let deadline = Instant::now() + self.wait;
         loop {
             if let Some(verdict) = state.verdict_filling(index, (running, window)) {
-                return (state.keep(index, verdict, repeat, &self.names), shift);
+                let kept = state.keep(index, verdict, repeat, &self.names);
+                self.trace(index, running, repeat, verdict, kept);
+                return (kept, shift + state.moved_back(index, running, window, kept));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -540,7 +597,9 @@ impl Align {
                 let verdict = state
                     .verdict_filling(index, (running, window))
                     .unwrap_or(true);
-                return (state.keep(index, verdict, repeat, &self.names), shift);
+                let kept = state.keep(index, verdict, repeat, &self.names);
+                self.trace(index, running, repeat, verdict, kept);
+                return (kept, shift + state.moved_back(index, running, window, kept));
             }
             state = match self.changed.wait_timeout(state, left) {
                 Ok((s, _)) => s,
@@ -632,6 +691,13 @@ mod tests {
         );
         assert!(near((1000 * MS, 0), (1010 * MS, 0), 16 * MS));
         assert!(!near((1000 * MS, 0), (1100 * MS, 66 * MS), 16 * MS));
+        // Kept, that repeat goes where the others' keyframe is, so its segment starts there.
+        assert_eq!(l.moved_back(1, 1033 * MS, 66 * MS, true), (33 * MS) as i64);
+        assert_eq!(l.moved_back(1, 1033 * MS, 66 * MS, false), 0, "not kept");
+        assert_eq!(l.moved_back(0, 1000 * MS, 0, true), 0, "not a repeat");
+        // A repeat within the tolerance of a keyframe stays: it is that instant already.
+        l.record(0, 2000 * MS, true);
+        assert_eq!(l.moved_back(1, 2010 * MS, 66 * MS, true), 0);
     }
 
     #[test]
