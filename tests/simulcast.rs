@@ -21,6 +21,9 @@
 //! - segment N of every rendition starts at the same time, within one frame (1/30 s), for
 //!   every N the four playlists share, and every segment decodes.
 //!
+//! A second test publishes the same three layers as VP8 (`SIMULCAST_CODEC=vp8`): only the
+//! top layer is decoded, the whole ladder transcoded from it, and hls.js plays it.
+//!
 //! Needs `deploy/install-browser-deps.sh` (chromium, `player/node_modules`), ffprobe and a
 //! loopback-only network namespace (`deploy/netns-run.sh`).
 #![allow(clippy::unwrap_used)]
@@ -160,6 +163,103 @@ async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding
         compared >= 4,
         "only {compared} segment numbers in common: {starts:?}"
     );
+    println!("{compared} segment numbers compared; largest start spread {worst:.4} s");
+    gw.shutdown().await;
+}
+
+/// VP8 simulcast from Chromium (the same three layers, VP8): HLS players need H.264, so the
+/// gateway decodes the top layer only and transcodes the whole ladder from it. The plan
+/// names the top layer (the one that sent the most bytes: VP8 says no size in-band before
+/// decoding) and leaves the other two out; every rendition is x264's; hls.js plays it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_vp8_simulcast_is_decoded_from_the_top_layer_and_transcoded() {
+    let chromium = common::browser_preconditions("simulcast (VP8)");
+    let mut cfg = test_config("");
+    cfg.hls.retain_segments = 60;
+    let gw = TestGateway::start(cfg).await;
+    let (code, summary) = common::run_browser_script(
+        &chromium,
+        "simulcast.mjs",
+        &[&gw.base, "vp8sim"],
+        &[("SIMULCAST_CODEC", std::ffi::OsStr::new("vp8"))],
+        SCRIPT_TIMEOUT,
+    )
+    .await;
+    assert_ne!(
+        code,
+        Some(2),
+        "browser setup failed: {}",
+        summary["setupError"]
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "the browser's checks failed: {}",
+        common::script_failures(&summary)
+    );
+    println!("hls.js on the VP8 simulcast stream: {}", summary["watch"]);
+
+    let offer = summary["publish"]["offerSimulcast"].as_str().unwrap_or("");
+    assert!(offer.contains("h;m;l"), "offer: {}", summary["publish"]);
+    assert_eq!(
+        summary["api"]["ingest"]["video_codec"], "VP8",
+        "{}",
+        summary["api"]
+    );
+    let plan = &summary["api"]["simulcast"];
+    let layers: Vec<(&str, &str)> = plan["layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no simulcast plan in /api/streams: {}", summary["api"]))
+        .iter()
+        .map(|l| (l["rid"].as_str().unwrap(), l["rendition"].as_str().unwrap()))
+        .collect();
+    assert_eq!(layers, [("h", "layer_h")], "{plan}");
+    let mut left_out: Vec<&str> = plan["left_out"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    left_out.sort_unstable();
+    assert_eq!(left_out, ["l", "m"], "{plan}");
+
+    // The test ladder, transcoded from the 1280x720 top layer.
+    let master_text = summary["master"].as_str().expect("a master in the summary");
+    let master = m3u8_rs::parse_master_playlist_res(master_text.as_bytes())
+        .unwrap_or_else(|e| panic!("master does not parse: {e:?}\n{master_text}"));
+    let mut sizes: Vec<(u64, u64)> = master
+        .variants
+        .iter()
+        .filter_map(|v| v.resolution.map(|r| (r.width, r.height)))
+        .collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [(320, 180), (426, 240), (640, 360)], "{master_text}");
+    assert!(
+        master
+            .variants
+            .iter()
+            .all(|v| v.codecs.as_deref().is_some_and(|c| c.starts_with("avc1."))),
+        "{master_text}"
+    );
+    let renditions = ["360p", "240p", "180p"];
+    for rendition in renditions {
+        let url = gw.url(&format!("/hls/vp8sim/{rendition}/index.m3u8"));
+        let (status, text) = gw.get_text(&url).await.unwrap();
+        assert_eq!(status, 200, "{url}");
+        let playlist = parse_media(&text).unwrap();
+        let first = &playlist.segments[0].uri;
+        let dash = first.rfind('-').expect("seg-<epoch>-<n>.m4s");
+        let seg0 = format!("{}0.m4s", &first[..=dash]);
+        let data = gw.get_bytes(&resolve(&url, &seg0)).await.unwrap();
+        assert!(
+            data.windows(4).any(|w| w == b"x264"),
+            "{rendition} {seg0} holds no x264 SEI"
+        );
+    }
+    let starts = segment_starts(&gw, "vp8sim", &renditions).await;
+    let seqs: Vec<u64> = starts["360p"].keys().copied().collect();
+    let (compared, worst) = assert_segments_aligned(&starts, seqs, ONE_FRAME_S);
+    assert!(compared >= 4, "only {compared} segment numbers in common");
     println!("{compared} segment numbers compared; largest start spread {worst:.4} s");
     gw.shutdown().await;
 }

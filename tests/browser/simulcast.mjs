@@ -18,8 +18,12 @@
 //
 // Progress goes to stderr; the last stdout line is a JSON summary. Exit code 0 = every check
 // passed, 1 = a check failed, 2 = the browser could not be set up.
+// With SIMULCAST_CODEC=vp8 the three layers are VP8 instead: HLS players need H.264, so the
+// gateway decodes the top layer only and transcodes its ladder from it; the script then
+// only has hls.js play the stream (no level switching, no layer pause, no publisher page).
+//
 // Environment: CHROMIUM (default /usr/bin/chromium), HOLD_SECONDS (each level is watched
-// this long after the switch, default 6).
+// this long after the switch, default 6), SIMULCAST_CODEC (h264, the default, or vp8).
 // Chromium is started by chromium.mjs (loopback only, fresh profile).
 
 import { launchChromium, MEDIA_ARGS } from './chromium.mjs';
@@ -41,6 +45,7 @@ const SWITCH_TIMEOUT_MS = 15_000;
  */
 const SETTLE_SECONDS = 8;
 const SCRIPT_TIMEOUT_MS = 170_000;
+const CODEC = (process.env.SIMULCAST_CODEC || 'h264').toLowerCase();
 
 const t0 = Date.now();
 const log = (...a) => console.error(`[simulcast ${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
@@ -54,8 +59,8 @@ if (!/^http:\/\/(127\.0\.0\.1|localhost)(:\d+)?$/.test(base)) {
 
 // ---- in the publishing page --------------------------------------------------------------
 
-/** Publishes a WIDTH x HEIGHT canvas and a tone as simulcast H.264 over WHIP. */
-async function publish({ stream, width, height, fps, gatherTimeoutMs }) {
+/** Publishes a WIDTH x HEIGHT canvas and a tone as simulcast `codec` (h264, vp8) over WHIP. */
+async function publish({ stream, width, height, fps, gatherTimeoutMs, codec }) {
   const canvas = document.createElement('canvas');
   canvas.width = width;
   canvas.height = height;
@@ -104,10 +109,11 @@ async function publish({ stream, width, height, fps, gatherTimeoutMs }) {
       { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 250_000 },
     ],
   });
-  const h264 = (RTCRtpSender.getCapabilities('video')?.codecs || [])
-    .filter((c) => c.mimeType.toLowerCase() === 'video/h264' && /packetization-mode=1/.test(c.sdpFmtpLine || ''));
-  if (!h264.length) throw new Error('this Chromium cannot send H.264');
-  vt.setCodecPreferences(h264);
+  const wanted = (RTCRtpSender.getCapabilities('video')?.codecs || []).filter((c) => (codec === 'vp8'
+    ? c.mimeType.toLowerCase() === 'video/vp8'
+    : c.mimeType.toLowerCase() === 'video/h264' && /packetization-mode=1/.test(c.sdpFmtpLine || '')));
+  if (!wanted.length) throw new Error(`this Chromium cannot send ${codec}`);
+  vt.setCodecPreferences(wanted);
   await pc.setLocalDescription(await pc.createOffer());
   await new Promise((resolve) => {
     if (pc.iceGatheringState === 'complete') return resolve();
@@ -212,6 +218,36 @@ async function publishPage(chrome, name, check) {
   return out;
 }
 
+/** The bundled watch page plays the stream for SETTLE_SECONDS + HOLD_SECONDS: no stall. */
+async function watchPlays(chrome, check) {
+  const watch = await chrome.context.newPage();
+  watch.on('pageerror', (e) => check(false, `watch page: ${e.message}`));
+  try {
+    await watch.goto(`${base}/watch/?stream=${stream}`);
+    const playing = await watch
+      .waitForFunction(() => window.whipcastState?.phase === 'playing' && document.getElementById('video').currentTime > 0, null, { timeout: PLAY_TIMEOUT_MS })
+      .then(() => true, () => false);
+    if (!check(playing, `hls.js not playing after ${PLAY_TIMEOUT_MS / 1000}s`)) return null;
+    const state = () => watch.evaluate(() => {
+      const v = document.getElementById('video');
+      const s = window.whipcastState;
+      return { t: v.currentTime, size: `${v.videoWidth}x${v.videoHeight}`, stalls: s.stallErrors, fatalErrors: s.fatalErrors, errors: s.errors.slice(-5) };
+    });
+    const before = await state();
+    const seconds = SETTLE_SECONDS + HOLD_SECONDS;
+    await sleep(seconds * 1000);
+    const after = await state();
+    const out = { seconds, advanced: +(after.t - before.t).toFixed(2), size: after.size, stalls: after.stalls - before.stalls, fatalErrors: after.fatalErrors, errors: after.errors };
+    log(`watched ${seconds} s: ${JSON.stringify(out)}`);
+    check(out.advanced >= seconds * 0.7, `hls.js advanced ${out.advanced} s in ${seconds} s`);
+    check(out.stalls === 0, `hls.js stalled ${out.stalls} time(s)`);
+    check(out.fatalErrors === 0, `hls.js fatal errors: ${JSON.stringify(out.errors)}`);
+    return out;
+  } finally {
+    await watch.close().catch(() => {});
+  }
+}
+
 async function main() {
   const summary = { ok: false, stream, failures: [] };
   const check = (cond, msg) => {
@@ -235,7 +271,8 @@ async function main() {
     pub.on('pageerror', (e) => check(false, `publish page: ${e.message}`));
     await pub.goto(`${base}/healthz`);
     const published = Date.now();
-    summary.publish = await pub.evaluate(publish, { stream, width: WIDTH, height: HEIGHT, fps: FPS, gatherTimeoutMs: GATHER_TIMEOUT_MS });
+    summary.codec = CODEC;
+    summary.publish = await pub.evaluate(publish, { stream, width: WIDTH, height: HEIGHT, fps: FPS, gatherTimeoutMs: GATHER_TIMEOUT_MS, codec: CODEC });
     log('publish', JSON.stringify(summary.publish));
     if (!check(summary.publish.status === 201, `WHIP POST answered ${summary.publish.status}: ${summary.publish.error}`)) return summary;
     check(summary.publish.offerRids.length === 3, `the offer names rids ${summary.publish.offerRids}`);
@@ -265,7 +302,9 @@ async function main() {
     summary.master = master;
     summary.variants = master ? videoVariants(master) : [];
 
-    if (master) {
+    if (master && CODEC === 'vp8') {
+      summary.watch = await watchPlays(chrome, check);
+    } else if (master) {
       const watch = await chrome.context.newPage();
       watch.on('pageerror', (e) => check(false, `watch page: ${e.message}`));
       await watch.goto(`${base}/watch/?stream=${stream}`);
@@ -360,7 +399,7 @@ async function main() {
     summary.api = await whipcastApi(base).streamSummary(stream).catch((e) => ({ error: e.message }));
     summary.deleted = await pub.evaluate(unpublish);
     check(summary.deleted === 200, `DELETE answered ${summary.deleted}`);
-    summary.page = await publishPage(chrome, `${stream}-ws`, check);
+    if (CODEC !== 'vp8') summary.page = await publishPage(chrome, `${stream}-ws`, check);
   } catch (e) {
     check(false, `script error: ${e.stack || e.message}`);
   } finally {
