@@ -207,7 +207,7 @@ fn the_first_predicted_frame_after_repeats_asks_for_a_keyframe() {
     send(&frames[..20]);
     let before = requests.load(Ordering::SeqCst);
     // The stall: longer than livesync's wait, so the last keyframe is repeated.
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(1000));
     send(&frames[20..]);
     std::thread::sleep(Duration::from_millis(100));
     let sync = pipeline.by_name("source_livesync").unwrap();
