@@ -193,45 +193,6 @@ impl Layers {
         (!undecided).then_some(true)
     }
 
-    /// The earliest keyframe of another layer that a repeat `(running, window)` of layer
-    /// `index` stands for by filling its instant ([`near`]), when it is not already within
-    /// the tolerance of one: where that repeat goes when it is kept as a keyframe.
-    fn filled_instant(&self, index: usize, own: (u64, u64)) -> Option<u64> {
-        let (running, window) = own;
-        let instants = self
-            .layers
-            .iter()
-            .enumerate()
-            .filter(|&(j, l)| j != index && !l.absent)
-            .flat_map(|(_, l)| l.keys.iter().map(|&(t, _)| t));
-        if window == 0
-            || instants
-                .clone()
-                .any(|t| t.abs_diff(running) <= self.tolerance)
-        {
-            return None;
-        }
-        instants
-            .filter(|&t| running.saturating_sub(window) < t && t <= running)
-            .min()
-    }
-
-    /// How far (ns) a kept repeat at `running` is moved back onto the instant it stands
-    /// for ([`Layers::filled_instant`]): its muxer then cuts there, with the others'. Left
-    /// where it was (up to its frame interval late: a paused Chromium layer's repeats come
-    /// at its own, 66 ms at 15 fps), its segment starts late, and since a muxer cuts at the
-    /// first keyframe a segment duration after its last cut, the rendition then missed a
-    /// later boundary the others cut at (tests/simulcast.rs, 2 runs in 10: segment 42 of
-    /// 180p started 1.058 s after the others', its cut before that one 65 ms late). It
-    /// stays after the frame before it, which is at most `window` before it.
-    fn moved_back(&self, index: usize, running: u64, window: u64, kept: bool) -> i64 {
-        if !kept || window == 0 {
-            return 0;
-        }
-        self.filled_instant(index, (running, window))
-            .map_or(0, |t| (running - t) as i64)
-    }
-
     /// Notes a publisher's layer's keyframe at `running` that is not a repeat: one the
     /// derived rungs get a keyframe for.
     fn note_real_key(&mut self, index: usize, running: u64) {
@@ -539,8 +500,7 @@ impl Align {
 
     /// Records a frame of layer `index` at `raw` running time (as its jitter buffer
     /// stamped it; `repeat`: a livesync repeat of its last keyframe): whether it stays a
-    /// keyframe, and the shift to take off its timestamps (for a kept repeat, with the
-    /// distance back to the instant it stands for: [`Layers::moved_back`]).
+    /// keyframe, and the shift to take off its timestamps.
     fn judge(&self, index: usize, raw: u64, key: bool, repeat: bool, window: u64) -> (bool, i64) {
         let Ok(mut state) = self.state.lock() else {
             return (true, 0);
@@ -584,7 +544,7 @@ impl Align {
             if let Some(verdict) = state.verdict_filling(index, (running, window)) {
                 let kept = state.keep(index, verdict, repeat, &self.names);
                 self.trace(index, running, repeat, verdict, kept);
-                return (kept, shift + state.moved_back(index, running, window, kept));
+                return (kept, shift);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -599,7 +559,7 @@ impl Align {
                     .unwrap_or(true);
                 let kept = state.keep(index, verdict, repeat, &self.names);
                 self.trace(index, running, repeat, verdict, kept);
-                return (kept, shift + state.moved_back(index, running, window, kept));
+                return (kept, shift);
             }
             state = match self.changed.wait_timeout(state, left) {
                 Ok((s, _)) => s,
@@ -691,13 +651,6 @@ mod tests {
         );
         assert!(near((1000 * MS, 0), (1010 * MS, 0), 16 * MS));
         assert!(!near((1000 * MS, 0), (1100 * MS, 66 * MS), 16 * MS));
-        // Kept, that repeat goes where the others' keyframe is, so its segment starts there.
-        assert_eq!(l.moved_back(1, 1033 * MS, 66 * MS, true), (33 * MS) as i64);
-        assert_eq!(l.moved_back(1, 1033 * MS, 66 * MS, false), 0, "not kept");
-        assert_eq!(l.moved_back(0, 1000 * MS, 0, true), 0, "not a repeat");
-        // A repeat within the tolerance of a keyframe stays: it is that instant already.
-        l.record(0, 2000 * MS, true);
-        assert_eq!(l.moved_back(1, 2010 * MS, 66 * MS, true), 0);
     }
 
     #[test]
