@@ -46,18 +46,15 @@ const ONE_FRAME_S: f64 = 1.0 / 30.0 + 0.001;
 /// from either), transcoded from the top layer.
 const TRANSCODED: &str = "240p";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding() {
-    let chromium = common::browser_preconditions("simulcast");
-    let mut cfg = test_config("");
-    // Segment 0 stays downloadable to the end (it holds x264's SEI if a rung is encoded).
-    cfg.hls.retain_segments = 60;
-    let gw = TestGateway::start(cfg).await;
+/// Runs tests/browser/simulcast.mjs against `gw`, publishing `stream` in `codec` (h264,
+/// vp8); returns its summary once every check of the script passed.
+async fn publish_and_watch(gw: &TestGateway, stream: &str, codec: &str) -> serde_json::Value {
+    let chromium = common::browser_preconditions(&format!("simulcast ({codec})"));
     let (code, summary) = common::run_browser_script(
         &chromium,
         "simulcast.mjs",
-        &[&gw.base, "sim"],
-        &[],
+        &[&gw.base, stream],
+        &[("SIMULCAST_CODEC", std::ffi::OsStr::new(codec))],
         SCRIPT_TIMEOUT,
     )
     .await;
@@ -73,17 +70,67 @@ async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding
         "the browser's checks failed: {}",
         common::script_failures(&summary)
     );
+    summary
+}
+
+/// `(rid, rendition)` of each planned layer (`/api/streams` in the script's summary).
+fn planned_layers(summary: &serde_json::Value) -> Vec<(&str, &str)> {
+    summary["api"]["simulcast"]["layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no simulcast plan in /api/streams: {}", summary["api"]))
+        .iter()
+        .map(|l| (l["rid"].as_str().unwrap(), l["rendition"].as_str().unwrap()))
+        .collect()
+}
+
+/// The first master with the video variants (the script's), parsed by m3u8-rs, and its
+/// video sizes, smallest first.
+fn master_sizes(summary: &serde_json::Value) -> (m3u8_rs::MasterPlaylist, Vec<(u64, u64)>) {
+    let text = summary["master"].as_str().expect("a master in the summary");
+    let master = m3u8_rs::parse_master_playlist_res(text.as_bytes())
+        .unwrap_or_else(|e| panic!("master does not parse: {e:?}\n{text}"));
+    let mut sizes: Vec<(u64, u64)> = master
+        .variants
+        .iter()
+        .filter_map(|v| v.resolution.map(|r| (r.width, r.height)))
+        .collect();
+    sizes.sort_unstable();
+    (master, sizes)
+}
+
+/// Whether segment 0 of a rendition holds x264's SEI (x264 writes "x264 - core …" into its
+/// first IDR only): out of the playlist by the end of a test, but still served
+/// (`retain_segments`).
+async fn x264_wrote_segment_0(gw: &TestGateway, stream: &str, rendition: &str) -> bool {
+    let url = gw.url(&format!("/hls/{stream}/{rendition}/index.m3u8"));
+    let (status, text) = gw.get_text(&url).await.unwrap();
+    assert_eq!(status, 200, "{url}");
+    let playlist = parse_media(&text).unwrap();
+    assert!(
+        playlist.segments.len() >= 4,
+        "{rendition}: only {} segments\n{text}",
+        playlist.segments.len()
+    );
+    let first = &playlist.segments[0].uri;
+    let dash = first.rfind('-').expect("seg-<epoch>-<n>.m4s");
+    let seg0 = format!("{}0.m4s", &first[..=dash]);
+    let data = gw.get_bytes(&resolve(&url, &seg0)).await.unwrap();
+    data.windows(4).any(|w| w == b"x264")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding() {
+    let mut cfg = test_config("");
+    // Segment 0 stays downloadable to the end (it holds x264's SEI if a rung is encoded).
+    cfg.hls.retain_segments = 60;
+    let gw = TestGateway::start(cfg).await;
+    let summary = publish_and_watch(&gw, "sim", "h264").await;
 
     println!("the paused layer, as hls.js saw it: {}", summary["pause"]);
 
     // The layers as planned: each a rendition, none left out.
     let plan = &summary["api"]["simulcast"];
-    let layers: Vec<(&str, &str)> = plan["layers"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no simulcast plan in /api/streams: {}", summary["api"]))
-        .iter()
-        .map(|l| (l["rid"].as_str().unwrap(), l["rendition"].as_str().unwrap()))
-        .collect();
+    let layers = planned_layers(&summary);
     assert_eq!(layers, [("h", "720p"), ("m", "360p"), ("l", "180p")]);
     assert_eq!(plan["left_out"].as_array().map(Vec::len), Some(0), "{plan}");
     assert_eq!(
@@ -107,50 +154,28 @@ async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding
 
     // The master: the three layers' sizes and the transcoded rung's (240 lines at the top
     // layer's aspect ratio).
-    let master_text = summary["master"].as_str().expect("a master in the summary");
-    let master = m3u8_rs::parse_master_playlist_res(master_text.as_bytes())
-        .unwrap_or_else(|e| panic!("master does not parse: {e:?}\n{master_text}"));
-    let mut sizes: Vec<(u64, u64)> = master
-        .variants
-        .iter()
-        .filter_map(|v| v.resolution.map(|r| (r.width, r.height)))
-        .collect();
-    sizes.sort_unstable();
+    let (_, sizes) = master_sizes(&summary);
     assert_eq!(
         sizes,
         [(320, 180), (426, 240), (640, 360), (1280, 720)],
-        "{master_text}"
+        "{}",
+        summary["master"]
     );
 
-    // Every layer's segments: the publisher's own H.264.
+    // Every layer's segments: the publisher's own H.264; the transcoded rung's, x264's.
     let mut renditions: Vec<&str> = layers.iter().map(|(_, r)| *r).collect();
     renditions.push(TRANSCODED);
     for rendition in &renditions {
-        let url = gw.url(&format!("/hls/sim/{rendition}/index.m3u8"));
-        let (status, text) = gw.get_text(&url).await.unwrap();
-        assert_eq!(status, 200, "{url}");
-        let playlist = parse_media(&text).unwrap();
-        assert!(
-            playlist.segments.len() >= 4,
-            "{rendition}: only {} segments\n{text}",
-            playlist.segments.len()
-        );
-        // x264 writes its SEI ("x264 - core …") into its first IDR only: segment 0, out of
-        // the playlist by now but still served (retain_segments).
-        let first = &playlist.segments[0].uri;
-        let dash = first.rfind('-').expect("seg-<epoch>-<n>.m4s");
-        let seg0 = format!("{}0.m4s", &first[..=dash]);
-        let data = gw.get_bytes(&resolve(&url, &seg0)).await.unwrap();
-        let x264 = data.windows(4).any(|w| w == b"x264");
+        let x264 = x264_wrote_segment_0(&gw, "sim", rendition).await;
         if *rendition == TRANSCODED {
             assert!(
                 x264,
-                "{rendition} {seg0} holds no x264 SEI: not encoded here?"
+                "{rendition}'s segment 0 holds no x264 SEI: not encoded here?"
             );
         } else {
             assert!(
                 !x264,
-                "{rendition} {seg0} was encoded by x264, not passed through"
+                "{rendition}'s segment 0 was encoded by x264, not passed through"
             );
         }
     }
@@ -173,30 +198,10 @@ async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding
 /// decoding) and leaves the other two out; every rendition is x264's; hls.js plays it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_vp8_simulcast_is_decoded_from_the_top_layer_and_transcoded() {
-    let chromium = common::browser_preconditions("simulcast (VP8)");
     let mut cfg = test_config("");
     cfg.hls.retain_segments = 60;
     let gw = TestGateway::start(cfg).await;
-    let (code, summary) = common::run_browser_script(
-        &chromium,
-        "simulcast.mjs",
-        &[&gw.base, "vp8sim"],
-        &[("SIMULCAST_CODEC", std::ffi::OsStr::new("vp8"))],
-        SCRIPT_TIMEOUT,
-    )
-    .await;
-    assert_ne!(
-        code,
-        Some(2),
-        "browser setup failed: {}",
-        summary["setupError"]
-    );
-    assert_eq!(
-        code,
-        Some(0),
-        "the browser's checks failed: {}",
-        common::script_failures(&summary)
-    );
+    let summary = publish_and_watch(&gw, "vp8sim", "vp8").await;
     println!("hls.js on the VP8 simulcast stream: {}", summary["watch"]);
 
     let offer = summary["publish"]["offerSimulcast"].as_str().unwrap_or("");
@@ -207,13 +212,7 @@ async fn chromium_vp8_simulcast_is_decoded_from_the_top_layer_and_transcoded() {
         summary["api"]
     );
     let plan = &summary["api"]["simulcast"];
-    let layers: Vec<(&str, &str)> = plan["layers"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no simulcast plan in /api/streams: {}", summary["api"]))
-        .iter()
-        .map(|l| (l["rid"].as_str().unwrap(), l["rendition"].as_str().unwrap()))
-        .collect();
-    assert_eq!(layers, [("h", "layer_h")], "{plan}");
+    assert_eq!(planned_layers(&summary), [("h", "layer_h")], "{plan}");
     let mut left_out: Vec<&str> = plan["left_out"]
         .as_array()
         .unwrap()
@@ -224,36 +223,26 @@ async fn chromium_vp8_simulcast_is_decoded_from_the_top_layer_and_transcoded() {
     assert_eq!(left_out, ["l", "m"], "{plan}");
 
     // The test ladder, transcoded from the 1280x720 top layer.
-    let master_text = summary["master"].as_str().expect("a master in the summary");
-    let master = m3u8_rs::parse_master_playlist_res(master_text.as_bytes())
-        .unwrap_or_else(|e| panic!("master does not parse: {e:?}\n{master_text}"));
-    let mut sizes: Vec<(u64, u64)> = master
-        .variants
-        .iter()
-        .filter_map(|v| v.resolution.map(|r| (r.width, r.height)))
-        .collect();
-    sizes.sort_unstable();
-    assert_eq!(sizes, [(320, 180), (426, 240), (640, 360)], "{master_text}");
+    let (master, sizes) = master_sizes(&summary);
+    assert_eq!(
+        sizes,
+        [(320, 180), (426, 240), (640, 360)],
+        "{}",
+        summary["master"]
+    );
     assert!(
         master
             .variants
             .iter()
             .all(|v| v.codecs.as_deref().is_some_and(|c| c.starts_with("avc1."))),
-        "{master_text}"
+        "{}",
+        summary["master"]
     );
     let renditions = ["360p", "240p", "180p"];
     for rendition in renditions {
-        let url = gw.url(&format!("/hls/vp8sim/{rendition}/index.m3u8"));
-        let (status, text) = gw.get_text(&url).await.unwrap();
-        assert_eq!(status, 200, "{url}");
-        let playlist = parse_media(&text).unwrap();
-        let first = &playlist.segments[0].uri;
-        let dash = first.rfind('-').expect("seg-<epoch>-<n>.m4s");
-        let seg0 = format!("{}0.m4s", &first[..=dash]);
-        let data = gw.get_bytes(&resolve(&url, &seg0)).await.unwrap();
         assert!(
-            data.windows(4).any(|w| w == b"x264"),
-            "{rendition} {seg0} holds no x264 SEI"
+            x264_wrote_segment_0(&gw, "vp8sim", rendition).await,
+            "{rendition}'s segment 0 holds no x264 SEI"
         );
     }
     let starts = segment_starts(&gw, "vp8sim", &renditions).await;
