@@ -19,7 +19,8 @@
 //! - no layer's segment 0 holds x264's SEI (x264 writes "x264 - core" into its first
 //!   IDR): the publisher's own H.264 is served; 240p's segment 0 holds it;
 //! - segment N of every rendition starts at the same time, within one frame (1/30 s), for
-//!   every N the four playlists share, and every segment decodes.
+//!   every N the four playlists share (the paused layer's within one of its repeat
+//!   intervals: its boundaries during the pause are repeats), and every segment decodes.
 //!
 //! A second test publishes the same three layers as VP8 (`SIMULCAST_CODEC=vp8`): only the
 //! top layer is decoded, the whole ladder transcoded from it, and hls.js plays it.
@@ -41,6 +42,10 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(220);
 
 /// One frame at the publisher's 30 fps, plus a millisecond for the muxers' rounding.
 const ONE_FRAME_S: f64 = 1.0 / 30.0 + 0.001;
+
+/// How late a paused layer's rendition may start a segment: one interval of its repeats
+/// (Chromium's paused lowest layer: 100 ms), plus a frame.
+const PAUSED_REPEAT_S: f64 = 0.1 + ONE_FRAME_S;
 
 /// The test ladder's rung no layer covers (360p and 180p are layers; 240 lines are 25 %
 /// from either), transcoded from the top layer.
@@ -183,12 +188,25 @@ async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding
     // every rendition.
     let starts = segment_starts(&gw, "sim", &renditions).await;
     let seqs: Vec<u64> = starts["720p"].keys().copied().collect();
-    let (compared, worst) = assert_segments_aligned(&starts, seqs, ONE_FRAME_S);
+    // The renditions whose layer never paused: within one frame.
+    let mut playing = starts.clone();
+    playing.remove("180p");
+    let (compared, worst) = assert_segments_aligned(&playing, seqs.clone(), ONE_FRAME_S);
     assert!(
         compared >= 4,
         "only {compared} segment numbers in common: {starts:?}"
     );
-    println!("{compared} segment numbers compared; largest start spread {worst:.4} s");
+    // The paused layer's: while it is paused its boundaries are repeats of its last
+    // keyframe, which come at its own frame interval (Chromium's paused lowest layer: every
+    // 100 ms), so its segment can start up to that much after the others' (CI: 73 ms).
+    // Known, not fixed: moving the repeats onto the others' instant made things worse
+    // (BENCHMARKS.md, "The wait for a part as a layer stops"). A whole segment off is
+    // still a failure.
+    let (_, paused_worst) = assert_segments_aligned(&starts, seqs, PAUSED_REPEAT_S);
+    println!(
+        "{compared} segment numbers compared; largest start spread {worst:.4} s \
+         (with the paused layer's rendition: {paused_worst:.4} s)"
+    );
     gw.shutdown().await;
 }
 
