@@ -7,8 +7,8 @@ use gstreamer_app as gst_app;
 
 use super::MediaError;
 use super::elements::{
-    DECODED_LATENCY, add, caps_filter, jitterbuffer, link, livesync, make, queue, rtcp_input,
-    rtp_appsrc, unflag_repeats,
+    add, caps_filter, jitterbuffer, link, livesync, make, queue, rtcp_input, rtp_appsrc,
+    unflag_repeats,
 };
 use super::ladder::Ladder;
 use super::mux::{Branch, MuxTiming, appsink, cmafmux};
@@ -59,7 +59,7 @@ pub(crate) fn audio(
             // Silence on the clock through a stall; the concealment of a whole stall,
             // which arrives at once when packets come back, is behind it and dropped
             // (elements.rs `livesync`).
-            let sync = livesync("audio_livesync", DECODED_LATENCY)?;
+            let sync = livesync("audio_livesync")?;
             unflag_repeats(&sync, |_, _| gst::PadProbeReturn::Ok);
             head.push(sync);
             Some(src)

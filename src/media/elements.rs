@@ -137,34 +137,31 @@ pub(crate) fn jitterbuffer(name: &str) -> Result<gst::Element, MediaError> {
 /// How late a decoded frame (or audio buffer) may be before `livesync` repeats the previous
 /// one in its place. Above the decode time of a loaded 2-core machine, so a slow frame is
 /// not replaced; a stall of the publisher is filled within this.
-pub(crate) const DECODED_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(400);
-
-/// The same for a remuxed branch (the passthrough rung, a simulcast layer). A rendition's
-/// parts stop while `livesync` waits: measured on a simulcast layer that stopped
-/// (tests/simulcast_layer_pause.rs), a player's blocking reload for the next part waited
-/// 748 ms — hls.js allows max(3 × PART-TARGET, 0.8 × TARGETDURATION) before a
-/// `levelLoadTimeOut`, 0.8 s with 1 s segments. 150 ms here cut that wait to 495–534 ms and
+///
+/// The same on remuxed branches (the passthrough rung, a simulcast layer), though a
+/// rendition's parts stop while `livesync` waits: measured on a simulcast layer that
+/// stopped (tests/simulcast_layer_pause.rs), a player's blocking reload for the next part
+/// waited 748 ms — hls.js allows max(3 × PART-TARGET, 0.8 × TARGETDURATION) before a
+/// `levelLoadTimeOut`, 0.8 s with 1 s segments. 150 ms there cut that wait to 495–534 ms and
 /// removed hls.js' stall as Chromium's layer stopped, but in tests/simulcast.rs the paused
 /// layer's segments after the pause were then a whole segment off the others' in about a
 /// third of the runs (a repeat kept as a boundary up to a frame interval after the others'
-/// keyframes; moving it onto their instant did not cure it). Not understood yet, so remuxed
-/// branches wait as long as the decoded video.
-pub(crate) const REMUXED_LATENCY: gst::ClockTime = DECODED_LATENCY;
+/// keyframes; moving it onto their instant did not cure it). Not understood yet.
+const LIVESYNC_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(400);
 
 /// `livesync` (gst-plugins-rs): passes buffers on as they come and, when the next one is
-/// more than `latency` late on the clock (on top of the upstream latency), repeats the
-/// last one (silence for raw
-/// audio) with the GAP flag, one buffer duration at a time, for as long as nothing comes;
+/// more than [`LIVESYNC_LATENCY`] late on the clock (on top of the upstream latency),
+/// repeats the last one (silence for raw audio) with the GAP flag, one buffer duration at a time, for as long as nothing comes;
 /// what then arrives behind the timeline it kept is dropped. So a stream that stalls keeps
 /// its running time tied to the clock and its cadence, instead of a hole that videorate
 /// (or audiorate, or the decoder's loss concealment) fills all at once when media comes
 /// back: measured before (tests/timeline.rs, 7 s without packets), every rung published
 /// 7 one-second segments of repeated frames within 0.4 s, and the audio 7 segments at once.
 /// `sync=false`: no buffer waits for the clock, so it adds no latency; only a repeat does.
-pub(crate) fn livesync(name: &str, latency: gst::ClockTime) -> Result<gst::Element, MediaError> {
+pub(crate) fn livesync(name: &str) -> Result<gst::Element, MediaError> {
     gst::ElementFactory::make("livesync")
         .name(name)
-        .property("latency", latency.nseconds())
+        .property("latency", LIVESYNC_LATENCY.nseconds())
         .property("sync", false)
         .build()
         .map_err(|source| MediaError::Build {

@@ -9,8 +9,8 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 use super::elements::{
-    DECODED_LATENCY, add, caps_filter, jitterbuffer, link, livesync, make, queue, rtcp_input,
-    rtp_appsrc, unflag_repeats,
+    add, caps_filter, jitterbuffer, link, livesync, make, queue, rtcp_input, rtp_appsrc,
+    unflag_repeats,
 };
 use super::ladder::Ladder;
 use super::{MediaError, VideoCodec, VideoInput};
@@ -123,7 +123,7 @@ pub(crate) fn video_ingest(
     }
     // On the clock through a stall: the last frame repeated, not a hole that videorate
     // fills in one burst when frames come back (elements.rs `livesync`).
-    let sync = livesync("video_livesync", DECODED_LATENCY)?;
+    let sync = livesync("video_livesync")?;
     unflag_repeats(&sync, |_, _| gst::PadProbeReturn::Ok);
     let convert = make("videoconvert", "video_convert")?;
     let rate = make("videorate", "video_rate")?;

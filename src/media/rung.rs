@@ -10,9 +10,7 @@ use std::sync::Arc;
 
 use super::MediaError;
 use super::align::Align;
-use super::elements::{
-    REMUXED_LATENCY, add, caps_filter, link, livesync, make, queue, unflag_repeats,
-};
+use super::elements::{add, caps_filter, link, livesync, make, queue, unflag_repeats};
 use super::ladder::{Ladder, PlannedRung};
 use super::mux::{Branch, MuxTiming, appsink, cmafmux, split_first_fragment};
 
@@ -135,7 +133,7 @@ pub(crate) fn source_rung(
             gst::PadProbeReturn::Ok
         });
     }
-    let sync = livesync(&format!("{prefix}_livesync"), REMUXED_LATENCY)?;
+    let sync = livesync(&format!("{prefix}_livesync"))?;
     repeat_keyframes(&sync);
     let mux = cmafmux(&format!("{prefix}_mux"), timing, false)?;
     // Before the first-fragment split below, which looks for the first keyframe.
