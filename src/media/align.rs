@@ -1,15 +1,17 @@
 //! Segment boundaries common to every simulcast layer: a layer's keyframe is a place to cut
 //! a segment only if every other layer has a keyframe at the same instant.
 //!
-//! Why: each layer's muxer cuts a segment at its first keyframe one segment duration after
-//! the last cut, and an ABR switch needs segment N to start at the same instant in every
-//! rendition (HLS2 §6.2.4). Keyframes are asked of all layers at once, and usually come on
-//! the same picture, but not always: Chromium drops a PLI that comes within 300 ms of the
-//! previous one for that layer, and asks its encoder for a keyframe on one layer only when
-//! that layer alone lost packets (measured: segment 25 of one rendition started 0.19 s
-//! before the other two's). A keyframe the others lack is handed to its muxer as a delta
-//! frame (the picture is still an IDR, which any decoder decodes), so no muxer can cut
-//! there; the next keyframe common to all is the boundary in every rendition.
+//! Why: a muxer cuts a segment at a keyframe, and an ABR switch needs segment N to start
+//! at the same instant in every rendition (HLS2 §6.2.4). Which common keyframes begin a
+//! segment is decided here too, once for all renditions ([`Cuts`]); every other keyframe
+//! reaches its muxer as a delta frame. Keyframes are asked of all layers at once, and
+//! usually come on the same picture, but not always: Chromium drops a PLI that comes
+//! within 300 ms of the previous one for that layer, and asks its encoder for a keyframe
+//! on one layer only when that layer alone lost packets (measured: segment 25 of one
+//! rendition started 0.19 s before the other two's). A keyframe the others lack is handed
+//! to its muxer as a delta frame (the picture is still an IDR, which any decoder decodes),
+//! so no muxer can cut there; the next keyframe common to all is the boundary in every
+//! rendition.
 //!
 //! The layers' frames pass on different streaming threads, a few milliseconds apart. A
 //! keyframe is held (its thread waits) until every other layer has shown either a keyframe
@@ -62,6 +64,7 @@ use gstreamer::prelude::*;
 use tracing::{debug, info, warn};
 
 use super::elements::running_time;
+use super::mux::MuxTiming;
 
 /// Keyframes remembered per layer (a few seconds' worth of requested keyframes).
 const KEYS_KEPT: usize = 16;
@@ -113,6 +116,112 @@ struct Layers {
     forced: Option<u64>,
     /// Bumped whenever a `cut_alone` or `absent_times` count changes.
     generation: u64,
+    /// The segment boundaries, decided once for every participant.
+    cuts: Cuts,
+}
+
+/// Where segments begin, decided once per instant for every participant.
+///
+/// Why not leave it to the muxers: each one cuts at its first keyframe one fragment
+/// duration after its *own* last cut (gst-plugin-fmp4 0.14.5: the next fragment ends at
+/// the last cut plus `fragment-duration`), on its own timestamps, which differ per
+/// rendition by up to a few tens of milliseconds (the layers' calibration residue, a
+/// derived rung's forced keyframe on the decoded frame grid, a paused layer's repeats at
+/// its own frame interval). The publisher's keyframes come about one segment and one frame
+/// apart (keyframes.rs), so a rendition whose last cut was later than the others' by more
+/// than that frame skipped the boundary they cut at, and segment N no longer started at the
+/// same instant everywhere (measured in CI: 360p's segment 42 1.068 s after 240p's and
+/// 720p's). Now an instant is judged once, by the first participant whose keyframe there
+/// is judged; every participant's keyframe at that instant gets the same answer; only
+/// keyframes at boundaries reach the muxers as keyframes; and the muxers' own rule is made
+/// to cut at every one of them ([`muxer_timing`]).
+#[derive(Debug)]
+struct Cuts {
+    /// Instants judged: the keyframe `(running, window)` first judged there, whether it was
+    /// common to every participant, and whether a segment begins there.
+    judged: VecDeque<((u64, u64), bool, bool)>,
+    /// The latest boundary (the participants' first keyframes are the first one).
+    last: Option<u64>,
+    /// Boundaries after the first.
+    count: u64,
+    /// The least distance from the start to the second boundary: the one-part first
+    /// segment (mux.rs `split_first_fragment`).
+    first_gap: u64,
+    /// The least distance between later boundaries: a segment less half a step
+    /// ([`muxer_timing`]), so a keyframe a little early (network jitter) still begins one.
+    gap: u64,
+}
+
+impl Cuts {
+    fn new(timing: MuxTiming) -> Self {
+        let step = step(timing).as_nanos() as u64;
+        let gap = (timing.segment.as_nanos() as u64).saturating_sub(step / 2);
+        Self {
+            judged: VecDeque::new(),
+            last: None,
+            count: 0,
+            first_gap: timing.part.map_or(gap, |p| p.as_nanos() as u64),
+            gap,
+        }
+    }
+
+    /// A participant's first keyframe at `running`: the first boundary, if none yet.
+    fn start(&mut self, running: u64) {
+        self.last.get_or_insert(running);
+    }
+
+    /// What was judged at the instant of keyframe `own`: (common, boundary).
+    fn judged(&self, own: (u64, u64), tolerance: u64) -> Option<(bool, bool)> {
+        self.judged
+            .iter()
+            .find(|(k, _, _)| near(*k, own, tolerance))
+            .map(|&(_, common, boundary)| (common, boundary))
+    }
+
+    /// Judges the instant of keyframe `own`, `common` to every participant or not: whether
+    /// a segment begins there (only where common, far enough from the last boundary).
+    fn judge(&mut self, own: (u64, u64), common: bool) -> bool {
+        let running = own.0;
+        let gap = if self.count == 0 {
+            self.first_gap
+        } else {
+            self.gap
+        };
+        let boundary = common
+            && self
+                .last
+                .is_none_or(|last| running >= last.saturating_add(gap));
+        if self.judged.len() == KEYS_KEPT {
+            self.judged.pop_front();
+        }
+        self.judged.push_back((own, common, boundary));
+        if boundary {
+            self.last = Some(running);
+            self.count += 1;
+        }
+        boundary
+    }
+}
+
+/// The muxer's own cut unit for an aligned rendition: a part (the chunk duration, which a
+/// fragment duration must be a multiple of: cmafmux 0.14.5 skips boundaries otherwise), or
+/// a quarter segment without parts.
+fn step(timing: MuxTiming) -> Duration {
+    timing.part.unwrap_or(timing.segment / 4)
+}
+
+/// The muxer timing of an aligned rendition: its `fragment-duration` is one [`step`], so
+/// the muxer cuts at every keyframe that reaches it (only boundaries do, [`Cuts`]), however
+/// its timestamps differ from the others'. Boundaries are at least a segment less half a
+/// step apart, and the muxer needs one step: a rendition's timestamps may be off the
+/// others' by the rest, D − 1.5 steps, at least D / 4 = 125 ms (segments are at least
+/// 500 ms, parts at most half of one), more than a paused layer's repeat is off the instant
+/// it fills (its frame interval, 100 ms for Chromium's lowest layer).
+pub(crate) fn muxer_timing(timing: MuxTiming) -> MuxTiming {
+    MuxTiming {
+        segment: step(timing),
+        part: timing.part,
+    }
 }
 
 impl Layers {
@@ -307,12 +416,14 @@ pub(crate) struct Align {
 impl Align {
     /// Aligns the layers named `layers` (their renditions, the top one first) and the rungs
     /// `derived` from the top layer (in that order: participant indices); keyframes closer
-    /// than `tolerance` are the same instant.
+    /// than `tolerance` are the same instant. `timing` is the renditions' (before
+    /// [`muxer_timing`]).
     pub(crate) fn new(
         layers: Vec<String>,
         derived: Vec<String>,
         tolerance: Duration,
         wait: Duration,
+        timing: MuxTiming,
     ) -> Arc<Self> {
         let count = layers.len();
         let mut names = layers;
@@ -329,6 +440,7 @@ impl Align {
                 calibrated: false,
                 forced: None,
                 generation: 0,
+                cuts: Cuts::new(timing),
             }),
             changed: Condvar::new(),
             wait,
@@ -475,7 +587,8 @@ impl Align {
                 if suppressed.is_power_of_two() {
                     info!(
                         rendition = align.names.get(index).map(String::as_str).unwrap_or(""),
-                        suppressed, "keyframe on this simulcast layer only: not a segment boundary"
+                        suppressed,
+                        "keyframe not at a segment boundary of every rendition: passed on as a delta frame"
                     );
                 }
             }
@@ -483,8 +596,9 @@ impl Align {
         });
     }
 
-    /// Logs a keyframe's verdict (debug): a publisher's keyframe always, a repeat only
-    /// when kept (a paused layer's repeats come on every frame).
+    /// Logs a keyframe's verdict (debug; `kept`: it stays a keyframe): a publisher's
+    /// keyframe always, a repeat only when kept (a paused layer's repeats come on every
+    /// frame).
     fn trace(&self, index: usize, running: u64, repeat: bool, common: bool, kept: bool) {
         if !repeat || kept {
             debug!(
@@ -536,30 +650,34 @@ impl Align {
             state.note_real_key(index, running);
         }
         self.changed.notify_all();
-        if !key || first {
+        if !key {
             return (true, shift);
         }
+        if first {
+            state.cuts.start(running);
+            return (true, shift);
+        }
+        let own = (running, window);
         let deadline = Instant::now() + self.wait;
         loop {
-            if let Some(verdict) = state.verdict_filling(index, (running, window)) {
-                let kept = state.keep(index, verdict, repeat, &self.names);
-                self.trace(index, running, repeat, verdict, kept);
-                return (kept, shift);
-            }
+            // An instant another participant's keyframe was judged at gets the same answer.
+            let judged = state.cuts.judged(own, state.tolerance);
+            let mut common = judged
+                .map(|(common, _)| common)
+                .or_else(|| state.verdict_filling(index, own));
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                for j in state.mark_undecided_absent(index, (running, window)) {
+            if common.is_none() && left.is_zero() {
+                for j in state.mark_undecided_absent(index, own) {
                     warn!(
                         rendition = self.names.get(j).map(String::as_str).unwrap_or(""),
                         "simulcast layer shows no frames; segments are cut without it"
                     );
                 }
-                let verdict = state
-                    .verdict_filling(index, (running, window))
-                    .unwrap_or(true);
-                let kept = state.keep(index, verdict, repeat, &self.names);
-                self.trace(index, running, repeat, verdict, kept);
-                return (kept, shift);
+                common = Some(state.verdict_filling(index, own).unwrap_or(true));
+            }
+            if let Some(common) = common {
+                let keyframe = self.settle(&mut state, index, own, repeat, common, judged);
+                return (keyframe, shift);
             }
             state = match self.changed.wait_timeout(state, left) {
                 Ok((s, _)) => s,
@@ -567,7 +685,36 @@ impl Align {
             };
         }
     }
+
+    /// Whether participant `index`'s keyframe `own`, judged `common` or not, stays a
+    /// keyframe: where a segment begins ([`Cuts`], `judged` if its instant already was),
+    /// or, not common, when kept alone ([`MAX_ALONE`]; its muxer then cuts there alone).
+    fn settle(
+        &self,
+        state: &mut Layers,
+        index: usize,
+        own: (u64, u64),
+        repeat: bool,
+        common: bool,
+        judged: Option<(bool, bool)>,
+    ) -> bool {
+        let boundary = match judged {
+            Some((_, boundary)) => boundary,
+            None => state.cuts.judge(own, common),
+        };
+        let kept = state.keep(index, common, repeat, &self.names);
+        let keyframe = if common { boundary } else { kept };
+        self.trace(index, own.0, repeat, common, keyframe);
+        if judged.is_none() {
+            // The others' keyframes at this instant are waiting for the answer.
+            self.changed.notify_all();
+        }
+        keyframe
+    }
 }
+
+#[cfg(test)]
+mod bin_tests;
 
 #[cfg(test)]
 mod tests {
@@ -582,7 +729,73 @@ mod tests {
             calibrated: true,
             forced: None,
             generation: 0,
+            cuts: Cuts::new(TIMING),
         }
+    }
+
+    /// 1 s segments of 200 ms parts.
+    const TIMING: MuxTiming = MuxTiming {
+        segment: Duration::from_secs(1),
+        part: Some(Duration::from_millis(200)),
+    };
+
+    #[test]
+    fn segments_begin_a_part_after_the_start_then_a_segment_apart() {
+        let mut c = Cuts::new(TIMING);
+        c.start(0);
+        c.start(5 * MS);
+        assert_eq!(c.last, Some(0), "the first participant's first keyframe");
+        assert!(c.judge((300 * MS, 0), true), "the one-part first segment");
+        assert!(!c.judge((800 * MS, 0), true), "common, but 0.5 s after");
+        // A segment less half a part: a keyframe 50 ms early still begins one.
+        assert!(c.judge((1250 * MS, 0), true));
+        assert!(!c.judge((2400 * MS, 0), false), "not common");
+        assert!(c.judge((2500 * MS, 0), true));
+        // Every participant's keyframe at a judged instant gets that instant's answer.
+        assert_eq!(c.judged((1260 * MS, 0), 16 * MS), Some((true, true)));
+        assert_eq!(c.judged((810 * MS, 0), 16 * MS), Some((true, false)));
+        assert_eq!(c.judged((2390 * MS, 0), 16 * MS), Some((false, false)));
+        assert_eq!(c.judged((1400 * MS, 0), 16 * MS), None);
+        // A paused layer's repeat 60 ms after the instant it fills.
+        assert_eq!(c.judged((2560 * MS, 100 * MS), 16 * MS), Some((true, true)));
+        // Without parts: a segment less an eighth.
+        let mut c = Cuts::new(MuxTiming {
+            segment: Duration::from_secs(2),
+            part: None,
+        });
+        c.start(0);
+        assert!(!c.judge((1700 * MS, 0), true));
+        assert!(c.judge((1750 * MS, 0), true));
+        assert_eq!(
+            muxer_timing(TIMING).segment,
+            Duration::from_millis(200),
+            "the muxer's own rule cuts at every boundary"
+        );
+    }
+
+    #[test]
+    fn an_instant_is_judged_once_for_every_participant() {
+        // Layer 2's keyframe is within the tolerance of layer 0's but not of layer 1's: by
+        // their own verdicts layer 0 would cut there and layer 1 would not.
+        let mut l = layers(3);
+        l.cuts.start(0);
+        l.record(0, 1000 * MS, true);
+        l.record(1, 1010 * MS, true);
+        l.record(2, 988 * MS, true);
+        assert_eq!(l.verdict(0, 1000 * MS), Some(true));
+        assert_eq!(l.verdict(1, 1010 * MS), None);
+        l.record(2, 1054 * MS, false);
+        assert_eq!(l.verdict(1, 1010 * MS), Some(false));
+        // The first judged decides for all.
+        assert!(l.cuts.judge((1000 * MS, 0), true));
+        assert_eq!(
+            l.cuts.judged((1010 * MS, 0), l.tolerance),
+            Some((true, true))
+        );
+        assert_eq!(
+            l.cuts.judged((988 * MS, 0), l.tolerance),
+            Some((true, true))
+        );
     }
 
     #[test]
@@ -765,6 +978,7 @@ mod tests {
             Vec::new(),
             Duration::from_millis(16),
             Duration::from_secs(5),
+            TIMING,
         );
         let other = Arc::clone(&align);
         let started = Instant::now();

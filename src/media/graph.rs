@@ -70,7 +70,7 @@ pub(crate) fn build(spec: &MediaSpec) -> Result<Graph, MediaError> {
         // frame later.
         let frame = Duration::from_secs(1) / spec.ladder.video.fps.max(1);
         let derived = s.transcoded.iter().map(|r| r.name.clone()).collect();
-        Align::new(names, derived, frame * 3 / 4, ALIGN_WAIT)
+        Align::new(names, derived, frame * 3 / 4, ALIGN_WAIT, timing)
     });
     let source = match &ingest.h264_tee {
         Some(tee) => Some(rung::source_rung(

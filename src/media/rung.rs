@@ -9,7 +9,7 @@ use tracing::debug;
 use std::sync::Arc;
 
 use super::MediaError;
-use super::align::Align;
+use super::align::{Align, muxer_timing};
 use super::elements::{add, caps_filter, link, livesync, make, queue, unflag_repeats};
 use super::ladder::{Ladder, PlannedRung};
 use super::mux::{Branch, MuxTiming, appsink, cmafmux, split_first_fragment};
@@ -20,8 +20,8 @@ use super::mux::{Branch, MuxTiming, appsink, cmafmux, split_first_fragment};
 /// Its keyframes: without `align`, cmafmux asks x264enc for one at each fragment boundary
 /// of its own grid. With `align` (a rung transcoded from a simulcast publisher's top layer,
 /// participant `index`), the keyframes are forced where the layers have theirs
-/// ([`Align::force_keys`]) and the muxer cuts only at those common to every rendition, as
-/// the layers' muxers do.
+/// ([`Align::force_keys`]) and only those where align.rs puts a boundary common to every
+/// rendition reach the muxer as keyframes; it cuts at each, as the layers' muxers do.
 pub(crate) fn video_rung(
     pipeline: &gst::Pipeline,
     tee: &gst::Element,
@@ -74,7 +74,10 @@ pub(crate) fn video_rung(
             .build(),
     )?;
     let parse = make("h264parse", &format!("{n}_parse"))?;
-    let mux = cmafmux(&format!("{n}_mux"), timing, align.is_none())?;
+    let mux = match align {
+        None => cmafmux(&format!("{n}_mux"), timing, true)?,
+        Some(_) => cmafmux(&format!("{n}_mux"), muxer_timing(timing), false)?,
+    };
     // Before the first-fragment split below, which looks for the first keyframe.
     if let (Some((align, index)), Some(pad)) = (align, parse.static_pad("src")) {
         align.install(&pad, index);
@@ -135,7 +138,13 @@ pub(crate) fn source_rung(
     }
     let sync = livesync(&format!("{prefix}_livesync"))?;
     repeat_keyframes(&sync);
-    let mux = cmafmux(&format!("{prefix}_mux"), timing, false)?;
+    // A simulcast layer's muxer cuts wherever a keyframe reaches it (align.rs `Cuts`).
+    let mux_timing = if align.is_some() {
+        muxer_timing(timing)
+    } else {
+        timing
+    };
+    let mux = cmafmux(&format!("{prefix}_mux"), mux_timing, false)?;
     // Before the first-fragment split below, which looks for the first keyframe.
     if let (Some((align, index)), Some(pad)) = (align, q.static_pad("src")) {
         align.install(&pad, index);
