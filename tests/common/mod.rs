@@ -633,7 +633,8 @@ pub fn assert_segments_aligned(
         worst = worst.max(spread);
         assert!(
             spread <= limit,
-            "segment {seq} starts {spread:.3} s apart across renditions: {:?}",
+            "segment {seq} starts {spread:.3} s apart across renditions: {:?}\n\
+             every listed segment's start (s) by rendition: {starts:?}",
             starts
                 .iter()
                 .map(|(r, m)| (r, m.get(&seq)))
