@@ -137,8 +137,8 @@ struct Layers {
 /// to cut at every one of them ([`muxer_timing`]).
 #[derive(Debug)]
 struct Cuts {
-    /// Instants judged: the keyframe `(running, window)` first judged there, whether it was
-    /// common to every participant, and whether a segment begins there.
+    /// Instants judged: the span of running times of the keyframes there (ns), whether
+    /// they were common to every participant, and whether a segment begins there.
     judged: VecDeque<((u64, u64), bool, bool)>,
     /// The latest boundary (the participants' first keyframes are the first one).
     last: Option<u64>,
@@ -151,6 +151,9 @@ struct Cuts {
     /// ([`muxer_timing`]), so a keyframe a little early (network jitter) still begins one.
     gap: u64,
 }
+
+/// Instants remembered ([`Cuts::judged`]): a few seconds of keyframes of four layers.
+const JUDGED_KEPT: usize = 64;
 
 impl Cuts {
     fn new(timing: MuxTiming) -> Self {
@@ -170,18 +173,32 @@ impl Cuts {
         self.last.get_or_insert(running);
     }
 
-    /// What was judged at the instant of keyframe `own`: (common, boundary).
+    /// What was judged at the instant of keyframe `own` (`(running, window)`: a repeat
+    /// stands for the `window` before it): (common, boundary). An instant is the span of
+    /// the keyframes that were judged together there, widened by the `tolerance`.
+    ///
+    /// Why a span and not the keyframe that was judged first: "within the tolerance" does
+    /// not chain. Measured before: the 240p rung's keyframe 16 ms before 720p's, a paused
+    /// 180p's repeat deciding for the instant 95 ms after it; 240p's keyframe was not near
+    /// the repeat, was judged again on its own, not a boundary, and 240p's segment numbers
+    /// fell one behind the others'.
     fn judged(&self, own: (u64, u64), tolerance: u64) -> Option<(bool, bool)> {
+        let (t, w) = own;
         self.judged
             .iter()
-            .find(|(k, _, _)| near(*k, own, tolerance))
+            .rev()
+            .find(|((lo, hi), _, _)| {
+                t.saturating_sub(w) <= hi.saturating_add(tolerance)
+                    && t >= lo.saturating_sub(tolerance)
+            })
             .map(|&(_, common, boundary)| (common, boundary))
     }
 
-    /// Judges the instant of keyframe `own`, `common` to every participant or not: whether
-    /// a segment begins there (only where common, far enough from the last boundary).
-    fn judge(&mut self, own: (u64, u64), common: bool) -> bool {
-        let running = own.0;
+    /// Judges the instant `span` (the running times of the keyframes there), `common` to
+    /// every participant or not: whether a segment begins there (only where common, far
+    /// enough from the last boundary).
+    fn judge(&mut self, span: (u64, u64), common: bool) -> bool {
+        let running = span.0;
         let gap = if self.count == 0 {
             self.first_gap
         } else {
@@ -191,10 +208,10 @@ impl Cuts {
             && self
                 .last
                 .is_none_or(|last| running >= last.saturating_add(gap));
-        if self.judged.len() == KEYS_KEPT {
+        if self.judged.len() == JUDGED_KEPT {
             self.judged.pop_front();
         }
-        self.judged.push_back((own, common, boundary));
+        self.judged.push_back((span, common, boundary));
         if boundary {
             self.last = Some(running);
             self.count += 1;
@@ -302,6 +319,23 @@ impl Layers {
         (!undecided).then_some(true)
     }
 
+    /// The running times of the keyframes at the instant of participant `index`'s keyframe
+    /// `own`: its own and every other present participant's near it (not repeats: a repeat
+    /// stands for that instant but carries a later time). `None` when all are repeats.
+    fn span(&self, index: usize, own: (u64, u64)) -> Option<(u64, u64)> {
+        let mut times = self
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(j, l)| *j != index && !l.absent)
+            .flat_map(|(_, l)| l.keys.iter())
+            .filter(|&&k| k.1 == 0 && near(k, own, self.tolerance))
+            .map(|k| k.0)
+            .chain((own.1 == 0).then_some(own.0));
+        let first = times.next()?;
+        Some(times.fold((first, first), |(lo, hi), t| (lo.min(t), hi.max(t))))
+    }
+
     /// Notes a publisher's layer's keyframe at `running` that is not a repeat: one the
     /// derived rungs get a keyframe for.
     fn note_real_key(&mut self, index: usize, running: u64) {
@@ -398,7 +432,11 @@ impl Layers {
 /// 180p layer of Chromium's never met the others' boundaries, cut 2–3 s segments, and after
 /// the pause its segment 38 started 4.2 s after theirs).
 fn near(a: (u64, u64), b: (u64, u64), tolerance: u64) -> bool {
-    let fills = |(t, w): (u64, u64), k: u64| w > 0 && t.saturating_sub(w) < k && k <= t;
+    // The window is widened by the tolerance, as every instant is: the same picture's
+    // keyframe on another layer may be that much earlier than the one the repeat fills.
+    let fills = |(t, w): (u64, u64), k: u64| {
+        w > 0 && t.saturating_sub(w).saturating_sub(tolerance) < k && k <= t
+    };
     a.0.abs_diff(b.0) <= tolerance || fills(a, b.0) || fills(b, a.0)
 }
 
@@ -700,7 +738,13 @@ impl Align {
     ) -> bool {
         let boundary = match judged {
             Some((_, boundary)) => boundary,
-            None => state.cuts.judge(own, common),
+            // A repeat not common to every participant is not remembered: a paused layer
+            // repeats on every frame, and none of those instants is anyone else's.
+            None if repeat && !common => false,
+            None => {
+                let span = if common { state.span(index, own) } else { None };
+                state.cuts.judge(span.unwrap_or((own.0, own.0)), common)
+            }
         };
         let kept = state.keep(index, common, repeat, &self.names);
         let keyframe = if common { boundary } else { kept };
@@ -741,31 +785,33 @@ mod tests {
 
     #[test]
     fn segments_begin_a_part_after_the_start_then_a_segment_apart() {
+        let at = |ms: u64| (ms * MS, ms * MS);
         let mut c = Cuts::new(TIMING);
         c.start(0);
         c.start(5 * MS);
         assert_eq!(c.last, Some(0), "the first participant's first keyframe");
-        assert!(c.judge((300 * MS, 0), true), "the one-part first segment");
-        assert!(!c.judge((800 * MS, 0), true), "common, but 0.5 s after");
+        assert!(c.judge(at(300), true), "the one-part first segment");
+        assert!(!c.judge(at(800), true), "common, but 0.5 s after");
         // A segment less half a part: a keyframe 50 ms early still begins one.
-        assert!(c.judge((1250 * MS, 0), true));
-        assert!(!c.judge((2400 * MS, 0), false), "not common");
-        assert!(c.judge((2500 * MS, 0), true));
+        assert!(c.judge((1250 * MS, 1262 * MS), true));
+        assert!(!c.judge(at(2400), false), "not common");
+        assert!(c.judge(at(2500), true));
         // Every participant's keyframe at a judged instant gets that instant's answer.
-        assert_eq!(c.judged((1260 * MS, 0), 16 * MS), Some((true, true)));
+        assert_eq!(c.judged((1276 * MS, 0), 16 * MS), Some((true, true)));
         assert_eq!(c.judged((810 * MS, 0), 16 * MS), Some((true, false)));
         assert_eq!(c.judged((2390 * MS, 0), 16 * MS), Some((false, false)));
         assert_eq!(c.judged((1400 * MS, 0), 16 * MS), None);
-        // A paused layer's repeat 60 ms after the instant it fills.
+        // A paused layer's repeat 60 ms after the instant it fills; not the next one.
         assert_eq!(c.judged((2560 * MS, 100 * MS), 16 * MS), Some((true, true)));
+        assert_eq!(c.judged((2660 * MS, 100 * MS), 16 * MS), None);
         // Without parts: a segment less an eighth.
         let mut c = Cuts::new(MuxTiming {
             segment: Duration::from_secs(2),
             part: None,
         });
         c.start(0);
-        assert!(!c.judge((1700 * MS, 0), true));
-        assert!(c.judge((1750 * MS, 0), true));
+        assert!(!c.judge(at(1700), true));
+        assert!(c.judge(at(1750), true));
         assert_eq!(
             muxer_timing(TIMING).segment,
             Duration::from_millis(200),
@@ -786,8 +832,9 @@ mod tests {
         assert_eq!(l.verdict(1, 1010 * MS), None);
         l.record(2, 1054 * MS, false);
         assert_eq!(l.verdict(1, 1010 * MS), Some(false));
-        // The first judged decides for all.
-        assert!(l.cuts.judge((1000 * MS, 0), true));
+        // The first judged decides for all, on the span of the keyframes there.
+        assert_eq!(l.span(0, (1000 * MS, 0)), Some((988 * MS, 1010 * MS)));
+        assert!(l.cuts.judge((988 * MS, 1010 * MS), true));
         assert_eq!(
             l.cuts.judged((1010 * MS, 0), l.tolerance),
             Some((true, true))
@@ -795,6 +842,43 @@ mod tests {
         assert_eq!(
             l.cuts.judged((988 * MS, 0), l.tolerance),
             Some((true, true))
+        );
+    }
+
+    #[test]
+    fn an_instant_a_repeat_judged_first_is_where_the_real_keyframes_are() {
+        // Regression (tests/simulcast.rs, Chromium): the paused 180p layer's repeat 95 ms
+        // after 720p's keyframe decided for the instant; 240p's keyframe 16 ms before 720p's
+        // was not near the repeat, was judged again on its own, and 240p fell a segment
+        // behind.
+        let mut l = layers(3);
+        l.cuts.start(0);
+        l.record(0, 1000 * MS, true);
+        l.record(2, 984 * MS, true);
+        l.record(2, 1150 * MS, false);
+        l.record_filling(1, 1095 * MS, true, 100 * MS);
+        // 240p's keyframe is 111 ms before the repeat: in its window widened by the
+        // tolerance (16 ms here), as 720p's is.
+        assert_eq!(l.verdict_filling(1, (1095 * MS, 100 * MS)), Some(true));
+        let span = l.span(1, (1095 * MS, 100 * MS));
+        assert_eq!(
+            span,
+            Some((984 * MS, 1000 * MS)),
+            "240p's and 720p's, not the repeat's"
+        );
+        assert!(l.cuts.judge(span.expect("real keyframes there"), true));
+        assert_eq!(
+            l.cuts.judged((984 * MS, 0), l.tolerance),
+            Some((true, true))
+        );
+        assert_eq!(
+            l.cuts.judged((1000 * MS, 0), l.tolerance),
+            Some((true, true))
+        );
+        assert_eq!(
+            l.cuts.last,
+            Some(984 * MS),
+            "the next segment counts from there"
         );
     }
 
