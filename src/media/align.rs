@@ -178,10 +178,12 @@ impl Cuts {
     /// the keyframes that were judged together there, widened by the `tolerance`.
     ///
     /// Why a span and not the keyframe that was judged first: "within the tolerance" does
-    /// not chain. Measured before: the 240p rung's keyframe 16 ms before 720p's, a paused
-    /// 180p's repeat deciding for the instant 95 ms after it; 240p's keyframe was not near
-    /// the repeat, was judged again on its own, not a boundary, and 240p's segment numbers
-    /// fell one behind the others'.
+    /// not chain. With a transcoded rung's keyframe 16 ms before 720p's and a paused 180p
+    /// layer's repeat, 95 ms after 720p's, judged first, the rung's keyframe is not near
+    /// the repeat: it would be judged again on its own, not as a boundary, and the rung's
+    /// segment numbers fall one behind. (A reading of one failure of tests/simulcast.rs,
+    /// 240p a segment behind right after the 180p pause, with info logs only: consistent
+    /// with it, not shown by them.)
     fn judged(&self, own: (u64, u64), tolerance: u64) -> Option<(bool, bool)> {
         let (t, w) = own;
         self.judged
@@ -847,10 +849,10 @@ mod tests {
 
     #[test]
     fn an_instant_a_repeat_judged_first_is_where_the_real_keyframes_are() {
-        // Regression (tests/simulcast.rs, Chromium): the paused 180p layer's repeat 95 ms
-        // after 720p's keyframe decided for the instant; 240p's keyframe 16 ms before 720p's
-        // was not near the repeat, was judged again on its own, and 240p fell a segment
-        // behind.
+        // The paused 180p layer's repeat 95 ms after 720p's keyframe decides for the
+        // instant; 240p's keyframe 16 ms before 720p's must get the same answer (judged on
+        // its own, it was not a boundary: the reading of a tests/simulcast.rs failure where
+        // 240p fell a segment behind after the pause).
         let mut l = layers(3);
         l.cuts.start(0);
         l.record(0, 1000 * MS, true);
