@@ -33,6 +33,32 @@ pub(crate) fn ladder(rungs: &[(&str, u32, u32)], source: bool) -> Ladder {
     ladder
 }
 
+/// `appsrc` (H.264 byte-stream access units) → `h264parse` → `tee`, added to `pipeline` and
+/// linked: the publisher's H.264 as the ingest hands it to the rungs. `live`: stamped on
+/// arrival (`do-timestamp`), as a jitter buffer stamps it; otherwise the buffers' own.
+/// Returns the appsrc, the parser and the tee.
+pub(crate) fn h264_into_tee(
+    pipeline: &gst::Pipeline,
+    live: bool,
+) -> (gst_app::AppSrc, gst::Element, gst::Element) {
+    let src = gst_app::AppSrc::builder()
+        .caps(
+            &gst::Caps::builder("video/x-h264")
+                .field("stream-format", "byte-stream")
+                .field("alignment", "au")
+                .build(),
+        )
+        .format(gst::Format::Time)
+        .is_live(live)
+        .do_timestamp(live)
+        .build();
+    let parse = gst::ElementFactory::make("h264parse").build().unwrap();
+    let tee = gst::ElementFactory::make("tee").build().unwrap();
+    pipeline.add_many([src.upcast_ref(), &parse, &tee]).unwrap();
+    gst::Element::link_many([src.upcast_ref(), &parse, &tee]).unwrap();
+    (src, parse, tee)
+}
+
 /// Runs a test-input pipeline (`gst-launch-1.0` syntax, ending in `appsink name=out`) to its
 /// end and returns what reached the appsink.
 pub(crate) fn generate(description: &str) -> Vec<gst::Buffer> {

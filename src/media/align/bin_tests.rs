@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 
 use super::Align;
 use crate::media::mux::MuxTiming;
@@ -66,19 +65,7 @@ fn layers_a_little_apart_are_cut_at_the_same_instants() {
     let mut inputs = Vec::new();
     let mut sinks = Vec::new();
     for layer in 0..2 {
-        let src = gst_app::AppSrc::builder()
-            .caps(
-                &gst::Caps::builder("video/x-h264")
-                    .field("stream-format", "byte-stream")
-                    .field("alignment", "au")
-                    .build(),
-            )
-            .format(gst::Format::Time)
-            .build();
-        let parse = gst::ElementFactory::make("h264parse").build().unwrap();
-        let tee = gst::ElementFactory::make("tee").build().unwrap();
-        pipeline.add_many([src.upcast_ref(), &parse, &tee]).unwrap();
-        gst::Element::link_many([src.upcast_ref(), &parse, &tee]).unwrap();
+        let (src, parse, tee) = test_support::h264_into_tee(&pipeline, false);
         // Every frame is an IDR; the publisher's keyframes are the ones not flagged delta.
         parse
             .static_pad("src")

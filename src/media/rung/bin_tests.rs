@@ -157,21 +157,7 @@ fn the_first_predicted_frame_after_repeats_asks_for_a_keyframe() {
     );
 
     let pipeline = gst::Pipeline::new();
-    let src = gst_app::AppSrc::builder()
-        .caps(
-            &gst::Caps::builder("video/x-h264")
-                .field("stream-format", "byte-stream")
-                .field("alignment", "au")
-                .build(),
-        )
-        .format(gst::Format::Time)
-        .is_live(true)
-        .do_timestamp(true)
-        .build();
-    let parse = gst::ElementFactory::make("h264parse").build().unwrap();
-    let tee = gst::ElementFactory::make("tee").build().unwrap();
-    pipeline.add_many([src.upcast_ref(), &parse, &tee]).unwrap();
-    gst::Element::link_many([src.upcast_ref(), &parse, &tee]).unwrap();
+    let (src, _parse, tee) = test_support::h264_into_tee(&pipeline, true);
     let timing = MuxTiming {
         segment: Duration::from_secs(1),
         part: Some(Duration::from_millis(200)),
