@@ -151,8 +151,9 @@ const LIVESYNC_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(400);
 
 /// `livesync` (gst-plugins-rs): passes buffers on as they come and, when the next one is
 /// more than [`LIVESYNC_LATENCY`] late on the clock (on top of the upstream latency),
-/// repeats the last one (silence for raw audio) with the GAP flag, one buffer duration at a time, for as long as nothing comes;
-/// what then arrives behind the timeline it kept is dropped. So a stream that stalls keeps
+/// repeats the last one (silence for raw audio) with the GAP flag, one buffer duration at a
+/// time, for as long as nothing comes; what then arrives behind the timeline it kept is
+/// dropped. So a stream that stalls keeps
 /// its running time tied to the clock and its cadence, instead of a hole that videorate
 /// (or audiorate, or the decoder's loss concealment) fills all at once when media comes
 /// back: measured before (tests/timeline.rs, 7 s without packets), every rung published

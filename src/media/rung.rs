@@ -74,10 +74,11 @@ pub(crate) fn video_rung(
             .build(),
     )?;
     let parse = make("h264parse", &format!("{n}_parse"))?;
-    let mux = match align {
-        None => cmafmux(&format!("{n}_mux"), timing, true)?,
-        Some(_) => cmafmux(&format!("{n}_mux"), muxer_timing(timing), false)?,
-    };
+    let mux = cmafmux(
+        &format!("{n}_mux"),
+        mux_timing(timing, align.is_some()),
+        align.is_none(),
+    )?;
     // Before the first-fragment split below, which looks for the first keyframe.
     if let (Some((align, index)), Some(pad)) = (align, parse.static_pad("src")) {
         align.install(&pad, index);
@@ -138,13 +139,11 @@ pub(crate) fn source_rung(
     }
     let sync = livesync(&format!("{prefix}_livesync"))?;
     repeat_keyframes(&sync);
-    // A simulcast layer's muxer cuts wherever a keyframe reaches it (align.rs `Cuts`).
-    let mux_timing = if align.is_some() {
-        muxer_timing(timing)
-    } else {
-        timing
-    };
-    let mux = cmafmux(&format!("{prefix}_mux"), mux_timing, false)?;
+    let mux = cmafmux(
+        &format!("{prefix}_mux"),
+        mux_timing(timing, align.is_some()),
+        false,
+    )?;
     // Before the first-fragment split below, which looks for the first keyframe.
     if let (Some((align, index)), Some(pad)) = (align, q.static_pad("src")) {
         align.install(&pad, index);
@@ -160,6 +159,16 @@ pub(crate) fn source_rung(
         appsink: sink,
         caps_source: q,
     })
+}
+
+/// The muxer timing of a rung: the stream's, or for a simulcast participant (`aligned`),
+/// one that cuts wherever a keyframe reaches it (align.rs `Cuts`, `muxer_timing`).
+fn mux_timing(timing: MuxTiming, aligned: bool) -> MuxTiming {
+    if aligned {
+        muxer_timing(timing)
+    } else {
+        timing
+    }
 }
 
 /// Through a stall the passthrough rung is kept on the clock like the decoded video
