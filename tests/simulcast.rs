@@ -128,6 +128,9 @@ async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding
     let mut cfg = test_config("");
     // Segment 0 stays downloadable to the end (it holds x264's SEI if a rung is encoded).
     cfg.hls.retain_segments = 60;
+    // The default window in time (15 segments of 2 s): a level hls.js comes back to after
+    // longer than the window is placed by estimate (config/hls.rs `window_segments`).
+    cfg.hls.window_segments = 30;
     let gw = TestGateway::start(cfg).await;
     let summary = publish_and_watch(&gw, "sim", "h264").await;
 

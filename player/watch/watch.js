@@ -126,7 +126,8 @@
     if (hls) hls.destroy();
     state.engine = 'hls.js';
     setStatus('loading', 'loading…');
-    hls = new window.Hls({ lowLatencyMode: state.format !== 'ts', backBufferLength: 30 });
+    // `?debug=1`: hls.js' own debug log in the browser console (what it loads, and why).
+    hls = new window.Hls({ lowLatencyMode: state.format !== 'ts', backBufferLength: 30, debug: params.get('debug') === '1' });
     resyncPending = true;
     window.whipcastHls = hls; // for tests and debugging
     state.lowLatencyMode = hls.config.lowLatencyMode;

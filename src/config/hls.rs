@@ -44,6 +44,17 @@ pub struct HlsConfig {
     /// `Retry-After`.
     pub max_blocking_requests: usize,
     /// Segments listed in each live media playlist (Apple requires ≥ 6, AUTH 8.11).
+    ///
+    /// 15 (30 s of 2 s segments), well over `CAN-SKIP-UNTIL` (6 target durations, HLS2
+    /// §4.4.3.8), so LL-HLS players reload delta playlists (`_HLS_skip=YES`) of about 6 s
+    /// and a full one only when they join or switch. Why not 6: hls.js (1.7) places the
+    /// segments of a level it comes back to by those it loaded there before, matched by
+    /// sequence number; when none of them is still listed it guesses from the number of
+    /// segments in between times their average `EXTINF`, and misses by as much as the
+    /// segments in between differed from that average (a late keyframe, a simulcast
+    /// boundary not common to every layer). Measured in tests/simulcast.rs on a loaded
+    /// machine: back on 720p after 12 s away with a 6 s window, hls.js placed its parts
+    /// 0.75 s early, left a hole in the buffer and stalled.
     pub window_segments: usize,
     /// Segments kept downloadable after they leave the playlist (HLS2 §6.2.2: at least one
     /// playlist duration).
@@ -164,11 +175,11 @@ impl Default for HlsConfig {
             part_hold_back_factor: 3.0,
             start_offset: Duration::ZERO,
             max_blocking_requests: 10_000,
-            window_segments: 6,
+            window_segments: 15,
             retain_segments: 6,
             grace_period: Duration::from_secs(60),
             dvr_window: Duration::ZERO,
-            // 6 + 6 segments of a 5 Mbit/s 1080p ladder (~9.5 Mbit/s) take ~30 MiB; this
+            // 15 + 6 segments of a 5 Mbit/s 1080p ladder (~9.5 Mbit/s) take ~50 MiB; this
             // leaves room for a DVR window of ~7 minutes at that rate, or hours at low ones.
             stream_memory_mib: 512,
             dvr_overflow: DvrOverflow::Trim,

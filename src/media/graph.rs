@@ -72,6 +72,7 @@ pub(crate) fn build(spec: &MediaSpec) -> Result<Graph, MediaError> {
         let derived = s.transcoded.iter().map(|r| r.name.clone()).collect();
         Align::new(names, derived, frame * 3 / 4, ALIGN_WAIT, timing)
     });
+    let frame_interval = gst::ClockTime::SECOND / u64::from(spec.ladder.video.fps.max(1));
     let source = match &ingest.h264_tee {
         Some(tee) => Some(rung::source_rung(
             &pipeline,
@@ -79,6 +80,7 @@ pub(crate) fn build(spec: &MediaSpec) -> Result<Graph, MediaError> {
             timing,
             "source",
             align.as_ref().map(|a| (a, 0)),
+            frame_interval,
         )?),
         None => None,
     };
@@ -92,6 +94,7 @@ pub(crate) fn build(spec: &MediaSpec) -> Result<Graph, MediaError> {
             timing,
             &prefix,
             align.as_ref().map(|a| (a, i + 1)),
+            frame_interval,
         )?;
         layers.push((input, branch));
     }

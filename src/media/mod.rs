@@ -20,7 +20,8 @@
 //! * `print-pipelines`: `describe.rs` (walks the built graph) and `launch_text.rs` (one
 //!   element as gst-launch text).
 //! * Pure parts: `ladder.rs`, `lipsync.rs`, `audio_cut.rs`, `rtp.rs`, `stale.rs` (RTP that
-//!   arrives too late to be live), `gaps.rs` (which segments a publisher's stall makes gaps).
+//!   arrives too late to be live), `gaps.rs` (which segments a publisher's stall makes gaps),
+//!   `whole.rs` (frames that lost their first slice, kept out of the passthrough rung).
 //!
 //! # A stalled publisher
 //!
@@ -64,6 +65,7 @@ mod sps;
 mod stale;
 #[cfg(test)]
 mod test_support;
+mod whole;
 
 pub use rtp::h264_keyframe_start;
 pub use sps::h264_sps_size;

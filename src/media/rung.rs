@@ -4,7 +4,7 @@
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_video as gst_video;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use super::align::{Align, muxer_timing};
 use super::elements::{add, caps_filter, link, livesync, make, queue, unflag_repeats};
 use super::ladder::{Ladder, PlannedRung};
 use super::mux::{Branch, MuxTiming, appsink, cmafmux, split_first_fragment};
+use super::whole::{Verdict, Whole, looks_whole};
 
 /// One transcoded rung: `queue ! videoscale ! capsfilter ! x264enc ! capsfilter ! h264parse !
 /// cmafmux ! appsink`, linked from a new request pad of `tee`.
@@ -109,13 +110,15 @@ pub(crate) fn video_rung(
 
 /// The passthrough rung: the publisher's H.264, remuxed; segments cut on its keyframes.
 /// `prefix` names its elements (`source`, or a simulcast layer's `layer1`, …); `align`,
-/// for a simulcast layer, leaves it only the keyframes every layer has (align.rs).
+/// for a simulcast layer, leaves it only the keyframes every layer has (align.rs); `frame`
+/// is the publisher's nominal frame interval (see [`repeat_keyframes`] on durations).
 pub(crate) fn source_rung(
     pipeline: &gst::Pipeline,
     tee: &gst::Element,
     timing: MuxTiming,
     prefix: &str,
     align: Option<(&Arc<Align>, usize)>,
+    frame: gst::ClockTime,
 ) -> Result<Branch, MediaError> {
     let q = queue(&format!("{prefix}_queue"))?;
     // cmafmux requires DTS on video ("Require DTS for video streams"). The depayloaded stream has PTS only;
@@ -138,7 +141,8 @@ pub(crate) fn source_rung(
         });
     }
     let sync = livesync(&format!("{prefix}_livesync"))?;
-    repeat_keyframes(&sync);
+    drop_broken_frames(&sync, prefix);
+    repeat_keyframes(&sync, frame);
     let mux = cmafmux(
         &format!("{prefix}_mux"),
         mux_timing(timing, align.is_some()),
@@ -184,7 +188,18 @@ fn mux_timing(timing: MuxTiming, aligned: bool) -> MuxTiming {
 /// for arriving behind its repeats, decode wrong until the next keyframe. The first such
 /// frame asks the publisher for one (an upstream force-key-unit event: the appsrc turns it
 /// into a PLI, bus.rs `watch_keyframe_requests`).
-fn repeat_keyframes(sync: &gst::Element) {
+///
+/// Durations: RTP says none, and `livesync` stamps a buffer without one with 100 ms
+/// (its default, caps without a frame rate). fmp4mux takes the duration of a fragment's
+/// last sample from the buffer, only ever lengthening it to the next fragment's start, so
+/// every segment's last frame lasted 100 ms: measured, each segment of a 30 fps layer ran
+/// 67 ms into the next one's (trun), and a player switching levels appended one
+/// rendition's segment over the start of another's (Chromium then removes the overlapped
+/// keyframe and its GOP: holes, `bufferSeekOverHole`, stalls). A publisher's frame gets
+/// the nominal frame interval `frame` instead: a frame that comes later is stretched to it
+/// by fmp4mux; one that comes sooner (jitter, a faster publisher) overlaps by that little.
+/// Repeats keep `livesync`'s 100 ms: that is their spacing.
+fn repeat_keyframes(sync: &gst::Element, frame: gst::ClockTime) {
     struct Last {
         key: Option<gst::Buffer>,
         repeated: bool,
@@ -199,6 +214,7 @@ fn repeat_keyframes(sync: &gst::Element) {
             return gst::PadProbeReturn::Drop;
         };
         if !repeat {
+            buffer.make_mut().set_duration(frame);
             let delta = buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
             if !delta {
                 last.key = Some(buffer.clone());
@@ -231,6 +247,49 @@ fn repeat_keyframes(sync: &gst::Element) {
         *buffer = copy;
         last.repeated = true;
         gst::PadProbeReturn::Ok
+    });
+}
+
+/// Keeps the frames that lost their first slice to packet loss, and the frames predicted
+/// from them, out of the passthrough rung (whole.rs), on `livesync`'s sink pad: what is
+/// dropped there is a stall to it, filled like any other. The first such frame asks the
+/// publisher for a keyframe (an upstream force-key-unit event: the appsrc turns it into a
+/// PLI, bus.rs `watch_keyframe_requests`).
+fn drop_broken_frames(sync: &gst::Element, prefix: &str) {
+    let Some(pad) = sync.static_pad("sink") else {
+        return;
+    };
+    let whole = std::sync::Mutex::new(Whole::default());
+    let prefix = prefix.to_string();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        let looks = buffer.map_readable().ok().and_then(|map| looks_whole(&map));
+        let Ok(mut whole) = whole.lock() else {
+            return gst::PadProbeReturn::Drop;
+        };
+        match whole.judge(keyframe, looks) {
+            Verdict::Pass => gst::PadProbeReturn::Ok,
+            Verdict::Drop { ask_keyframe } => {
+                if ask_keyframe {
+                    warn!(
+                        branch = %prefix,
+                        keyframe,
+                        dropped = whole.dropped(),
+                        "a frame lost its first slices (packets lost): dropped, with what \
+                         follows, until a whole keyframe; asking for one"
+                    );
+                    pad.push_event(
+                        gst_video::UpstreamForceKeyUnitEvent::builder()
+                            .all_headers(true)
+                            .build(),
+                    );
+                }
+                gst::PadProbeReturn::Drop
+            }
+        }
     });
 }
 

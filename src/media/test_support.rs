@@ -128,6 +128,10 @@ pub(crate) struct Chunk {
     pub boxes: Vec<String>,
     /// The init segment's boxes, if the list starts with one.
     pub init: Option<Vec<String>>,
+    /// Its samples' decode time span in the track's timescale: `tfdt` and the sum of the
+    /// `trun` sample durations (ISO/IEC 14496-12 §8.8.12, §8.8.8).
+    pub decode_start: u64,
+    pub decode_duration: u64,
 }
 
 impl Chunk {
@@ -144,9 +148,11 @@ impl std::fmt::Debug for Chunk {
         let head = self.flags[usize::from(self.init.is_some())];
         write!(
             f,
-            "Chunk {{ pts: {} ns, duration: {} ns, {} buffers, head {:?}, last {:?}, boxes {:?}{} }}",
+            "Chunk {{ pts: {} ns, duration: {} ns, decoded {}+{}, {} buffers, head {:?}, last {:?}, boxes {:?}{} }}",
             self.pts.nseconds(),
             self.duration.nseconds(),
+            self.decode_start,
+            self.decode_duration,
             self.flags.len(),
             head,
             self.flags.last(),
@@ -170,13 +176,80 @@ pub(crate) fn chunk(sample: &gst::Sample) -> Chunk {
     let head = buffers[usize::from(is_init)];
     let segment = sample.segment().unwrap();
     let segment = segment.downcast_ref::<gst::format::Time>().unwrap();
+    let (decode_start, decode_duration) = decode_span(&head.map_readable().unwrap());
     Chunk {
         flags,
         pts: segment.to_running_time(head.pts()).unwrap(),
         duration: head.duration().unwrap(),
         boxes: boxes(&head.map_readable().unwrap()),
         init,
+        decode_start,
+        decode_duration,
     }
+}
+
+/// The child boxes of `data` (ISO/IEC 14496-12 §4.2, 32-bit sizes): type and payload.
+fn children(data: &[u8]) -> Vec<(&str, &[u8])> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 8 <= data.len() {
+        let size = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        if size < 8 || at + size > data.len() {
+            break;
+        }
+        let kind = std::str::from_utf8(&data[at + 4..at + 8]).unwrap_or("????");
+        out.push((kind, &data[at + 8..at + size]));
+        at += size;
+    }
+    out
+}
+
+/// `tfdt` and the summed sample durations of every `traf` in the `moof` of `data`.
+fn decode_span(data: &[u8]) -> (u64, u64) {
+    let be32 =
+        |b: &[u8], at: usize| u64::from(u32::from_be_bytes(b[at..at + 4].try_into().unwrap()));
+    let (mut start, mut total) = (0, 0);
+    for (_, moof) in children(data).into_iter().filter(|(k, _)| *k == "moof") {
+        for (_, traf) in children(moof).into_iter().filter(|(k, _)| *k == "traf") {
+            let mut default_duration = 0;
+            for (kind, b) in children(traf) {
+                let flags = be32(b, 0) & 0x00ff_ffff;
+                match kind {
+                    "tfhd" => {
+                        // track_ID, then the optional fields in flag order (§8.8.7).
+                        let mut at = 8;
+                        at += if flags & 0x1 != 0 { 8 } else { 0 };
+                        at += if flags & 0x2 != 0 { 4 } else { 0 };
+                        if flags & 0x8 != 0 {
+                            default_duration = be32(b, at);
+                        }
+                    }
+                    "tfdt" if b[0] == 1 => start = be32(b, 4) << 32 | be32(b, 8),
+                    "tfdt" => start = be32(b, 4),
+                    "trun" => {
+                        let count = be32(b, 4) as usize;
+                        let mut at = 8;
+                        at += if flags & 0x1 != 0 { 4 } else { 0 };
+                        at += if flags & 0x4 != 0 { 4 } else { 0 };
+                        let per_sample = [0x100, 0x200, 0x400, 0x800]
+                            .iter()
+                            .filter(|f| flags & **f != 0)
+                            .count()
+                            * 4;
+                        for i in 0..count {
+                            total += if flags & 0x100 != 0 {
+                                be32(b, at + i * per_sample)
+                            } else {
+                                default_duration
+                            };
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    (start, total)
 }
 
 /// Types of the top-level boxes in `data` (ISO/IEC 14496-12 §4.2: 32-bit size, 4CC).

@@ -23,11 +23,14 @@
 // only has hls.js play the stream (no level switching, no layer pause, no publisher page).
 //
 // Environment: CHROMIUM (default /usr/bin/chromium), HOLD_SECONDS (each level is watched
-// this long after the switch, default 6), SIMULCAST_CODEC (h264, the default, or vp8).
+// this long after the switch, default 6), SIMULCAST_CODEC (h264, the default, or vp8),
+// HLS_DEBUG (a file: the watch page's hls.js debug log, `?debug=1`, goes there, each line
+// with ms since the script started).
 // Chromium is started by chromium.mjs (loopback only, fresh profile).
 
 import { launchChromium, MEDIA_ARGS } from './chromium.mjs';
 import { poll, sleep, whipcastApi } from './whipcast.mjs';
+import { appendFileSync } from 'node:fs';
 
 const WIDTH = 1280;
 const HEIGHT = 720;
@@ -307,7 +310,9 @@ async function main() {
     } else if (master) {
       const watch = await chrome.context.newPage();
       watch.on('pageerror', (e) => check(false, `watch page: ${e.message}`));
-      await watch.goto(`${base}/watch/?stream=${stream}`);
+      const debugLog = process.env.HLS_DEBUG;
+      if (debugLog) watch.on('console', (m) => appendFileSync(debugLog, `[${Date.now() - t0}] ${m.text().slice(0, 600)}\n`));
+      await watch.goto(`${base}/watch/?stream=${stream}${debugLog ? '&debug=1' : ''}`);
       const playing = await watch
         .waitForFunction(() => window.whipcastState?.phase === 'playing' && document.getElementById('video').currentTime > 0, null, { timeout: PLAY_TIMEOUT_MS })
         .then(() => true, () => false);

@@ -744,17 +744,28 @@ pub async fn wait_output(
 /// Decodes every stream of an HLS playlist (a path, or a URL ffmpeg fetches itself) to its
 /// end with ffmpeg; fails on any error message.
 pub fn decode_all(input: &str) {
+    let errors = decode_errors(input);
+    assert!(
+        errors.is_empty(),
+        "ffmpeg could not decode {input}: {errors}"
+    );
+}
+
+/// What ffmpeg says (its error messages, or its exit status) decoding every stream of
+/// `input` to its end; empty when it decoded everything without a complaint.
+pub fn decode_errors(input: &str) -> String {
     let out = Command::new("ffmpeg")
         .args([
             "-nostdin", "-v", "error", "-i", input, "-map", "0", "-f", "null", "-",
         ])
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stderr.trim().is_empty(),
-        "ffmpeg could not decode {input}: {stderr}"
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if out.status.success() {
+        stderr
+    } else {
+        format!("{} {stderr}", out.status)
+    }
 }
 
 /// A TCP connection to `addr` from the loopback address `from` (127.0.0.0/8 is all ours).

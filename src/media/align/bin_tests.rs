@@ -81,7 +81,15 @@ fn layers_a_little_apart_are_cut_at_the_same_instants() {
                 gst::PadProbeReturn::Ok
             });
         let prefix = format!("layer{layer}");
-        let branch = source_rung(&pipeline, &tee, timing, &prefix, Some((&align, layer))).unwrap();
+        let branch = source_rung(
+            &pipeline,
+            &tee,
+            timing,
+            &prefix,
+            Some((&align, layer)),
+            gst::ClockTime::from_nseconds(FRAME_NS),
+        )
+        .unwrap();
         inputs.push(src);
         sinks.push(branch.appsink);
     }

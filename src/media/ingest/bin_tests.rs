@@ -16,13 +16,14 @@ use crate::media::{VideoCodec, VideoInput};
 
 const H264_PT: u8 = 102;
 
-/// `seconds` of 160x90 H.264 at `fps` (a keyframe every second), as RTP packets.
+/// `seconds` of 160x90 H.264 at `fps` (a keyframe every second), as RTP packets. OpenH264,
+/// the encoder of Chromium's H.264: its stream says no frame rate (no VUI timing), so
+/// neither do the depayloaded caps (x264's does).
 fn h264_rtp(fps: u32, seconds: u32) -> Vec<gst::Buffer> {
     test_support::generate(&format!(
         "videotestsrc pattern=smpte horizontal-speed=2 num-buffers={} \
          ! video/x-raw,format=I420,width=160,height=90,framerate={fps}/1 \
-         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} bframes=0 \
-         ! video/x-h264,profile=constrained-baseline \
+         ! openh264enc gop-size={fps} ! video/x-h264,profile=constrained-baseline \
          ! rtph264pay pt={H264_PT} mtu=1200 config-interval=-1 ! appsink name=out",
         fps * seconds
     ))
@@ -66,6 +67,7 @@ fn passthrough_h264_gets_dts_and_is_cut_on_its_keyframes() {
         timing,
         "source",
         None,
+        gst::ClockTime::SECOND / 30,
     )
     .unwrap();
     let muxed = record_buffers(&branch.caps_source.static_pad("src").unwrap());
@@ -111,6 +113,20 @@ fn passthrough_h264_gets_dts_and_is_cut_on_its_keyframes() {
         );
     }
     assert_eq!(chunks[0].pts, gst::ClockTime::ZERO);
+    // Each fragment ends where the next one starts: RTP gives a frame no duration, and the
+    // 100 ms `livesync` stamped on it made every fragment's last frame run 67 ms into the
+    // next fragment (rung.rs `repeat_keyframes`).
+    // Within 1 ms: fmp4mux rounds each sample duration to its timescale (10000 for caps
+    // without a frame rate), 30 × 0.03 ms short per second.
+    for pair in chunks.windows(2) {
+        let end = pair[0].decode_start + pair[0].decode_duration;
+        let per_ms = pair[0].decode_duration / pair[0].duration.mseconds().max(1);
+        assert!(
+            end.abs_diff(pair[1].decode_start) <= per_ms,
+            "fragment ends at {end}, the next starts at {}: {pair:?}",
+            pair[1].decode_start
+        );
+    }
 }
 
 /// The decode path: 15 fps H.264 RTP comes out of the raw tee as I420 at the ladder's 30

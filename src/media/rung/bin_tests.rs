@@ -162,7 +162,15 @@ fn the_first_predicted_frame_after_repeats_asks_for_a_keyframe() {
         segment: Duration::from_secs(1),
         part: Some(Duration::from_millis(200)),
     };
-    let branch = super::source_rung(&pipeline, &tee, timing, "source", None).unwrap();
+    let branch = super::source_rung(
+        &pipeline,
+        &tee,
+        timing,
+        "source",
+        None,
+        gst::ClockTime::SECOND / FPS,
+    )
+    .unwrap();
     branch.appsink.set_drop(true);
     branch.appsink.set_max_buffers(1);
     let requests = Arc::new(AtomicUsize::new(0));
