@@ -151,14 +151,27 @@ async fn chromium_simulcast_layers_become_aligned_renditions_without_transcoding
     assert!(plan["alignment"].is_array(), "{plan}");
     println!("alignment trouble: {}", plan["alignment"]);
 
-    // The bundled publisher page, over WebSocket, simulcast by default: three layers, each
-    // a rendition.
+    // The bundled publisher page, over WebSocket, simulcast by default: it offers three
+    // layers (the script checks), each a rendition or reported left out. Chromium may hold
+    // its top layer back on a busy machine (measured beside a busy loop: "h" had not come
+    // when the plan's deadline passed, and the stream was planned from "m" and "l"), so
+    // two planned layers pass; the master lists the planned and the transcoded renditions.
     let page = &summary["page"];
-    let page_layers = page["api"]["simulcast"]["layers"]
+    let page_plan = &page["api"]["simulcast"];
+    let page_layers = page_plan["layers"]
         .as_array()
         .unwrap_or_else(|| panic!("the page's stream has no simulcast plan: {page}"));
-    assert_eq!(page_layers.len(), 3, "{page}");
-    assert_eq!(page["variants"].as_array().map(Vec::len), Some(4), "{page}");
+    let left_out = page_plan["left_out"].as_array().map_or(0, Vec::len);
+    let transcoded = page_plan["transcoded"].as_array().map_or(0, Vec::len);
+    assert!(
+        page_layers.len() >= 2 && page_layers.len() + left_out == 3,
+        "{page}"
+    );
+    assert_eq!(
+        page["variants"].as_array().map(Vec::len),
+        Some(page_layers.len() + transcoded),
+        "{page}"
+    );
 
     // The master: the three layers' sizes and the transcoded rung's (240 lines at the top
     // layer's aspect ratio).
