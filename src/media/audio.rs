@@ -7,8 +7,8 @@ use gstreamer_app as gst_app;
 
 use super::MediaError;
 use super::elements::{
-    add, caps_filter, jitterbuffer, link, livesync, make, queue, rtcp_input, rtp_appsrc,
-    unflag_repeats,
+    DROP_BUFFER, add, caps_filter, jitterbuffer, link, livesync, make, queue, rtcp_input,
+    rtp_appsrc, unflag_repeats,
 };
 use super::ladder::Ladder;
 use super::mux::{Branch, MuxTiming, appsink, cmafmux};
@@ -168,7 +168,7 @@ fn remove_encoder_delay(enc: &gst::Element) {
             return gst::PadProbeReturn::Ok;
         };
         let Some(moved) = pts.checked_sub(delay) else {
-            return gst::PadProbeReturn::Drop;
+            return DROP_BUFFER;
         };
         let b = buffer.make_mut();
         b.set_pts(moved);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::MediaError;
 use super::align::{Align, muxer_timing};
-use super::elements::{add, caps_filter, link, livesync, make, queue, unflag_repeats};
+use super::elements::{DROP_BUFFER, add, caps_filter, link, livesync, make, queue, unflag_repeats};
 use super::ladder::{Ladder, PlannedRung};
 use super::mux::{Branch, MuxTiming, appsink, cmafmux, split_first_fragment};
 use super::whole::{Verdict, Whole, looks_whole};
@@ -133,7 +133,7 @@ pub(crate) fn source_rung(
                 && buffer.dts().is_none()
             {
                 let Some(pts) = buffer.pts() else {
-                    return gst::PadProbeReturn::Drop;
+                    return DROP_BUFFER;
                 };
                 buffer.make_mut().set_dts(pts);
             }
@@ -211,7 +211,7 @@ fn repeat_keyframes(sync: &gst::Element, frame: gst::ClockTime) {
     let sink = sync.static_pad("sink");
     unflag_repeats(sync, move |buffer, repeat| {
         let Ok(mut last) = last.lock() else {
-            return gst::PadProbeReturn::Drop;
+            return DROP_BUFFER;
         };
         if !repeat {
             buffer.make_mut().set_duration(frame);
@@ -232,7 +232,7 @@ fn repeat_keyframes(sync: &gst::Element, frame: gst::ClockTime) {
             return gst::PadProbeReturn::Ok;
         }
         let Some(key) = last.key.as_ref() else {
-            return gst::PadProbeReturn::Drop;
+            return DROP_BUFFER;
         };
         let mut copy = key.copy();
         {
@@ -268,7 +268,7 @@ fn drop_broken_frames(sync: &gst::Element, prefix: &str) {
         let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
         let looks = buffer.map_readable().ok().and_then(|map| looks_whole(&map));
         let Ok(mut whole) = whole.lock() else {
-            return gst::PadProbeReturn::Drop;
+            return DROP_BUFFER;
         };
         match whole.judge(keyframe, looks) {
             Verdict::Pass => gst::PadProbeReturn::Ok,
@@ -287,7 +287,7 @@ fn drop_broken_frames(sync: &gst::Element, prefix: &str) {
                             .build(),
                     );
                 }
-                gst::PadProbeReturn::Drop
+                DROP_BUFFER
             }
         }
     });

@@ -218,3 +218,124 @@ fn the_first_predicted_frame_after_repeats_asks_for_a_keyframe() {
         "one keyframe asked for after it, at the first predicted frame"
     );
 }
+
+/// Packet loss took a keyframe's first slice: what survived of it, and the frames
+/// predicted from it, never reach the muxer (whole.rs); the first of them asks upstream
+/// for a keyframe (the appsrc turns it into a PLI); the next whole keyframe goes through.
+/// Fed straight into the tee in AVC form, as the ingest's parser hands it on (a parser
+/// here would judge the broken unit itself).
+#[test]
+fn a_keyframe_missing_its_first_slice_is_dropped_with_its_frames_until_a_whole_one() {
+    test_support::init();
+    // Keyframes at frames 0, 10 and 20; four slices a frame, as a browser's encoder makes
+    // several per frame.
+    let pipeline = gst::parse::launch(
+        "videotestsrc num-buffers=30 pattern=ball \
+         ! video/x-raw,format=I420,width=160,height=96,framerate=30/1 \
+         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 \
+           option-string=\"slices=4\" \
+         ! h264parse ! video/x-h264,stream-format=avc,alignment=au ! appsink name=out",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let out = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let samples = test_support::drain(&pipeline, &out);
+    test_support::stop(&pipeline);
+    assert_eq!(samples.len(), 30);
+    let caps = samples[0].caps().unwrap().to_owned();
+    let frames: Vec<gst::Buffer> = samples.iter().map(|s| s.buffer_owned().unwrap()).collect();
+    // Frame 10 without its first IDR slice (AVC form: 4-byte lengths).
+    let data = frames[10].map_readable().unwrap().to_vec();
+    let (mut broken, mut at, mut dropped_slice) = (Vec::new(), 0, false);
+    while at + 4 <= data.len() {
+        let len = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        let unit = &data[at..at + 4 + len];
+        if unit[4] & 0x1f == 5 && !dropped_slice {
+            dropped_slice = true;
+        } else {
+            broken.extend_from_slice(unit);
+        }
+        at += 4 + len;
+    }
+    assert!(dropped_slice, "frame 10 is a keyframe");
+
+    let pipeline = gst::Pipeline::new();
+    let src = gst_app::AppSrc::builder()
+        .caps(&caps)
+        .format(gst::Format::Time)
+        .build();
+    let tee = gst::ElementFactory::make("tee").build().unwrap();
+    pipeline.add_many([src.upcast_ref(), &tee]).unwrap();
+    src.link(&tee).unwrap();
+    let timing = MuxTiming {
+        segment: Duration::from_secs(1),
+        part: Some(Duration::from_millis(200)),
+    };
+    let branch = super::source_rung(
+        &pipeline,
+        &tee,
+        timing,
+        "source",
+        None,
+        gst::ClockTime::SECOND / FPS,
+    )
+    .unwrap();
+    // What gets past the check (its probe comes first on livesync's sink pad); livesync
+    // then fills the hole with repeats of the last keyframe.
+    let sync_sink = pipeline
+        .by_name("source_livesync")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap();
+    let passed = record_buffers(&sync_sink);
+    let requests = Arc::new(AtomicUsize::new(0));
+    let seen = requests.clone();
+    src.static_pad("src").unwrap().add_probe(
+        gst::PadProbeType::EVENT_UPSTREAM,
+        move |_pad, info| {
+            if let Some(gst::PadProbeData::Event(ev)) = &info.data
+                && gst_video::UpstreamForceKeyUnitEvent::parse(ev).is_ok()
+            {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for (n, f) in frames.iter().enumerate() {
+        let mut f = if n == 10 {
+            let mut b = gst::Buffer::from_mut_slice(broken.clone());
+            b.get_mut().unwrap().set_flags(f.flags());
+            b
+        } else {
+            f.copy()
+        };
+        let b = f.get_mut().unwrap();
+        b.set_pts(frame_time(n as u64));
+        b.set_dts(frame_time(n as u64));
+        src.push_buffer(f).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    test_support::drain(&pipeline, &branch.appsink);
+    test_support::stop(&pipeline);
+
+    let passed: Vec<u64> = passed
+        .seen()
+        .iter()
+        .map(|b| (b.pts.unwrap().nseconds() * FPS + 500_000_000) / 1_000_000_000)
+        .collect();
+    assert!(
+        (0..10).chain(20..30).all(|n| passed.contains(&n)),
+        "whole frames missing: {passed:?}"
+    );
+    assert!(
+        (10..20).all(|n| !passed.contains(&n)),
+        "the broken keyframe or a frame predicted from it reached the muxer: {passed:?}"
+    );
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "one keyframe asked for");
+}
