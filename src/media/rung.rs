@@ -250,36 +250,53 @@ fn repeat_keyframes(sync: &gst::Element, frame: gst::ClockTime) {
     });
 }
 
-/// Keeps the frames that lost their first slice to packet loss, and the frames predicted
-/// from them, out of the passthrough rung (whole.rs), on `livesync`'s sink pad: what is
-/// dropped there is a stall to it, filled like any other. The first such frame asks the
-/// publisher for a keyframe (an upstream force-key-unit event: the appsrc turns it into a
-/// PLI, bus.rs `watch_keyframe_requests`).
+/// Keeps the frames that lost their first slices to packet loss, and the frames predicted
+/// from them, out of the passthrough rung (whole.rs), on `livesync`'s sink pad. Each is
+/// replaced by a copy of the last whole keyframe with its own timestamps, marked as a
+/// repeat (align.rs [`REPEAT`](super::align::REPEAT)), as `livesync` fills a stall: the
+/// rendition keeps its cadence, and a simulcast layer is not taken for absent by the
+/// alignment (measured with the frames dropped instead: the top layer and the rung
+/// transcoded from it were marked absent, and that rung's segment numbers went one ahead
+/// of the layers'). Before any whole keyframe they are dropped. The first such frame asks
+/// the publisher for a keyframe (an upstream force-key-unit event: the appsrc turns it
+/// into a PLI, bus.rs `watch_keyframe_requests`).
 fn drop_broken_frames(sync: &gst::Element, prefix: &str) {
+    struct State {
+        whole: Whole,
+        last_key: Option<gst::Buffer>,
+    }
     let Some(pad) = sync.static_pad("sink") else {
         return;
     };
-    let whole = std::sync::Mutex::new(Whole::default());
+    let state = std::sync::Mutex::new(State {
+        whole: Whole::default(),
+        last_key: None,
+    });
     let prefix = prefix.to_string();
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-        let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else {
+        let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data else {
             return gst::PadProbeReturn::Ok;
         };
         let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
         let looks = buffer.map_readable().ok().and_then(|map| looks_whole(&map));
-        let Ok(mut whole) = whole.lock() else {
+        let Ok(mut state) = state.lock() else {
             return DROP_BUFFER;
         };
-        match whole.judge(keyframe, looks) {
-            Verdict::Pass => gst::PadProbeReturn::Ok,
+        match state.whole.judge(keyframe, looks) {
+            Verdict::Pass => {
+                if keyframe {
+                    state.last_key = Some(buffer.clone());
+                }
+                gst::PadProbeReturn::Ok
+            }
             Verdict::Drop { ask_keyframe } => {
                 if ask_keyframe {
                     warn!(
                         branch = %prefix,
                         keyframe,
-                        dropped = whole.dropped(),
-                        "a frame lost its first slices (packets lost): dropped, with what \
-                         follows, until a whole keyframe; asking for one"
+                        dropped = state.whole.dropped(),
+                        "a frame lost its first slices (packets lost): replaced, with what \
+                         follows, by the last whole keyframe until a new one; asking for it"
                     );
                     pad.push_event(
                         gst_video::UpstreamForceKeyUnitEvent::builder()
@@ -287,7 +304,20 @@ fn drop_broken_frames(sync: &gst::Element, prefix: &str) {
                             .build(),
                     );
                 }
-                DROP_BUFFER
+                let Some(key) = state.last_key.as_ref() else {
+                    return DROP_BUFFER;
+                };
+                let mut copy = key.copy();
+                {
+                    let b = copy.make_mut();
+                    b.set_pts(buffer.pts());
+                    b.set_dts(buffer.dts());
+                    b.set_duration(buffer.duration());
+                    b.unset_flags(gst::BufferFlags::DELTA_UNIT | gst::BufferFlags::DISCONT);
+                    b.set_flags(super::align::REPEAT);
+                }
+                *buffer = copy;
+                gst::PadProbeReturn::Ok
             }
         }
     });

@@ -18,9 +18,9 @@
 //! Checked: the first slice is the first of its picture (`first_mb_in_slice` 0, ITU-T
 //! H.264 §7.4.3), and IDR and non-IDR slices are not mixed. A frame missing a later slice
 //! decodes with concealed macroblocks, and telling that apart needs the slice data
-//! parsed: not checked. The passthrough rung (rung.rs) drops a frame that fails the check
-//! and every frame after it up to the next keyframe that passes, and asks the publisher
-//! for that keyframe.
+//! parsed: not checked. The passthrough rung (rung.rs) replaces a frame that fails the
+//! check, and every frame after it up to the next keyframe that passes, by copies of the
+//! last whole keyframe, and asks the publisher for that keyframe.
 
 /// What to do with one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

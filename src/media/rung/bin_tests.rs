@@ -220,10 +220,11 @@ fn the_first_predicted_frame_after_repeats_asks_for_a_keyframe() {
 }
 
 /// Packet loss took a keyframe's first slice: what survived of it, and the frames
-/// predicted from it, never reach the muxer (whole.rs); the first of them asks upstream
-/// for a keyframe (the appsrc turns it into a PLI); the next whole keyframe goes through.
-/// Fed straight into the tee in AVC form, as the ingest's parser hands it on (a parser
-/// here would judge the broken unit itself).
+/// predicted from it, never reach the muxer (whole.rs): copies of the last whole keyframe,
+/// marked as repeats, take their places; the first of them asks upstream for a keyframe
+/// (the appsrc turns it into a PLI); the next whole keyframe goes through. Fed straight
+/// into the tee in AVC form, as the ingest's parser hands it on (a parser here would
+/// judge the broken unit itself).
 #[test]
 fn a_keyframe_missing_its_first_slice_is_dropped_with_its_frames_until_a_whole_one() {
     test_support::init();
@@ -285,14 +286,23 @@ fn a_keyframe_missing_its_first_slice_is_dropped_with_its_frames_until_a_whole_o
         gst::ClockTime::SECOND / FPS,
     )
     .unwrap();
-    // What gets past the check (its probe comes first on livesync's sink pad); livesync
-    // then fills the hole with repeats of the last keyframe.
-    let sync_sink = pipeline
+    // What gets past the check (its probe comes first on livesync's sink pad): frame
+    // number, marked as a repeat, size.
+    let passed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = passed.clone();
+    pipeline
         .by_name("source_livesync")
         .unwrap()
         .static_pad("sink")
-        .unwrap();
-    let passed = record_buffers(&sync_sink);
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_pad, info| {
+            if let Some(gst::PadProbeData::Buffer(b)) = &info.data {
+                let n = (b.pts().unwrap().nseconds() * FPS + 500_000_000) / 1_000_000_000;
+                let repeat = b.flags().contains(crate::media::align::REPEAT);
+                record.lock().unwrap().push((n, repeat, b.size()));
+            }
+            gst::PadProbeReturn::Ok
+        });
     let requests = Arc::new(AtomicUsize::new(0));
     let seen = requests.clone();
     src.static_pad("src").unwrap().add_probe(
@@ -324,18 +334,16 @@ fn a_keyframe_missing_its_first_slice_is_dropped_with_its_frames_until_a_whole_o
     test_support::drain(&pipeline, &branch.appsink);
     test_support::stop(&pipeline);
 
-    let passed: Vec<u64> = passed
-        .seen()
-        .iter()
-        .map(|b| (b.pts.unwrap().nseconds() * FPS + 500_000_000) / 1_000_000_000)
+    let passed = passed.lock().unwrap().clone();
+    let expected: Vec<(u64, bool, usize)> = (0..30)
+        .map(|n| match n {
+            10..20 => (n as u64, true, frames[0].size()),
+            _ => (n as u64, false, frames[n].size()),
+        })
         .collect();
-    assert!(
-        (0..10).chain(20..30).all(|n| passed.contains(&n)),
-        "whole frames missing: {passed:?}"
-    );
-    assert!(
-        (10..20).all(|n| !passed.contains(&n)),
-        "the broken keyframe or a frame predicted from it reached the muxer: {passed:?}"
+    assert_eq!(
+        passed, expected,
+        "(frame, a repeat, size) past the check: frames 10-19 are copies of keyframe 0"
     );
     assert_eq!(requests.load(Ordering::SeqCst), 1, "one keyframe asked for");
 }
