@@ -141,7 +141,7 @@ pub(crate) fn source_rung(
         });
     }
     let sync = livesync(&format!("{prefix}_livesync"))?;
-    drop_broken_frames(&sync, prefix);
+    replace_broken_frames(&sync, prefix);
     repeat_keyframes(&sync, frame);
     let mux = cmafmux(
         &format!("{prefix}_mux"),
@@ -193,9 +193,9 @@ fn mux_timing(timing: MuxTiming, aligned: bool) -> MuxTiming {
 /// (its default, caps without a frame rate). fmp4mux takes the duration of a fragment's
 /// last sample from the buffer, only ever lengthening it to the next fragment's start, so
 /// every segment's last frame lasted 100 ms: measured, each segment of a 30 fps layer ran
-/// 67 ms into the next one's (trun), and a player switching levels appended one
-/// rendition's segment over the start of another's (Chromium then removes the overlapped
-/// keyframe and its GOP: holes, `bufferSeekOverHole`, stalls). A publisher's frame gets
+/// 67 ms into the next one's (trun), and hls.js, which places a segment where the previous
+/// one's media ended, placed segment starts 67–180 ms off, with overlaps and holes at level
+/// switches (tests/simulcast.rs, its debug log). A publisher's frame gets
 /// the nominal frame interval `frame` instead: a frame that comes later is stretched to it
 /// by fmp4mux; one that comes sooner (jitter, a faster publisher) overlaps by that little.
 /// Repeats keep `livesync`'s 100 ms: that is their spacing.
@@ -260,7 +260,7 @@ fn repeat_keyframes(sync: &gst::Element, frame: gst::ClockTime) {
 /// of the layers'). Before any whole keyframe they are dropped. The first such frame asks
 /// the publisher for a keyframe (an upstream force-key-unit event: the appsrc turns it
 /// into a PLI, bus.rs `watch_keyframe_requests`).
-fn drop_broken_frames(sync: &gst::Element, prefix: &str) {
+fn replace_broken_frames(sync: &gst::Element, prefix: &str) {
     struct State {
         whole: Whole,
         last_key: Option<gst::Buffer>,
@@ -289,12 +289,12 @@ fn drop_broken_frames(sync: &gst::Element, prefix: &str) {
                 }
                 gst::PadProbeReturn::Ok
             }
-            Verdict::Drop { ask_keyframe } => {
+            Verdict::Replace { ask_keyframe } => {
                 if ask_keyframe {
                     warn!(
                         branch = %prefix,
                         keyframe,
-                        dropped = state.whole.dropped(),
+                        broken = state.whole.broken(),
                         "a frame lost its first slices (packets lost): replaced, with what \
                          follows, by the last whole keyframe until a new one; asking for it"
                     );

@@ -27,15 +27,16 @@
 pub(crate) enum Verdict {
     /// Pass it on.
     Pass,
-    /// Drop it; `ask_keyframe`: and ask the publisher for a keyframe (once per loss).
-    Drop { ask_keyframe: bool },
+    /// Keep it out (rung.rs puts a repeat of the last whole keyframe in its place);
+    /// `ask_keyframe`: and ask the publisher for a keyframe (once per loss).
+    Replace { ask_keyframe: bool },
 }
 
 /// The state of one passthrough stream: whether it waits for a whole keyframe.
 #[derive(Debug, Default)]
 pub(crate) struct Whole {
     waiting: bool,
-    dropped: u64,
+    broken: u64,
 }
 
 impl Whole {
@@ -45,12 +46,12 @@ impl Whole {
         if whole == Some(false) {
             let ask_keyframe = !self.waiting;
             self.waiting = true;
-            self.dropped += 1;
-            return Verdict::Drop { ask_keyframe };
+            self.broken += 1;
+            return Verdict::Replace { ask_keyframe };
         }
         if self.waiting && !keyframe {
-            self.dropped += 1;
-            return Verdict::Drop {
+            self.broken += 1;
+            return Verdict::Replace {
                 ask_keyframe: false,
             };
         }
@@ -58,9 +59,9 @@ impl Whole {
         Verdict::Pass
     }
 
-    /// Frames dropped so far.
-    pub(crate) fn dropped(&self) -> u64 {
-        self.dropped
+    /// Frames kept out so far.
+    pub(crate) fn broken(&self) -> u64 {
+        self.broken
     }
 }
 
@@ -132,32 +133,32 @@ mod tests {
     }
 
     #[test]
-    fn a_keyframe_without_its_first_slice_is_dropped_with_what_follows_until_a_whole_one() {
+    fn a_keyframe_without_its_first_slice_is_kept_out_with_what_follows_until_a_whole_one() {
         let mut w = Whole::default();
         assert_eq!(w.judge(true, Some(true)), Verdict::Pass);
         assert_eq!(w.judge(false, Some(true)), Verdict::Pass);
-        // The keyframe that lost its first slice: dropped, a keyframe asked for once.
+        // The keyframe that lost its first slice: kept out, a keyframe asked for once.
         assert_eq!(
             w.judge(true, Some(false)),
-            Verdict::Drop { ask_keyframe: true }
+            Verdict::Replace { ask_keyframe: true }
         );
-        // The frames predicted from it, whole or not: dropped, nothing asked again.
+        // The frames predicted from it, whole or not: kept out, nothing asked again.
         assert_eq!(
             w.judge(false, Some(true)),
-            Verdict::Drop {
+            Verdict::Replace {
                 ask_keyframe: false
             }
         );
         assert_eq!(
             w.judge(true, Some(false)),
-            Verdict::Drop {
+            Verdict::Replace {
                 ask_keyframe: false
             }
         );
         // A whole keyframe ends it.
         assert_eq!(w.judge(true, Some(true)), Verdict::Pass);
         assert_eq!(w.judge(false, Some(true)), Verdict::Pass);
-        assert_eq!(w.dropped(), 3);
+        assert_eq!(w.broken(), 3);
     }
 
     #[test]
@@ -165,11 +166,11 @@ mod tests {
         let mut w = Whole::default();
         assert_eq!(
             w.judge(false, Some(false)),
-            Verdict::Drop { ask_keyframe: true }
+            Verdict::Replace { ask_keyframe: true }
         );
         assert_eq!(
             w.judge(false, None),
-            Verdict::Drop {
+            Verdict::Replace {
                 ask_keyframe: false
             }
         );

@@ -226,7 +226,7 @@ fn the_first_predicted_frame_after_repeats_asks_for_a_keyframe() {
 /// into the tee in AVC form, as the ingest's parser hands it on (a parser here would
 /// judge the broken unit itself).
 #[test]
-fn a_keyframe_missing_its_first_slice_is_dropped_with_its_frames_until_a_whole_one() {
+fn a_keyframe_missing_its_first_slice_is_replaced_with_its_frames_until_a_whole_one() {
     test_support::init();
     // Keyframes at frames 0, 10 and 20; four slices a frame, as a browser's encoder makes
     // several per frame.
