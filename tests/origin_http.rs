@@ -31,25 +31,35 @@ async fn cache_headers_etags_gzip_ranges() {
         .await
         .unwrap();
 
-    // Master: short max-age, strong ETag, Last-Modified, 304 on If-None-Match.
-    let r = gw.http.get(&murl).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(cc(&r), "public, max-age=1");
-    let etag = r.headers()["etag"].to_str().unwrap().to_string();
-    assert!(
-        etag.starts_with('"') && !etag.starts_with("W/"),
-        "strong ETag: {etag}"
-    );
-    assert!(r.headers().contains_key("last-modified"));
-    assert_eq!(r.headers()["vary"], "Accept-Encoding");
-    let r = gw
-        .http
-        .get(&murl)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 304);
+    // Master: short max-age, strong ETag, Last-Modified, 304 on If-None-Match. The master
+    // changes when a segment brings a new measured bitrate (AVERAGE-BANDWIDTH), which can
+    // happen between two requests (CI: 200 where 304 was expected): then the new tag is
+    // asked again, a few times at most.
+    let mut tries = 0;
+    let (r, etag) = loop {
+        let r = gw.http.get(&murl).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(cc(&r), "public, max-age=1");
+        let etag = r.headers()["etag"].to_str().unwrap().to_string();
+        assert!(
+            etag.starts_with('"') && !etag.starts_with("W/"),
+            "strong ETag: {etag}"
+        );
+        assert!(r.headers().contains_key("last-modified"));
+        assert_eq!(r.headers()["vary"], "Accept-Encoding");
+        let r = gw
+            .http
+            .get(&murl)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        tries += 1;
+        if r.status() == 304 || tries == 5 {
+            break (r, etag);
+        }
+    };
+    assert_eq!(r.status(), 304, "after {tries} tries");
     assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
     assert!(r.bytes().await.unwrap().is_empty());
 
