@@ -222,11 +222,7 @@ fn repeat_keyframes(sync: &gst::Element, frame: gst::ClockTime) {
                 && let Some(sink) = &sink
             {
                 debug!("predicted frames after repeated keyframes: asking for a keyframe");
-                sink.push_event(
-                    gst_video::UpstreamForceKeyUnitEvent::builder()
-                        .all_headers(true)
-                        .build(),
-                );
+                request_keyframe(sink);
             }
             last.repeated = false;
             return gst::PadProbeReturn::Ok;
@@ -234,17 +230,7 @@ fn repeat_keyframes(sync: &gst::Element, frame: gst::ClockTime) {
         let Some(key) = last.key.as_ref() else {
             return DROP_BUFFER;
         };
-        let mut copy = key.copy();
-        {
-            let b = copy.make_mut();
-            b.set_pts(buffer.pts());
-            b.set_dts(buffer.dts());
-            b.set_duration(buffer.duration());
-            b.unset_flags(gst::BufferFlags::DELTA_UNIT | gst::BufferFlags::DISCONT);
-            // A simulcast layer's alignment tells repeats from keyframes (align.rs).
-            b.set_flags(super::align::REPEAT);
-        }
-        *buffer = copy;
+        *buffer = repeat_of(key, buffer);
         last.repeated = true;
         gst::PadProbeReturn::Ok
     });
@@ -298,29 +284,43 @@ fn replace_broken_frames(sync: &gst::Element, prefix: &str) {
                         "a frame lost its first slices (packets lost): replaced, with what \
                          follows, by the last whole keyframe until a new one; asking for it"
                     );
-                    pad.push_event(
-                        gst_video::UpstreamForceKeyUnitEvent::builder()
-                            .all_headers(true)
-                            .build(),
-                    );
+                    request_keyframe(pad);
                 }
                 let Some(key) = state.last_key.as_ref() else {
                     return DROP_BUFFER;
                 };
-                let mut copy = key.copy();
-                {
-                    let b = copy.make_mut();
-                    b.set_pts(buffer.pts());
-                    b.set_dts(buffer.dts());
-                    b.set_duration(buffer.duration());
-                    b.unset_flags(gst::BufferFlags::DELTA_UNIT | gst::BufferFlags::DISCONT);
-                    b.set_flags(super::align::REPEAT);
-                }
-                *buffer = copy;
+                *buffer = repeat_of(key, buffer);
                 gst::PadProbeReturn::Ok
             }
         }
     });
+}
+
+/// A copy of keyframe `key` in the place of `at` (its timestamps and duration), marked as
+/// a repeat: a frame any decoder decodes where the publisher's is missing or broken. A
+/// simulcast layer's alignment tells repeats from keyframes by the mark (align.rs).
+fn repeat_of(key: &gst::Buffer, at: &gst::BufferRef) -> gst::Buffer {
+    let mut copy = key.copy();
+    {
+        let b = copy.make_mut();
+        b.set_pts(at.pts());
+        b.set_dts(at.dts());
+        b.set_duration(at.duration());
+        b.unset_flags(gst::BufferFlags::DELTA_UNIT | gst::BufferFlags::DISCONT);
+        b.set_flags(super::align::REPEAT);
+    }
+    copy
+}
+
+/// Asks the publisher for a keyframe from `sink` (a sink pad of the branch): an upstream
+/// force-key-unit event, which the ingest's appsrc turns into a PLI (bus.rs
+/// `watch_keyframe_requests`).
+fn request_keyframe(sink: &gst::Pad) {
+    sink.push_event(
+        gst_video::UpstreamForceKeyUnitEvent::builder()
+            .all_headers(true)
+            .build(),
+    );
 }
 
 /// Adds `chain` to the pipeline, links it in order, brings it to the pipeline's state (it

@@ -134,6 +134,21 @@ fn rung_outputs_playable_h264_on_the_segment_grid_in_cmaf_chunks() {
     }
 }
 
+/// Counts the keyframe requests (upstream force-key-unit events) that reach `pad`.
+fn keyframe_requests(pad: &gst::Pad) -> Arc<AtomicUsize> {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let seen = requests.clone();
+    pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_pad, info| {
+        if let Some(gst::PadProbeData::Event(ev)) = &info.data
+            && gst_video::UpstreamForceKeyUnitEvent::parse(ev).is_ok()
+        {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+        gst::PadProbeReturn::Ok
+    });
+    requests
+}
+
 /// A network stall on the passthrough rung: `livesync` fills it with copies of the last
 /// keyframe, and the publisher's first predicted frame after it, which a decoder can no
 /// longer decode right (its references were replaced by the copies), asks upstream for a
@@ -173,19 +188,7 @@ fn the_first_predicted_frame_after_repeats_asks_for_a_keyframe() {
     .unwrap();
     branch.appsink.set_drop(true);
     branch.appsink.set_max_buffers(1);
-    let requests = Arc::new(AtomicUsize::new(0));
-    let seen = requests.clone();
-    src.static_pad("src").unwrap().add_probe(
-        gst::PadProbeType::EVENT_UPSTREAM,
-        move |_pad, info| {
-            if let Some(gst::PadProbeData::Event(ev)) = &info.data
-                && gst_video::UpstreamForceKeyUnitEvent::parse(ev).is_ok()
-            {
-                seen.fetch_add(1, Ordering::SeqCst);
-            }
-            gst::PadProbeReturn::Ok
-        },
-    );
+    let requests = keyframe_requests(&src.static_pad("src").unwrap());
     pipeline.set_state(gst::State::Playing).unwrap();
     let send = |frames: &[gst::Buffer]| {
         for f in frames {
@@ -303,19 +306,7 @@ fn a_keyframe_missing_its_first_slice_is_replaced_with_its_frames_until_a_whole_
             }
             gst::PadProbeReturn::Ok
         });
-    let requests = Arc::new(AtomicUsize::new(0));
-    let seen = requests.clone();
-    src.static_pad("src").unwrap().add_probe(
-        gst::PadProbeType::EVENT_UPSTREAM,
-        move |_pad, info| {
-            if let Some(gst::PadProbeData::Event(ev)) = &info.data
-                && gst_video::UpstreamForceKeyUnitEvent::parse(ev).is_ok()
-            {
-                seen.fetch_add(1, Ordering::SeqCst);
-            }
-            gst::PadProbeReturn::Ok
-        },
-    );
+    let requests = keyframe_requests(&src.static_pad("src").unwrap());
     pipeline.set_state(gst::State::Playing).unwrap();
     for (n, f) in frames.iter().enumerate() {
         let mut f = if n == 10 {
