@@ -290,6 +290,14 @@ async fn passthrough_only_ladder_remuxes_without_decoding() {
         .unwrap();
     let aprobes = probe_rendition(&gw, &audio, &apl, false).await.unwrap();
     assert!(aprobes.values().all(|p| p.codec == "aac"));
+    // Every listed part of the passthrough rendition is at most PART-TARGET (HLS2 §4.4.4.9):
+    // the publisher's frames carry the jitter buffer's timestamps, and before mux.rs
+    // VIDEO_EARLY the frame due at a part's end fell into it now and then (7-frame parts).
+    // The playlists list the parts of the last few segments: 8 looks, a second apart.
+    for _ in 0..8 {
+        assert_eq!(common::check_playlists(&gw, "po").await.unwrap(), 2);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     assert_eq!(publisher.stop().await.unwrap(), 200);
     gw.shutdown().await;
 }

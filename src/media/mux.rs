@@ -17,6 +17,35 @@ pub(crate) struct MuxTiming {
     pub part: Option<Duration>,
 }
 
+/// How much shorter than the configured part and segment a video muxer's chunk and fragment
+/// durations are ([`MuxTiming::for_video`]).
+///
+/// Why: cmafmux 0.14.5 ends a chunk before the first buffer whose PTS is not below the
+/// chunk's start plus `chunk-duration`, and the next chunk starts at that buffer. A
+/// publisher's frames (the passthrough rungs, simulcast layers) carry the jitter buffer's
+/// timestamps, whose spacing wanders by nanoseconds to microseconds around the nominal
+/// frame interval, so at 30 fps the frame due exactly 200 ms after a chunk's first fell on
+/// either side of the end: measured, runs of 7-frame parts (0.2333 s) among 6-frame ones,
+/// above PART-TARGET (0.222 s), which HLS2 §4.4.4.9 forbids (tests/obs_shaped.rs, before
+/// this). Ending chunks and fragments a little early puts that frame clearly after the
+/// end: every part is a whole number of frame intervals, the same as the part duration when
+/// the frame interval divides it (25, 30, 50, 60 or 120 fps for 200 ms). Below half a frame interval at
+/// 120 fps, so no frame that belongs in the part is left out.
+pub(crate) const VIDEO_EARLY: Duration = Duration::from_millis(4);
+
+impl MuxTiming {
+    /// The durations a video muxer is given: both [`VIDEO_EARLY`] short. Both, because
+    /// cmafmux closes a fragment only when a chunk's end reaches the fragment's end
+    /// (measured: a chunk grid off the fragment end skips the boundary); fragment starts
+    /// are the keyframes' real timestamps, so the early ends do not accumulate.
+    pub(crate) fn for_video(self) -> MuxTiming {
+        MuxTiming {
+            segment: self.segment.saturating_sub(VIDEO_EARLY),
+            part: self.part.map(|p| p.saturating_sub(VIDEO_EARLY)),
+        }
+    }
+}
+
 /// Cuts the muxer's first fragment after one part: `split-at-running-time` for the running
 /// time of the first buffer reaching `pad` (the muxer's input) plus one part.
 ///
@@ -28,9 +57,10 @@ pub(crate) struct MuxTiming {
 /// (EXT-X-TARGETDURATION), so a short first segment is allowed. Every later fragment starts
 /// where the previous ended, so boundaries stay on `first + part + n × segment` (measured in
 /// rung/bin_tests.rs: IDRs at 0, 0.2, 1.2, 2.2 s for 1 s segments of 200 ms parts): the same
-/// in every video rung, which all see the same first frame; the split is a whole number of parts from
-/// the first buffer, as cmafmux needs (measured with cmafmux 0.14.5: a split off the chunk
-/// grid makes it skip the next fragment boundary). cmafmux sends its force-key-unit for
+/// in every video rung, which all see the same first frame. The split (`after`: the
+/// muxer's chunk duration) is one chunk from the first buffer, as cmafmux needs (measured
+/// with cmafmux 0.14.5: a split off the chunk grid makes it skip the next fragment
+/// boundary). cmafmux sends its force-key-unit for
 /// the second fragment start after this request is in, so x264enc puts the IDR there.
 pub(crate) fn split_first_fragment(mux: &gst::Element, pad: &gst::Pad, after: Duration) {
     let mux = mux.downgrade();

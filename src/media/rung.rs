@@ -75,16 +75,13 @@ pub(crate) fn video_rung(
             .build(),
     )?;
     let parse = make("h264parse", &format!("{n}_parse"))?;
-    let mux = cmafmux(
-        &format!("{n}_mux"),
-        mux_timing(timing, align.is_some()),
-        align.is_none(),
-    )?;
+    let mux_timing = mux_timing(timing, align.is_some());
+    let mux = cmafmux(&format!("{n}_mux"), mux_timing, align.is_none())?;
     // Before the first-fragment split below, which looks for the first keyframe.
     if let (Some((align, index)), Some(pad)) = (align, parse.static_pad("src")) {
         align.install(&pad, index);
     }
-    if let (Some(part), Some(pad)) = (timing.part, parse.static_pad("src")) {
+    if let (Some(part), Some(pad)) = (mux_timing.part, parse.static_pad("src")) {
         split_first_fragment(&mux, &pad, part);
     }
     let sink = appsink(&format!("{n}_sink"));
@@ -143,18 +140,15 @@ pub(crate) fn source_rung(
     let sync = livesync(&format!("{prefix}_livesync"))?;
     replace_broken_frames(&sync, prefix);
     repeat_keyframes(&sync, frame);
-    let mux = cmafmux(
-        &format!("{prefix}_mux"),
-        mux_timing(timing, align.is_some()),
-        false,
-    )?;
+    let mux_timing = mux_timing(timing, align.is_some());
+    let mux = cmafmux(&format!("{prefix}_mux"), mux_timing, false)?;
     // Before the first-fragment split below, which looks for the first keyframe.
     if let (Some((align, index)), Some(pad)) = (align, q.static_pad("src")) {
         align.install(&pad, index);
     }
     // The first segment ends at the publisher's first keyframe one part or more after its
     // first one; broadcast.rs asks for that keyframe (keyframes.rs with_first_segment).
-    if let (Some(part), Some(pad)) = (timing.part, q.static_pad("src")) {
+    if let (Some(part), Some(pad)) = (mux_timing.part, q.static_pad("src")) {
         split_first_fragment(&mux, &pad, part);
     }
     let sink = appsink(&format!("{prefix}_sink"));
@@ -169,9 +163,9 @@ pub(crate) fn source_rung(
 /// one that cuts wherever a keyframe reaches it (align.rs `Cuts`, `muxer_timing`).
 fn mux_timing(timing: MuxTiming, aligned: bool) -> MuxTiming {
     if aligned {
-        muxer_timing(timing)
+        muxer_timing(timing).for_video()
     } else {
-        timing
+        timing.for_video()
     }
 }
 

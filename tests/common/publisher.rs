@@ -169,6 +169,10 @@ pub struct Feed {
 /// The `rid`s of a simulcast [`Feed`]'s layers: the top one (`video`), then `layers`.
 pub static SIMULCAST_RIDS: [&str; 3] = ["h", "m", "l"];
 
+/// The `rid`s OBS Studio's WHIP simulcast gives its layers: each video encoder's index, the
+/// first one the full-size picture (obs-studio `plugins/obs-webrtc/whip-output.cpp`).
+pub static OBS_SIMULCAST_RIDS: [&str; 3] = ["0", "1", "2"];
+
 /// The appsinks of [`simulcast_pipeline_description`]'s lower layers, in `Feed::layers`
 /// order.
 pub const LAYER_SINKS: [&str; 2] = ["vsink_m", "vsink_l"];
@@ -325,10 +329,16 @@ impl PublisherOptions {
         self
     }
 
-    /// The video's simulcast `rid`s (a [`Feed`] with layers), or none.
+    /// The video's simulcast `rid`s (a [`Feed`] with layers; OBS's when
+    /// [`PublisherOptions::obs_like`]), or none.
     fn simulcast_rids(&self) -> &'static [&'static str] {
+        let rids = if self.obs_like {
+            &OBS_SIMULCAST_RIDS
+        } else {
+            &SIMULCAST_RIDS
+        };
         match &self.feed {
-            Some(f) if !f.layers.is_empty() => &SIMULCAST_RIDS[..(1 + f.layers.len()).min(3)],
+            Some(f) if !f.layers.is_empty() => &rids[..(1 + f.layers.len()).min(3)],
             _ => &[],
         }
     }
@@ -636,9 +646,21 @@ impl Publisher {
     ) -> anyhow::Result<()> {
         let (vtx, vrx) = mpsc::channel::<Bytes>(1024);
         let (atx, arx) = mpsc::channel::<Bytes>(1024);
+        if opts.obs_like
+            && let Ok(mut from) = self.stats.video_from.lock()
+        {
+            *from = Some(std::time::Instant::now() + OBS_AUDIO_LEAD);
+        }
         if let Some(feed) = &opts.feed {
             return self
-                .start_fed_media(feed, video, audio, (vtx, vrx), (atx, arx))
+                .start_fed_media(
+                    feed,
+                    opts.simulcast_rids(),
+                    video,
+                    audio,
+                    (vtx, vrx),
+                    (atx, arx),
+                )
                 .await;
         }
         let launch = pipeline_description(opts);
@@ -646,11 +668,6 @@ impl Publisher {
         let with_audio = audio.is_some();
         let timecode = opts.timecode;
         let av_marks = opts.av_marks.then_some(opts.fps.max(1));
-        if opts.obs_like
-            && let Ok(mut from) = self.stats.video_from.lock()
-        {
-            *from = Some(std::time::Instant::now() + OBS_AUDIO_LEAD);
-        }
         let (pipeline, encoder) = tokio::task::spawn_blocking(move || {
             let built = build_pipeline(&launch, vtx, with_audio.then_some(atx), &stats)?;
             // Before the barcode probe, so a barcode (if both are on) stays readable.
@@ -738,6 +755,7 @@ impl Publisher {
     async fn start_fed_media(
         &mut self,
         feed: &Feed,
+        rids: &[&'static str],
         video: SendTrack,
         audio: Option<SendTrack>,
         (vtx, vrx): (mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>),
@@ -781,7 +799,7 @@ impl Publisher {
                 .push(spawn_forwarder(vrx, video, self.stats.clone(), true));
         } else {
             // Simulcast: each layer its own channel and forwarder (its SSRC, its rid).
-            let layers = video.simulcast_layers().await?;
+            let layers = video.simulcast_layers(rids).await?;
             let sources = std::iter::once(&feed.video).chain(&feed.layers);
             for (layer, source) in layers.into_iter().zip(sources) {
                 let (tx, rx) = mpsc::channel::<Bytes>(1024);
@@ -925,9 +943,10 @@ async fn add_send_track(
 }
 
 impl SendTrack {
-    /// Simulcast, once negotiated: one track per layer in [`SIMULCAST_RIDS`] order, each
-    /// with its SSRC and its MID and RtpStreamId header extensions (the ids the answer gave).
-    async fn simulcast_layers(&self) -> anyhow::Result<Vec<SendTrack>> {
+    /// Simulcast, once negotiated: one track per layer of `rids` (the offer's, top first),
+    /// each with its SSRC and its MID and RtpStreamId header extensions (the ids the answer
+    /// gave).
+    async fn simulcast_layers(&self, rids: &[&'static str]) -> anyhow::Result<Vec<SendTrack>> {
         let params = self.sender.get_parameters().await?;
         let id = |uri: &str| {
             params
@@ -946,7 +965,7 @@ impl SendTrack {
             .ok_or_else(|| anyhow!("the video transceiver has no mid"))?;
         Ok(std::iter::once(self.ssrc)
             .chain(self.layer_ssrcs.iter().copied())
-            .zip(SIMULCAST_RIDS)
+            .zip(rids.iter().copied())
             .map(|(ssrc, rid)| SendTrack {
                 ssrc,
                 layer_ssrcs: Vec::new(),
@@ -1018,7 +1037,7 @@ async fn negotiate(
             .sdp,
     );
     let offer_sdp = if opts.obs_like {
-        obs_shaped_sdp(&offer_sdp)
+        obs_shaped_sdp(&offer_sdp, video.ssrc)
     } else {
         offer_sdp
     };
@@ -1229,8 +1248,10 @@ pub fn candidate_is_loopback(candidate: &str) -> bool {
 
 /// Rewrites a webrtc-rs offer into the shape of OBS Studio's (see
 /// [`PublisherOptions::obs_like`]): `o=rtc`, `a=group:LS` and `a=ice-options:ice2,trickle`,
-/// ICE credentials, fingerprint and `a=setup` moved to session level, no candidates.
-pub fn obs_shaped_sdp(sdp: &str) -> String {
+/// ICE credentials, fingerprint and `a=setup` moved to session level, no candidates. With
+/// simulcast, OBS declares its first layer's SSRC (`video_ssrc`) in the video section
+/// beside the `a=rid` lines (libdatachannel `addSSRC`), which webrtc-rs does not.
+pub fn obs_shaped_sdp(sdp: &str, video_ssrc: u32) -> String {
     let lines: Vec<&str> = sdp.lines().map(|l| l.trim_end_matches('\r')).collect();
     let hoisted = ["a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:", "a=setup:"];
     let mut session: Vec<String> = Vec::new();
@@ -1271,6 +1292,34 @@ pub fn obs_shaped_sdp(sdp: &str) -> String {
                 session.push(format!("a=group:LS {mids}"));
             }
         }
+    }
+    // The video section: from its `m=` line to the next one.
+    let video = media
+        .iter()
+        .position(|l| l.starts_with("m=video"))
+        .map(|at| {
+            let end = media[at + 1..]
+                .iter()
+                .position(|l| l.starts_with("m="))
+                .map_or(media.len(), |n| at + 1 + n);
+            at..end
+        });
+    if let Some(section) = video
+        && !media[section.clone()]
+            .iter()
+            .any(|l| l.starts_with("a=ssrc:"))
+        && let Some(at) = media[section.clone()]
+            .iter()
+            .position(|l| l.starts_with("a=simulcast:"))
+            .map(|n| section.start + n)
+    {
+        media.splice(
+            at..at,
+            [
+                format!("a=ssrc:{video_ssrc} cname:whipcast-publisher"),
+                format!("a=ssrc:{video_ssrc} msid:whipcast-publisher publisher-video"),
+            ],
+        );
     }
     session.push("a=ice-options:ice2,trickle".to_string());
     session.extend(moved);
