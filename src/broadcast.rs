@@ -482,6 +482,7 @@ fn store_event(
             gap,
             starts_segment,
             next_starts_segment,
+            segment,
             lag,
             data,
             ..
@@ -489,6 +490,7 @@ fn store_event(
             let chunk = Chunk {
                 starts_segment,
                 next_starts_segment,
+                segment,
                 duration,
                 wallclock,
                 gap,

@@ -63,6 +63,7 @@ pub(super) fn ingest() -> IngestSummary {
 pub(super) fn chunk(starts: bool, ms: u64, data: &'static [u8]) -> Chunk {
     Chunk {
         starts_segment: starts,
+        segment: None,
         next_starts_segment: None,
         duration: Duration::from_millis(ms),
         wallclock: SystemTime::UNIX_EPOCH,
@@ -196,6 +197,40 @@ fn target_duration_is_fixed_from_the_passthrough_gop_before_anything_is_served()
         let pl = text(s.media_playlist("cam", name, false));
         assert!(pl.contains("#EXT-X-TARGETDURATION:3\n"), "{name}: {pl}");
     }
+}
+
+#[test]
+fn a_rendition_that_starts_late_takes_the_number_of_its_first_boundary() {
+    // Simulcast: 720p's layer lost its first keyframes and begins two boundaries after
+    // 360p; its first segment is numbered as 360p's segment at the same instant.
+    let s = HlsStore::new(cfg());
+    let t0 = start();
+    s.begin("sc", ingest(), at(t0));
+    for r in ["360p", "720p"] {
+        s.init("sc", info(r, true), Bytes::from_static(b"init"), at(t0))
+            .expect("init");
+    }
+    for n in 0..3 {
+        let c = Chunk {
+            segment: Some(n),
+            ..chunk(true, 1000, b"x")
+        };
+        assert_eq!(s.publish("sc", "360p", c, at(t0)), Ok(n));
+    }
+    let late = Chunk {
+        segment: Some(2),
+        ..chunk(true, 1000, b"x")
+    };
+    assert_eq!(s.publish("sc", "720p", late, at(t0)), Ok(2));
+    // The next ones follow on.
+    assert_eq!(
+        s.publish("sc", "720p", chunk(false, 200, b"x"), at(t0)),
+        Ok(2)
+    );
+    assert_eq!(
+        s.publish("sc", "720p", chunk(true, 1000, b"x"), at(t0)),
+        Ok(3)
+    );
 }
 
 #[test]

@@ -99,6 +99,10 @@ pub struct Chunk {
     pub starts_segment: bool,
     /// Whether the next chunk will start a segment, if known (the preload hint).
     pub next_starts_segment: Option<bool>,
+    /// With `starts_segment`: the number of that segment counted from the broadcast's
+    /// first, when the media layer knows it (a simulcast rendition: the boundary's, which
+    /// every rendition shares, media/align.rs); `None`: the next number.
+    pub segment: Option<u64>,
     /// Duration.
     pub duration: Duration,
     /// Wall-clock time of its first sample.
@@ -288,6 +292,11 @@ impl StreamState {
             .ok_or_else(|| StoreError::NoInit(rendition.to_string()))?;
         r.bitrate.add(chunk.data.len() as u64, chunk.duration);
         r.next_starts = chunk.next_starts_segment;
+        if chunk.starts_segment
+            && let Some(n) = chunk.segment
+        {
+            r.window.skip_to(first_seq + n);
+        }
         let chunk_lag = chunk.lag;
         let seq = if shared.ll.is_some() {
             // Every audio frame is a sync sample; video parts are independent when they

@@ -191,6 +191,13 @@ impl Window {
         }
     }
 
+    /// Numbers the next segment at least `seq`: a simulcast rendition that joined after
+    /// the others skips the numbers of the segments it missed, so its segment N starts
+    /// where theirs does (align.rs).
+    pub(super) fn skip_to(&mut self, seq: u64) {
+        self.next_seq = self.next_seq.max(seq);
+    }
+
     fn take_seq(&mut self) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;

@@ -42,6 +42,14 @@
 //! repeats in 133 ms were "alone", the fifth was cut anyway, and the paused layer's
 //! segment 6 started 0.665 s before the others'; tests/simulcast_layer_pause.rs).
 //!
+//! A participant whose first keyframe comes after the others' first boundary (a layer whose
+//! first keyframes lost their first slices to packet loss and were kept out, whole.rs; OBS
+//! loses its first packets) starts like a paused one comes back: its keyframes are judged
+//! as any, so its rendition begins at a boundary, and every segment is numbered by its
+//! boundary ([`Align::boundary_number`]), not by the count of its rendition's segments
+//! (measured before: the late top layer's, and the rung transcoded from it, segment N began
+//! two seconds after the other layers' segment N, tests/obs_shaped.rs).
+//!
 //! The ladder's rungs no layer covers are transcoded from the top layer (simulcast.rs
 //! `uncovered`) and take part as *derived* participants: their encoder's keyframes are put
 //! where the layers' are ([`Align::force_keys`]: the decoded frame nearest a layer's
@@ -140,6 +148,8 @@ struct Cuts {
     /// Instants judged: the span of running times of the keyframes there (ns), whether
     /// they were common to every participant, and whether a segment begins there.
     judged: VecDeque<((u64, u64), bool, bool)>,
+    /// The boundaries' numbers, by instant: the first boundary is 0.
+    numbers: VecDeque<((u64, u64), u64)>,
     /// The latest boundary (the participants' first keyframes are the first one).
     last: Option<u64>,
     /// Boundaries after the first.
@@ -161,6 +171,7 @@ impl Cuts {
         let gap = (timing.segment.as_nanos() as u64).saturating_sub(step / 2);
         Self {
             judged: VecDeque::new(),
+            numbers: VecDeque::new(),
             last: None,
             count: 0,
             first_gap: timing.part.map_or(gap, |p| p.as_nanos() as u64),
@@ -170,7 +181,34 @@ impl Cuts {
 
     /// A participant's first keyframe at `running`: the first boundary, if none yet.
     fn start(&mut self, running: u64) {
-        self.last.get_or_insert(running);
+        if self.last.is_none() {
+            self.last = Some(running);
+            self.numbers.push_back(((running, running), 0));
+        }
+    }
+
+    /// Whether a participant's first keyframe at `running` is at the first boundary (the
+    /// participants started together) or there is none yet: then it is kept as its
+    /// muxer's first. A later one (its layer's first keyframes were lost) is judged as any
+    /// keyframe is, so that it starts its rendition at a boundary.
+    fn at_start(&self, running: u64, tolerance: u64) -> bool {
+        match self.numbers.front() {
+            None => true,
+            Some(&((first, _), 0)) => running.abs_diff(first) <= tolerance,
+            Some(_) => false,
+        }
+    }
+
+    /// The number of the boundary at `running` (within `tolerance` of its instant), if
+    /// one is remembered there.
+    fn number(&self, running: u64, tolerance: u64) -> Option<u64> {
+        self.numbers
+            .iter()
+            .rev()
+            .find(|((lo, hi), _)| {
+                running >= lo.saturating_sub(tolerance) && running <= hi.saturating_add(tolerance)
+            })
+            .map(|&(_, n)| n)
     }
 
     /// What was judged at the instant of keyframe `own` (`(running, window)`: a repeat
@@ -217,6 +255,10 @@ impl Cuts {
         if boundary {
             self.last = Some(running);
             self.count += 1;
+            if self.numbers.len() == JUDGED_KEPT {
+                self.numbers.pop_front();
+            }
+            self.numbers.push_back((span, self.count));
         }
         boundary
     }
@@ -511,6 +553,15 @@ impl Align {
         )
     }
 
+    /// The number of the segment boundary at `running` (ns; a fragment's start, on the
+    /// timeline the alignment put it on), counted from the first: the same for every
+    /// rendition that begins a segment there. `None` when none is remembered there (a
+    /// keyframe a rendition was cut at alone).
+    pub(crate) fn boundary_number(&self, running: u64) -> Option<u64> {
+        let state = self.state.lock().ok()?;
+        state.cuts.number(running, state.tolerance)
+    }
+
     /// The participant index of rendition `name`.
     pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
         self.names.iter().position(|n| n == name)
@@ -693,7 +744,7 @@ impl Align {
         if !key {
             return (true, shift);
         }
-        if first {
+        if first && state.cuts.at_start(running, state.tolerance) {
             state.cuts.start(running);
             return (true, shift);
         }
@@ -819,6 +870,32 @@ mod tests {
             Duration::from_millis(200),
             "the muxer's own rule cuts at every boundary"
         );
+    }
+
+    #[test]
+    fn a_rendition_that_starts_late_starts_at_a_boundary_and_takes_its_number() {
+        let at = |ms: u64| (ms * MS, ms * MS);
+        let tolerance = 16 * MS;
+        let mut c = Cuts::new(TIMING);
+        assert!(c.at_start(2000 * MS, tolerance), "nothing started yet");
+        c.start(2000 * MS);
+        // The participants starting together keep their first keyframes.
+        assert!(c.at_start(2010 * MS, tolerance));
+        assert!(c.judge(at(2200), true));
+        assert!(c.judge((3195 * MS, 3205 * MS), true));
+        assert!(c.judge(at(4200), true));
+        // The top layer's first whole keyframe comes two boundaries late (its first ones
+        // lost their first slices): judged like any other, not kept as a start.
+        assert!(!c.at_start(4195 * MS, tolerance));
+        assert_eq!(c.number(2004 * MS, tolerance), Some(0));
+        assert_eq!(c.number(2200 * MS, tolerance), Some(1));
+        assert_eq!(c.number(3210 * MS, tolerance), Some(2));
+        assert_eq!(
+            c.number(4195 * MS, tolerance),
+            Some(3),
+            "its first segment's number"
+        );
+        assert_eq!(c.number(3700 * MS, tolerance), None, "no boundary there");
     }
 
     #[test]

@@ -179,12 +179,21 @@ pub(super) fn connect_appsink(branch: &Branch, name: &str, origin: Origin, share
                         (starts, first.then_some(true))
                     }
                 };
+                // A simulcast rendition's segment is numbered by its boundary, which every
+                // rendition shares: one that started late (its layer's first keyframes lost)
+                // skips the numbers of the boundaries it missed.
+                let boundary = match &shared.align {
+                    Some(align) if starts_segment && origin.is_video() => {
+                        align.boundary_number(running.nseconds())
+                    }
+                    _ => None,
+                };
                 if let Ok(mut gaps) = shared.gaps.lock() {
                     if origin.is_video() {
                         gaps.set_origin(Duration::from_nanos(running.nseconds()));
                     }
                     if starts_segment || segment_no.is_none() {
-                        let n = segment_no.map_or(0, |n| n + 1);
+                        let n = boundary.unwrap_or_else(|| segment_no.map_or(0, |n| n + 1));
                         segment_no = Some(n);
                         in_gap = gaps.is_gap(n);
                     }
@@ -206,6 +215,7 @@ pub(super) fn connect_appsink(branch: &Branch, name: &str, origin: Origin, share
                     gap: in_gap,
                     starts_segment,
                     next_starts_segment,
+                    segment: boundary,
                     lag,
                     data: map_bytes(&bufs),
                 })?;

@@ -13,6 +13,7 @@ use super::elements::{
     unflag_repeats,
 };
 use super::ladder::Ladder;
+use super::rung::replace_broken_frames;
 use super::{MediaError, VideoCodec, VideoInput};
 
 /// Name of the video RTP `appsrc`.
@@ -92,6 +93,9 @@ pub(crate) fn video_ingest(
         let tee = make("tee", "h264_tee")?;
         add(pipeline, &[&parse, &caps, &tee])?;
         link(&[&depay, &parse, &caps, &tee])?;
+        if let Some(pad) = tee.static_pad("sink") {
+            replace_broken_frames(&pad, "source");
+        }
         Some(tee)
     } else {
         None
@@ -229,6 +233,9 @@ pub(crate) fn layer_ingest(
     ];
     add(pipeline, &chain)?;
     link(&chain)?;
+    if let Some(pad) = tee.static_pad("sink") {
+        replace_broken_frames(&pad, prefix);
+    }
     Ok(LayerIngest {
         appsrc,
         jitter,

@@ -323,6 +323,9 @@ pub enum MediaEvent {
         /// Whether the next chunk will start a segment, when the media layer knows (for
         /// the LL-HLS preload hint); `None`: assume the regular part count.
         next_starts_segment: Option<bool>,
+        /// With `starts_segment`, a simulcast rendition's: the number of the segment
+        /// boundary it begins, shared by every rendition (align.rs); `None` otherwise.
+        segment: Option<u64>,
         /// Video: time from the arrival of the chunk's last frame to its output.
         lag: Option<Duration>,
         /// Running time of the fragment start.

@@ -27,11 +27,14 @@ pub(crate) struct MuxTiming {
 /// frame interval, so at 30 fps the frame due exactly 200 ms after a chunk's first fell on
 /// either side of the end: measured, runs of 7-frame parts (0.2333 s) among 6-frame ones,
 /// above PART-TARGET (0.222 s), which HLS2 §4.4.4.9 forbids (tests/obs_shaped.rs, before
-/// this). Ending chunks and fragments a little early puts that frame clearly after the
-/// end: every part is a whole number of frame intervals, the same as the part duration when
-/// the frame interval divides it (25, 30, 50, 60 or 120 fps for 200 ms). Below half a frame interval at
-/// 120 fps, so no frame that belongs in the part is left out.
-pub(crate) const VIDEO_EARLY: Duration = Duration::from_millis(4);
+/// this). Ending chunks 11 ms early puts that frame clearly after the end, and with the
+/// default 200 ms parts a part is then the time from its first frame to the first frame at
+/// or after 189 ms: at least 85 % of PART-TARGET (0.1887 s, the spec's lower bound for all
+/// but a segment's first and last parts) and, when no two frames are more than 33 ms apart
+/// (a variable frame rate around 30 fps, as Chromium's), at most PART-TARGET. With a
+/// constant frame rate up to 60 fps whose interval divides the part (25, 30, 50, 60 fps for
+/// 200 ms), every part is exactly the part duration.
+pub(crate) const VIDEO_EARLY: Duration = Duration::from_millis(11);
 
 impl MuxTiming {
     /// The durations a video muxer is given: both [`VIDEO_EARLY`] short. Both, because

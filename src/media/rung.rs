@@ -138,7 +138,6 @@ pub(crate) fn source_rung(
         });
     }
     let sync = livesync(&format!("{prefix}_livesync"))?;
-    replace_broken_frames(&sync, prefix);
     repeat_keyframes(&sync, frame);
     let mux_timing = mux_timing(timing, align.is_some());
     let mux = cmafmux(&format!("{prefix}_mux"), mux_timing, false)?;
@@ -231,23 +230,25 @@ fn repeat_keyframes(sync: &gst::Element, frame: gst::ClockTime) {
 }
 
 /// Keeps the frames that lost their first slices to packet loss, and the frames predicted
-/// from them, out of the passthrough rung (whole.rs), on `livesync`'s sink pad. Each is
-/// replaced by a copy of the last whole keyframe with its own timestamps, marked as a
-/// repeat (align.rs [`REPEAT`](super::align::REPEAT)), as `livesync` fills a stall: the
-/// rendition keeps its cadence, and a simulcast layer is not taken for absent by the
-/// alignment (measured with the frames dropped instead: the top layer and the rung
-/// transcoded from it were marked absent, and that rung's segment numbers went one ahead
-/// of the layers'). Before any whole keyframe they are dropped. The first such frame asks
-/// the publisher for a keyframe (an upstream force-key-unit event: the appsrc turns it
-/// into a PLI, bus.rs `watch_keyframe_requests`).
-fn replace_broken_frames(sync: &gst::Element, prefix: &str) {
+/// from them, out of a publisher's H.264 (whole.rs), on `pad`: the sink pad of the tee
+/// after the ingest's parser, so the passthrough rung and the decoder of the rungs
+/// transcoded from it see the same frames. Each is replaced by a copy of the last whole
+/// keyframe with its own timestamps, marked as a repeat (align.rs
+/// [`REPEAT`](super::align::REPEAT)), as `livesync` fills a stall: the rendition keeps its
+/// cadence, and a simulcast layer is not taken for absent by the alignment (measured with
+/// the frames dropped instead: the top layer and the rung transcoded from it were marked
+/// absent, and that rung's segment numbers went one ahead of the layers'). Before any whole
+/// keyframe they are dropped (measured with the check on the passthrough branch only: the
+/// decoder took a first unit the passthrough dropped, and the rung transcoded from the top
+/// simulcast layer began a segment, and its numbering, two seconds before the layers,
+/// tests/obs_shaped.rs). The first such frame asks the publisher for a keyframe (an
+/// upstream force-key-unit event: the appsrc turns it into a PLI, bus.rs
+/// `watch_keyframe_requests`).
+pub(crate) fn replace_broken_frames(pad: &gst::Pad, prefix: &str) {
     struct State {
         whole: Whole,
         last_key: Option<gst::Buffer>,
     }
-    let Some(pad) = sync.static_pad("sink") else {
-        return;
-    };
     let state = std::sync::Mutex::new(State {
         whole: Whole::default(),
         last_key: None,

@@ -18,9 +18,10 @@
 //! Checked: the first slice is the first of its picture (`first_mb_in_slice` 0, ITU-T
 //! H.264 §7.4.3), and IDR and non-IDR slices are not mixed. A frame missing a later slice
 //! decodes with concealed macroblocks, and telling that apart needs the slice data
-//! parsed: not checked. The passthrough rung (rung.rs) replaces a frame that fails the
+//! parsed: not checked. rung.rs `replace_broken_frames`, on the parsed H.264 before the
+//! tee that feeds the passthrough rung and the decoder, replaces a frame that fails the
 //! check, and every frame after it up to the next keyframe that passes, by copies of the
-//! last whole keyframe, and asks the publisher for that keyframe.
+//! last whole keyframe (drops them before any), and asks the publisher for that keyframe.
 
 /// What to do with one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -82,6 +82,7 @@ fn audio() -> RenditionInfo {
 fn chunk(starts: bool, ms: u64, data: &'static [u8]) -> Chunk {
     Chunk {
         starts_segment: starts,
+        segment: None,
         next_starts_segment: None,
         duration: Duration::from_millis(ms),
         wallclock: SystemTime::now(),

@@ -141,8 +141,9 @@ pub struct PublisherOptions {
     /// Send what OBS Studio's WHIP output sends (obs-studio `plugins/obs-webrtc`, built on
     /// libdatachannel): the audio section first, ICE credentials, fingerprint and setup at
     /// session level only, `a=group:LS`, no candidates at all, an H.264 fmtp of `42e01f`
-    /// over a High profile stream, PLI ignored, and audio flowing for a while before the
-    /// first video packet (OBS loses its first RTP packets, obs-studio#9614).
+    /// over a High profile stream, PLI ignored, audio flowing for a while before the first
+    /// video packet, and that first keyframe without its first slice (OBS loses its first
+    /// RTP packets, obs-studio#9614).
     pub obs_like: bool,
     /// Media from a shared encoder instead of a pipeline of this publisher's own: RTP
     /// packets as GStreamer's payloaders made them, one broadcast per kind, fanned out to
@@ -385,6 +386,9 @@ struct Stats {
     corrupt: AtomicU64,
     /// Video packets before this instant are not sent (audio flows first).
     video_from: Mutex<Option<std::time::Instant>>,
+    /// The next video forwarder (the top simulcast layer's: the first started) loses the
+    /// first slice of its first keyframes ([`StartLoss`]), as OBS does.
+    lose_first_slice: AtomicBool,
     /// The reason of the server's `ended` message (WebSocket signalling), once received.
     server_ended: Mutex<Option<String>>,
 }
@@ -650,6 +654,7 @@ impl Publisher {
             && let Ok(mut from) = self.stats.video_from.lock()
         {
             *from = Some(std::time::Instant::now() + OBS_AUDIO_LEAD);
+            self.stats.lose_first_slice.store(true, Ordering::Relaxed);
         }
         if let Some(feed) = &opts.feed {
             return self
@@ -1802,6 +1807,8 @@ fn spawn_forwarder(
     stats: Arc<Stats>,
     is_video: bool,
 ) -> JoinHandle<()> {
+    let mut start_loss =
+        (is_video && stats.lose_first_slice.swap(false, Ordering::Relaxed)).then(StartLoss::new);
     tokio::spawn(async move {
         let mut reported = false;
         let mut held: std::collections::VecDeque<rtc::rtp::packet::Packet> =
@@ -1825,6 +1832,12 @@ fn spawn_forwarder(
                     .ok()
                     .and_then(|g| *g)
                     .is_some_and(|t| std::time::Instant::now() < t)
+            {
+                continue;
+            }
+            if start_loss
+                .as_mut()
+                .is_some_and(|l| l.drops(&packet.payload))
             {
                 continue;
             }
@@ -1878,6 +1891,78 @@ fn spawn_forwarder(
             }
         }
     })
+}
+
+/// The start of a publisher's first keyframes lost, as OBS loses its first RTP packets
+/// (obs-studio#9614; with x264's sliced threads a keyframe is several slices): every video
+/// packet before the first IDR slice is dropped (parameter sets and SEI pass), then that
+/// slice's packets; the same for the next keyframe's first slice; then nothing. Two
+/// keyframes, so the one a simulcast broadcast starts its pipeline at (the first after its
+/// layers are planned) arrives without its first slice whichever it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StartLoss {
+    /// Keyframes still to lose their first slice.
+    keyframes: u32,
+    /// Dropping the rest of an IDR slice's fragments (FU-A).
+    in_slice: bool,
+    /// A first slice was dropped: before it, predicted slices are dropped too.
+    started: bool,
+    /// The last slice seen was an IDR slice (the next IDR slice is of the same keyframe).
+    last_idr: bool,
+}
+
+impl StartLoss {
+    fn new() -> StartLoss {
+        StartLoss {
+            keyframes: 2,
+            in_slice: false,
+            started: false,
+            last_idr: false,
+        }
+    }
+
+    /// Whether to drop the packet with this H.264 payload (RFC 6184 §5.2: the NAL unit
+    /// type of a single NAL unit packet, STAP-A 24, FU-A 28 with the FU header after it).
+    fn drops(&mut self, payload: &[u8]) -> bool {
+        const IDR: u8 = 5;
+        const NON_IDR: u8 = 1;
+        const FU_A: u8 = 28;
+        let Some(nal) = payload.first().map(|b| b & 0x1f) else {
+            return false;
+        };
+        // For a fragment: its start and end bits and the fragmented unit's type.
+        let fu = (nal == FU_A)
+            .then(|| payload.get(1).copied())
+            .flatten()
+            .map(|h| (h & 0x80 != 0, h & 0x40 != 0, h & 0x1f));
+        if self.in_slice {
+            if let Some((false, end, _)) = fu {
+                self.in_slice = !end;
+                return true;
+            }
+            self.in_slice = false;
+        }
+        // A slice's first packet: the slice's type, and whether it is also its last.
+        let slice_start = match fu {
+            Some((true, end, t)) if t == IDR || t == NON_IDR => Some((t, end)),
+            None if nal == IDR || nal == NON_IDR => Some((nal, true)),
+            _ => None,
+        };
+        let Some((kind, end)) = slice_start else {
+            // Parameter sets and SEI pass; before the first loss, fragments of slices whose
+            // start was not seen are dropped.
+            return !self.started && fu.is_some();
+        };
+        let first_of_keyframe = kind == IDR && !self.last_idr;
+        self.last_idr = kind == IDR;
+        if first_of_keyframe && self.keyframes > 0 {
+            self.keyframes -= 1;
+            self.started = true;
+            self.in_slice = !end;
+            return true;
+        }
+        !self.started
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -289,8 +289,10 @@ fn a_keyframe_missing_its_first_slice_is_replaced_with_its_frames_until_a_whole_
         gst::ClockTime::SECOND / FPS,
     )
     .unwrap();
-    // What gets past the check (its probe comes first on livesync's sink pad): frame
-    // number, marked as a repeat, size.
+    // The check, where the ingest puts it: on the tee's sink pad.
+    super::replace_broken_frames(&tee.static_pad("sink").unwrap(), "source");
+    // What gets past the check, on the passthrough branch: frame number, marked as a
+    // repeat, size.
     let passed = Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = passed.clone();
     pipeline
