@@ -44,7 +44,8 @@
 //! the top layer, each a rendition named by its height), and the pipeline remuxes each
 //! layer as a passthrough rung (`media::ingest::layer_ingest`), no decoding; keyframes are
 //! asked of every layer at once and `media::align` lets the muxers cut only where every
-//! layer has one, on timelines put together at their first keyframes.
+//! layer has one, on timelines put together at their first keyframes; a layer that starts
+//! late begins at a boundary, with the number the others' segments have there.
 //!
 //! Playlists: one hand-written writer, `hls::media_playlist`, writes every media playlist:
 //! the origin's live windows, plain and LL-HLS, full and delta updates, with a re-published

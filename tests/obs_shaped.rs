@@ -184,19 +184,6 @@ async fn obs_shaped_simulcast_layers_become_aligned_renditions() {
         let joined = join_rendition(&gw, &url, &pl, 4).await.unwrap();
         common::decode_all(joined.to_str().unwrap());
     }
-    {
-        let url = gw.url("/hls/obs-sc/720p/index.m3u8");
-        let (_, text) = gw.get_text(&url).await.unwrap();
-        std::fs::create_dir_all("/tmp/obsparts").unwrap();
-        std::fs::write("/tmp/obsparts/index.m3u8", &text).unwrap();
-        for l in text.lines() {
-            if let Some(i) = l.find("URI=\"part-") {
-                let name = l[i + 5..].split('"').next().unwrap();
-                let b = gw.get_bytes(&resolve(&url, name)).await.unwrap();
-                std::fs::write(format!("/tmp/obsparts/{name}"), b).unwrap();
-            }
-        }
-    }
     assert!(
         common::check_playlists(&gw, "obs-sc").await.unwrap() >= 5,
         "{master_url}"

@@ -103,9 +103,10 @@ fn master_sizes(summary: &serde_json::Value) -> (m3u8_rs::MasterPlaylist, Vec<(u
     (master, sizes)
 }
 
-/// Whether segment 0 of a rendition holds x264's SEI (x264 writes "x264 - core …" into its
-/// first IDR only): out of the playlist by the end of a test, but still served
-/// (`retain_segments`).
+/// Whether the first segment of a rendition holds x264's SEI (x264 writes "x264 - core …"
+/// into its first IDR only): out of the playlist by the end of a test, but still served
+/// (`retain_segments`). A rendition's first segment is number 0, or a later one when its
+/// layer's first keyframe came after the others' second boundary (media/align.rs).
 async fn x264_wrote_segment_0(gw: &TestGateway, stream: &str, rendition: &str) -> bool {
     let url = gw.url(&format!("/hls/{stream}/{rendition}/index.m3u8"));
     let (status, text) = gw.get_text(&url).await.unwrap();
@@ -118,9 +119,16 @@ async fn x264_wrote_segment_0(gw: &TestGateway, stream: &str, rendition: &str) -
     );
     let first = &playlist.segments[0].uri;
     let dash = first.rfind('-').expect("seg-<epoch>-<n>.m4s");
-    let seg0 = format!("{}0.m4s", &first[..=dash]);
-    let data = gw.get_bytes(&resolve(&url, &seg0)).await.unwrap();
-    data.windows(4).any(|w| w == b"x264")
+    for n in 0..=playlist.media_sequence {
+        let seg = format!("{}{n}.m4s", &first[..=dash]);
+        if let Ok(data) = gw.get_bytes(&resolve(&url, &seg)).await {
+            return data.windows(4).any(|w| w == b"x264");
+        }
+    }
+    panic!(
+        "{rendition}: no segment from 0 to {} served",
+        playlist.media_sequence
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,7 +34,9 @@ impl LlSettings {
         // Audio parts are whole AAC frames, which do not divide e.g. 200 ms: they come out
         // one frame longer or shorter than the chunk duration. PART-TARGET must bound every
         // part (HLS2 §4.4.4.9), so it is the chunk duration plus one frame, rounded up to
-        // the millisecond; video parts (exactly the chunk duration) stay above 85 % of it.
+        // the millisecond; video parts (the part duration at a constant frame rate that
+        // divides it; otherwise 189 ms to PART-TARGET for frames at most 33 ms apart,
+        // media/mux.rs VIDEO_EARLY) stay above 85 % of it.
         let ms = (cfg.part_duration + AAC_FRAME).as_micros().div_ceil(1000) as u64;
         let part_target = Duration::from_millis(ms);
         let td = target_duration(cfg.segment_duration);

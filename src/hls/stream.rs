@@ -292,7 +292,11 @@ impl StreamState {
             .ok_or_else(|| StoreError::NoInit(rendition.to_string()))?;
         r.bitrate.add(chunk.data.len() as u64, chunk.duration);
         r.next_starts = chunk.next_starts_segment;
+        // A late simulcast rendition's first segment takes its boundary's number; not
+        // while the previous broadcast's segments are listed before it (the numbers would
+        // leave a hole in the playlist).
         if chunk.starts_segment
+            && r.carried.is_none()
             && let Some(n) = chunk.segment
         {
             r.window.skip_to(first_seq + n);

@@ -191,11 +191,15 @@ impl Window {
         }
     }
 
-    /// Numbers the next segment at least `seq`: a simulcast rendition that joined after
-    /// the others skips the numbers of the segments it missed, so its segment N starts
-    /// where theirs does (align.rs).
+    /// Numbers the first segment `seq` or more: a simulcast rendition that began after the
+    /// others skips the numbers of the segments it missed, so its segment N starts where
+    /// theirs does (media/align.rs). Only before the first segment: a playlist's segments
+    /// are numbered from its `EXT-X-MEDIA-SEQUENCE` by position (HLS2 §4.4.3.2), so a
+    /// hole inside a window would misnumber every segment after it.
     pub(super) fn skip_to(&mut self, seq: u64) {
-        self.next_seq = self.next_seq.max(seq);
+        if self.open.is_none() && self.live.is_empty() && self.retired.is_empty() {
+            self.next_seq = self.next_seq.max(seq);
+        }
     }
 
     fn take_seq(&mut self) -> u64 {

@@ -42,13 +42,13 @@
 //! repeats in 133 ms were "alone", the fifth was cut anyway, and the paused layer's
 //! segment 6 started 0.665 s before the others'; tests/simulcast_layer_pause.rs).
 //!
-//! A participant whose first keyframe comes after the others' first boundary (a layer whose
-//! first keyframes lost their first slices to packet loss and were kept out, whole.rs; OBS
-//! loses its first packets) starts like a paused one comes back: its keyframes are judged
-//! as any, so its rendition begins at a boundary, and every segment is numbered by its
-//! boundary ([`Align::boundary_number`]), not by the count of its rendition's segments
-//! (measured before: the late top layer's, and the rung transcoded from it, segment N began
-//! two seconds after the other layers' segment N, tests/obs_shaped.rs).
+//! A participant whose first keyframe comes after the second boundary (a layer whose first
+//! keyframes lost their first slices to packet loss and were kept out, whole.rs; OBS loses
+//! its first packets) starts like a paused one comes back: its keyframes are judged as
+//! any, so its rendition begins at a boundary, and its first segment takes that boundary's
+//! number ([`Align::boundary_number`]), not 0 (measured before: the late top layer's, and
+//! the rung transcoded from it, segment N began two seconds after the other layers'
+//! segment N, tests/obs_shaped.rs).
 //!
 //! The ladder's rungs no layer covers are transcoded from the top layer (simulcast.rs
 //! `uncovered`) and take part as *derived* participants: their encoder's keyframes are put
@@ -187,14 +187,21 @@ impl Cuts {
         }
     }
 
-    /// Whether a participant's first keyframe at `running` is at the first boundary (the
-    /// participants started together) or there is none yet: then it is kept as its
-    /// muxer's first. A later one (its layer's first keyframes were lost) is judged as any
-    /// keyframe is, so that it starts its rendition at a boundary.
-    fn at_start(&self, running: u64, tolerance: u64) -> bool {
+    /// Whether a participant's first keyframe at `running` is kept as its muxer's first:
+    /// when it comes before the earliest the second boundary can be (the start plus
+    /// [`Cuts::first_gap`]). The layers' first keyframes answer the same request but may be
+    /// different pictures (measured with Chromium: 180p at 218 ms, 720p at 452 ms, 360p at
+    /// 500 ms); kept, every rendition has a segment 0, the stream is playable a segment
+    /// sooner, and segment 1 starts together everywhere. A first keyframe later than that
+    /// (its layer's first keyframes were lost) is judged as any keyframe is, so that its
+    /// rendition starts at a boundary: by time, not by whether the second boundary was
+    /// already cut, since the others' keyframes at that very instant may be judged after
+    /// it (measured: kept at the second boundary's instant, the late top layer's segment 0
+    /// was the others' segment 1).
+    fn at_start(&self, running: u64) -> bool {
         match self.numbers.front() {
             None => true,
-            Some(&((first, _), 0)) => running.abs_diff(first) <= tolerance,
+            Some(&((first, _), 0)) => running.saturating_sub(first) < self.first_gap,
             Some(_) => false,
         }
     }
@@ -291,6 +298,16 @@ impl Layers {
     /// beyond the tolerance is not skew but another picture (measured in CI: one layer
     /// started on a keyframe 127 ms before the others', answering an earlier request):
     /// that layer keeps its timeline (shift 0).
+    /// The first boundary, once calibrated: the calibration's reference on the shifted
+    /// timeline (the top layer's first keyframe; without it, the earliest first keyframe).
+    fn start_instant(&self) -> Option<u64> {
+        let shifted = |l: &Layer| l.first.map(|f| (f as i64 - l.shift).max(0) as u64);
+        self.layers
+            .first()
+            .and_then(shifted)
+            .or_else(|| self.layers.iter().filter_map(shifted).min())
+    }
+
     fn calibrate(&mut self) -> Vec<i64> {
         let tolerance = self.tolerance;
         let reference = self
@@ -310,9 +327,9 @@ impl Layers {
         self.layers.iter().map(|l| l.shift).collect()
     }
 
-    /// Records a frame; `true` when it is the layer's first (a muxer starts at a keyframe,
-    /// so a layer's first keyframe is always kept: the layers start on the keyframes asked
-    /// of them together, broadcast.rs).
+    /// Records a frame; `true` when it is the layer's first (a muxer starts at a keyframe:
+    /// a first keyframe at the first boundary is kept, [`Cuts::at_start`]; the layers
+    /// start on the keyframes asked of them together, broadcast.rs).
     #[cfg(test)]
     fn record(&mut self, index: usize, running: u64, key: bool) -> bool {
         self.record_filling(index, running, key, 0)
@@ -589,7 +606,14 @@ impl Align {
                 let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else {
                     return gst::PadProbeReturn::Ok;
                 };
-                if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+                // Copies of the last keyframe standing in for broken frames (rung.rs
+                // `replace_broken_frames`, before the decoder too) are not the publisher's
+                // keyframes: forcing one on every decoded frame they become would make
+                // the transcoded rungs all IDRs until a whole keyframe comes.
+                if buffer
+                    .flags()
+                    .intersects(gst::BufferFlags::DELTA_UNIT | REPEAT)
+                {
                     return gst::PadProbeReturn::Ok;
                 }
                 let running = running_time(pad, buffer.pts());
@@ -730,6 +754,11 @@ impl Align {
             }
             if !state.calibrated {
                 let shifts = state.calibrate();
+                // The first boundary is the reference the timelines were put together on
+                // (the top layer's first keyframe), whichever thread gets here first.
+                if let Some(start) = state.start_instant() {
+                    state.cuts.start(start);
+                }
                 info!(?shifts, renditions = ?self.names, "simulcast layers' timelines put together (ns taken off)");
                 self.changed.notify_all();
             }
@@ -744,7 +773,7 @@ impl Align {
         if !key {
             return (true, shift);
         }
-        if first && state.cuts.at_start(running, state.tolerance) {
+        if first && state.cuts.at_start(running) {
             state.cuts.start(running);
             return (true, shift);
         }
@@ -877,16 +906,19 @@ mod tests {
         let at = |ms: u64| (ms * MS, ms * MS);
         let tolerance = 16 * MS;
         let mut c = Cuts::new(TIMING);
-        assert!(c.at_start(2000 * MS, tolerance), "nothing started yet");
+        assert!(c.at_start(2000 * MS), "nothing started yet");
         c.start(2000 * MS);
-        // The participants starting together keep their first keyframes.
-        assert!(c.at_start(2010 * MS, tolerance));
+        // A first keyframe before the earliest second boundary (one part after the start)
+        // is kept as the start of its rendition's segment 0, an earlier one too.
+        assert!(c.at_start(1766 * MS));
+        assert!(c.at_start(2150 * MS));
+        assert!(!c.at_start(2200 * MS), "where the second boundary may be");
         assert!(c.judge(at(2200), true));
         assert!(c.judge((3195 * MS, 3205 * MS), true));
         assert!(c.judge(at(4200), true));
         // The top layer's first whole keyframe comes two boundaries late (its first ones
         // lost their first slices): judged like any other, not kept as a start.
-        assert!(!c.at_start(4195 * MS, tolerance));
+        assert!(!c.at_start(4195 * MS));
         assert_eq!(c.number(2004 * MS, tolerance), Some(0));
         assert_eq!(c.number(2200 * MS, tolerance), Some(1));
         assert_eq!(c.number(3210 * MS, tolerance), Some(2));
@@ -1085,6 +1117,13 @@ mod tests {
         l.layers[1].first = Some(1008 * MS);
         l.layers[2].first = Some(873 * MS);
         assert_eq!(l.calibrate(), vec![0, 8 * MS as i64, 0]);
+        // The first boundary is the top layer's first keyframe, whichever layer's thread
+        // comes first.
+        assert_eq!(l.start_instant(), Some(1000 * MS));
+        // Without the top layer's, the earliest.
+        let mut l = layers(2);
+        l.layers[1].first = Some(500 * MS);
+        assert_eq!(l.start_instant(), Some(500 * MS));
     }
 
     #[test]

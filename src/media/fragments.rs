@@ -179,11 +179,12 @@ pub(super) fn connect_appsink(branch: &Branch, name: &str, origin: Origin, share
                         (starts, first.then_some(true))
                     }
                 };
-                // A simulcast rendition's segment is numbered by its boundary, which every
-                // rendition shares: one that started late (its layer's first keyframes lost)
-                // skips the numbers of the boundaries it missed.
+                // A simulcast rendition's first segment is numbered by its boundary, which
+                // every rendition shares: one that started late (its layer's first
+                // keyframes lost) skips the numbers of the boundaries it missed (the store
+                // does so only before its first segment, hls/window.rs `skip_to`).
                 let boundary = match &shared.align {
-                    Some(align) if starts_segment && origin.is_video() => {
+                    Some(align) if segment_no.is_none() && starts_segment && origin.is_video() => {
                         align.boundary_number(running.nseconds())
                     }
                     _ => None,

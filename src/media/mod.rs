@@ -21,7 +21,8 @@
 //!   element as gst-launch text).
 //! * Pure parts: `ladder.rs`, `lipsync.rs`, `audio_cut.rs`, `rtp.rs`, `stale.rs` (RTP that
 //!   arrives too late to be live), `gaps.rs` (which segments a publisher's stall makes gaps),
-//!   `whole.rs` (frames that lost their first slice, kept out of the passthrough rung).
+//!   `whole.rs` (frames that lost their first slice, kept out of the passthrough rung and
+//!   the decoder).
 //!
 //! # A stalled publisher
 //!

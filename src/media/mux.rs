@@ -49,8 +49,9 @@ impl MuxTiming {
     }
 }
 
-/// Cuts the muxer's first fragment after one part: `split-at-running-time` for the running
-/// time of the first buffer reaching `pad` (the muxer's input) plus one part.
+/// Cuts the muxer's first fragment after one chunk (`after`; a part, less [`VIDEO_EARLY`]
+/// for video): `split-at-running-time` for the running time of the first buffer reaching
+/// `pad` (the muxer's input) plus `after`.
 ///
 /// Why: a media playlist is served only once it lists a whole segment (hls.js rejects a
 /// parts-only playlist with LEVEL_EMPTY_ERROR), so with full-length first segments a
@@ -95,8 +96,10 @@ pub(crate) fn cmafmux(
         .name(name)
         .property("fragment-duration", clock(timing.segment));
     if let Some(part) = timing.part {
-        // The chunk duration must divide the fragment duration exactly (validated in
-        // config): otherwise cmafmux 0.14.5 skips fragment boundaries (measured).
+        // The fragment's end must be on the chunk grid: the configured part divides the
+        // segment exactly (validated in config), and a video muxer's chunk and fragment
+        // ends are both VIDEO_EARLY short, so the last chunk of a fragment ends where the
+        // fragment does. Off the grid cmafmux 0.14.5 skips fragment boundaries (measured).
         b = b.property("chunk-duration", clock(part));
     }
     b

@@ -75,13 +75,13 @@ pub(crate) fn video_rung(
             .build(),
     )?;
     let parse = make("h264parse", &format!("{n}_parse"))?;
-    let mux_timing = mux_timing(timing, align.is_some());
-    let mux = cmafmux(&format!("{n}_mux"), mux_timing, align.is_none())?;
+    let muxer = mux_timing(timing, align.is_some());
+    let mux = cmafmux(&format!("{n}_mux"), muxer, align.is_none())?;
     // Before the first-fragment split below, which looks for the first keyframe.
     if let (Some((align, index)), Some(pad)) = (align, parse.static_pad("src")) {
         align.install(&pad, index);
     }
-    if let (Some(part), Some(pad)) = (mux_timing.part, parse.static_pad("src")) {
+    if let (Some(part), Some(pad)) = (muxer.part, parse.static_pad("src")) {
         split_first_fragment(&mux, &pad, part);
     }
     let sink = appsink(&format!("{n}_sink"));
@@ -139,15 +139,16 @@ pub(crate) fn source_rung(
     }
     let sync = livesync(&format!("{prefix}_livesync"))?;
     repeat_keyframes(&sync, frame);
-    let mux_timing = mux_timing(timing, align.is_some());
-    let mux = cmafmux(&format!("{prefix}_mux"), mux_timing, false)?;
+    let muxer = mux_timing(timing, align.is_some());
+    let mux = cmafmux(&format!("{prefix}_mux"), muxer, false)?;
     // Before the first-fragment split below, which looks for the first keyframe.
     if let (Some((align, index)), Some(pad)) = (align, q.static_pad("src")) {
         align.install(&pad, index);
     }
-    // The first segment ends at the publisher's first keyframe one part or more after its
-    // first one; broadcast.rs asks for that keyframe (keyframes.rs with_first_segment).
-    if let (Some(part), Some(pad)) = (mux_timing.part, q.static_pad("src")) {
+    // The first segment ends at the publisher's first keyframe one chunk (a part less
+    // VIDEO_EARLY) or more after its first one; broadcast.rs asks for that keyframe
+    // (keyframes.rs with_first_segment).
+    if let (Some(part), Some(pad)) = (muxer.part, q.static_pad("src")) {
         split_first_fragment(&mux, &pad, part);
     }
     let sink = appsink(&format!("{prefix}_sink"));

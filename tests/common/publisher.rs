@@ -142,8 +142,8 @@ pub struct PublisherOptions {
     /// libdatachannel): the audio section first, ICE credentials, fingerprint and setup at
     /// session level only, `a=group:LS`, no candidates at all, an H.264 fmtp of `42e01f`
     /// over a High profile stream, PLI ignored, audio flowing for a while before the first
-    /// video packet, and that first keyframe without its first slice (OBS loses its first
-    /// RTP packets, obs-studio#9614).
+    /// video packet, and the first two keyframes of its (top) video without their first
+    /// slice (OBS loses its first RTP packets, obs-studio#9614; [`StartLoss`]).
     pub obs_like: bool,
     /// Media from a shared encoder instead of a pipeline of this publisher's own: RTP
     /// packets as GStreamer's payloaders made them, one broadcast per kind, fanned out to
