@@ -134,7 +134,8 @@ fn the_printed_pipeline_runs_in_gst_launch() {
         "x264enc name=lo_x264enc bitrate=300 key-int-max=30 option-string=scenecut=0 \
          speed-preset=ultrafast tune=zerolatency ! video/x-h264,profile=main"
             .into(),
-        "cmafmux name=lo_mux fragment-duration=1000000000 chunk-duration=250000000 !".into(),
+        // A video muxer's fragment and chunk end 11 ms early (src/media/mux.rs VIDEO_EARLY).
+        "cmafmux name=lo_mux fragment-duration=989000000 chunk-duration=239000000 !".into(),
         // The ladder's `aac_coder` reaches the encoder (and so the bare baseline).
         "avenc_aac name=audio_aacenc perfect-timestamp=true aac-coder=fast bitrate=96000".into(),
         format!("filesink name=lo_sink location={}/lo.mp4", out.display()),
