@@ -59,7 +59,7 @@
 //! keyframes follow the layers' it is never cut alone either ([`MAX_ALONE`] is for
 //! publisher timelines that drifted apart). The layers' keyframes are recorded before the
 //! decoded frame of the same picture reaches the forcing (the decoder path holds a frame or
-//! more: the decoder, videorate), so none is missed on an idle machine; a keyframe missed
+//! more: the decoder), so none is missed on an idle machine; a keyframe missed
 //! on a loaded one is a boundary none of the renditions cuts.
 
 use std::collections::VecDeque;
