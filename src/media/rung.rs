@@ -163,10 +163,11 @@ pub(crate) fn source_rung(
 /// one that cuts wherever a keyframe reaches it (align.rs `Cuts`, `muxer_timing`).
 fn mux_timing(timing: MuxTiming, aligned: bool) -> MuxTiming {
     if aligned {
-        muxer_timing(timing).for_video()
+        muxer_timing(timing)
     } else {
-        timing.for_video()
+        timing
     }
+    .for_video()
 }
 
 /// Through a stall the passthrough rung is kept on the clock like the decoded video
