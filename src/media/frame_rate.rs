@@ -12,19 +12,23 @@
 //! frame interval of timing error on a frame, which the encoder never sees as anything but
 //! a constant rate.
 //!
-//! The grid starts at running time 0 (the first video packet, `MediaSpec::epoch`) and never
-//! re-bases: slot `n` is at `n · 10⁹ · den / num` ns, truncated, whatever caps come (a
+//! The grid starts at PTS 0, which is running time 0 here (the ingest chain's segment starts
+//! at 0 at the first video packet, `MediaSpec::epoch`), and never re-bases: slot `n` is at `n · 10⁹ · den / num` ns, truncated, whatever caps come (a
 //! publisher changing resolution). So six frames at 30 fps make exactly 200 ms wherever a
 //! part starts, and cmafmux cuts every part on the frame due at its end (RFC 8216bis
 //! §4.4.4.9: no part above PART-TARGET). (`videorate` re-based on each caps change and then
 //! stamped some frames 1 ns before the grid, which needed a correcting probe.)
 //!
-//! A copy is never made across a caps change (it would carry the old size under the new
-//! caps): the slots between are left empty. Nor for more than a second of slots: a longer
-//! hole is a stall, which `livesync` upstream fills on the clock (elements.rs).
+//! Across a caps change (a new size) the slots before the first frame of the new caps are
+//! filled with copies of that frame, not of the last one of the old caps (which would carry
+//! the old size under the new caps). A hole of more than a second of slots after the first
+//! frame is left as it is: `livesync` upstream fills a stall on the clock while it lasts
+//! (elements.rs), so such a hole is a timestamp jump, not missing frames. A frame without a
+//! timestamp is dropped (cmafmux ends the broadcast on an untimed buffer).
 //!
 //! `skip-to-first` as in `videorate`: `false` fills the slots from 0 up to the first frame
-//! with copies of it; `true` starts at the first frame's slot (simulcast: ingest.rs).
+//! with copies of it, however far; `true` starts at the first frame's slot (simulcast:
+//! ingest.rs).
 
 use std::sync::Mutex;
 
@@ -85,27 +89,16 @@ pub(crate) enum Place {
     },
 }
 
-/// Decides where a frame goes; pure. `copy_before`: copies of the previous frame may fill
-/// the slots before this one (no caps change between them).
-pub(crate) fn place(
-    grid: Grid,
-    next: Option<u64>,
-    slot: u64,
-    copy_before: bool,
-    skip_to_first: bool,
-) -> Place {
+/// Decides where a frame goes, given the next free slot (`None` before the first frame);
+/// pure.
+pub(crate) fn place(grid: Grid, next: Option<u64>, slot: u64, skip_to_first: bool) -> Place {
     let fill_from = match next {
         Some(next) if slot < next => return Place::Drop,
-        Some(_) if !copy_before => slot,
+        // A hole longer than a second is a timestamp jump, not dropped frames: left as it is.
+        Some(next) if slot - next > grid.per_second() => slot,
         Some(next) => next,
         None if skip_to_first => slot,
         None => 0,
-    };
-    // A hole longer than a second is a stall, not a dropped frame: left as it is.
-    let fill_from = if slot - fill_from > grid.per_second() {
-        slot
-    } else {
-        fill_from
     };
     Place::At {
         fill: fill_from..slot,
@@ -121,7 +114,8 @@ mod imp {
         grid: Option<Grid>,
         /// The next free slot.
         next: Option<u64>,
-        /// The last frame pushed, for the copies; `None` after a caps change.
+        /// The last frame pushed, for the copies; `None` after a caps change (the next frame
+        /// fills the slots before it with itself).
         last: Option<gst::Buffer>,
         /// Buffers to push, in order (filled and emptied within one input buffer's push).
         out: std::collections::VecDeque<gst::Buffer>,
@@ -254,13 +248,23 @@ mod imp {
                 .state
                 .lock()
                 .map_err(|_| gst::loggable_error!(gst::CAT_RUST, "state lock poisoned"))?;
+            if state.grid != grid {
+                state.next = None;
+            }
             state.grid = grid;
             // A copy of the last frame would carry the old caps' size.
             state.last = None;
+            state.out.clear();
             Ok(())
         }
 
         fn start(&self) -> Result<(), gst::ErrorMessage> {
+            self.reset();
+            Ok(())
+        }
+
+        /// Also lets go of the last frame (a decoder's buffer) while stopped.
+        fn stop(&self) -> Result<(), gst::ErrorMessage> {
             self.reset();
             Ok(())
         }
@@ -273,25 +277,32 @@ mod imp {
         }
 
         /// Places the frame and queues it, after the copies that fill the slots before it;
-        /// [`Self::generate_output`] hands them to the base class one by one. The frame is
-        /// kept by reference for the next copies, as videorate keeps its previous frame: a
-        /// second buffer sharing its memory would make the decoder's pool discard the
-        /// buffer when it comes back instead of reusing it.
+        /// [`Self::generate_output`] hands them to the base class one by one. The base
+        /// class's own submit runs first (reconfiguration, not-negotiated, QoS) and queues
+        /// the buffer, taken back here.
         fn submit_input_buffer(
             &self,
-            _is_discont: bool,
-            mut buf: gst::Buffer,
+            is_discont: bool,
+            buf: gst::Buffer,
         ) -> Result<gst::FlowSuccess, gst::FlowError> {
+            self.parent_submit_input_buffer(is_discont, buf)?;
+            let Some(mut buf) = self.take_queued_buffer() else {
+                return Ok(gst::FlowSuccess::Ok);
+            };
             let skip_to_first = self.skip_to_first.lock().map(|s| *s).unwrap_or(false);
             let mut state = self.state.lock().map_err(|_| gst::FlowError::Error)?;
-            let (Some(grid), Some(pts)) = (state.grid, buf.pts()) else {
-                // No constant rate asked for, or no timestamp to place: as it is.
+            // What a failed push left: not for after this frame.
+            state.out.clear();
+            let Some(grid) = state.grid else {
+                // No constant rate asked for: as it is.
                 state.out.push_back(buf);
                 return Ok(gst::FlowSuccess::Ok);
             };
+            let Some(pts) = buf.pts() else {
+                return Ok(gst::FlowSuccess::Ok);
+            };
             let slot = grid.nearest(pts.nseconds());
-            let copy_before = state.next.is_none() || state.last.is_some();
-            let (fill, slot) = match place(grid, state.next, slot, copy_before, skip_to_first) {
+            let (fill, slot) = match place(grid, state.next, slot, skip_to_first) {
                 Place::Drop => return Ok(gst::FlowSuccess::Ok),
                 Place::At { fill, slot } => (fill, slot),
             };
@@ -301,8 +312,13 @@ mod imp {
                 b.set_pts(gst::ClockTime::from_nseconds(at));
                 b.set_duration(gst::ClockTime::from_nseconds(duration));
             }
-            // Copies of the previous frame; the first frame fills the slots before it with
-            // itself (`fill` is empty when there is nothing to copy).
+            // Copies of the previous frame; the first frame, and the first after a caps
+            // change, fill the slots before them with themselves. A discontinuity starts at
+            // the first buffer out.
+            let discont = !fill.is_empty() && buf.flags().contains(gst::BufferFlags::DISCONT);
+            if discont {
+                buf.make_mut().unset_flags(gst::BufferFlags::DISCONT);
+            }
             let model = state.last.take().unwrap_or_else(|| buf.clone());
             for n in fill {
                 let mut c = model.copy();
@@ -310,7 +326,11 @@ mod imp {
                 let b = c.make_mut();
                 b.set_pts(gst::ClockTime::from_nseconds(at));
                 b.set_duration(gst::ClockTime::from_nseconds(duration));
-                b.unset_flags(gst::BufferFlags::DISCONT);
+                if discont && state.out.is_empty() {
+                    b.set_flags(gst::BufferFlags::DISCONT);
+                } else {
+                    b.unset_flags(gst::BufferFlags::DISCONT);
+                }
                 state.out.push_back(c);
             }
             state.next = Some(slot + 1);
@@ -396,21 +416,21 @@ mod tests {
     #[test]
     fn frames_are_placed_dropped_or_preceded_by_copies() {
         let at = |fill: std::ops::Range<u64>, slot| Place::At { fill, slot };
-        // The first frame: from 0, or from itself.
-        assert_eq!(place(FPS30, None, 3, true, false), at(0..3, 3));
-        assert_eq!(place(FPS30, None, 3, true, true), at(3..3, 3));
+        // The first frame: from 0 however far (as videorate), or from itself.
+        assert_eq!(place(FPS30, None, 3, false), at(0..3, 3));
+        assert_eq!(place(FPS30, None, 90, false), at(0..90, 90));
+        assert_eq!(place(FPS30, None, 3, true), at(3..3, 3));
         // In step; a slot taken; a hole of one frame filled.
-        assert_eq!(place(FPS30, Some(4), 4, true, false), at(4..4, 4));
-        assert_eq!(place(FPS30, Some(5), 4, true, false), Place::Drop);
-        assert_eq!(place(FPS30, Some(5), 7, true, false), at(5..7, 7));
-        // Not across a caps change; not over a stall of more than a second.
-        assert_eq!(place(FPS30, Some(5), 7, false, false), at(7..7, 7));
-        assert_eq!(place(FPS30, Some(5), 35, true, false), at(5..35, 35));
-        assert_eq!(place(FPS30, Some(5), 36, true, false), at(36..36, 36));
+        assert_eq!(place(FPS30, Some(4), 4, false), at(4..4, 4));
+        assert_eq!(place(FPS30, Some(5), 4, false), Place::Drop);
+        assert_eq!(place(FPS30, Some(5), 7, false), at(5..7, 7));
+        // Not over a jump of more than a second.
+        assert_eq!(place(FPS30, Some(5), 35, false), at(5..35, 35));
+        assert_eq!(place(FPS30, Some(5), 36, false), at(36..36, 36));
     }
 
-    /// Runs `frames` (timestamp, width) through the element into 30 fps caps; returns the
-    /// output's (timestamp, duration, width).
+    /// Runs `frames` (timestamp, `u64::MAX` for none; width) through the element into 30 fps
+    /// caps; returns the output's (timestamp, duration, width).
     fn run(frames: &[(u64, i32)], skip_to_first: bool) -> Vec<(u64, u64, i32)> {
         use gstreamer_app as gst_app;
         use gstreamer_video as gst_video;
@@ -440,7 +460,9 @@ mod tests {
             let mut buffer = gst::Buffer::with_size(info.size()).expect("buffer");
             {
                 let b = buffer.get_mut().expect("writable");
-                b.set_pts(gst::ClockTime::from_nseconds(pts));
+                if pts != u64::MAX {
+                    b.set_pts(gst::ClockTime::from_nseconds(pts));
+                }
                 let data = &mut b.map_writable().expect("map");
                 data[0] = (w % 256) as u8;
             }
@@ -519,6 +541,15 @@ mod tests {
         assert_eq!(out.len(), 61, "{out:?}");
     }
 
+    /// An untimed frame (a decoder may leave one so) is dropped: cmafmux would end the
+    /// broadcast on it.
+    #[test]
+    fn a_frame_without_a_timestamp_is_dropped() {
+        let out = run(&[(0, 64), (u64::MAX, 64), (33_333_333, 64)], false);
+        assert_contiguous_on_grid(&out);
+        assert_eq!(out.len(), 2, "{out:?}");
+    }
+
     /// The first frame at 100 ms: from 0 with copies of it, or from its slot.
     #[test]
     fn the_first_frame_fills_from_zero_unless_skipping_to_it() {
@@ -534,9 +565,11 @@ mod tests {
         );
     }
 
-    /// A hole at a size change is not filled with the old size; a hole within one size is.
+    /// A hole at a size change is filled with the new size's first frame, never with the old
+    /// size under the new caps (`run` checks every frame's content against its caps); a hole
+    /// within one size with the frame before.
     #[test]
-    fn no_copy_across_a_size_change() {
+    fn a_hole_at_a_size_change_is_filled_with_the_new_size() {
         let frames = [
             (0u64, 64),
             (33_333_333, 64),
@@ -547,7 +580,16 @@ mod tests {
         let slots: Vec<(u64, i32)> = out.iter().map(|f| (FPS30.nearest(f.0), f.2)).collect();
         assert_eq!(
             slots,
-            [(0, 64), (1, 64), (4, 96), (5, 96), (6, 96), (7, 96)]
+            [
+                (0, 64),
+                (1, 64),
+                (2, 96),
+                (3, 96),
+                (4, 96),
+                (5, 96),
+                (6, 96),
+                (7, 96)
+            ]
         );
     }
 
