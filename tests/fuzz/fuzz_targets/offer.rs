@@ -38,10 +38,14 @@ fn kind(v: &Result<whipcast::peer::OfferSummary, SdpError>) -> &'static str {
 
 /// Whether `text` has an `m=` line of this media kind, as the parser reads it: it splits
 /// the value on whitespace, so `m=\tvideo 9 …` is a video section too (a finding of the
-/// smoke run, kept in seeds/offer/crash-tab-before-media-kind).
+/// smoke run, kept in seeds/offer/crash-tab-before-media-kind); and it skips every CR and LF
+/// before a line's type letter (rtc-sdp 0.21 `lexer::read_type`), so a bare CR before
+/// `m=video` still starts a video section (also a smoke-run finding, kept in
+/// seeds/offer/crash-cr-before-media-line).
 fn has_section(text: &str, kind: &str) -> bool {
     text.lines().any(|l| {
-        l.strip_prefix("m=")
+        l.trim_start_matches('\r')
+            .strip_prefix("m=")
             .and_then(|v| v.split_whitespace().next())
             .is_some_and(|k| k == kind)
     })
