@@ -24,7 +24,7 @@ rung=$(wc_chains "^video_tee\\. ! queue name=${RUNG}_queue ")
 case $INPUT in
     test)
         # Whipcast's tee (the last element of its ingest chain), fed raw test video at the
-        # ladder's frame rate (from the caps after whipcast's frame-rate element) instead of decoded RTP.
+        # ladder's frame rate (from whipcast's videorate caps) instead of decoded RTP.
         fps=$(grep -o 'video/x-raw,format=I420,framerate=[0-9]*/1' <<<"$ingest" | head -n1 | sed 's/.*=\([0-9]*\)\/1/\1/')
         [[ -n $fps ]] || wc_die "no frame rate in whipcast's ingest chain"
         tee=$(grep -oE 'tee name=video_tee( [a-z-]+=[^ ]+)*' <<<"$ingest")

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Video ingest (src/media/ingest.rs video_ingest), as `whipcast print-pipelines` prints it:
 # RTP from udpsrc on 127.0.0.1 → rtpjitterbuffer → depayloader → decoder → videoconvert →
-# videorate (whipcast: its own frame-rate element, no look-ahead) → I420 @ ladder fps → tee,
-# plus the sender-report input of the jitter buffer.
+# videorate → I420 @ ladder fps → tee, plus the sender-report input of the jitter buffer.
 # whipcast feeds appsrcs from the WebRTC track instead of udpsrc; everything after them is the
 # same. Here the tee feeds one fpsdisplaysink (this script's, prints the decoded frame rate
 # with -v) instead of the rungs.

@@ -20,7 +20,7 @@
 //!   │ peer (webrtc) ──RtpPacket{arrival} (bounded)─▶ media::Pipeline (GStreamer)           │
 //!   │   │  RTCP sender reports ──────────────────▶ jitterbuffers: A/V by sender clock      │
 //!   │   ▲  PLI ◀── keyframes::Steering ◀── MediaEvent::KeyframeRequest, publisher's GOP     │
-//!   │   │        appsrc → jitterbuffer → depay → decode → frame rate → tee → per rung:     │
+//!   │   │        appsrc → jitterbuffer → depay → decode → videorate → tee → per rung:       │
 //!   │   │        scale → x264 → cmafmux; Opus → AAC (or silence) → cmafmux; → appsink      │
 //!   │   │                                   │ MediaEvent::{Renditions, Init, Fragment}      │
 //!   │   │                    ┌──────────────┴──────────────┐                               │

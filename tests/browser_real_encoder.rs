@@ -239,8 +239,8 @@ async fn chromium_real_encoder_first_master_lists_the_whole_ladder_and_keeps_it(
         // RFC 8216bis §4 and §6, and ffmpeg decoding every rendition without a word.
         let name = st["name"].as_str().unwrap();
         // Parts included: Chromium changes resolution mid-stream, which once put a
-        // transcoded part one frame above PART-TARGET (videorate's re-base; the frame-rate
-        // element of src/media/frame_rate.rs never re-bases).
+        // transcoded part one frame above PART-TARGET (videorate's re-base, see
+        // `snap_to_frame_grid` in src/media/ingest.rs).
         common::check_playlists(&gw, name).await.unwrap();
         common::decode_all(&gw.master_url(name));
     }

@@ -204,7 +204,7 @@ async fn default_ladder_for_a_720p_source() {
     let mut cfg = test_config("");
     cfg.media.ladder = None; // the embedded pipelines/ladder.toml, as `make run` uses
     let gw = TestGateway::start(cfg).await;
-    // A 25 fps (PAL) camera into the 30 fps ladder: every sixth frame slot a copy.
+    // A 25 fps (PAL) camera into the 30 fps ladder: videorate duplicates up to 30.
     let mut opts = PublisherOptions::whip(&gw.whip_url("hd")).with_format(1280, 720, 25);
     opts.bitrate_kbps = 2500;
     let publisher = Publisher::start(opts).await.expect("publisher connects");

@@ -58,10 +58,9 @@
 //! at most half a frame from the layers' instants), so it is never shifted, and since its
 //! keyframes follow the layers' it is never cut alone either ([`MAX_ALONE`] is for
 //! publisher timelines that drifted apart). The layers' keyframes are recorded before the
-//! decoded frame of the same picture reaches the forcing (the top layer's at the decoder's
-//! sink pad, before decoding: [`Align::force_keys`]'s `top` probe), so none is missed on an
-//! idle machine; a keyframe missed on a loaded one is a boundary none of the renditions
-//! cuts.
+//! decoded frame of the same picture reaches the forcing (the decoder path holds a frame or
+//! more: the decoder, videorate), so none is missed on an idle machine; a keyframe missed
+//! on a loaded one is a boundary none of the renditions cuts.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -162,21 +162,15 @@ pub fn print_pipelines(ladder: &Ladder, opts: &PrintOptions) -> Result<String, D
              #     -> udpsrc on 127.0.0.1 (it stamps buffers on arrival too)\n",
         );
     }
-    if children.iter().any(|e| factory(e) == "videorate") {
-        out.push_str(
-            "#   whipcast's frame-rate element (no look-ahead, src/media/frame_rate.rs)\n\
-             #     -> videorate (the same constant rate; it holds each frame until the next)\n",
-        );
-    }
     out.push_str(match &opts.out_dir {
         Some(_) => "#   appsink (fragments to the HLS store) -> filesink NAME.mp4\n",
         None => "#   appsink (fragments to the HLS store) -> fakesink\n",
     });
     out.push_str(
-        "# Not expressible, left out: the pad probes (AAC priming shift, DTS = PTS before the\n\
-         # passthrough muxer), cmafmux's split-at-running-time for a one-part first segment,\n\
-         # the jitter buffers' ts-offset from sender reports, and running time 0 at the first\n\
-         # packet's arrival.\n",
+        "# Not expressible, left out: the pad probes (frame-grid snap after videorate, AAC\n\
+         # priming shift, DTS = PTS before the passthrough muxer), cmafmux's\n\
+         # split-at-running-time for a one-part first segment, the jitter buffers' ts-offset\n\
+         # from sender reports, and running time 0 at the first packet's arrival.\n",
     );
     for line in &walker.lines {
         out.push_str(line);

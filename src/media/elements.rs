@@ -23,6 +23,7 @@ pub(crate) const REQUIRED_ELEMENTS: &[&str] = &[
     "opusdec",
     "videoconvert",
     "videoscale",
+    "videorate",
     "x264enc",
     "audioconvert",
     "audioresample",
@@ -153,8 +154,8 @@ const LIVESYNC_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(400);
 /// repeats the last one (silence for raw audio) with the GAP flag, one buffer duration at a
 /// time, for as long as nothing comes; what then arrives behind the timeline it kept is
 /// dropped. So a stream that stalls keeps
-/// its running time tied to the clock and its cadence, instead of a hole that the frame rate
-/// element (or audiorate, or the decoder's loss concealment) fills all at once when media comes
+/// its running time tied to the clock and its cadence, instead of a hole that videorate
+/// (or audiorate, or the decoder's loss concealment) fills all at once when media comes
 /// back: measured before (tests/timeline.rs, 7 s without packets), every rung published
 /// 7 one-second segments of repeated frames within 0.4 s, and the audio 7 segments at once.
 /// `sync=false`: no buffer waits for the clock, so it adds no latency; only a repeat does.

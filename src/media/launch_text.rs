@@ -11,20 +11,15 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::describe::DescribeError;
-use super::frame_rate::FrameRate;
 
 /// The element's factory name. Elements made with their type's builder
-/// (`AppSrc::builder`) have no factory: they are named by type; whipcast's own elements by
-/// their gst-launch-1.0 stand-in.
+/// (`AppSrc::builder`) have no factory: they are named by type.
 pub(super) fn factory(e: &gst::Element) -> String {
     if let Some(f) = e.factory() {
         return f.name().to_string();
     }
     if e.is::<gst_app::AppSrc>() {
         "appsrc".into()
-    } else if e.is::<FrameRate>() {
-        // Its stand-in: the same constant rate, holding each frame until the next.
-        "videorate".into()
     } else if e.is::<gst_app::AppSink>() {
         "appsink".into()
     } else {

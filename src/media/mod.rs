@@ -51,7 +51,6 @@ mod bus;
 mod describe;
 mod elements;
 mod fragments;
-mod frame_rate;
 mod gaps;
 mod graph;
 mod ingest;

@@ -473,8 +473,7 @@ async function main() {
       let maxStep = 0;
       for (let i = 1; i < d.length; i++) {
         if (d[i].ms < d[i - 1].ms) backwards += 1;
-        // The same picture twice: whipcast's frame-rate element filled a slot with the
-        // frame before (late input) or the
+        // The same picture twice: videorate duplicated a frame (late input) or the
         // compositor re-presented it.
         if (d[i].ms === d[i - 1].ms) repeated += 1;
         maxStep = Math.max(maxStep, d[i].ms - d[i - 1].ms);
