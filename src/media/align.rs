@@ -293,28 +293,23 @@ pub(crate) fn muxer_timing(timing: MuxTiming) -> MuxTiming {
 }
 
 impl Layers {
-    /// Sets every layer's shift from the first keyframes seen: the distance to the top
-    /// layer's (layer 0), or to the earliest when the top one has not come. A distance
-    /// beyond the tolerance is not skew but another picture (measured in CI: one layer
-    /// started on a keyframe 127 ms before the others', answering an earlier request):
-    /// that layer keeps its timeline (shift 0).
-    /// The first boundary, once calibrated: the calibration's reference on the shifted
-    /// timeline (the top layer's first keyframe; without it, the earliest first keyframe).
-    fn start_instant(&self) -> Option<u64> {
-        let shifted = |l: &Layer| l.first.map(|f| (f as i64 - l.shift).max(0) as u64);
+    /// The first keyframe the layers' timelines are put together on: the top layer's
+    /// (layer 0), or the earliest when the top one has not come. It keeps its own timeline
+    /// (shift 0), so it is also the first boundary on the shifted timeline.
+    fn reference(&self) -> Option<u64> {
         self.layers
             .first()
-            .and_then(shifted)
-            .or_else(|| self.layers.iter().filter_map(shifted).min())
+            .and_then(|l| l.first)
+            .or_else(|| self.layers.iter().filter_map(|l| l.first).min())
     }
 
+    /// Sets every layer's shift from the first keyframes seen: the distance to the
+    /// [`Layers::reference`]. A distance beyond the tolerance is not skew but another
+    /// picture (measured in CI: one layer started on a keyframe 127 ms before the others',
+    /// answering an earlier request): that layer keeps its timeline (shift 0).
     fn calibrate(&mut self) -> Vec<i64> {
         let tolerance = self.tolerance;
-        let reference = self
-            .layers
-            .first()
-            .and_then(|l| l.first)
-            .or_else(|| self.layers.iter().filter_map(|l| l.first).min());
+        let reference = self.reference();
         for l in &mut self.layers {
             l.shift = match (l.first, reference) {
                 (Some(f), Some(r)) if f.abs_diff(r) <= tolerance && !l.derived => {
@@ -756,7 +751,7 @@ impl Align {
                 let shifts = state.calibrate();
                 // The first boundary is the reference the timelines were put together on
                 // (the top layer's first keyframe), whichever thread gets here first.
-                if let Some(start) = state.start_instant() {
+                if let Some(start) = state.reference() {
                     state.cuts.start(start);
                 }
                 info!(?shifts, renditions = ?self.names, "simulcast layers' timelines put together (ns taken off)");
@@ -1119,11 +1114,11 @@ mod tests {
         assert_eq!(l.calibrate(), vec![0, 8 * MS as i64, 0]);
         // The first boundary is the top layer's first keyframe, whichever layer's thread
         // comes first.
-        assert_eq!(l.start_instant(), Some(1000 * MS));
+        assert_eq!(l.reference(), Some(1000 * MS));
         // Without the top layer's, the earliest.
         let mut l = layers(2);
         l.layers[1].first = Some(500 * MS);
-        assert_eq!(l.start_instant(), Some(500 * MS));
+        assert_eq!(l.reference(), Some(500 * MS));
     }
 
     #[test]
